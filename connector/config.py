@@ -1,0 +1,327 @@
+"""The connector's configuration: one pydantic model, the single source of truth.
+
+``spec/spec.json`` is generated from :class:`SourceConfig` (``python -m connector.specgen``)
+and checked in; a test fails when the two drift. Loading a config is two steps,
+in this order: the raw JSON is validated against that JSON schema (what every
+Airbyte platform does, so our errors match theirs but read better), then parsed
+into the model, which adds the cross-field rules a schema cannot say.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_URL = "https://api.openai.com/v1/chat/completions"
+CHAT_PATH = "/chat/completions"
+
+# A few fields accept a second JSON type for compatibility with other tools'
+# stored configs (AI Squared stores the timeout as a string, templates as JSON
+# text). The schema says so with a type list rather than anyOf, so form
+# renderers still show one simple input.
+NumberOrNumericString = Annotated[
+    float,
+    WithJsonSchema(
+        {
+            "type": ["number", "string"],
+            "exclusiveMinimum": 0,
+            "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*$",
+        }
+    ),
+]
+ObjectOrJSONText = Annotated[
+    dict[str, Any] | str | None,
+    WithJsonSchema({"type": ["object", "string"]}),
+]
+
+ColumnType = Literal["string", "integer", "number", "boolean", "object", "array"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InputConfig(_Strict):
+    """Where the rows come from."""
+
+    path: str | None = Field(
+        None,
+        title="Path",
+        description="A CSV, JSONL or Parquet file, a glob (data/*.parquet) or a directory.",
+        json_schema_extra={"order": 0, "examples": ["data/reviews.csv", "data/part-*.parquet"]},
+    )
+    format: Literal["auto", "csv", "jsonl", "parquet"] = Field(
+        "auto",
+        title="Format",
+        description="File format; 'auto' infers it from the file extension.",
+        json_schema_extra={"order": 1},
+    )
+    rows: list[dict[str, Any]] | None = Field(
+        None,
+        title="Inline rows",
+        description="Rows given directly in the config, for tiny jobs and tests.",
+        json_schema_extra={"order": 2},
+    )
+    primary_key: str | None = Field(
+        None,
+        title="Primary key column",
+        description="Input column that identifies a row. Default: the row's position (_row_number).",
+        json_schema_extra={"order": 3},
+    )
+    batch_size: int = Field(
+        1024,
+        gt=0,
+        le=1_000_000,
+        title="Read batch size",
+        description="Rows read from the input per batch; memory stays bounded by this.",
+        json_schema_extra={"order": 4},
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> InputConfig:
+        if (self.path is None) == (self.rows is None):
+            raise ValueError("give exactly one of input.path (a file, glob or folder) or input.rows")
+        return self
+
+
+class ResponseTemplate(_Strict):
+    """Which output columns to take from each reply."""
+
+    columns: dict[str, str] = Field(
+        default_factory=lambda: {"answer": "choices.0.message.content"},
+        title="Output columns",
+        description=(
+            "Output column name -> dotted path into the chat-completion reply, e.g. "
+            "'choices.0.message.content', 'usage.total_tokens', 'choices.0.finish_reason'. "
+            "Streamed replies are assembled into the same shape first."
+        ),
+    )
+    json_columns: dict[str, ColumnType] = Field(
+        default_factory=dict,
+        title="Typed columns from JSON content",
+        description=(
+            "Parse the message content as a JSON object and expose these keys as typed columns, "
+            'e.g. {"sentiment": "string", "score": "number"}.'
+        ),
+    )
+
+
+class Parameters(_Strict):
+    """Generation parameters, sent with their OpenAI names when set."""
+
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, gt=0)
+    stop: Annotated[
+        str | list[str] | None,
+        WithJsonSchema({"type": ["string", "array"], "items": {"type": "string"}}),
+    ] = None
+    seed: int | None = None
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    response_format: dict[str, Any] | None = Field(
+        None, description='e.g. {"type": "json_object"} or a json_schema format.'
+    )
+
+    def as_body(self) -> dict[str, Any]:
+        """The parameters that are set, as request-body fields."""
+        return self.model_dump(exclude_none=True)
+
+
+class SourceConfig(_Strict):
+    """Configuration of source-openai-compatible."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        title="OpenAI-compatible enrichment source",
+        json_schema_extra={"additionalProperties": False},
+    )
+
+    url: str = Field(
+        DEFAULT_URL,
+        title="Endpoint URL",
+        description=(
+            "The chat-completions URL, or the API base URL (http://host:8000/v1); "
+            "'/chat/completions' is appended to a base URL."
+        ),
+        json_schema_extra={"order": 0, "examples": ["http://localhost:8000/v1", DEFAULT_URL]},
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        title="API key",
+        description="Sent as 'Authorization: Bearer <key>'. Optional for local servers.",
+        json_schema_extra={"order": 1, "airbyte_secret": True},
+    )
+    model: str | None = Field(
+        None,
+        title="Model",
+        description="Model name sent as 'model' (unless the request template sets one).",
+        json_schema_extra={"order": 2, "examples": ["gpt-4o-mini", "Qwen/Qwen2.5-7B-Instruct"]},
+    )
+    prompt: str | None = Field(
+        None,
+        title="Prompt",
+        description="Short form: the user message, with {{column}} placeholders.",
+        json_schema_extra={"order": 3, "examples": ["Classify the sentiment of: {{review_text}}"]},
+    )
+    system_prompt: str | None = Field(
+        None,
+        title="System prompt",
+        description="Short form: an optional system message, with {{column}} placeholders.",
+        json_schema_extra={"order": 4},
+    )
+    request_template: ObjectOrJSONText = Field(
+        None,
+        title="Request format",
+        description=(
+            "Full request body with {{column}} placeholders, as a JSON object or JSON text. "
+            "A string that is exactly one placeholder keeps the value's type. "
+            "Use this or the prompt short form."
+        ),
+        json_schema_extra={"order": 5},
+    )
+    response_template: ObjectOrJSONText = Field(
+        None,
+        title="Response format",
+        description=(
+            'Output columns, e.g. {"columns": {"answer": "choices.0.message.content"}, '
+            '"json_columns": {"sentiment": "string"}}; JSON object or JSON text.'
+        ),
+        json_schema_extra={"order": 6},
+    )
+    input: InputConfig = Field(
+        ..., title="Input table", description="The rows to enrich.", json_schema_extra={"order": 7}
+    )
+    stream: bool = Field(
+        False,
+        title="Streaming",
+        description="Request SSE streaming and assemble the answer from deltas (records time to first token).",
+        json_schema_extra={"order": 8},
+    )
+    timeout: NumberOrNumericString = Field(
+        60.0,
+        title="HTTP timeout (seconds)",
+        description="Per request; a numeric string such as \"30\" is accepted.",
+        json_schema_extra={"order": 9},
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        title="Extra headers",
+        description="Sent with every request (tenant, routing). Values are never printed.",
+        json_schema_extra={"order": 10},
+    )
+    parameters: Parameters = Field(
+        default_factory=Parameters,
+        title="Generation parameters",
+        json_schema_extra={"order": 11},
+    )
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict,
+        title="Extra body fields",
+        description="Provider-specific fields merged into every request last (top_k, chat_template_kwargs).",
+        json_schema_extra={"order": 12},
+    )
+    concurrency: int = Field(
+        16,
+        ge=1,
+        le=4096,
+        title="Requests in flight",
+        description="Maximum concurrent requests.",
+        json_schema_extra={"order": 13},
+    )
+    max_retries: int = Field(
+        5,
+        ge=0,
+        le=20,
+        title="Retries per row",
+        description="On 408/409/429/5xx and connection errors, with exponential backoff and Retry-After.",
+        json_schema_extra={"order": 14},
+    )
+    stream_name: str = Field(
+        "enriched_rows",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        title="Stream name",
+        json_schema_extra={"order": 15},
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _absolute_http_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "must be an absolute http:// or https:// URL, "
+                "e.g. http://localhost:8000/v1 or https://api.openai.com/v1"
+            )
+        return value.strip()
+
+    @field_validator("request_template", "response_template", mode="before")
+    @classmethod
+    def _json_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(
+                    f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+                    "give a JSON object or JSON text of one"
+                ) from None
+            if not isinstance(parsed, dict):
+                raise ValueError("must be a JSON object")
+            return parsed
+        return value
+
+    @model_validator(mode="after")
+    def _one_request_form(self) -> SourceConfig:
+        if self.request_template is None and self.prompt is None:
+            raise ValueError("give a prompt (short form) or a request_template (full request body)")
+        if self.request_template is not None and (self.prompt or self.system_prompt):
+            raise ValueError("give either prompt/system_prompt or request_template, not both")
+        return self
+
+    # Derived values -------------------------------------------------------------
+
+    @property
+    def chat_url(self) -> str:
+        """The chat-completions URL, whichever form ``url`` was given in."""
+        return self.base_url + CHAT_PATH
+
+    @property
+    def base_url(self) -> str:
+        """The API base (``.../v1``) that ``/models`` hangs off."""
+        url = self.url.rstrip("/")
+        return url[: -len(CHAT_PATH)] if url.endswith(CHAT_PATH) else url
+
+    @property
+    def response(self) -> ResponseTemplate:
+        """The parsed response template (defaults when none was given)."""
+        raw = self.response_template
+        return ResponseTemplate.model_validate(raw or {})
+
+    def request_headers(self) -> dict[str, str]:
+        """Headers sent with every request, key included."""
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.api_key is not None and self.api_key.get_secret_value():
+            headers["Authorization"] = f"Bearer {self.api_key.get_secret_value()}"
+        headers.update(self.headers)
+        return headers
+
+    def secrets(self) -> list[str]:
+        """Every value that must never appear in any output."""
+        values = [v for v in self.headers.values() if v]
+        if self.api_key is not None and self.api_key.get_secret_value():
+            values.append(self.api_key.get_secret_value())
+        return values

@@ -1,0 +1,76 @@
+"""The async pipeline: items in, bounded concurrency, results out in input order.
+
+:func:`ordered_map` keeps at most ``concurrency`` calls in flight and at most
+``window`` results waiting for an earlier, slower one (the reorder buffer), so
+memory is bounded whatever the number of rows. Completion is signalled through
+one event rather than by scanning the in-flight set, so the bookkeeping per item
+is O(1) at any concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+async def ordered_map(
+    items: Iterator[T],
+    fn: Callable[[T], Awaitable[R]],
+    concurrency: int,
+    window: int | None = None,
+) -> AsyncIterator[R]:
+    """Yield ``fn(item)`` for every item, in input order, ``concurrency`` at a time.
+
+    The first exception raised by ``fn`` cancels the calls still in flight and
+    propagates once every earlier result has been yielded.
+    """
+    if concurrency < 1:
+        raise ValueError("concurrency must be >= 1")
+    window = max(window or concurrency * 4, concurrency)
+    tasks: dict[int, asyncio.Future[R]] = {}
+    wake = asyncio.Event()
+    in_flight = 0
+    next_index = 0  # next item to start
+    next_out = 0  # next result to yield
+    exhausted = False
+    failed = False  # once a call raised, start no new one
+
+    def finished(task: asyncio.Future[R]) -> None:
+        nonlocal in_flight, failed
+        in_flight -= 1
+        if not task.cancelled() and task.exception() is not None:
+            failed = True
+        wake.set()
+
+    try:
+        while True:
+            while not (exhausted or failed) and in_flight < concurrency and next_index - next_out < window:
+                try:
+                    item = next(items)
+                except StopIteration:
+                    exhausted = True
+                    break
+                task = asyncio.ensure_future(fn(item))
+                task.add_done_callback(finished)
+                tasks[next_index] = task
+                next_index += 1
+                in_flight += 1
+            head = tasks.get(next_out)
+            if head is None:
+                return  # nothing left to start and everything yielded
+            if head.done():
+                del tasks[next_out]
+                next_out += 1
+                yield head.result()
+                continue
+            wake.clear()
+            await wake.wait()
+    finally:
+        for task in tasks.values():
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks.values(), return_exceptions=True)

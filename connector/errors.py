@@ -1,0 +1,125 @@
+"""One exception tree for the whole connector.
+
+Every error the connector raises on purpose is a ``ConnectorError``. Each class
+knows the Airbyte ``failure_type`` it maps to, so the protocol edge never has to
+guess::
+
+    ConnectorError                      system_error
+    ├── ConfigError                     config_error   (fix the config, then rerun)
+    │   ├── TemplateError               config_error   (a template cannot be compiled or rendered)
+    │   └── InputError                  config_error   (the input table is missing or unreadable)
+    ├── CatalogError                    config_error   (unknown stream, unsupported sync mode)
+    ├── StateError                      config_error   (malformed or foreign state)
+    └── EndpointError                   transient_error (anything the endpoint did)
+        ├── TransportError              transient_error (no HTTP answer at all)
+        │   ├── ConnectTimeout / ReadTimeout / ConnectFailed / TLSFailed / StreamBroken
+        ├── HTTPStatusError             depends on the status (4xx config_error, else transient)
+        └── BadReply                    transient_error (2xx whose body we cannot use)
+
+Lower-level exceptions (aiohttp, httpx, OSError, json) are translated into this
+tree in exactly one place per layer, with ``raise X(...) from exc``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+FailureType = Literal["system_error", "config_error", "transient_error"]
+
+
+class ConnectorError(Exception):
+    """Base of every error the connector raises deliberately."""
+
+    failure_type: FailureType = "system_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(ConnectorError):
+    """The configuration is invalid; the message names the field and the fix."""
+
+    failure_type: FailureType = "config_error"
+
+
+class TemplateError(ConfigError):
+    """A request or response template cannot be compiled or rendered for a row."""
+
+
+class InputError(ConfigError):
+    """The input table is missing, empty in a way that matters, or unreadable."""
+
+
+class CatalogError(ConfigError):
+    """The configured catalog asks for something this source does not offer."""
+
+
+class StateError(ConfigError):
+    """The state passed with ``--state`` is malformed or belongs to another source."""
+
+
+class EndpointError(ConnectorError):
+    """The endpoint did not give a usable answer."""
+
+    failure_type: FailureType = "transient_error"
+    retryable: bool = True
+    attempts: int = 1  # set by the client once retries are over
+
+
+class TransportError(EndpointError):
+    """No HTTP answer at all: connection refused, DNS, TLS, timeout, reset."""
+
+
+class ConnectFailed(TransportError):
+    """The host could not be reached (refused, unknown host, network down)."""
+
+
+class TLSFailed(TransportError):
+    """The TLS handshake failed (certificate not trusted, wrong host name)."""
+
+    retryable = False
+
+
+class ConnectTimeout(TransportError):
+    """Connecting took longer than the configured timeout."""
+
+
+class ReadTimeout(TransportError):
+    """The endpoint accepted the request but did not answer within the timeout."""
+
+
+class StreamBroken(TransportError):
+    """The connection or the SSE stream ended before the answer was complete."""
+
+
+class BadReply(EndpointError):
+    """A 2xx reply whose body is not what the API promises (bad JSON, no choices)."""
+
+
+class HTTPStatusError(EndpointError):
+    """The endpoint answered with a non-2xx status."""
+
+    # 408 request timeout, 409 conflict (some gateways), 429 rate limit, 5xx server side.
+    RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        retry_after: float | None = None,
+        body: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+        self.body = body
+        self.retryable = status in self.RETRYABLE_STATUSES or status >= 500
+        if 400 <= status < 500 and not self.retryable:
+            self.failure_type = "config_error"
+
+    @property
+    def is_auth(self) -> bool:
+        """The key was rejected: no later row can succeed either."""
+        return self.status in (401, 403)

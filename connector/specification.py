@@ -1,0 +1,74 @@
+"""The Airbyte connector specification, generated from :class:`SourceConfig`.
+
+Run ``python -m connector.specification`` to regenerate ``spec/spec.json``.
+Pydantic's JSON schema is reshaped for Airbyte's form renderers and linters:
+``$ref``s are inlined and ``Optional[X]`` becomes plain ``X`` (absence already
+means null in a config), so every property is one simple, documented input.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from connector.config import SourceConfig
+
+DOCUMENTATION_URL = "https://github.com/source-openai-compatible/source-openai-compatible#readme"
+SPEC_PATH = Path(__file__).resolve().parent.parent / "spec" / "spec.json"
+
+
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_inline(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = defs[node["$ref"].rsplit("/", 1)[-1]]
+        siblings = {k: v for k, v in node.items() if k != "$ref"}
+        return _inline({**target, **siblings}, defs)
+    if "anyOf" in node:
+        branches = [b for b in node["anyOf"] if b != {"type": "null"}]
+        if len(branches) == 1:
+            rest = {k: v for k, v in node.items() if k != "anyOf"}
+            return _inline({**branches[0], **rest}, defs)
+    out = {key: _inline(value, defs) for key, value in node.items()}
+    if out.get("default", ...) is None:
+        del out["default"]  # "default: null" on a string field confuses form renderers
+    return out
+
+
+@lru_cache(maxsize=1)
+def connection_specification() -> dict[str, Any]:
+    """The JSON schema that configs are validated against."""
+    schema = SourceConfig.model_json_schema()
+    defs = schema.pop("$defs", {})
+    schema = _inline(schema, defs)
+    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
+    return dict(schema)
+
+
+def specification() -> dict[str, Any]:
+    """The body of the SPEC message."""
+    return {
+        "documentationUrl": DOCUMENTATION_URL,
+        "connectionSpecification": connection_specification(),
+        "supportsIncremental": True,
+        "supported_destination_sync_modes": ["overwrite", "append", "append_dedup"],
+    }
+
+
+def render() -> str:
+    """``spec/spec.json`` as it should be on disk."""
+    return json.dumps(specification(), indent=2, sort_keys=False) + "\n"
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--check"]:
+        if SPEC_PATH.read_text() != render():
+            sys.exit("spec/spec.json is stale: run `python -m connector.specification`")
+    else:
+        SPEC_PATH.write_text(render())
+        print(f"wrote {SPEC_PATH}")

@@ -1,0 +1,70 @@
+"""Checkpoints: where a sync stands, and where a resumed one starts.
+
+Output is in input order, so the position (rows emitted so far) is a complete
+cursor: ``{"position": N}`` means rows 1..N are in the destination. A full-refresh
+sync that finished records ``"sync_complete": true`` so the next one starts over;
+an incremental sync continues after row N, picking up rows appended since.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from connector.errors import StateError
+
+
+@dataclass(frozen=True)
+class StreamPosition:
+    position: int = 0
+    sync_complete: bool = False
+
+    def as_state(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"position": self.position}
+        if self.sync_complete:
+            out["sync_complete"] = True
+        return out
+
+
+def _stream_states(raw: Any) -> dict[str, Any]:
+    """name -> stream_state, from the protocol's list form or the legacy dict form."""
+    if raw is None or raw == [] or raw == {}:
+        return {}
+    if isinstance(raw, list):
+        out = {}
+        for i, message in enumerate(raw):
+            if not isinstance(message, dict):
+                raise StateError(f"state.{i}: expected a STATE message object")
+            if message.get("type") == "STATE" and isinstance(message.get("state"), dict):
+                message = message["state"]
+            kind = message.get("type") or "STREAM"
+            stream = message.get("stream")
+            if kind != "STREAM" or not isinstance(stream, dict):
+                raise StateError(
+                    f"state.{i}: this source keeps per-stream state (type STREAM), got type {kind}; "
+                    "pass the state this source emitted, or none to start over"
+                )
+            name = (stream.get("stream_descriptor") or {}).get("name")
+            if not isinstance(name, str):
+                raise StateError(f"state.{i}: stream.stream_descriptor.name is missing")
+            out[name] = stream.get("stream_state")
+        return out
+    if isinstance(raw, dict):  # legacy: {"stream_name": {...}}
+        return raw
+    raise StateError("state: expected a list of STATE messages (or an empty list)")
+
+
+def position_for(raw: Any, stream: str, sync_mode: str) -> StreamPosition:
+    """Where the stream resumes, given the ``--state`` file's content."""
+    entry = _stream_states(raw).get(stream)
+    if entry is None:
+        return StreamPosition()
+    if not isinstance(entry, dict) or not isinstance(entry.get("position"), int) or entry["position"] < 0:
+        raise StateError(
+            f"state for stream '{stream}' is not this source's (expected {{\"position\": <rows done>}}, "
+            f"got {str(entry)[:80]}); pass the state this source emitted, or none to start over"
+        )
+    saved = StreamPosition(entry["position"], bool(entry.get("sync_complete")))
+    if sync_mode == "full_refresh" and saved.sync_complete:
+        return StreamPosition()
+    return saved

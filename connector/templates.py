@@ -1,0 +1,229 @@
+"""Row -> request body, and reply -> output columns.
+
+Templates are compiled once into closures, so the per-row cost is a handful of
+dict lookups and string joins, never a re-parse. Values are placed into a Python
+structure and JSON-encoded afterwards, which makes escaping correct by
+construction: quotes, newlines, unicode and 100 KB cells need no special case.
+
+Placeholders are ``{{column}}`` (whitespace inside the braces is ignored). A
+string that is exactly one placeholder becomes the cell's own value, keeping its
+type (number, list, null); a placeholder inside longer text becomes the cell's
+text form, with null as the empty string (never the word "None").
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import date, datetime, time
+from typing import Any
+
+import orjson
+
+from connector.config import ResponseTemplate, SourceConfig
+from connector.errors import TemplateError
+from connector.protocol import dumps
+
+Row = Mapping[str, Any]
+Renderer = Callable[[Row], Any]
+
+PLACEHOLDER = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
+
+
+def cell_text(value: Any) -> str:
+    """A cell as it reads inside a prompt."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value)) if abs(value) < 1e15 else repr(value)
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    return dumps(value).decode()
+
+
+def _compile(node: Any, columns: set[str]) -> Renderer | None:
+    """A renderer for ``node``, or None when the node holds no placeholder (a constant)."""
+    if isinstance(node, str):
+        whole = PLACEHOLDER.fullmatch(node)
+        if whole:
+            column = whole.group(1)
+            columns.add(column)
+            return lambda row: row[column]
+        pieces = PLACEHOLDER.split(node)
+        if len(pieces) == 1:
+            return None
+        # split() alternates literal text and column names: even indexes are text.
+        names = pieces[1::2]
+        columns.update(names)
+        literals = pieces[0::2]
+
+        def interpolate(row: Row) -> str:
+            out = [literals[0]]
+            for name, literal in zip(names, literals[1:]):
+                out.append(cell_text(row[name]))
+                out.append(literal)
+            return "".join(out)
+
+        return interpolate
+    if isinstance(node, dict):
+        parts = {key: _compile(value, columns) for key, value in node.items()}
+        if all(r is None for r in parts.values()):
+            return None
+        items = [(key, parts[key], value) for key, value in node.items()]
+        return lambda row: {k: (r(row) if r else v) for k, r, v in items}
+    if isinstance(node, list):
+        compiled = [(_compile(item, columns), item) for item in node]
+        if all(r is None for r, _ in compiled):
+            return None
+        return lambda row: [r(row) if r else v for r, v in compiled]
+    return None
+
+
+class RequestTemplate:
+    """A compiled request template: ``render(row)`` gives the body's templated part."""
+
+    def __init__(self, template: dict[str, Any]) -> None:
+        columns: set[str] = set()
+        renderer = _compile(template, columns)
+        self._template = template
+        self._renderer = renderer
+        self.columns = frozenset(columns)
+
+    @classmethod
+    def from_config(cls, config: SourceConfig) -> RequestTemplate:
+        """The template the config describes, short form (prompt) or full body."""
+        if config.request_template is not None:
+            template = dict(config.request_template)
+            origin = "request_template"
+        else:
+            messages = []
+            if config.system_prompt:
+                messages.append({"role": "system", "content": config.system_prompt})
+            messages.append({"role": "user", "content": config.prompt or ""})
+            template = {"messages": messages}
+            origin = "prompt"
+        if not isinstance(template.get("messages"), (list, str)) or template["messages"] == []:
+            raise TemplateError(
+                f"{origin}: the request body has no 'messages' list; a chat-completions request "
+                'needs one, e.g. {"messages": [{"role": "user", "content": "{{text}}"}]}'
+            )
+        return cls(template)
+
+    def check_columns(self, available: Iterable[str]) -> None:
+        """Fail now, naming the columns, if the template uses a column the input lacks."""
+        have = list(available)
+        missing = sorted(self.columns - set(have))
+        if missing:
+            listed = ", ".join(missing)
+            raise TemplateError(
+                f"request template uses column(s) {listed} that the input does not have; "
+                f"input columns are: {', '.join(have) or '(none)'}"
+            )
+
+    def render(self, row: Row) -> Any:
+        """The templated body for one row (constants shared, never mutated)."""
+        if self._renderer is None:
+            return self._template
+        return self._renderer(row)
+
+
+# Responses -------------------------------------------------------------------------
+
+
+def _compile_path(path: str) -> tuple[str | int, ...]:
+    return tuple(int(p) if p.lstrip("-").isdigit() else p for p in path.split("."))
+
+
+def dig(value: Any, path: Sequence[str | int]) -> Any:
+    """Follow a compiled dotted path; None where the reply has no such field."""
+    for step in path:
+        if isinstance(step, int) and isinstance(value, list):
+            if -len(value) <= step < len(value):
+                value = value[step]
+                continue
+            return None
+        if isinstance(value, dict):
+            value = value.get(str(step))
+            if value is None:
+                return None
+            continue
+        return None
+    return value
+
+
+_FENCE = re.compile(r"^\s*```[a-zA-Z0-9_-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
+
+
+def parse_json_object(text: str) -> dict[str, Any]:
+    """Parse a model's JSON answer, tolerating a Markdown code fence around it."""
+    fenced = _FENCE.match(text)
+    if fenced:
+        text = fenced.group(1)
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"the answer is not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"the answer is JSON but not an object (a {type(value).__name__})")
+    return value
+
+
+_TYPE_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+}
+
+
+CONTENT_PATH = _compile_path("choices.0.message.content")
+
+
+class ResponseExtractor:
+    """Takes the configured output columns out of a (normalised) chat-completion reply."""
+
+    def __init__(self, template: ResponseTemplate) -> None:
+        self.template = template
+        self._paths = [(name, _compile_path(path)) for name, path in template.columns.items()]
+        self._json_columns = list(template.json_columns.items())
+
+    @property
+    def column_names(self) -> list[str]:
+        return [name for name, _ in self._paths] + [name for name, _ in self._json_columns]
+
+    def extract(self, reply: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+        """Output columns for one reply, and a row error (or None)."""
+        out = {name: dig(reply, path) for name, path in self._paths}
+        if not self._json_columns:
+            return out, None
+        for name, _ in self._json_columns:
+            out[name] = None
+        content = dig(reply, CONTENT_PATH)
+        if not isinstance(content, str):
+            return out, "json_columns: the reply has no text content to parse"
+        try:
+            parsed = parse_json_object(content)
+        except ValueError as exc:
+            return out, f"json_columns: {exc}"
+        problems = []
+        for name, kind in self._json_columns:
+            value = parsed.get(name)
+            if value is None:
+                problems.append(f"'{name}' missing")
+            elif kind == "number" and isinstance(value, int) and not isinstance(value, bool):
+                out[name] = float(value)
+            elif _TYPE_CHECKS[kind](value):
+                out[name] = value
+            else:
+                problems.append(f"'{name}' is {type(value).__name__}, expected {kind}")
+        error = f"json_columns: {', '.join(problems)}" if problems else None
+        return out, error

@@ -1,0 +1,107 @@
+"""Turn a raw config dict into a :class:`SourceConfig`, or a ConfigError that reads well.
+
+Every message names the field by its dotted path and says what to do, e.g.
+``timeout: must be > 0``. Values of secret fields are never echoed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import jsonschema
+from pydantic import ValidationError
+
+from connector.config import ResponseTemplate, SourceConfig
+from connector.errors import ConfigError
+from connector.specification import connection_specification
+
+_SECRET_ROOTS = ("api_key", "headers")
+
+
+def _path(parts: Any) -> str:
+    return ".".join(str(p) for p in parts) or "config"
+
+
+def _show(path: str, value: Any) -> str:
+    if path.startswith(_SECRET_ROOTS):
+        return "a secret value"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_JSON_TYPES = {
+    "number": "a number",
+    "integer": "a whole number",
+    "string": "text",
+    "boolean": "true or false",
+    "object": "a JSON object",
+    "array": "a list",
+}
+
+
+def _schema_message(error: jsonschema.ValidationError) -> tuple[str, str]:
+    path = _path(error.absolute_path)
+    kind, expected = error.validator, error.validator_value
+    if kind == "exclusiveMinimum":
+        return path, f"must be > {expected} (got {_show(path, error.instance)})"
+    if kind == "minimum":
+        return path, f"must be >= {expected} (got {_show(path, error.instance)})"
+    if kind == "maximum":
+        return path, f"must be <= {expected} (got {_show(path, error.instance)})"
+    if kind == "type":
+        wanted = " or ".join(_JSON_TYPES.get(t, t) for t in ([expected] if isinstance(expected, str) else expected))
+        return path, f"must be {wanted} (got {_show(path, error.instance)})"
+    if kind == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else str(error.message)
+        return _path([*error.absolute_path, missing]), "is required"
+    if kind == "additionalProperties":
+        allowed = list(error.schema.get("properties", {}))
+        extras = sorted(set(error.instance) - set(allowed))
+        notes = []
+        for extra in extras:
+            close = difflib.get_close_matches(extra, allowed, n=1)
+            notes.append(f"'{extra}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        return path, f"unknown field {', '.join(notes)}; allowed: {', '.join(allowed)}"
+    if kind == "enum":
+        return path, f"must be one of {', '.join(map(str, expected))} (got {_show(path, error.instance)})"
+    if kind == "pattern":
+        if path == "timeout":
+            return path, f"must be a number of seconds such as 30 (got {_show(path, error.instance)})"
+        return path, f"must match {expected} (got {_show(path, error.instance)})"
+    return path, error.message if not path.startswith(_SECRET_ROOTS) else f"is invalid ({kind})"
+
+
+def _pydantic_messages(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[str]:
+    out = []
+    for err in exc.errors(include_url=False, include_input=False):
+        path = _path([*prefix, *err["loc"]])
+        msg = err["msg"]
+        for noise in ("Value error, ", "Assertion failed, "):
+            msg = msg.removeprefix(noise)
+        if err["type"] == "greater_than":
+            msg = f"must be > {err['ctx']['gt']}"
+        out.append(f"{path}: {msg}")
+    return out
+
+
+def load_config(raw: Any) -> SourceConfig:
+    """Validate ``raw`` against the spec's JSON schema, then parse it into the model."""
+    if not isinstance(raw, dict):
+        raise ConfigError("config: must be a JSON object (got %s)" % type(raw).__name__)
+    validator = jsonschema.Draft7Validator(connection_specification())
+    problems = sorted(
+        {"{}: {}".format(*_schema_message(e)) for e in validator.iter_errors(raw)},
+    )
+    if problems:
+        raise ConfigError("Invalid config: " + "; ".join(problems))
+    try:
+        config = SourceConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError("Invalid config: " + "; ".join(_pydantic_messages(exc))) from None
+    try:
+        ResponseTemplate.model_validate(config.response_template or {})
+    except ValidationError as exc:
+        messages = _pydantic_messages(exc, ("response_template",))
+        raise ConfigError("Invalid config: " + "; ".join(messages)) from None
+    return config
