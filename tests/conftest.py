@@ -1,0 +1,141 @@
+"""Shared fixtures: the fake OpenAI server, the real local llama.cpp server, CLI runners.
+
+Every server a test starts is its own process, started here and stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from connector.transport import HttpxTransport
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "connector"]
+FAKE_KEY = "sk-fake-test-key-0123456789"
+LIVE_KEY = "sk-live-test-key-0123456789"
+
+
+@dataclass
+class Server:
+    base_url: str
+    api_key: str
+    pid: int
+
+    def stats(self) -> dict[str, int]:
+        with urllib.request.urlopen(self.base_url.removesuffix("/v1") + "/_stats", timeout=5) as r:
+            return dict(json.load(r))
+
+
+def _stop(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[Server]:
+    """The fake OpenAI-compatible server (tests/fake_openai.py) on a free port."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_openai", "--port", "0", "--api-key", FAKE_KEY,
+         "--models", "fake-model,other-model"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("PORT "), f"fake server did not start: {line!r}"
+    try:
+        yield Server(f"http://127.0.0.1:{int(line.split()[1])}/v1", FAKE_KEY, proc.pid)
+    finally:
+        _stop(proc.pid)
+        proc.wait(timeout=10)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The real llama.cpp server with SmolLM2-135M, installed and started by scripts/local_llm.sh."""
+    workdir = tmp_path_factory.mktemp("llm")
+    port = _free_port()
+    env = {**os.environ, "PORT": str(port), "API_KEY": LIVE_KEY,
+           "PIDFILE": str(workdir / "server.pid"), "LOG": str(workdir / "server.log")}
+    started = subprocess.run([str(ROOT / "scripts" / "local_llm.sh"), "start"], env=env,
+                             capture_output=True, text=True, timeout=3600)
+    assert started.returncode == 0, f"local llama.cpp server failed to start:\n{started.stderr[-3000:]}"
+    pid = int((workdir / "server.pid").read_text())
+    try:
+        yield Server(f"http://127.0.0.1:{port}/v1", LIVE_KEY, pid)
+    finally:
+        _stop(pid)
+
+
+@dataclass
+class Run:
+    code: int
+    messages: list[dict[str, Any]]
+    stdout: str
+    stderr: str
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m["type"] == kind]
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return [m["record"]["data"] for m in self.of_type("RECORD")]
+
+    @property
+    def trace_errors(self) -> list[dict[str, Any]]:
+        return [m["trace"]["error"] for m in self.of_type("TRACE") if m["trace"]["type"] == "ERROR"]
+
+
+def run_cli(args: list[str], cwd: Path | None = None, timeout: float = 600) -> Run:
+    """Run the connector as a process, exactly as a platform would; parse stdout."""
+    proc = subprocess.run([*CLI, *args], cwd=cwd or ROOT, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+    messages = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    return Run(proc.returncode, messages, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def write_json(tmp_path: Path) -> Callable[[str, Any], str]:
+    def write(name: str, value: Any) -> str:
+        path = tmp_path / name
+        path.write_text(json.dumps(value))
+        return str(path)
+    return write
+
+
+def catalog_for(stream: str = "enriched_rows", sync_mode: str = "full_refresh") -> dict[str, Any]:
+    return {"streams": [{"stream": {"name": stream, "json_schema": {},
+                                    "supported_sync_modes": ["full_refresh", "incremental"]},
+                         "sync_mode": sync_mode, "destination_sync_mode": "append"}]}
+
+
+def mock_transport(handler: Callable[[httpx.Request], httpx.Response]) -> Callable[[int], HttpxTransport]:
+    """A transport factory for commands.*: every request goes to ``handler``."""
+    return lambda _concurrency: HttpxTransport(httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+
+
+def chat_reply(content: str, finish_reason: str = "stop", model: str = "m") -> dict[str, Any]:
+    return {"id": "x", "object": "chat.completion", "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                         "finish_reason": finish_reason}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}
