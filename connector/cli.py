@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import traceback
 from collections.abc import AsyncIterator, Sequence
@@ -73,6 +74,9 @@ class _Writer:
         if kind in _FLUSH_TYPES:
             self._out.flush()
 
+    def flush(self) -> None:
+        self._out.flush()
+
 
 def _secrets_of(raw_config: Any) -> list[str]:
     """Secrets straight from the raw config, so even an invalid config's key is masked."""
@@ -127,7 +131,7 @@ def run(argv: Sequence[str] | None = None, out: BinaryIO | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: still a TRACE, never a bare traceback
+    except Exception as exc:
         stack = "".join(traceback.format_exception(exc))
         writer.write(
             trace_error(
@@ -139,10 +143,8 @@ def run(argv: Sequence[str] | None = None, out: BinaryIO | None = None) -> int:
         )
         return 1
     finally:
-        try:
-            writer._out.flush()
-        except (BrokenPipeError, ValueError):
-            pass
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            writer.flush()
 
 
 def main() -> None:

@@ -154,8 +154,8 @@ class EndpointClient:
             from orjson import loads
 
             data = loads(body)
-            entries = data.get("data", data.get("models", [])) if isinstance(data, dict) else data
-            ids = [e.get("id") or e.get("name") or e.get("model") for e in entries]
+            entries = data.get("data", data.get("models")) if isinstance(data, dict) else data
+            ids = [e.get("id") or e.get("name") or e.get("model") for e in entries or ()]
             return [str(i) for i in ids if i]
         except (ValueError, TypeError, AttributeError):
             raise errors.BadReply(f"GET {self._models_url} did not return a model list") from None

@@ -120,7 +120,8 @@ async def read(
     template = RequestTemplate.from_config(config)
     template.check_columns(table.columns)
     enriched_stream(config, table.schema)  # the same name and column checks as discover
-    offered = {config.stream_name: SYNC_MODES, MODELS_STREAM: ("full_refresh",)}
+    # PyAirbyte asks for incremental on every stream; models is then simply listed again.
+    offered = {config.stream_name: SYNC_MODES, MODELS_STREAM: SYNC_MODES}
     selected = selected_streams(catalog, offered)
     redact = Redactor(config.secrets())
     transport = transport_factory(config.concurrency)

@@ -118,16 +118,16 @@ class ResponseTemplate(_Strict):
 
 
 class Parameters(_Strict):
-    """Generation parameters, sent with their OpenAI names when set."""
+    """Generation parameters."""
 
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, gt=0, le=1)
-    max_tokens: int | None = Field(None, gt=0)
+    temperature: float | None = Field(None, ge=0, le=2, description="Sampling temperature.")
+    top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass.")
+    max_tokens: int | None = Field(None, gt=0, description="Upper bound on tokens generated per row.")
     stop: Annotated[
         str | list[str] | None,
         WithJsonSchema({"type": ["string", "array"], "items": {"type": "string"}}),
-    ] = None
-    seed: int | None = None
+    ] = Field(None, description="Stop sequence(s).")
+    seed: int | None = Field(None, description="Seed, for servers that support reproducible sampling.")
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     response_format: dict[str, Any] | None = Field(
@@ -211,6 +211,7 @@ class SourceConfig(_Strict):
     )
     timeout: NumberOrNumericString = Field(
         60.0,
+        gt=0,  # the schema's exclusiveMinimum does not apply to the string form ("0")
         title="HTTP timeout (seconds)",
         description="Per request; a numeric string such as \"30\" is accepted.",
         json_schema_extra={"order": 9},
@@ -224,6 +225,7 @@ class SourceConfig(_Strict):
     parameters: Parameters = Field(
         default_factory=Parameters,
         title="Generation parameters",
+        description="Sent with their OpenAI names when set; they override the same keys of the template.",
         json_schema_extra={"order": 11},
     )
     extra_body: dict[str, Any] = Field(

@@ -17,6 +17,10 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+async def _call(fn: Callable[[T], Awaitable[R]], item: T) -> R:
+    return await fn(item)
+
+
 async def ordered_map(
     items: Iterator[T],
     fn: Callable[[T], Awaitable[R]],
@@ -31,7 +35,7 @@ async def ordered_map(
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
     window = max(window or concurrency * 4, concurrency)
-    tasks: dict[int, asyncio.Future[R]] = {}
+    tasks: dict[int, asyncio.Task[R]] = {}
     wake = asyncio.Event()
     in_flight = 0
     next_index = 0  # next item to start
@@ -54,7 +58,7 @@ async def ordered_map(
                 except StopIteration:
                     exhausted = True
                     break
-                task = asyncio.ensure_future(fn(item))
+                task = asyncio.create_task(_call(fn, item))
                 task.add_done_callback(finished)
                 tasks[next_index] = task
                 next_index += 1

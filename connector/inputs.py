@@ -120,11 +120,12 @@ class InputTable:
     def count_rows(self) -> int | None:
         """Row count when it is cheap to know (inline rows, Parquet metadata)."""
         if self._inline is not None:
-            return self._inline.num_rows
+            return int(self._inline.num_rows)
         import pyarrow.dataset as ds
 
         if isinstance(self._dataset.format, ds.ParquetFileFormat):
-            return int(self._dataset.count_rows())
+            rows: int = self._dataset.count_rows()
+            return rows
         return None
 
     def batches(self, skip: int = 0) -> Iterator[list[Row]]:

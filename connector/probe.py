@@ -44,15 +44,19 @@ def explain(exc: errors.EndpointError, config: SourceConfig, models: list[str] |
         if exc.status == 404:
             if "model" in exc.body.lower():
                 offered = f" The server offers: {', '.join(models[:20])}." if models else ""
-                return f"Model '{config.model}' not found at {host} (404).{offered} Server said: {_detail(exc)}"
+                return (f"Model '{config.model}' not found at {host} (404).{offered} "
+                        f"Server said: {_detail(exc)}")
             better = _suggest_url(config)
             fix = f" Did you mean {better}?" if better != config.chat_url else ""
-            return f"Wrong path: POST {config.chat_url} returned 404.{fix} Set url to the chat-completions URL or the API base (…/v1)."
+            return (f"Wrong path: POST {config.chat_url} returned 404.{fix} "
+                    "Set url to the chat-completions URL or the API base (…/v1).")
         if exc.status == 429:
-            return f"Rate limited (429) by {host} during check; the key works but is throttled now. Server said: {_detail(exc)}"
+            return (f"Rate limited (429) by {host} during check; the key works but is throttled now. "
+                    f"Server said: {_detail(exc)}")
         return f"The endpoint rejected the check request ({exc.status}): {_detail(exc)}"
     if isinstance(exc, errors.TLSFailed):
-        return f"TLS failure talking to {host}: {exc.message}. Check the certificate (or use http:// for a local server)."
+        return (f"TLS failure talking to {host}: {exc.message}. "
+                "Check the certificate (or use http:// for a local server).")
     if isinstance(exc, (errors.ConnectTimeout, errors.ReadTimeout)):
         return f"Timeout: {exc.message}. Is the server overloaded, or is timeout ({config.timeout:g} s) too short?"
     if isinstance(exc, errors.ConnectFailed):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Mapping
-from datetime import date, datetime, time as dtime
+from datetime import date, datetime
+from datetime import time as dtime
 from decimal import Decimal
 from typing import Any, Literal
 

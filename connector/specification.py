@@ -65,10 +65,53 @@ def render() -> str:
     return json.dumps(specification(), indent=2, sort_keys=False) + "\n"
 
 
+README_PATH = SPEC_PATH.parent.parent / "README.md"
+_START, _END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
+
+
+_BOUNDS = (("exclusiveMinimum", ">"), ("minimum", ">="), ("exclusiveMaximum", "<"), ("maximum", "<="))
+
+
+def _rows(props: dict[str, Any], required: list[str], prefix: str = "") -> list[str]:
+    rows = []
+    for name, prop in sorted(props.items(), key=lambda kv: kv[1].get("order", 99)):
+        kind = prop.get("type", "any")
+        kind = " or ".join(kind) if isinstance(kind, list) else kind
+        default = prop.get("default")
+        default_text = "" if default is None else f"`{json.dumps(default)}`"
+        need = "yes" if name in required else ""
+        text = " ".join(filter(None, [prop.get("title"), "-", prop.get("description", "")])).strip(" -")
+        bounds = [f"{op} {prop[key]}" for key, op in _BOUNDS if key in prop]
+        if bounds:
+            text += f" ({', '.join(bounds)})"
+        if prop.get("airbyte_secret"):
+            text += " (secret)"
+        rows.append(f"| `{prefix}{name}` | {kind} | {need} | {default_text} | {text.replace('|', '/')} |")
+        if prop.get("type") == "object" and "properties" in prop:
+            rows.extend(_rows(prop["properties"], prop.get("required", []), f"{prefix}{name}."))
+    return rows
+
+
+def reference_table() -> str:
+    """The README's config reference, generated from the spec."""
+    schema = connection_specification()
+    header = ["| field | type | required | default | meaning |", "|---|---|---|---|---|"]
+    return "\n".join(header + _rows(schema["properties"], schema.get("required", [])))
+
+
+def readme_with_reference(readme: str) -> str:
+    start, end = readme.index(_START) + len(_START), readme.index(_END)
+    return readme[:start] + "\n" + reference_table() + "\n" + readme[end:]
+
+
 if __name__ == "__main__":
+    readme = README_PATH.read_text()
     if sys.argv[1:] == ["--check"]:
         if SPEC_PATH.read_text() != render():
             sys.exit("spec/spec.json is stale: run `python -m connector.specification`")
+        if readme_with_reference(readme) != readme:
+            sys.exit("README.md's config reference is stale: run `python -m connector.specification`")
     else:
         SPEC_PATH.write_text(render())
-        print(f"wrote {SPEC_PATH}")
+        README_PATH.write_text(readme_with_reference(readme))
+        print(f"wrote {SPEC_PATH} and the config reference in {README_PATH}")

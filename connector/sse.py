@@ -39,6 +39,8 @@ class SSEParser:
     def feed(self, chunk: bytes) -> Iterator[SSEEvent]:
         """Parse ``chunk`` and yield every event it completes."""
         text = self._decoder.decode(chunk)
+        if not text:
+            return  # an empty read (or half a UTF-8 character) must not forget a pending \r
         if self._pending_cr and text.startswith("\n"):
             text = text[1:]  # the \n of a \r\n split across two reads
         self._pending_cr = text.endswith("\r")

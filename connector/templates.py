@@ -66,7 +66,7 @@ def _compile(node: Any, columns: set[str]) -> Renderer | None:
 
         def interpolate(row: Row) -> str:
             out = [literals[0]]
-            for name, literal in zip(names, literals[1:]):
+            for name, literal in zip(names, literals[1:], strict=True):
                 out.append(cell_text(row[name]))
                 out.append(literal)
             return "".join(out)
@@ -99,7 +99,7 @@ class RequestTemplate:
     @classmethod
     def from_config(cls, config: SourceConfig) -> RequestTemplate:
         """The template the config describes, short form (prompt) or full body."""
-        if config.request_template is not None:
+        if isinstance(config.request_template, dict):
             template = dict(config.request_template)
             origin = "request_template"
         else:

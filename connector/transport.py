@@ -88,11 +88,8 @@ class AiohttpTransport:
         import aiohttp
 
         if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=self._max_connections,
-                ttl_dns_cache=300,
-                ssl=self._verify if isinstance(self._verify, ssl.SSLContext) else (None if self._verify else False),
-            )
+            # ssl=True: verify certificates with the default context; False: no verification.
+            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300, ssl=self._verify)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 auto_decompress=True,

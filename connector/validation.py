@@ -88,7 +88,7 @@ def _pydantic_messages(exc: ValidationError, prefix: tuple[str, ...] = ()) -> li
 def load_config(raw: Any) -> SourceConfig:
     """Validate ``raw`` against the spec's JSON schema, then parse it into the model."""
     if not isinstance(raw, dict):
-        raise ConfigError("config: must be a JSON object (got %s)" % type(raw).__name__)
+        raise ConfigError(f"config: must be a JSON object (got {type(raw).__name__})")
     validator = jsonschema.Draft7Validator(connection_specification())
     problems = sorted(
         {"{}: {}".format(*_schema_message(e)) for e in validator.iter_errors(raw)},

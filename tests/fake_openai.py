@@ -5,7 +5,8 @@
 prints ``PORT <n>`` once it listens. The answer to a chat completion is
 deterministic: ``echo: <last user message>``, or a JSON object when the request
 asks for ``response_format`` json. Behaviour is chosen per request with the
-``x-fake`` header (a comma list), so one server serves every test:
+``x-fake`` header (a comma list), or per row with ``[[fake:<behaviour>]]`` inside a
+message, so one server serves every test:
 
 - ``status-<code>``: answer with that status and an OpenAI-shaped error body
 - ``flaky-<code>-<n>``: that status for the first n requests carrying the same
@@ -72,6 +73,11 @@ def make_app(api_key: str | None, latency_ms: float, models: list[str]) -> web.A
             body = await request.json()
         except json.JSONDecodeError:
             return _error(400, "We could not parse the JSON body of your request.", "invalid_json")
+        # A row can pick its own behaviour: "[[fake:status-500]]" in a message.
+        for message in body.get("messages") or []:
+            content = str(message.get("content", ""))
+            if "[[fake:" in content:
+                behaviours.add(content.split("[[fake:", 1)[1].split("]]", 1)[0])
         extra: dict[str, str] = {}
         for b in behaviours:
             if b.startswith("retry-after-"):
