@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from tenacity import (
 from connector import errors
 from connector.config import SourceConfig
 from connector.dialects.openai_chat import Reply, StreamAssembler, error_message, parse_reply
+from connector.limits import Limiter
 from connector.protocol import dumps
 from connector.sse import SSEParser
 from connector.transport import Response, Transport
@@ -40,6 +41,7 @@ class Completion:
     latency_ms: float
     ttft_ms: float | None
     attempts: int = 1
+    headers: Mapping[str, str] | None = None
 
 
 def retry_after_seconds(headers: Any) -> float | None:
@@ -56,8 +58,12 @@ def retry_after_seconds(headers: Any) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
-        when = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, when.timestamp() - time.time()) if when else None
+        pass
+    try:  # an HTTP date; Python >= 3.10 raises (rather than returns None) on garbage
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 async def _status_error(url: str, response: Response) -> errors.HTTPStatusError:
@@ -83,7 +89,13 @@ async def _status_error(url: str, response: Response) -> errors.HTTPStatusError:
 class EndpointClient:
     """Talks to one OpenAI-compatible endpoint through an injected transport."""
 
-    def __init__(self, config: SourceConfig, transport: Transport, sleep: Sleep | None = None) -> None:
+    def __init__(
+        self,
+        config: SourceConfig,
+        transport: Transport,
+        sleep: Sleep | None = None,
+        limiter: Limiter | None = None,
+    ) -> None:
         import asyncio
 
         self._url = config.chat_url
@@ -94,21 +106,55 @@ class EndpointClient:
         self._max_attempts = config.max_retries + 1
         self._transport = transport
         self._sleep: Sleep = sleep or asyncio.sleep
+        self._limiter = limiter
 
     @property
     def url(self) -> str:
         return self._url
 
     async def complete_once(self, body: dict[str, Any]) -> Completion:
-        """One attempt, no retry."""
+        """One attempt, no retry; through the limiter when there is one."""
         payload = dumps(body)
+        limiter = self._limiter
+        if limiter is None:
+            return await self._send(body, payload)
+        estimated = 0
+        if limiter.tpm is not None:
+            estimate = limiter.estimator
+            max_out = body.get("max_tokens") or body.get("max_completion_tokens")
+            estimated = estimate.prompt_tokens(len(payload)) + estimate.output_tokens(max_out)
+        await limiter.before(estimated)
+        overloaded = clean = False
+        retry_after: float | None = None
+        headers: Any = None
+        actual: int | None = None
+        try:
+            completion = await self._send(body, payload)
+            clean, headers = True, completion.headers
+            usage = completion.reply.get("usage") or {}
+            actual = usage.get("total_tokens")
+            if limiter.tpm is not None:
+                limiter.estimator.observe(len(payload), usage.get("prompt_tokens"), usage.get("completion_tokens"))
+            return completion
+        except errors.HTTPStatusError as exc:
+            overloaded = exc.status in _OVERLOAD_STATUSES
+            retry_after = exc.retry_after
+            raise
+        except (errors.ReadTimeout, errors.ConnectTimeout):
+            overloaded = True
+            raise
+        finally:
+            limiter.after(overloaded=overloaded, clean=clean, headers=headers, retry_after=retry_after)
+            limiter.settle_tokens(estimated, actual)
+
+    async def _send(self, body: dict[str, Any], payload: bytes) -> Completion:
         started = time.perf_counter()
         async with self._transport.request("POST", self._url, self._headers, payload, self._timeout) as resp:
             if resp.status >= 300:
                 raise await _status_error(self._url, resp)
             if not body.get("stream"):
                 reply = parse_reply(await resp.read())
-                return Completion(reply, (time.perf_counter() - started) * 1000, None)
+                return Completion(reply, (time.perf_counter() - started) * 1000, None, headers=resp.headers)
             parser, assembler = SSEParser(), StreamAssembler()
             ttft: float | None = None
             async for chunk in resp.iter_chunks():
@@ -118,7 +164,8 @@ class EndpointClient:
                         ttft = (time.perf_counter() - started) * 1000
             for event in parser.close():
                 assembler.feed(event.data)
-            return Completion(assembler.result(), (time.perf_counter() - started) * 1000, ttft)
+            elapsed = (time.perf_counter() - started) * 1000
+            return Completion(assembler.result(), elapsed, ttft, headers=resp.headers)
 
     async def complete(self, body: dict[str, Any]) -> Completion:
         """One completion, retried on transient failures; the last error is raised."""
@@ -159,6 +206,10 @@ class EndpointClient:
             return [str(i) for i in ids if i]
         except (ValueError, TypeError, AttributeError):
             raise errors.BadReply(f"GET {self._models_url} did not return a model list") from None
+
+
+# Answers that mean "too much, slow down": they shrink the concurrency cap.
+_OVERLOAD_STATUSES = frozenset({429, 503, 529})
 
 
 def _is_retryable(exc: BaseException) -> bool:

@@ -42,6 +42,16 @@ class SyncFailed(ConnectorError):
     failure_type = "transient_error"
 
 
+def limiter_for(config: Any) -> Any:
+    """The concurrency gate and rate budgets a read runs under."""
+    from connector.limits import ConcurrencyGate, Limiter, TokenBucket
+
+    gate = ConcurrencyGate(config.concurrency, config.min_concurrency, adaptive=config.adaptive_concurrency)
+    rpm = TokenBucket(config.requests_per_minute) if config.requests_per_minute else None
+    tpm = TokenBucket(config.tokens_per_minute) if config.tokens_per_minute else None
+    return Limiter(gate, rpm, tpm)
+
+
 async def spec() -> AsyncIterator[Message]:
     yield protocol.spec(specification())
 
@@ -125,7 +135,7 @@ async def read(
     selected = selected_streams(catalog, offered)
     redact = Redactor(config.secrets())
     transport = transport_factory(config.concurrency)
-    client = EndpointClient(config, transport)
+    client = EndpointClient(config, transport, limiter=limiter_for(config))
     try:
         for stream in selected:
             if stream.name == MODELS_STREAM:
@@ -197,8 +207,11 @@ async def _read_enriched(
         raise
 
     tally = enricher.tally
+    failed_whole = bool(tally.rows) and not tally.ok
     final = StreamPosition(position, sync_complete=sync_mode == "full_refresh")
-    if since_state or final.sync_complete or position == start.position:
+    # A run in which every row failed adds no final state (checkpoints already emitted
+    # stand), so the rows after the last checkpoint are retried by the next run.
+    if not failed_whole and (since_state or final.sync_complete or position == start.position):
         yield protocol.state(name, final.as_state(), since_state)
     elapsed = time.monotonic() - started
     yield protocol.log(
@@ -207,7 +220,7 @@ async def _read_enriched(
         f"tokens in {tally.prompt_tokens}, out {tally.completion_tokens}"
         + (f"; first errors: {' | '.join(tally.first_errors)}" if tally.first_errors else "")
     )
-    if tally.rows and not tally.ok:
+    if failed_whole:
         yield protocol.stream_status(name, "INCOMPLETE")
         raise SyncFailed(
             f"every row failed ({tally.rows} rows); first errors: {' | '.join(tally.first_errors)}"

@@ -239,8 +239,37 @@ class SourceConfig(_Strict):
         ge=1,
         le=4096,
         title="Requests in flight",
-        description="Maximum concurrent requests.",
+        description=(
+            "Maximum concurrent requests. With adaptive_concurrency the cap halves on 429/503/timeouts "
+            "and grows back by one per cap's worth of clean answers."
+        ),
         json_schema_extra={"order": 13},
+    )
+    min_concurrency: int = Field(
+        1, ge=1, le=4096, title="Minimum requests in flight", json_schema_extra={"order": 14}
+    )
+    adaptive_concurrency: bool = Field(
+        True,
+        title="Adaptive concurrency",
+        description="Shrink the cap when the endpoint is overloaded and grow it back while it answers cleanly.",
+        json_schema_extra={"order": 15},
+    )
+    requests_per_minute: int | None = Field(
+        None,
+        gt=0,
+        title="Requests per minute",
+        description="Budget for requests started per minute (token bucket); unset means no budget.",
+        json_schema_extra={"order": 16},
+    )
+    tokens_per_minute: int | None = Field(
+        None,
+        gt=0,
+        title="Tokens per minute",
+        description=(
+            "Budget for prompt + completion tokens per minute. Each request is estimated before sending "
+            "(prompt length, plus max_tokens) and corrected from the reply's usage."
+        ),
+        json_schema_extra={"order": 17},
     )
     max_retries: int = Field(
         5,
@@ -248,13 +277,13 @@ class SourceConfig(_Strict):
         le=20,
         title="Retries per row",
         description="On 408/409/429/5xx and connection errors, with exponential backoff and Retry-After.",
-        json_schema_extra={"order": 14},
+        json_schema_extra={"order": 18},
     )
     stream_name: str = Field(
         "enriched_rows",
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         title="Stream name",
-        json_schema_extra={"order": 15},
+        json_schema_extra={"order": 19},
     )
 
     @field_validator("url")
@@ -285,6 +314,14 @@ class SourceConfig(_Strict):
                 raise ValueError("must be a JSON object")
             return parsed
         return value
+
+    @model_validator(mode="after")
+    def _concurrency_bounds(self) -> SourceConfig:
+        if self.min_concurrency > self.concurrency:
+            raise ValueError(
+                f"min_concurrency ({self.min_concurrency}) is above concurrency ({self.concurrency}); lower it"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_request_form(self) -> SourceConfig:

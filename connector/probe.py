@@ -97,7 +97,15 @@ async def run_check(config: SourceConfig, client: EndpointClient) -> str:
         raise CheckFailed(explain(exc, config, models)) from exc
     answered_by = completion.reply.get("model") or config.model or "the default model"
     listed = f"; {len(models)} model(s) listed" if models else ""
+    # llama.cpp (and some gateways) also serve /chat/completions at the root, so a
+    # url without /v1 works here yet 404s on OpenAI, vLLM, Ollama: say so while it works.
+    no_v1 = ""
+    if urlsplit(config.chat_url).path == CHAT_PATH:
+        no_v1 = (
+            f" Note: url has no /v1; this server accepts that, most OpenAI-compatible servers "
+            f"do not. Did you mean {_suggest_url(config)}?"
+        )
     return (
         f"Connected to {urlsplit(config.chat_url).netloc}: {answered_by} answered in "
-        f"{completion.latency_ms:.0f} ms{listed}; the template renders for the first row."
+        f"{completion.latency_ms:.0f} ms{listed}; the template renders for the first row.{no_v1}"
     )

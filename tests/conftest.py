@@ -5,6 +5,7 @@ Every server a test starts is its own process, started here and stopped by its P
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -40,10 +41,8 @@ class Server:
 
 
 def _stop(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -113,4 +114,4 @@ def test_states_count_records_and_never_repeat(fake_server: Server, write_json) 
     states = run.of_type("STATE")
     assert sum(s["state"]["sourceStats"]["recordCount"] for s in states) == 25
     bodies = [json.dumps(s["state"]["stream"]["stream_state"]) for s in states]
-    assert all(a != b for a, b in zip(bodies, bodies[1:]))
+    assert all(a != b for a, b in itertools.pairwise(bodies))

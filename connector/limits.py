@@ -1,0 +1,249 @@
+"""Rate limits and adaptive concurrency: how fast the connector may talk to the endpoint.
+
+Three mechanisms, all in front of each HTTP attempt (retries included), all
+driven by an injectable clock and sleep so tests never wait for real:
+
+- :class:`ConcurrencyGate`: a cap on requests in flight that adapts, AIMD-style:
+  +1 after a cap's worth of clean answers, halved on overload (429, 503, 529,
+  timeouts) at most once per cap's worth of answers, within configured bounds.
+  A server's ``Retry-After`` pauses *every* new request until it has passed, so
+  workers do not stampede back together.
+- :class:`TokenBucket`: requests-per-minute and tokens-per-minute budgets.
+  A request's tokens are estimated before sending and corrected from the
+  reply's ``usage`` afterwards.
+- :func:`hints_from_headers`: ``x-ratelimit-remaining-*`` / ``x-ratelimit-reset-*``
+  read as hints: an exhausted budget pauses the gate until its reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class ConcurrencyGate:
+    """An adjustable semaphore with AIMD adaptation and a shared pause."""
+
+    def __init__(
+        self,
+        maximum: int,
+        minimum: int = 1,
+        initial: int | None = None,
+        adaptive: bool = True,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.maximum = max(1, maximum)
+        self.minimum = max(1, min(minimum, self.maximum))
+        self.limit = min(self.maximum, max(self.minimum, initial or self.maximum))
+        self.adaptive = adaptive
+        self.in_use = 0
+        self.peak_in_use = 0
+        self.decreases = 0
+        self._clock, self._sleep = clock, sleep
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._clean = 0  # clean answers since the last change
+        self._since_decrease = 0  # answers since the last decrease
+        self._paused_until = 0.0
+
+    # Pausing ------------------------------------------------------------------
+
+    def pause(self, seconds: float) -> None:
+        """No new request starts for ``seconds`` (the longest pause asked for wins)."""
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    @property
+    def paused_for(self) -> float:
+        return max(0.0, self._paused_until - self._clock())
+
+    # Slots --------------------------------------------------------------------
+
+    async def acquire(self) -> None:
+        while (delay := self.paused_for) > 0:
+            await self._sleep(delay)
+        if self.in_use < self.limit and not self._waiters:
+            self._take()
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._give_back()  # granted just as we were cancelled: pass it on
+            raise
+
+    def release(self, overloaded: bool = False, clean: bool = False) -> None:
+        """Free a slot, and adapt the cap to how the request went."""
+        self._give_back()
+        if not self.adaptive:
+            return
+        self._since_decrease += 1
+        if overloaded:
+            if self._since_decrease >= self.limit or self.decreases == 0:
+                self.limit = max(self.minimum, self.limit // 2)
+                self.decreases += 1
+                self._since_decrease = 0
+            self._clean = 0
+        elif clean:
+            self._clean += 1
+            if self._clean >= self.limit and self.limit < self.maximum:
+                self.limit += 1
+                self._clean = 0
+                self._wake()
+
+    def _take(self) -> None:
+        self.in_use += 1
+        self.peak_in_use = max(self.peak_in_use, self.in_use)
+
+    def _give_back(self) -> None:
+        self.in_use -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.in_use < self.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._take()
+                waiter.set_result(None)
+
+
+class TokenBucket:
+    """A budget refilled continuously at ``per_minute``; FIFO for waiters."""
+
+    def __init__(self, per_minute: float, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
+        if per_minute <= 0:
+            raise ValueError("per_minute must be > 0")
+        self.rate = per_minute / 60.0
+        self.capacity = float(per_minute)
+        self.tokens = float(per_minute)
+        self._clock, self._sleep = clock, sleep
+        self._stamp = clock()
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+
+    async def take(self, amount: float) -> None:
+        """Wait until ``amount`` is available, then spend it (more than capacity waits for a full bucket)."""
+        amount = min(amount, self.capacity)
+        async with self._lock:
+            self._refill()
+            while self.tokens < amount:
+                await self._sleep((amount - self.tokens) / self.rate)
+                self._refill()
+            self.tokens -= amount
+
+    def adjust(self, estimated: float, actual: float) -> None:
+        """Correct a spend once the real cost is known (may go negative: a debt paid by waiting)."""
+        self.tokens = min(self.capacity, self.tokens + estimated - actual)
+
+
+class TokenEstimator:
+    """Offline token estimate: characters times a ratio learned from replies' ``usage``.
+
+    Starts at 4 characters per token (English text with BPE tokenizers) and moves
+    towards what the server reports, so no tokenizer download is needed.
+    """
+
+    def __init__(self, chars_per_token: float = 4.0, default_output: int = 256) -> None:
+        self.chars_per_token = chars_per_token
+        self.default_output = default_output
+        self._out_tokens: float | None = None
+
+    def prompt_tokens(self, prompt_chars: int) -> int:
+        return int(prompt_chars / self.chars_per_token) + 1
+
+    def output_tokens(self, max_tokens: int | None) -> int:
+        if max_tokens:
+            return max_tokens
+        return int(self._out_tokens) if self._out_tokens is not None else self.default_output
+
+    def observe(self, prompt_chars: int, prompt_tokens: int | None, completion_tokens: int | None) -> None:
+        if prompt_tokens and prompt_chars:
+            seen = prompt_chars / prompt_tokens
+            self.chars_per_token += 0.1 * (seen - self.chars_per_token)
+        if completion_tokens is not None:
+            prev = self._out_tokens
+            self._out_tokens = completion_tokens if prev is None else prev + 0.1 * (completion_tokens - prev)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+
+
+def parse_reset(value: str) -> float | None:
+    """Seconds from a reset header: ``1s``, ``6m0s``, ``20ms``, ``0.5`` (seconds)."""
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    parts = _DURATION.findall(value)
+    if not parts:
+        return None
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def hints_from_headers(headers: Mapping[str, str]) -> float | None:
+    """Seconds to pause when the server says a budget is exhausted, else None."""
+    pause = None
+    for kind in ("requests", "tokens"):
+        remaining = headers.get(f"x-ratelimit-remaining-{kind}")
+        reset = headers.get(f"x-ratelimit-reset-{kind}")
+        if remaining is None or reset is None:
+            continue
+        try:
+            exhausted = float(remaining) <= 0
+        except ValueError:
+            continue
+        seconds = parse_reset(reset)
+        if exhausted and seconds:
+            pause = max(pause or 0.0, seconds)
+    return pause
+
+
+class Limiter:
+    """Everything that stands in front of one HTTP attempt."""
+
+    def __init__(
+        self,
+        gate: ConcurrencyGate,
+        requests_per_minute: TokenBucket | None = None,
+        tokens_per_minute: TokenBucket | None = None,
+        estimator: TokenEstimator | None = None,
+    ) -> None:
+        self.gate = gate
+        self.rpm = requests_per_minute
+        self.tpm = tokens_per_minute
+        self.estimator = estimator or TokenEstimator()
+
+    async def before(self, estimated_tokens: int) -> None:
+        if self.rpm is not None:
+            await self.rpm.take(1)
+        if self.tpm is not None:
+            await self.tpm.take(estimated_tokens)
+        await self.gate.acquire()
+
+    def after(self, *, overloaded: bool, clean: bool, headers: Mapping[str, Any] | None = None,
+              retry_after: float | None = None) -> None:
+        self.gate.release(overloaded=overloaded, clean=clean)
+        if retry_after:
+            self.gate.pause(retry_after)
+        if headers:
+            hint = hints_from_headers(headers)
+            if hint:
+                self.gate.pause(hint)
+
+    def settle_tokens(self, estimated: int, actual: int | None) -> None:
+        if self.tpm is not None and actual is not None:
+            self.tpm.adjust(estimated, actual)
