@@ -3,7 +3,8 @@
 HTTP statuses become :mod:`connector.errors` here, and the one retry policy lives
 here: tenacity, exponential backoff with full jitter, the server's
 ``Retry-After`` (or ``retry-after-ms``) honoured as a floor, only for errors
-marked retryable (408/409/429/5xx, connection errors, broken streams).
+marked retryable (408/409/429/5xx, connection errors, broken or incomplete
+streams, and 2xx bodies that are not a usable reply, as proxies sometimes send).
 """
 
 from __future__ import annotations
@@ -102,7 +103,6 @@ class EndpointClient:
         self._models_url = config.base_url + "/models"
         self._headers = config.request_headers()
         self._timeout = float(config.timeout)
-        self._stream = config.stream
         self._max_attempts = config.max_retries + 1
         self._transport = transport
         self._sleep: Sleep = sleep or asyncio.sleep
@@ -123,7 +123,7 @@ class EndpointClient:
             estimate = limiter.estimator
             max_out = body.get("max_tokens") or body.get("max_completion_tokens")
             estimated = estimate.prompt_tokens(len(payload)) + estimate.output_tokens(max_out)
-        await limiter.before(estimated)
+        ticket = await limiter.before(estimated)
         overloaded = clean = False
         retry_after: float | None = None
         headers: Any = None
@@ -144,7 +144,7 @@ class EndpointClient:
             overloaded = True
             raise
         finally:
-            limiter.after(overloaded=overloaded, clean=clean, headers=headers, retry_after=retry_after)
+            limiter.after(ticket, overloaded=overloaded, clean=clean, headers=headers, retry_after=retry_after)
             limiter.settle_tokens(estimated, actual)
 
     async def _send(self, body: dict[str, Any], payload: bytes) -> Completion:

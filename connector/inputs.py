@@ -102,7 +102,14 @@ class InputTable:
         else:
             fmt = ds.ParquetFileFormat()
         try:
-            self._dataset = ds.dataset(files, format=fmt)
+            schema = None
+            if len(files) > 1:
+                # A dataset takes its schema from the first file; a column that only
+                # later files have would be dropped without a word. Unify them all.
+                schema = pa.unify_schemas(
+                    [ds.dataset(f, format=fmt).schema for f in files], promote_options="permissive"
+                )
+            self._dataset = ds.dataset(files, format=fmt, schema=schema)
             self._dataset.schema  # noqa: B018 - forces the first file's header or footer to be read
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
             raise InputError(f"input.path: cannot read '{path}' as {kind}: {_first_line(exc)}") from None

@@ -5,7 +5,9 @@ driven by an injectable clock and sleep so tests never wait for real:
 
 - :class:`ConcurrencyGate`: a cap on requests in flight that adapts, AIMD-style:
   +1 after a cap's worth of clean answers, halved on overload (429, 503, 529,
-  timeouts) at most once per cap's worth of answers, within configured bounds.
+  timeouts), within configured bounds. Like TCP's once-per-round-trip rule, only
+  a request *sent after* the last decrease can cause the next one, so a burst of
+  429s for requests already in flight halves the cap once, not once per reply.
   A server's ``Retry-After`` pauses *every* new request until it has passed, so
   workers do not stampede back together.
 - :class:`TokenBucket`: requests-per-minute and tokens-per-minute budgets.
@@ -50,7 +52,7 @@ class ConcurrencyGate:
         self._clock, self._sleep = clock, sleep
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._clean = 0  # clean answers since the last change
-        self._since_decrease = 0  # answers since the last decrease
+        self._epoch = 0  # bumped by each decrease; requests carry the epoch they were sent in
         self._paused_until = 0.0
 
     # Pausing ------------------------------------------------------------------
@@ -65,12 +67,13 @@ class ConcurrencyGate:
 
     # Slots --------------------------------------------------------------------
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> int:
+        """Wait for a slot; returns the ticket to hand back to :meth:`release`."""
         while (delay := self.paused_for) > 0:
             await self._sleep(delay)
         if self.in_use < self.limit and not self._waiters:
             self._take()
-            return
+            return self._epoch
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
@@ -79,18 +82,18 @@ class ConcurrencyGate:
             if waiter.done() and not waiter.cancelled():
                 self._give_back()  # granted just as we were cancelled: pass it on
             raise
+        return self._epoch
 
-    def release(self, overloaded: bool = False, clean: bool = False) -> None:
+    def release(self, ticket: int = -1, overloaded: bool = False, clean: bool = False) -> None:
         """Free a slot, and adapt the cap to how the request went."""
         self._give_back()
         if not self.adaptive:
             return
-        self._since_decrease += 1
         if overloaded:
-            if self._since_decrease >= self.limit or self.decreases == 0:
+            if ticket >= self._epoch:  # sent after the last decrease
                 self.limit = max(self.minimum, self.limit // 2)
                 self.decreases += 1
-                self._since_decrease = 0
+                self._epoch += 1
             self._clean = 0
         elif clean:
             self._clean += 1
@@ -116,14 +119,22 @@ class ConcurrencyGate:
 
 
 class TokenBucket:
-    """A budget refilled continuously at ``per_minute``; FIFO for waiters."""
+    """A per-minute budget that holds over *any* 60-second window; FIFO for waiters.
+
+    A plain bucket holding a minute's budget lets a sliding minute see twice the
+    budget (a full burst, then a minute of refill). Here the burst is a tenth of
+    the budget and the refill rate the other nine tenths per minute, so
+    ``burst + rate * 60 == budget``: no 60-second window ever spends more.
+    """
+
+    BURST_FRACTION = 0.1
 
     def __init__(self, per_minute: float, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
         if per_minute <= 0:
             raise ValueError("per_minute must be > 0")
-        self.rate = per_minute / 60.0
-        self.capacity = float(per_minute)
-        self.tokens = float(per_minute)
+        self.capacity = max(1.0, per_minute * self.BURST_FRACTION)
+        self.rate = max(per_minute - self.capacity, 1.0) / 60.0
+        self.tokens = self.capacity
         self._clock, self._sleep = clock, sleep
         self._stamp = clock()
         self._lock = asyncio.Lock()
@@ -138,8 +149,11 @@ class TokenBucket:
         amount = min(amount, self.capacity)
         async with self._lock:
             self._refill()
-            while self.tokens < amount:
-                await self._sleep((amount - self.tokens) / self.rate)
+            # The tolerance matters: after sleeping exactly the computed time, float
+            # rounding can leave the bucket a hair short, and a sleep too small to
+            # move the clock would then spin forever.
+            while self.tokens < amount - 1e-6:
+                await self._sleep(max((amount - self.tokens) / self.rate, 0.001))
                 self._refill()
             self.tokens -= amount
 
@@ -227,16 +241,17 @@ class Limiter:
         self.tpm = tokens_per_minute
         self.estimator = estimator or TokenEstimator()
 
-    async def before(self, estimated_tokens: int) -> None:
+    async def before(self, estimated_tokens: int) -> int:
+        """Wait for the budgets and a slot; returns the gate's ticket."""
         if self.rpm is not None:
             await self.rpm.take(1)
         if self.tpm is not None:
             await self.tpm.take(estimated_tokens)
-        await self.gate.acquire()
+        return await self.gate.acquire()
 
-    def after(self, *, overloaded: bool, clean: bool, headers: Mapping[str, Any] | None = None,
+    def after(self, ticket: int, *, overloaded: bool, clean: bool, headers: Mapping[str, Any] | None = None,
               retry_after: float | None = None) -> None:
-        self.gate.release(overloaded=overloaded, clean=clean)
+        self.gate.release(ticket, overloaded=overloaded, clean=clean)
         if retry_after:
             self.gate.pause(retry_after)
         if headers:

@@ -30,6 +30,8 @@ def _stream_states(raw: Any) -> dict[str, Any]:
     """name -> stream_state, from the protocol's list form or the legacy dict form."""
     if raw is None or raw == [] or raw == {}:
         return {}
+    if isinstance(raw, dict) and (raw.get("type") in ("STATE", "STREAM") or "stream" in raw):
+        raw = [raw]  # one STATE message rather than a list of them
     if isinstance(raw, list):
         out = {}
         for i, message in enumerate(raw):
@@ -59,7 +61,8 @@ def position_for(raw: Any, stream: str, sync_mode: str) -> StreamPosition:
     entry = _stream_states(raw).get(stream)
     if entry is None:
         return StreamPosition()
-    if not isinstance(entry, dict) or not isinstance(entry.get("position"), int) or entry["position"] < 0:
+    position = entry.get("position") if isinstance(entry, dict) else None
+    if not isinstance(position, int) or isinstance(position, bool) or position < 0:
         raise StateError(
             f"state for stream '{stream}' is not this source's (expected {{\"position\": <rows done>}}, "
             f"got {str(entry)[:80]}); pass the state this source emitted, or none to start over"

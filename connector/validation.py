@@ -80,8 +80,21 @@ def _pydantic_messages(exc: ValidationError, prefix: tuple[str, ...] = ()) -> li
         for noise in ("Value error, ", "Assertion failed, "):
             msg = msg.removeprefix(noise)
         if err["type"] == "greater_than":
-            msg = f"must be > {err['ctx']['gt']}"
+            msg = f"must be > {err['ctx']['gt']:g}"
         out.append(f"{path}: {msg}")
+    return out
+
+
+# Settings objects whose null members mean "not set" (forms often send nulls for
+# empty optional fields). Inside templates, rows and extra_body a null is data.
+_SETTINGS_OBJECTS = ("input", "parameters")
+
+
+def _drop_unset(raw: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in raw.items() if v is not None}
+    for key in _SETTINGS_OBJECTS:
+        if isinstance(out.get(key), dict):
+            out[key] = {k: v for k, v in out[key].items() if v is not None}
     return out
 
 
@@ -89,6 +102,7 @@ def load_config(raw: Any) -> SourceConfig:
     """Validate ``raw`` against the spec's JSON schema, then parse it into the model."""
     if not isinstance(raw, dict):
         raise ConfigError(f"config: must be a JSON object (got {type(raw).__name__})")
+    raw = _drop_unset(raw)
     validator = jsonschema.Draft7Validator(connection_specification())
     problems = sorted(
         {"{}: {}".format(*_schema_message(e)) for e in validator.iter_errors(raw)},

@@ -1,0 +1,264 @@
+"""connector.state.position_for and connector.catalog (streams, schemas, primary key)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from connector.catalog import (
+    MODELS_STREAM,
+    SYNC_MODES,
+    enriched_schema,
+    enriched_stream,
+    output_columns,
+    primary_key,
+    selected_streams,
+)
+from connector.config import ResponseTemplate
+from connector.enrich import META_COLUMNS, ROW_NUMBER
+from connector.errors import CatalogError, ConfigError, StateError
+from connector.protocol import state as state_message
+from connector.state import StreamPosition, position_for
+from connector.validation import load_config
+from tests.conftest import catalog_for
+
+STREAM = "enriched_rows"
+
+
+def stream_state(stream_state: Any, name: str = STREAM) -> dict[str, Any]:
+    return {"type": "STREAM",
+            "stream": {"stream_descriptor": {"name": name}, "stream_state": stream_state}}
+
+
+# position_for ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", [None, [], {}])
+@pytest.mark.parametrize("mode", SYNC_MODES)
+def test_no_state_starts_at_zero(raw: Any, mode: str) -> None:
+    assert position_for(raw, STREAM, mode) == StreamPosition(0, False)
+
+
+def test_incremental_continues_after_saved_position() -> None:
+    raw = [stream_state({"position": 42})]
+    assert position_for(raw, STREAM, "incremental") == StreamPosition(42, False)
+
+
+def test_incremental_continues_even_after_a_complete_sync() -> None:
+    # rows appended since are picked up: the position is the cursor
+    raw = [stream_state({"position": 42, "sync_complete": True})]
+    assert position_for(raw, STREAM, "incremental") == StreamPosition(42, True)
+
+
+def test_full_refresh_resumes_an_interrupted_sync() -> None:
+    raw = [stream_state({"position": 17})]
+    assert position_for(raw, STREAM, "full_refresh") == StreamPosition(17, False)
+
+
+def test_full_refresh_after_complete_sync_restarts_at_zero() -> None:
+    raw = [stream_state({"position": 17, "sync_complete": True})]
+    assert position_for(raw, STREAM, "full_refresh") == StreamPosition(0, False)
+
+
+def test_pyairbyte_style_state_with_extra_null_keys() -> None:
+    raw = [{"type": "STREAM",
+            "stream": {"stream_descriptor": {"name": STREAM, "namespace": None},
+                       "stream_state": {"position": 9}},
+            "global": None, "data": None, "sourceStats": None, "destinationStats": None}]
+    assert position_for(raw, STREAM, "incremental") == StreamPosition(9, False)
+
+
+def test_full_airbyte_messages_are_unwrapped() -> None:
+    raw = [state_message(STREAM, {"position": 5}, record_count=5)]
+    assert raw[0]["type"] == "STATE"
+    assert position_for(raw, STREAM, "incremental") == StreamPosition(5, False)
+
+
+def test_own_emitted_state_round_trips() -> None:
+    saved = StreamPosition(12, True)
+    raw = [state_message(STREAM, saved.as_state(), 1)["state"]]
+    assert position_for(raw, STREAM, "incremental") == saved
+    assert StreamPosition(3).as_state() == {"position": 3}
+
+
+def test_state_of_other_streams_is_ignored() -> None:
+    raw = [stream_state({"position": 3}, name="models"), stream_state({"position": 8})]
+    assert position_for(raw, STREAM, "incremental").position == 8
+    assert position_for(raw, "other_stream", "incremental") == StreamPosition()
+
+
+def test_legacy_dict_state() -> None:
+    raw = {STREAM: {"position": 30}, "models": {}}
+    assert position_for(raw, STREAM, "incremental") == StreamPosition(30, False)
+    raw = {STREAM: {"position": 30, "sync_complete": True}}
+    assert position_for(raw, STREAM, "full_refresh") == StreamPosition(0, False)
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ([{"type": "GLOBAL", "global": {"shared_state": {}, "stream_states": []}}], "type GLOBAL"),
+        ([{"type": "LEGACY", "data": {"x": 1}}], "type LEGACY"),
+        (["not a message"], "state.0: expected a STATE message object"),
+        ([{"type": "STREAM", "stream": {"stream_state": {"position": 1}}}], "stream_descriptor.name"),
+        ("position=4", "expected a list of STATE messages"),
+    ],
+)
+def test_malformed_or_foreign_state_structure(raw: Any, fragment: str) -> None:
+    with pytest.raises(StateError, match=fragment) as info:
+        position_for(raw, STREAM, "incremental")
+    assert info.value.failure_type == "config_error"
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [{"cursor": "2024-01-01"}, {"position": "4"}, {"position": -1}, {"position": 2.5}, [1], "x"],
+)
+def test_foreign_stream_state_raises_naming_the_stream(entry: Any) -> None:
+    with pytest.raises(StateError) as info:
+        position_for([stream_state(entry)], STREAM, "incremental")
+    message = str(info.value)
+    assert f"state for stream '{STREAM}' is not this source's" in message
+    assert "start over" in message
+
+
+# selected_streams -------------------------------------------------------------------------
+
+KNOWN = {STREAM: SYNC_MODES, MODELS_STREAM: ("full_refresh",)}
+
+
+def test_selected_streams_reads_name_and_mode() -> None:
+    catalog = catalog_for(STREAM, "incremental")
+    catalog["streams"] += catalog_for(MODELS_STREAM)["streams"]
+    selected = selected_streams(catalog, KNOWN)
+    assert [(s.name, s.sync_mode) for s in selected] == [(STREAM, "incremental"),
+                                                         (MODELS_STREAM, "full_refresh")]
+
+
+def test_sync_mode_defaults_to_full_refresh() -> None:
+    catalog = catalog_for()
+    del catalog["streams"][0]["sync_mode"]
+    assert selected_streams(catalog, KNOWN)[0].sync_mode == "full_refresh"
+
+
+def test_unknown_stream_is_named_with_offered_ones() -> None:
+    with pytest.raises(CatalogError) as info:
+        selected_streams(catalog_for("reviews"), KNOWN)
+    message = str(info.value)
+    assert "catalog.streams.0: unknown stream 'reviews'" in message
+    assert "this source offers: enriched_rows, models" in message
+    assert "discover" in message
+
+
+def test_unsupported_sync_mode_is_named() -> None:
+    with pytest.raises(CatalogError) as info:
+        selected_streams(catalog_for(MODELS_STREAM, "incremental"), KNOWN)
+    message = str(info.value)
+    assert "stream 'models' does not support sync_mode 'incremental'" in message
+    assert "use one of: full_refresh" in message
+
+
+@pytest.mark.parametrize("catalog", [[], {"streams": "x"}, {"nope": []}, None])
+def test_catalog_must_have_streams_list(catalog: Any) -> None:
+    with pytest.raises(CatalogError, match="'streams' list"):
+        selected_streams(catalog, KNOWN)
+
+
+def test_catalog_entry_without_stream_name() -> None:
+    with pytest.raises(CatalogError, match=r"catalog.streams.1: each entry needs stream.name"):
+        selected_streams({"streams": [catalog_for()["streams"][0], {"stream": {}}]}, KNOWN)
+
+
+# enriched schema -------------------------------------------------------------------------
+
+INPUT = pa.schema([("id", pa.string()), ("text", pa.string()), ("stars", pa.int64())])
+
+
+def config(**extra: Any) -> Any:
+    return load_config({"prompt": "{{text}}", "input": {"rows": [{"text": "a"}]}, **extra})
+
+
+def test_enriched_schema_has_inputs_outputs_and_meta_columns() -> None:
+    cfg = config(response_template={
+        "columns": {"answer": "choices.0.message.content", "tokens": "usage.total_tokens",
+                    "why": "choices.0.finish_reason", "raw": "choices.0.message"},
+        "json_columns": {"sentiment": "string", "score": "number"},
+    })
+    schema = enriched_schema(INPUT, cfg)
+    props = schema["properties"]
+    assert list(props)[:3] == ["id", "text", "stars"]
+    assert props["stars"] == {"type": ["null", "integer"]}
+    assert props["answer"] == {"type": ["null", "string"]}
+    assert props["tokens"] == {"type": ["null", "integer"]}
+    assert props["why"] == {"type": ["null", "string"]}
+    assert "object" in props["raw"]["type"]
+    assert props["sentiment"] == {"type": ["null", "string"]}
+    assert props["score"] == {"type": ["null", "number"]}
+    for name, column_schema in META_COLUMNS.items():
+        assert props[name] == column_schema
+    assert set(props) == {"id", "text", "stars", "answer", "tokens", "why", "raw",
+                          "sentiment", "score", *META_COLUMNS}
+    assert schema["type"] == "object"
+
+
+def test_default_output_column_is_answer() -> None:
+    assert output_columns(ResponseTemplate()) == {"answer": {"type": ["null", "string"]}}
+
+
+@pytest.mark.parametrize(
+    "template",
+    [{"columns": {"text": "choices.0.message.content"}},
+     {"json_columns": {"stars": "integer"}}],
+)
+def test_output_column_clashing_with_input_column_raises(template: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as info:
+        enriched_schema(INPUT, config(response_template=template))
+    message = str(info.value)
+    assert message.startswith("response_template: ")
+    assert "text" in message or "stars" in message
+
+
+def test_input_column_named_like_a_meta_column_raises() -> None:
+    schema = pa.schema([("text", pa.string()), ("_status", pa.string())])
+    with pytest.raises(ConfigError, match="_status"):
+        enriched_schema(schema, config())
+
+
+def test_primary_key_defaults_to_row_number() -> None:
+    assert primary_key(config(), INPUT) == ROW_NUMBER == "_row_number"
+
+
+def test_configured_primary_key_is_used() -> None:
+    cfg = config(input={"rows": [{"id": "a", "text": "x"}], "primary_key": "id"})
+    assert primary_key(cfg, INPUT) == "id"
+    stream = enriched_stream(cfg, INPUT)
+    assert stream["source_defined_primary_key"] == [["id"]]
+    assert stream["name"] == STREAM
+    assert stream["supported_sync_modes"] == ["full_refresh", "incremental"]
+    assert stream["default_cursor_field"] == [ROW_NUMBER]
+
+
+def test_configured_primary_key_missing_from_input_raises() -> None:
+    cfg = config(input={"rows": [{"text": "x"}], "primary_key": "uuid"})
+    with pytest.raises(ConfigError) as info:
+        primary_key(cfg, INPUT)
+    message = str(info.value)
+    assert "input.primary_key: column 'uuid' is not in the input" in message
+    assert "id, text, stars" in message
+
+
+def test_custom_stream_name_is_the_stream_name() -> None:
+    assert enriched_stream(config(stream_name="reviews_scored"), INPUT)["name"] == "reviews_scored"
+
+
+def test_a_single_state_message_object_is_accepted() -> None:
+    message = {"type": "STATE", "state": {"type": "STREAM", "stream": {
+        "stream_descriptor": {"name": "enriched_rows"}, "stream_state": {"position": 9}}}}
+    assert position_for(message, "enriched_rows", "incremental").position == 9
+
+
+def test_a_boolean_position_is_not_a_position() -> None:
+    with pytest.raises(StateError):
+        position_for({"enriched_rows": {"position": True}}, "enriched_rows", "incremental")
