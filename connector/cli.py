@@ -82,7 +82,9 @@ def _secrets_of(raw_config: Any) -> list[str]:
     """Secrets straight from the raw config, so even an invalid config's key is masked."""
     if not isinstance(raw_config, dict):
         return []
-    found = []
+    from connector.redact import url_secrets
+
+    found = url_secrets(raw_config["url"]) if isinstance(raw_config.get("url"), str) else []
     if isinstance(raw_config.get("api_key"), str):
         found.append(raw_config["api_key"])
     headers = raw_config.get("headers")

@@ -71,6 +71,13 @@ async def _status_error(url: str, response: Response) -> errors.HTTPStatusError:
     body = (await response.read())[:4096]
     detail = error_message(body) if body else "(empty body)"
     status = response.status
+    if 300 <= status < 400:
+        target = response.headers.get("location", "another address")
+        return errors.HTTPStatusError(
+            f"the endpoint redirected ({status}) {url} to {target}; set url to the final address "
+            "(redirects are not followed, so the key is never sent to another host)",
+            status=status,
+        )
     meaning = {
         401: "API key rejected",
         403: "access forbidden (key lacks permission for this model or endpoint)",
@@ -107,6 +114,7 @@ class EndpointClient:
         self._transport = transport
         self._sleep: Sleep = sleep or asyncio.sleep
         self._limiter = limiter
+        self.requests_sent = 0  # attempts, retries included: what the spend guard counts
 
     @property
     def url(self) -> str:
@@ -148,6 +156,7 @@ class EndpointClient:
             limiter.settle_tokens(estimated, actual)
 
     async def _send(self, body: dict[str, Any], payload: bytes) -> Completion:
+        self.requests_sent += 1
         started = time.perf_counter()
         async with self._transport.request("POST", self._url, self._headers, payload, self._timeout) as resp:
             if resp.status >= 300:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from connector import protocol
@@ -19,13 +20,22 @@ from connector.protocol import Message
 from connector.specification import specification
 from connector.transport import Transport
 
-TransportFactory = Callable[[int], Transport]
+TransportFactory = Callable[[Any], Transport]
 
 
-def default_transport(concurrency: int) -> Transport:
+def default_transport(config: Any) -> Transport:
+    """aiohttp, with a connection pool as large as the concurrency and the config's TLS settings."""
+    import ssl
+
     from connector.transport import AiohttpTransport
 
-    return AiohttpTransport(max_connections=concurrency)
+    verify: bool | ssl.SSLContext = config.tls.verify
+    if config.tls.verify and config.tls.ca_bundle:
+        try:
+            verify = ssl.create_default_context(cafile=config.tls.ca_bundle)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"tls.ca_bundle: cannot load '{config.tls.ca_bundle}': {exc}") from None
+    return AiohttpTransport(max_connections=config.concurrency, verify_tls=verify)
 
 
 @dataclass(frozen=True)
@@ -69,7 +79,7 @@ async def check(raw_config: Any, transport_factory: TransportFactory = default_t
         yield protocol.connection_status(False, exc.message)
         return
     redact = Redactor(config.secrets())
-    transport = transport_factory(1)
+    transport = transport_factory(config)
     try:
         message = await run_check(config, EndpointClient(config, transport))
         yield protocol.connection_status(True, redact(message))
@@ -91,7 +101,7 @@ async def discover(raw_config: Any, transport_factory: TransportFactory = defaul
     table = InputTable(config.input)
     RequestTemplate.from_config(config).check_columns(table.columns)
     streams = [enriched_stream(config, table.schema)]
-    transport = transport_factory(1)
+    transport = transport_factory(config)
     try:
         if await EndpointClient(config, transport).list_models() is not None:
             streams.append(models_stream())
@@ -134,7 +144,7 @@ async def read(
     offered = {config.stream_name: SYNC_MODES, MODELS_STREAM: SYNC_MODES}
     selected = selected_streams(catalog, offered)
     redact = Redactor(config.secrets())
-    transport = transport_factory(config.concurrency)
+    transport = transport_factory(config)
     client = EndpointClient(config, transport, limiter=limiter_for(config))
     try:
         for stream in selected:
@@ -162,6 +172,21 @@ async def _read_models(client: Any, name: str) -> AsyncIterator[Message]:
     yield protocol.stream_status(name, "COMPLETE")
 
 
+class RowFailed(ConnectorError):
+    """A row failed and ``on_row_error`` is ``fail``, or the error rate passed its maximum."""
+
+    failure_type = "transient_error"
+
+
+def _spend_guard(config: Any, client: Any, tally: Any) -> str | None:
+    """Why no further request may be sent, or None."""
+    if config.max_requests is not None and client.requests_sent >= config.max_requests:
+        return f"max_requests ({config.max_requests}) reached"
+    if config.max_total_tokens is not None and tally.tokens >= config.max_total_tokens:
+        return f"max_total_tokens ({config.max_total_tokens}) reached ({tally.tokens} used)"
+    return None
+
+
 async def _read_enriched(
     config: Any,
     table: Any,
@@ -172,57 +197,95 @@ async def _read_enriched(
     state: Any,
     checkpointing: Checkpointing,
 ) -> AsyncIterator[Message]:
+    from connector.cache import AnswerCache, default_cache_path
     from connector.engine import ordered_map
-    from connector.enrich import RowEnricher
+    from connector.enrich import RowEnricher, Tally
     from connector.state import StreamPosition, position_for
 
     name = config.stream_name
     start = position_for(state, name, sync_mode)
-    enricher = RowEnricher(config, client, redact, template)
+    warnings: list[str] = []
+    cache = None
+    if config.cache.enabled:
+        path = Path(config.cache.path).expanduser() if config.cache.path else default_cache_path()
+        cache = AnswerCache(path, config.cache.ttl_seconds, warn=warnings.append)
+    enricher = RowEnricher(config, client, redact, template, cache)
+    tally = Tally()
     yield protocol.stream_status(name, "STARTED")
+    for warning in warnings:
+        yield protocol.log(redact(warning), "WARN")
     total = table.count_rows()
     if total is not None:
         yield protocol.estimate(name, max(total - start.position, 0))
     if start.position:
         yield protocol.log(f"{name}: resuming after row {start.position} (from state)")
 
+    stopped_by: list[str] = []
+
+    def dispatch() -> Iterator[tuple[int, dict[str, Any]]]:
+        for item in _rows(table.batches(skip=start.position), start.position):
+            reason = _spend_guard(config, client, tally)
+            if reason:
+                stopped_by.append(reason)
+                return
+            yield item
+
     position, since_state = start.position, 0
+    committed = start.position  # the position the last STATE carried
     last_state = time.monotonic()
     started = time.monotonic()
-    rows = _rows(table.batches(skip=start.position), start.position)
     try:
-        async for data in ordered_map(rows, enricher, config.concurrency):
+        async for data in ordered_map(dispatch(), enricher, config.concurrency):
             if position == start.position:
                 yield protocol.stream_status(name, "RUNNING")
-            yield protocol.record(name, data)
+            tally.observe(data)
+            failed = data["_status"] != "ok"
+            if failed and config.on_row_error == "fail":
+                raise RowFailed(f"row {data['_row_number']} failed and on_row_error is 'fail': {data['_error']}")
             position += 1
-            since_state += 1
+            if failed and config.on_row_error == "skip":
+                tally.skipped += 1
+            else:
+                yield protocol.record(name, data)
+                since_state += 1
+            if config.max_error_rate is not None and tally.rows >= 20 and \
+                    tally.failed / tally.rows > config.max_error_rate:
+                raise RowFailed(
+                    f"{tally.failed} of {tally.rows} rows failed, above max_error_rate "
+                    f"{config.max_error_rate:g}; first errors: {' | '.join(tally.first_errors)}"
+                )
             if since_state >= checkpointing.rows or time.monotonic() - last_state >= checkpointing.seconds:
                 yield protocol.state(name, StreamPosition(position).as_state(), since_state)
-                since_state, last_state = 0, time.monotonic()
+                since_state, last_state, committed = 0, time.monotonic(), position
     except ConnectorError:
-        if since_state:
+        # Commit what was processed (a row that failed the sync is not), then report.
+        if position != committed:
             yield protocol.state(name, StreamPosition(position).as_state(), since_state)
         yield protocol.stream_status(name, "INCOMPLETE")
         raise
+    finally:
+        if cache is not None:
+            cache.close()
 
-    tally = enricher.tally
+    elapsed = time.monotonic() - started
+    rate = f"{tally.rows / elapsed:.1f}" if elapsed else "-"
+    summary = f"{name}: {tally.rows} rows in {elapsed:.1f} s ({rate} rows/s): {tally.summary()}"
     failed_whole = bool(tally.rows) and not tally.ok
+    if stopped_by:
+        if position != committed:
+            yield protocol.state(name, StreamPosition(position).as_state(), since_state)
+        yield protocol.log(summary)
+        yield protocol.log(f"{name}: spend guard: {stopped_by[0]}; stopped after row {position}. "
+                           "Run again (with the last state) to continue.", "WARN")
+        yield protocol.stream_status(name, "INCOMPLETE")
+        return
     final = StreamPosition(position, sync_complete=sync_mode == "full_refresh")
     # A run in which every row failed adds no final state (checkpoints already emitted
     # stand), so the rows after the last checkpoint are retried by the next run.
     if not failed_whole and (since_state or final.sync_complete or position == start.position):
         yield protocol.state(name, final.as_state(), since_state)
-    elapsed = time.monotonic() - started
-    yield protocol.log(
-        f"{name}: {tally.rows} rows in {elapsed:.1f} s ({tally.rows / elapsed if elapsed else 0:.1f} rows/s): "
-        f"{tally.ok} ok, {tally.failed} failed, {tally.retried} retried; "
-        f"tokens in {tally.prompt_tokens}, out {tally.completion_tokens}"
-        + (f"; first errors: {' | '.join(tally.first_errors)}" if tally.first_errors else "")
-    )
+    yield protocol.log(summary)
     if failed_whole:
         yield protocol.stream_status(name, "INCOMPLETE")
-        raise SyncFailed(
-            f"every row failed ({tally.rows} rows); first errors: {' | '.join(tally.first_errors)}"
-        )
+        raise SyncFailed(f"every row failed ({tally.rows} rows); first errors: {' | '.join(tally.first_errors)}")
     yield protocol.stream_status(name, "COMPLETE")

@@ -48,6 +48,30 @@ ObjectOrJSONText = Annotated[
 ColumnType = Literal["string", "integer", "number", "boolean", "object", "array"]
 
 
+_AUTH_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "x-goog-api-key", "proxy-authorization"})
+_PRIVATE_SUFFIXES = (".local", ".localhost", ".internal", ".lan", ".home.arpa", ".svc", ".cluster.local", ".corp")
+
+
+def _is_private_host(host: str) -> bool:
+    """Loopback, private or link-local addresses, single-label names (docker, k8s) and private suffixes."""
+    import ipaddress
+
+    host = host.strip("[]").lower()
+    if host == "localhost" or ("." not in host and ":" not in host) or host.endswith(_PRIVATE_SUFFIXES):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_private or address.is_loopback or address.is_link_local
+
+
+def _url_has_key(url: str) -> bool:
+    from connector.redact import url_secrets
+
+    return bool(url_secrets(url))
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -107,6 +131,18 @@ class ResponseTemplate(_Strict):
             "Streamed replies are assembled into the same shape first."
         ),
     )
+    @field_validator("columns")
+    @classmethod
+    def _paths(cls, columns: dict[str, str]) -> dict[str, str]:
+        for name, path in columns.items():
+            steps = path.split(".")
+            if not path.strip() or any(not step or step != step.strip() for step in steps):
+                raise ValueError(
+                    f"column '{name}': path '{path}' has an empty or padded step; "
+                    "write dotted steps such as choices.0.message.content or usage.total_tokens"
+                )
+        return columns
+
     json_columns: dict[str, ColumnType] = Field(
         default_factory=dict,
         title="Typed columns from JSON content",
@@ -137,6 +173,24 @@ class Parameters(_Strict):
     def as_body(self) -> dict[str, Any]:
         """The parameters that are set, as request-body fields."""
         return self.model_dump(exclude_none=True)
+
+
+class CacheConfig(_Strict):
+    """The answer cache: answers already paid for are never bought again."""
+
+    enabled: bool = Field(True, description="Look answers up before sending, store them before emitting.")
+    path: str | None = Field(
+        None,
+        description="sqlite file. Default: $XDG_CACHE_HOME/source-openai-compatible/answers.sqlite.",
+    )
+    ttl_seconds: float | None = Field(None, gt=0, description="Ignore cached answers older than this.")
+
+
+class TLSConfig(_Strict):
+    """How the endpoint's certificate is checked."""
+
+    verify: bool = Field(True, description="Verify the server certificate. Turn off only for a test server.")
+    ca_bundle: str | None = Field(None, description="A PEM file of extra CA certificates (a private CA).")
 
 
 class SourceConfig(_Strict):
@@ -285,6 +339,39 @@ class SourceConfig(_Strict):
         title="Stream name",
         json_schema_extra={"order": 19},
     )
+    on_row_error: Literal["emit", "skip", "fail"] = Field(
+        "emit",
+        title="When a row fails after retries",
+        description=(
+            "emit: the record is emitted with _status error and the reason (default); skip: it is left out "
+            "(and counted in the summary); fail: the sync stops with an error."
+        ),
+        json_schema_extra={"order": 20},
+    )
+    max_error_rate: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        title="Maximum error rate",
+        description="Stop the sync once more than this fraction of rows failed (checked after 20 rows).",
+        json_schema_extra={"order": 21},
+    )
+    max_requests: int | None = Field(
+        None,
+        gt=0,
+        title="Spend guard: requests",
+        description="Stop cleanly, after a checkpoint, once this many requests were sent in one run.",
+        json_schema_extra={"order": 22},
+    )
+    max_total_tokens: int | None = Field(
+        None,
+        gt=0,
+        title="Spend guard: tokens",
+        description="Stop cleanly, after a checkpoint, once this many tokens (in + out) were used in one run.",
+        json_schema_extra={"order": 23},
+    )
+    cache: CacheConfig = Field(default_factory=CacheConfig, title="Answer cache", json_schema_extra={"order": 24})
+    tls: TLSConfig = Field(default_factory=TLSConfig, title="TLS", json_schema_extra={"order": 25})
 
     @field_validator("url")
     @classmethod
@@ -314,6 +401,19 @@ class SourceConfig(_Strict):
                 raise ValueError("must be a JSON object")
             return parsed
         return value
+
+    @model_validator(mode="after")
+    def _remote_hosts_need_a_key(self) -> SourceConfig:
+        host = urlsplit(self.url).hostname or ""
+        has_auth = bool(self.api_key and self.api_key.get_secret_value()) or any(
+            h.lower() in _AUTH_HEADERS for h in self.headers
+        )
+        if not has_auth and not _is_private_host(host) and not _url_has_key(self.url):
+            raise ValueError(
+                f"api_key: {host} is a remote host and no api_key (or auth header) is set; set api_key "
+                "(any placeholder, e.g. \"none\", if that server really needs none)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _concurrency_bounds(self) -> SourceConfig:
@@ -359,8 +459,10 @@ class SourceConfig(_Strict):
         return headers
 
     def secrets(self) -> list[str]:
-        """Every value that must never appear in any output."""
-        values = [v for v in self.headers.values() if v]
+        """Every value that must never appear in any output, keys put in the URL included."""
+        from connector.redact import url_secrets
+
+        values = [v for v in self.headers.values() if v] + url_secrets(self.url)
         if self.api_key is not None and self.api_key.get_secret_value():
             values.append(self.api_key.get_secret_value())
         return values

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector import errors
+from connector.cache import AnswerCache, SingleFlight, cache_key
 from connector.client import EndpointClient
 from connector.config import SourceConfig
 from connector.dialects.openai_chat import RequestBuilder
@@ -33,7 +34,8 @@ META_COLUMNS: dict[str, dict[str, Any]] = {
     "_completion_tokens": {"type": ["null", "integer"]},
     "_latency_ms": {"type": ["null", "number"], "description": "request to full answer, last attempt"},
     "_ttft_ms": {"type": ["null", "number"], "description": "time to first token (streaming only)"},
-    "_attempts": {"type": "integer", "description": "HTTP attempts made for this row"},
+    "_attempts": {"type": "integer", "description": "HTTP attempts made for this row (0: from cache)"},
+    "_cached": {"type": "boolean", "description": "the answer came from the answer cache (paid for earlier)"},
 }
 
 
@@ -47,16 +49,18 @@ class FatalEndpointError(errors.ConnectorError):
 
 
 def is_fatal(exc: errors.EndpointError) -> bool:
-    """401/403 (key), 404 (URL or model): retrying other rows cannot help."""
-    return isinstance(exc, errors.HTTPStatusError) and exc.status in (401, 403, 404)
+    """3xx (URL moved), 401/403 (key), 404 (URL or model): retrying other rows cannot help."""
+    return isinstance(exc, errors.HTTPStatusError) and (exc.status in (401, 403, 404) or 300 <= exc.status < 400)
 
 
 @dataclass
 class Tally:
-    """Counts for the run summary."""
+    """Counts for the run summary, observed in input order from the records."""
 
     ok: int = 0
     failed: int = 0
+    skipped: int = 0
+    cached: int = 0
     retried: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -66,9 +70,40 @@ class Tally:
     def rows(self) -> int:
         return self.ok + self.failed
 
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def observe(self, data: Mapping[str, Any]) -> None:
+        if data["_status"] == "ok":
+            self.ok += 1
+        else:
+            self.failed += 1
+            if len(self.first_errors) < 5:
+                self.first_errors.append(f"row {data[ROW_NUMBER]}: {data['_error']}")
+        if data["_cached"]:
+            self.cached += 1
+        elif data["_attempts"] > 1:
+            self.retried += 1
+        if not data["_cached"]:
+            self.prompt_tokens += data["_prompt_tokens"] or 0
+            self.completion_tokens += data["_completion_tokens"] or 0
+
+    def summary(self) -> str:
+        text = (f"{self.ok} ok, {self.failed} failed, {self.skipped} failed and skipped, "
+                f"{self.cached} from cache, {self.retried} retried; "
+                f"tokens in {self.prompt_tokens}, out {self.completion_tokens}")
+        if self.first_errors:
+            text += f"; first errors: {' | '.join(self.first_errors)}"
+        return text
+
 
 class RowEnricher:
-    """Callable that turns (position, row) into a record's data."""
+    """Callable that turns (position, row) into a record's data.
+
+    Looks the request up in the answer cache first, sends identical requests in
+    flight only once, and stores each new answer before returning it.
+    """
 
     def __init__(
         self,
@@ -76,13 +111,16 @@ class RowEnricher:
         client: EndpointClient,
         redactor: Redactor,
         template: RequestTemplate | None = None,
+        cache: AnswerCache | None = None,
     ) -> None:
         self._template = template or RequestTemplate.from_config(config)
         self._builder = RequestBuilder(config)
         self._extractor = ResponseExtractor(config.response)
         self._client = client
         self._redact = redactor
-        self.tally = Tally()
+        self._cache = cache if cache is not None and cache.enabled else None
+        self._single_flight = SingleFlight()
+        self._dialect = "openai_chat_completions"
 
     @property
     def output_columns(self) -> list[str]:
@@ -95,44 +133,40 @@ class RowEnricher:
         position, row = item
         data = dict(row)
         data[ROW_NUMBER] = position + 1
-        tally = self.tally
+        body = self.body_for(row)
+        key = cache_key(self._client.url, self._dialect, body)
+        cache = self._cache
+        cached = cache.get(key) if cache is not None else None
+        if cached is not None:
+            return self._fill(data, cached, latency_ms=None, ttft_ms=None, attempts=0, from_cache=True)
         try:
-            completion = await self._client.complete(self.body_for(row))
+            completion, _shared = await self._single_flight.run(key, lambda: self._client.complete(body))
         except errors.EndpointError as exc:
             if is_fatal(exc):
                 raise FatalEndpointError(exc) from exc
-            message = self._redact(exc.message)
             data.update(dict.fromkeys(self._extractor.column_names))
-            data.update(_empty_meta(message, exc.attempts))
-            tally.failed += 1
-            if len(tally.first_errors) < 5:
-                tally.first_errors.append(f"row {position + 1}: {message}")
+            data.update(_empty_meta(self._redact(exc.message), exc.attempts))
             return data
-        reply = completion.reply
+        if cache is not None:
+            cache.put(key, completion.reply)  # stored before the record exists: never paid twice
+        return self._fill(data, completion.reply, completion.latency_ms, completion.ttft_ms,
+                          completion.attempts, from_cache=False)
+
+    def _fill(self, data: dict[str, Any], reply: Mapping[str, Any], latency_ms: float | None,
+              ttft_ms: float | None, attempts: int, from_cache: bool) -> dict[str, Any]:
         columns, row_error = self._extractor.extract(reply)
         data.update(columns)
         usage = reply.get("usage") or {}
-        prompt_tokens = usage.get("prompt_tokens")
-        completion_tokens = usage.get("completion_tokens")
         data["_status"] = "ok" if row_error is None else "error"
         data["_error"] = row_error
         data["_model"] = reply.get("model")
         data["_finish_reason"] = dig(reply, ("choices", 0, "finish_reason"))
-        data["_prompt_tokens"] = prompt_tokens
-        data["_completion_tokens"] = completion_tokens
-        data["_latency_ms"] = round(completion.latency_ms, 1)
-        data["_ttft_ms"] = None if completion.ttft_ms is None else round(completion.ttft_ms, 1)
-        data["_attempts"] = completion.attempts
-        if row_error is None:
-            tally.ok += 1
-        else:
-            tally.failed += 1
-            if len(tally.first_errors) < 5:
-                tally.first_errors.append(f"row {position + 1}: {row_error}")
-        if completion.attempts > 1:
-            tally.retried += 1
-        tally.prompt_tokens += prompt_tokens or 0
-        tally.completion_tokens += completion_tokens or 0
+        data["_prompt_tokens"] = usage.get("prompt_tokens")
+        data["_completion_tokens"] = usage.get("completion_tokens")
+        data["_latency_ms"] = None if latency_ms is None else round(latency_ms, 1)
+        data["_ttft_ms"] = None if ttft_ms is None else round(ttft_ms, 1)
+        data["_attempts"] = attempts
+        data["_cached"] = from_cache
         return data
 
 
@@ -147,4 +181,5 @@ def _empty_meta(message: str, attempts: int) -> dict[str, Any]:
         "_latency_ms": None,
         "_ttft_ms": None,
         "_attempts": attempts,
+        "_cached": False,
     }

@@ -116,7 +116,7 @@ class HTTPStatusError(EndpointError):
         self.retry_after = retry_after
         self.body = body
         self.retryable = status in self.RETRYABLE_STATUSES or status >= 500
-        if 400 <= status < 500 and not self.retryable:
+        if 300 <= status < 500 and not self.retryable:
             self.failure_type = "config_error"
 
     @property

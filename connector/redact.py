@@ -7,6 +7,20 @@ from collections.abc import Iterable
 
 MASK = "****"
 
+# Query parameters that carry credentials (Gemini's ?key=, Azure SAS tokens, ...).
+_URL_SECRET_PARAMS = frozenset({"key", "api_key", "api-key", "apikey", "token", "access_token", "sig", "code"})
+
+
+def url_secrets(url: str) -> list[str]:
+    """Credential values that a provider put in the URL's query string."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    try:
+        query = urlsplit(url).query
+    except ValueError:
+        return []
+    return [v for k, v in parse_qsl(query) if k.lower() in _URL_SECRET_PARAMS and v]
+
 
 class Redactor:
     """Replaces every known secret in a text with ``****``."""

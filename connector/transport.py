@@ -122,11 +122,13 @@ class AiohttpTransport:
             reused = {"reused": False}
             try:
                 return await session.request(method, url, headers=headers, data=body, timeout=limits,
-                                             trace_request_ctx=reused)
+                                             trace_request_ctx=reused, allow_redirects=False)
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
                 if not reused["reused"]:
                     raise
-        return await session.request(method, url, headers=headers, data=body, timeout=limits)
+        # Redirects are never followed: the key must not reach a host the config did not name.
+        return await session.request(method, url, headers=headers, data=body, timeout=limits,
+                                     allow_redirects=False)
 
     @asynccontextmanager
     async def request(
@@ -193,7 +195,7 @@ class HttpxTransport:
 
         try:
             async with self._client.stream(
-                method, url, headers=dict(headers), content=body, timeout=timeout
+                method, url, headers=dict(headers), content=body, timeout=timeout, follow_redirects=False
             ) as resp:
 
                 async def chunks() -> AsyncIterator[bytes]:

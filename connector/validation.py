@@ -81,13 +81,14 @@ def _pydantic_messages(exc: ValidationError, prefix: tuple[str, ...] = ()) -> li
             msg = msg.removeprefix(noise)
         if err["type"] == "greater_than":
             msg = f"must be > {err['ctx']['gt']:g}"
-        out.append(f"{path}: {msg}")
+        # Model-level rules name their own fields in the message.
+        out.append(f"{path}: {msg}" if err["loc"] or prefix else msg)
     return out
 
 
 # Settings objects whose null members mean "not set" (forms often send nulls for
 # empty optional fields). Inside templates, rows and extra_body a null is data.
-_SETTINGS_OBJECTS = ("input", "parameters")
+_SETTINGS_OBJECTS = ("input", "parameters", "cache", "tls")
 
 
 def _drop_unset(raw: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,12 @@ FAKE_KEY = "sk-fake-test-key-0123456789"
 LIVE_KEY = "sk-live-test-key-0123456789"
 
 
+@pytest.fixture(autouse=True)
+def _private_answer_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test (and every connector process it starts) gets its own answer cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+
+
 @dataclass
 class Server:
     base_url: str

@@ -11,7 +11,7 @@ from connector import specification
 from connector.errors import ConfigError
 from connector.validation import load_config
 
-BASE: dict[str, Any] = {"prompt": "Say {{text}}", "input": {"rows": [{"text": "a"}]}}
+BASE: dict[str, Any] = {"api_key": "sk-test", "prompt": "Say {{text}}", "input": {"rows": [{"text": "a"}]}}
 
 
 def error_for(**changes: Any) -> str:
@@ -152,7 +152,7 @@ def test_system_prompt_with_request_template_is_also_both() -> None:
 
 def test_request_template_as_json_text() -> None:
     body = {"messages": [{"role": "user", "content": "{{text}}"}], "temperature": 0.2}
-    config = load_config({"input": BASE["input"], "request_template": json.dumps(body)})
+    config = load_config({"api_key": "k", "input": BASE["input"], "request_template": json.dumps(body)})
     assert config.request_template == body
 
 
@@ -267,3 +267,32 @@ def test_nulls_for_optional_settings_mean_unset() -> None:
                           "parameters": {"temperature": None}})
     assert config.api_key is None and config.input.path is None
     assert config.parameters.as_body() == {}
+
+
+@pytest.mark.parametrize("url", ["https://api.openai.com/v1", "https://llm.example.com/v1"])
+def test_a_remote_host_without_a_key_is_refused(url: str) -> None:
+    raw = {k: v for k, v in BASE.items() if k != "api_key"}
+    with pytest.raises(ConfigError, match=r"api_key: .* is a remote host and no api_key"):
+        load_config({**raw, "url": url})
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://localhost:8000/v1", "http://127.0.0.1:8080/v1", "http://10.1.2.3/v1", "http://vllm:8000/v1",
+     "http://llm.internal/v1", "http://[::1]:8000/v1"],
+)
+def test_local_and_private_hosts_need_no_key(url: str) -> None:
+    raw = {k: v for k, v in BASE.items() if k != "api_key"}
+    assert load_config({**raw, "url": url}).api_key is None
+
+
+def test_an_auth_header_or_a_key_in_the_url_counts_as_a_key() -> None:
+    raw = {k: v for k, v in BASE.items() if k != "api_key"}
+    load_config({**raw, "url": "https://gw.example.com/v1", "headers": {"Authorization": "Bearer x"}})
+    config = load_config({**raw, "url": "https://gw.example.com/v1?key=abcdef123"})
+    assert "abcdef123" in config.secrets()
+
+
+def test_a_response_path_with_an_empty_step_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"response_template.columns: .*'choices..content' has an empty"):
+        load_config({**BASE, "response_template": {"columns": {"answer": "choices..content"}}})

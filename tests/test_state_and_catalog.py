@@ -177,7 +177,7 @@ INPUT = pa.schema([("id", pa.string()), ("text", pa.string()), ("stars", pa.int6
 
 
 def config(**extra: Any) -> Any:
-    return load_config({"prompt": "{{text}}", "input": {"rows": [{"text": "a"}]}, **extra})
+    return load_config({"api_key": "sk-test", "prompt": "{{text}}", "input": {"rows": [{"text": "a"}]}, **extra})
 
 
 def test_enriched_schema_has_inputs_outputs_and_meta_columns() -> None:

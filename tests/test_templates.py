@@ -27,7 +27,7 @@ def render_one(node: Any, row: dict[str, Any]) -> Any:
 
 
 def config(**extra: Any) -> Any:
-    return load_config({"input": {"rows": [{"a": 1}]}, **extra})
+    return load_config({"api_key": "sk-test", "input": {"rows": [{"a": 1}]}, **extra})
 
 
 # Exact placeholders keep the cell's type ------------------------------------------

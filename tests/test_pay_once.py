@@ -1,0 +1,250 @@
+"""Pay once, lose nothing: the answer cache, one request per distinct body, error policy, spend guard."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from connector import commands
+from connector.cache import AnswerCache, SingleFlight, cache_key
+from tests.conftest import Server, catalog_for, chat_reply, mock_transport, run_cli
+
+
+def config_for(server: Server, rows: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"url": server.base_url, "api_key": server.api_key, "model": "fake-model",
+            "prompt": "Say {{text}}", "input": {"rows": rows}, **extra}
+
+
+def read(write_json, config: Any, state: Any = None, sync_mode: str = "full_refresh") -> Any:
+    args = ["read", "--config", write_json("c.json", config),
+            "--catalog", write_json("cat.json", catalog_for(sync_mode=sync_mode))]
+    if state is not None:
+        args += ["--state", write_json("s.json", state)]
+    return run_cli(args)
+
+
+def chat_count(server: Server) -> int:
+    return server.stats().get("chat", 0)
+
+
+def test_a_repeated_run_pays_nothing_for_answers_already_received(
+    fake_server: Server, write_json, tmp_path: Path
+) -> None:
+    rows = [{"text": f"unique-{tmp_path.name}-{i}"} for i in range(30)]
+    config = config_for(fake_server, rows, cache={"path": str(tmp_path / "answers.sqlite")})
+    before = chat_count(fake_server)
+    first = read(write_json, config)
+    assert first.code == 0
+    assert chat_count(fake_server) - before == 30
+    assert not any(r["_cached"] for r in first.records)
+
+    second = read(write_json, config)
+    assert second.code == 0
+    assert chat_count(fake_server) - before == 30  # not one more request
+    assert all(r["_cached"] and r["_attempts"] == 0 for r in second.records)
+    assert [r["answer"] for r in second.records] == [r["answer"] for r in first.records]
+    assert "30 from cache" in second.of_type("LOG")[-1]["log"]["message"]
+
+
+def test_identical_rows_in_one_run_are_sent_once(fake_server: Server, write_json, tmp_path: Path) -> None:
+    rows = [{"text": f"same-{tmp_path.name}"}] * 12 + [{"text": f"other-{tmp_path.name}"}]
+    before = chat_count(fake_server)
+    run = read(write_json, config_for(fake_server, rows, concurrency=16))
+    assert run.code == 0
+    assert chat_count(fake_server) - before == 2
+    assert len({r["answer"] for r in run.records[:12]}) == 1 and len(run.records) == 13
+
+
+def test_cache_off_sends_every_time(fake_server: Server, write_json, tmp_path: Path) -> None:
+    rows = [{"text": f"nocache-{tmp_path.name}"}]
+    config = config_for(fake_server, rows, cache={"enabled": False})
+    before = chat_count(fake_server)
+    assert read(write_json, config).code == 0 and read(write_json, config).code == 0
+    assert chat_count(fake_server) - before == 2
+
+
+def test_a_corrupt_cache_file_degrades_to_no_cache_with_a_warning(
+    fake_server: Server, write_json, tmp_path: Path
+) -> None:
+    bad = tmp_path / "answers.sqlite"
+    bad.write_bytes(b"this is not a database" * 100)
+    run = read(write_json, config_for(fake_server, [{"text": "x"}], cache={"path": str(bad)}))
+    assert run.code == 0
+    assert run.records[0]["_status"] == "ok"
+    warnings = [m["log"]["message"] for m in run.of_type("LOG") if m["log"]["level"] == "WARN"]
+    assert any("running without a cache" in w for w in warnings)
+
+
+def test_a_locked_cache_degrades_to_no_cache(tmp_path: Path) -> None:
+    path = tmp_path / "answers.sqlite"
+    AnswerCache(path).close()
+    holder = sqlite3.connect(str(path), isolation_level=None)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    warnings: list[str] = []
+    cache = AnswerCache(path, warn=warnings.append)
+    cache.put("k", {"choices": []})
+    assert cache.get("k") is None
+    assert not cache.enabled and warnings
+    holder.close()
+
+
+def test_time_to_live_expires_answers(tmp_path: Path) -> None:
+    cache = AnswerCache(tmp_path / "a.sqlite", ttl_seconds=60)
+    cache.put("k", {"v": 1})
+    assert cache.get("k") == {"v": 1}
+    cache._db.execute("UPDATE answers SET created = created - 3600")  # type: ignore[union-attr]
+    assert cache.get("k") is None
+
+
+def test_cache_key_is_canonical_and_covers_model_and_parameters() -> None:
+    a = cache_key("u", "chat", {"model": "m", "messages": [1], "temperature": 0})
+    assert a == cache_key("u", "chat", {"temperature": 0, "messages": [1], "model": "m"})
+    assert a != cache_key("u", "chat", {"model": "m2", "messages": [1], "temperature": 0})
+    assert a != cache_key("u", "chat", {"model": "m", "messages": [1], "temperature": 1})
+    assert a != cache_key("u2", "chat", {"model": "m", "messages": [1], "temperature": 0})
+
+
+def test_single_flight_shares_one_call_and_its_failure() -> None:
+    calls = 0
+
+    async def call() -> int:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0)
+        return 7
+
+    async def run() -> list[tuple[int, bool]]:
+        flight = SingleFlight()
+        return await asyncio.gather(*(flight.run("k", call) for _ in range(5)))
+
+    results = asyncio.run(run())
+    assert calls == 1 and [r for r, _ in results] == [7] * 5
+    assert sum(shared for _, shared in results) == 4
+
+
+def test_skip_policy_leaves_failed_rows_out_but_counts_them(fake_server: Server, write_json) -> None:
+    rows = [{"text": "a"}, {"text": "[[fake:status-500]]"}, {"text": "b"}]
+    run = read(write_json, config_for(fake_server, rows, max_retries=0, on_row_error="skip"))
+    assert run.code == 0
+    assert [r["_row_number"] for r in run.records] == [1, 3]
+    assert "1 failed and skipped" in run.of_type("LOG")[-1]["log"]["message"]
+    assert run.of_type("STATE")[-1]["state"]["stream"]["stream_state"]["position"] == 3
+
+
+def test_fail_policy_stops_at_the_first_failed_row_after_committing_the_ones_before(
+    fake_server: Server, write_json
+) -> None:
+    rows = [{"text": "a"}, {"text": "b"}, {"text": "[[fake:status-500]]"}, {"text": "c"}]
+    run = read(write_json, config_for(fake_server, rows, max_retries=0, on_row_error="fail", concurrency=1))
+    assert run.code == 1
+    assert run.trace_errors[0]["failure_type"] == "transient_error"
+    assert "row 3 failed and on_row_error is 'fail'" in run.trace_errors[0]["message"]
+    assert [r["_row_number"] for r in run.records] == [1, 2]
+    assert run.of_type("STATE")[-1]["state"]["stream"]["stream_state"] == {"position": 2}
+
+
+def test_max_error_rate_stops_the_sync(fake_server: Server, write_json) -> None:
+    rows = [{"text": "[[fake:status-500]]" if i % 2 else f"ok {i}"} for i in range(60)]
+    run = read(write_json, config_for(fake_server, rows, max_retries=0, max_error_rate=0.3, concurrency=1))
+    assert run.code == 1
+    assert "above max_error_rate 0.3" in run.trace_errors[0]["message"]
+    assert 20 <= len(run.records) < 60
+
+
+def test_spend_guard_stops_cleanly_and_the_next_run_resumes(fake_server: Server, write_json, tmp_path) -> None:
+    rows = [{"text": f"guard-{tmp_path.name}-{i}"} for i in range(10)]
+    first = read(write_json, config_for(fake_server, rows, max_requests=4, concurrency=1),
+                 sync_mode="incremental")
+    assert first.code == 0
+    assert [r["_row_number"] for r in first.records] == [1, 2, 3, 4]
+    state = first.of_type("STATE")[-1]
+    assert state["state"]["stream"]["stream_state"] == {"position": 4}
+    warnings = [m["log"]["message"] for m in first.of_type("LOG") if m["log"]["level"] == "WARN"]
+    assert any("max_requests (4) reached" in w for w in warnings)
+
+    second = read(write_json, config_for(fake_server, rows, concurrency=1), [state["state"]], "incremental")
+    assert second.code == 0
+    assert [r["_row_number"] for r in second.records] == [5, 6, 7, 8, 9, 10]
+
+
+def test_redirects_are_not_followed_so_the_key_never_travels(write_json) -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(307, headers={"location": "https://evil.example.com/v1/chat/completions"})
+
+    config = {"url": "http://llm.internal/v1", "api_key": "sk-never-leaves-1234", "prompt": "{{t}}",
+              "input": {"rows": [{"t": 1}]}}
+
+    async def collect() -> list[dict[str, Any]]:
+        out = []
+        try:
+            async for message in commands.read(config, catalog_for(), None, mock_transport(handler)):
+                out.append(message)
+        except Exception as exc:  # the fatal error the CLI turns into a TRACE
+            out.append({"raised": str(exc), "failure_type": exc.failure_type})  # type: ignore[attr-defined]
+        return out
+
+    messages = asyncio.run(collect())
+    assert all("evil.example.com" not in url for url in seen) and len(seen) == 1
+    assert messages[-1]["failure_type"] == "config_error"
+    assert "redirected (307)" in messages[-1]["raised"]
+
+
+def test_a_key_in_the_url_is_masked_everywhere() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:  # a server that echoes the URL it got
+        return httpx.Response(400, json={"error": {"message": f"bad request for {request.url}"}})
+
+    config = {"url": "https://gen.example.com/v1?key=AIzaSecretInUrl123", "prompt": "{{t}}",
+              "input": {"rows": [{"t": 1}, {"t": 2}]}}
+
+    async def collect() -> list[dict[str, Any]]:
+        out = []
+        try:
+            async for message in commands.read(config, catalog_for(), None, mock_transport(handler)):
+                out.append(message)
+        except Exception as exc:
+            out.append({"raised": str(exc)})
+        return out
+
+    text = json.dumps(asyncio.run(collect()))
+    assert "AIzaSecretInUrl123" not in text
+    assert "key=****" in text
+
+
+def test_answers_are_stored_before_records_are_emitted() -> None:
+    stored: list[str] = []
+    order: list[str] = []
+
+    class Recording(AnswerCache):
+        def put(self, key: str, reply: dict[str, Any]) -> None:
+            stored.append(key)
+            order.append("stored")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=chat_reply(json.loads(request.content)["messages"][0]["content"]))
+
+    from connector.client import EndpointClient
+    from connector.enrich import RowEnricher
+    from connector.redact import Redactor
+    from connector.validation import load_config
+
+    config = load_config({"url": "http://localhost/v1", "prompt": "{{t}}", "input": {"rows": [{"t": 1}]}})
+    cache = Recording(Path("/nonexistent-dir/x/answers.sqlite"), warn=lambda _: None)
+    cache._db = sqlite3.connect(":memory:")  # enabled, but put() is recorded
+    enricher = RowEnricher(config, EndpointClient(config, mock_transport(handler)(None)), Redactor(), cache=cache)
+
+    async def run() -> dict[str, Any]:
+        data = await enricher((0, {"t": "hello"}))
+        order.append("emitted")
+        return data
+
+    data = asyncio.run(run())
+    assert data["answer"] == "hello" and order == ["stored", "emitted"] and len(stored) == 1
