@@ -14,9 +14,10 @@ from typing import Any
 import pyarrow as pa
 
 from connector.config import ResponseTemplate, SourceConfig
-from connector.enrich import META_COLUMNS, ROW_NUMBER
 from connector.errors import CatalogError, ConfigError
 from connector.inputs import json_schema_for
+from connector.outputs import extra_output_columns
+from connector.records import META_COLUMNS, ROW_NUMBER
 
 MODELS_STREAM = "models"
 SYNC_MODES = ("full_refresh", "incremental")
@@ -52,6 +53,7 @@ def enriched_schema(input_schema: pa.Schema, config: SourceConfig) -> dict[str, 
     """The enriched stream's JSON schema; fails when an output column shadows an input one."""
     properties: dict[str, Any] = {f.name: json_schema_for(f.type) for f in input_schema}
     outputs = output_columns(config.response)
+    outputs.update(extra_output_columns(config))  # output_schema properties, _tool_calls
     clash = sorted((set(outputs) | set(META_COLUMNS)) & set(properties))
     if clash:
         raise ConfigError(

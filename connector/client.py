@@ -25,8 +25,10 @@ from tenacity import (
 
 from connector import errors
 from connector.config import SourceConfig
-from connector.dialects.openai_chat import Reply, StreamAssembler, error_message, parse_reply
+from connector.dialects import Dialect, Prepared, dialect_for
+from connector.dialects.openai_chat import Reply, error_message
 from connector.limits import Limiter
+from connector.outcomes import is_quota
 from connector.protocol import dumps
 from connector.sse import SSEParser
 from connector.transport import Response, Transport
@@ -67,9 +69,11 @@ def retry_after_seconds(headers: Any) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-async def _status_error(url: str, response: Response) -> errors.HTTPStatusError:
+async def _status_error(
+    url: str, response: Response, describe: Callable[[bytes], str] = error_message
+) -> errors.HTTPStatusError:
     body = (await response.read())[:4096]
-    detail = error_message(body) if body else "(empty body)"
+    detail = describe(body) if body else "(empty body)"
     status = response.status
     if 300 <= status < 400:
         target = response.headers.get("location", "another address")
@@ -86,16 +90,20 @@ async def _status_error(url: str, response: Response) -> errors.HTTPStatusError:
         413: "request body too large",
         429: "rate limited",
     }.get(status, "server error" if status >= 500 else "request rejected")
-    return errors.HTTPStatusError(
+    error = errors.HTTPStatusError(
         f"{meaning} ({status}) at {url}: {detail}",
         status=status,
         retry_after=retry_after_seconds(response.headers),
         body=body.decode("utf-8", "replace"),
     )
+    if is_quota(error):
+        error.retryable = False  # a 429 that means "out of credit" does not pass with waiting
+    return error
 
 
 class EndpointClient:
-    """Talks to one OpenAI-compatible endpoint through an injected transport."""
+    """Talks to one endpoint through an injected transport; its dialect (the configured API shape)
+    gives the URL, headers, body parsing and stream assembly of each request."""
 
     def __init__(
         self,
@@ -103,12 +111,13 @@ class EndpointClient:
         transport: Transport,
         sleep: Sleep | None = None,
         limiter: Limiter | None = None,
+        dialect: Dialect | None = None,
     ) -> None:
         import asyncio
 
-        self._url = config.chat_url
-        self._models_url = config.base_url + "/models"
-        self._headers = config.request_headers()
+        self._dialect = dialect if dialect is not None else dialect_for(config)
+        self._url = self._dialect.endpoint_url
+        self._models_url = self._dialect.models_url
         self._timeout = float(config.timeout)
         self._max_attempts = config.max_retries + 1
         self._transport = transport
@@ -120,16 +129,21 @@ class EndpointClient:
     def url(self) -> str:
         return self._url
 
+    @property
+    def dialect(self) -> Dialect:
+        return self._dialect
+
     async def complete_once(self, body: dict[str, Any]) -> Completion:
         """One attempt, no retry; through the limiter when there is one."""
-        payload = dumps(body)
+        prepared = self._dialect.prepare(body)
+        payload = dumps(prepared.body)
         limiter = self._limiter
         if limiter is None:
-            return await self._send(body, payload)
+            return await self._send(prepared, payload)
         estimated = 0
         if limiter.tpm is not None:
             estimate = limiter.estimator
-            max_out = body.get("max_tokens") or body.get("max_completion_tokens")
+            max_out = self._dialect.max_output_tokens(body)
             estimated = estimate.prompt_tokens(len(payload)) + estimate.output_tokens(max_out)
         ticket = await limiter.before(estimated)
         overloaded = clean = False
@@ -137,7 +151,7 @@ class EndpointClient:
         headers: Any = None
         actual: int | None = None
         try:
-            completion = await self._send(body, payload)
+            completion = await self._send(prepared, payload)
             clean, headers = True, completion.headers
             usage = completion.reply.get("usage") or {}
             actual = usage.get("total_tokens")
@@ -155,16 +169,18 @@ class EndpointClient:
             limiter.after(ticket, overloaded=overloaded, clean=clean, headers=headers, retry_after=retry_after)
             limiter.settle_tokens(estimated, actual)
 
-    async def _send(self, body: dict[str, Any], payload: bytes) -> Completion:
+    async def _send(self, prepared: Prepared, payload: bytes) -> Completion:
         self.requests_sent += 1
+        dialect, url = self._dialect, prepared.url
+        headers = await dialect.headers("POST", url, payload)
         started = time.perf_counter()
-        async with self._transport.request("POST", self._url, self._headers, payload, self._timeout) as resp:
+        async with self._transport.request("POST", url, headers, payload, self._timeout) as resp:
             if resp.status >= 300:
-                raise await _status_error(self._url, resp)
-            if not body.get("stream"):
-                reply = parse_reply(await resp.read())
+                raise await _status_error(url, resp, dialect.error_message)
+            if not prepared.stream:
+                reply = dialect.parse_reply(await resp.read())
                 return Completion(reply, (time.perf_counter() - started) * 1000, None, headers=resp.headers)
-            parser, assembler = SSEParser(), StreamAssembler()
+            parser, assembler = SSEParser(), dialect.stream_assembler()
             ttft: float | None = None
             async for chunk in resp.iter_chunks():
                 for event in parser.feed(chunk):
@@ -198,23 +214,21 @@ class EndpointClient:
         return completion
 
     async def list_models(self) -> list[str] | None:
-        """Model ids from ``GET /models``; None when the server has no such endpoint."""
-        headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
-        async with self._transport.request("GET", self._models_url, headers, None, self._timeout) as resp:
+        """Model ids from ``GET /models`` (or the shape's equivalent); None when there is none."""
+        url = self._models_url
+        if url is None:
+            return None
+        headers = await self._dialect.headers("GET", url, None)
+        async with self._transport.request("GET", url, headers, None, self._timeout) as resp:
             if resp.status in (404, 405):
                 return None
             if resp.status >= 300:
-                raise await _status_error(self._models_url, resp)
+                raise await _status_error(url, resp, self._dialect.error_message)
             body = await resp.read()
         try:
-            from orjson import loads
-
-            data = loads(body)
-            entries = data.get("data", data.get("models")) if isinstance(data, dict) else data
-            ids = [e.get("id") or e.get("name") or e.get("model") for e in entries or ()]
-            return [str(i) for i in ids if i]
+            return self._dialect.parse_models(body)
         except (ValueError, TypeError, AttributeError):
-            raise errors.BadReply(f"GET {self._models_url} did not return a model list") from None
+            raise errors.BadReply(f"GET {url} did not return a model list") from None
 
 
 # Answers that mean "too much, slow down": they shrink the concurrency cap.

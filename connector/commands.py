@@ -199,7 +199,8 @@ async def _read_enriched(
 ) -> AsyncIterator[Message]:
     from connector.cache import AnswerCache, default_cache_path
     from connector.engine import ordered_map
-    from connector.enrich import RowEnricher, Tally
+    from connector.enrich import RowEnricher
+    from connector.records import Tally
     from connector.state import StreamPosition, position_for
 
     name = config.stream_name
@@ -270,7 +271,7 @@ async def _read_enriched(
     elapsed = time.monotonic() - started
     rate = f"{tally.rows / elapsed:.1f}" if elapsed else "-"
     summary = f"{name}: {tally.rows} rows in {elapsed:.1f} s ({rate} rows/s): {tally.summary()}"
-    failed_whole = bool(tally.rows) and not tally.ok
+    failed_whole = bool(tally.rows) and tally.failed == tally.rows
     if stopped_by:
         if position != committed:
             yield protocol.state(name, StreamPosition(position).as_state(), since_state)

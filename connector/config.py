@@ -23,6 +23,10 @@ from pydantic import (
     model_validator,
 )
 
+from connector import api_settings
+from connector.api_settings import AzureSettings, BedrockSettings, VertexSettings
+from connector.providers import ApiShape, presets
+
 DEFAULT_URL = "https://api.openai.com/v1/chat/completions"
 CHAT_PATH = "/chat/completions"
 
@@ -169,6 +173,24 @@ class Parameters(_Strict):
     response_format: dict[str, Any] | None = Field(
         None, description='e.g. {"type": "json_object"} or a json_schema format.'
     )
+    # Mapped to each API shape's own names (connector/dialects); one a shape cannot express
+    # is a config error, never a silent drop.
+    max_completion_tokens: int | None = Field(None, gt=0, description="Newer name of max_tokens (reasoning models).")
+    tool_choice: Annotated[
+        str | dict[str, Any] | None, WithJsonSchema({"type": ["string", "object"]})
+    ] = Field(None, description='auto, none, required, or {"type": "function", "function": {"name": "..."}}.')
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = Field(None)
+    user: str | None = Field(None, description="End-user id, for the provider's abuse monitoring.")
+    metadata: dict[str, str] | None = Field(None, description="Key-value tags stored with the request.")
+    top_logprobs: int | None = Field(None, ge=0, le=20, description="Log-probabilities of the top N tokens.")
+    store: bool | None = Field(None, description="Let the provider store the answer (openai_responses: false).")
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _tool_choice(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in ("auto", "none", "required"):
+            raise ValueError('must be auto, none, required or {"type": "function", "function": {"name": ...}}')
+        return value
 
     def as_body(self) -> dict[str, Any]:
         """The parameters that are set, as request-body fields."""
@@ -191,6 +213,22 @@ class TLSConfig(_Strict):
 
     verify: bool = Field(True, description="Verify the server certificate. Turn off only for a test server.")
     ca_bundle: str | None = Field(None, description="A PEM file of extra CA certificates (a private CA).")
+
+
+class Price(_Strict):
+    """Price of one model, in currency units per million tokens."""
+
+    input_per_million: float = Field(..., ge=0)
+    output_per_million: float = Field(..., ge=0)
+
+
+ErrorClass = Literal[
+    "rate_limit", "quota", "auth", "timeout", "connection", "server", "bad_request",
+    "not_found", "context_length", "content_filter", "bad_reply", "validation",
+]
+
+
+_DEFAULT_FALLBACK_ON: tuple[ErrorClass, ...] = ("rate_limit", "server", "timeout", "context_length")
 
 
 class SourceConfig(_Strict):
@@ -371,7 +409,111 @@ class SourceConfig(_Strict):
         json_schema_extra={"order": 23},
     )
     cache: CacheConfig = Field(default_factory=CacheConfig, title="Answer cache", json_schema_extra={"order": 24})
+    null_policy: Literal["empty", "skip", "literal"] = Field(
+        "empty",
+        title="Null cells",
+        description=(
+            "For a null (or empty) cell the template uses: empty sends an empty string (never the word None); "
+            "skip sends nothing and gives the row _status skipped_null; literal sends null_literal."
+        ),
+        json_schema_extra={"order": 26},
+    )
+    null_literal: str = Field("", title="Text for null cells", description="With null_policy literal.",
+                              json_schema_extra={"order": 27})
+    context_window: int | None = Field(
+        None,
+        gt=0,
+        title="Context window (tokens)",
+        description=(
+            "The model's context size. When set, each prompt is estimated offline (characters per token, "
+            "learned from replies' usage) before sending; too_long_policy says what to do with one that "
+            "does not fit with max_tokens."
+        ),
+        json_schema_extra={"order": 28},
+    )
+    too_long_policy: Literal["truncate", "skip", "fail"] = Field(
+        "skip",
+        title="Prompts longer than the context window",
+        description="truncate cuts truncate_column to fit; skip gives _status skipped_too_long; fail stops.",
+        json_schema_extra={"order": 29},
+    )
+    truncate_column: str | None = Field(
+        None, title="Column to truncate", description="With too_long_policy truncate: the long text column.",
+        json_schema_extra={"order": 30},
+    )
+    validation_retries: int = Field(
+        1,
+        ge=0,
+        le=5,
+        title="Retries of an invalid structured answer",
+        description=(
+            "When json_columns (or an output schema) cannot be read from an answer, ask again this many times "
+            "with the problem appended to the conversation."
+        ),
+        json_schema_extra={"order": 31},
+    )
+    fallback_models: list[str] = Field(
+        default_factory=list,
+        title="Fallback models",
+        description="Tried in order for a row whose error class is in fallback_on; _model says who answered.",
+        json_schema_extra={"order": 32},
+    )
+    fallback_on: list[ErrorClass] = Field(
+        default_factory=lambda: list(_DEFAULT_FALLBACK_ON),
+        title="Error classes that trigger a fallback",
+        json_schema_extra={"order": 33},
+    )
+    context_windows: dict[str, int] = Field(
+        default_factory=dict,
+        title="Context window per model",
+        description="For fallbacks: a model whose window is smaller than the prompt is passed over.",
+        json_schema_extra={"order": 34},
+    )
+    prices: dict[str, Price] = Field(
+        default_factory=dict,
+        title="Prices",
+        description=(
+            'Per model (or "*" for any), e.g. {"gpt-4o-mini": {"input_per_million": 0.15, '
+            '"output_per_million": 0.6}}; fills _cost and the run summary.'
+        ),
+        json_schema_extra={"order": 35},
+    )
     tls: TLSConfig = Field(default_factory=TLSConfig, title="TLS", json_schema_extra={"order": 25})
+    # API shapes and providers (connector/dialects, connector/providers.json).
+    api_compatibility: ApiShape = Field(
+        "openai_chat_completions",
+        title="API shape",
+        description=(
+            "Which API the endpoint speaks: openai_chat_completions (openai_compatible is an alias), "
+            "openai_responses, anthropic_messages, gemini_generate_content, azure_openai, amazon_bedrock, "
+            "google_vertex. Every shape gives the same output columns."
+        ),
+        json_schema_extra={"order": 30},
+    )
+    provider: str | None = Field(
+        None,
+        title="Provider preset",
+        description="Fills in the base URL and API shape of a known provider (url, when given, wins).",
+        json_schema_extra={"order": 31, "enum": list(presets())},
+    )
+    model_mapping: dict[str, str] = Field(
+        default_factory=dict,
+        title="Model name mapping",
+        description='{"name you write": "name the endpoint expects"}, applied to every request\'s model.',
+        json_schema_extra={"order": 32},
+    )
+    output_schema: ObjectOrJSONText = Field(
+        None,
+        title="Output JSON schema",
+        description=(
+            "Structured output: a JSON Schema (type object) sent as each API shape expresses it; the answer is "
+            "validated and each property becomes a typed output column. JSON object or JSON text."
+        ),
+        json_schema_extra={"order": 33},
+    )
+    azure: AzureSettings | None = Field(None, title="Azure OpenAI", json_schema_extra={"order": 34})
+    bedrock: BedrockSettings | None = Field(None, title="Amazon Bedrock", json_schema_extra={"order": 35})
+    vertex: VertexSettings | None = Field(None, title="Google Vertex AI", json_schema_extra={"order": 36})
 
     @field_validator("url")
     @classmethod
@@ -384,7 +526,7 @@ class SourceConfig(_Strict):
             )
         return value.strip()
 
-    @field_validator("request_template", "response_template", mode="before")
+    @field_validator("request_template", "response_template", "output_schema", mode="before")
     @classmethod
     def _json_text(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -403,16 +545,45 @@ class SourceConfig(_Strict):
         return value
 
     @model_validator(mode="after")
+    def _resolve_endpoint(self) -> SourceConfig:
+        if self.provider is not None and self.provider not in presets():
+            raise ValueError(f"provider: unknown provider '{self.provider}'; known: {', '.join(presets())}")
+        api_settings.resolve(self, DEFAULT_URL)
+        return self
+
+    @model_validator(mode="after")
     def _remote_hosts_need_a_key(self) -> SourceConfig:
         host = urlsplit(self.url).hostname or ""
         has_auth = bool(self.api_key and self.api_key.get_secret_value()) or any(
             h.lower() in _AUTH_HEADERS for h in self.headers
         )
+        if api_settings.signs_with_cloud_credentials(self):
+            return self  # SigV4 or OAuth, from cloud credentials
         if not has_auth and not _is_private_host(host) and not _url_has_key(self.url):
             raise ValueError(
                 f"api_key: {host} is a remote host and no api_key (or auth header) is set; set api_key "
                 "(any placeholder, e.g. \"none\", if that server really needs none)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _truncation_needs_a_column(self) -> SourceConfig:
+        if self.context_window and self.too_long_policy == "truncate" and not self.truncate_column:
+            raise ValueError("truncate_column: required when too_long_policy is truncate (name the long text column)")
+        return self
+
+    @model_validator(mode="after")
+    def _output_schema(self) -> SourceConfig:
+        if not isinstance(self.output_schema, dict):
+            return self
+        from connector.output_schema import check_schema
+
+        try:
+            check_schema(self.output_schema)
+        except ValueError as exc:
+            raise ValueError(f"output_schema: {exc}") from None
+        if self.parameters.response_format is not None:
+            raise ValueError("output_schema: give output_schema or parameters.response_format, not both")
         return self
 
     @model_validator(mode="after")
@@ -462,7 +633,7 @@ class SourceConfig(_Strict):
         """Every value that must never appear in any output, keys put in the URL included."""
         from connector.redact import url_secrets
 
-        values = [v for v in self.headers.values() if v] + url_secrets(self.url)
+        values = [v for v in self.headers.values() if v] + url_secrets(self.url) + api_settings.secret_values(self)
         if self.api_key is not None and self.api_key.get_secret_value():
             values.append(self.api_key.get_secret_value())
         return values

@@ -1,107 +1,72 @@
-"""One row in, one enriched record out: render, call, extract, annotate.
+"""One row in, one enriched record out: check, render, fit, ask (with fallbacks), validate, annotate.
 
-A row's own failure (after retries) never stops the sync: the record is still
-emitted, with ``_status`` = ``error`` and the reason in ``_error``. Only failures
-that no later row could escape (the key rejected, the URL or model wrong) are
-raised, as :class:`FatalEndpointError`, to end the sync.
+A row's own trouble never stops the sync: its record is still emitted with a
+status (``error``, ``truncated``, ``skipped_null``, ``skipped_too_long``), an
+error class and a message. Only failures that no later row could escape (the key
+rejected, quota exhausted, the URL or model wrong) are raised, as
+:class:`FatalEndpointError`, to end the sync with a resumable state.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from connector import errors
 from connector.cache import AnswerCache, SingleFlight, cache_key
-from connector.client import EndpointClient
+from connector.client import Completion, EndpointClient
 from connector.config import SourceConfig
 from connector.dialects.openai_chat import RequestBuilder
+from connector.limits import TokenEstimator
+from connector.outcomes import classify, is_quota
+from connector.protocol import dumps
+from connector.records import META_COLUMNS, ROW_NUMBER, Tally, empty_meta
+from connector.outputs import ExtraOutputs
 from connector.redact import Redactor
-from connector.templates import RequestTemplate, ResponseExtractor, dig
+from connector.templates import CONTENT_PATH, RequestTemplate, ResponseExtractor, dig
 
-ROW_NUMBER = "_row_number"
-
-# Metadata columns every record carries, with their JSON schema. Names are stable:
-# downstream SQL depends on them.
-META_COLUMNS: dict[str, dict[str, Any]] = {
-    ROW_NUMBER: {"type": "integer", "description": "1-based position of the row in the input"},
-    "_status": {"type": "string", "description": "ok or error"},
-    "_error": {"type": ["null", "string"], "description": "why the row failed, after retries"},
-    "_model": {"type": ["null", "string"], "description": "model that answered, as reported"},
-    "_finish_reason": {"type": ["null", "string"]},
-    "_prompt_tokens": {"type": ["null", "integer"]},
-    "_completion_tokens": {"type": ["null", "integer"]},
-    "_latency_ms": {"type": ["null", "number"], "description": "request to full answer, last attempt"},
-    "_ttft_ms": {"type": ["null", "number"], "description": "time to first token (streaming only)"},
-    "_attempts": {"type": "integer", "description": "HTTP attempts made for this row (0: from cache)"},
-    "_cached": {"type": "boolean", "description": "the answer came from the answer cache (paid for earlier)"},
-}
+__all__ = ["META_COLUMNS", "ROW_NUMBER", "FatalEndpointError", "RowEnricher", "Tally", "is_fatal"]
 
 
 class FatalEndpointError(errors.ConnectorError):
     """An endpoint failure that every following row would hit too."""
 
     def __init__(self, cause: errors.EndpointError) -> None:
-        super().__init__(cause.message)
+        if is_quota(cause):
+            message = (f"quota or billing limit reached: {cause.message}. Add credit or raise the limit, "
+                       "then run again from the last state: rows already emitted are not redone.")
+        else:
+            message = cause.message
+        super().__init__(message)
         self.failure_type = "config_error" if not cause.retryable else "transient_error"
         self.cause = cause
 
 
+class RowTooLong(errors.ConfigError):
+    """A prompt does not fit the context window and ``too_long_policy`` is ``fail``."""
+
+
 def is_fatal(exc: errors.EndpointError) -> bool:
-    """3xx (URL moved), 401/403 (key), 404 (URL or model): retrying other rows cannot help."""
-    return isinstance(exc, errors.HTTPStatusError) and (exc.status in (401, 403, 404) or 300 <= exc.status < 400)
+    """3xx (URL moved), 401/403 (key), 404 (URL or model), quota: retrying other rows cannot help."""
+    if not isinstance(exc, errors.HTTPStatusError):
+        return False
+    return exc.status in (401, 403, 404) or 300 <= exc.status < 400 or is_quota(exc)
 
 
-@dataclass
-class Tally:
-    """Counts for the run summary, observed in input order from the records."""
+class _Answer:
+    """An answer and what it took."""
 
-    ok: int = 0
-    failed: int = 0
-    skipped: int = 0
-    cached: int = 0
-    retried: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    first_errors: list[str] = field(default_factory=list)
+    __slots__ = ("attempts", "cached", "completion", "reply")
 
-    @property
-    def rows(self) -> int:
-        return self.ok + self.failed
-
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def observe(self, data: Mapping[str, Any]) -> None:
-        if data["_status"] == "ok":
-            self.ok += 1
-        else:
-            self.failed += 1
-            if len(self.first_errors) < 5:
-                self.first_errors.append(f"row {data[ROW_NUMBER]}: {data['_error']}")
-        if data["_cached"]:
-            self.cached += 1
-        elif data["_attempts"] > 1:
-            self.retried += 1
-        if not data["_cached"]:
-            self.prompt_tokens += data["_prompt_tokens"] or 0
-            self.completion_tokens += data["_completion_tokens"] or 0
-
-    def summary(self) -> str:
-        text = (f"{self.ok} ok, {self.failed} failed, {self.skipped} failed and skipped, "
-                f"{self.cached} from cache, {self.retried} retried; "
-                f"tokens in {self.prompt_tokens}, out {self.completion_tokens}")
-        if self.first_errors:
-            text += f"; first errors: {' | '.join(self.first_errors)}"
-        return text
+    def __init__(self, reply: dict[str, Any], completion: Completion | None, attempts: int, cached: bool) -> None:
+        self.reply, self.completion, self.attempts, self.cached = reply, completion, attempts, cached
 
 
 class RowEnricher:
     """Callable that turns (position, row) into a record's data.
 
-    Looks the request up in the answer cache first, sends identical requests in
+    Looks each request up in the answer cache first, sends identical requests in
     flight only once, and stores each new answer before returning it.
     """
 
@@ -113,14 +78,21 @@ class RowEnricher:
         template: RequestTemplate | None = None,
         cache: AnswerCache | None = None,
     ) -> None:
+        self._config = config
         self._template = template or RequestTemplate.from_config(config)
         self._builder = RequestBuilder(config)
-        self._extractor = ResponseExtractor(config.response)
+        self._extractor = ResponseExtractor(config.response, ExtraOutputs.from_config(config))
         self._client = client
         self._redact = redactor
         self._cache = cache if cache is not None and cache.enabled else None
         self._single_flight = SingleFlight()
-        self._dialect = "openai_chat_completions"
+        self._dialect = client.dialect.name  # the same body means another request in another API shape
+        self._estimator = TokenEstimator()
+        self._used_columns = sorted(self._template.columns)
+        self._fallbacks = [m for m in config.fallback_models if m]
+        self._windows = dict(config.context_windows)
+        if config.model and config.context_window:
+            self._windows.setdefault(config.model, config.context_window)
 
     @property
     def output_columns(self) -> list[str]:
@@ -129,57 +101,198 @@ class RowEnricher:
     def body_for(self, row: Mapping[str, Any]) -> dict[str, Any]:
         return self._builder.build(self._template.render(row))
 
+    # The row -------------------------------------------------------------------------
+
     async def __call__(self, item: tuple[int, dict[str, Any]]) -> dict[str, Any]:
         position, row = item
         data = dict(row)
         data[ROW_NUMBER] = position + 1
-        body = self.body_for(row)
-        key = cache_key(self._client.url, self._dialect, body)
-        cache = self._cache
-        cached = cache.get(key) if cache is not None else None
-        if cached is not None:
-            return self._fill(data, cached, latency_ms=None, ttft_ms=None, attempts=0, from_cache=True)
-        try:
-            completion, _shared = await self._single_flight.run(key, lambda: self._client.complete(body))
-        except errors.EndpointError as exc:
-            if is_fatal(exc):
-                raise FatalEndpointError(exc) from exc
-            data.update(dict.fromkeys(self._extractor.column_names))
-            data.update(_empty_meta(self._redact(exc.message), exc.attempts))
-            return data
-        if cache is not None:
-            cache.put(key, completion.reply)  # stored before the record exists: never paid twice
-        return self._fill(data, completion.reply, completion.latency_ms, completion.ttft_ms,
-                          completion.attempts, from_cache=False)
+        config = self._config
 
-    def _fill(self, data: dict[str, Any], reply: Mapping[str, Any], latency_ms: float | None,
-              ttft_ms: float | None, attempts: int, from_cache: bool) -> dict[str, Any]:
-        columns, row_error = self._extractor.extract(reply)
-        data.update(columns)
-        usage = reply.get("usage") or {}
-        data["_status"] = "ok" if row_error is None else "error"
-        data["_error"] = row_error
-        data["_model"] = reply.get("model")
-        data["_finish_reason"] = dig(reply, ("choices", 0, "finish_reason"))
-        data["_prompt_tokens"] = usage.get("prompt_tokens")
-        data["_completion_tokens"] = usage.get("completion_tokens")
-        data["_latency_ms"] = None if latency_ms is None else round(latency_ms, 1)
-        data["_ttft_ms"] = None if ttft_ms is None else round(ttft_ms, 1)
-        data["_attempts"] = attempts
-        data["_cached"] = from_cache
+        blank = [c for c in self._used_columns if _is_blank(row.get(c))]
+        if blank and config.null_policy == "skip":
+            return self._without_answer(data, "skipped_null", None,
+                                        f"column(s) {', '.join(blank)} null or empty (null_policy skip)")
+        if blank and config.null_policy == "literal":
+            row = {**row, **dict.fromkeys(blank, config.null_literal)}
+
+        body = self.body_for(row)
+        if config.context_window:
+            fitted = self._fit(row, body, position)
+            if isinstance(fitted, str):
+                return self._without_answer(data, "skipped_too_long", None, fitted)
+            body = fitted
+        return await self._ask(data, body)
+
+    async def _ask(self, data: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        """Ask the primary model, then each fallback the error class allows."""
+        attempts = 0
+        error: tuple[str, str] | None = None
+        passed_over: list[str] = []
+        for model in [body.get("model"), *self._fallbacks]:
+            asked = body if model == body.get("model") else {**body, "model": model}
+            window = self._windows.get(str(model)) if model else None
+            if window is not None and self._prompt_tokens(asked) + _max_output(asked) > window:
+                passed_over.append(f"{model} (context window {window})")
+                continue
+            try:
+                answer = await self._answer(asked)
+            except errors.EndpointError as exc:
+                if is_fatal(exc):
+                    raise FatalEndpointError(exc) from exc
+                attempts += exc.attempts
+                error = (classify(exc), self._redact(exc.message))
+                if error[0] in self._config.fallback_on:
+                    continue
+                break
+            answer.attempts += attempts
+            return await self._finish(data, asked, answer)
+        if error is None:  # every model was passed over for its context window
+            return self._without_answer(data, "skipped_too_long", None,
+                                        f"the prompt fits no model's context window: {', '.join(passed_over)}")
+        data.update(dict.fromkeys(self._extractor.column_names))
+        data.update(empty_meta("error", error[0], error[1], attempts))
         return data
 
+    async def _answer(self, body: dict[str, Any]) -> _Answer:
+        """From the cache, from an identical request in flight, or from the endpoint."""
+        key = cache_key(self._client.url, self._dialect, body)
+        cache = self._cache
+        if cache is not None:
+            reply = cache.get(key)
+            if reply is not None:
+                return _Answer(reply, None, 0, cached=True)
+        completion, shared = await self._single_flight.run(key, lambda: self._client.complete(body))
+        if cache is not None and not shared:
+            cache.put(key, completion.reply)  # stored before the record exists: never paid twice
+        return _Answer(completion.reply, completion, 0 if shared else completion.attempts, cached=shared)
 
-def _empty_meta(message: str, attempts: int) -> dict[str, Any]:
-    return {
-        "_status": "error",
-        "_error": message,
-        "_model": None,
-        "_finish_reason": None,
-        "_prompt_tokens": None,
-        "_completion_tokens": None,
-        "_latency_ms": None,
-        "_ttft_ms": None,
-        "_attempts": attempts,
-        "_cached": False,
-    }
+    async def _finish(self, data: dict[str, Any], body: dict[str, Any], answer: _Answer) -> dict[str, Any]:
+        """Validate the answer (asking again with feedback), then fill the record."""
+        columns, problem = self._extractor.extract(answer.reply)
+        retries = self._config.validation_retries
+        while problem and retries and _finish_reason(answer.reply) != "length" and \
+                isinstance(body.get("messages"), list):
+            retries -= 1
+            body = _with_feedback(body, dig(answer.reply, CONTENT_PATH), problem)
+            try:
+                again = await self._answer(body)
+            except errors.EndpointError as exc:
+                if is_fatal(exc):
+                    raise FatalEndpointError(exc) from exc
+                break
+            again.attempts += answer.attempts
+            answer = again
+            columns, problem = self._extractor.extract(answer.reply)
+        data.update(columns)
+        return self._fill(data, body, answer, problem)
+
+    def _fill(self, data: dict[str, Any], body: Mapping[str, Any], answer: _Answer,
+              problem: str | None) -> dict[str, Any]:
+        reply = answer.reply
+        usage = reply.get("usage") or {}
+        finish = _finish_reason(reply)
+        content = dig(reply, CONTENT_PATH)
+        status, error_class, error = "ok", None, None
+        if finish == "length":
+            status, error = "truncated", "the answer was cut off by the token limit (finish_reason length)"
+        elif finish == "content_filter":
+            status, error_class, error = "error", "content_filter", "the provider's content filter withheld the answer"
+        elif problem:
+            status, error_class, error = "error", "validation", problem
+        prompt_tokens, completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        completion = answer.completion
+        if completion is not None and isinstance(prompt_tokens, int):
+            self._estimator.observe(len(dumps(body.get("messages"))), prompt_tokens, completion_tokens)
+        data.update(
+            _status=status,
+            _error_class=error_class,
+            _error=error,
+            _finish_reason=finish,
+            _model=reply.get("model") or body.get("model"),
+            _attempts=answer.attempts,
+            _cached=answer.cached,
+            _prompt_tokens=prompt_tokens,
+            _completion_tokens=completion_tokens,
+            _cost=self._cost(body, prompt_tokens, completion_tokens, answer.cached),
+            _latency_ms=None if completion is None else round(completion.latency_ms, 1),
+            _ttft_ms=None if completion is None or completion.ttft_ms is None else round(completion.ttft_ms, 1),
+            _raw_answer=content if problem and status == "error" else None,
+        )
+        return data
+
+    def _without_answer(self, data: dict[str, Any], status: str, error_class: str | None,
+                        message: str) -> dict[str, Any]:
+        data.update(dict.fromkeys(self._extractor.column_names))
+        data.update(empty_meta(status, error_class, message))
+        return data
+
+    # Sizes and prices ----------------------------------------------------------------
+
+    def _prompt_tokens(self, body: Mapping[str, Any]) -> int:
+        return self._estimator.prompt_tokens(len(dumps(body.get("messages"))))
+
+    def _fit(self, row: Mapping[str, Any], body: dict[str, Any], position: int) -> dict[str, Any] | str:
+        """The body, truncated to fit where the policy says so; a skip reason when it cannot fit."""
+        config = self._config
+        window = int(config.context_window or 0)
+        allowed = window - _max_output(body)
+        estimate = self._prompt_tokens(body)
+        if estimate <= allowed:
+            return body
+        reason = (f"the prompt is ~{estimate} tokens and max_tokens {_max_output(body)}: "
+                  f"more than context_window {window}")
+        if config.too_long_policy == "fail":
+            raise RowTooLong(f"row {position + 1}: {reason}; set too_long_policy to skip or truncate")
+        column = config.truncate_column
+        if config.too_long_policy == "skip" or not column or not isinstance(row.get(column), str):
+            return reason + " (too_long_policy skip)" if config.too_long_policy == "skip" else \
+                reason + f" and column {column!r} is not text to truncate"
+        text = row[column]
+        for _ in range(4):  # the estimate is linear in characters: one or two rounds suffice
+            excess = estimate - allowed
+            cut = math.ceil(excess * self._estimator.chars_per_token * 1.1) + 16
+            if cut >= len(text):
+                return reason + f" even with column {column!r} emptied"
+            text = text[: len(text) - cut] + "…"
+            body = self.body_for({**row, column: text})
+            estimate = self._prompt_tokens(body)
+            if estimate <= allowed:
+                return body
+        return reason
+
+    def _cost(self, body: Mapping[str, Any], prompt_tokens: Any, completion_tokens: Any,
+              cached: bool) -> float | None:
+        prices = self._config.prices
+        price = prices.get(str(body.get("model"))) or prices.get("*")
+        if price is None:
+            return None
+        if cached:
+            return 0.0
+        return ((prompt_tokens or 0) * price.input_per_million
+                + (completion_tokens or 0) * price.output_per_million) / 1_000_000
+
+
+def _is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _max_output(body: Mapping[str, Any]) -> int:
+    value = body.get("max_tokens") or body.get("max_completion_tokens") or 0
+    return int(value) if isinstance(value, (int, float)) else 0
+
+
+def _finish_reason(reply: Mapping[str, Any]) -> str | None:
+    value = dig(reply, ("choices", 0, "finish_reason"))
+    return str(value) if value is not None else None
+
+
+def _with_feedback(body: dict[str, Any], answer: Any, problem: str) -> dict[str, Any]:
+    """The conversation so far, the unusable answer, and what was wrong with it."""
+    messages = [
+        *body["messages"],
+        {"role": "assistant", "content": answer if isinstance(answer, str) else ""},
+        {"role": "user", "content": f"That answer could not be used: {problem}. "
+                                    "Reply again with only the corrected JSON object."},
+    ]
+    return {**body, "messages": messages}

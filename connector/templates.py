@@ -109,7 +109,9 @@ class RequestTemplate:
             messages.append({"role": "user", "content": config.prompt or ""})
             template = {"messages": messages}
             origin = "prompt"
-        if not isinstance(template.get("messages"), (list, str)) or template["messages"] == []:
+        # messages (chat, Anthropic), or a shape's own: input (Responses), contents (Gemini).
+        native = next((k for k in ("messages", "input", "contents") if k in template), "messages")
+        if not isinstance(template.get(native), (list, str)) or template[native] == []:
             raise TemplateError(
                 f"{origin}: the request body has no 'messages' list; a chat-completions request "
                 'needs one, e.g. {"messages": [{"role": "user", "content": "{{text}}"}]}'
@@ -189,19 +191,33 @@ CONTENT_PATH = _compile_path("choices.0.message.content")
 
 
 class ResponseExtractor:
-    """Takes the configured output columns out of a (normalised) chat-completion reply."""
+    """Takes the configured output columns out of a (normalised) chat-completion reply.
 
-    def __init__(self, template: ResponseTemplate) -> None:
+    ``extras`` (:class:`connector.outputs.ExtraOutputs`) adds the columns of
+    ``output_schema`` and ``_tool_calls``; its row error counts like the template's.
+    """
+
+    def __init__(self, template: ResponseTemplate, extras: Any = None) -> None:
         self.template = template
         self._paths = [(name, _compile_path(path)) for name, path in template.columns.items()]
         self._json_columns = list(template.json_columns.items())
+        self._extras = extras
 
     @property
     def column_names(self) -> list[str]:
-        return [name for name, _ in self._paths] + [name for name, _ in self._json_columns]
+        extra = list(self._extras.names) if self._extras is not None else []
+        return [name for name, _ in self._paths] + [name for name, _ in self._json_columns] + extra
 
     def extract(self, reply: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
         """Output columns for one reply, and a row error (or None)."""
+        out, error = self._extract(reply)
+        if self._extras is not None:
+            extra, problem = self._extras.extract(reply)
+            out.update(extra)
+            error = error or problem
+        return out, error
+
+    def _extract(self, reply: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
         out = {name: dig(reply, path) for name, path in self._paths}
         if not self._json_columns:
             return out, None

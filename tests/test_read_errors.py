@@ -94,7 +94,7 @@ def test_a_failing_row_is_emitted_with_its_error_and_the_sync_succeeds(
     assert "server error (503)" in failed["_error"] and failed["_attempts"] == 2
     assert failed["answer"] is None
     summary = [m["log"]["message"] for m in run.of_type("LOG")][-1]
-    assert "2 ok, 1 failed" in summary and "row 2:" in summary
+    assert "2 ok, 1 error" in summary and "row 2:" in summary
 
 
 def test_resume_from_state_skips_rows_already_emitted(fake_server: Server, write_json) -> None:

@@ -1,91 +1,206 @@
-"""The OpenAI chat-completions API shape (``POST .../chat/completions``).
+"""The OpenAI chat-completions API shape (``POST .../chat/completions``), the first dialect.
 
-A dialect knows three things and nothing about HTTP: how to finish a request
-body, how to read a reply body, and how to assemble a streamed reply from its
-SSE events. Whatever the mode, the result is a normalised reply with the shape
-of a non-streamed chat completion, so response templates and output columns are
-the same for streamed and plain calls.
+Its replies are already in the normalised shape; the other dialects translate to
+it. :class:`ChatDialect` also serves as the base of the shapes that speak chat
+completions at another address or with another key header (Azure, Bedrock).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
 from connector.config import SourceConfig
+from connector.dialects.base import (
+    JSON_HEADERS,
+    Prepared,
+    Reply,
+    generic_error_message,
+    load_object,
+    max_tokens_of,
+    preview,
+    unsupported,
+)
+from connector.dialects.base import StreamAssembler as Assembler
 from connector.errors import BadReply
+from connector.output_schema import SCHEMA_NAME, strict_compatible
+from connector.providers import canonical
 
-Reply = dict[str, Any]
+__all__ = ["ChatDialect", "DialectBase", "Reply", "RequestBuilder", "StreamAssembler", "error_message",
+           "parse_reply"]
+
+# The first-class parameters every dialect maps (the chat-completions names are the reference).
+FIRST_CLASS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "frequency_penalty",
+               "presence_penalty", "response_format", "tool_choice", "reasoning_effort", "user", "metadata",
+               "top_logprobs", "store")
 
 
-class RequestBuilder:
-    """Finishes the templated body: model, parameters, streaming, extra fields.
+class DialectBase:
+    """What the dialects share: the precedence of body parts, the model mapping, the parameter check.
 
-    Precedence, lowest first: the request template, then ``model`` (only where
-    the template sets none), then ``parameters``, then streaming options, then
-    ``extra_body``, which is merged last and so can override anything.
+    Precedence, lowest first: the request template, then ``model`` (only where the
+    template sets none; ``model_mapping`` renames it), then ``parameters``, then the
+    output schema and streaming flags, then ``extra_body``, merged last so it can
+    override anything. Each dialect renames what it must in :meth:`translate`.
     """
 
+    name: ClassVar[str] = "openai_chat_completions"
+    # First-class parameters this shape cannot express: name -> hint for the error message.
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = {}
+
     def __init__(self, config: SourceConfig) -> None:
+        self.config = config
         self._model = config.model
-        overrides: dict[str, Any] = dict(config.parameters.as_body())
-        if config.stream:
-            overrides["stream"] = True
-            overrides["stream_options"] = {"include_usage": True}
-        overrides.update(config.extra_body)
-        self._overrides = overrides
+        self._mapping = dict(config.model_mapping)
+        self._params: dict[str, Any] = config.parameters.as_body()
+        self._schema: dict[str, Any] | None = config.output_schema if isinstance(config.output_schema, dict) else None
+        self._stream = config.stream
+        self._extra = dict(config.extra_body)
+        self._template_keys: set[str] = (
+            set(config.request_template) if isinstance(config.request_template, dict) else set()
+        )
+        self._check()
+
+    def _check(self) -> None:
+        asked = set(self._params) | (self._template_keys & set(FIRST_CLASS))
+        bad = [name for name in FIRST_CLASS if name in asked and name in self.UNSUPPORTED]
+        if bad:
+            raise unsupported(self.name, bad, self.UNSUPPORTED)
+
+    @property
+    def model(self) -> str | None:
+        """The configured model, as the endpoint knows it."""
+        return self._mapping.get(self._model, self._model) if self._model else None
+
+    @property
+    def base_url(self) -> str:
+        url = self.config.url.rstrip("/")
+        for suffix in ("/chat/completions", "/responses", "/messages"):
+            if url.endswith(suffix):
+                return url[: -len(suffix)]
+        return url
 
     def build(self, templated: Mapping[str, Any]) -> dict[str, Any]:
         body = dict(templated)
         if self._model is not None and "model" not in body:
             body["model"] = self._model
-        body.update(self._overrides)
+        if isinstance(body.get("model"), str) and body["model"] in self._mapping:
+            body["model"] = self._mapping[body["model"]]
+        body.update(self._params)
+        body = self.translate(body)
+        if self._stream:
+            body["stream"] = True
+            body.update(self.stream_fields())
+        body.update(self._extra)
         return body
+
+    def translate(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Rename chat-completions fields to this shape's own; add the output schema."""
+        return body
+
+    def stream_fields(self) -> dict[str, Any]:
+        return {}
+
+    def probe_body(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(body)
+        out.pop("stream", None)
+        out.pop("stream_options", None)
+        out["max_tokens"] = 1
+        out.pop("max_completion_tokens", None)
+        return out
+
+    def max_output_tokens(self, body: Mapping[str, Any]) -> int | None:
+        return max_tokens_of(body)
+
+    def error_message(self, body: bytes | str) -> str:
+        return generic_error_message(body)
+
+    def parse_models(self, raw: bytes) -> list[str]:
+        data = orjson.loads(raw)
+        entries = data.get("data", data.get("models")) if isinstance(data, dict) else data
+        ids = [e.get("id") or e.get("name") or e.get("model") for e in entries or ()]
+        return [str(i) for i in ids if i]
+
+
+class ChatDialect(DialectBase):
+    """``POST {base}/chat/completions`` with ``Authorization: Bearer``."""
+
+    name: ClassVar[str] = "openai_chat_completions"
+
+    @property
+    def endpoint_url(self) -> str:
+        return self.base_url + "/chat/completions"
+
+    @property
+    def models_url(self) -> str | None:
+        return self.base_url + "/models"
+
+    def translate(self, body: dict[str, Any]) -> dict[str, Any]:
+        if "top_logprobs" in body:
+            body.setdefault("logprobs", True)
+        if self._schema is not None:
+            body["response_format"] = chat_schema_format(self._schema)
+        return body
+
+    def stream_fields(self) -> dict[str, Any]:
+        return {"stream_options": {"include_usage": True}}
+
+    def prepare(self, body: Mapping[str, Any]) -> Prepared:
+        return Prepared(self.endpoint_url, dict(body), bool(body.get("stream")))
+
+    def auth_headers(self) -> dict[str, str]:
+        key = self.config.api_key.get_secret_value() if self.config.api_key is not None else ""
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    async def headers(self, method: str, url: str, payload: bytes | None) -> dict[str, str]:
+        headers = dict(JSON_HEADERS) if payload is not None else {"Accept": "application/json"}
+        headers.update(self.auth_headers())
+        headers.update(self.config.headers)
+        return headers
+
+    def parse_reply(self, raw: bytes) -> Reply:
+        return parse_reply(raw)
+
+    def stream_assembler(self) -> Assembler:
+        return StreamAssembler()
+
+
+def chat_schema_format(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """``response_format`` for an output schema; strict where OpenAI's strict mode accepts the schema."""
+    spec: dict[str, Any] = {"name": SCHEMA_NAME, "schema": dict(schema)}
+    if strict_compatible(schema):
+        spec["strict"] = True
+    return {"type": "json_schema", "json_schema": spec}
+
+
+class RequestBuilder:
+    """Finishes templated bodies for the configured API shape (chat completions by default)."""
+
+    def __init__(self, config: SourceConfig) -> None:
+        from connector.dialects import dialect_for
+
+        self.dialect = dialect_for(config)
+
+    def build(self, templated: Mapping[str, Any]) -> dict[str, Any]:
+        return self.dialect.build(templated)
 
 
 def parse_reply(raw: bytes) -> Reply:
     """A non-streamed reply body, checked enough that later code can trust its shape."""
-    try:
-        reply = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise BadReply(f"the endpoint returned a body that is not JSON: {_preview(raw)}") from None
-    if not isinstance(reply, dict):
-        raise BadReply(f"the endpoint returned JSON that is not an object: {_preview(raw)}")
+    reply = load_object(raw)
     choices = reply.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         if isinstance(reply.get("error"), (dict, str)):
             raise BadReply(f"the endpoint returned an error with status 200: {error_message(reply)}")
-        raise BadReply(f"the reply has no 'choices': {_preview(raw)}")
+        raise BadReply(f"the reply has no 'choices': {preview(raw)}")
     return reply
 
 
 def error_message(body: Any) -> str:
     """The human part of an error body, whichever of the common shapes it has."""
-    if isinstance(body, (bytes, str)):
-        try:
-            body = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return _preview(body)
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, dict):
-            message = err.get("message") or err.get("detail") or err.get("msg")
-            code = err.get("code") or err.get("type")
-            if message:
-                return f"{message} ({code})" if code and str(code) not in str(message) else str(message)
-        elif isinstance(err, str):
-            return err
-        if isinstance(body.get("detail"), str):
-            return str(body["detail"])
-    return _preview(orjson.dumps(body))
-
-
-def _preview(raw: bytes | str, limit: int = 200) -> str:
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "..."
+    return generic_error_message(body)
 
 
 class StreamAssembler:
@@ -110,9 +225,9 @@ class StreamAssembler:
         try:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError:
-            raise BadReply(f"a stream event is not JSON: {_preview(data)}") from None
+            raise BadReply(f"a stream event is not JSON: {preview(data)}") from None
         if not isinstance(chunk, dict):
-            raise BadReply(f"a stream event is not a JSON object: {_preview(data)}")
+            raise BadReply(f"a stream event is not a JSON object: {preview(data)}")
         if "error" in chunk:
             raise BadReply(f"the endpoint reported an error mid-stream: {error_message(chunk)}")
         for key in ("id", "model", "created", "system_fingerprint"):
@@ -165,3 +280,7 @@ class StreamAssembler:
         if self._usage is not None:
             reply["usage"] = self._usage
         return reply
+
+
+def shape_of(config: SourceConfig) -> str:
+    return canonical(config.api_compatibility)

@@ -1,0 +1,233 @@
+"""What every API shape provides, and the helpers they share.
+
+A dialect knows one API shape and nothing about HTTP or retries: the URL a
+request body goes to, the headers (authentication included), how to finish a
+templated body, how to read a reply, how to assemble a streamed reply, how to
+list models and how to read an error body. Whatever the shape, a reply is
+normalised to the non-streamed OpenAI chat-completion shape the rest of the
+connector reads::
+
+    {"id", "model", "object": "chat.completion",
+     "choices": [{"index": 0, "finish_reason": <FINISH_REASONS>,
+                  "message": {"role": "assistant", "content": str,
+                              "tool_calls"?: [{"id", "type": "function",
+                                               "function": {"name", "arguments": str}}]}}],
+     "usage": {"prompt_tokens", "completion_tokens", "total_tokens"}}
+
+Request bodies are built in the shape's own form, except two keys every dialect
+keeps while a body travels through the connector: ``model`` and ``stream``
+(shapes that carry them in the URL, such as Gemini, move them there in
+:meth:`Dialect.prepare`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import orjson
+
+from connector.errors import BadReply, ConfigError
+
+Reply = dict[str, Any]
+
+# The one finish-reason vocabulary of normalised replies.
+FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "other")
+
+JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A body ready for the wire: where it goes, what is sent, whether the answer streams."""
+
+    url: str
+    body: dict[str, Any]
+    stream: bool
+
+
+class StreamAssembler(Protocol):
+    """Builds one normalised reply from the ``data:`` payloads of a stream."""
+
+    got_first_token: bool
+
+    def feed(self, data: str) -> None:
+        """One event's data; sets ``got_first_token`` when the first generated text arrives."""
+
+    def result(self) -> Reply:
+        """The assembled reply; BadReply when the stream ended before the answer was complete."""
+
+
+class Dialect(Protocol):
+    """One API shape (see the module docstring)."""
+
+    name: ClassVar[str]
+
+    @property
+    def endpoint_url(self) -> str:
+        """Where a plain request for the configured model goes (for messages and checks)."""
+
+    @property
+    def models_url(self) -> str | None:
+        """Where the model list is, or None when the shape has none."""
+
+    def build(self, templated: Mapping[str, Any]) -> dict[str, Any]:
+        """Finish a templated body: model, parameters, structured output, streaming, extra fields."""
+
+    def probe_body(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The cheapest variant of ``body`` that still proves URL, key and model (check)."""
+
+    def prepare(self, body: Mapping[str, Any]) -> Prepared:
+        """URL, wire body and streaming flag for a built body."""
+
+    async def headers(self, method: str, url: str, payload: bytes | None) -> dict[str, str]:
+        """Headers of one request, authentication included (a signature may cover the payload)."""
+
+    def parse_reply(self, raw: bytes) -> Reply:
+        """A non-streamed reply body, normalised."""
+
+    def stream_assembler(self) -> StreamAssembler:
+        """A new assembler for one streamed reply."""
+
+    def parse_models(self, raw: bytes) -> list[str]:
+        """Model ids from the model-list body."""
+
+    def error_message(self, body: bytes | str) -> str:
+        """The human part of an error body."""
+
+    def max_output_tokens(self, body: Mapping[str, Any]) -> int | None:
+        """The output-token cap a body asks for (rate budgets estimate with it)."""
+
+
+# Shared helpers ----------------------------------------------------------------------
+
+
+def preview(raw: bytes | str, limit: int = 200) -> str:
+    """A short, one-line excerpt of a body for error messages."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def load_object(raw: bytes | str, what: str = "the endpoint returned") -> dict[str, Any]:
+    """A JSON object from a body, or BadReply saying what was wrong."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadReply(f"{what} a body that is not JSON: {preview(raw)}") from None
+    if not isinstance(value, dict):
+        raise BadReply(f"{what} JSON that is not an object: {preview(raw)}")
+    return value
+
+
+def generic_error_message(body: Any) -> str:
+    """The human part of an error body, whichever of the common shapes it has."""
+    if isinstance(body, (bytes, str)):
+        try:
+            body = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return preview(body)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict):
+            message = err.get("message") or err.get("detail") or err.get("msg")
+            code = err.get("status") or err.get("code") or err.get("type")
+            if message:
+                return f"{message} ({code})" if code and str(code) not in str(message) else str(message)
+        elif isinstance(err, str):
+            return err
+        if isinstance(body.get("detail"), str):
+            return str(body["detail"])
+        if isinstance(body.get("message"), str):
+            return str(body["message"])
+    return preview(orjson.dumps(body))
+
+
+def chat_reply(
+    content: str | None,
+    finish_reason: str | None,
+    *,
+    tool_calls: Sequence[Mapping[str, Any]] = (),
+    reasoning: str | None = None,
+    prompt_tokens: int | None = None,
+    completion_tokens: int | None = None,
+    total_tokens: int | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> Reply:
+    """A normalised reply, built the same way by every non-chat dialect."""
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    if tool_calls:
+        message["tool_calls"] = [dict(c) for c in tool_calls]
+    reply: Reply = {**(meta or {}), "object": "chat.completion",
+                    "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}]}
+    if prompt_tokens is not None or completion_tokens is not None:
+        total = total_tokens if total_tokens is not None else (prompt_tokens or 0) + (completion_tokens or 0)
+        reply["usage"] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                          "total_tokens": total}
+    return reply
+
+
+def tool_call(call_id: str | None, name: str, arguments: Any) -> dict[str, Any]:
+    """One tool call in the chat-completions form; arguments as JSON text."""
+    text = arguments if isinstance(arguments, str) else orjson.dumps(arguments).decode()
+    return {"id": call_id or "", "type": "function", "function": {"name": name, "arguments": text}}
+
+
+def unsupported(shape: str, names: Sequence[str], hints: Mapping[str, str] | None = None) -> ConfigError:
+    """The error for parameters a shape cannot express, naming each and the way out."""
+    hints = hints or {}
+    parts = [f"'{n}'" + (f" ({hints[n]})" if n in hints else "") for n in names]
+    return ConfigError(
+        f"parameters: the {shape} API has no equivalent of {', '.join(parts)}; remove "
+        f"{'it' if len(names) == 1 else 'them'}, or put a field the endpoint does accept in extra_body"
+    )
+
+
+def text_of(content: Any) -> str:
+    """The text of a chat message's content: a string, or the text parts of a list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return "" if content is None else str(content)
+
+
+def split_system(messages: Sequence[Any]) -> tuple[str | None, list[dict[str, Any]]]:
+    """System (and developer) messages joined into one text, and the other messages."""
+    system: list[str] = []
+    rest: list[dict[str, Any]] = []
+    for message in messages:
+        if isinstance(message, dict) and message.get("role") in ("system", "developer"):
+            system.append(text_of(message.get("content")))
+        elif isinstance(message, dict):
+            rest.append(message)
+    return ("\n\n".join(system) if system else None), rest
+
+
+def chat_tools(tools: Any) -> list[tuple[str, str | None, Any]]:
+    """(name, description, parameters) of chat-completions function tools; others are skipped."""
+    out = []
+    for tool in tools if isinstance(tools, list) else ():
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(fn, dict) and fn.get("name"):
+            out.append((str(fn["name"]), fn.get("description"), fn.get("parameters")))
+    return out
+
+
+def named_tool_choice(choice: Any) -> str | None:
+    """The function name of a chat ``tool_choice`` that names one, else None."""
+    if isinstance(choice, dict):
+        fn = choice.get("function")
+        if isinstance(fn, dict) and fn.get("name"):
+            return str(fn["name"])
+        if choice.get("name"):
+            return str(choice["name"])
+    return None
+
+
+def max_tokens_of(body: Mapping[str, Any]) -> int | None:
+    value = body.get("max_tokens") or body.get("max_completion_tokens")
+    return value if isinstance(value, int) else None

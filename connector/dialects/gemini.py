@@ -1,0 +1,294 @@
+"""Google's generateContent API shape (Gemini API; Vertex AI builds on it in :mod:`vertex`).
+
+URL: ``{base}/models/{model}:generateContent``, or
+``:streamGenerateContent?alt=sse`` for a stream; the model lives in the URL, not
+the body. Key: ``x-goog-api-key``. Request: chat ``messages`` become ``contents``
+(roles ``user`` / ``model``, ``parts``), system messages ``systemInstruction``;
+sampling parameters go in ``generationConfig`` (``maxOutputTokens``, ``topP``,
+``stopSequences``, ...); the output schema becomes ``responseMimeType`` +
+``responseSchema`` (Google's OpenAPI subset: upper-case types, ``nullable``);
+function tools become ``functionDeclarations``. Reply: ``candidates[0].content.parts``
+(``text``, ``functionCall``, ``thought``), ``finishReason`` (STOP, MAX_TOKENS,
+SAFETY, ...), ``usageMetadata``. A stream is a series of partial replies with
+no end marker; the last carries ``finishReason`` and the usage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import orjson
+
+from connector.dialects.base import (
+    JSON_HEADERS,
+    Prepared,
+    Reply,
+    chat_reply,
+    chat_tools,
+    generic_error_message,
+    load_object,
+    named_tool_choice,
+    preview,
+    split_system,
+    tool_call,
+)
+from connector.dialects.openai_chat import ChatDialect
+from connector.errors import BadReply, ConfigError
+
+_FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
+           "BLOCKLIST": "content_filter", "PROHIBITED_CONTENT": "content_filter", "SPII": "content_filter",
+           "IMAGE_SAFETY": "content_filter"}
+# As Google's own OpenAI-compatible layer maps reasoning_effort (1K, 8K and 24K thinking tokens).
+THINKING_BUDGET = {"none": 0, "minimal": 1024, "low": 1024, "medium": 8192, "high": 24576}
+_RENAME = {"temperature": "temperature", "top_p": "topP", "seed": "seed", "frequency_penalty": "frequencyPenalty",
+           "presence_penalty": "presencePenalty"}
+_MODE = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
+_SCHEMA_KEEP = ("description", "enum", "format", "nullable", "minItems", "maxItems", "minimum", "maximum",
+                "required", "title", "minLength", "maxLength", "pattern", "minProperties", "maxProperties")
+
+
+class GeminiDialect(ChatDialect):
+    """``POST {base}/models/{model}:generateContent`` with ``x-goog-api-key``."""
+
+    name: ClassVar[str] = "gemini_generate_content"
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = {
+        "user": "generateContent has no end-user field",
+        "metadata": "generateContent has no request metadata",
+        "store": "generateContent does not store answers",
+    }
+
+    def _check(self) -> None:
+        super()._check()
+        if self._model is None and "model" not in self._template_keys:
+            raise ConfigError(f"model: the {self.name} API puts the model in the URL; set model")
+
+    @property
+    def base_url(self) -> str:
+        url = self.config.url.rstrip("/")
+        return url.split("/models/", 1)[0] if "/models/" in url else url
+
+    @property
+    def endpoint_url(self) -> str:
+        return self.prepare({"model": self.model or ""}).url
+
+    @property
+    def models_url(self) -> str | None:
+        return self.base_url + "/models"
+
+    def translate(self, body: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(body.get("messages"), list) and "contents" not in body:
+            system, rest = split_system(body.pop("messages"))
+            body["contents"] = [_content(m) for m in rest]
+            if system is not None:
+                body["systemInstruction"] = {"parts": [{"text": system}]}
+        gen: dict[str, Any] = dict(body.get("generationConfig") or {})
+        for chat, name in _RENAME.items():
+            if chat in body:
+                gen[name] = body.pop(chat)
+        limits = [body.pop(k, None) for k in ("max_tokens", "max_completion_tokens")]
+        if any(limits):
+            gen["maxOutputTokens"] = next(v for v in limits if v)
+        stop = body.pop("stop", None)
+        if stop is not None:
+            gen["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+        if "top_logprobs" in body:
+            gen["responseLogprobs"] = True
+            gen["logprobs"] = body.pop("top_logprobs")
+        effort = body.pop("reasoning_effort", None)
+        if effort is not None:
+            gen["thinkingConfig"] = {**(gen.get("thinkingConfig") or {}), "thinkingBudget": THINKING_BUDGET[effort]}
+        fmt = body.pop("response_format", None)
+        if self._schema is not None:
+            fmt = {"type": "json_schema", "json_schema": {"schema": self._schema}}
+        if isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema"):
+            gen["responseMimeType"] = "application/json"
+            schema = (fmt.get("json_schema") or {}).get("schema")
+            if isinstance(schema, dict):
+                gen["responseSchema"] = gemini_schema(schema)
+        if gen:
+            body["generationConfig"] = gen
+        tools = chat_tools(body.get("tools"))
+        if tools:
+            body["tools"] = [{"functionDeclarations": [
+                {"name": n, **({"description": d} if d else {}),
+                 **({"parameters": gemini_schema(p)} if isinstance(p, dict) else {})} for n, d, p in tools]}]
+        choice = body.pop("tool_choice", None)
+        if choice is not None:
+            fn_name = named_tool_choice(choice)
+            config: dict[str, Any] = {"mode": "ANY" if fn_name else _MODE.get(str(choice), "AUTO")}
+            if fn_name:
+                config["allowedFunctionNames"] = [fn_name]
+            body["toolConfig"] = {"functionCallingConfig": config}
+        return body
+
+    def stream_fields(self) -> dict[str, Any]:
+        return {}
+
+    def probe_body(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(body)
+        out.pop("stream", None)
+        out["generationConfig"] = {**(out.get("generationConfig") or {}), "maxOutputTokens": 1}
+        return out
+
+    def max_output_tokens(self, body: Mapping[str, Any]) -> int | None:
+        value = (body.get("generationConfig") or {}).get("maxOutputTokens")
+        return value if isinstance(value, int) else None
+
+    def prepare(self, body: Mapping[str, Any]) -> Prepared:
+        wire = dict(body)
+        stream = bool(wire.pop("stream", False))
+        model = str(wire.pop("model", None) or self.model or "").removeprefix("models/")
+        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        return Prepared(f"{self.base_url}/models/{model}:{method}", wire, stream)
+
+    def auth_headers(self) -> dict[str, str]:
+        key = self.config.api_key.get_secret_value() if self.config.api_key is not None else ""
+        return {"x-goog-api-key": key} if key else {}
+
+    async def headers(self, method: str, url: str, payload: bytes | None) -> dict[str, str]:
+        headers = dict(JSON_HEADERS) if payload is not None else {"Accept": "application/json"}
+        headers.update(self.auth_headers())
+        headers.update(self.config.headers)
+        return headers
+
+    def parse_reply(self, raw: bytes) -> Reply:
+        return normalise(load_object(raw))
+
+    def stream_assembler(self) -> GeminiStream:
+        return GeminiStream()
+
+    def parse_models(self, raw: bytes) -> list[str]:
+        data = orjson.loads(raw)
+        entries = data.get("models") if isinstance(data, dict) else None
+        names = [e.get("name") or e.get("id") for e in entries or () if isinstance(e, dict)]
+        return [str(n).removeprefix("models/") for n in names if n]
+
+    def error_message(self, body: bytes | str) -> str:
+        return generic_error_message(body)
+
+
+def _content(message: Mapping[str, Any]) -> dict[str, Any]:
+    role = "model" if message.get("role") == "assistant" else "user"
+    content = message.get("content")
+    if isinstance(content, str):
+        return {"role": role, "parts": [{"text": content}]}
+    parts: list[dict[str, Any]] = []
+    for part in content if isinstance(content, list) else ():
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            parts.append({"text": str(part.get("text", ""))})
+        elif kind == "image_url":
+            url = part.get("image_url")
+            url = url.get("url") if isinstance(url, dict) else url
+            if isinstance(url, str) and url.startswith("data:") and ";base64," in url:
+                mime, data = url[5:].split(";base64,", 1)
+                parts.append({"inlineData": {"mimeType": mime, "data": data}})
+            else:
+                parts.append({"fileData": {"fileUri": url}})
+        elif isinstance(part, dict):
+            parts.append(part)  # already a Gemini part
+    if content is None and isinstance(message.get("parts"), list):
+        return {"role": role, "parts": message["parts"]}
+    return {"role": role, "parts": parts}
+
+
+def gemini_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON Schema in the OpenAPI subset ``responseSchema`` and function parameters accept."""
+    out: dict[str, Any] = {}
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kinds = [k for k in kind if k != "null"]
+        if "null" in kind:
+            out["nullable"] = True
+        if len(kinds) == 1:
+            kind = kinds[0]
+        else:
+            out["anyOf"] = [{"type": str(k).upper()} for k in kinds]
+            kind = None
+    if isinstance(kind, str):
+        out["type"] = kind.upper()
+    for key in _SCHEMA_KEEP:
+        if key in schema:
+            out[key] = schema[key]
+    if isinstance(schema.get("properties"), dict):
+        out["properties"] = {k: gemini_schema(v) for k, v in schema["properties"].items() if isinstance(v, dict)}
+        out["propertyOrdering"] = list(out["properties"])
+    if isinstance(schema.get("items"), dict):
+        out["items"] = gemini_schema(schema["items"])
+    if isinstance(schema.get("anyOf"), list):
+        out["anyOf"] = [gemini_schema(s) for s in schema["anyOf"] if isinstance(s, dict)]
+    return out
+
+
+def normalise(response: Mapping[str, Any]) -> Reply:
+    """A GenerateContentResponse as a chat completion."""
+    if "error" in response and "candidates" not in response:
+        raise BadReply(f"the endpoint returned an error with status 200: {generic_error_message(response)}")
+    candidates = response.get("candidates")
+    meta = {"id": response["responseId"]} if "responseId" in response else {}
+    if "modelVersion" in response:
+        meta["model"] = response["modelVersion"]
+    usage = response.get("usageMetadata") or {}
+    prompt, output = usage.get("promptTokenCount"), usage.get("candidatesTokenCount")
+    if isinstance(usage.get("thoughtsTokenCount"), int):
+        output = (output or 0) + usage["thoughtsTokenCount"]  # thinking is billed as output
+    if not isinstance(candidates, list) or not candidates:
+        blocked = (response.get("promptFeedback") or {}).get("blockReason")
+        if blocked:
+            return chat_reply(None, "content_filter", prompt_tokens=prompt, completion_tokens=output or 0, meta=meta)
+        raise BadReply(f"the reply has no 'candidates': {preview(orjson.dumps(response))}")
+    candidate = candidates[0]
+    texts, thoughts, calls = [], [], []
+    for part in (candidate.get("content") or {}).get("parts") or ():
+        if "functionCall" in part:
+            call = part["functionCall"] or {}
+            calls.append(tool_call(call.get("id"), str(call.get("name", "")), call.get("args") or {}))
+        elif part.get("thought"):
+            thoughts.append(str(part.get("text", "")))
+        elif "text" in part:
+            texts.append(str(part["text"]))
+    reason = candidate.get("finishReason")
+    finish = None if reason is None else _FINISH.get(str(reason), "other")
+    if finish == "stop" and calls:
+        finish = "tool_calls"
+    return chat_reply("".join(texts), finish, tool_calls=calls, reasoning="".join(thoughts) or None,
+                      prompt_tokens=prompt, completion_tokens=output, total_tokens=usage.get("totalTokenCount"),
+                      meta=meta)
+
+
+class GeminiStream:
+    """Merges the partial replies of ``streamGenerateContent?alt=sse`` into one."""
+
+    def __init__(self) -> None:
+        self.got_first_token = False
+        self._parts: list[dict[str, Any]] = []
+        self._last: dict[str, Any] = {}
+        self._finish: Any = None
+        self._blocked = False
+
+    def feed(self, data: str) -> None:
+        chunk = load_object(data, "a stream event is")
+        if "error" in chunk and "candidates" not in chunk:
+            raise BadReply(f"the endpoint reported an error mid-stream: {generic_error_message(chunk)}")
+        for key in ("usageMetadata", "modelVersion", "responseId", "promptFeedback"):
+            if key in chunk:
+                self._last[key] = chunk[key]
+        if (chunk.get("promptFeedback") or {}).get("blockReason"):
+            self._blocked = True
+        for candidate in (chunk.get("candidates") or [])[:1]:  # the first candidate is the answer
+            for part in (candidate.get("content") or {}).get("parts") or ():
+                self._parts.append(part)
+                if part.get("text") or "functionCall" in part:
+                    self.got_first_token = True
+            if candidate.get("finishReason"):
+                self._finish = candidate["finishReason"]
+
+    def result(self) -> Reply:
+        if self._finish is None and not self._blocked:
+            raise BadReply("the stream ended before any finishReason: answer incomplete")
+        merged: dict[str, Any] = dict(self._last)
+        if not self._blocked or self._parts:
+            merged["candidates"] = [{"index": 0, "content": {"role": "model", "parts": self._parts},
+                                     "finishReason": self._finish}]
+        return normalise(merged)

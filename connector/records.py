@@ -1,0 +1,115 @@
+"""The record contract: metadata columns every enriched record carries, and the run tally.
+
+Names and meanings here are public (documented in the README, filtered on in
+downstream SQL): add columns, never rename them. Status and error-class values
+are listed in :mod:`connector.outcomes`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from connector.outcomes import ERROR_CLASSES, STATUSES
+
+ROW_NUMBER = "_row_number"
+
+META_COLUMNS: dict[str, dict[str, Any]] = {
+    ROW_NUMBER: {"type": "integer", "description": "1-based position of the row in the input"},
+    "_status": {"type": "string", "enum": list(STATUSES), "description": "what happened to the row"},
+    "_error_class": {"type": ["null", "string"], "enum": [None, *ERROR_CLASSES],
+                     "description": "why the row failed, as a stable class"},
+    "_error": {"type": ["null", "string"], "description": "why the row failed or was skipped, in words"},
+    "_finish_reason": {"type": ["null", "string"]},
+    "_model": {"type": ["null", "string"], "description": "model that answered, as the server reports it"},
+    "_attempts": {"type": "integer", "description": "HTTP attempts for this row (0: from cache or skipped)"},
+    "_cached": {"type": "boolean", "description": "the answer came from the answer cache (paid for earlier)"},
+    "_prompt_tokens": {"type": ["null", "integer"]},
+    "_completion_tokens": {"type": ["null", "integer"]},
+    "_cost": {"type": ["null", "number"], "description": "what this run paid for the row (needs prices)"},
+    "_latency_ms": {"type": ["null", "number"], "description": "request to full answer, last attempt"},
+    "_ttft_ms": {"type": ["null", "number"], "description": "time to first token (streaming only)"},
+    "_raw_answer": {"type": ["null", "string"],
+                    "description": "the last answer, kept when a structured answer could not be used"},
+}
+
+
+def empty_meta(status: str, error_class: str | None, error: str | None, attempts: int = 0) -> dict[str, Any]:
+    """Metadata of a row that has no answer."""
+    meta: dict[str, Any] = dict.fromkeys(META_COLUMNS)
+    del meta[ROW_NUMBER]
+    meta.update(_status=status, _error_class=error_class, _error=error, _attempts=attempts, _cached=False)
+    return meta
+
+
+@dataclass
+class Tally:
+    """Counts for the run summary, observed in input order from the records."""
+
+    by_status: Counter[str] = field(default_factory=Counter)
+    by_error_class: Counter[str] = field(default_factory=Counter)
+    skipped: int = 0  # failed rows left out by on_row_error skip
+    cached: int = 0
+    retried: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    priced: bool = False
+    first_failures: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> int:
+        return self.by_status["ok"]
+
+    @property
+    def failed(self) -> int:
+        return self.by_status["error"]
+
+    @property
+    def rows(self) -> int:
+        return sum(self.by_status.values())
+
+    @property
+    def answered(self) -> int:
+        """Rows that got an answer (ok or truncated)."""
+        return self.by_status["ok"] + self.by_status["truncated"]
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def first_errors(self) -> list[str]:
+        return [line for lines in self.first_failures.values() for line in lines]
+
+    def observe(self, data: Mapping[str, Any]) -> None:
+        status = data["_status"]
+        self.by_status[status] += 1
+        if data["_error_class"]:
+            self.by_error_class[data["_error_class"]] += 1
+            examples = self.first_failures.setdefault(data["_error_class"], [])
+            if len(examples) < 3:
+                examples.append(f"row {data[ROW_NUMBER]}: {data['_error']}")
+        if data["_cached"]:
+            self.cached += 1
+        elif data["_attempts"] > 1:
+            self.retried += 1
+        if not data["_cached"]:
+            self.prompt_tokens += data["_prompt_tokens"] or 0
+            self.completion_tokens += data["_completion_tokens"] or 0
+        if data["_cost"] is not None:
+            self.priced = True
+            self.cost += data["_cost"]
+
+    def summary(self) -> str:
+        statuses = ", ".join(f"{self.by_status[s]} {s}" for s in STATUSES if self.by_status[s]) or "no rows"
+        text = (f"{statuses}; {self.skipped} failed and skipped, {self.cached} from cache, "
+                f"{self.retried} retried; tokens in {self.prompt_tokens}, out {self.completion_tokens}")
+        if self.priced:
+            text += f"; cost {self.cost:.4f}"
+        if self.by_error_class:
+            text += "; errors by class: " + ", ".join(f"{c} {n}" for c, n in self.by_error_class.most_common())
+            text += f"; first errors: {' | '.join(self.first_errors)}"
+        return text

@@ -1,0 +1,269 @@
+"""Every row tells the truth about itself: statuses, error classes, nulls, sizes, validation, fallbacks, cost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from connector import commands
+from connector.client import EndpointClient
+from connector.enrich import RowEnricher, RowTooLong
+from connector.outcomes import classify
+from connector.records import META_COLUMNS, Tally
+from connector.redact import Redactor
+from connector.validation import load_config
+from tests.conftest import catalog_for, chat_reply, mock_transport
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class Recorder:
+    """A fake endpoint that records every body it was sent."""
+
+    def __init__(self, answer: Callable[[dict[str, Any], int], httpx.Response]) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self._answer = answer
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        self.bodies.append(body)
+        return self._answer(body, len(self.bodies))
+
+
+def enrich(rows: list[dict[str, Any]], handler: Handler, **settings: Any) -> list[dict[str, Any]]:
+    raw = {"url": "http://llm.local/v1", "model": "main", "prompt": "Review: {{text}}",
+           "input": {"rows": rows}, "max_retries": 0, "cache": {"enabled": False}, **settings}
+    config = load_config(raw)
+    client = EndpointClient(config, mock_transport(handler)(config))
+    enricher = RowEnricher(config, client, Redactor())
+
+    async def run() -> list[dict[str, Any]]:
+        return [await enricher((i, row)) for i, row in enumerate(rows)]
+
+    out = asyncio.run(run())
+    for record in out:
+        assert set(META_COLUMNS) <= set(record)  # the whole contract, on every record
+    return out
+
+
+def echo(body: dict[str, Any], _: int) -> httpx.Response:
+    return httpx.Response(200, json=chat_reply(body["messages"][-1]["content"], model=body.get("model", "m")))
+
+
+def error(status: int, message: str, code: str = "x") -> httpx.Response:
+    return httpx.Response(status, json={"error": {"message": message, "code": code, "type": code}})
+
+
+# Nulls --------------------------------------------------------------------------------
+
+
+def test_null_cells_are_sent_as_empty_text_never_none() -> None:
+    server = Recorder(echo)
+    (record,) = enrich([{"text": None}], server)
+    assert server.bodies[0]["messages"][-1]["content"] == "Review: "
+    assert record["_status"] == "ok"
+
+
+def test_null_policy_skip_sends_nothing() -> None:
+    server = Recorder(echo)
+    records = enrich([{"text": "fine"}, {"text": "  "}, {"text": None}], server, null_policy="skip")
+    assert [r["_status"] for r in records] == ["ok", "skipped_null", "skipped_null"]
+    assert "column(s) text null or empty" in records[1]["_error"]
+    assert len(server.bodies) == 1 and records[1]["_attempts"] == 0
+
+
+def test_null_policy_literal() -> None:
+    server = Recorder(echo)
+    enrich([{"text": None}], server, null_policy="literal", null_literal="(no review)")
+    assert server.bodies[0]["messages"][-1]["content"] == "Review: (no review)"
+
+
+# Truncation and validation -------------------------------------------------------------
+
+
+def test_finish_reason_length_is_truncated_not_ok() -> None:
+    def cut(body: dict[str, Any], _: int) -> httpx.Response:
+        return httpx.Response(200, json=chat_reply('{"sentiment": "posi', finish_reason="length"))
+
+    (record,) = enrich([{"text": "x"}], Recorder(cut), response_template={"json_columns": {"sentiment": "string"}})
+    assert record["_status"] == "truncated"
+    assert record["_error_class"] is None and "cut off" in record["_error"]
+    assert record["sentiment"] is None
+
+
+def test_an_invalid_structured_answer_is_asked_again_with_the_problem() -> None:
+    def answers(body: dict[str, Any], n: int) -> httpx.Response:
+        return httpx.Response(200, json=chat_reply("not json at all" if n == 1 else '{"sentiment": "negative"}'))
+
+    server = Recorder(answers)
+    (record,) = enrich([{"text": "x"}], server, response_template={"json_columns": {"sentiment": "string"}})
+    assert record["_status"] == "ok" and record["sentiment"] == "negative"
+    assert record["_attempts"] == 2
+    retry = server.bodies[1]["messages"]
+    assert retry[-2] == {"role": "assistant", "content": "not json at all"}
+    assert "could not be used" in retry[-1]["content"] and "not valid JSON" in retry[-1]["content"]
+
+
+def test_an_answer_that_stays_invalid_is_a_validation_error_with_the_raw_answer_kept() -> None:
+    server = Recorder(lambda body, n: httpx.Response(200, json=chat_reply(f'{{"score": "high {n}"}}')))
+    (record,) = enrich([{"text": "x"}], server, validation_retries=2,
+                       response_template={"json_columns": {"score": "number"}})
+    assert record["_status"] == "error" and record["_error_class"] == "validation"
+    assert "'score' is str, expected number" in record["_error"]
+    assert record["_raw_answer"] == '{"score": "high 3"}'
+    assert len(server.bodies) == 3
+
+
+# Error classes ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "code"),
+    [
+        (400, "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000",
+         "context_length_exceeded"),  # OpenAI
+        (400, "prompt is too long: 210000 tokens > 200000 maximum", "invalid_request_error"),  # Anthropic
+        (400, "The input token count (40000) exceeds the maximum number of tokens allowed (32768).",
+         "INVALID_ARGUMENT"),  # Gemini
+        (400, "the request exceeds the available context size, try increasing it", "exceed_context_size_error"),
+    ],
+)
+def test_context_length_errors_are_classified_and_not_retried(status: int, message: str, code: str) -> None:
+    server = Recorder(lambda body, n: error(status, message, code))
+    (record,) = enrich([{"text": "x"}], server, max_retries=3)
+    assert record["_error_class"] == "context_length"
+    assert record["_attempts"] == 1 and len(server.bodies) == 1
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        (error(429, "Rate limit reached"), "rate_limit"),
+        (error(500, "boom"), "server"),
+        (error(400, "Unsupported parameter: 'foo'"), "bad_request"),
+        (error(400, "The response was filtered due to the prompt triggering Azure OpenAI's content management "
+                    "policy", "content_filter"), "content_filter"),
+    ],
+)
+def test_error_classes(response: httpx.Response, expected: str) -> None:
+    (record,) = enrich([{"text": "x"}], lambda request: response)
+    assert record["_status"] == "error" and record["_error_class"] == expected
+
+
+def test_quota_exhausted_stops_the_sync_at_once_with_a_resumable_state() -> None:
+    calls = {"n": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            return httpx.Response(200, json=chat_reply("fine"))
+        return error(429, "You exceeded your current quota, please check your plan and billing details.",
+                     "insufficient_quota")
+
+    config = {"url": "http://llm.local/v1", "prompt": "{{t}}", "concurrency": 1, "max_retries": 5,
+              "input": {"rows": [{"t": i} for i in range(6)]}}
+
+    async def collect() -> tuple[list[dict[str, Any]], Exception | None]:
+        out: list[dict[str, Any]] = []
+        try:
+            async for message in commands.read(config, catalog_for(), None, mock_transport(handler)):
+                out.append(message)
+        except Exception as exc:
+            return out, exc
+        return out, None
+
+    messages, raised = asyncio.run(collect())
+    assert raised is not None and "quota or billing limit reached" in str(raised)
+    assert raised.failure_type == "config_error"  # type: ignore[attr-defined]
+    assert calls["n"] == 3  # no retry of the quota error, no further row sent
+    records = [m for m in messages if m["type"] == "RECORD"]
+    assert len(records) == 2
+    assert [m for m in messages if m["type"] == "STATE"][-1]["state"]["stream"]["stream_state"] == {"position": 2}
+
+
+# Sizes -------------------------------------------------------------------------------
+
+
+def test_a_prompt_longer_than_the_window_is_skipped_without_a_request() -> None:
+    server = Recorder(echo)
+    records = enrich([{"text": "short"}, {"text": "word " * 2000}], server, context_window=500,
+                     parameters={"max_tokens": 50})
+    assert [r["_status"] for r in records] == ["ok", "skipped_too_long"]
+    assert "more than context_window 500" in records[1]["_error"]
+    assert len(server.bodies) == 1
+
+
+def test_truncate_policy_cuts_the_named_column_to_fit() -> None:
+    server = Recorder(echo)
+    (record,) = enrich([{"text": "word " * 2000}], server, context_window=500, too_long_policy="truncate",
+                       truncate_column="text", parameters={"max_tokens": 50})
+    sent = server.bodies[0]["messages"][-1]["content"]
+    assert record["_status"] == "ok" and sent.endswith("…")
+    assert len(sent) // 4 + 50 <= 500
+
+
+def test_fail_policy_stops_with_the_row_named() -> None:
+    with pytest.raises(RowTooLong, match=r"row 1: the prompt is ~\d+ tokens"):
+        enrich([{"text": "word " * 2000}], Recorder(echo), context_window=500, too_long_policy="fail")
+
+
+# Fallbacks and cost --------------------------------------------------------------------
+
+
+def test_a_fallback_model_answers_when_the_primary_is_overloaded() -> None:
+    def handler(body: dict[str, Any], _: int) -> httpx.Response:
+        return error(503, "overloaded") if body["model"] == "main" else echo(body, 0)
+
+    server = Recorder(handler)
+    (record,) = enrich([{"text": "x"}], server, fallback_models=["backup"])
+    assert record["_status"] == "ok" and record["_model"] == "backup"
+    assert [b["model"] for b in server.bodies] == ["main", "backup"]
+    assert record["_attempts"] == 2
+
+
+def test_no_fallback_for_an_error_class_not_listed() -> None:
+    server = Recorder(lambda body, n: error(400, "bad parameter"))
+    (record,) = enrich([{"text": "x"}], server, fallback_models=["backup"])
+    assert record["_error_class"] == "bad_request" and len(server.bodies) == 1
+
+
+def test_a_fallback_with_too_small_a_window_is_passed_over() -> None:
+    def handler(body: dict[str, Any], _: int) -> httpx.Response:
+        return error(400, "maximum context length exceeded") if body["model"] == "main" else echo(body, 0)
+
+    server = Recorder(handler)
+    (record,) = enrich([{"text": "word " * 300}], server, fallback_models=["tiny", "large"],
+                       context_windows={"tiny": 100, "large": 100_000})
+    assert record["_model"] == "large"
+    assert [b["model"] for b in server.bodies] == ["main", "large"]
+
+
+def test_cost_from_the_price_table_and_the_summary_counts_by_class() -> None:
+    records = enrich([{"text": "a"}, {"text": "b"}], echo_handler(), prices={
+        "main": {"input_per_million": 1.0, "output_per_million": 2.0}})
+    assert records[0]["_cost"] == pytest.approx((5 * 1.0 + 2 * 2.0) / 1e6)
+    tally = Tally()
+    for record in records:
+        tally.observe(record)
+    tally.observe({**records[0], "_status": "error", "_error_class": "timeout", "_error": "slow",
+                   "_row_number": 3})
+    summary = tally.summary()
+    assert "2 ok" in summary and "1 error" in summary and "timeout 1" in summary
+    assert "cost 0.0000" in summary and "row 3: slow" in summary
+
+
+def echo_handler() -> Handler:
+    return lambda request: echo(json.loads(request.content), 0)
+
+
+def test_classify_transport_failures() -> None:
+    from connector import errors
+
+    assert classify(errors.ReadTimeout("t")) == "timeout"
+    assert classify(errors.ConnectFailed("c")) == "connection"
+    assert classify(errors.BadReply("b")) == "bad_reply"
