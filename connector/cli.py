@@ -8,7 +8,6 @@ usage; 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import sys
 import traceback
@@ -98,29 +97,48 @@ async def _drive(messages: AsyncIterator[dict[str, Any]], writer: _Writer) -> No
         writer.write(message)
 
 
+def _spec_message() -> dict[str, Any]:
+    """The SPEC message. Platforms call ``spec`` often, so it reads the checked-in
+    spec/spec.json (a test keeps it equal to the model's schema) instead of
+    importing pydantic and asyncio; an install without the file generates it."""
+    import orjson
+
+    from connector.protocol import spec
+
+    try:
+        return spec(orjson.loads((Path(__file__).resolve().parent.parent / "spec" / "spec.json").read_bytes()))
+    except (OSError, orjson.JSONDecodeError):
+        from connector.specification import specification
+
+        return spec(specification())
+
+
 def run(argv: Sequence[str] | None = None, out: BinaryIO | None = None) -> int:
     """Run one command; returns the exit code."""
-    from connector import commands
     from connector.protocol import trace_error
     from connector.redact import Redactor
 
     args = _parser().parse_args(argv)
     writer = _Writer(out or sys.stdout.buffer)
     try:
-        messages: AsyncIterator[dict[str, Any]]
         if args.command == "spec":
-            messages = commands.spec()
+            writer.write(_spec_message())
+            return 0
+        import asyncio
+
+        from connector import commands
+
+        messages: AsyncIterator[dict[str, Any]]
+        raw_config = _load_json(args.config, "config")
+        writer.redact = Redactor(_secrets_of(raw_config))
+        if args.command == "check":
+            messages = commands.check(raw_config)
+        elif args.command == "discover":
+            messages = commands.discover(raw_config)
         else:
-            raw_config = _load_json(args.config, "config")
-            writer.redact = Redactor(_secrets_of(raw_config))
-            if args.command == "check":
-                messages = commands.check(raw_config)
-            elif args.command == "discover":
-                messages = commands.discover(raw_config)
-            else:
-                catalog = _load_json(args.catalog, "catalog")
-                state = _load_json(args.state, "state") if args.state else None
-                messages = commands.read(raw_config, catalog, state)
+            catalog = _load_json(args.catalog, "catalog")
+            state = _load_json(args.state, "state") if args.state else None
+            messages = commands.read(raw_config, catalog, state)
         asyncio.run(_drive(messages, writer))
         return 0
     except ConnectorError as exc:
