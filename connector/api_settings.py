@@ -50,8 +50,7 @@ class AzureSettings(_Settings):
 
 
 class BedrockSettings(_Settings):
-    """Amazon Bedrock's OpenAI-compatible endpoint: a region, and either a Bedrock API key
-    (``api_key``, sent as a bearer token) or AWS credentials for SigV4 signing."""
+    """Amazon Bedrock's OpenAI-compatible endpoint: a region, and a Bedrock API key (api_key) or AWS credentials."""
 
     region: str = Field(..., pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]+$", description="e.g. us-west-2.")
     access_key_id: SecretStr | None = Field(
@@ -123,8 +122,9 @@ def resolve(config: SourceConfig, default_url: str) -> None:
                 info = json.loads(vertex.credentials_json.get_secret_value())
             except json.JSONDecodeError:
                 raise ValueError("vertex.credentials_json: is not valid JSON; paste the key file's content") from None
-            if not isinstance(info, dict) or "type" not in info:
-                raise ValueError("vertex.credentials_json: expected a Google credentials JSON object with a 'type'")
+            if not isinstance(info, dict) or info.get("type") not in ("service_account", "authorized_user"):
+                raise ValueError("vertex.credentials_json: expected a service-account key (type service_account) "
+                                 "or user credentials (type authorized_user)")
         if not url_given:
             config.url = providers.vertex_base(vertex.project, vertex.location)
     elif not url_given:

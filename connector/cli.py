@@ -3,6 +3,11 @@
 Exit codes: 0 success (and ``check`` whatever its verdict, as Airbyte expects);
 1 a fatal error, always preceded by a TRACE ERROR on stdout; 2 bad command-line
 usage; 130 interrupted.
+
+``run`` (standalone use, :mod:`connector.standalone`) writes a file instead of
+protocol messages: its progress and errors are lines on stderr. A live progress
+bar (:mod:`connector.progress_bar`) is drawn on stderr, never stdout, when stderr
+is a terminal.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import sys
 import traceback
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TextIO
 
 from connector.errors import ConfigError, ConnectorError
 
@@ -37,7 +42,63 @@ def _parser() -> argparse.ArgumentParser:
     read.add_argument("--config", required=True, help="path to the config JSON")
     read.add_argument("--catalog", required=True, help="path to the configured catalog JSON")
     read.add_argument("--state", help="path to the state JSON (a list of STATE messages)")
+    read.add_argument("--dry-run", action="store_true",
+                      help="render every request and report rows, tokens and cost as LOG messages; send nothing")
+    read.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
+                      help="a LOG line with rows done, rows/s, tokens, errors and ETA this often (0: never)")
+    standalone = sub.add_parser("run", help="enrich the input into a Parquet, CSV or JSONL file (outside Airbyte)")
+    standalone.add_argument("--config", required=True, help="path to the config JSON")
+    standalone.add_argument("--output", help="the file to write: .parquet, .csv or .jsonl (- for JSONL on stdout)")
+    standalone.add_argument("--format", choices=("parquet", "csv", "jsonl"), help="instead of the extension's")
+    standalone.add_argument("--dry-run", action="store_true",
+                            help="report rows, tokens, cost and a few rendered requests; send nothing")
+    standalone.add_argument("--progress-every", type=float, default=10.0, metavar="SECONDS",
+                            help="a progress line on stderr this often when no bar is drawn (0: never)")
+    for cmd in (read, standalone):
+        cmd.add_argument("--no-progress-bar", action="store_true", help="no live bar on stderr, even on a terminal")
     return parser
+
+
+def _progress(args: argparse.Namespace, err: TextIO) -> Any:
+    """LOG lines every --progress-every seconds, and a live bar when stderr is a terminal."""
+    from connector.progress import NO_PROGRESS, LogProgress, Several
+
+    parts: list[Any] = []
+    bar = not args.no_progress_bar and err.isatty()
+    if args.progress_every > 0 and not (bar and args.command == "run"):
+        parts.append(LogProgress(args.progress_every))
+    if bar:
+        from connector.progress_bar import terminal_bar
+
+        parts.append(terminal_bar(err))
+    return Several(parts) if parts else NO_PROGRESS
+
+
+def _run_standalone(args: argparse.Namespace, stdin: BinaryIO, out: BinaryIO, err: TextIO) -> int:
+    """``run``: a file out, human lines on stderr, the dry-run report on stdout."""
+    import asyncio
+
+    from connector import standalone
+    from connector.redact import Redactor
+
+    def notice(level: str, text: str) -> None:
+        err.write(f"{'' if level == 'INFO' else level + ': '}{text}\n")
+        err.flush()
+
+    raw_config: Any = None
+    try:
+        raw_config = _load_json(args.config, "config")
+        result = asyncio.run(standalone.run(raw_config, args.output, args.format, dry_run=args.dry_run,
+                                            progress=_progress(args, err), notice=notice, stdin=stdin, stdout=out))
+    except ConnectorError as exc:
+        notice("ERROR", Redactor(_secrets_of(raw_config))(exc.message))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    if result.report is not None:
+        out.write(result.report.encode())
+        out.flush()
+    return 0
 
 
 def _load_json(path: str, what: str) -> Any:
@@ -113,12 +174,16 @@ def _spec_message() -> dict[str, Any]:
         return spec(specification())
 
 
-def run(argv: Sequence[str] | None = None, out: BinaryIO | None = None) -> int:
+def run(argv: Sequence[str] | None = None, out: BinaryIO | None = None, err: TextIO | None = None,
+        stdin: BinaryIO | None = None) -> int:
     """Run one command; returns the exit code."""
     from connector.protocol import trace_error
     from connector.redact import Redactor
 
     args = _parser().parse_args(argv)
+    err = err or sys.stderr
+    if args.command == "run":
+        return _run_standalone(args, stdin or sys.stdin.buffer, out or sys.stdout.buffer, err)
     writer = _Writer(out or sys.stdout.buffer)
     try:
         if args.command == "spec":
@@ -138,7 +203,8 @@ def run(argv: Sequence[str] | None = None, out: BinaryIO | None = None) -> int:
         else:
             catalog = _load_json(args.catalog, "catalog")
             state = _load_json(args.state, "state") if args.state else None
-            messages = commands.read(raw_config, catalog, state)
+            messages = commands.read(raw_config, catalog, state, dry_run=args.dry_run,
+                                     progress=_progress(args, err), stdin=stdin or sys.stdin.buffer)
         asyncio.run(_drive(messages, writer))
         return 0
     except ConnectorError as exc:

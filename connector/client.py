@@ -87,7 +87,7 @@ async def _status_error(
         403: "access forbidden (key lacks permission for this model or endpoint)",
         404: "not found",
         408: "request timeout",
-        413: "request body too large",
+        413: "request body too large for the server; shorten this row's input or raise the server's body limit",
         429: "rate limited",
     }.get(status, "server error" if status >= 500 else "request rejected")
     error = errors.HTTPStatusError(

@@ -9,13 +9,14 @@ tests drive the real commands over a fake network.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from connector import protocol
 from connector.errors import CatalogError, ConfigError, ConnectorError, EndpointError
+from connector.progress import NO_PROGRESS, Progress
 from connector.protocol import Message
 from connector.specification import specification
 from connector.transport import Transport
@@ -93,13 +94,18 @@ async def discover(raw_config: Any, transport_factory: TransportFactory = defaul
     """CATALOG: the enriched stream, plus ``models`` when the endpoint lists models."""
     from connector.catalog import enriched_stream, models_stream
     from connector.client import EndpointClient
-    from connector.inputs import InputTable
+    from connector.piped import StdinTable, open_input
     from connector.templates import RequestTemplate
     from connector.validation import load_config
 
     config = load_config(raw_config)
-    table = InputTable(config.input)
-    RequestTemplate.from_config(config).check_columns(table.columns)
+    table = open_input(config.input)  # never reads stdin: its columns are input.columns
+    if isinstance(table, StdinTable) and not table.columns_known:
+        yield protocol.log("input.path is '-' (stdin) and input.columns is not set: the catalog declares only "
+                           "the output and metadata columns, and Airbyte and PyAirbyte drop undeclared input "
+                           "columns. List them in input.columns.", "WARN")
+    else:
+        RequestTemplate.from_config(config).check_columns(table.columns)
     streams = [enriched_stream(config, table.schema)]
     transport = transport_factory(config)
     try:
@@ -112,31 +118,37 @@ async def discover(raw_config: Any, transport_factory: TransportFactory = defaul
     yield protocol.catalog(streams)
 
 
-def _rows(batches: Iterator[list[dict[str, Any]]], start: int) -> Iterator[tuple[int, dict[str, Any]]]:
-    position = start
-    for batch in batches:
-        for row in batch:
-            yield position, row
-            position += 1
-
-
 async def read(
     raw_config: Any,
     catalog: Any,
     state: Any = None,
     transport_factory: TransportFactory = default_transport,
     checkpointing: Checkpointing = Checkpointing(),
+    *,
+    progress: Progress = NO_PROGRESS,
+    dry_run: bool = False,
+    stdin: BinaryIO | None = None,
+    table: Any = None,
 ) -> AsyncIterator[Message]:
-    """RECORDs in input order with STATE checkpoints, STREAM_STATUS and a LOG summary."""
+    """RECORDs in input order with STATE checkpoints, STREAM_STATUS and a LOG summary.
+
+    ``progress`` hears of every record (and may add LOG lines); ``dry_run`` renders every
+    request and reports counts, tokens and cost as LOG messages, sending nothing; ``stdin``
+    is where ``input.path: "-"`` reads (default: the process's); ``table`` is an input
+    table already opened by the caller (the standalone writer needs its schema first).
+    """
     from connector.catalog import MODELS_STREAM, SYNC_MODES, enriched_stream, selected_streams
     from connector.client import EndpointClient
-    from connector.inputs import InputTable
+    from connector.piped import StdinTable, open_input
     from connector.redact import Redactor
     from connector.templates import RequestTemplate
     from connector.validation import load_config
 
     config = load_config(raw_config)
-    table = InputTable(config.input)
+    if table is None:
+        table = open_input(config.input, stdin)
+    if isinstance(table, StdinTable):
+        await table.start()  # without input.columns, infers them from the first rows
     template = RequestTemplate.from_config(config)
     template.check_columns(table.columns)
     enriched_stream(config, table.schema)  # the same name and column checks as discover
@@ -148,11 +160,16 @@ async def read(
     client = EndpointClient(config, transport, limiter=limiter_for(config))
     try:
         for stream in selected:
-            if stream.name == MODELS_STREAM:
+            if dry_run:
+                if stream.name != MODELS_STREAM:
+                    messages = _dry_run(config, table, template, client, redact, stream.sync_mode, state)
+                else:
+                    continue  # listing models is free, but a dry run sends nothing at all
+            elif stream.name == MODELS_STREAM:
                 messages = _read_models(client, stream.name)
             else:
                 messages = _read_enriched(config, table, template, client, redact, stream.sync_mode,
-                                          state, checkpointing)
+                                          state, checkpointing, progress)
             async for message in messages:
                 yield message
     finally:
@@ -196,10 +213,12 @@ async def _read_enriched(
     sync_mode: str,
     state: Any,
     checkpointing: Checkpointing,
+    progress: Progress = NO_PROGRESS,
 ) -> AsyncIterator[Message]:
     from connector.cache import AnswerCache, default_cache_path
     from connector.engine import ordered_map
     from connector.enrich import RowEnricher
+    from connector.piped import numbered_rows
     from connector.records import Tally
     from connector.state import StreamPosition, position_for
 
@@ -215,28 +234,32 @@ async def _read_enriched(
     yield protocol.stream_status(name, "STARTED")
     for warning in warnings:
         yield protocol.log(redact(warning), "WARN")
-    total = table.count_rows()
-    if total is not None:
-        yield protocol.estimate(name, max(total - start.position, 0))
+    sized = table.estimate_rows()
+    total = None if sized is None else max(sized[0] - start.position, 0)
+    if sized is not None and total is not None:
+        yield protocol.estimate(name, total)
+        if sized[1]:
+            yield protocol.log(f"{name}: about {total:,} rows to read (an estimate from the input's file sizes)")
+    progress.start(name, total, sized is not None and sized[1])
     if start.position:
         yield protocol.log(f"{name}: resuming after row {start.position} (from state)")
 
     stopped_by: list[str] = []
 
-    def dispatch() -> Iterator[tuple[int, dict[str, Any]]]:
-        for item in _rows(table.batches(skip=start.position), start.position):
-            reason = _spend_guard(config, client, tally)
-            if reason:
-                stopped_by.append(reason)
-                return
-            yield item
+    def stop() -> bool:
+        reason = _spend_guard(config, client, tally)
+        if reason:
+            stopped_by.append(reason)
+        return reason is not None
+
+    rows = numbered_rows(table.batches(skip=start.position), start.position, stop)
 
     position, since_state = start.position, 0
     committed = start.position  # the position the last STATE carried
     last_state = time.monotonic()
     started = time.monotonic()
     try:
-        async for data in ordered_map(dispatch(), enricher, config.concurrency):
+        async for data in ordered_map(rows, enricher, config.concurrency):
             if position == start.position:
                 yield protocol.stream_status(name, "RUNNING")
             tally.observe(data)
@@ -258,6 +281,8 @@ async def _read_enriched(
             if since_state >= checkpointing.rows or time.monotonic() - last_state >= checkpointing.seconds:
                 yield protocol.state(name, StreamPosition(position).as_state(), since_state)
                 since_state, last_state, committed = 0, time.monotonic(), position
+            for message in progress.advance(tally):
+                yield message
     except ConnectorError:
         # Commit what was processed (a row that failed the sync is not), then report.
         if position != committed:
@@ -267,6 +292,8 @@ async def _read_enriched(
     finally:
         if cache is not None:
             cache.close()
+        for message in progress.finish(tally):
+            yield message
 
     elapsed = time.monotonic() - started
     rate = f"{tally.rows / elapsed:.1f}" if elapsed else "-"
@@ -290,3 +317,18 @@ async def _read_enriched(
         yield protocol.stream_status(name, "INCOMPLETE")
         raise SyncFailed(f"every row failed ({tally.rows} rows); first errors: {' | '.join(tally.first_errors)}")
     yield protocol.stream_status(name, "COMPLETE")
+
+
+async def _dry_run(config: Any, table: Any, template: Any, client: Any, redact: Any, sync_mode: str,
+                   state: Any) -> AsyncIterator[Message]:
+    """The dry-run report of the enriched stream as LOG messages: nothing is sent, no state moves."""
+    from connector.dry_run import Planner, plan
+    from connector.enrich import RowEnricher
+    from connector.piped import numbered_rows
+    from connector.state import position_for
+
+    start = position_for(state, config.stream_name, sync_mode)
+    planner = Planner(config, RowEnricher(config, client, redact, template), client, redact)
+    report = await plan(numbered_rows(table.batches(skip=start.position), start.position, lambda: False), planner)
+    for message in report.messages():
+        yield message

@@ -86,13 +86,19 @@ class InputConfig(_Strict):
     path: str | None = Field(
         None,
         title="Path",
-        description="A CSV, JSONL or Parquet file, a glob (data/*.parquet) or a directory.",
-        json_schema_extra={"order": 0, "examples": ["data/reviews.csv", "data/part-*.parquet"]},
+        description=(
+            "A CSV, JSONL or Parquet file, a glob (data/*.parquet) or a directory; '-' reads standard input "
+            "(JSON lines, or the Airbyte messages of another connector's read)."
+        ),
+        json_schema_extra={"order": 0, "examples": ["data/reviews.csv", "data/part-*.parquet", "-"]},
     )
-    format: Literal["auto", "csv", "jsonl", "parquet"] = Field(
+    format: Literal["auto", "csv", "jsonl", "parquet", "airbyte"] = Field(
         "auto",
         title="Format",
-        description="File format; 'auto' infers it from the file extension.",
+        description=(
+            "File format; 'auto' infers it from the file extension (on stdin: from the first line). "
+            "'airbyte': stdin carries Airbyte messages; each RECORD's data is a row, other lines are skipped."
+        ),
         json_schema_extra={"order": 1},
     )
     rows: list[dict[str, Any]] | None = Field(
@@ -115,11 +121,37 @@ class InputConfig(_Strict):
         description="Rows read from the input per batch; memory stays bounded by this.",
         json_schema_extra={"order": 4},
     )
+    columns: dict[str, ColumnType] | None = Field(
+        None,
+        title="Columns (stdin)",
+        description=(
+            "For input.path '-': the input columns and their types, e.g. {\"review\": \"string\", \"id\": "
+            "\"integer\"}. discover declares them (it cannot read stdin); read keeps only these columns. "
+            "Without it, read infers the columns from the first batch and keeps them."
+        ),
+        json_schema_extra={"order": 5},
+    )
+    stream: str | None = Field(
+        None,
+        title="Stream (stdin)",
+        description="With Airbyte messages on stdin: take only the RECORDs of this stream. Default: every RECORD.",
+        json_schema_extra={"order": 6},
+    )
+
+    @property
+    def is_stdin(self) -> bool:
+        """Rows come from standard input."""
+        return self.path == "-"
 
     @model_validator(mode="after")
     def _one_source(self) -> InputConfig:
         if (self.path is None) == (self.rows is None):
             raise ValueError("give exactly one of input.path (a file, glob or folder) or input.rows")
+        if not self.is_stdin and (self.columns is not None or self.stream is not None):
+            raise ValueError("input.columns and input.stream apply to standard input only (input.path '-')")
+        if self.is_stdin and self.format not in ("auto", "jsonl", "airbyte"):
+            raise ValueError("input.format: standard input carries JSON lines or Airbyte messages "
+                             "(auto, jsonl or airbyte)")
         return self
 
 
@@ -488,19 +520,19 @@ class SourceConfig(_Strict):
             "openai_responses, anthropic_messages, gemini_generate_content, azure_openai, amazon_bedrock, "
             "google_vertex. Every shape gives the same output columns."
         ),
-        json_schema_extra={"order": 30},
+        json_schema_extra={"order": 50},
     )
     provider: str | None = Field(
         None,
         title="Provider preset",
         description="Fills in the base URL and API shape of a known provider (url, when given, wins).",
-        json_schema_extra={"order": 31, "enum": list(presets())},
+        json_schema_extra={"order": 51, "enum": list(presets())},
     )
     model_mapping: dict[str, str] = Field(
         default_factory=dict,
         title="Model name mapping",
         description='{"name you write": "name the endpoint expects"}, applied to every request\'s model.',
-        json_schema_extra={"order": 32},
+        json_schema_extra={"order": 52},
     )
     output_schema: ObjectOrJSONText = Field(
         None,
@@ -509,11 +541,11 @@ class SourceConfig(_Strict):
             "Structured output: a JSON Schema (type object) sent as each API shape expresses it; the answer is "
             "validated and each property becomes a typed output column. JSON object or JSON text."
         ),
-        json_schema_extra={"order": 33},
+        json_schema_extra={"order": 53},
     )
-    azure: AzureSettings | None = Field(None, title="Azure OpenAI", json_schema_extra={"order": 34})
-    bedrock: BedrockSettings | None = Field(None, title="Amazon Bedrock", json_schema_extra={"order": 35})
-    vertex: VertexSettings | None = Field(None, title="Google Vertex AI", json_schema_extra={"order": 36})
+    azure: AzureSettings | None = Field(None, title="Azure OpenAI", json_schema_extra={"order": 54})
+    bedrock: BedrockSettings | None = Field(None, title="Amazon Bedrock", json_schema_extra={"order": 55})
+    vertex: VertexSettings | None = Field(None, title="Google Vertex AI", json_schema_extra={"order": 56})
 
     @field_validator("url")
     @classmethod

@@ -5,13 +5,17 @@
 memory is bounded whatever the number of rows. Completion is signalled through
 one event rather than by scanning the in-flight set, so the bookkeeping per item
 is O(1) at any concurrency.
+
+``items`` may also be an async iterator (rows piped in on stdin): the next item is
+then awaited in a task of its own, so results keep flowing out while the source
+is waiting for its producer, and the event loop is never blocked by a slow pipe.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -21,8 +25,12 @@ async def _call(fn: Callable[[T], Awaitable[R]], item: T) -> R:
     return await fn(item)
 
 
+async def _next_of(items: AsyncIterator[T]) -> T:
+    return await items.__anext__()
+
+
 async def ordered_map(
-    items: Iterator[T],
+    items: Iterator[T] | AsyncIterator[T],
     fn: Callable[[T], Awaitable[R]],
     concurrency: int,
     window: int | None = None,
@@ -42,6 +50,8 @@ async def ordered_map(
     next_out = 0  # next result to yield
     exhausted = False
     failed = False  # once a call raised, start no new one
+    pulling: AsyncIterator[T] | None = items if isinstance(items, AsyncIterator) else None
+    fetch: asyncio.Task[T] | None = None  # the pending next item of an async source
 
     def finished(task: asyncio.Future[R]) -> None:
         nonlocal in_flight, failed
@@ -53,11 +63,24 @@ async def ordered_map(
     try:
         while True:
             while not (exhausted or failed) and in_flight < concurrency and next_index - next_out < window:
-                try:
-                    item = next(items)
-                except StopIteration:
-                    exhausted = True
-                    break
+                if pulling is not None:
+                    if fetch is None:
+                        fetch = asyncio.create_task(_next_of(pulling))
+                        fetch.add_done_callback(_wake_on(wake))
+                    if not fetch.done():
+                        break
+                    done, fetch = fetch, None
+                    try:
+                        item = done.result()
+                    except StopAsyncIteration:
+                        exhausted = True
+                        break
+                else:
+                    try:
+                        item = next(items)  # type: ignore[arg-type]
+                    except StopIteration:
+                        exhausted = True
+                        break
                 task = asyncio.create_task(_call(fn, item))
                 task.add_done_callback(finished)
                 tasks[next_index] = task
@@ -65,7 +88,11 @@ async def ordered_map(
                 in_flight += 1
             head = tasks.get(next_out)
             if head is None:
-                return  # nothing left to start and everything yielded
+                if fetch is None or exhausted or failed:
+                    return  # nothing left to start and everything yielded
+                wake.clear()
+                await wake.wait()  # waiting for the source's next item
+                continue
             if head.done():
                 del tasks[next_out]
                 next_out += 1
@@ -74,7 +101,14 @@ async def ordered_map(
             wake.clear()
             await wake.wait()
     finally:
-        for task in tasks.values():
+        pending: list[asyncio.Task[Any]] = list(tasks.values())
+        if fetch is not None:
+            pending.append(fetch)
+        for task in pending:
             task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks.values(), return_exceptions=True)
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _wake_on(event: asyncio.Event) -> Callable[[Any], None]:
+    return lambda _task: event.set()

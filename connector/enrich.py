@@ -20,9 +20,9 @@ from connector.config import SourceConfig
 from connector.dialects.openai_chat import RequestBuilder
 from connector.limits import TokenEstimator
 from connector.outcomes import classify, is_quota
+from connector.outputs import ExtraOutputs
 from connector.protocol import dumps
 from connector.records import META_COLUMNS, ROW_NUMBER, Tally, empty_meta
-from connector.outputs import ExtraOutputs
 from connector.redact import Redactor
 from connector.templates import CONTENT_PATH, RequestTemplate, ResponseExtractor, dig
 
@@ -104,6 +104,14 @@ class RowEnricher:
     # The row -------------------------------------------------------------------------
 
     async def __call__(self, item: tuple[int, dict[str, Any]]) -> dict[str, Any]:
+        data, body = self.plan(item)
+        if body is None:
+            return data
+        return await self._ask(data, body)
+
+    def plan(self, item: tuple[int, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The record so far and the body to send for it; no body when the row is skipped (its
+        record is then complete). Sends nothing: ``--dry-run`` renders every row with it."""
         position, row = item
         data = dict(row)
         data[ROW_NUMBER] = position + 1
@@ -112,7 +120,7 @@ class RowEnricher:
         blank = [c for c in self._used_columns if _is_blank(row.get(c))]
         if blank and config.null_policy == "skip":
             return self._without_answer(data, "skipped_null", None,
-                                        f"column(s) {', '.join(blank)} null or empty (null_policy skip)")
+                                        f"column(s) {', '.join(blank)} null or empty (null_policy skip)"), None
         if blank and config.null_policy == "literal":
             row = {**row, **dict.fromkeys(blank, config.null_literal)}
 
@@ -120,9 +128,9 @@ class RowEnricher:
         if config.context_window:
             fitted = self._fit(row, body, position)
             if isinstance(fitted, str):
-                return self._without_answer(data, "skipped_too_long", None, fitted)
+                return self._without_answer(data, "skipped_too_long", None, fitted), None
             body = fitted
-        return await self._ask(data, body)
+        return data, body
 
     async def _ask(self, data: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         """Ask the primary model, then each fallback the error class allows."""

@@ -112,7 +112,10 @@ class InputTable:
             self._dataset = ds.dataset(files, format=fmt, schema=schema)
             self._dataset.schema  # noqa: B018 - forces the first file's header or footer to be read
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-            raise InputError(f"input.path: cannot read '{path}' as {kind}: {_first_line(exc)}") from None
+            raise InputError(
+                f"input.path: cannot read '{path}' as {kind}: {_first_line(exc)}. Fix or replace the file, "
+                f"or set input.format if it is not {kind}"
+            ) from None
 
     @property
     def schema(self) -> pa.Schema:
@@ -134,6 +137,19 @@ class InputTable:
             rows: int = self._dataset.count_rows()
             return rows
         return None
+
+    def estimate_rows(self) -> tuple[int, bool] | None:
+        """(rows, is_estimate): counted where cheap, else estimated from CSV/JSONL file sizes."""
+        exact = self.count_rows()
+        if exact is not None:
+            return exact, False
+        import pyarrow.dataset as ds
+
+        from connector.sizing import estimate_line_rows
+
+        header = 1 if isinstance(self._dataset.format, ds.CsvFileFormat) else 0
+        guess = estimate_line_rows(list(self._dataset.files), header_lines=header)
+        return None if guess is None else (guess, True)
 
     def batches(self, skip: int = 0) -> Iterator[list[Row]]:
         """Rows in input order, in lists of up to ``batch_size``, after skipping ``skip`` rows."""

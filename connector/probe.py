@@ -13,7 +13,6 @@ from urllib.parse import urlsplit
 from connector import errors
 from connector.client import EndpointClient
 from connector.config import CHAT_PATH, SourceConfig
-from connector.dialects.openai_chat import RequestBuilder
 from connector.inputs import InputTable
 from connector.templates import RequestTemplate
 
@@ -34,9 +33,10 @@ def _suggest_url(config: SourceConfig) -> str:
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
-def explain(exc: errors.EndpointError, config: SourceConfig, models: list[str] | None) -> str:
-    """What went wrong, in the terms of the config."""
-    host = urlsplit(config.chat_url).netloc
+def explain(exc: errors.EndpointError, config: SourceConfig, models: list[str] | None,
+            url: str | None = None) -> str:
+    """What went wrong, in the terms of the config (``url``: where the request went, if not chat_url)."""
+    host = urlsplit(url or config.chat_url).netloc
     if isinstance(exc, errors.HTTPStatusError):
         if exc.status in (401, 403):
             hint = "set api_key" if config.api_key is None else "check api_key"
@@ -46,6 +46,9 @@ def explain(exc: errors.EndpointError, config: SourceConfig, models: list[str] |
                 offered = f" The server offers: {', '.join(models[:20])}." if models else ""
                 return (f"Model '{config.model}' not found at {host} (404).{offered} "
                         f"Server said: {_detail(exc)}")
+            if url is not None and url != config.chat_url:  # another API shape: its own URL
+                return (f"Wrong path: POST {url} returned 404 ({config.api_compatibility}). "
+                        "Set url to the API base (e.g. https://api.anthropic.com/v1) or check the shape's settings.")
             better = _suggest_url(config)
             fix = f" Did you mean {better}?" if better != config.chat_url else ""
             return (f"Wrong path: POST {config.chat_url} returned 404.{fix} "
@@ -76,10 +79,8 @@ async def run_check(config: SourceConfig, client: EndpointClient) -> str:
     first = table.first_row()
     if first is None:
         raise errors.InputError("input: the table has no rows; nothing to enrich")
-    body = RequestBuilder(config).build(template.render(first))
-    body.pop("stream", None)
-    body.pop("stream_options", None)
-    body["max_tokens"] = 1
+    dialect = client.dialect
+    body = dialect.probe_body(dialect.build(template.render(first)))  # one token, no stream
 
     models: list[str] | None = None
     try:
@@ -94,7 +95,7 @@ async def run_check(config: SourceConfig, client: EndpointClient) -> str:
     try:
         completion = await client.complete_once(body)
     except errors.EndpointError as exc:
-        raise CheckFailed(explain(exc, config, models)) from exc
+        raise CheckFailed(explain(exc, config, models, client.url)) from exc
     answered_by = completion.reply.get("model") or config.model or "the default model"
     listed = f"; {len(models)} model(s) listed" if models else ""
     # llama.cpp (and some gateways) also serve /chat/completions at the root, so a

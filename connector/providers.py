@@ -85,9 +85,9 @@ def bedrock_base(region: str) -> str:
 
 def vertex_base(project: str | None, location: str) -> str:
     """The publisher-models base of Vertex AI (express mode, with an API key, has no project)."""
+    if project is None:  # express mode is served from the global host
+        return "https://aiplatform.googleapis.com/v1/publishers/google"
     host = "aiplatform.googleapis.com" if location == "global" else f"{location}-aiplatform.googleapis.com"
-    if project is None:
-        return f"https://{host}/v1/publishers/google"
     return f"https://{host}/v1/projects/{project}/locations/{location}/publishers/google"
 
 

@@ -109,8 +109,13 @@ class RequestTemplate:
             messages.append({"role": "user", "content": config.prompt or ""})
             template = {"messages": messages}
             origin = "prompt"
-        # messages (chat, Anthropic), or a shape's own: input (Responses), contents (Gemini).
-        native = next((k for k in ("messages", "input", "contents") if k in template), "messages")
+        # messages (every shape converts them), or the configured shape's own: input (Responses),
+        # contents (Gemini, Vertex). Another shape's key would reach a server that rejects every row.
+        from connector.providers import canonical
+
+        own = {"openai_responses": "input", "gemini_generate_content": "contents",
+               "google_vertex": "contents"}.get(canonical(config.api_compatibility), "messages")
+        native = own if own in template and "messages" not in template else "messages"
         if not isinstance(template.get(native), (list, str)) or template[native] == []:
             raise TemplateError(
                 f"{origin}: the request body has no 'messages' list; a chat-completions request "

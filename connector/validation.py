@@ -16,7 +16,8 @@ from connector.config import ResponseTemplate, SourceConfig
 from connector.errors import ConfigError
 from connector.specification import connection_specification
 
-_SECRET_ROOTS = ("api_key", "headers")
+_SECRET_ROOTS = ("api_key", "headers", "bedrock.access_key_id", "bedrock.secret_access_key", "bedrock.session_token",
+                 "vertex.credentials_json")
 
 
 def _path(parts: Any) -> str:
@@ -88,7 +89,7 @@ def _pydantic_messages(exc: ValidationError, prefix: tuple[str, ...] = ()) -> li
 
 # Settings objects whose null members mean "not set" (forms often send nulls for
 # empty optional fields). Inside templates, rows and extra_body a null is data.
-_SETTINGS_OBJECTS = ("input", "parameters", "cache", "tls")
+_SETTINGS_OBJECTS = ("input", "parameters", "cache", "tls", "azure", "bedrock", "vertex")
 
 
 def _drop_unset(raw: dict[str, Any]) -> dict[str, Any]:
@@ -119,4 +120,7 @@ def load_config(raw: Any) -> SourceConfig:
     except ValidationError as exc:
         messages = _pydantic_messages(exc, ("response_template",))
         raise ConfigError("Invalid config: " + "; ".join(messages)) from None
+    from connector.dialects import dialect_for
+
+    dialect_for(config)  # ConfigError when the API shape cannot express a parameter, or lacks its extra
     return config

@@ -26,7 +26,6 @@ from connector.dialects.base import (
 from connector.dialects.base import StreamAssembler as Assembler
 from connector.errors import BadReply
 from connector.output_schema import SCHEMA_NAME, strict_compatible
-from connector.providers import canonical
 
 __all__ = ["ChatDialect", "DialectBase", "Reply", "RequestBuilder", "StreamAssembler", "error_message",
            "parse_reply"]
@@ -280,7 +279,3 @@ class StreamAssembler:
         if self._usage is not None:
             reply["usage"] = self._usage
         return reply
-
-
-def shape_of(config: SourceConfig) -> str:
-    return canonical(config.api_compatibility)

@@ -26,7 +26,7 @@ EXTRA_HINT = "pip install 'source-openai-compatible[vertex]' (google-auth)"
 def require_google_auth() -> None:
     """ConfigError when the optional extra is not installed."""
     try:
-        import google.auth  # noqa: F401
+        import google.auth
         import google.auth.transport.requests  # noqa: F401
     except ImportError:
         raise ConfigError(
@@ -49,12 +49,18 @@ class GoogleToken:
         if self._info is None:
             credentials, _project = google.auth.default(scopes=list(SCOPES))
             return credentials
+        # Only the two types api_settings lets through: a loader per type, never a generic one.
+        # (Typed Any: google-auth is untyped where installed, absent where not.)
+        loader: Any
         if self._info.get("type") == "service_account":
             from google.oauth2 import service_account
 
-            return service_account.Credentials.from_service_account_info(self._info, scopes=list(SCOPES))
-        credentials, _project = google.auth.load_credentials_from_dict(self._info, scopes=list(SCOPES))
-        return credentials
+            loader = service_account.Credentials.from_service_account_info
+        else:
+            from google.oauth2 import credentials as user_credentials
+
+            loader = user_credentials.Credentials.from_authorized_user_info
+        return loader(self._info, scopes=list(SCOPES))
 
     def _refresh(self) -> str:
         if self._credentials is None:

@@ -1,0 +1,233 @@
+"""``--dry-run``: what a read would send and what it would cost, with nothing sent.
+
+Every row goes through the same steps as in a real read (null policy, template,
+context-window fit) up to the request body; then, instead of sending it:
+
+- the request is counted, and rows the read would skip are counted by status;
+- its input tokens are estimated offline (characters per token, no tokenizer
+  download: :class:`~connector.limits.TokenEstimator`), its output tokens are the
+  body's ``max_tokens`` (an upper bound) or a default when it sets none;
+- with ``prices`` it is priced; an answer already in the answer cache is free;
+- the first few requests are kept as they would go on the wire (URL, headers,
+  body), with every secret masked.
+
+Retries, validation retries and fallbacks can only add requests; the report says so.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from connector import protocol
+from connector.limits import TokenEstimator
+from connector.protocol import Message, dumps
+from connector.redact import MASK, Redactor
+
+SAMPLES = 3
+_SAMPLE_CHARS = 4000
+_AUTH_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "x-goog-api-key", "proxy-authorization",
+                           "x-amz-security-token"})
+
+
+@dataclass
+class Sample:
+    """One request as it would be sent, secrets masked."""
+
+    row_number: int
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: str
+
+    def text(self) -> str:
+        headers = "; ".join(f"{k}: {v}" for k, v in self.headers.items())
+        return f"{self.method} {self.url}\n  headers: {headers}\n  body: {self.body}"
+
+
+@dataclass
+class DryRun:
+    """What a read would do."""
+
+    stream: str
+    rows: int = 0
+    requests: int = 0
+    cached: int = 0  # requests whose answer is already in the answer cache (free)
+    skipped: Counter[str] = field(default_factory=Counter)
+    would_fail_at: int | None = None  # too_long_policy fail: the row that would stop the sync
+    input_tokens: int = 0
+    output_tokens: int = 0
+    output_capped: int = 0  # requests whose output estimate is their max_tokens
+    default_output: int = TokenEstimator().default_output
+    cost: float = 0.0
+    priced: Counter[str] = field(default_factory=Counter)  # model -> requests priced
+    unpriced: Counter[str] = field(default_factory=Counter)  # model -> requests without a price
+    chars_per_token: float = TokenEstimator().chars_per_token
+    samples: list[Sample] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The report, one line per fact."""
+        skipped = ", ".join(f"{n} {status}" for status, n in sorted(self.skipped.items())) or "none skipped"
+        out = [f"dry run of {self.stream}: no request was sent",
+               f"rows: {self.rows:,}; requests: {self.requests:,}; skipped: {skipped}"]
+        if self.cached:
+            out.append(f"already answered in the answer cache (free): {self.cached:,} of the requests")
+        out.append(f"input tokens: ~{self.input_tokens:,} (offline estimate: {self.chars_per_token:g} characters "
+                   "per token of the JSON messages; the server's tokenizer decides)")
+        if self.requests:
+            capped = self.output_capped
+            if capped == self.requests:
+                how = "max_tokens of each request: an upper bound"
+            elif capped == 0:
+                how = f"no max_tokens: {self.default_output} per request assumed"
+            else:
+                how = f"max_tokens where set, else {self.default_output} per request assumed"
+            out.append(f"output tokens: ~{self.output_tokens:,} ({how})")
+        if self.priced:
+            models = ", ".join(sorted(self.priced))
+            out.append(f"estimated cost: ~{self.cost:.4f} (prices of {models}; answers in the cache cost 0)")
+        if self.unpriced:
+            models = ", ".join(f"{m} ({n} requests)" for m, n in self.unpriced.most_common())
+            out.append(f"no price for: {models}; add them to prices (or \"*\") to estimate the cost")
+        if self.would_fail_at is not None:
+            out.append(f"row {self.would_fail_at} does not fit context_window and too_long_policy is fail: "
+                       "a real read stops there")
+        out.append("retries, validation retries and fallback models can add requests beyond these")
+        return out
+
+    def messages(self) -> Iterator[Message]:
+        """The report as Airbyte LOG messages: the facts, then each sample request."""
+        for line in self.lines():
+            yield protocol.log(line)
+        for i, sample in enumerate(self.samples, 1):
+            yield protocol.log(f"dry run request {i} (row {sample.row_number}): {sample.text()}")
+
+    def text(self) -> str:
+        """The report for a person."""
+        parts = ["\n".join(self.lines())]
+        for i, sample in enumerate(self.samples, 1):
+            parts.append(f"request {i} (row {sample.row_number}):\n  {sample.text()}")
+        return "\n\n".join(parts) + "\n"
+
+
+def _model(body: dict[str, Any]) -> str:
+    return str(body.get("model") or "")
+
+
+def _max_output(body: dict[str, Any]) -> int | None:
+    value = body.get("max_tokens") or body.get("max_completion_tokens") or body.get("max_output_tokens")
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
+
+
+class Planner:
+    """Renders rows into requests and adds them up, sending nothing."""
+
+    def __init__(self, config: Any, enricher: Any, client: Any, redact: Redactor, samples: int = SAMPLES) -> None:
+        self._config = config
+        self._enricher = enricher
+        self._dialect = client.dialect
+        self._url = client.url
+        self._redact = redact
+        self._samples = samples
+        self._estimator = TokenEstimator()
+        self._cache = _open_cache_if_present(config)
+        self.result = DryRun(config.stream_name, chars_per_token=self._estimator.chars_per_token,
+                             default_output=self._estimator.default_output)
+
+    async def add(self, item: tuple[int, dict[str, Any]]) -> None:
+        from connector.enrich import RowTooLong
+
+        result = self.result
+        result.rows += 1
+        try:
+            data, body = self._enricher.plan(item)
+        except RowTooLong:
+            if result.would_fail_at is None:
+                result.would_fail_at = item[0] + 1
+            result.skipped["too_long_fail"] += 1
+            return
+        if body is None:
+            result.skipped[data["_status"]] += 1
+            return
+        result.requests += 1
+        messages = body.get("messages")
+        chars = len(dumps(messages if messages is not None else body))
+        prompt = self._estimator.prompt_tokens(chars)
+        cap = _max_output(body)
+        output = cap if cap is not None else self._estimator.default_output
+        result.output_capped += cap is not None
+        cached = self._cached(body)
+        result.cached += cached
+        result.input_tokens += prompt
+        result.output_tokens += output
+        model = _model(body)
+        prices = self._config.prices
+        price = prices.get(model) or prices.get("*")
+        if price is None:
+            if prices or model:
+                result.unpriced[model or "(no model)"] += 1
+        else:
+            result.priced[model or "*"] += 1
+            if not cached:
+                result.cost += (prompt * price.input_per_million + output * price.output_per_million) / 1_000_000
+        if len(result.samples) < self._samples:
+            result.samples.append(await self._sample(item[0] + 1, body))
+
+    def _cached(self, body: dict[str, Any]) -> bool:
+        if self._cache is None:
+            return False
+        from connector.cache import cache_key
+
+        return self._cache.get(cache_key(self._url, self._dialect.name, body)) is not None
+
+    async def _sample(self, row_number: int, body: dict[str, Any]) -> Sample:
+        prepared = self._dialect.prepare(body)
+        payload = dumps(prepared.body)
+        try:
+            headers = dict(await self._dialect.headers("POST", prepared.url, payload))
+        except Exception:  # e.g. SigV4 without credentials: signing happens at send time
+            headers = {"(auth)": "signed when sent"}
+        shown = {}
+        for name, value in headers.items():
+            if name.lower() in _AUTH_HEADERS:
+                scheme = value.split(" ", 1)[0] if " " in value else ""
+                value = f"{scheme} {MASK}".strip()
+            shown[name] = self._redact(value)
+        text = payload.decode()
+        if len(text) > _SAMPLE_CHARS:
+            text = text[:_SAMPLE_CHARS] + f"... ({len(text):,} characters in all)"
+        return Sample(row_number, "POST", self._redact(prepared.url), shown, self._redact(text))
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+
+
+def _open_cache_if_present(config: Any) -> Any:
+    """The answer cache, only if its file exists (a dry run creates nothing)."""
+    if not config.cache.enabled:
+        return None
+    from connector.cache import AnswerCache, default_cache_path
+
+    path = Path(config.cache.path).expanduser() if config.cache.path else default_cache_path()
+    if not path.is_file():
+        return None
+    return AnswerCache(path, config.cache.ttl_seconds, warn=lambda _message: None)
+
+
+async def plan(rows: Iterator[tuple[int, dict[str, Any]]] | AsyncIterator[tuple[int, dict[str, Any]]],
+               planner: Planner) -> DryRun:
+    """Add up every row; returns the report."""
+    try:
+        if isinstance(rows, AsyncIterator):
+            async for item in rows:
+                await planner.add(item)
+        else:
+            for item in rows:
+                await planner.add(item)
+    finally:
+        planner.close()
+    return planner.result
