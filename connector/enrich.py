@@ -179,10 +179,11 @@ class RowEnricher:
         """Validate the answer (asking again with feedback), then fill the record."""
         columns, problem = self._extractor.extract(answer.reply)
         retries = self._config.validation_retries
-        while problem and retries and _finish_reason(answer.reply) != "length" and \
-                isinstance(body.get("messages"), list):
-            retries -= 1
-            body = _with_feedback(body, dig(answer.reply, CONTENT_PATH), problem)
+        while problem and retries and _finish_reason(answer.reply) != "length":
+            retry_body = _with_feedback(body, dig(answer.reply, CONTENT_PATH), problem)
+            if retry_body is None:
+                break
+            retries, body = retries - 1, retry_body
             try:
                 again = await self._answer(body)
             except errors.EndpointError as exc:
@@ -211,7 +212,7 @@ class RowEnricher:
         prompt_tokens, completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
         completion = answer.completion
         if completion is not None and isinstance(prompt_tokens, int):
-            self._estimator.observe(len(dumps(body.get("messages"))), prompt_tokens, completion_tokens)
+            self._estimator.observe(_prompt_chars(body), prompt_tokens, completion_tokens)
         data.update(
             _status=status,
             _error_class=error_class,
@@ -238,7 +239,7 @@ class RowEnricher:
     # Sizes and prices ----------------------------------------------------------------
 
     def _prompt_tokens(self, body: Mapping[str, Any]) -> int:
-        return self._estimator.prompt_tokens(len(dumps(body.get("messages"))))
+        return self._estimator.prompt_tokens(_prompt_chars(body))
 
     def _fit(self, row: Mapping[str, Any], body: dict[str, Any], position: int) -> dict[str, Any] | str:
         """The body, truncated to fit where the policy says so; a skip reason when it cannot fit."""
@@ -295,12 +296,29 @@ def _finish_reason(reply: Mapping[str, Any]) -> str | None:
     return str(value) if value is not None else None
 
 
-def _with_feedback(body: dict[str, Any], answer: Any, problem: str) -> dict[str, Any]:
-    """The conversation so far, the unusable answer, and what was wrong with it."""
-    messages = [
-        *body["messages"],
-        {"role": "assistant", "content": answer if isinstance(answer, str) else ""},
-        {"role": "user", "content": f"That answer could not be used: {problem}. "
-                                    "Reply again with only the corrected JSON object."},
-    ]
-    return {**body, "messages": messages}
+def _prompt_chars(body: Mapping[str, Any]) -> int:
+    """Characters of the conversation part of a body, whichever API shape it has."""
+    for key in ("messages", "input", "contents"):
+        if key in body:
+            extra = body.get("system") or body.get("instructions") or body.get("systemInstruction") or ""
+            return len(dumps(body[key])) + len(dumps(extra))
+    return len(dumps(body))
+
+
+def _with_feedback(body: dict[str, Any], answer: Any, problem: str) -> dict[str, Any] | None:
+    """The conversation so far, the unusable answer, and what was wrong with it; None when the
+    body's shape has no conversation to extend."""
+    said = answer if isinstance(answer, str) else ""
+    ask = f"That answer could not be used: {problem}. Reply again with only the corrected JSON object."
+    if isinstance(body.get("messages"), list):  # chat completions, Anthropic Messages
+        turns = [{"role": "assistant", "content": said}, {"role": "user", "content": ask}]
+        return {**body, "messages": [*body["messages"], *turns]}
+    if isinstance(body.get("contents"), list):  # Gemini
+        parts: list[dict[str, Any]] = [{"role": "model", "parts": [{"text": said}]},
+                                       {"role": "user", "parts": [{"text": ask}]}]
+        return {**body, "contents": [*body["contents"], *parts]}
+    if isinstance(body.get("input"), (list, str)):  # Responses
+        before = body["input"] if isinstance(body["input"], list) else [{"role": "user", "content": body["input"]}]
+        turns = [{"role": "assistant", "content": said}, {"role": "user", "content": ask}]
+        return {**body, "input": [*before, *turns]}
+    return None

@@ -267,3 +267,13 @@ def test_classify_transport_failures() -> None:
     assert classify(errors.ReadTimeout("t")) == "timeout"
     assert classify(errors.ConnectFailed("c")) == "connection"
     assert classify(errors.BadReply("b")) == "bad_reply"
+
+
+def test_feedback_extends_every_conversation_shape() -> None:
+    from connector.enrich import _with_feedback
+
+    gemini = _with_feedback({"contents": [{"role": "user", "parts": [{"text": "q"}]}]}, "bad", "not JSON")
+    assert gemini is not None and gemini["contents"][-2] == {"role": "model", "parts": [{"text": "bad"}]}
+    responses = _with_feedback({"input": "q"}, "bad", "not JSON")
+    assert responses is not None and [t["role"] for t in responses["input"]] == ["user", "assistant", "user"]
+    assert _with_feedback({"prompt": "q"}, "bad", "x") is None
