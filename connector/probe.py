@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from connector import errors
 from connector.client import EndpointClient
 from connector.config import CHAT_PATH, SourceConfig
-from connector.inputs import InputTable
+from connector.piped import row_for_check
 from connector.templates import RequestTemplate
 
 
@@ -74,9 +74,7 @@ def _detail(exc: errors.HTTPStatusError) -> str:
 async def run_check(config: SourceConfig, client: EndpointClient) -> str:
     """Return a success message, or raise CheckFailed / ConfigError."""
     template = RequestTemplate.from_config(config)
-    table = InputTable(config.input)
-    template.check_columns(table.columns)
-    first = table.first_row()
+    first = row_for_check(config.input, template)  # stdin is never read: a stand-in row
     if first is None:
         raise errors.InputError("input: the table has no rows; nothing to enrich")
     dialect = client.dialect

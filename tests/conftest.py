@@ -25,6 +25,10 @@ from connector.transport import HttpxTransport
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "connector"]
+# Where scripts/local_llm.sh keeps the built server, fixed at import time: tests move
+# XDG_CACHE_HOME (a private answer cache each), which the script would follow otherwise.
+REALEP_DIR = os.environ.get("REALEP_DIR") or os.path.join(
+    os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "local-llm")
 FAKE_KEY = "sk-fake-test-key-0123456789"
 LIVE_KEY = "sk-live-test-key-0123456789"
 
@@ -80,7 +84,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The real llama.cpp server with SmolLM2-135M, installed and started by scripts/local_llm.sh."""
     workdir = tmp_path_factory.mktemp("llm")
     port = _free_port()
-    env = {**os.environ, "PORT": str(port), "API_KEY": LIVE_KEY,
+    env = {**os.environ, "PORT": str(port), "API_KEY": LIVE_KEY, "REALEP_DIR": REALEP_DIR,
            "PIDFILE": str(workdir / "server.pid"), "LOG": str(workdir / "server.log")}
     started = subprocess.run([str(ROOT / "scripts" / "local_llm.sh"), "start"], env=env,
                              capture_output=True, text=True, timeout=3600)
