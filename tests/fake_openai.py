@@ -1,6 +1,8 @@
 """A small OpenAI-compatible test server (aiohttp), run as its own process on 127.0.0.1.
 
     python -m tests.fake_openai --port 0 [--api-key K] [--latency-ms 50] [--models a,b]
+        [--faults 429:0.05,500:0.05,503:0.05,reset:0.03,hang:0.01,badjson:0.03,cut:0.03]
+        [--seed 7] [--max-body-bytes N] [--hang-seconds S]
 
 prints ``PORT <n>`` once it listens. The answer to a chat completion is
 deterministic: ``echo: <last user message>``, or a JSON object when the request
@@ -18,22 +20,102 @@ message, so one server serves every test:
 - ``hang``: never answer (timeouts)
 - ``json-answer``: answer with a JSON object of fields sentiment/score
 
-``GET /_stats`` returns request counts; the tests assert on them.
+``--faults`` injects failures at random into chat completions, at the given rate
+each, drawn per request from an RNG seeded with ``--seed``, the request body and
+how many times that body was seen (so a run is reproducible whatever the arrival
+order): ``429`` (with ``Retry-After: 0`` or ``retry-after-ms: 10``), ``500``,
+``503``, ``reset`` (the connection is closed without an answer), ``hang`` (no
+answer for ``--hang-seconds``, then the connection is closed), ``badjson`` (a 200
+whose body is not JSON, or a stream event that is not), ``cut`` (an SSE stream cut
+before ``finish_reason`` and ``[DONE]``, or a JSON body cut short by a closed
+connection). ``--max-body-bytes`` answers 413 to larger request bodies.
+
+``GET /_stats`` returns request counts; the tests assert on them. Besides ``chat``
+and ``models`` (requests received) it counts complete successful answers:
+``answers`` in all, ``bodies_answered`` (distinct request bodies answered),
+``answers_per_body_max`` and ``bodies_answered_twice`` (which must stay 0 when
+the client caches), ``requests_per_body_max``, and ``fault_<kind>`` per injected
+fault. ``GET /_answers`` maps each canonical request body (JSON text) to the
+number of successful answers it got.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import random
+import subprocess
+import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 STATS: Counter[str] = Counter()
 FLAKY: Counter[str] = Counter()
+REQUESTS: Counter[str] = Counter()  # canonical body -> requests received
+ANSWERS: Counter[str] = Counter()  # canonical body -> complete successful answers sent
+
+FAULT_KINDS = ("429", "500", "503", "reset", "hang", "badjson", "cut")
+
+
+def parse_faults(text: str) -> list[tuple[str, float]]:
+    """``"429:0.05,reset:0.03"`` -> [("429", 0.05), ("reset", 0.03)]."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        kind, _, rate = part.partition(":")
+        if kind not in FAULT_KINDS or not rate:
+            raise SystemExit(f"--faults: '{part}' is not <kind>:<rate> with kind in {', '.join(FAULT_KINDS)}")
+        out.append((kind, float(rate)))
+    if sum(rate for _, rate in out) > 1:
+        raise SystemExit("--faults: the rates add up to more than 1")
+    return out
+
+
+def draw_fault(faults: list[tuple[str, float]], seed: int, body_key: str, nth: int) -> tuple[str | None, float]:
+    """The fault for the nth request carrying this body (or None), and a second draw for variants."""
+    rng = random.Random(f"{seed}:{nth}:{body_key}")
+    roll, variant = rng.random(), rng.random()
+    for kind, rate in faults:
+        if roll < rate:
+            return kind, variant
+        roll -= rate
+    return None, variant
+
+
+def _counted(body_key: str) -> None:
+    ANSWERS[body_key] += 1
+    STATS["answers"] += 1
+
+
+def _stats() -> dict[str, int]:
+    out = dict(STATS)
+    out["bodies_answered"] = len(ANSWERS)
+    out["answers_per_body_max"] = max(ANSWERS.values(), default=0)
+    out["bodies_answered_twice"] = sum(1 for n in ANSWERS.values() if n > 1)
+    out["requests_per_body_max"] = max(REQUESTS.values(), default=0)
+    return out
+
+
+@contextlib.contextmanager
+def spawn(*options: str) -> Iterator[tuple[str, int]]:
+    """Run this server as a process with these options; yields (base URL ending in /v1, pid)."""
+    proc = subprocess.Popen([sys.executable, "-m", "tests.fake_openai", "--port", "0", *options],
+                            cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    try:
+        assert line.startswith("PORT "), f"fake server did not start: {line!r}"
+        yield f"http://127.0.0.1:{int(line.split()[1])}/v1", proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        proc.stdout.close()
 
 
 def _error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -50,7 +132,9 @@ def _answer_text(body: dict[str, Any], behaviours: set[str]) -> str:
     return f"echo: {user}"
 
 
-def make_app(api_key: str | None, latency_ms: float, models: list[str]) -> web.Application:
+def make_app(api_key: str | None, latency_ms: float, models: list[str],
+             faults: list[tuple[str, float]] | None = None, seed: int = 0,
+             max_body_bytes: int | None = None, hang_seconds: float = 3600) -> web.Application:
     async def authorised(request: web.Request) -> web.Response | None:
         if api_key and request.headers.get("Authorization") != f"Bearer {api_key}":
             return _error(401, "Incorrect API key provided.", "invalid_api_key")
@@ -69,10 +153,17 @@ def make_app(api_key: str | None, latency_ms: float, models: list[str]) -> web.A
         denied = await authorised(request)
         if denied:
             return denied
+        raw = await request.read()
+        if max_body_bytes is not None and len(raw) > max_body_bytes:
+            STATS["too_large"] += 1
+            return _error(413, f"Request body of {len(raw)} bytes exceeds this server's limit of "
+                               f"{max_body_bytes} bytes.", "request_too_large")
         try:
-            body = await request.json()
-        except json.JSONDecodeError:
+            body = json.loads(raw)
+        except ValueError:  # not JSON, or not even text
             return _error(400, "We could not parse the JSON body of your request.", "invalid_json")
+        body_key = json.dumps(body, sort_keys=True, ensure_ascii=False)
+        REQUESTS[body_key] += 1
         # A row can pick its own behaviour: "[[fake:status-500]]" in a message.
         for message in body.get("messages") or []:
             content = str(message.get("content", ""))
@@ -92,30 +183,73 @@ def make_app(api_key: str | None, latency_ms: float, models: list[str]) -> web.A
                 FLAKY[key] += 1
                 if FLAKY[key] <= int(times):
                     return _error(int(code), f"fake flaky {code}", f"fake_{code}", extra)
-        if "hang" in behaviours:
-            await asyncio.sleep(3600)
+        fault, variant = draw_fault(faults, seed, body_key, REQUESTS[body_key]) if faults else (None, 0.0)
+        if fault:
+            STATS[f"fault_{fault}"] += 1
+        if fault == "429":
+            wait = {"Retry-After": "0"} if variant < 0.5 else {"retry-after-ms": "10"}
+            return _error(429, "Rate limit reached (fake).", "rate_limit_exceeded", wait)
+        if fault in ("500", "503"):
+            return _error(int(fault), f"fake fault {fault}", f"fake_{fault}")
+        if fault == "reset":
+            assert request.transport is not None
+            request.transport.close()  # the request was read; no byte of an answer is sent
+            return web.Response()
+        if "hang" in behaviours or fault == "hang":
+            await asyncio.sleep(hang_seconds)
+            if request.transport is not None:
+                request.transport.close()  # the client gave up long ago: never a late answer
+            return web.Response()
         if models and body.get("model") not in models:
             return _error(404, f"The model `{body.get('model')}` does not exist.", "model_not_found")
         if latency_ms:
             await asyncio.sleep(latency_ms / 1000)
-        if "bad-json" in behaviours:
+        if "bad-json" in behaviours or (fault == "badjson" and not body.get("stream")):
             return web.Response(text="<html>upstream error</html>", content_type="text/html")
         text = _answer_text(body, behaviours)
         model = body.get("model") or "fake-model"
         usage = {"prompt_tokens": len(json.dumps(body.get("messages"))) // 4, "completion_tokens": len(text) // 4}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         if not body.get("stream"):
-            return web.json_response({
+            answer = json.dumps({
                 "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
                 "usage": usage,
-            })
-        return await _stream(request, model, text, usage, behaviours)
-
-    async def _stream(request: web.Request, model: str, text: str, usage: dict[str, int],
-                      behaviours: set[str]) -> web.StreamResponse:
+            }).encode()
+            if fault == "cut":  # the whole length announced, half of it sent, then the connection drops
+                resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+                resp.content_length = len(answer)
+                await resp.prepare(request)
+                await resp.write(answer[: len(answer) // 2])
+                assert request.transport is not None
+                request.transport.close()
+                return resp
+            resp = web.Response(body=answer, content_type="application/json")
+            try:
+                await resp.prepare(request)
+                await resp.write_eof()
+            except ConnectionError:  # the client is gone (killed, timed out): nothing was delivered
+                return resp
+            _counted(body_key)  # only once every byte was handed to the connection
+            return resp
+        if fault == "cut":
+            behaviours.add("cut-stream")
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        try:
+            await _stream(request, resp, model, text, usage, behaviours, bad_event=fault == "badjson")
+        except ConnectionError:
+            return resp
+        if "cut-stream" not in behaviours and fault != "badjson":
+            _counted(body_key)
+        return resp
+
+    async def _stream(request: web.Request, resp: web.StreamResponse, model: str, text: str,
+                      usage: dict[str, int], behaviours: set[str], bad_event: bool = False) -> None:
         await resp.prepare(request)
+        if bad_event:
+            await resp.write(b'data: {"id": "chatcmpl-fake", "choices": [{"delta": {"content": "ha\n\n')
+            await resp.write_eof()
+            return
         base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model}
         events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
         events += [{**base, "choices": [{"index": 0, "delta": {"content": text[i:i + 3]}}]}
@@ -132,23 +266,28 @@ def make_app(api_key: str | None, latency_ms: float, models: list[str]) -> web.A
         for i in range(0, len(raw), size):
             await resp.write(raw[i:i + size])
         await resp.write_eof()
-        return resp
 
     async def stats(_: web.Request) -> web.Response:
-        return web.json_response(dict(STATS))
+        return web.json_response(_stats())
 
-    app = web.Application()
+    async def answers(_: web.Request) -> web.Response:
+        return web.json_response(dict(ANSWERS))
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
     app.add_routes([
         web.get("/v1/models", list_models),
         web.post("/v1/chat/completions", chat),
         web.get("/_stats", stats),
+        web.get("/_answers", answers),
     ])
     return app
 
 
 async def _serve(args: argparse.Namespace) -> None:
     models = [m for m in args.models.split(",") if m]
-    runner = web.AppRunner(make_app(args.api_key, args.latency_ms, models), access_log=None)
+    app = make_app(args.api_key, args.latency_ms, models, parse_faults(args.faults), args.seed,
+                   args.max_body_bytes, args.hang_seconds)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", args.port, backlog=4096)
     await site.start()
@@ -163,6 +302,10 @@ def main() -> None:
     parser.add_argument("--api-key", default=None)
     parser.add_argument("--latency-ms", type=float, default=0)
     parser.add_argument("--models", default="")
+    parser.add_argument("--faults", default="", help="kind:rate,...; kinds: " + ", ".join(FAULT_KINDS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-body-bytes", type=int, default=None)
+    parser.add_argument("--hang-seconds", type=float, default=3600)
     asyncio.run(_serve(parser.parse_args()))
 
 
