@@ -7,8 +7,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 COMPAT_VENV := .venv-compat
 COMPAT_STAMP := $(COMPAT_VENV)/.installed
+SCALE_VENV := .venv-scale
+SCALE_STAMP := $(SCALE_VENV)/.installed
 
-.PHONY: install local-llm compat test test-fast demo bench lint spec clean
+.PHONY: install local-llm compat scale test test-fast demo bench lint spec clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,13 +34,23 @@ $(COMPAT_STAMP): Makefile
 
 compat: $(COMPAT_STAMP)
 
-test: install local-llm compat
+# pyspark and ray (the optional extras spark, ray) live in their own venv too: the
+# scale-out tests run tests/scale/*.py with its python. PySpark asks for pandas < 3.
+$(SCALE_STAMP): Makefile pyproject.toml
+	$(PYTHON) -m venv $(SCALE_VENV)
+	$(SCALE_VENV)/bin/pip install -q --upgrade pip
+	$(SCALE_VENV)/bin/pip install -q -e '.[spark,ray]' 'pandas<3'
+	touch $(SCALE_STAMP)
+
+scale: $(SCALE_STAMP)
+
+test: install local-llm compat scale
 	$(BIN)/ruff check connector tests
 	$(BIN)/python -m connector.specification --check
 	$(BIN)/python -m pytest -q
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not live and not compat"
+	$(BIN)/python -m pytest -q -m "not live and not compat and not scale"
 
 demo: install
 	scripts/demo.sh
@@ -54,4 +66,4 @@ spec: install
 	$(BIN)/python -m connector.specification
 
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV) .pytest_cache
+	rm -rf $(VENV) $(COMPAT_VENV) $(SCALE_VENV) .pytest_cache

@@ -95,6 +95,8 @@ def _run_standalone(args: argparse.Namespace, stdin: BinaryIO, out: BinaryIO, er
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _reader_went_away()
     if result.report is not None:
         out.write(result.report.encode())
         out.flush()
@@ -217,6 +219,8 @@ def run(argv: Sequence[str] | None = None, out: BinaryIO | None = None, err: Tex
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _reader_went_away()
     except Exception as exc:
         stack = "".join(traceback.format_exception(exc))
         writer.write(
@@ -231,6 +235,15 @@ def run(argv: Sequence[str] | None = None, out: BinaryIO | None = None, err: Tex
     finally:
         with contextlib.suppress(BrokenPipeError, ValueError):
             writer.flush()
+
+
+def _reader_went_away() -> int:
+    """stdout's reader closed the pipe (``| head``): stop quietly, as a tool killed by SIGPIPE would."""
+    import os
+
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+    return 141
 
 
 def main() -> None:

@@ -149,6 +149,8 @@ async def read(
         table = open_input(config.input, stdin)
     if isinstance(table, StdinTable):
         await table.start()  # without input.columns, infers them from the first rows
+        for note in table.notes:
+            yield protocol.log(note, "WARN")
     template = RequestTemplate.from_config(config)
     template.check_columns(table.columns)
     enriched_stream(config, table.schema)  # the same name and column checks as discover

@@ -76,7 +76,7 @@ class DryRun:
         if self.cached:
             out.append(f"already answered in the answer cache (free): {self.cached:,} of the requests")
         out.append(f"input tokens: ~{self.input_tokens:,} (offline estimate: {self.chars_per_token:g} characters "
-                   "per token of the JSON messages; the server's tokenizer decides)")
+                   "per token of the prompt's JSON; the server's tokenizer decides)")
         if self.requests:
             capped = self.output_capped
             if capped == self.requests:
@@ -117,11 +117,6 @@ def _model(body: dict[str, Any]) -> str:
     return str(body.get("model") or "")
 
 
-def _max_output(body: dict[str, Any]) -> int | None:
-    value = body.get("max_tokens") or body.get("max_completion_tokens") or body.get("max_output_tokens")
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
-
-
 class Planner:
     """Renders rows into requests and adds them up, sending nothing."""
 
@@ -139,6 +134,7 @@ class Planner:
 
     async def add(self, item: tuple[int, dict[str, Any]]) -> None:
         from connector.enrich import RowTooLong
+        from connector.enrich import _prompt_chars as prompt_chars  # the one count of a body's prompt
 
         result = self.result
         result.rows += 1
@@ -153,10 +149,9 @@ class Planner:
             result.skipped[data["_status"]] += 1
             return
         result.requests += 1
-        messages = body.get("messages")
-        chars = len(dumps(messages if messages is not None else body))
-        prompt = self._estimator.prompt_tokens(chars)
-        cap = _max_output(body)
+        prompt = self._estimator.prompt_tokens(prompt_chars(body))  # as the context-window check counts
+        cap = self._dialect.max_output_tokens(body)  # in the API shape's own field
+        cap = cap if cap and cap > 0 else None
         output = cap if cap is not None else self._estimator.default_output
         result.output_capped += cap is not None
         cached = self._cached(body)

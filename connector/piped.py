@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -57,6 +58,27 @@ def _is_airbyte_message(value: Any) -> bool:
                                                      "connectionStatus", "control"))
 
 
+def _lines_of(stream: BinaryIO) -> Iterator[bytes]:
+    """The stream's lines. A real file descriptor is read with ``os.read``, not through Python's
+    buffered reader: a daemon thread blocked inside that reader holds its lock, and the
+    interpreter aborts when it needs the lock at exit (a pipe closed downstream, a spend guard)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield from stream
+        return
+    pending = b""
+    while chunk := os.read(fd, 1 << 16):
+        pending += chunk
+        end = pending.rfind(b"\n") + 1
+        if end:
+            for line in pending[: end - 1].split(b"\n"):
+                yield line + b"\n"
+            pending = pending[end:]
+    if pending:
+        yield pending
+
+
 class _Lines:
     """Lines of a binary stream, read by a daemon thread, awaited on the event loop.
 
@@ -78,7 +100,7 @@ class _Lines:
 
     def _pump(self) -> None:
         try:
-            for line in self._stream:
+            for line in _lines_of(self._stream):
                 self._room.acquire()
                 if self._closed:
                     return
@@ -148,6 +170,7 @@ class StdinTable:
         self._first: list[Row] = []  # rows read to infer the columns, handed out first
         self._line_number = 0
         self.skipped_lines = 0  # non-RECORD lines of Airbyte input
+        self.notes: list[str] = []  # warnings for the read to pass on
 
     # The surface shared with InputTable ---------------------------------------------------------
 
@@ -194,8 +217,17 @@ class StdinTable:
             self._first = self._parse(lines)
             if self._first:
                 break
-        self._schema = infer_schema(self._first)
-        self._columns = list(self._schema.names)
+        schema = infer_schema(self._first)
+        # Rows from another enrichment carry its metadata columns: they would clash with ours.
+        from connector.records import META_COLUMNS
+
+        theirs = [name for name in schema.names if name in META_COLUMNS]
+        if theirs:
+            schema = pa.schema([f for f in schema if f.name not in META_COLUMNS])
+            self.notes.append(f"input: stdin column(s) {', '.join(theirs)} have the names of this connector's "
+                              "metadata columns and are left out; list the columns to keep in input.columns")
+        self._schema = schema
+        self._columns = list(schema.names)
         self._first = [self._shape(row) for row in self._first]
 
     async def batches(self, skip: int = 0) -> AsyncIterator[list[Row]]:
@@ -328,3 +360,19 @@ async def _numbered_async(batches: AsyncIterator[list[Row]], start: int,
                 return
             yield position, row
             position += 1
+
+
+def row_for_check(config: InputConfig, template: Any) -> Row | None:
+    """The row ``check`` renders the template with, after checking the template's columns.
+
+    A file's first row; for stdin, which ``check`` never reads, a stand-in row with an
+    empty value of each declared column's type (of each template column when none are declared).
+    """
+    table = open_input(config)
+    if isinstance(table, StdinTable):
+        if table.columns_known:
+            template.check_columns(table.columns)
+            return table.first_row()
+        return dict.fromkeys(template.columns, "")
+    template.check_columns(table.columns)
+    return table.first_row()

@@ -37,7 +37,6 @@ class PlainBar:
         self._every = every
         self._tracker = Tracker(clock)
         self._next = 0.0
-        self._drawn = False
 
     def start(self, stream: str, total: int | None, estimated: bool) -> None:
         self._tracker.start(stream, total, estimated)
@@ -58,7 +57,6 @@ class PlainBar:
     def _draw(self, snap: Snapshot) -> None:
         self._out.write("\r" + render_plain(snap, self.WIDTH) + "\x1b[K")
         self._out.flush()
-        self._drawn = True
 
 
 def render_plain(snap: Snapshot, width: int = 24) -> str:
@@ -100,16 +98,16 @@ class RichBar:
             Progress,
             TaskProgressColumn,
             TextColumn,
-            TimeElapsedColumn,
             TimeRemainingColumn,
         )
 
         self._tracker.start(stream, total, estimated)
         self._bar = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]} rows/s  tokens {task.fields[tokens]}  errors {task.fields[errors]}"
+            TextColumn("[bold]{task.description}"), BarColumn(bar_width=20), TaskProgressColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]} rows/s, {task.fields[tokens]} tokens, {task.fields[errors]} errors"
                        "{task.fields[cost]}"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            TextColumn("ETA"), TimeRemainingColumn(),
             console=self._console, transient=False, refresh_per_second=5,
         )
         self._bar.start()
@@ -133,7 +131,7 @@ class RichBar:
     def _update(self, snap: Snapshot) -> None:
         self._bar.update(self._task, completed=snap.rows, total=snap.total, rate=f"{snap.rate:.1f}",
                          tokens=f"{snap.prompt_tokens + snap.completion_tokens:,}", errors=snap.errors,
-                         cost="" if snap.cost is None else f"  cost {snap.cost:.4f}")
+                         cost="" if snap.cost is None else f", cost {snap.cost:.4f}")
 
 
 def terminal_bar(out: TextIO, plain: bool = False) -> RichBar | PlainBar:

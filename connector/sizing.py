@@ -20,22 +20,23 @@ SAMPLE_FILES = 8
 _CHUNK = 1024 * 1024
 
 
-def _count_lines(path: str, limit: int | None = None) -> tuple[int, int]:
-    """(line breaks, bytes read) in the first ``limit`` bytes (all of it when None); a last line
-    without a break counts as a line."""
-    lines = read = 0
+def _count_lines(path: str) -> int:
+    """Lines in a file; a last line without a break counts."""
+    lines = 0
     last = b"\n"
     with open(path, "rb") as f:
-        while limit is None or read < limit:
-            chunk = f.read(_CHUNK if limit is None else min(_CHUNK, limit - read))
-            if not chunk:
-                break
+        while chunk := f.read(_CHUNK):
             lines += chunk.count(b"\n")
-            read += len(chunk)
             last = chunk[-1:]
-    if read and last != b"\n" and (limit is None or read < limit):
-        lines += 1
-    return lines, read
+    return lines + (last != b"\n")
+
+
+def _sample(path: str, limit: int) -> tuple[int, int]:
+    """(whole lines, their bytes) in the first ``limit`` bytes: a line cut by the limit is not counted."""
+    with open(path, "rb") as f:
+        data = f.read(limit)
+    whole = data.rfind(b"\n") + 1
+    return data.count(b"\n", 0, whole), whole
 
 
 def estimate_line_rows(files: Sequence[str], header_lines: int = 0) -> int | None:
@@ -49,10 +50,10 @@ def estimate_line_rows(files: Sequence[str], header_lines: int = 0) -> int | Non
         return 0
     try:
         if total_bytes <= EXACT_BYTES:
-            lines = sum(_count_lines(f)[0] for f in files)
+            lines = sum(_count_lines(f) for f in files)
             return max(lines - header_lines * len(files), 0)
         nonempty = [f for f, size in zip(files, sizes, strict=True) if size][:SAMPLE_FILES]
-        sampled = [_count_lines(f, SAMPLE_BYTES) for f in nonempty]
+        sampled = [_sample(f, SAMPLE_BYTES) for f in nonempty]
     except OSError:
         return None
     lines = sum(n for n, _ in sampled)

@@ -126,7 +126,7 @@ class Columns:
         for field in self.schema:
             name = field.name
             values = [row.get(name) for row in rows]
-            if name in self.as_text:
+            if name in self.as_text or pa.types.is_string(field.type):  # text columns take any value as JSON
                 values = [v if v is None or isinstance(v, str) else dumps(v).decode() for v in values]
             try:
                 arrays.append(pa.array(values, type=field.type))

@@ -1,0 +1,169 @@
+"""The engine for one worker: Arrow batches in, enriched Arrow batches out.
+
+A worker (a Spark task, a Ray actor) owns one :class:`BatchEnricher`. Its
+requests go through the same steps as a ``read``: answer cache, single flight,
+retries with ``Retry-After``, adaptive concurrency and the rate budgets, with
+results in input order. The config is the connector's, with two changes made by
+:func:`worker_config`:
+
+- ``concurrency`` is per worker (``concurrency=`` overrides the config's);
+- ``requests_per_minute`` and ``tokens_per_minute`` are the budgets of the whole
+  job: each worker gets its share, the budget divided by ``workers``, so the
+  endpoint sees at most the configured rate whatever the cluster size.
+
+``_row_number`` counts rows within the worker's partition (Spark and Ray do not
+tell a task where its rows start): keep an id column of your own to join on.
+``on_row_error: skip`` leaves failed rows out; ``fail`` fails the task. The spend
+guards (``max_requests``, ``max_total_tokens``) belong to one ``read`` and are
+refused here: budget a cluster job with the rate limits and the input's size.
+
+The event loop runs in a daemon thread of the worker, so the adapters work from
+any calling thread (Spark's worker, a Ray actor, a notebook whose own loop is
+running).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Mapping
+from typing import Any, TypeVar
+
+import pyarrow as pa
+
+from connector.errors import ConfigError, ConnectorError
+
+T = TypeVar("T")
+
+
+class RowFailed(ConnectorError):
+    """A row failed and ``on_row_error`` is ``fail``."""
+
+    failure_type = "transient_error"
+
+
+def worker_config(config: Mapping[str, Any], workers: int = 1, concurrency: int | None = None) -> dict[str, Any]:
+    """The raw config one worker runs with: rate budgets divided across ``workers``."""
+    if workers < 1:
+        raise ConfigError("workers: must be >= 1 (how many tasks or actors call the endpoint at once)")
+    raw = dict(config)
+    raw.setdefault("input", {"path": "-"})  # rows come from the engine, not from a file
+    for guard in ("max_requests", "max_total_tokens"):
+        if raw.get(guard) is not None:
+            raise ConfigError(f"{guard}: a spend guard of one read; not supported when scaling out. Bound a "
+                              "cluster job with requests_per_minute / tokens_per_minute and the input's size")
+    for budget in ("requests_per_minute", "tokens_per_minute"):
+        if raw.get(budget):
+            raw[budget] = max(1, int(raw[budget]) // workers)
+    if concurrency is not None:
+        raw["concurrency"] = concurrency
+        raw["min_concurrency"] = min(int(raw.get("min_concurrency") or 1), concurrency)
+    return raw
+
+
+class BatchEnricher:
+    """Enriches Arrow batches with the connector's engine; one per worker, picklable until first used."""
+
+    def __init__(self, config: Mapping[str, Any], input_schema: pa.Schema, *, workers: int = 1,
+                 concurrency: int | None = None, transport_factory: Any = None) -> None:
+        from connector.catalog import enriched_schema
+        from connector.table_out import Columns
+        from connector.templates import RequestTemplate
+        from connector.validation import load_config
+
+        self.raw_config = worker_config(config, workers, concurrency)
+        self.config = load_config(self.raw_config)
+        template = RequestTemplate.from_config(self.config)
+        template.check_columns(input_schema.names)
+        self.input_schema = input_schema
+        self.json_schema = enriched_schema(input_schema, self.config)
+        self.columns = Columns(self.json_schema, input_schema, "parquet")
+        self._transport_factory = transport_factory
+        self._rows_done = 0
+        self._runtime: _Runtime | None = None
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The Arrow schema of every batch :meth:`enrich` returns."""
+        return self.columns.schema
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_runtime"] = None  # a loop and sockets do not travel; a worker starts its own
+        return state
+
+    def enrich(self, batch: pa.RecordBatch | pa.Table) -> pa.RecordBatch:
+        """One batch in, the same rows enriched (in the same order), as one batch of :attr:`schema`."""
+        rows = batch.to_pylist()
+        if self._runtime is None:
+            self._runtime = _Runtime(self.config, self._transport_factory)
+        start = self._rows_done
+        self._rows_done += len(rows)
+        records = self._runtime.run(self._runtime.enrich(rows, start))
+        if self.config.on_row_error != "emit":
+            failed = [r for r in records if r["_status"] == "error"]
+            if failed and self.config.on_row_error == "fail":
+                first = failed[0]
+                raise RowFailed(f"row {first['_row_number']} of this partition failed and on_row_error is "
+                                f"'fail': {first['_error']}")
+            records = [r for r in records if r["_status"] != "error"]
+        return self.columns.batch(records)
+
+    def close(self) -> None:
+        if self._runtime is not None:
+            self._runtime.close()
+            self._runtime = None
+
+
+class _Runtime:
+    """An event loop in a daemon thread, and the client, limiter, cache and enricher living on it."""
+
+    def __init__(self, config: Any, transport_factory: Any) -> None:
+        self._config = config
+        self._factory = transport_factory
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="enrich-loop", daemon=True)
+        self._thread.start()
+        self._transport: Any = None
+        self._enricher: Any = None
+        self._cache: Any = None
+        self.run(self._setup())
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    async def _setup(self) -> None:
+        from pathlib import Path
+
+        from connector.cache import AnswerCache, default_cache_path
+        from connector.client import EndpointClient
+        from connector.commands import default_transport, limiter_for
+        from connector.enrich import RowEnricher
+        from connector.redact import Redactor
+
+        config = self._config
+        self._transport = (self._factory or default_transport)(config)
+        client = EndpointClient(config, self._transport, limiter=limiter_for(config))
+        if config.cache.enabled:
+            path = Path(config.cache.path).expanduser() if config.cache.path else default_cache_path()
+            self._cache = AnswerCache(path, config.cache.ttl_seconds, warn=lambda _message: None)
+        self._enricher = RowEnricher(config, client, Redactor(config.secrets()), cache=self._cache)
+
+    async def enrich(self, rows: list[dict[str, Any]], start: int) -> list[dict[str, Any]]:
+        from connector.engine import ordered_map
+
+        items = iter(enumerate(rows, start))
+        return [data async for data in ordered_map(items, self._enricher, self._config.concurrency)]
+
+    def close(self) -> None:
+        async def shut() -> None:
+            if self._transport is not None:
+                await self._transport.aclose()
+            if self._cache is not None:
+                self._cache.close()
+
+        try:
+            self.run(shut())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
