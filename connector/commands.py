@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO
 
 from connector import protocol
@@ -217,7 +216,7 @@ async def _read_enriched(
     checkpointing: Checkpointing,
     progress: Progress = NO_PROGRESS,
 ) -> AsyncIterator[Message]:
-    from connector.cache import AnswerCache, default_cache_path
+    from connector.cache import open_cache
     from connector.engine import ordered_map
     from connector.enrich import RowEnricher
     from connector.piped import numbered_rows
@@ -227,10 +226,7 @@ async def _read_enriched(
     name = config.stream_name
     start = position_for(state, name, sync_mode)
     warnings: list[str] = []
-    cache = None
-    if config.cache.enabled:
-        path = Path(config.cache.path).expanduser() if config.cache.path else default_cache_path()
-        cache = AnswerCache(path, config.cache.ttl_seconds, warn=warnings.append)
+    cache = open_cache(config, warnings.append)
     enricher = RowEnricher(config, client, redact, template, cache)
     tally = Tally()
     yield protocol.stream_status(name, "STARTED")
@@ -272,6 +268,8 @@ async def _read_enriched(
             if failed and config.on_row_error == "skip":
                 tally.skipped += 1
             else:
+                if cache is not None:
+                    cache.commit()  # the answer is durable before its record exists
                 yield protocol.record(name, data)
                 since_state += 1
             if config.max_error_rate is not None and tally.rows >= 20 and \

@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from connector import protocol
@@ -205,9 +204,9 @@ def _open_cache_if_present(config: Any) -> Any:
     """The answer cache, only if its file exists (a dry run creates nothing)."""
     if not config.cache.enabled:
         return None
-    from connector.cache import AnswerCache, default_cache_path
+    from connector.cache import AnswerCache, cache_path
 
-    path = Path(config.cache.path).expanduser() if config.cache.path else default_cache_path()
+    path = cache_path(config)
     if not path.is_file():
         return None
     return AnswerCache(path, config.cache.ttl_seconds, warn=lambda _message: None)

@@ -133,9 +133,7 @@ class _Runtime:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     async def _setup(self) -> None:
-        from pathlib import Path
-
-        from connector.cache import AnswerCache, default_cache_path
+        from connector.cache import open_cache
         from connector.client import EndpointClient
         from connector.commands import default_transport, limiter_for
         from connector.enrich import RowEnricher
@@ -144,16 +142,17 @@ class _Runtime:
         config = self._config
         self._transport = (self._factory or default_transport)(config)
         client = EndpointClient(config, self._transport, limiter=limiter_for(config))
-        if config.cache.enabled:
-            path = Path(config.cache.path).expanduser() if config.cache.path else default_cache_path()
-            self._cache = AnswerCache(path, config.cache.ttl_seconds, warn=lambda _message: None)
+        self._cache = open_cache(config, warn=lambda _message: None)
         self._enricher = RowEnricher(config, client, Redactor(config.secrets()), cache=self._cache)
 
     async def enrich(self, rows: list[dict[str, Any]], start: int) -> list[dict[str, Any]]:
         from connector.engine import ordered_map
 
         items = iter(enumerate(rows, start))
-        return [data async for data in ordered_map(items, self._enricher, self._config.concurrency)]
+        out = [data async for data in ordered_map(items, self._enricher, self._config.concurrency)]
+        if self._cache is not None:
+            self._cache.commit()  # durable before the batch goes back to the engine
+        return out
 
     def close(self) -> None:
         async def shut() -> None:
