@@ -1,0 +1,321 @@
+"""The measured stages. Each returns a JSON-able dict; the report renders them.
+
+Every client run is its own process pinned to the client core; the mock endpoint has the
+other core. A run that did not produce exactly the expected records (or any failed row)
+raises :class:`~bench.procs.BenchFailure`: a benchmark of failures is no benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import data
+from bench.procs import CLIENT_CORE, Background, BenchFailure, LoadMeter, Outcome, pinned, run_measured
+
+ROOT = Path(__file__).resolve().parent.parent
+CONNECTOR = ROOT / ".venv" / "bin" / "source-openai-compatible"
+RECORD = b'{"type":"RECORD"'
+ROW_ERROR = b'"_status":"error"'
+STARTED = b'"status":"STARTED"'
+PEERS = ("aiohttp", "openai", "litellm")
+CLIENTS = ("connector", *PEERS)
+METRICS = ("rows_per_s", "rows_per_s_e2e", "cpu_us_row", "loop_cpu_us_row", "maxrss_mb", "mock_cpu_pct", "mock_cpu_s",
+           "wall_s", "other_load_pct")
+
+
+@dataclass
+class Context:
+    """Shared state of one bench invocation."""
+
+    work: Path
+    runs: int
+    rows: int
+    rows_slow: int  # rows for the 500 ms cells (a run there is latency-bound: fewer rows say as much)
+    quick: bool
+    bench_python: Path
+    mock: Background
+    port: int
+    log: Callable[[str], None]
+    # How to start the connector: the .venv's CLI on the working tree, or (BENCH_CONNECTOR_REF)
+    # the same .venv's ``python -m connector`` on a commit exported with ``git archive``.
+    connector_cmd: list[str] = field(default_factory=lambda: [str(CONNECTOR)])
+    connector_env: dict[str, str] | None = None
+    connector_cwd: Path | None = None  # ``python -m`` puts the cwd first on sys.path: not the work tree then
+    _tables: dict[int, Path] = field(default_factory=dict)
+    _bodies: dict[tuple[int, str], Path] = field(default_factory=dict)
+
+    def base_url(self, latency_ms: int) -> str:
+        return f"http://127.0.0.1:{self.port}/lat{latency_ms}/v1"
+
+    def answered(self) -> int:
+        """Requests the mock has answered so far."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=10) as resp:
+            return int(json.loads(resp.read())["answered"])
+
+    def table(self, rows: int) -> Path:
+        if rows not in self._tables:
+            self.log(f"  generating a {rows:,}-row Parquet table")
+            self._tables[rows] = data.make_table(self.work / f"rows_{rows}.parquet", rows)
+        return self._tables[rows]
+
+    def bodies(self, rows: int, base_url: str = "http://127.0.0.1:1/v1", **extra: Any) -> Path:
+        key = (rows, json.dumps(extra, sort_keys=True))
+        if key not in self._bodies:
+            path = self.work / f"bodies_{rows}_{len(self._bodies)}.jsonl"
+            config = data.connector_config(self.table(rows), base_url, 1, **extra)
+            written = data.make_bodies(config, path, self.connector_env, self.connector_cwd)
+            if written != rows:
+                raise BenchFailure(f"built {written} request bodies from a {rows}-row table")
+            self._bodies[key] = path
+        return self._bodies[key]
+
+
+# One measured run ------------------------------------------------------------------------
+
+
+def _fail(what: str, out: Outcome, detail: str) -> BenchFailure:
+    tail = out.head_tail[-1500:].decode("utf-8", "replace")
+    return BenchFailure(
+        f"{what}: {detail} (exit {out.returncode})\nstdout tail:\n{tail}\nstderr:\n{out.stderr[-1500:]}"
+    )
+
+
+def _metrics(client: str, rows: int, out: Outcome, steady_s: float, startup_cpu_s: float | None,
+             mock_cpu_s: float, check_rss: bool = True) -> dict[str, Any]:
+    if check_rss and out.maxrss_kb <= out.parent_rss_kb * 1.05:
+        raise BenchFailure(f"{client}: peak RSS {out.maxrss_kb} KB is no more than the harness's own "
+                           f"{out.parent_rss_kb} KB at fork: the reading would be the harness's, not the client's")
+    loop_cpu = out.cpu_s - startup_cpu_s if startup_cpu_s is not None else None
+    return {
+        "client": client,
+        "rows": rows,
+        "wall_s": out.wall_s,
+        "steady_s": steady_s,
+        "rows_per_s": rows / steady_s,
+        "rows_per_s_e2e": rows / out.wall_s,
+        "cpu_s": out.cpu_s,
+        "cpu_us_row": out.cpu_s * 1e6 / rows,
+        "loop_cpu_us_row": None if loop_cpu is None else loop_cpu * 1e6 / rows,
+        "startup_cpu_s": startup_cpu_s,
+        "maxrss_mb": out.maxrss_kb / 1024,
+        "harness_rss_mb": out.parent_rss_kb / 1024,
+        # over the steady window: the mock idles while the client starts up
+        "mock_cpu_pct": 100 * mock_cpu_s / steady_s,
+        "mock_cpu_s": mock_cpu_s,
+    }
+
+
+def run_connector(ctx: Context, rows: int, base_url: str, concurrency: int, *, sample_rss_s: float | None = None,
+                  outer: Iterable[str] = (), program: Iterable[str] = (), **extra: Any) -> dict[str, Any]:
+    """``read`` end to end as the real CLI process, stdout consumed through a pipe.
+
+    ``program`` replaces the CLI executable (e.g. ``python -m cProfile ... -m connector``);
+    ``outer`` wraps the pinned command (e.g. a py-spy pinned to the other core).
+    """
+    outer = list(outer)
+    config = data.connector_config(ctx.table(rows), base_url, concurrency, **extra)
+    config_path = data.write_json(ctx.work / "config.json", config)
+    catalog_path = data.write_json(ctx.work / "catalog.json", data.catalog())
+    command = list(program) or ctx.connector_cmd
+    argv = [*outer, *pinned(CLIENT_CORE, [*command, "read", "--config", str(config_path),
+                                          "--catalog", str(catalog_path)])]
+    # The connector's answer cache (on by default) lives under XDG_CACHE_HOME: an empty one for
+    # every run, so every row is a miss that goes to the endpoint (and nothing lands in ~/.cache).
+    cache_home = tempfile.mkdtemp(prefix="xdg-cache-", dir=ctx.work)
+    env = {**(ctx.connector_env or os.environ), "XDG_CACHE_HOME": cache_home}
+    on_mock = base_url.startswith(f"http://127.0.0.1:{ctx.port}/")
+    sent0 = ctx.answered() if on_mock else 0
+    mock0 = ctx.mock.cpu()
+    try:
+        out = run_measured(argv, count=(RECORD, ROW_ERROR), marker=STARTED, sample_rss_every_s=sample_rss_s,
+                           env=env, cwd=ctx.connector_cwd, timeout_s=7200)
+    finally:
+        shutil.rmtree(cache_home, ignore_errors=True)
+    mock_cpu = ctx.mock.cpu() - mock0
+    what = f"connector read ({rows:,} rows, {concurrency} in flight, {base_url})"
+    if out.returncode != 0:
+        raise _fail(what, out, "non-zero exit")
+    records, errors = out.counts[RECORD.decode()], out.counts[ROW_ERROR.decode()]
+    if records != rows:
+        raise _fail(what, out, f"{records:,} records instead of {rows:,}")
+    if errors:
+        raise _fail(what, out, f"{errors:,} rows with _status error")
+    if on_mock and (sent := ctx.answered() - sent0) < rows:
+        raise _fail(what, out, f"{rows:,} records but only {sent:,} requests reached the endpoint "
+                               "(answers from a cache or a shortcut: not a measurement of the HTTP path)")
+    steady = out.wall_s - out.marker_s if out.marker_s is not None else out.wall_s
+    # Under a wrapper (py-spy) the measured process is the wrapper: its CPU and RSS are not the connector's.
+    result = _metrics("connector", rows, out, steady, out.marker_cpu_s, mock_cpu, check_rss=not outer)
+    if out.rss_samples:
+        result["rss_samples"] = out.rss_samples
+    return result
+
+
+def run_peer(ctx: Context, client: str, rows: int, base_url: str, concurrency: int, bodies: Path,
+             api_key: str = data.API_KEY) -> dict[str, Any]:
+    """A peer client (``bench.peer`` in .venv-bench) sending the same bodies."""
+    argv = pinned(CLIENT_CORE, [str(ctx.bench_python), "-m", "bench.peer", "--client", client,
+                                "--bodies", str(bodies), "--base-url", base_url,
+                                "--concurrency", str(concurrency), "--api-key", api_key])
+    on_mock = base_url.startswith(f"http://127.0.0.1:{ctx.port}/")
+    sent0 = ctx.answered() if on_mock else 0
+    mock0 = ctx.mock.cpu()
+    out = run_measured(argv, timeout_s=3600)
+    mock_cpu = ctx.mock.cpu() - mock0
+    what = f"{client} ({rows:,} rows, {concurrency} in flight, {base_url})"
+    if on_mock and (sent := ctx.answered() - sent0) < rows:
+        raise _fail(what, out, f"only {sent:,} requests of {rows:,} reached the endpoint")
+    if out.returncode != 0:
+        raise _fail(what, out, "non-zero exit")
+    try:
+        report = json.loads(out.head_tail.split(b"\n...\n")[-1].strip().splitlines()[-1])
+    except (ValueError, IndexError) as exc:
+        raise _fail(what, out, f"no result line ({exc})") from None
+    if report["rows"] != rows or report["ok"] != rows:
+        raise _fail(what, out, f"{report['ok']:,} good replies of {report['rows']:,} sent, {rows:,} expected; "
+                               f"first failures: {report['failures']}")
+    return _metrics(client, rows, out, report["loop_s"], report["setup_cpu_s"], mock_cpu)
+
+
+def run_client(ctx: Context, client: str, rows: int, latency_ms: int, concurrency: int) -> dict[str, Any]:
+    base_url = ctx.base_url(latency_ms)
+    ctx.bodies(rows)  # built before the load meter starts
+    meter = LoadMeter()
+    if client == "connector":
+        result = run_connector(ctx, rows, base_url, concurrency)
+    else:
+        result = run_peer(ctx, client, rows, base_url, concurrency, ctx.bodies(rows))
+    result["other_load_pct"] = meter.other_pct(result["mock_cpu_s"])
+    return result
+
+
+def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"n": len(runs)}
+    for key in METRICS:
+        values = [r[key] for r in runs if r.get(key) is not None]
+        out[key] = statistics.median(values) if values else None
+    return out
+
+
+def _rotate(items: tuple[str, ...], k: int) -> list[str]:
+    k %= len(items)
+    return list(items[k:] + items[:k])
+
+
+def _say(ctx: Context, r: dict[str, Any], label: str) -> None:
+    load = f"  others {r['other_load_pct']:3.0f}%" if "other_load_pct" in r else ""
+    ctx.log(f"    {label:<34} {r['client']:<9} {r['rows_per_s']:8.0f} rows/s  (e2e {r['rows_per_s_e2e']:6.0f})  "
+            f"{r['cpu_us_row']:6.0f} µs/row  {r['maxrss_mb']:5.0f} MB  mock {r['mock_cpu_pct']:3.0f}% CPU{load}")
+
+
+def measure_cells(ctx: Context, cells: list[tuple[int, int]], clients: tuple[str, ...], rows: int,
+                  runs: int) -> list[dict[str, Any]]:
+    """Each (latency, concurrency) cell for each client, ``runs`` times, in alternating order."""
+    collected: dict[tuple[int, int], dict[str, list[dict[str, Any]]]] = {
+        cell: {c: [] for c in clients} for cell in cells
+    }
+    for i in range(runs):
+        for j, (latency, conc) in enumerate(cells):
+            for client in _rotate(clients, i + j):
+                r = run_client(ctx, client, rows, latency, conc)
+                _say(ctx, r, f"run {i + 1}/{runs} {latency} ms, {conc} in flight")
+                collected[(latency, conc)][client].append(r)
+    return [
+        {
+            "latency_ms": latency,
+            "concurrency": conc,
+            "rows": rows,
+            "clients": {c: {"median": medians(rs), "runs": rs} for c, rs in collected[(latency, conc)].items()},
+        }
+        for latency, conc in cells
+    ]
+
+
+# Stages -----------------------------------------------------------------------------------
+
+
+def stage_capacity(ctx: Context) -> dict[str, Any]:
+    """How much the mock serves: a raw aiohttp loop at 512 in flight against 0 ms latency."""
+    rows = max(ctx.rows, 20_000)  # enough requests for the mock's CPU (10 ms ticks) to be read precisely
+    runs = [run_peer(ctx, "aiohttp", rows, ctx.base_url(0), 512, ctx.bodies(rows)) for _ in range(ctx.runs)]
+    for r in runs:
+        _say(ctx, r, "capacity, 0 ms, 512 in flight")
+    m = medians(runs)
+    per_request_us = m["mock_cpu_s"] * 1e6 / rows if m["mock_cpu_s"] else None
+    return {
+        "rows": rows,
+        "median": m,
+        "mock_us_per_request": per_request_us,
+        "mock_capacity_rps": 1e6 / per_request_us if per_request_us else None,
+        "mock_loop": ctx.mock.ready_line.split("LOOP")[-1].strip(),
+    }
+
+
+def stage_matrix(ctx: Context) -> dict[str, Any]:
+    fast = measure_cells(ctx, [(50, 128), (50, 512)], CLIENTS, ctx.rows, ctx.runs)
+    slow = measure_cells(ctx, [(500, 128), (500, 512)], CLIENTS, ctx.rows_slow, ctx.runs)
+    return {"cells": fast + slow}
+
+
+def stage_sweep(ctx: Context, matrix: dict[str, Any] | None) -> dict[str, Any]:
+    """Throughput against concurrency at 50 ms, connector and the raw loop (128/512 from the matrix)."""
+    have = {c["concurrency"]: c for c in (matrix or {}).get("cells", []) if c["latency_ms"] == 50}
+    todo = [(50, c) for c in (16, 64, 128, 256, 512) if c not in have]
+    measured = {c["concurrency"]: c for c in measure_cells(ctx, todo, ("connector", "aiohttp"), ctx.rows, ctx.runs)}
+    points = []
+    for conc in (16, 64, 128, 256, 512):
+        cell = measured.get(conc) or have[conc]
+        points.append({
+            "concurrency": conc,
+            **{client: cell["clients"][client]["median"] for client in ("connector", "aiohttp")},
+        })
+    return {"latency_ms": 50, "rows": ctx.rows, "points": points}
+
+
+def stage_spec(ctx: Context, runs: int = 10) -> dict[str, Any]:
+    """Wall time of ``spec`` (the CLI process, start to exit), and of a bare interpreter for scale."""
+    spec_walls, bare_walls = [], []
+    for _ in range(runs):
+        out = run_measured(pinned(CLIENT_CORE, [*ctx.connector_cmd, "spec"]), count=(b'"type":"SPEC"',),
+                           env=ctx.connector_env, cwd=ctx.connector_cwd)
+        if out.returncode != 0 or out.counts['"type":"SPEC"'] != 1:
+            raise _fail("spec", out, "no SPEC message")
+        spec_walls.append(out.wall_s)
+        bare = run_measured(pinned(CLIENT_CORE, [str(ROOT / ".venv" / "bin" / "python"), "-c", "pass"]))
+        bare_walls.append(bare.wall_s)
+    return {
+        "runs": runs,
+        "spec_ms": statistics.median(spec_walls) * 1000,
+        "spec_ms_all": [w * 1000 for w in spec_walls],
+        "bare_python_ms": statistics.median(bare_walls) * 1000,
+    }
+
+
+def stage_million(ctx: Context, rows: int, concurrency: int) -> dict[str, Any]:
+    """A long read against the zero-latency mock: throughput and whether memory stays flat."""
+    ctx.table(rows)
+    ctx.log(f"  {rows:,} rows, {concurrency} in flight, 0 ms latency (this takes a while)")
+    r = run_connector(ctx, rows, ctx.base_url(0), concurrency, sample_rss_s=2.0)
+    _say(ctx, r, f"{rows:,} rows, 0 ms, {concurrency} in flight")
+    samples = r.pop("rss_samples", [])
+    marks: list[dict[str, Any]] = []
+    for frac in (0.1, 0.25, 0.5, 0.75, 0.9):
+        past = [s for s in samples if s[0] >= frac * rows]
+        if past and (not marks or marks[-1]["records"] != past[0][0]):
+            marks.append({"records": past[0][0], "rss_mb": past[0][1] / 1024})
+    return {"rows": rows, "concurrency": concurrency, "result": r, "rss_over_time": marks}
+
+
+def log_exc(ctx: Context, exc: BaseException) -> None:
+    ctx.log(f"  FAILED: {exc}")
+    sys.stderr.flush()
