@@ -132,6 +132,20 @@ def write_json(tmp_path: Path) -> Callable[[str, Any], str]:
     return write
 
 
+def sample_reviews(target: Path, rows: int) -> Path:
+    """The first ``rows`` rows of sample_configs/product_reviews.csv as their own CSV file
+    (through the csv module: one review has a newline inside its quotes)."""
+    import csv
+    import itertools
+
+    with (ROOT / "sample_configs" / "product_reviews.csv").open(newline="", encoding="utf-8") as src, \
+            target.open("w", newline="", encoding="utf-8") as dst:
+        reader, writer = csv.reader(src), csv.writer(dst)
+        writer.writerow(next(reader))
+        writer.writerows(itertools.islice(reader, rows))
+    return target
+
+
 def catalog_for(stream: str = "enriched_rows", sync_mode: str = "full_refresh") -> dict[str, Any]:
     return {"streams": [{"stream": {"name": stream, "json_schema": {},
                                     "supported_sync_modes": ["full_refresh", "incremental"]},

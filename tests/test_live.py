@@ -10,7 +10,6 @@ Each read runs once per module (fixtures) and several tests look at its output.
 from __future__ import annotations
 
 import csv
-import itertools
 import json
 import re
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, Run, Server, catalog_for, run_cli
+from tests.conftest import Run, Server, catalog_for, run_cli, sample_reviews
 
 pytestmark = pytest.mark.live
 
@@ -37,13 +36,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def sample(workdir: Path) -> Path:
     """The first N_ROWS rows of sample_configs/product_reviews.csv as their own CSV file."""
-    target = workdir / "reviews.csv"
-    with (ROOT / "sample_configs" / "product_reviews.csv").open(newline="", encoding="utf-8") as src, \
-            target.open("w", newline="", encoding="utf-8") as dst:
-        reader, writer = csv.reader(src), csv.writer(dst)
-        writer.writerow(next(reader))
-        writer.writerows(itertools.islice(reader, N_ROWS))
-    return target
+    return sample_reviews(workdir / "reviews.csv", N_ROWS)
 
 
 def sample_ids(sample: Path) -> list[str]:

@@ -19,7 +19,6 @@ shape. What this server does with the schema differs, and the tests say so:
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 import pytest
 
 from connector.dialects.openai_chat import chat_schema_format
-from tests.conftest import ROOT, Run, Server, catalog_for, run_cli
+from tests.conftest import Run, Server, catalog_for, run_cli, sample_reviews
 
 pytestmark = pytest.mark.live
 
@@ -46,13 +45,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def sample(workdir: Path) -> Path:
-    target = workdir / "reviews.csv"
-    with (ROOT / "sample_configs" / "product_reviews.csv").open(newline="", encoding="utf-8") as src, \
-            target.open("w", newline="", encoding="utf-8") as dst:
-        reader, writer = csv.reader(src), csv.writer(dst)
-        writer.writerow(next(reader))
-        writer.writerows(itertools.islice(reader, N_ROWS))
-    return target
+    return sample_reviews(workdir / "reviews.csv", N_ROWS)
 
 
 def make_config(server: Server, sample: Path, shape: str, stream: bool, schema: bool) -> dict[str, Any]:
