@@ -46,7 +46,7 @@ scale: $(SCALE_STAMP)
 
 test: install local-llm compat scale
 	$(BIN)/ruff check connector tests
-	$(BIN)/python -m connector.specification --check
+	$(BIN)/python -m connector.config.specification --check
 	$(BIN)/python -m pytest -q
 
 test-fast: install
@@ -63,7 +63,7 @@ lint: install
 	$(BIN)/mypy
 
 spec: install
-	$(BIN)/python -m connector.specification
+	$(BIN)/python -m connector.config.specification
 
 clean:
 	rm -rf $(VENV) $(COMPAT_VENV) $(SCALE_VENV) .pytest_cache

@@ -104,10 +104,10 @@ def write_bodies(config: dict[str, Any], out: Path, limit: int | None = None) ->
     """One request body per input row, as JSON lines, built by the connector's own code."""
     import orjson
 
+    from connector.config.load import load_config
     from connector.dialects.openai_chat import RequestBuilder
-    from connector.inputs import InputTable
-    from connector.templates import RequestTemplate
-    from connector.validation import load_config
+    from connector.requests.templates import RequestTemplate
+    from connector.rows.files import InputTable
 
     parsed = load_config(config)
     template = RequestTemplate.from_config(parsed)

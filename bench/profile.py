@@ -22,7 +22,7 @@ _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:()]+)(?::\d+)?\)$")
 
 
 def _where(file: str) -> str:
-    """A short label for a source file: ``aiohttp/client.py``, ``connector/templates.py``, ``stdlib/inspect``.
+    """A short label for a source file: ``aiohttp/client.py``, ``connector/requests/templates.py``, ``stdlib/inspect``.
 
     py-spy already gives paths relative to sys.path; cProfile gives absolute ones.
     """

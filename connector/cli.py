@@ -4,9 +4,9 @@ Exit codes: 0 success (and ``check`` whatever its verdict, as Airbyte expects);
 1 a fatal error, always preceded by a TRACE ERROR on stdout; 2 bad command-line
 usage; 130 interrupted.
 
-``run`` (standalone use, :mod:`connector.standalone`) writes a file instead of
+``run`` (standalone use, :mod:`connector.standalone.run`) writes a file instead of
 protocol messages: its progress and errors are lines on stderr. A live progress
-bar (:mod:`connector.progress_bar`) is drawn on stderr, never stdout, when stderr
+bar (:mod:`connector.pipeline.progress_bar`) is drawn on stderr, never stdout, when stderr
 is a terminal.
 """
 
@@ -61,14 +61,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _progress(args: argparse.Namespace, err: TextIO) -> Any:
     """LOG lines every --progress-every seconds, and a live bar when stderr is a terminal."""
-    from connector.progress import NO_PROGRESS, LogProgress, Several
+    from connector.pipeline.progress import NO_PROGRESS, LogProgress, Several
 
     parts: list[Any] = []
     bar = not args.no_progress_bar and err.isatty()
     if args.progress_every > 0 and not (bar and args.command == "run"):
         parts.append(LogProgress(args.progress_every))
     if bar:
-        from connector.progress_bar import terminal_bar
+        from connector.pipeline.progress_bar import terminal_bar
 
         parts.append(terminal_bar(err))
     return Several(parts) if parts else NO_PROGRESS
@@ -78,8 +78,8 @@ def _run_standalone(args: argparse.Namespace, stdin: BinaryIO, out: BinaryIO, er
     """``run``: a file out, human lines on stderr, the dry-run report on stdout."""
     import asyncio
 
-    from connector import standalone
-    from connector.redact import Redactor
+    from connector.secrets import Redactor
+    from connector.standalone import run as standalone
 
     def notice(level: str, text: str) -> None:
         err.write(f"{'' if level == 'INFO' else level + ': '}{text}\n")
@@ -120,13 +120,13 @@ class _Writer:
     """Writes messages to stdout, masking secrets in everything but record data."""
 
     def __init__(self, out: BinaryIO) -> None:
-        from connector.redact import Redactor
+        from connector.secrets import Redactor
 
         self._out = out
         self.redact = Redactor()
 
     def write(self, message: dict[str, Any]) -> None:
-        from connector.protocol import serialize
+        from connector.airbyte.protocol import serialize
 
         kind = message.get("type")
         line = serialize(message)
@@ -144,7 +144,7 @@ def _secrets_of(raw_config: Any) -> list[str]:
     """Secrets straight from the raw config, so even an invalid config's key is masked."""
     if not isinstance(raw_config, dict):
         return []
-    from connector.redact import url_secrets
+    from connector.secrets import url_secrets
 
     found = url_secrets(raw_config["url"]) if isinstance(raw_config.get("url"), str) else []
     if isinstance(raw_config.get("api_key"), str):
@@ -166,12 +166,12 @@ def _spec_message() -> dict[str, Any]:
     importing pydantic and asyncio; an install without the file generates it."""
     import orjson
 
-    from connector.protocol import spec
+    from connector.airbyte.protocol import spec
 
     try:
         return spec(orjson.loads((Path(__file__).resolve().parent.parent / "spec" / "spec.json").read_bytes()))
     except (OSError, orjson.JSONDecodeError):
-        from connector.specification import specification
+        from connector.config.specification import specification
 
         return spec(specification())
 
@@ -179,8 +179,8 @@ def _spec_message() -> dict[str, Any]:
 def run(argv: Sequence[str] | None = None, out: BinaryIO | None = None, err: TextIO | None = None,
         stdin: BinaryIO | None = None) -> int:
     """Run one command; returns the exit code."""
-    from connector.protocol import trace_error
-    from connector.redact import Redactor
+    from connector.airbyte.protocol import trace_error
+    from connector.secrets import Redactor
 
     args = _parser().parse_args(argv)
     err = err or sys.stderr
@@ -193,7 +193,7 @@ def run(argv: Sequence[str] | None = None, out: BinaryIO | None = None, err: Tex
             return 0
         import asyncio
 
-        from connector import commands
+        from connector.airbyte import commands
 
         messages: AsyncIterator[dict[str, Any]]
         raw_config = _load_json(args.config, "config")
@@ -211,7 +211,7 @@ def run(argv: Sequence[str] | None = None, out: BinaryIO | None = None, err: Tex
         return 0
     except ConnectorError as exc:
         if args.command == "check" and isinstance(exc, ConfigError):
-            from connector.protocol import connection_status
+            from connector.airbyte.protocol import connection_status
 
             writer.write(connection_status(False, exc.message))
             return 0

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from connector.transport import HttpxTransport
+from connector.endpoint.transport import HttpxTransport
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "connector"]

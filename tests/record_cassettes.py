@@ -7,7 +7,7 @@ Start the project's local server, then record against it::
     kill "$(cat /tmp/rec.pid)"
 
 Each cassette is deleted and recorded afresh through the connector's own commands
-(``commands.check`` / ``commands.read``) over :class:`connector.transport.HttpxTransport`, the
+(``commands.check`` / ``commands.read``) over :class:`connector.endpoint.transport.HttpxTransport`, the
 plain ``httpx.AsyncClient`` that vcrpy intercepts. ``Authorization``, ``api-key`` and
 ``x-api-key`` headers are filtered out before anything is written, so no key reaches a
 cassette (tests/test_cassettes.py asserts it). After re-recording, update the server
@@ -34,9 +34,9 @@ from typing import Any
 import vcr
 from vcr.request import Request
 
-from connector import commands
+from connector.airbyte import commands
+from connector.endpoint.transport import HttpxTransport
 from connector.errors import ConnectorError
-from connector.transport import HttpxTransport
 
 ROOT = Path(__file__).resolve().parent.parent
 CASSETTES = Path(__file__).resolve().parent / "cassettes"

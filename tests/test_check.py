@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from connector import commands
+from connector.airbyte import commands
 from tests.conftest import Server, chat_reply, mock_transport, run_cli
 
 KEY = "sk-check-secret-key-42"

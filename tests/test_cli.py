@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connector.specification import specification
+from connector.config.specification import specification
 from tests.conftest import run_cli
 
 

@@ -1,4 +1,4 @@
-"""connector.client.EndpointClient over httpx.MockTransport: retries, errors, streaming, headers.
+"""connector.endpoint.client.EndpointClient over httpx.MockTransport: retries, errors, streaming, headers.
 
 No real sleep: the client gets an async ``sleep`` that records the delays it is asked for.
 """
@@ -15,10 +15,10 @@ import httpx
 import pytest
 
 from connector import errors
-from connector.client import EndpointClient, retry_after_seconds
+from connector.config.load import load_config
 from connector.dialects.openai_chat import RequestBuilder
-from connector.templates import RequestTemplate
-from connector.validation import load_config
+from connector.endpoint.client import EndpointClient, retry_after_seconds
+from connector.requests.templates import RequestTemplate
 from tests.conftest import chat_reply, mock_transport
 
 # A safety net only (no test waits on the clock): a broken cancel would hang, not fail.

@@ -1,4 +1,4 @@
-"""connector.validation.load_config: messages name the field; spec/spec.json stays generated."""
+"""connector.config.load.load_config: messages name the field; spec/spec.json stays generated."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from connector import specification
+from connector.config import specification
+from connector.config.load import load_config
 from connector.errors import ConfigError
-from connector.validation import load_config
 
 BASE: dict[str, Any] = {"api_key": "sk-test", "prompt": "Say {{text}}", "input": {"rows": [{"text": "a"}]}}
 
@@ -249,7 +249,7 @@ def test_several_problems_reported_at_once() -> None:
 def test_spec_json_is_generated_from_the_model() -> None:
     on_disk = specification.SPEC_PATH.read_text()
     assert on_disk == specification.render(), (
-        "spec/spec.json is stale: run `python -m connector.specification`")
+        "spec/spec.json is stale: run `python -m connector.config.specification`")
 
 
 def test_api_key_is_an_airbyte_secret_in_the_spec() -> None:

@@ -18,12 +18,13 @@ from typing import Any
 import httpx
 import pytest
 
-from connector import commands, errors
-from connector.client import EndpointClient
-from connector.config import SourceConfig
+from connector import errors
+from connector.airbyte import commands
+from connector.config.load import load_config
+from connector.config.model import SourceConfig
 from connector.dialects import dialect_for
-from connector.templates import RequestTemplate
-from connector.validation import load_config
+from connector.endpoint.client import EndpointClient
+from connector.requests.templates import RequestTemplate
 from tests.conftest import catalog_for, chat_reply, mock_transport
 
 pytestmark = pytest.mark.timeout(20)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from connector import commands
+from connector.airbyte import commands
 from tests.conftest import FAKE_KEY, Server, catalog_for, run_cli
 
 

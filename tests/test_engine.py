@@ -1,4 +1,4 @@
-"""connector.engine.ordered_map: input order, bounded concurrency and window, failure handling.
+"""connector.pipeline.ordered.ordered_map: input order, bounded concurrency and window, failure handling.
 
 Timing is driven by event-loop turns (asyncio.sleep(0)) and events, never the wall clock.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from connector.engine import ordered_map
+from connector.pipeline.ordered import ordered_map
 
 # A safety net only (no test waits on the clock): a broken cancel would hang, not fail.
 pytestmark = pytest.mark.timeout(10)

@@ -1,4 +1,4 @@
-"""connector.inputs.InputTable: formats, globs and folders, resuming, errors; json_schema_for."""
+"""connector.rows.files.InputTable: formats, globs and folders, resuming, errors; json_schema_for."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from connector.config import InputConfig
+from connector.config.model import InputConfig
 from connector.errors import InputError
-from connector.inputs import InputTable, json_schema_for
+from connector.rows.files import InputTable, json_schema_for
 
 
 def table(path: Path | str | None = None, **extra: Any) -> InputTable:

@@ -8,9 +8,16 @@ import random
 import httpx
 import pytest
 
-from connector.client import EndpointClient
-from connector.limits import ConcurrencyGate, Limiter, TokenBucket, TokenEstimator, hints_from_headers, parse_reset
-from connector.validation import load_config
+from connector.config.load import load_config
+from connector.endpoint.client import EndpointClient
+from connector.endpoint.limits import (
+    ConcurrencyGate,
+    Limiter,
+    TokenBucket,
+    TokenEstimator,
+    hints_from_headers,
+    parse_reset,
+)
 from tests.conftest import chat_reply, mock_transport
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from connector import commands
-from connector.cache import AnswerCache, SingleFlight, cache_key
+from connector.airbyte import commands
+from connector.answers.cache import AnswerCache, SingleFlight, cache_key
 from tests.conftest import Server, catalog_for, chat_reply, mock_transport, run_cli
 
 
@@ -231,10 +231,10 @@ def test_answers_are_stored_before_records_are_emitted() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json=chat_reply(json.loads(request.content)["messages"][0]["content"]))
 
-    from connector.client import EndpointClient
-    from connector.enrich import RowEnricher
-    from connector.redact import Redactor
-    from connector.validation import load_config
+    from connector.config.load import load_config
+    from connector.endpoint.client import EndpointClient
+    from connector.pipeline.enrich import RowEnricher
+    from connector.secrets import Redactor
 
     config = load_config({"url": "http://localhost/v1", "prompt": "{{t}}", "input": {"rows": [{"t": 1}]}})
     cache = Recording(Path("/nonexistent-dir/x/answers.sqlite"), warn=lambda _: None)

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from connector import commands
-from connector.config import InputConfig
-from connector.engine import ordered_map
+from connector.airbyte import commands
+from connector.config.model import InputConfig
 from connector.errors import InputError
-from connector.piped import StdinTable, infer_schema
+from connector.pipeline.ordered import ordered_map
+from connector.rows.stdin import StdinTable, infer_schema
 from tests.conftest import CLI, ROOT, Server, catalog_for, run_cli
 
 

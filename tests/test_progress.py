@@ -5,13 +5,13 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from connector import commands
-from connector.config import InputConfig
-from connector.inputs import InputTable
-from connector.progress import NO_PROGRESS, LogProgress, Several, Snapshot, format_duration
-from connector.progress_bar import PlainBar, RichBar, render_plain, terminal_bar
-from connector.records import Tally
-from connector.sizing import estimate_line_rows
+from connector.airbyte import commands
+from connector.answers.records import Tally
+from connector.config.model import InputConfig
+from connector.pipeline.progress import NO_PROGRESS, LogProgress, Several, Snapshot, format_duration
+from connector.pipeline.progress_bar import PlainBar, RichBar, render_plain, terminal_bar
+from connector.rows.files import InputTable
+from connector.rows.sizing import estimate_line_rows
 from tests.conftest import Server, catalog_for
 
 
@@ -112,7 +112,7 @@ def test_line_count_estimates(tmp_path: Path) -> None:
 
 
 def test_large_files_are_sampled(tmp_path: Path, monkeypatch) -> None:
-    import connector.sizing as sizing
+    import connector.rows.sizing as sizing
 
     monkeypatch.setattr(sizing, "EXACT_BYTES", 1000)
     monkeypatch.setattr(sizing, "SAMPLE_BYTES", 500)

@@ -10,13 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
-from connector import commands
-from connector.client import EndpointClient
-from connector.enrich import RowEnricher, RowTooLong
-from connector.outcomes import classify
-from connector.records import META_COLUMNS, Tally
-from connector.redact import Redactor
-from connector.validation import load_config
+from connector.airbyte import commands
+from connector.answers.outcomes import classify
+from connector.answers.records import META_COLUMNS, Tally
+from connector.config.load import load_config
+from connector.endpoint.client import EndpointClient
+from connector.pipeline.enrich import RowEnricher, RowTooLong
+from connector.secrets import Redactor
 from tests.conftest import catalog_for, chat_reply, mock_transport
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -270,7 +270,7 @@ def test_classify_transport_failures() -> None:
 
 
 def test_feedback_extends_every_conversation_shape() -> None:
-    from connector.enrich import _with_feedback
+    from connector.pipeline.enrich import _with_feedback
 
     gemini = _with_feedback({"contents": [{"role": "user", "parts": [{"text": "q"}]}]}, "bad", "not JSON")
     assert gemini is not None and gemini["contents"][-2] == {"role": "model", "parts": [{"text": "bad"}]}

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from connector.catalog import SYNC_MODES, enriched_stream, selected_streams
-from connector.inputs import InputTable
-from connector.templates import RequestTemplate
-from connector.validation import load_config
+from connector.airbyte.catalog import SYNC_MODES, enriched_stream, selected_streams
+from connector.config.load import load_config
+from connector.requests.templates import RequestTemplate
+from connector.rows.files import InputTable
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_configs"

@@ -1,4 +1,4 @@
-"""connector.sse.SSEParser: events come out the same whatever the network chunking."""
+"""connector.endpoint.sse.SSEParser: events come out the same whatever the network chunking."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from connector.sse import SSEEvent, SSEParser
+from connector.endpoint.sse import SSEEvent, SSEParser
 
 
 def parse(chunks: list[bytes], close: bool = True) -> list[SSEEvent]:

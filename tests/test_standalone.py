@@ -14,7 +14,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from connector.table_out import Columns, OutputError, TableWriter, arrow_type_for, format_for
+from connector.standalone.writers import Columns, OutputError, TableWriter, arrow_type_for, format_for
 from tests.conftest import CLI, FAKE_KEY, ROOT, Server
 
 

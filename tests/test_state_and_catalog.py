@@ -1,4 +1,4 @@
-"""connector.state.position_for and connector.catalog (streams, schemas, primary key)."""
+"""connector.airbyte.state.position_for and connector.airbyte.catalog (streams, schemas, primary key)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from connector.catalog import (
+from connector.airbyte.catalog import (
     MODELS_STREAM,
     SYNC_MODES,
     enriched_schema,
@@ -16,12 +16,12 @@ from connector.catalog import (
     primary_key,
     selected_streams,
 )
-from connector.config import ResponseTemplate
-from connector.enrich import META_COLUMNS, ROW_NUMBER
+from connector.airbyte.protocol import state as state_message
+from connector.airbyte.state import StreamPosition, position_for
+from connector.config.load import load_config
+from connector.config.model import ResponseTemplate
 from connector.errors import CatalogError, ConfigError, StateError
-from connector.protocol import state as state_message
-from connector.state import StreamPosition, position_for
-from connector.validation import load_config
+from connector.pipeline.enrich import META_COLUMNS, ROW_NUMBER
 from tests.conftest import catalog_for
 
 STREAM = "enriched_rows"

@@ -1,4 +1,4 @@
-"""connector.templates: request rendering and reply extraction."""
+"""connector.requests.templates: request rendering and reply extraction."""
 
 from __future__ import annotations
 
@@ -9,17 +9,17 @@ from typing import Any
 
 import pytest
 
-from connector.config import ResponseTemplate
+from connector.airbyte.protocol import dumps
+from connector.config.load import load_config
+from connector.config.model import ResponseTemplate
 from connector.errors import TemplateError
-from connector.protocol import dumps
-from connector.templates import (
+from connector.requests.templates import (
     RequestTemplate,
     ResponseExtractor,
     cell_text,
     dig,
     parse_json_object,
 )
-from connector.validation import load_config
 
 
 def render_one(node: Any, row: dict[str, Any]) -> Any:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from connector.config.providers import canonical
 from connector.dialects.base import Dialect, Prepared, Reply, StreamAssembler
 from connector.dialects.openai_chat import RequestBuilder
-from connector.providers import canonical
 
 if TYPE_CHECKING:
-    from connector.config import SourceConfig
+    from connector.config.model import SourceConfig
 
 __all__ = ["Dialect", "Prepared", "Reply", "RequestBuilder", "StreamAssembler", "dialect_for"]
 

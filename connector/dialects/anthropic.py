@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import orjson
 
+from connector.config.output_schema import SCHEMA_NAME
 from connector.dialects.base import (
     JSON_HEADERS,
     Reply,
@@ -34,7 +35,6 @@ from connector.dialects.base import (
 )
 from connector.dialects.openai_chat import ChatDialect
 from connector.errors import BadReply, ConfigError
-from connector.output_schema import SCHEMA_NAME
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024  # Messages requires max_tokens; the published examples use 1024

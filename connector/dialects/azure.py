@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
-from connector.config import SourceConfig
+from connector.config.model import SourceConfig
 from connector.dialects.base import Prepared
 from connector.dialects.openai_chat import ChatDialect
 

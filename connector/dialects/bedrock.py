@@ -16,7 +16,7 @@ import asyncio
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from connector.config import SourceConfig
+from connector.config.model import SourceConfig
 from connector.dialects.base import JSON_HEADERS
 from connector.dialects.openai_chat import ChatDialect
 from connector.errors import ConfigError

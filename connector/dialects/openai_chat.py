@@ -12,7 +12,8 @@ from typing import Any, ClassVar
 
 import orjson
 
-from connector.config import SourceConfig
+from connector.config.model import SourceConfig
+from connector.config.output_schema import SCHEMA_NAME, strict_compatible
 from connector.dialects.base import (
     JSON_HEADERS,
     Prepared,
@@ -25,7 +26,6 @@ from connector.dialects.base import (
 )
 from connector.dialects.base import StreamAssembler as Assembler
 from connector.errors import BadReply
-from connector.output_schema import SCHEMA_NAME, strict_compatible
 
 __all__ = ["ChatDialect", "DialectBase", "Reply", "RequestBuilder", "StreamAssembler", "error_message",
            "parse_reply"]

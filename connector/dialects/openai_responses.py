@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import orjson
 
+from connector.config.output_schema import SCHEMA_NAME, strict_compatible
 from connector.dialects.base import (
     Reply,
     chat_reply,
@@ -30,7 +31,6 @@ from connector.dialects.base import (
 )
 from connector.dialects.openai_chat import ChatDialect
 from connector.errors import BadReply
-from connector.output_schema import SCHEMA_NAME, strict_compatible
 
 
 class ResponsesDialect(ChatDialect):

@@ -1,7 +1,7 @@
 """Scale-out on engines data teams already run: Spark and Ray.
 
-Each adapter runs the connector's own engine (:class:`~connector.enrich.RowEnricher`,
-:func:`~connector.engine.ordered_map` and the :class:`~connector.limits.Limiter`) on
+Each adapter runs the connector's own engine (:class:`~connector.pipeline.enrich.RowEnricher`,
+:func:`~connector.pipeline.ordered.ordered_map` and the :class:`~connector.endpoint.limits.Limiter`) on
 every partition or batch, with the connector's config:
 
 - :mod:`connector.scaleout.spark`: a function for ``DataFrame.mapInArrow`` (extra ``spark``);

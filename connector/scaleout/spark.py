@@ -10,7 +10,7 @@ default: the context's ``defaultParallelism``): each task gets ``concurrency``
 requests in flight and ``1/workers`` of ``requests_per_minute`` and
 ``tokens_per_minute``. The output schema is fixed before any row is read: the
 input's columns, then the output and metadata columns (see
-:mod:`connector.table_out`). Needs the optional extra ``spark`` (pyspark); the
+:mod:`connector.standalone.writers`). Needs the optional extra ``spark`` (pyspark); the
 connector must be installed on the executors too.
 """
 

@@ -66,10 +66,10 @@ class BatchEnricher:
 
     def __init__(self, config: Mapping[str, Any], input_schema: pa.Schema, *, workers: int = 1,
                  concurrency: int | None = None, transport_factory: Any = None) -> None:
-        from connector.catalog import enriched_schema
-        from connector.table_out import Columns
-        from connector.templates import RequestTemplate
-        from connector.validation import load_config
+        from connector.airbyte.catalog import enriched_schema
+        from connector.config.load import load_config
+        from connector.requests.templates import RequestTemplate
+        from connector.standalone.writers import Columns
 
         self.raw_config = worker_config(config, workers, concurrency)
         self.config = load_config(self.raw_config)
@@ -133,11 +133,11 @@ class _Runtime:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     async def _setup(self) -> None:
-        from connector.cache import open_cache
-        from connector.client import EndpointClient
-        from connector.commands import default_transport, limiter_for
-        from connector.enrich import RowEnricher
-        from connector.redact import Redactor
+        from connector.airbyte.commands import default_transport, limiter_for
+        from connector.answers.cache import open_cache
+        from connector.endpoint.client import EndpointClient
+        from connector.pipeline.enrich import RowEnricher
+        from connector.secrets import Redactor
 
         config = self._config
         self._transport = (self._factory or default_transport)(config)
@@ -146,7 +146,7 @@ class _Runtime:
         self._enricher = RowEnricher(config, client, Redactor(config.secrets()), cache=self._cache)
 
     async def enrich(self, rows: list[dict[str, Any]], start: int) -> list[dict[str, Any]]:
-        from connector.engine import ordered_map
+        from connector.pipeline.ordered import ordered_map
 
         items = iter(enumerate(rows, start))
         out = [data async for data in ordered_map(items, self._enricher, self._config.concurrency)]

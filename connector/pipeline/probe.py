@@ -11,10 +11,10 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from connector import errors
-from connector.client import EndpointClient
-from connector.config import CHAT_PATH, SourceConfig
-from connector.piped import row_for_check
-from connector.templates import RequestTemplate
+from connector.config.model import CHAT_PATH, SourceConfig
+from connector.endpoint.client import EndpointClient
+from connector.requests.templates import RequestTemplate
+from connector.rows.stdin import row_for_check
 
 
 class CheckFailed(errors.ConnectorError):

@@ -13,11 +13,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from connector.config import ResponseTemplate, SourceConfig
+from connector.answers.columns import extra_output_columns
+from connector.answers.records import META_COLUMNS, ROW_NUMBER
+from connector.config.model import ResponseTemplate, SourceConfig
 from connector.errors import CatalogError, ConfigError
-from connector.inputs import json_schema_for
-from connector.outputs import extra_output_columns
-from connector.records import META_COLUMNS, ROW_NUMBER
+from connector.rows.files import json_schema_for
 
 MODELS_STREAM = "models"
 SYNC_MODES = ("full_refresh", "incremental")

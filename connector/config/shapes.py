@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from connector import providers
+from connector.config import providers
 
 if TYPE_CHECKING:
-    from connector.config import SourceConfig
+    from connector.config.model import SourceConfig
 
 
 class _Settings(BaseModel):

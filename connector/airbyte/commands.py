@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from connector import protocol
+from connector.airbyte import protocol
+from connector.airbyte.protocol import Message
+from connector.config.specification import specification
+from connector.endpoint.transport import Transport
 from connector.errors import CatalogError, ConfigError, ConnectorError, EndpointError
-from connector.progress import NO_PROGRESS, Progress
-from connector.protocol import Message
-from connector.specification import specification
-from connector.transport import Transport
+from connector.pipeline.progress import NO_PROGRESS, Progress
 
 TransportFactory = Callable[[Any], Transport]
 
@@ -27,7 +27,7 @@ def default_transport(config: Any) -> Transport:
     """aiohttp, with a connection pool as large as the concurrency and the config's TLS settings."""
     import ssl
 
-    from connector.transport import AiohttpTransport
+    from connector.endpoint.transport import AiohttpTransport
 
     verify: bool | ssl.SSLContext = config.tls.verify
     if config.tls.verify and config.tls.ca_bundle:
@@ -54,7 +54,7 @@ class SyncFailed(ConnectorError):
 
 def limiter_for(config: Any) -> Any:
     """The concurrency gate and rate budgets a read runs under."""
-    from connector.limits import ConcurrencyGate, Limiter, TokenBucket
+    from connector.endpoint.limits import ConcurrencyGate, Limiter, TokenBucket
 
     gate = ConcurrencyGate(config.concurrency, config.min_concurrency, adaptive=config.adaptive_concurrency)
     rpm = TokenBucket(config.requests_per_minute) if config.requests_per_minute else None
@@ -68,10 +68,10 @@ async def spec() -> AsyncIterator[Message]:
 
 async def check(raw_config: Any, transport_factory: TransportFactory = default_transport) -> AsyncIterator[Message]:
     """CONNECTION_STATUS, SUCCEEDED or FAILED with a precise, safe message."""
-    from connector.client import EndpointClient
-    from connector.probe import CheckFailed, run_check
-    from connector.redact import Redactor
-    from connector.validation import load_config
+    from connector.config.load import load_config
+    from connector.endpoint.client import EndpointClient
+    from connector.pipeline.probe import CheckFailed, run_check
+    from connector.secrets import Redactor
 
     try:
         config = load_config(raw_config)
@@ -91,11 +91,11 @@ async def check(raw_config: Any, transport_factory: TransportFactory = default_t
 
 async def discover(raw_config: Any, transport_factory: TransportFactory = default_transport) -> AsyncIterator[Message]:
     """CATALOG: the enriched stream, plus ``models`` when the endpoint lists models."""
-    from connector.catalog import enriched_stream, models_stream
-    from connector.client import EndpointClient
-    from connector.piped import StdinTable, open_input
-    from connector.templates import RequestTemplate
-    from connector.validation import load_config
+    from connector.airbyte.catalog import enriched_stream, models_stream
+    from connector.config.load import load_config
+    from connector.endpoint.client import EndpointClient
+    from connector.requests.templates import RequestTemplate
+    from connector.rows.stdin import StdinTable, open_input
 
     config = load_config(raw_config)
     table = open_input(config.input)  # never reads stdin: its columns are input.columns
@@ -136,12 +136,12 @@ async def read(
     is where ``input.path: "-"`` reads (default: the process's); ``table`` is an input
     table already opened by the caller (the standalone writer needs its schema first).
     """
-    from connector.catalog import MODELS_STREAM, SYNC_MODES, enriched_stream, selected_streams
-    from connector.client import EndpointClient
-    from connector.piped import StdinTable, open_input
-    from connector.redact import Redactor
-    from connector.templates import RequestTemplate
-    from connector.validation import load_config
+    from connector.airbyte.catalog import MODELS_STREAM, SYNC_MODES, enriched_stream, selected_streams
+    from connector.config.load import load_config
+    from connector.endpoint.client import EndpointClient
+    from connector.requests.templates import RequestTemplate
+    from connector.rows.stdin import StdinTable, open_input
+    from connector.secrets import Redactor
 
     config = load_config(raw_config)
     if table is None:
@@ -216,12 +216,12 @@ async def _read_enriched(
     checkpointing: Checkpointing,
     progress: Progress = NO_PROGRESS,
 ) -> AsyncIterator[Message]:
-    from connector.cache import open_cache
-    from connector.engine import ordered_map
-    from connector.enrich import RowEnricher
-    from connector.piped import numbered_rows
-    from connector.records import Tally
-    from connector.state import StreamPosition, position_for
+    from connector.airbyte.state import StreamPosition, position_for
+    from connector.answers.cache import open_cache
+    from connector.answers.records import Tally
+    from connector.pipeline.enrich import RowEnricher
+    from connector.pipeline.ordered import ordered_map
+    from connector.rows.stdin import numbered_rows
 
     name = config.stream_name
     start = position_for(state, name, sync_mode)
@@ -322,10 +322,10 @@ async def _read_enriched(
 async def _dry_run(config: Any, table: Any, template: Any, client: Any, redact: Any, sync_mode: str,
                    state: Any) -> AsyncIterator[Message]:
     """The dry-run report of the enriched stream as LOG messages: nothing is sent, no state moves."""
-    from connector.dry_run import Planner, plan
-    from connector.enrich import RowEnricher
-    from connector.piped import numbered_rows
-    from connector.state import position_for
+    from connector.airbyte.state import position_for
+    from connector.pipeline.dry_run import Planner, plan
+    from connector.pipeline.enrich import RowEnricher
+    from connector.rows.stdin import numbered_rows
 
     start = position_for(state, config.stream_name, sync_mode)
     planner = Planner(config, RowEnricher(config, client, redact, template), client, redact)

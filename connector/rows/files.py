@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from connector.config import InputConfig
+from connector.config.model import InputConfig
 from connector.errors import InputError
 
 _EXTENSIONS = {
@@ -145,7 +145,7 @@ class InputTable:
             return exact, False
         import pyarrow.dataset as ds
 
-        from connector.sizing import estimate_line_rows
+        from connector.rows.sizing import estimate_line_rows
 
         header = 1 if isinstance(self._dataset.format, ds.CsvFileFormat) else 0
         guess = estimate_line_rows(list(self._dataset.files), header_lines=header)

@@ -5,7 +5,7 @@
 Same config, same engine, same answers as ``read`` (it drives ``read`` itself and
 writes its RECORDs), but no protocol on stdout: progress and the summary are
 lines for a person (on stderr), the table is the file. Column types come from
-the discovered schema (:mod:`connector.table_out`), so they are the same in every
+the discovered schema (:mod:`connector.standalone.writers`), so they are the same in every
 run. The file appears only once complete (written as ``<output>.partial`` and
 renamed); a run stopped by a fatal error leaves none, and the answers it had
 received are in the answer cache, so running it again pays only for the rest.
@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from connector import commands
-from connector.progress import NO_PROGRESS, Progress
+from connector.airbyte import commands
+from connector.pipeline.progress import NO_PROGRESS, Progress
 
 Notice = Callable[[str, str], None]  # (level, text)
 
@@ -53,12 +53,12 @@ async def run(
     transport_factory: commands.TransportFactory = commands.default_transport,
 ) -> Result:
     """Enrich the configured input into ``output``; ConnectorError when the run fails."""
-    from connector.catalog import enriched_schema
-    from connector.inputs import InputTable
-    from connector.piped import StdinTable, open_input
-    from connector.redact import Redactor
-    from connector.table_out import OutputError, TableWriter, format_for
-    from connector.validation import load_config
+    from connector.airbyte.catalog import enriched_schema
+    from connector.config.load import load_config
+    from connector.rows.files import InputTable
+    from connector.rows.stdin import StdinTable, open_input
+    from connector.secrets import Redactor
+    from connector.standalone.writers import OutputError, TableWriter, format_for
 
     config = load_config(raw_config)
     redact = Redactor(config.secrets())

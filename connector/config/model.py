@@ -23,9 +23,9 @@ from pydantic import (
     model_validator,
 )
 
-from connector import api_settings
-from connector.api_settings import AzureSettings, BedrockSettings, VertexSettings
-from connector.providers import ApiShape, presets
+from connector.config import shapes as api_settings
+from connector.config.providers import ApiShape, presets
+from connector.config.shapes import AzureSettings, BedrockSettings, VertexSettings
 
 DEFAULT_URL = "https://api.openai.com/v1/chat/completions"
 CHAT_PATH = "/chat/completions"
@@ -71,7 +71,7 @@ def _is_private_host(host: str) -> bool:
 
 
 def _url_has_key(url: str) -> bool:
-    from connector.redact import url_secrets
+    from connector.secrets import url_secrets
 
     return bool(url_secrets(url))
 
@@ -608,7 +608,7 @@ class SourceConfig(_Strict):
     def _output_schema(self) -> SourceConfig:
         if not isinstance(self.output_schema, dict):
             return self
-        from connector.output_schema import check_schema
+        from connector.config.output_schema import check_schema
 
         try:
             check_schema(self.output_schema)
@@ -663,7 +663,7 @@ class SourceConfig(_Strict):
 
     def secrets(self) -> list[str]:
         """Every value that must never appear in any output, keys put in the URL included."""
-        from connector.redact import url_secrets
+        from connector.secrets import url_secrets
 
         values = [v for v in self.headers.values() if v] + url_secrets(self.url) + api_settings.secret_values(self)
         if self.api_key is not None and self.api_key.get_secret_value():

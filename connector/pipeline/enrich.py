@@ -14,17 +14,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from connector import errors
-from connector.cache import AnswerCache, SingleFlight, cache_key
-from connector.client import Completion, EndpointClient
-from connector.config import SourceConfig
+from connector.airbyte.protocol import dumps
+from connector.answers.cache import AnswerCache, SingleFlight, cache_key
+from connector.answers.columns import ExtraOutputs
+from connector.answers.outcomes import classify, is_quota
+from connector.answers.records import META_COLUMNS, ROW_NUMBER, Tally, empty_meta
+from connector.config.model import SourceConfig
 from connector.dialects.openai_chat import RequestBuilder
-from connector.limits import TokenEstimator
-from connector.outcomes import classify, is_quota
-from connector.outputs import ExtraOutputs
-from connector.protocol import dumps
-from connector.records import META_COLUMNS, ROW_NUMBER, Tally, empty_meta
-from connector.redact import Redactor
-from connector.templates import CONTENT_PATH, RequestTemplate, ResponseExtractor, dig
+from connector.endpoint.client import Completion, EndpointClient
+from connector.endpoint.limits import TokenEstimator
+from connector.requests.templates import CONTENT_PATH, RequestTemplate, ResponseExtractor, dig
+from connector.secrets import Redactor
 
 __all__ = ["META_COLUMNS", "ROW_NUMBER", "FatalEndpointError", "RowEnricher", "Tally", "is_fatal"]
 

@@ -3,7 +3,7 @@
 A preset is data: a name, a default base URL, the API shape it speaks and whether
 a key is needed. Adding an OpenAI-compatible provider is a new line in the JSON
 file, never code. The shapes whose URL depends on their own settings (Azure,
-Bedrock, Vertex) build it here, from plain values, so :mod:`connector.config` can
+Bedrock, Vertex) build it here, from plain values, so :mod:`connector.config.model` can
 resolve the URL while it validates without importing any dialect.
 """
 
@@ -57,7 +57,7 @@ class Preset:
 @lru_cache(maxsize=1)
 def presets() -> dict[str, Preset]:
     """Every preset, by name, in file order."""
-    raw = json.loads(resources.files("connector").joinpath("providers.json").read_text(encoding="utf-8"))
+    raw = json.loads(resources.files("connector.config").joinpath("providers.json").read_text(encoding="utf-8"))
     return {name: Preset(name=name, **entry) for name, entry in raw["presets"].items()}
 
 

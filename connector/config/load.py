@@ -12,9 +12,9 @@ from typing import Any
 import jsonschema
 from pydantic import ValidationError
 
-from connector.config import ResponseTemplate, SourceConfig
+from connector.config.model import ResponseTemplate, SourceConfig
+from connector.config.specification import connection_specification
 from connector.errors import ConfigError
-from connector.specification import connection_specification
 
 _SECRET_ROOTS = ("api_key", "headers", "bedrock.access_key_id", "bedrock.secret_access_key", "bedrock.session_token",
                  "vertex.credentials_json")

@@ -33,9 +33,9 @@ from typing import Any, BinaryIO
 import orjson
 import pyarrow as pa
 
-from connector.config import InputConfig
+from connector.config.model import InputConfig
 from connector.errors import InputError
-from connector.inputs import InputTable
+from connector.rows.files import InputTable
 
 Row = dict[str, Any]
 INFER_WAIT = 1.0
@@ -154,7 +154,7 @@ class _Lines:
 
 
 class StdinTable:
-    """The input table on stdin, with the same surface as :class:`~connector.inputs.InputTable`
+    """The input table on stdin, with the same surface as :class:`~connector.rows.files.InputTable`
     except that :meth:`batches` is an async iterator."""
 
     def __init__(self, config: InputConfig, stream: BinaryIO | None = None) -> None:
@@ -219,7 +219,7 @@ class StdinTable:
                 break
         schema = infer_schema(self._first)
         # Rows from another enrichment carry its metadata columns: they would clash with ours.
-        from connector.records import META_COLUMNS
+        from connector.answers.records import META_COLUMNS
 
         theirs = [name for name in schema.names if name in META_COLUMNS]
         if theirs:

@@ -1,7 +1,7 @@
 """Output columns that come from the config rather than the response template.
 
 - ``output_schema``: each property of the schema is a typed column, filled from
-  the validated JSON answer (:mod:`connector.output_schema`).
+  the validated JSON answer (:mod:`connector.config.output_schema`).
 - ``_tool_calls``: when the request template defines ``tools``, the tool calls
   of the normalised reply (the chat-completions form, whichever shape answered).
 
@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from connector.config import SourceConfig
-from connector.output_schema import OutputSchema
-from connector.templates import dig
+from connector.config.model import SourceConfig
+from connector.config.output_schema import OutputSchema
+from connector.requests.templates import dig
 
 TOOL_CALLS = "_tool_calls"
 TOOL_CALLS_SCHEMA: dict[str, Any] = {

@@ -1,6 +1,6 @@
 """The Airbyte connector specification, generated from :class:`SourceConfig`.
 
-Run ``python -m connector.specification`` to regenerate ``spec/spec.json``.
+Run ``python -m connector.config.specification`` to regenerate ``spec/spec.json``.
 Pydantic's JSON schema is reshaped for Airbyte's form renderers and linters:
 ``$ref``s are inlined and ``Optional[X]`` becomes plain ``X`` (absence already
 means null in a config), so every property is one simple, documented input.
@@ -14,10 +14,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from connector.config import SourceConfig
+from connector.config.model import SourceConfig
 
 DOCUMENTATION_URL = "https://github.com/source-openai-compatible/source-openai-compatible#readme"
-SPEC_PATH = Path(__file__).resolve().parent.parent / "spec" / "spec.json"
+SPEC_PATH = Path(__file__).resolve().parents[2] / "spec" / "spec.json"
 
 
 def _inline(node: Any, defs: dict[str, Any]) -> Any:
@@ -108,9 +108,9 @@ if __name__ == "__main__":
     readme = README_PATH.read_text()
     if sys.argv[1:] == ["--check"]:
         if SPEC_PATH.read_text() != render():
-            sys.exit("spec/spec.json is stale: run `python -m connector.specification`")
+            sys.exit("spec/spec.json is stale: run `python -m connector.config.specification`")
         if readme_with_reference(readme) != readme:
-            sys.exit("README.md's config reference is stale: run `python -m connector.specification`")
+            sys.exit("README.md's config reference is stale: run `python -m connector.config.specification`")
     else:
         SPEC_PATH.write_text(render())
         README_PATH.write_text(readme_with_reference(readme))

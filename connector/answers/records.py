@@ -2,7 +2,7 @@
 
 Names and meanings here are public (documented in the README, filtered on in
 downstream SQL): add columns, never rename them. Status and error-class values
-are listed in :mod:`connector.outcomes`.
+are listed in :mod:`connector.answers.outcomes`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.outcomes import ERROR_CLASSES, STATUSES
+from connector.answers.outcomes import ERROR_CLASSES, STATUSES
 
 ROW_NUMBER = "_row_number"
 

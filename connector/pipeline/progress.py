@@ -5,7 +5,7 @@ for Parquet and inline rows, estimated from file sizes for CSV and JSONL, unknow
 on stdin), :meth:`Progress.advance` after every record, and :meth:`Progress.finish`
 at the end. ``advance`` returns protocol messages to emit (LOG lines), so progress
 travels in the message stream like everything else; a terminal bar
-(:mod:`connector.progress_bar`) draws on stderr instead and returns none.
+(:mod:`connector.pipeline.progress_bar`) draws on stderr instead and returns none.
 
 The per-record call must stay cheap: implementations look at a clock and return
 an empty tuple almost every time.
@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from connector import protocol
-from connector.records import Tally
+from connector.airbyte import protocol
+from connector.answers.records import Tally
 
 Message = dict[str, Any]
 Clock = Callable[[], float]

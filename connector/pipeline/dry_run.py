@@ -5,7 +5,7 @@ context-window fit) up to the request body; then, instead of sending it:
 
 - the request is counted, and rows the read would skip are counted by status;
 - its input tokens are estimated offline (characters per token, no tokenizer
-  download: :class:`~connector.limits.TokenEstimator`), its output tokens are the
+  download: :class:`~connector.endpoint.limits.TokenEstimator`), its output tokens are the
   body's ``max_tokens`` (an upper bound) or a default when it sets none;
 - with ``prices`` it is priced; an answer already in the answer cache is free;
 - the first few requests are kept as they would go on the wire (URL, headers,
@@ -21,10 +21,10 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector import protocol
-from connector.limits import TokenEstimator
-from connector.protocol import Message, dumps
-from connector.redact import MASK, Redactor
+from connector.airbyte import protocol
+from connector.airbyte.protocol import Message, dumps
+from connector.endpoint.limits import TokenEstimator
+from connector.secrets import MASK, Redactor
 
 SAMPLES = 3
 _SAMPLE_CHARS = 4000
@@ -132,8 +132,8 @@ class Planner:
                              default_output=self._estimator.default_output)
 
     async def add(self, item: tuple[int, dict[str, Any]]) -> None:
-        from connector.enrich import RowTooLong
-        from connector.enrich import _prompt_chars as prompt_chars  # the one count of a body's prompt
+        from connector.pipeline.enrich import RowTooLong
+        from connector.pipeline.enrich import _prompt_chars as prompt_chars  # the one count of a body's prompt
 
         result = self.result
         result.rows += 1
@@ -173,7 +173,7 @@ class Planner:
     def _cached(self, body: dict[str, Any]) -> bool:
         if self._cache is None:
             return False
-        from connector.cache import cache_key
+        from connector.answers.cache import cache_key
 
         return self._cache.get(cache_key(self._url, self._dialect.name, body)) is not None
 
@@ -204,7 +204,7 @@ def _open_cache_if_present(config: Any) -> Any:
     """The answer cache, only if its file exists (a dry run creates nothing)."""
     if not config.cache.enabled:
         return None
-    from connector.cache import AnswerCache, cache_path
+    from connector.answers.cache import AnswerCache, cache_path
 
     path = cache_path(config)
     if not path.is_file():

@@ -21,9 +21,9 @@ from typing import Any
 
 import orjson
 
-from connector.config import ResponseTemplate, SourceConfig
+from connector.airbyte.protocol import dumps
+from connector.config.model import ResponseTemplate, SourceConfig
 from connector.errors import TemplateError
-from connector.protocol import dumps
 
 Row = Mapping[str, Any]
 Renderer = Callable[[Row], Any]
@@ -111,7 +111,7 @@ class RequestTemplate:
             origin = "prompt"
         # messages (every shape converts them), or the configured shape's own: input (Responses),
         # contents (Gemini, Vertex). Another shape's key would reach a server that rejects every row.
-        from connector.providers import canonical
+        from connector.config.providers import canonical
 
         own = {"openai_responses": "input", "gemini_generate_content": "contents",
                "google_vertex": "contents"}.get(canonical(config.api_compatibility), "messages")
@@ -198,7 +198,7 @@ CONTENT_PATH = _compile_path("choices.0.message.content")
 class ResponseExtractor:
     """Takes the configured output columns out of a (normalised) chat-completion reply.
 
-    ``extras`` (:class:`connector.outputs.ExtraOutputs`) adds the columns of
+    ``extras`` (:class:`connector.answers.columns.ExtraOutputs`) adds the columns of
     ``output_schema`` and ``_tool_calls``; its row error counts like the template's.
     """
 

@@ -13,8 +13,8 @@ import time
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from connector.progress import Clock, Message, Snapshot, Tracker, format_duration
-from connector.records import Tally
+from connector.answers.records import Tally
+from connector.pipeline.progress import Clock, Message, Snapshot, Tracker, format_duration
 
 _NOTHING: tuple[Message, ...] = ()
 
