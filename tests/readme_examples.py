@@ -1,7 +1,7 @@
-"""The README's "ways to run it" examples, run for real so they cannot drift.
+"""The "ways to run it" examples of docs/RUNNING.md, run for real so they cannot drift.
 
-    python -m tests.readme_examples          # run them, rewrite their blocks in README.md
-    python -m tests.readme_examples --check  # exit 1 when README.md differs (what the test does)
+    python -m tests.readme_examples          # run them, rewrite their blocks in docs/RUNNING.md
+    python -m tests.readme_examples --check  # exit 1 when docs/RUNNING.md differs (what the test does)
 
 Each example is a shell command exactly as the README shows it, run with bash in
 a fresh workspace (the files below, the console script on PATH, an empty answer
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
+README = ROOT / "docs" / "RUNNING.md"
 SHOWN_URL = "http://localhost:8000/v1"
 KEY = "sk-fake-test-key-0123456789"
 
@@ -187,12 +187,12 @@ def main() -> int:
     if "--check" in sys.argv:
         stale = [n for n, text in fresh.items() if normalise(blocks_in(readme).get(n, "")) != normalise(text)]
         if stale or missing:
-            print(f"README.md examples differ from a fresh run: {', '.join(stale or missing)}; "
+            print(f"docs/RUNNING.md examples differ from a fresh run: {', '.join(stale or missing)}; "
                   "run `python -m tests.readme_examples`")
             return 1
         return 0
     if missing:
-        print(f"README.md has no block for: {', '.join(missing)}")
+        print(f"docs/RUNNING.md has no block for: {', '.join(missing)}")
     README.write_text(replace_blocks(readme, fresh))
     print(f"rewrote {len(fresh) - len(missing)} example blocks in {README}")
     return 0

@@ -3,7 +3,7 @@
 The Dockerfile is read and its conventions checked; then what its build stage does
 is done in a fresh virtualenv: the files its COPY lines name (less .dockerignore's
 patterns) are copied, and installed the way its ``RUN pip install`` does (no dev
-extras). Every ``docker run`` line of the README's container section is then run
+extras). Every ``docker run`` line of docs/RUNNING.md's container section is then run
 as the image would run it: ``$AIRBYTE_ENTRYPOINT`` with the same arguments, each
 ``-v host:container`` mount a folder, in the image's WORKDIR. Marked ``compat``:
 the install takes a minute (pip's cache helps).
@@ -144,7 +144,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
 
 
 def _docker_runs() -> list[list[str]]:
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "RUNNING.md").read_text()
     section = readme.split("<!-- docker-run:start -->", 1)[1].split("<!-- docker-run:end -->", 1)[0]
     return [shlex.split(line) for line in section.splitlines() if line.startswith("docker run")]
 
@@ -202,7 +202,7 @@ def test_every_documented_docker_run_works_with_the_images_entrypoint(
                 return str(host / outside) + path[len(inside):]
         return path
 
-    # The files the README names, at their mounted paths (the config's input path is a container path).
+    # The files docs/RUNNING.md names, at their mounted paths (the config's input path is a container path).
     config_inv = runs[1]
     (host / "secrets" / "config.json").write_text(json.dumps(
         {**base, "input": {"path": container_path("/data/reviews.csv", config_inv)}}))

@@ -1,4 +1,4 @@
-"""The README's examples are real: each command runs again here and must print what the README shows.
+"""docs/RUNNING.md's examples are real: each command runs again here and must print what the README shows.
 
 Regenerate the blocks with ``python -m tests.readme_examples`` after a deliberate change.
 """
@@ -26,7 +26,7 @@ def test_every_example_has_its_block_in_the_readme(fresh: dict[str, str]) -> Non
 def test_the_readme_shows_what_the_command_prints(fresh: dict[str, str], name: str) -> None:
     shown = ex.blocks_in(ex.README.read_text())[name]
     assert ex.normalise(shown) == ex.normalise(fresh[name]), (
-        f"README.md's '{name}' example no longer matches a fresh run; run `python -m tests.readme_examples`")
+        f"docs/RUNNING.md's '{name}' example no longer matches a fresh run; run `python -m tests.readme_examples`")
 
 
 def test_volatile_values_are_the_only_thing_masked() -> None:

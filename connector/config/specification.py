@@ -65,7 +65,7 @@ def render() -> str:
     return json.dumps(specification(), indent=2, sort_keys=False) + "\n"
 
 
-README_PATH = SPEC_PATH.parent.parent / "README.md"
+DOC_PATH = SPEC_PATH.parent.parent / "docs" / "CONFIGURATION.md"
 _START, _END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 
 
@@ -93,7 +93,7 @@ def _rows(props: dict[str, Any], required: list[str], prefix: str = "") -> list[
 
 
 def reference_table() -> str:
-    """The README's config reference, generated from the spec."""
+    """The config reference of docs/CONFIGURATION.md, generated from the spec."""
     schema = connection_specification()
     header = ["| field | type | required | default | meaning |", "|---|---|---|---|---|"]
     return "\n".join(header + _rows(schema["properties"], schema.get("required", [])))
@@ -105,13 +105,13 @@ def readme_with_reference(readme: str) -> str:
 
 
 if __name__ == "__main__":
-    readme = README_PATH.read_text()
+    readme = DOC_PATH.read_text()
     if sys.argv[1:] == ["--check"]:
         if SPEC_PATH.read_text() != render():
             sys.exit("spec/spec.json is stale: run `python -m connector.config.specification`")
         if readme_with_reference(readme) != readme:
-            sys.exit("README.md's config reference is stale: run `python -m connector.config.specification`")
+            sys.exit("docs/CONFIGURATION.md's config reference is stale: run `python -m connector.config.specification`")
     else:
         SPEC_PATH.write_text(render())
-        README_PATH.write_text(readme_with_reference(readme))
-        print(f"wrote {SPEC_PATH} and the config reference in {README_PATH}")
+        DOC_PATH.write_text(readme_with_reference(readme))
+        print(f"wrote {SPEC_PATH} and the config reference in {DOC_PATH}")
