@@ -7,9 +7,17 @@ guess::
     ConnectorError                      system_error
     ├── ConfigError                     config_error   (fix the config, then rerun)
     │   ├── TemplateError               config_error   (a template cannot be compiled or rendered)
-    │   └── InputError                  config_error   (the input table is missing or unreadable)
-    ├── CatalogError                    config_error   (unknown stream, unsupported sync mode)
-    ├── StateError                      config_error   (malformed or foreign state)
+    │   ├── InputError                  config_error   (the input table is missing or unreadable)
+    │   ├── CatalogError                config_error   (unknown stream, unsupported sync mode)
+    │   ├── StateError                  config_error   (malformed or foreign state)
+    │   ├── OutputError                 config_error   (``run``'s output file cannot be written)
+    │   └── RowTooLong                  config_error   (a prompt does not fit; too_long_policy fail)
+    ├── CheckFailed                     system_error   (``check``'s finding: said in CONNECTION_STATUS)
+    ├── SpendLimitReached               never leaves the run loop (a spend guard refused a request)
+    ├── RunStopped                      transient_error (the run loop ended the sync on purpose)
+    │   ├── RowFailed                   transient_error (on_row_error fail, or max_error_rate passed)
+    │   ├── SyncFailed                  transient_error (every row failed)
+    │   └── FatalEndpointError          as its cause    (a failure every later row would hit too)
     └── EndpointError                   transient_error (anything the endpoint did)
         ├── TransportError              transient_error (no HTTP answer at all)
         │   ├── ConnectTimeout / ReadTimeout / ConnectFailed / TLSFailed / StreamBroken
@@ -57,6 +65,39 @@ class CatalogError(ConfigError):
 
 class StateError(ConfigError):
     """The state passed with ``--state`` is malformed or belongs to another source."""
+
+
+class OutputError(ConfigError):
+    """The output file of ``run`` cannot be written, or a value does not fit its column."""
+
+
+class RowTooLong(ConfigError):
+    """A prompt does not fit the context window and ``too_long_policy`` is ``fail``."""
+
+
+class CheckFailed(ConnectorError):
+    """``check`` found a problem; the message is what CONNECTION_STATUS says."""
+
+
+class SpendLimitReached(ConnectorError):
+    """A spend guard (``max_requests``, ``max_total_tokens``) refused to send a request.
+
+    The run loop stops cleanly before the row that met it: never a row error, never a failed sync.
+    """
+
+
+class RunStopped(ConnectorError):
+    """The run loop ended the sync on purpose; the summary and a resumable state come first."""
+
+    failure_type: FailureType = "transient_error"
+
+
+class RowFailed(RunStopped):
+    """A row failed and ``on_row_error`` is ``fail``, or the error rate passed ``max_error_rate``."""
+
+
+class SyncFailed(RunStopped):
+    """The sync ran but cannot be called a success: every row failed."""
 
 
 class EndpointError(ConnectorError):
@@ -123,3 +164,12 @@ class HTTPStatusError(EndpointError):
     def is_auth(self) -> bool:
         """The key was rejected: no later row can succeed either."""
         return self.status in (401, 403)
+
+
+class FatalEndpointError(RunStopped):
+    """An endpoint failure that every following row would hit too (key, quota, URL, model)."""
+
+    def __init__(self, cause: EndpointError, message: str | None = None) -> None:
+        super().__init__(message or cause.message)
+        self.failure_type = "transient_error" if cause.retryable else "config_error"
+        self.cause = cause

@@ -6,6 +6,7 @@ Every server a test starts is its own process, started here and stopped by its P
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
@@ -115,12 +116,35 @@ class Run:
         return [m["trace"]["error"] for m in self.of_type("TRACE") if m["trace"]["type"] == "ERROR"]
 
 
-def run_cli(args: list[str], cwd: Path | None = None, timeout: float = 600) -> Run:
-    """Run the connector as a process, exactly as a platform would; parse stdout."""
-    proc = subprocess.run([*CLI, *args], cwd=cwd or ROOT, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-    messages = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-    return Run(proc.returncode, messages, proc.stdout, proc.stderr)
+def run_cli(args: list[str], cwd: Path | None = None, timeout: float = 600, *, process: bool = False,
+            stdin: bytes = b"") -> Run:
+    """Run the connector's command line and parse stdout.
+
+    In-process by default, through ``connector.cli.run`` with its streams injected (the same code
+    the console script runs, without a new interpreter per call); ``process=True`` runs it as a
+    platform would, for what only a process shows (the entry point, exit codes of a real exit).
+    """
+    if process:
+        proc = subprocess.run([*CLI, *args], cwd=cwd or ROOT, capture_output=True, timeout=timeout,
+                              input=stdin)
+        stdout, stderr, code = proc.stdout.decode(), proc.stderr.decode(), proc.returncode
+    else:
+        from connector import cli
+
+        out, err = io.BytesIO(), io.StringIO()
+        previous = Path.cwd()
+        os.chdir(cwd or ROOT)
+        try:
+            with contextlib.redirect_stderr(err):  # argparse writes usage errors to sys.stderr
+                try:
+                    code = cli.run(args, out, err, io.BytesIO(stdin))
+                except SystemExit as exc:  # argparse: bad usage
+                    code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            os.chdir(previous)
+        stdout, stderr = out.getvalue().decode(), err.getvalue()
+    messages = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    return Run(code, messages, stdout, stderr)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from connector.airbyte import commands
-from connector.pipeline.enrich import FatalEndpointError
+from connector.errors import FatalEndpointError
 from tests.conftest import FAKE_KEY, LIVE_KEY
 from tests.record_cassettes import (
     CASSETTES,

@@ -120,7 +120,7 @@ def test_invalid_config_fails_with_the_field_path() -> None:
 
 def test_cli_check_exits_0_on_failure_and_prints_no_traceback(fake_server: Server, write_json) -> None:
     config = {**base_config(), "url": fake_server.base_url, "api_key": "sk-wrong-key-000000"}
-    run = run_cli(["check", "--config", write_json("c.json", config)])
+    run = run_cli(["check", "--config", write_json("c.json", config)], process=True)
     assert run.code == 0
     (status,) = run.of_type("CONNECTION_STATUS")
     assert status["connectionStatus"]["status"] == "FAILED"

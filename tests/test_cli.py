@@ -7,7 +7,7 @@ from tests.conftest import run_cli
 
 
 def test_spec_prints_the_model_generated_specification() -> None:
-    run = run_cli(["spec"])
+    run = run_cli(["spec"], process=True)
     assert run.code == 0
     (message,) = run.messages
     assert message == {"type": "SPEC", "spec": specification()}
@@ -15,7 +15,7 @@ def test_spec_prints_the_model_generated_specification() -> None:
 
 
 def test_bad_usage_exits_2_with_usage_on_stderr_and_nothing_on_stdout() -> None:
-    run = run_cli(["read", "--config"])
+    run = run_cli(["read", "--config"], process=True)
     assert run.code == 2
     assert run.stdout == "" and "usage:" in run.stderr
 

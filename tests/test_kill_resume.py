@@ -6,7 +6,7 @@ of records has reached its stdout, or after a random time, which may fall in
 start-up), keeps what a destination commits (the records up to the last STATE
 on stdout) and resumes with that STATE as ``--state``, until a run completes.
 
-The connector checkpoints every 1,000 rows or 10 s (``commands.Checkpointing``;
+The connector checkpoints every 1,000 rows or 10 s (``pipeline.run.Checkpointing``;
 the CLI does not expose it), so the input has 4,000 rows: about four checkpoints
 per full run at the ~1,000 rows/s one core gives.
 

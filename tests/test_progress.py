@@ -51,10 +51,9 @@ def test_log_progress_speaks_every_n_seconds_only() -> None:
     clock.now += 9.9
     assert list(progress.advance(tally_of(5))) == []
     clock.now += 0.2
-    (message,) = progress.advance(tally_of(20, failed=2, tokens=(100, 50)))
-    assert message["type"] == "LOG"
-    assert message["log"]["message"].startswith("s: 20 of 100 rows (20%), 2.0 rows/s, tokens in 100 out 50, 2 errors")
-    assert "ETA 40s" in message["log"]["message"]
+    (line,) = progress.advance(tally_of(20, failed=2, tokens=(100, 50)))
+    assert line.startswith("s: 20 of 100 rows (20%), 2.0 rows/s, tokens in 100 out 50, 2 errors")
+    assert "ETA 40s" in line
     assert list(progress.advance(tally_of(21))) == []  # the next one is 10 s away again
     assert list(progress.finish(tally_of(21))) == []
 
@@ -64,8 +63,8 @@ def test_an_estimate_that_ran_out_never_shows_more_done_than_expected() -> None:
     progress = LogProgress(every=1, clock=clock)
     progress.start("s", 10, True)
     clock.now += 2
-    (message,) = progress.advance(tally_of(12))
-    assert "12 of ~12 rows (100%)" in message["log"]["message"]
+    (line,) = progress.advance(tally_of(12))
+    assert "12 of ~12 rows (100%)" in line
 
 
 def test_plain_bar_draws_on_its_stream_and_ends_the_line() -> None:
@@ -146,11 +145,11 @@ async def test_read_reports_an_estimate_log_lines_and_calls_the_injected_progres
         def start(self, stream: str, total: int | None, estimated: bool) -> None:
             self.started = (stream, total, estimated)
 
-        def advance(self, tally: Tally) -> list[dict]:
+        def advance(self, tally: Tally) -> list[str]:
             self.advanced += 1
-            return [{"type": "LOG", "log": {"level": "INFO", "message": f"progress {tally.rows}"}}]
+            return [f"progress {tally.rows}"]
 
-        def finish(self, tally: Tally) -> list[dict]:
+        def finish(self, tally: Tally) -> list[str]:
             self.finished = True
             return []
 

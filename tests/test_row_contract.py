@@ -15,7 +15,8 @@ from connector.answers.outcomes import classify
 from connector.answers.records import META_COLUMNS, Tally
 from connector.config.load import load_config
 from connector.endpoint.client import EndpointClient
-from connector.pipeline.enrich import RowEnricher, RowTooLong
+from connector.errors import RowTooLong
+from connector.pipeline.enrich import RowEnricher
 from connector.secrets import Redactor
 from tests.conftest import catalog_for, chat_reply, mock_transport
 

@@ -8,58 +8,24 @@ tests drive the real commands over a fake network.
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any, BinaryIO
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from connector.airbyte import protocol
 from connector.airbyte.protocol import Message
 from connector.config.specification import specification
-from connector.endpoint.transport import Transport
-from connector.errors import CatalogError, ConfigError, ConnectorError, EndpointError
+from connector.errors import CatalogError, CheckFailed, ConfigError, EndpointError
 from connector.pipeline.progress import NO_PROGRESS, Progress
+from connector.pipeline.run import DEFAULT_CHECKPOINTING, Checkpointing
+from connector.pipeline.wiring import TransportFactory, default_transport
 
-TransportFactory = Callable[[Any], Transport]
+if TYPE_CHECKING:
+    from connector.endpoint.client import EndpointClient
+    from connector.pipeline.wiring import Endpoint
+    from connector.requests.templates import RequestTemplate
+    from connector.rows.stdin import Table
 
-
-def default_transport(config: Any) -> Transport:
-    """aiohttp, with a connection pool as large as the concurrency and the config's TLS settings."""
-    import ssl
-
-    from connector.endpoint.transport import AiohttpTransport
-
-    verify: bool | ssl.SSLContext = config.tls.verify
-    if config.tls.verify and config.tls.ca_bundle:
-        try:
-            verify = ssl.create_default_context(cafile=config.tls.ca_bundle)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"tls.ca_bundle: cannot load '{config.tls.ca_bundle}': {exc}") from None
-    return AiohttpTransport(max_connections=config.concurrency, verify_tls=verify)
-
-
-@dataclass(frozen=True)
-class Checkpointing:
-    """Emit STATE after this many records or this many seconds, whichever comes first."""
-
-    rows: int = 1000
-    seconds: float = 10.0
-
-
-class SyncFailed(ConnectorError):
-    """The sync ran but cannot be called a success (e.g. every row failed)."""
-
-    failure_type = "transient_error"
-
-
-def limiter_for(config: Any) -> Any:
-    """The concurrency gate and rate budgets a read runs under."""
-    from connector.endpoint.limits import ConcurrencyGate, Limiter, TokenBucket
-
-    gate = ConcurrencyGate(config.concurrency, config.min_concurrency, adaptive=config.adaptive_concurrency)
-    rpm = TokenBucket(config.requests_per_minute) if config.requests_per_minute else None
-    tpm = TokenBucket(config.tokens_per_minute) if config.tokens_per_minute else None
-    return Limiter(gate, rpm, tpm)
+__all__ = ["Checkpointing", "TransportFactory", "check", "default_transport", "discover", "read", "spec"]
 
 
 async def spec() -> AsyncIterator[Message]:
@@ -69,31 +35,27 @@ async def spec() -> AsyncIterator[Message]:
 async def check(raw_config: Any, transport_factory: TransportFactory = default_transport) -> AsyncIterator[Message]:
     """CONNECTION_STATUS, SUCCEEDED or FAILED with a precise, safe message."""
     from connector.config.load import load_config
-    from connector.endpoint.client import EndpointClient
-    from connector.pipeline.probe import CheckFailed, run_check
-    from connector.secrets import Redactor
+    from connector.pipeline.probe import run_check
+    from connector.pipeline.wiring import connect
 
     try:
         config = load_config(raw_config)
     except ConfigError as exc:
         yield protocol.connection_status(False, exc.message)
         return
-    redact = Redactor(config.secrets())
-    transport = transport_factory(config)
-    try:
-        message = await run_check(config, EndpointClient(config, transport))
-        yield protocol.connection_status(True, redact(message))
-    except (CheckFailed, ConfigError) as exc:
-        yield protocol.connection_status(False, redact(exc.message))
-    finally:
-        await transport.aclose()
+    async with connect(config, transport_factory, limited=False) as endpoint:
+        try:
+            message = await run_check(config, endpoint.client)
+            yield protocol.connection_status(True, endpoint.redact(message))
+        except (CheckFailed, ConfigError) as exc:
+            yield protocol.connection_status(False, endpoint.redact(exc.message))
 
 
 async def discover(raw_config: Any, transport_factory: TransportFactory = default_transport) -> AsyncIterator[Message]:
     """CATALOG: the enriched stream, plus ``models`` when the endpoint lists models."""
     from connector.airbyte.catalog import enriched_stream, models_stream
     from connector.config.load import load_config
-    from connector.endpoint.client import EndpointClient
+    from connector.pipeline.wiring import connect
     from connector.requests.templates import RequestTemplate
     from connector.rows.stdin import StdinTable, open_input
 
@@ -106,14 +68,12 @@ async def discover(raw_config: Any, transport_factory: TransportFactory = defaul
     else:
         RequestTemplate.from_config(config).check_columns(table.columns)
     streams = [enriched_stream(config, table.schema)]
-    transport = transport_factory(config)
-    try:
-        if await EndpointClient(config, transport).list_models() is not None:
-            streams.append(models_stream())
-    except EndpointError:
-        pass  # discover describes the data; reachability is check's job
-    finally:
-        await transport.aclose()
+    async with connect(config, transport_factory, limited=False) as endpoint:
+        try:
+            if await endpoint.client.list_models() is not None:
+                streams.append(models_stream())
+        except EndpointError:
+            pass  # discover describes the data; reachability is check's job
     yield protocol.catalog(streams)
 
 
@@ -122,30 +82,27 @@ async def read(
     catalog: Any,
     state: Any = None,
     transport_factory: TransportFactory = default_transport,
-    checkpointing: Checkpointing = Checkpointing(),
+    checkpointing: Checkpointing = DEFAULT_CHECKPOINTING,
     *,
     progress: Progress = NO_PROGRESS,
     dry_run: bool = False,
     stdin: BinaryIO | None = None,
-    table: Any = None,
 ) -> AsyncIterator[Message]:
     """RECORDs in input order with STATE checkpoints, STREAM_STATUS and a LOG summary.
 
     ``progress`` hears of every record (and may add LOG lines); ``dry_run`` renders every
     request and reports counts, tokens and cost as LOG messages, sending nothing; ``stdin``
-    is where ``input.path: "-"`` reads (default: the process's); ``table`` is an input
-    table already opened by the caller (the standalone writer needs its schema first).
+    is where ``input.path: "-"`` reads (default: the process's).
     """
     from connector.airbyte.catalog import MODELS_STREAM, SYNC_MODES, enriched_stream, selected_streams
+    from connector.airbyte.state import position_for
     from connector.config.load import load_config
-    from connector.endpoint.client import EndpointClient
+    from connector.pipeline.wiring import connect
     from connector.requests.templates import RequestTemplate
     from connector.rows.stdin import StdinTable, open_input
-    from connector.secrets import Redactor
 
     config = load_config(raw_config)
-    if table is None:
-        table = open_input(config.input, stdin)
+    table = open_input(config.input, stdin)
     if isinstance(table, StdinTable):
         await table.start()  # without input.columns, infers them from the first rows
         for note in table.notes:
@@ -156,28 +113,24 @@ async def read(
     # PyAirbyte asks for incremental on every stream; models is then simply listed again.
     offered = {config.stream_name: SYNC_MODES, MODELS_STREAM: SYNC_MODES}
     selected = selected_streams(catalog, offered)
-    redact = Redactor(config.secrets())
-    transport = transport_factory(config)
-    client = EndpointClient(config, transport, limiter=limiter_for(config))
-    try:
+    async with connect(config, transport_factory) as endpoint:
         for stream in selected:
+            if stream.name == MODELS_STREAM:
+                if not dry_run:  # listing models is free, but a dry run sends nothing at all
+                    async for message in _read_models(endpoint.client, stream.name):
+                        yield message
+                continue
+            start = position_for(state, stream.name, stream.sync_mode).position
             if dry_run:
-                if stream.name != MODELS_STREAM:
-                    messages = _dry_run(config, table, template, client, redact, stream.sync_mode, state)
-                else:
-                    continue  # listing models is free, but a dry run sends nothing at all
-            elif stream.name == MODELS_STREAM:
-                messages = _read_models(client, stream.name)
+                messages = _dry_run(endpoint, table, template, start)
             else:
-                messages = _read_enriched(config, table, template, client, redact, stream.sync_mode,
-                                          state, checkpointing, progress)
+                messages = _read_enriched(endpoint, table, template, start, stream.sync_mode == "full_refresh",
+                                          checkpointing, progress)
             async for message in messages:
                 yield message
-    finally:
-        await transport.aclose()
 
 
-async def _read_models(client: Any, name: str) -> AsyncIterator[Message]:
+async def _read_models(client: EndpointClient, name: str) -> AsyncIterator[Message]:
     yield protocol.stream_status(name, "STARTED")
     models = await client.list_models()
     if models is None:
@@ -190,145 +143,64 @@ async def _read_models(client: Any, name: str) -> AsyncIterator[Message]:
     yield protocol.stream_status(name, "COMPLETE")
 
 
-class RowFailed(ConnectorError):
-    """A row failed and ``on_row_error`` is ``fail``, or the error rate passed its maximum."""
+async def _read_enriched(endpoint: Endpoint, table: Table, template: RequestTemplate, start: int,
+                         full_refresh: bool, checkpointing: Checkpointing,
+                         progress: Progress) -> AsyncIterator[Message]:
+    """The run loop's events as Airbyte messages; the loop decides, this only translates."""
+    from connector.airbyte.state import StreamPosition
+    from connector.pipeline.run import Checkpoint, Finished, Note, RecordOut, RunParts, Started, run_rows
+    from connector.pipeline.wiring import answer_cache, enricher_for
 
-    failure_type = "transient_error"
-
-
-def _spend_guard(config: Any, client: Any, tally: Any) -> str | None:
-    """Why no further request may be sent, or None."""
-    if config.max_requests is not None and client.requests_sent >= config.max_requests:
-        return f"max_requests ({config.max_requests}) reached"
-    if config.max_total_tokens is not None and tally.tokens >= config.max_total_tokens:
-        return f"max_total_tokens ({config.max_total_tokens}) reached ({tally.tokens} used)"
-    return None
-
-
-async def _read_enriched(
-    config: Any,
-    table: Any,
-    template: Any,
-    client: Any,
-    redact: Any,
-    sync_mode: str,
-    state: Any,
-    checkpointing: Checkpointing,
-    progress: Progress = NO_PROGRESS,
-) -> AsyncIterator[Message]:
-    from connector.airbyte.state import StreamPosition, position_for
-    from connector.answers.cache import open_cache
-    from connector.answers.records import Tally
-    from connector.pipeline.enrich import RowEnricher
-    from connector.pipeline.ordered import ordered_map
-    from connector.rows.stdin import numbered_rows
-
-    name = config.stream_name
-    start = position_for(state, name, sync_mode)
-    warnings: list[str] = []
-    cache = open_cache(config, warnings.append)
-    enricher = RowEnricher(config, client, redact, template, cache)
-    tally = Tally()
+    name, redact = endpoint.config.stream_name, endpoint.redact
     yield protocol.stream_status(name, "STARTED")
+    warnings: list[str] = []
+    cache = answer_cache(endpoint.config, warnings.append)
     for warning in warnings:
         yield protocol.log(redact(warning), "WARN")
-    sized = table.estimate_rows()
-    total = None if sized is None else max(sized[0] - start.position, 0)
-    if sized is not None and total is not None:
-        yield protocol.estimate(name, total)
-        if sized[1]:
-            yield protocol.log(f"{name}: about {total:,} rows to read (an estimate from the input's file sizes)")
-    progress.start(name, total, sized is not None and sized[1])
-    if start.position:
-        yield protocol.log(f"{name}: resuming after row {start.position} (from state)")
-
-    stopped_by: list[str] = []
-
-    def stop() -> bool:
-        reason = _spend_guard(config, client, tally)
-        if reason:
-            stopped_by.append(reason)
-        return reason is not None
-
-    rows = numbered_rows(table.batches(skip=start.position), start.position, stop)
-
-    position, since_state = start.position, 0
-    committed = start.position  # the position the last STATE carried
-    last_state = time.monotonic()
-    started = time.monotonic()
+    parts = RunParts(endpoint.config, endpoint.client, enricher_for(endpoint, template, cache), cache)
+    running = False
     try:
-        async for data in ordered_map(rows, enricher, config.concurrency):
-            if position == start.position:
-                yield protocol.stream_status(name, "RUNNING")
-            tally.observe(data)
-            failed = data["_status"] != "ok"
-            if failed and config.on_row_error == "fail":
-                raise RowFailed(f"row {data['_row_number']} failed and on_row_error is 'fail': {data['_error']}")
-            position += 1
-            if failed and config.on_row_error == "skip":
-                tally.skipped += 1
-            else:
-                if cache is not None:
-                    cache.commit()  # the answer is durable before its record exists
-                yield protocol.record(name, data)
-                since_state += 1
-            if config.max_error_rate is not None and tally.rows >= 20 and \
-                    tally.failed / tally.rows > config.max_error_rate:
-                raise RowFailed(
-                    f"{tally.failed} of {tally.rows} rows failed, above max_error_rate "
-                    f"{config.max_error_rate:g}; first errors: {' | '.join(tally.first_errors)}"
-                )
-            if since_state >= checkpointing.rows or time.monotonic() - last_state >= checkpointing.seconds:
-                yield protocol.state(name, StreamPosition(position).as_state(), since_state)
-                since_state, last_state, committed = 0, time.monotonic(), position
-            for message in progress.advance(tally):
-                yield message
-    except ConnectorError:
-        # Commit what was processed (a row that failed the sync is not), then report.
-        if position != committed:
-            yield protocol.state(name, StreamPosition(position).as_state(), since_state)
-        yield protocol.stream_status(name, "INCOMPLETE")
-        raise
+        async for event in run_rows(parts, table, start, full_refresh=full_refresh, checkpointing=checkpointing,
+                                    progress=progress):
+            if isinstance(event, RecordOut):
+                if not running:
+                    running = True
+                    yield protocol.stream_status(name, "RUNNING")
+                yield protocol.record(name, event.data)
+            elif isinstance(event, Checkpoint):
+                position = StreamPosition(event.position, sync_complete=event.sync_complete)
+                yield protocol.state(name, position.as_state(), event.records)
+            elif isinstance(event, Note):
+                yield protocol.log(redact(event.text), event.level)
+            elif isinstance(event, Started):
+                if event.total is not None:
+                    yield protocol.estimate(name, event.total)
+                    if event.estimated:
+                        yield protocol.log(f"{name}: about {event.total:,} rows to read "
+                                           "(an estimate from the input's file sizes)")
+                if event.resumed_after:
+                    yield protocol.log(f"{name}: resuming after row {event.resumed_after} (from state)")
+            elif isinstance(event, Finished):
+                yield protocol.log(redact(event.summary))
+                yield protocol.stream_status(name, "COMPLETE" if event.complete else "INCOMPLETE")
     finally:
         if cache is not None:
             cache.close()
-        for message in progress.finish(tally):
-            yield message
-
-    elapsed = time.monotonic() - started
-    rate = f"{tally.rows / elapsed:.1f}" if elapsed else "-"
-    summary = f"{name}: {tally.rows} rows in {elapsed:.1f} s ({rate} rows/s): {tally.summary()}"
-    failed_whole = bool(tally.rows) and tally.failed == tally.rows
-    if stopped_by:
-        if position != committed:
-            yield protocol.state(name, StreamPosition(position).as_state(), since_state)
-        yield protocol.log(summary)
-        yield protocol.log(f"{name}: spend guard: {stopped_by[0]}; stopped after row {position}. "
-                           "Run again (with the last state) to continue.", "WARN")
-        yield protocol.stream_status(name, "INCOMPLETE")
-        return
-    final = StreamPosition(position, sync_complete=sync_mode == "full_refresh")
-    # A run in which every row failed adds no final state (checkpoints already emitted
-    # stand), so the rows after the last checkpoint are retried by the next run.
-    if not failed_whole and (since_state or final.sync_complete or position == start.position):
-        yield protocol.state(name, final.as_state(), since_state)
-    yield protocol.log(summary)
-    if failed_whole:
-        yield protocol.stream_status(name, "INCOMPLETE")
-        raise SyncFailed(f"every row failed ({tally.rows} rows); first errors: {' | '.join(tally.first_errors)}")
-    yield protocol.stream_status(name, "COMPLETE")
 
 
-async def _dry_run(config: Any, table: Any, template: Any, client: Any, redact: Any, sync_mode: str,
-                   state: Any) -> AsyncIterator[Message]:
+async def _dry_run(endpoint: Endpoint, table: Table, template: RequestTemplate,
+                   start: int) -> AsyncIterator[Message]:
     """The dry-run report of the enriched stream as LOG messages: nothing is sent, no state moves."""
-    from connector.airbyte.state import position_for
+    for line in await dry_run_report(endpoint, table, template, start):
+        yield protocol.log(line)
+
+
+async def dry_run_report(endpoint: Endpoint, table: Table, template: RequestTemplate, start: int) -> list[str]:
+    """The dry-run report's lines, secrets masked."""
     from connector.pipeline.dry_run import Planner, plan
-    from connector.pipeline.enrich import RowEnricher
+    from connector.pipeline.wiring import enricher_for
     from connector.rows.stdin import numbered_rows
 
-    start = position_for(state, config.stream_name, sync_mode)
-    planner = Planner(config, RowEnricher(config, client, redact, template), client, redact)
-    report = await plan(numbered_rows(table.batches(skip=start.position), start.position, lambda: False), planner)
-    for message in report.messages():
-        yield message
+    planner = Planner(endpoint.config, enricher_for(endpoint, template), endpoint.client, endpoint.redact)
+    report = await plan(numbered_rows(table.batches(skip=start), start, lambda: False), planner)
+    return [endpoint.redact(line) for line in report.log_lines()]

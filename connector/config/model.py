@@ -430,14 +430,16 @@ class SourceConfig(_Strict):
         None,
         gt=0,
         title="Spend guard: requests",
-        description="Stop cleanly, after a checkpoint, once this many requests were sent in one run.",
+        description="At most this many requests (retries included) reach the endpoint in one run; then the "
+        "run stops cleanly before the next row, after a checkpoint.",
         json_schema_extra={"order": 22},
     )
     max_total_tokens: int | None = Field(
         None,
         gt=0,
         title="Spend guard: tokens",
-        description="Stop cleanly, after a checkpoint, once this many tokens (in + out) were used in one run.",
+        description="Send a request only while the tokens used (in + out) plus the estimates of the requests "
+        "in flight stay within this; then stop cleanly before the next row, after a checkpoint.",
         json_schema_extra={"order": 23},
     )
     cache: CacheConfig = Field(default_factory=CacheConfig, title="Answer cache", json_schema_extra={"order": 24})

@@ -110,7 +110,8 @@ if __name__ == "__main__":
         if SPEC_PATH.read_text() != render():
             sys.exit("spec/spec.json is stale: run `python -m connector.config.specification`")
         if readme_with_reference(readme) != readme:
-            sys.exit("docs/CONFIGURATION.md's config reference is stale: run `python -m connector.config.specification`")
+            sys.exit("docs/CONFIGURATION.md's config reference is stale: "
+                     "run `python -m connector.config.specification`")
     else:
         SPEC_PATH.write_text(render())
         DOC_PATH.write_text(readme_with_reference(readme))

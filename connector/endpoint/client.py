@@ -29,7 +29,7 @@ from connector.answers.outcomes import is_quota
 from connector.config.model import SourceConfig
 from connector.dialects import Dialect, Prepared, dialect_for
 from connector.dialects.openai_chat import Reply, error_message
-from connector.endpoint.limits import Limiter
+from connector.endpoint.limits import Limiter, SpendBudget, TokenEstimator
 from connector.endpoint.sse import SSEParser
 from connector.endpoint.transport import Response, Transport
 
@@ -112,6 +112,7 @@ class EndpointClient:
         sleep: Sleep | None = None,
         limiter: Limiter | None = None,
         dialect: Dialect | None = None,
+        budget: SpendBudget | None = None,
     ) -> None:
         import asyncio
 
@@ -123,7 +124,10 @@ class EndpointClient:
         self._transport = transport
         self._sleep: Sleep = sleep or asyncio.sleep
         self._limiter = limiter
-        self.requests_sent = 0  # attempts, retries included: what the spend guard counts
+        self._budget = budget
+        # Token estimates for the rate and spend budgets, corrected from every reply's usage.
+        self._estimator = limiter.estimator if limiter is not None else TokenEstimator()
+        self.requests_sent = 0  # attempts, retries included
 
     @property
     def url(self) -> str:
@@ -133,30 +137,40 @@ class EndpointClient:
     def dialect(self) -> Dialect:
         return self._dialect
 
+    @property
+    def budget(self) -> SpendBudget | None:
+        """The spend guards this client's requests are counted against, if any."""
+        return self._budget
+
     async def complete_once(self, body: dict[str, Any]) -> Completion:
         """One attempt, no retry; through the limiter when there is one."""
         prepared = self._dialect.prepare(body)
         payload = dumps(prepared.body)
-        limiter = self._limiter
-        if limiter is None:
+        limiter, budget = self._limiter, self._budget
+        if limiter is None and budget is None:
             return await self._send(prepared, payload)
         estimated = 0
-        if limiter.tpm is not None:
-            estimate = limiter.estimator
+        if (limiter is not None and limiter.tpm is not None) or (budget is not None and budget.needs_estimates):
             max_out = self._dialect.max_output_tokens(body)
-            estimated = estimate.prompt_tokens(len(payload)) + estimate.output_tokens(max_out)
-        ticket = await limiter.before(estimated)
+            estimated = self._estimator.prompt_tokens(len(payload)) + self._estimator.output_tokens(max_out)
+        ticket = await limiter.before(estimated) if limiter is not None else 0
         overloaded = clean = False
         retry_after: float | None = None
         headers: Any = None
         actual: int | None = None
+        reserved: int | None = None
         try:
+            if budget is not None:
+                reserved = budget.reserve(estimated)  # SpendLimitReached: nothing is sent
             completion = await self._send(prepared, payload)
             clean, headers = True, completion.headers
-            usage = completion.reply.get("usage") or {}
-            actual = usage.get("total_tokens")
-            if limiter.tpm is not None:
-                limiter.estimator.observe(len(payload), usage.get("prompt_tokens"), usage.get("completion_tokens"))
+            usage = completion.reply.get("usage")
+            usage = usage if isinstance(usage, dict) else {}
+            total = usage.get("total_tokens")
+            actual = total if isinstance(total, int) and not isinstance(total, bool) else None
+            prompt, output = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            if isinstance(prompt, int) and (output is None or isinstance(output, int)):
+                self._estimator.observe(len(payload), prompt, output)
             return completion
         except errors.HTTPStatusError as exc:
             overloaded = exc.status in _OVERLOAD_STATUSES
@@ -166,8 +180,11 @@ class EndpointClient:
             overloaded = True
             raise
         finally:
-            limiter.after(ticket, overloaded=overloaded, clean=clean, headers=headers, retry_after=retry_after)
-            limiter.settle_tokens(estimated, actual)
+            if limiter is not None:
+                limiter.after(ticket, overloaded=overloaded, clean=clean, headers=headers, retry_after=retry_after)
+                limiter.settle_tokens(estimated, actual)
+            if budget is not None and reserved is not None:
+                budget.settle(reserved, actual if clean else 0)
 
     async def _send(self, prepared: Prepared, payload: bytes) -> Completion:
         self.requests_sent += 1

@@ -262,3 +262,47 @@ class Limiter:
     def settle_tokens(self, estimated: int, actual: int | None) -> None:
         if self.tpm is not None and actual is not None:
             self.tpm.adjust(estimated, actual)
+
+
+class SpendBudget:
+    """The spend guards of one run, asked before every attempt is sent.
+
+    ``max_requests``: at most that many requests reach the endpoint, retries included.
+    ``max_total_tokens``: a request is sent only while the tokens already used (from the
+    replies' ``usage``) plus the estimates of the requests in flight plus its own estimate
+    stay within the budget. So the total can pass ``max_total_tokens`` only by what the
+    requests in flight use beyond their estimates (an estimate is the prompt's length over
+    the learned characters per token, plus ``max_tokens`` when set).
+    """
+
+    def __init__(self, max_requests: int | None, max_tokens: int | None) -> None:
+        self.max_requests = max_requests
+        self.max_tokens = max_tokens
+        self.requests = 0  # requests sent
+        self.tokens = 0  # tokens used by the answers received
+        self._in_flight = 0  # estimated tokens of the requests sent and not yet answered
+        self.reason: str | None = None  # why a request was refused, once one was
+
+    @property
+    def needs_estimates(self) -> bool:
+        return self.max_tokens is not None
+
+    def reserve(self, estimated_tokens: int) -> int:
+        """Count one request about to be sent; SpendLimitReached when a guard refuses it."""
+        from connector.errors import SpendLimitReached
+
+        if self.max_requests is not None and self.requests >= self.max_requests:
+            self.reason = self.reason or f"max_requests ({self.max_requests}) reached"
+            raise SpendLimitReached(self.reason)
+        if self.max_tokens is not None and self.tokens + self._in_flight + estimated_tokens > self.max_tokens:
+            self.reason = self.reason or (f"max_total_tokens ({self.max_tokens}) reached ({self.tokens} used, "
+                                          f"the next request estimated at {estimated_tokens})")
+            raise SpendLimitReached(self.reason)
+        self.requests += 1
+        self._in_flight += estimated_tokens
+        return estimated_tokens
+
+    def settle(self, reserved: int, used: int | None) -> None:
+        """The request is over: ``used`` tokens (None: answered without usage, so the estimate counts)."""
+        self._in_flight -= reserved
+        self.tokens += reserved if used is None else used

@@ -21,8 +21,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.airbyte import protocol
-from connector.airbyte.protocol import Message, dumps
+from connector.airbyte.protocol import dumps
 from connector.endpoint.limits import TokenEstimator
 from connector.secrets import MASK, Redactor
 
@@ -97,12 +96,11 @@ class DryRun:
         out.append("retries, validation retries and fallback models can add requests beyond these")
         return out
 
-    def messages(self) -> Iterator[Message]:
-        """The report as Airbyte LOG messages: the facts, then each sample request."""
-        for line in self.lines():
-            yield protocol.log(line)
+    def log_lines(self) -> Iterator[str]:
+        """The report as log lines: the facts, then each sample request."""
+        yield from self.lines()
         for i, sample in enumerate(self.samples, 1):
-            yield protocol.log(f"dry run request {i} (row {sample.row_number}): {sample.text()}")
+            yield f"dry run request {i} (row {sample.row_number}): {sample.text()}"
 
     def text(self) -> str:
         """The report for a person."""
@@ -132,7 +130,7 @@ class Planner:
                              default_output=self._estimator.default_output)
 
     async def add(self, item: tuple[int, dict[str, Any]]) -> None:
-        from connector.pipeline.enrich import RowTooLong
+        from connector.errors import RowTooLong
         from connector.pipeline.enrich import _prompt_chars as prompt_chars  # the one count of a body's prompt
 
         result = self.result

@@ -4,7 +4,13 @@ A row's own trouble never stops the sync: its record is still emitted with a
 status (``error``, ``truncated``, ``skipped_null``, ``skipped_too_long``), an
 error class and a message. Only failures that no later row could escape (the key
 rejected, quota exhausted, the URL or model wrong) are raised, as
-:class:`FatalEndpointError`, to end the sync with a resumable state.
+:class:`~connector.errors.FatalEndpointError`, to end the sync with a resumable
+state. A row whose request a spend guard refused gives ``None``: it was not done,
+and the run loop stops before it.
+
+What a row cost is what every attempt for it cost: an answer that failed
+validation and was asked again was paid for too, so ``_prompt_tokens``,
+``_completion_tokens`` and ``_cost`` add up all the answers bought for the row.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from connector.airbyte.protocol import dumps
 from connector.answers.cache import AnswerCache, SingleFlight, cache_key
 from connector.answers.columns import ExtraOutputs
 from connector.answers.outcomes import classify, is_quota
-from connector.answers.records import META_COLUMNS, ROW_NUMBER, Tally, empty_meta
+from connector.answers.records import ROW_NUMBER, empty_meta
 from connector.config.model import SourceConfig
 from connector.dialects.openai_chat import RequestBuilder
 from connector.endpoint.client import Completion, EndpointClient
@@ -26,25 +32,16 @@ from connector.endpoint.limits import TokenEstimator
 from connector.requests.templates import CONTENT_PATH, RequestTemplate, ResponseExtractor, dig
 from connector.secrets import Redactor
 
-__all__ = ["META_COLUMNS", "ROW_NUMBER", "FatalEndpointError", "RowEnricher", "Tally", "is_fatal"]
+Record = dict[str, Any]
 
 
-class FatalEndpointError(errors.ConnectorError):
-    """An endpoint failure that every following row would hit too."""
-
-    def __init__(self, cause: errors.EndpointError) -> None:
-        if is_quota(cause):
-            message = (f"quota or billing limit reached: {cause.message}. Add credit or raise the limit, "
-                       "then run again from the last state: rows already emitted are not redone.")
-        else:
-            message = cause.message
-        super().__init__(message)
-        self.failure_type = "config_error" if not cause.retryable else "transient_error"
-        self.cause = cause
-
-
-class RowTooLong(errors.ConfigError):
-    """A prompt does not fit the context window and ``too_long_policy`` is ``fail``."""
+def fatal(cause: errors.EndpointError) -> errors.FatalEndpointError:
+    """The error that ends the sync for ``cause``, worded for what the user can do."""
+    if is_quota(cause):
+        return errors.FatalEndpointError(
+            cause, f"quota or billing limit reached: {cause.message}. Add credit or raise the limit, "
+                   "then run again from the last state: rows already emitted are not redone.")
+    return errors.FatalEndpointError(cause)
 
 
 def is_fatal(exc: errors.EndpointError) -> bool:
@@ -52,6 +49,18 @@ def is_fatal(exc: errors.EndpointError) -> bool:
     if not isinstance(exc, errors.HTTPStatusError):
         return False
     return exc.status in (401, 403, 404) or 300 <= exc.status < 400 or is_quota(exc)
+
+
+class _Spent:
+    """What the answers bought for one row cost, summed over every attempt that got one."""
+
+    __slots__ = ("completion_tokens", "cost", "paid", "prompt_tokens")
+
+    def __init__(self) -> None:
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.cost = 0.0
+        self.paid = 0  # answers bought (not from the cache, not shared with an identical row)
 
 
 class _Answer:
@@ -103,11 +112,15 @@ class RowEnricher:
 
     # The row -------------------------------------------------------------------------
 
-    async def __call__(self, item: tuple[int, dict[str, Any]]) -> dict[str, Any]:
+    async def __call__(self, item: tuple[int, dict[str, Any]]) -> Record | None:
+        """The row's record; None when a spend guard refused its request (the row is not done)."""
         data, body = self.plan(item)
         if body is None:
             return data
-        return await self._ask(data, body)
+        try:
+            return await self._ask(data, body)
+        except errors.SpendLimitReached:
+            return None
 
     def plan(self, item: tuple[int, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """The record so far and the body to send for it; no body when the row is skipped (its
@@ -132,11 +145,13 @@ class RowEnricher:
             body = fitted
         return data, body
 
-    async def _ask(self, data: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    async def _ask(self, data: Record, body: dict[str, Any]) -> Record:
         """Ask the primary model, then each fallback the error class allows."""
         attempts = 0
         error: tuple[str, str] | None = None
         passed_over: list[str] = []
+        spent = _Spent()
+        model: Any = body.get("model")
         for model in [body.get("model"), *self._fallbacks]:
             asked = body if model == body.get("model") else {**body, "model": model}
             window = self._windows.get(str(model)) if model else None
@@ -144,26 +159,27 @@ class RowEnricher:
                 passed_over.append(f"{model} (context window {window})")
                 continue
             try:
-                answer = await self._answer(asked)
+                answer = await self._answer(asked, spent)
             except errors.EndpointError as exc:
                 if is_fatal(exc):
-                    raise FatalEndpointError(exc) from exc
+                    raise fatal(exc) from exc
                 attempts += exc.attempts
                 error = (classify(exc), self._redact(exc.message))
                 if error[0] in self._config.fallback_on:
                     continue
                 break
             answer.attempts += attempts
-            return await self._finish(data, asked, answer)
+            return await self._finish(data, asked, answer, spent)
         if error is None:  # every model was passed over for its context window
             return self._without_answer(data, "skipped_too_long", None,
                                         f"the prompt fits no model's context window: {', '.join(passed_over)}")
         data.update(dict.fromkeys(self._extractor.column_names))
         data.update(empty_meta("error", error[0], error[1], attempts))
+        data["_model"] = model  # the last model tried
         return data
 
-    async def _answer(self, body: dict[str, Any]) -> _Answer:
-        """From the cache, from an identical request in flight, or from the endpoint."""
+    async def _answer(self, body: dict[str, Any], spent: _Spent) -> _Answer:
+        """From the cache, from an identical request in flight, or from the endpoint (added to ``spent``)."""
         key = cache_key(self._client.url, self._dialect, body)
         cache = self._cache
         if cache is not None:
@@ -171,11 +187,24 @@ class RowEnricher:
             if reply is not None:
                 return _Answer(reply, None, 0, cached=True)
         completion, shared = await self._single_flight.run(key, lambda: self._client.complete(body))
-        if cache is not None and not shared:
+        if shared:
+            return _Answer(completion.reply, completion, 0, cached=True)
+        if cache is not None:
             cache.put(key, completion.reply)  # stored before the record exists: never paid twice
-        return _Answer(completion.reply, completion, 0 if shared else completion.attempts, cached=shared)
+        self._spend(spent, body, completion)
+        return _Answer(completion.reply, completion, completion.attempts, cached=False)
 
-    async def _finish(self, data: dict[str, Any], body: dict[str, Any], answer: _Answer) -> dict[str, Any]:
+    def _spend(self, spent: _Spent, body: Mapping[str, Any], completion: Completion) -> None:
+        usage = completion.reply.get("usage") or {}
+        prompt, output = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+        spent.paid += 1
+        spent.prompt_tokens += prompt or 0
+        spent.completion_tokens += output or 0
+        spent.cost += self._price(body, prompt, output) or 0.0
+        if prompt is not None:
+            self._estimator.observe(_prompt_chars(body), prompt, output)
+
+    async def _finish(self, data: Record, body: dict[str, Any], answer: _Answer, spent: _Spent) -> Record:
         """Validate the answer (asking again with feedback), then fill the record."""
         columns, problem = self._extractor.extract(answer.reply)
         retries = self._config.validation_retries
@@ -183,23 +212,28 @@ class RowEnricher:
             retry_body = _with_feedback(body, dig(answer.reply, CONTENT_PATH), problem)
             if retry_body is None:
                 break
-            retries, body = retries - 1, retry_body
+            retries -= 1
             try:
-                again = await self._answer(body)
+                again = await self._answer(retry_body, spent)
             except errors.EndpointError as exc:
                 if is_fatal(exc):
-                    raise FatalEndpointError(exc) from exc
-                break
+                    raise fatal(exc) from exc
+                # The retry failed: the row is an error of that class, its first answer kept.
+                data.update(columns)
+                record = self._fill(data, body, answer, problem, spent)
+                record.update(_status="error", _error_class=classify(exc), _attempts=answer.attempts + exc.attempts,
+                              _error=self._redact(f"the answer could not be used ({problem}) and asking again "
+                                                  f"failed: {exc.message}"))
+                return record
             again.attempts += answer.attempts
-            answer = again
+            body, answer = retry_body, again
             columns, problem = self._extractor.extract(answer.reply)
         data.update(columns)
-        return self._fill(data, body, answer, problem)
+        return self._fill(data, body, answer, problem, spent)
 
-    def _fill(self, data: dict[str, Any], body: Mapping[str, Any], answer: _Answer,
-              problem: str | None) -> dict[str, Any]:
+    def _fill(self, data: Record, body: Mapping[str, Any], answer: _Answer, problem: str | None,
+              spent: _Spent) -> Record:
         reply = answer.reply
-        usage = reply.get("usage") or {}
         finish = _finish_reason(reply)
         content = dig(reply, CONTENT_PATH)
         status, error_class, error = "ok", None, None
@@ -209,10 +243,14 @@ class RowEnricher:
             status, error_class, error = "error", "content_filter", "the provider's content filter withheld the answer"
         elif problem:
             status, error_class, error = "error", "validation", problem
-        prompt_tokens, completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if spent.paid:  # what this run bought for the row, every attempt included
+            prompt_tokens: int | None = spent.prompt_tokens
+            completion_tokens: int | None = spent.completion_tokens
+        else:  # from the cache or shared with an identical row: what that answer had used
+            usage = reply.get("usage") or {}
+            prompt_tokens = _count(usage.get("prompt_tokens"))
+            completion_tokens = _count(usage.get("completion_tokens"))
         completion = answer.completion
-        if completion is not None and isinstance(prompt_tokens, int):
-            self._estimator.observe(_prompt_chars(body), prompt_tokens, completion_tokens)
         data.update(
             _status=status,
             _error_class=error_class,
@@ -223,7 +261,7 @@ class RowEnricher:
             _cached=answer.cached,
             _prompt_tokens=prompt_tokens,
             _completion_tokens=completion_tokens,
-            _cost=self._cost(body, prompt_tokens, completion_tokens, answer.cached),
+            _cost=self._row_cost(body, spent),
             _latency_ms=None if completion is None else round(completion.latency_ms, 1),
             _ttft_ms=None if completion is None or completion.ttft_ms is None else round(completion.ttft_ms, 1),
             _raw_answer=content if problem and status == "error" else None,
@@ -252,7 +290,7 @@ class RowEnricher:
         reason = (f"the prompt is ~{estimate} tokens and max_tokens {_max_output(body)}: "
                   f"more than context_window {window}")
         if config.too_long_policy == "fail":
-            raise RowTooLong(f"row {position + 1}: {reason}; set too_long_policy to skip or truncate")
+            raise errors.RowTooLong(f"row {position + 1}: {reason}; set too_long_policy to skip or truncate")
         column = config.truncate_column
         if config.too_long_policy == "skip" or not column or not isinstance(row.get(column), str):
             return reason + " (too_long_policy skip)" if config.too_long_policy == "skip" else \
@@ -270,16 +308,27 @@ class RowEnricher:
                 return body
         return reason
 
-    def _cost(self, body: Mapping[str, Any], prompt_tokens: Any, completion_tokens: Any,
-              cached: bool) -> float | None:
+    def _price(self, body: Mapping[str, Any], prompt_tokens: int | None,
+               completion_tokens: int | None) -> float | None:
+        """What one answer cost, or None without a price for its model."""
         prices = self._config.prices
         price = prices.get(str(body.get("model"))) or prices.get("*")
         if price is None:
             return None
-        if cached:
-            return 0.0
         return ((prompt_tokens or 0) * price.input_per_million
                 + (completion_tokens or 0) * price.output_per_million) / 1_000_000
+
+    def _row_cost(self, body: Mapping[str, Any], spent: _Spent) -> float | None:
+        """The row's ``_cost``: what this run paid for it (0 for a cached answer), None without prices."""
+        prices = self._config.prices
+        if not prices or (str(body.get("model")) not in prices and "*" not in prices and not spent.cost):
+            return None
+        return spent.cost
+
+
+def _count(value: Any) -> int | None:
+    """A token count from a reply's usage, or None when the server sent none (or nonsense)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _is_blank(value: Any) -> bool:

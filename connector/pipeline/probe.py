@@ -17,10 +17,6 @@ from connector.requests.templates import RequestTemplate
 from connector.rows.stdin import row_for_check
 
 
-class CheckFailed(errors.ConnectorError):
-    """``check`` found a problem; the message is what CONNECTION_STATUS says."""
-
-
 def _suggest_url(config: SourceConfig) -> str:
     """The likely right chat-completions URL after a 404."""
     parts = urlsplit(config.chat_url)
@@ -85,15 +81,15 @@ async def run_check(config: SourceConfig, client: EndpointClient) -> str:
         models = await client.list_models()
     except errors.HTTPStatusError as exc:
         if exc.status in (401, 403):
-            raise CheckFailed(explain(exc, config, None)) from exc
+            raise errors.CheckFailed(explain(exc, config, None)) from exc
         # Any other /models failure is not decisive: the completion below is.
     except errors.EndpointError as exc:
-        raise CheckFailed(explain(exc, config, None)) from exc
+        raise errors.CheckFailed(explain(exc, config, None)) from exc
 
     try:
         completion = await client.complete_once(body)
     except errors.EndpointError as exc:
-        raise CheckFailed(explain(exc, config, models, client.url)) from exc
+        raise errors.CheckFailed(explain(exc, config, models, client.url)) from exc
     answered_by = completion.reply.get("model") or config.model or "the default model"
     listed = f"; {len(models)} model(s) listed" if models else ""
     # llama.cpp (and some gateways) also serve /chat/completions at the root, so a

@@ -3,8 +3,8 @@
 ``read`` calls :meth:`Progress.start` once it knows how many rows to expect (exact
 for Parquet and inline rows, estimated from file sizes for CSV and JSONL, unknown
 on stdin), :meth:`Progress.advance` after every record, and :meth:`Progress.finish`
-at the end. ``advance`` returns protocol messages to emit (LOG lines), so progress
-travels in the message stream like everything else; a terminal bar
+at the end. ``advance`` returns lines to tell (the run loop passes them on as notes,
+which ``read`` emits as LOG messages), so progress travels with everything else; a terminal bar
 (:mod:`connector.pipeline.progress_bar`) draws on stderr instead and returns none.
 
 The per-record call must stay cheap: implementations look at a clock and return
@@ -16,14 +16,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from connector.airbyte import protocol
 from connector.answers.records import Tally
 
-Message = dict[str, Any]
 Clock = Callable[[], float]
-_NOTHING: tuple[Message, ...] = ()
+_NOTHING: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -85,10 +83,10 @@ class Progress(Protocol):
     def start(self, stream: str, total: int | None, estimated: bool) -> None:
         """The read of ``stream`` begins; ``total`` rows are expected (None: unknown)."""
 
-    def advance(self, tally: Tally) -> Iterable[Message]:
-        """One more record; messages to emit now (usually none)."""
+    def advance(self, tally: Tally) -> Iterable[str]:
+        """One more record; lines to tell now (usually none)."""
 
-    def finish(self, tally: Tally) -> Iterable[Message]:
+    def finish(self, tally: Tally) -> Iterable[str]:
         """The read ended (completely or not)."""
 
 
@@ -98,10 +96,10 @@ class NoProgress:
     def start(self, stream: str, total: int | None, estimated: bool) -> None:
         pass
 
-    def advance(self, tally: Tally) -> Iterable[Message]:
+    def advance(self, tally: Tally) -> Iterable[str]:
         return _NOTHING
 
-    def finish(self, tally: Tally) -> Iterable[Message]:
+    def finish(self, tally: Tally) -> Iterable[str]:
         return _NOTHING
 
 
@@ -144,14 +142,14 @@ class LogProgress:
         self._tracker.start(stream, total, estimated)
         self._next = self._tracker.started + self.every
 
-    def advance(self, tally: Tally) -> Iterable[Message]:
+    def advance(self, tally: Tally) -> Iterable[str]:
         now = self._tracker.clock()
         if now < self._next:
             return _NOTHING
         self._next = now + self.every
-        return (protocol.log(self._tracker.snapshot(tally).line()),)
+        return (self._tracker.snapshot(tally).line(),)
 
-    def finish(self, tally: Tally) -> Iterable[Message]:
+    def finish(self, tally: Tally) -> Iterable[str]:
         return _NOTHING  # the read's own summary line says it all
 
 
@@ -165,14 +163,14 @@ class Several:
         for part in self._parts:
             part.start(stream, total, estimated)
 
-    def advance(self, tally: Tally) -> Iterable[Message]:
-        out: list[Message] = []
+    def advance(self, tally: Tally) -> Iterable[str]:
+        out: list[str] = []
         for part in self._parts:
             out.extend(part.advance(tally))
         return out
 
-    def finish(self, tally: Tally) -> Iterable[Message]:
-        out: list[Message] = []
+    def finish(self, tally: Tally) -> Iterable[str]:
+        out: list[str] = []
         for part in self._parts:
             out.extend(part.finish(tally))
         return out

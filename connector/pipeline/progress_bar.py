@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 from connector.answers.records import Tally
-from connector.pipeline.progress import Clock, Message, Snapshot, Tracker, format_duration
+from connector.pipeline.progress import Clock, Snapshot, Tracker, format_duration
 
-_NOTHING: tuple[Message, ...] = ()
+_NOTHING: tuple[str, ...] = ()
 
 
 def rich_available() -> bool:
@@ -41,14 +41,14 @@ class PlainBar:
     def start(self, stream: str, total: int | None, estimated: bool) -> None:
         self._tracker.start(stream, total, estimated)
 
-    def advance(self, tally: Tally) -> Iterable[Message]:
+    def advance(self, tally: Tally) -> Iterable[str]:
         now = self._tracker.clock()
         if now >= self._next:
             self._next = now + self._every
             self._draw(self._tracker.snapshot(tally))
         return _NOTHING
 
-    def finish(self, tally: Tally) -> Iterable[Message]:
+    def finish(self, tally: Tally) -> Iterable[str]:
         self._draw(self._tracker.snapshot(tally))
         self._out.write("\n")
         self._out.flush()
@@ -114,14 +114,14 @@ class RichBar:
         label = f"{stream} (~total)" if estimated and total is not None else stream
         self._task = self._bar.add_task(label, total=total, rate="0.0", tokens=0, errors=0, cost="")
 
-    def advance(self, tally: Tally) -> Iterable[Message]:
+    def advance(self, tally: Tally) -> Iterable[str]:
         now = self._tracker.clock()
         if self._bar is not None and now >= self._next:
             self._next = now + self._every
             self._update(self._tracker.snapshot(tally))
         return _NOTHING
 
-    def finish(self, tally: Tally) -> Iterable[Message]:
+    def finish(self, tally: Tally) -> Iterable[str]:
         if self._bar is not None:
             self._update(self._tracker.snapshot(tally))
             self._bar.stop()

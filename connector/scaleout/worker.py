@@ -27,19 +27,20 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine, Mapping
-from typing import Any, TypeVar
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
-from connector.errors import ConfigError, ConnectorError
+from connector.errors import ConfigError, RowFailed
+
+if TYPE_CHECKING:
+    from connector.answers.cache import AnswerCache
+    from connector.config.model import SourceConfig
+    from connector.pipeline.enrich import RowEnricher
+    from connector.pipeline.wiring import Endpoint, TransportFactory
 
 T = TypeVar("T")
-
-
-class RowFailed(ConnectorError):
-    """A row failed and ``on_row_error`` is ``fail``."""
-
-    failure_type = "transient_error"
 
 
 def worker_config(config: Mapping[str, Any], workers: int = 1, concurrency: int | None = None) -> dict[str, Any]:
@@ -65,7 +66,7 @@ class BatchEnricher:
     """Enriches Arrow batches with the connector's engine; one per worker, picklable until first used."""
 
     def __init__(self, config: Mapping[str, Any], input_schema: pa.Schema, *, workers: int = 1,
-                 concurrency: int | None = None, transport_factory: Any = None) -> None:
+                 concurrency: int | None = None, transport_factory: TransportFactory | None = None) -> None:
         from connector.airbyte.catalog import enriched_schema
         from connector.config.load import load_config
         from connector.requests.templates import RequestTemplate
@@ -118,46 +119,46 @@ class BatchEnricher:
 class _Runtime:
     """An event loop in a daemon thread, and the client, limiter, cache and enricher living on it."""
 
-    def __init__(self, config: Any, transport_factory: Any) -> None:
+    def __init__(self, config: SourceConfig, transport_factory: TransportFactory | None) -> None:
         self._config = config
         self._factory = transport_factory
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="enrich-loop", daemon=True)
         self._thread.start()
-        self._transport: Any = None
-        self._enricher: Any = None
-        self._cache: Any = None
+        self._connection: AbstractAsyncContextManager[Endpoint] | None = None
+        self._enricher: RowEnricher | None = None
+        self._cache: AnswerCache | None = None
         self.run(self._setup())
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     async def _setup(self) -> None:
-        from connector.airbyte.commands import default_transport, limiter_for
-        from connector.answers.cache import open_cache
-        from connector.endpoint.client import EndpointClient
-        from connector.pipeline.enrich import RowEnricher
-        from connector.secrets import Redactor
+        from connector.pipeline.wiring import answer_cache, connect, default_transport, enricher_for
 
         config = self._config
-        self._transport = (self._factory or default_transport)(config)
-        client = EndpointClient(config, self._transport, limiter=limiter_for(config))
-        self._cache = open_cache(config, warn=lambda _message: None)
-        self._enricher = RowEnricher(config, client, Redactor(config.secrets()), cache=self._cache)
+        self._connection = connect(config, self._factory or default_transport)
+        endpoint = await self._connection.__aenter__()
+        self._cache = answer_cache(config, warn=lambda _message: None)
+        self._enricher = enricher_for(endpoint, cache=self._cache)
 
     async def enrich(self, rows: list[dict[str, Any]], start: int) -> list[dict[str, Any]]:
         from connector.pipeline.ordered import ordered_map
 
         items = iter(enumerate(rows, start))
-        out = [data async for data in ordered_map(items, self._enricher, self._config.concurrency)]
+        assert self._enricher is not None, "set up in __init__"
+        out: list[dict[str, Any]] = []
+        async for data in ordered_map(items, self._enricher, self._config.concurrency):
+            assert data is not None, "worker_config refuses the spend guards, the only reason for no record"
+            out.append(data)
         if self._cache is not None:
             self._cache.commit()  # durable before the batch goes back to the engine
         return out
 
     def close(self) -> None:
         async def shut() -> None:
-            if self._transport is not None:
-                await self._transport.aclose()
+            if self._connection is not None:
+                await self._connection.__aexit__(None, None, None)
             if self._cache is not None:
                 self._cache.close()
 

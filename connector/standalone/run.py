@@ -2,8 +2,8 @@
 
     source-openai-compatible run --config config.json --output enriched.parquet [--dry-run]
 
-Same config, same engine, same answers as ``read`` (it drives ``read`` itself and
-writes its RECORDs), but no protocol on stdout: progress and the summary are
+Same config, same run loop, same answers as ``read`` (:mod:`connector.pipeline.run`,
+whose records it writes as they come), but no protocol on stdout: progress and the summary are
 lines for a person (on stderr), the table is the file. Column types come from
 the discovered schema (:mod:`connector.standalone.writers`), so they are the same in every
 run. The file appears only once complete (written as ``<output>.partial`` and
@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from connector.airbyte import commands
 from connector.pipeline.progress import NO_PROGRESS, Progress
+from connector.pipeline.wiring import TransportFactory, default_transport
 
 Notice = Callable[[str, str], None]  # (level, text)
 
@@ -34,12 +34,6 @@ class Result:
     report: str | None = None  # the dry-run report
 
 
-def _catalog(stream: str) -> dict[str, Any]:
-    return {"streams": [{"stream": {"name": stream, "json_schema": {},
-                                    "supported_sync_modes": ["full_refresh", "incremental"]},
-                         "sync_mode": "full_refresh", "destination_sync_mode": "overwrite"}]}
-
-
 async def run(
     raw_config: Any,
     output: str | None,
@@ -50,25 +44,29 @@ async def run(
     notice: Notice = lambda level, text: None,
     stdin: BinaryIO | None = None,
     stdout: BinaryIO | None = None,
-    transport_factory: commands.TransportFactory = commands.default_transport,
+    transport_factory: TransportFactory = default_transport,
 ) -> Result:
     """Enrich the configured input into ``output``; ConnectorError when the run fails."""
     from connector.airbyte.catalog import enriched_schema
+    from connector.airbyte.commands import dry_run_report
     from connector.config.load import load_config
+    from connector.errors import OutputError
+    from connector.pipeline.run import NEVER, Finished, Note, RecordOut, RunParts, run_rows
+    from connector.pipeline.wiring import answer_cache, connect, enricher_for
+    from connector.requests.templates import RequestTemplate
     from connector.rows.files import InputTable
     from connector.rows.stdin import StdinTable, open_input
-    from connector.secrets import Redactor
-    from connector.standalone.writers import OutputError, TableWriter, format_for
+    from connector.standalone.writers import TableWriter, format_for
 
     config = load_config(raw_config)
-    redact = Redactor(config.secrets())
     table = open_input(config.input, stdin)
-    catalog = _catalog(config.stream_name)
+    template = RequestTemplate.from_config(config)
     if dry_run:
-        lines = []
-        async for message in commands.read(raw_config, catalog, None, transport_factory, dry_run=True, table=table):
-            if message["type"] == "LOG":
-                lines.append(redact(message["log"]["message"]))
+        if isinstance(table, StdinTable):
+            await table.start()
+        template.check_columns(table.columns)
+        async with connect(config, transport_factory) as endpoint:
+            lines = await dry_run_report(endpoint, table, template, 0)
         return Result(0, True, output or "", report="\n".join(lines) + "\n")
     if not output:
         raise OutputError("--output is required (a .parquet, .csv or .jsonl file, or - for JSONL on stdout); "
@@ -76,22 +74,30 @@ async def run(
     kind = format_for(output, fmt)
     if isinstance(table, StdinTable):
         await table.start()  # the columns, declared or inferred, fix the file's schema
+        for note in table.notes:
+            notice("WARN", note)
+    template.check_columns(table.columns)
     schema = enriched_schema(table.schema, config)
     writer = TableWriter(output, kind, schema, table.schema if isinstance(table, InputTable) else None,
                          batch_rows=config.input.batch_size, stdout=stdout)
-    complete = True
-    never = commands.Checkpointing(rows=2**62, seconds=float("inf"))  # a file has no checkpoints
+    complete = False
     try:
-        async for message in commands.read(raw_config, catalog, None, transport_factory, never,
-                                           progress=progress, table=table):
-            kind_of = message["type"]
-            if kind_of == "RECORD":
-                writer.add(message["record"]["data"])
-            elif kind_of == "LOG":
-                notice(message["log"]["level"], redact(message["log"]["message"]))
-            elif kind_of == "TRACE" and message["trace"]["type"] == "STREAM_STATUS" and \
-                    message["trace"]["stream_status"]["status"] == "INCOMPLETE":
-                complete = False
+        async with connect(config, transport_factory) as endpoint:
+            cache = answer_cache(config, lambda warning: notice("WARN", endpoint.redact(warning)))
+            parts = RunParts(config, endpoint.client, enricher_for(endpoint, template, cache), cache)
+            try:
+                async for event in run_rows(parts, table, full_refresh=True, checkpointing=NEVER,
+                                            progress=progress):
+                    if isinstance(event, RecordOut):
+                        writer.add(event.data)
+                    elif isinstance(event, Note):
+                        notice(event.level, endpoint.redact(event.text))
+                    elif isinstance(event, Finished):
+                        complete = event.complete
+                        notice("INFO", endpoint.redact(event.summary))
+            finally:
+                if cache is not None:
+                    cache.close()
         writer.close()
     except BaseException:
         writer.abort()

@@ -29,15 +29,9 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 
 from connector.airbyte.protocol import dumps
-from connector.errors import ConnectorError
+from connector.errors import OutputError
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-
-
-class OutputError(ConnectorError):
-    """The output file cannot be written, or a value does not fit its column."""
-
-    failure_type = "config_error"
 
 
 def format_for(path: str, given: str | None = None) -> str:
@@ -146,7 +140,8 @@ class TableWriter:
         self.path = path
         self.fmt = fmt
         self.columns = Columns(json_schema, input_schema, fmt)
-        self.batch_rows = max(1, batch_rows)
+        # A pipe gets each record as soon as it and every earlier row are done; a file, in batches.
+        self.batch_rows = 1 if path == "-" else max(1, batch_rows)
         self.rows_written = 0
         self._pending: list[dict[str, Any]] = []
         self._to_stdout = path == "-"

@@ -1,0 +1,210 @@
+"""The run loop: rows in, records and events out, knowing nothing of Airbyte.
+
+:func:`run_rows` drives one input table through the row enricher and yields, in
+order, what happened: :class:`Started`, a :class:`Note` now and then, a
+:class:`Record` per row kept, a :class:`Checkpoint` when a resumable position is
+due, and :class:`Finished` with the summary, on every way out. The one error
+policy and the one checkpoint rule live here:
+
+- A row's failure is its record's business (``_status: error``) unless
+  ``on_row_error`` says ``skip`` (left out, counted) or ``fail`` (the run stops
+  with :class:`~connector.errors.RowFailed`); past ``max_error_rate`` (from the
+  20th row) the run stops too.
+- A spend guard that refuses a request stops the run cleanly before that row:
+  a checkpoint for the rows done, ``Finished(complete=False)``, no error.
+- A fatal endpoint error (key, quota, URL, model) stops it at once.
+- Whenever the run ends early it ends with a checkpoint for the rows done (when
+  it moved), then ``Finished``, then (for errors) the exception.
+- Checkpoints come every ``Checkpointing.rows`` records or ``.seconds`` seconds,
+  and at the end; a run in which every row failed adds no final one, so the rows
+  since the last checkpoint are tried again next time.
+
+The Airbyte ``read`` turns these events into protocol messages
+(:mod:`connector.airbyte.commands`); ``run`` writes the records to a file
+(:mod:`connector.standalone.run`); neither decides anything about the run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from connector.answers.cache import AnswerCache
+from connector.answers.records import Tally
+from connector.config.model import SourceConfig
+from connector.endpoint.client import EndpointClient
+from connector.errors import ConnectorError, RowFailed, SyncFailed
+from connector.pipeline.enrich import Record, RowEnricher
+from connector.pipeline.ordered import ordered_map
+from connector.pipeline.progress import NO_PROGRESS, Progress
+from connector.rows.stdin import Table, numbered_rows
+
+Clock = Callable[[], float]
+
+# max_error_rate is judged only once this many rows are done: two failures in
+# the first three rows say little about a million.
+ERROR_RATE_MIN_ROWS = 20
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """A checkpoint after this many records or this many seconds, whichever comes first."""
+
+    rows: int = 1000
+    seconds: float = 10.0
+
+
+DEFAULT_CHECKPOINTING = Checkpointing()
+NEVER = Checkpointing(rows=2**62, seconds=float("inf"))  # a file written whole has no checkpoints
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """The run began after ``resumed_after`` rows; ``total`` rows are expected (None: unknown)."""
+
+    total: int | None
+    estimated: bool
+    resumed_after: int
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something to tell the person running it."""
+
+    text: str
+    level: str = "INFO"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordOut:
+    """One enriched row, to emit."""
+
+    data: Record
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Rows 1..``position`` are done; ``records`` were emitted since the previous checkpoint."""
+
+    position: int
+    records: int
+    sync_complete: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The run is over: ``complete`` when every row was done; ``summary`` counts them."""
+
+    complete: bool
+    summary: str
+    tally: Tally
+
+
+Event = Started | Note | RecordOut | Checkpoint | Finished
+
+
+@dataclass
+class RunParts:
+    """What one run over a table needs, wired by :mod:`connector.pipeline.wiring`."""
+
+    config: SourceConfig
+    client: EndpointClient
+    enricher: RowEnricher
+    cache: AnswerCache | None = None
+
+
+async def run_rows(
+    parts: RunParts,
+    table: Table,
+    start: int = 0,
+    *,
+    full_refresh: bool = False,
+    checkpointing: Checkpointing = DEFAULT_CHECKPOINTING,
+    progress: Progress = NO_PROGRESS,
+    clock: Clock = time.monotonic,
+) -> AsyncIterator[Event]:
+    """Enrich ``table`` from row ``start`` on (see the module docstring for what is yielded)."""
+    config, cache = parts.config, parts.cache
+    name = config.stream_name
+    tally = Tally()
+    sized = table.estimate_rows()
+    total = None if sized is None else max(sized[0] - start, 0)
+    estimated = sized is not None and sized[1]
+    yield Started(total, estimated, start)
+    progress.start(name, total, estimated)
+
+    budget = parts.client.budget
+    stopped_by: str | None = None
+
+    def stop_feeding() -> bool:
+        return budget is not None and budget.reason is not None
+
+    rows = numbered_rows(table.batches(skip=start), start, stop_feeding)
+    position = committed = start  # rows done; the position the last checkpoint carried
+    since = 0  # records since the last checkpoint
+    last_checkpoint = started = clock()
+    try:
+        async for data in ordered_map(rows, parts.enricher, config.concurrency):
+            if stopped_by is not None:
+                continue  # a later row's answer is cached; it cannot be emitted before the one refused
+            if data is None:  # a spend guard refused this row's request
+                stopped_by = budget.reason if budget is not None and budget.reason else "a spend guard"
+                continue
+            tally.observe(data)
+            failed = data["_status"] == "error"
+            if failed and config.on_row_error == "fail":
+                raise RowFailed(f"row {data['_row_number']} failed and on_row_error is 'fail': {data['_error']}")
+            position += 1
+            if failed and config.on_row_error == "skip":
+                tally.skipped += 1
+            else:
+                if cache is not None:
+                    cache.commit()  # the answer is durable before its record exists
+                yield RecordOut(data)
+                since += 1
+            if config.max_error_rate is not None and tally.rows >= ERROR_RATE_MIN_ROWS and \
+                    tally.failed / tally.rows > config.max_error_rate:
+                raise RowFailed(
+                    f"{tally.failed} of {tally.rows} rows failed, above max_error_rate "
+                    f"{config.max_error_rate:g}; first errors: {' | '.join(tally.first_errors)}"
+                )
+            now = clock()
+            if since >= checkpointing.rows or now - last_checkpoint >= checkpointing.seconds:
+                yield Checkpoint(position, since)
+                since, last_checkpoint, committed = 0, now, position
+            for line in progress.advance(tally):
+                yield Note(line)
+    except ConnectorError:
+        # What was done is committed (a row that stopped the run is not), and said, before the error.
+        if position != committed:
+            yield Checkpoint(position, since)
+        for line in progress.finish(tally):
+            yield Note(line)
+        yield Finished(False, _summary(name, tally, clock() - started), tally)
+        raise
+    finally:
+        if cache is not None:
+            cache.commit()
+
+    for line in progress.finish(tally):
+        yield Note(line)
+    summary = _summary(name, tally, clock() - started)
+    if stopped_by is not None:
+        if position != committed:
+            yield Checkpoint(position, since)
+        yield Note(f"{name}: spend guard: {stopped_by}; stopped after row {position}. "
+                   "Run again (with the last state) to continue.", "WARN")
+        yield Finished(False, summary, tally)
+        return
+    failed_whole = bool(tally.rows) and tally.failed == tally.rows
+    if not failed_whole and (since or full_refresh or position == start):
+        yield Checkpoint(position, since, sync_complete=full_refresh)
+    yield Finished(not failed_whole, summary, tally)
+    if failed_whole:
+        raise SyncFailed(f"every row failed ({tally.rows} rows); first errors: {' | '.join(tally.first_errors)}")
+
+
+def _summary(name: str, tally: Tally, elapsed: float) -> str:
+    rate = f"{tally.rows / elapsed:.1f}" if elapsed else "-"
+    return f"{name}: {tally.rows} rows in {elapsed:.1f} s ({rate} rows/s): {tally.summary()}"

@@ -1,0 +1,86 @@
+"""How the parts of one run are put together: the one place that wires them.
+
+``read``, ``run``, the dry run and the Spark/Ray workers all get their transport,
+client, limiter, spend budget, answer cache and row enricher from here, so a
+change to how a run is built is made once.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from connector.answers.cache import AnswerCache, open_cache
+from connector.config.model import SourceConfig
+from connector.endpoint.client import EndpointClient
+from connector.endpoint.limits import ConcurrencyGate, Limiter, SpendBudget, TokenBucket
+from connector.endpoint.transport import AiohttpTransport, Transport
+from connector.errors import ConfigError
+from connector.pipeline.enrich import RowEnricher
+from connector.requests.templates import RequestTemplate
+from connector.secrets import Redactor
+
+TransportFactory = Callable[[SourceConfig], Transport]
+
+
+def default_transport(config: SourceConfig) -> Transport:
+    """aiohttp, with a connection pool as large as the concurrency and the config's TLS settings."""
+    verify: bool | ssl.SSLContext = config.tls.verify
+    if config.tls.verify and config.tls.ca_bundle:
+        try:
+            verify = ssl.create_default_context(cafile=config.tls.ca_bundle)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"tls.ca_bundle: cannot load '{config.tls.ca_bundle}': {exc}") from None
+    return AiohttpTransport(max_connections=config.concurrency, verify_tls=verify)
+
+
+def limiter_for(config: SourceConfig) -> Limiter:
+    """The concurrency gate and rate budgets a run's requests pass through."""
+    gate = ConcurrencyGate(config.concurrency, config.min_concurrency, adaptive=config.adaptive_concurrency)
+    rpm = TokenBucket(config.requests_per_minute) if config.requests_per_minute else None
+    tpm = TokenBucket(config.tokens_per_minute) if config.tokens_per_minute else None
+    return Limiter(gate, rpm, tpm)
+
+
+def budget_for(config: SourceConfig) -> SpendBudget | None:
+    """The spend guards of one run, or None when the config sets none."""
+    if config.max_requests is None and config.max_total_tokens is None:
+        return None
+    return SpendBudget(config.max_requests, config.max_total_tokens)
+
+
+@dataclass
+class Endpoint:
+    """The config, its secrets mask, and a client over an open transport."""
+
+    config: SourceConfig
+    redact: Redactor
+    client: EndpointClient
+    transport: Transport
+
+
+@asynccontextmanager
+async def connect(config: SourceConfig, transport_factory: TransportFactory = default_transport, *,
+                  limited: bool = True) -> AsyncIterator[Endpoint]:
+    """An endpoint client for the run (through the limiter and spend budget unless ``limited`` is off);
+    the transport is closed on the way out."""
+    transport = transport_factory(config)
+    try:
+        client = EndpointClient(config, transport, limiter=limiter_for(config) if limited else None,
+                                budget=budget_for(config) if limited else None)
+        yield Endpoint(config, Redactor(config.secrets()), client, transport)
+    finally:
+        await transport.aclose()
+
+
+def enricher_for(endpoint: Endpoint, template: RequestTemplate | None = None,
+                 cache: AnswerCache | None = None) -> RowEnricher:
+    """The row enricher of a run over ``endpoint``."""
+    return RowEnricher(endpoint.config, endpoint.client, endpoint.redact, template, cache)
+
+
+def answer_cache(config: SourceConfig, warn: Callable[[str], None]) -> AnswerCache | None:
+    """The answer cache the config asks for (None when off); ``warn`` hears why it could not be used."""
+    return open_cache(config, warn)
