@@ -172,14 +172,8 @@ async def _read_enriched(endpoint: Endpoint, table: Table, template: RequestTemp
                 yield protocol.state(name, position.as_state(), event.records)
             elif isinstance(event, Note):
                 yield protocol.log(redact(event.text), event.level)
-            elif isinstance(event, Started):
-                if event.total is not None:
-                    yield protocol.estimate(name, event.total)
-                    if event.estimated:
-                        yield protocol.log(f"{name}: about {event.total:,} rows to read "
-                                           "(an estimate from the input's file sizes)")
-                if event.resumed_after:
-                    yield protocol.log(f"{name}: resuming after row {event.resumed_after} (from state)")
+            elif isinstance(event, Started) and event.total is not None:
+                yield protocol.estimate(name, event.total)
             elif isinstance(event, Finished):
                 yield protocol.log(redact(event.summary))
                 yield protocol.stream_status(name, "COMPLETE" if event.complete else "INCOMPLETE")

@@ -132,6 +132,10 @@ async def run_rows(
     total = None if sized is None else max(sized[0] - start, 0)
     estimated = sized is not None and sized[1]
     yield Started(total, estimated, start)
+    if estimated:
+        yield Note(f"{name}: about {total:,} rows to read (an estimate from the input's file sizes)")
+    if start:
+        yield Note(f"{name}: resuming after row {start} (from state)")
     progress.start(name, total, estimated)
 
     budget = parts.client.budget
