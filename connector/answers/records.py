@@ -29,7 +29,8 @@ META_COLUMNS: dict[str, dict[str, Any]] = {
     "_prompt_tokens": {"type": ["null", "integer"],
                        "description": "prompt tokens of every answer bought for the row (cached: what it used)"},
     "_completion_tokens": {"type": ["null", "integer"],
-                           "description": "completion tokens of every answer bought for the row (cached: what it used)"},
+                           "description": "completion tokens of every answer bought for the row "
+                                          "(cached: what it used)"},
     "_cost": {"type": ["null", "number"],
               "description": "what this run paid for the row, every attempt included (needs prices)"},
     "_latency_ms": {"type": ["null", "number"], "description": "request to full answer, last attempt"},
