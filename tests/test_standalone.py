@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import io
 import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+from connector.endpoint.transport import HttpxTransport
 from connector.standalone.writers import Columns, OutputError, TableWriter, arrow_type_for, format_for
-from tests.conftest import CLI, FAKE_KEY, ROOT, Server
+from tests.conftest import CLI, FAKE_KEY, ROOT, Server, chat_reply
 
 
 @dataclass
@@ -158,3 +162,46 @@ def test_stdin_columns_inferred_as_null_take_later_values_as_text(fake_server: S
     assert run.code == 0, run.stderr
     rows = pq.read_table(out).to_pylist()
     assert [(r["text"], r["note"]) for r in rows] == [("a", None), ("b", '{"k":1}')]
+
+
+class _Watched(io.BytesIO):
+    """A stdout that tells when the first line reached it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first_line = asyncio.Event()
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        if b"\n" in data:
+            self.first_line.set()
+        return super().write(data)
+
+
+def test_run_to_stdout_writes_each_record_as_soon_as_it_and_the_rows_before_are_done() -> None:
+    """A live pipe: row 1's record is on stdout while row 2 is still waiting for its answer
+    (before, nothing was written until a whole input batch of 1,024 rows was done)."""
+    from connector.standalone.run import run as standalone_run
+
+    out = _Watched()
+    seen_before_row_2: list[bool] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        text = json.loads(request.content)["messages"][-1]["content"]
+        if text == "Say two":  # answers only once row 1 is out, or after 5 s if it never comes
+            try:
+                await asyncio.wait_for(out.first_line.wait(), 5)
+                seen_before_row_2.append(True)
+            except asyncio.TimeoutError:
+                seen_before_row_2.append(False)
+        return httpx.Response(200, json=chat_reply(f"echo: {text}"))
+
+    def transport(_config: object) -> HttpxTransport:
+        return HttpxTransport(httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+
+    config = {"url": "http://fake.local/v1", "api_key": "k", "model": "m", "prompt": "Say {{t}}",
+              "cache": {"enabled": False}, "concurrency": 1,
+              "input": {"rows": [{"t": "one"}, {"t": "two"}]}}
+    result = asyncio.run(standalone_run(config, "-", stdout=out, transport_factory=transport))
+    assert result.rows_written == 2 and result.complete
+    assert seen_before_row_2 == [True]
+    assert [json.loads(line)["answer"] for line in out.getvalue().splitlines()] == ["echo: Say one", "echo: Say two"]
