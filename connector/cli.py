@@ -91,7 +91,7 @@ def _run_standalone(args: argparse.Namespace, stdin: BinaryIO, out: BinaryIO, er
         result = asyncio.run(standalone.run(raw_config, args.output, args.format, dry_run=args.dry_run,
                                             progress=_progress(args, err), notice=notice, stdin=stdin, stdout=out))
     except ConnectorError as exc:
-        notice("ERROR", Redactor(_secrets_of(raw_config))(exc.message))
+        notice("ERROR", Redactor.for_config(raw_config)(exc.message))
         return 1
     except KeyboardInterrupt:
         return 130
@@ -140,21 +140,6 @@ class _Writer:
         self._out.flush()
 
 
-def _secrets_of(raw_config: Any) -> list[str]:
-    """Secrets straight from the raw config, so even an invalid config's key is masked."""
-    if not isinstance(raw_config, dict):
-        return []
-    from connector.secrets import url_secrets
-
-    found = url_secrets(raw_config["url"]) if isinstance(raw_config.get("url"), str) else []
-    if isinstance(raw_config.get("api_key"), str):
-        found.append(raw_config["api_key"])
-    headers = raw_config.get("headers")
-    if isinstance(headers, dict):
-        found.extend(v for v in headers.values() if isinstance(v, str))
-    return found
-
-
 async def _drive(messages: AsyncIterator[dict[str, Any]], writer: _Writer) -> None:
     async for message in messages:
         writer.write(message)
@@ -197,7 +182,7 @@ def run(argv: Sequence[str] | None = None, out: BinaryIO | None = None, err: Tex
 
         messages: AsyncIterator[dict[str, Any]]
         raw_config = _load_json(args.config, "config")
-        writer.redact = Redactor(_secrets_of(raw_config))
+        writer.redact = Redactor.for_config(raw_config)  # raw: masked even when invalid
         if args.command == "check":
             messages = commands.check(raw_config)
         elif args.command == "discover":

@@ -10,6 +10,7 @@ import pytest
 from connector.config import specification
 from connector.config.load import load_config
 from connector.errors import ConfigError
+from connector.secrets import config_secrets
 
 BASE: dict[str, Any] = {"api_key": "sk-test", "prompt": "Say {{text}}", "input": {"rows": [{"text": "a"}]}}
 
@@ -216,7 +217,7 @@ def test_api_key_is_secret_in_the_model() -> None:
     config = load_config({**BASE, "api_key": SECRET, "headers": {"X-Tenant": "t"}})
     assert SECRET not in repr(config)
     assert config.request_headers()["Authorization"] == f"Bearer {SECRET}"
-    assert set(config.secrets()) == {SECRET, "t"}
+    assert set(config_secrets(config)) == {SECRET, "t"}
 
 
 # other field rules ------------------------------------------------------------------------
@@ -290,7 +291,7 @@ def test_an_auth_header_or_a_key_in_the_url_counts_as_a_key() -> None:
     raw = {k: v for k, v in BASE.items() if k != "api_key"}
     load_config({**raw, "url": "https://gw.example.com/v1", "headers": {"Authorization": "Bearer x"}})
     config = load_config({**raw, "url": "https://gw.example.com/v1?key=abcdef123"})
-    assert "abcdef123" in config.secrets()
+    assert "abcdef123" in config_secrets(config)
 
 
 def test_a_response_path_with_an_empty_step_is_refused() -> None:

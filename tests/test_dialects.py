@@ -25,6 +25,7 @@ from connector.config.model import SourceConfig
 from connector.dialects import dialect_for
 from connector.endpoint.client import EndpointClient
 from connector.requests.templates import RequestTemplate
+from connector.secrets import config_secrets
 from tests.conftest import catalog_for, chat_reply, mock_transport
 
 pytestmark = pytest.mark.timeout(20)
@@ -580,7 +581,7 @@ async def test_bedrock_sigv4_signs_each_request_with_botocore() -> None:
     assert rec.headers["x-amz-security-token"] == "tok-123"
     assert len(auth.rsplit("Signature=", 1)[1]) == 64
     assert "wJalrXUtnFEMI" not in auth
-    assert "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY" in cfg.secrets()
+    assert "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY" in config_secrets(cfg)
 
 
 def test_bedrock_without_botocore_is_a_clear_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -633,7 +634,7 @@ async def test_vertex_url_and_oauth_token_from_credentials() -> None:
     assert message_of(completion)["content"] == "AI learns patterns from data."
     await call(cfg, rec, dialect=dialect)
     assert len(tokens.calls) == 1  # the token is reused until it expires
-    assert "1//refresh-123" in cfg.secrets() and "csecret-123" in cfg.secrets()
+    assert "1//refresh-123" in config_secrets(cfg) and "csecret-123" in config_secrets(cfg)
 
 
 def test_vertex_global_location_and_express_mode() -> None:

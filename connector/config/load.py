@@ -15,9 +15,7 @@ from pydantic import ValidationError
 from connector.config.model import ResponseTemplate, SourceConfig
 from connector.config.specification import connection_specification
 from connector.errors import ConfigError
-
-_SECRET_ROOTS = ("api_key", "headers", "bedrock.access_key_id", "bedrock.secret_access_key", "bedrock.session_token",
-                 "vertex.credentials_json")
+from connector.secrets import is_secret_field
 
 
 def _path(parts: Any) -> str:
@@ -25,7 +23,7 @@ def _path(parts: Any) -> str:
 
 
 def _show(path: str, value: Any) -> str:
-    if path.startswith(_SECRET_ROOTS):
+    if is_secret_field(path):
         return "a secret value"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -70,7 +68,7 @@ def _schema_message(error: jsonschema.ValidationError) -> tuple[str, str]:
         if path == "timeout":
             return path, f"must be a number of seconds such as 30 (got {_show(path, error.instance)})"
         return path, f"must match {expected} (got {_show(path, error.instance)})"
-    return path, error.message if not path.startswith(_SECRET_ROOTS) else f"is invalid ({kind})"
+    return path, error.message if not is_secret_field(path) else f"is invalid ({kind})"
 
 
 def _pydantic_messages(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[str]:

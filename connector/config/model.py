@@ -23,7 +23,9 @@ from pydantic import (
     model_validator,
 )
 
+from connector import secrets
 from connector.config import shapes as api_settings
+from connector.config.address import Address
 from connector.config.providers import ApiShape, presets
 from connector.config.shapes import AzureSettings, BedrockSettings, VertexSettings
 
@@ -49,10 +51,27 @@ ObjectOrJSONText = Annotated[
     WithJsonSchema({"type": ["object", "string"]}),
 ]
 
+# Header values are secrets. Airbyte platforms find secrets through "properties" and "items"
+# only (never "additionalProperties"), so the list form is what lets a platform store them
+# encrypted; the object form stays for configs written by hand. Both become a dict.
+HeaderMap = Annotated[
+    dict[str, str],
+    WithJsonSchema({
+        "type": ["object", "array"],
+        "additionalProperties": {"type": "string", "airbyte_secret": True},
+        "items": {
+            "type": "object",
+            "required": ["name", "value"],
+            "additionalProperties": False,
+            "properties": {"name": {"type": "string", "title": "Name"},
+                           "value": {"type": "string", "title": "Value", "airbyte_secret": True}},
+        },
+    }),
+]
+
 ColumnType = Literal["string", "integer", "number", "boolean", "object", "array"]
 
 
-_AUTH_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "x-goog-api-key", "proxy-authorization"})
 _PRIVATE_SUFFIXES = (".local", ".localhost", ".internal", ".lan", ".home.arpa", ".svc", ".cluster.local", ".corp")
 
 
@@ -68,12 +87,6 @@ def _is_private_host(host: str) -> bool:
     except ValueError:
         return False
     return address.is_private or address.is_loopback or address.is_link_local
-
-
-def _url_has_key(url: str) -> bool:
-    from connector.secrets import url_secrets
-
-    return bool(url_secrets(url))
 
 
 class _Strict(BaseModel):
@@ -340,10 +353,13 @@ class SourceConfig(_Strict):
         description="Per request; a numeric string such as \"30\" is accepted.",
         json_schema_extra={"order": 9},
     )
-    headers: dict[str, str] = Field(
+    headers: HeaderMap = Field(
         default_factory=dict,
         title="Extra headers",
-        description="Sent with every request (tenant, routing). Values are never printed.",
+        description=(
+            'Sent with every request (tenant, routing): {"X-Tenant": "acme"}, or a list of '
+            '{"name": ..., "value": ...} (as forms enter it). Values are secrets: never printed, stored encrypted.'
+        ),
         json_schema_extra={"order": 10},
     )
     parameters: Parameters = Field(
@@ -560,6 +576,18 @@ class SourceConfig(_Strict):
             )
         return value.strip()
 
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _header_list(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        headers: dict[str, Any] = {}
+        for item in value:  # the schema made each a {"name": str, "value": str}
+            if item["name"] in headers:
+                raise ValueError(f"header '{item['name']}' is given twice")
+            headers[item["name"]] = item["value"]
+        return headers
+
     @field_validator("request_template", "response_template", "output_schema", mode="before")
     @classmethod
     def _json_text(cls, value: Any) -> Any:
@@ -589,11 +617,11 @@ class SourceConfig(_Strict):
     def _remote_hosts_need_a_key(self) -> SourceConfig:
         host = urlsplit(self.url).hostname or ""
         has_auth = bool(self.api_key and self.api_key.get_secret_value()) or any(
-            h.lower() in _AUTH_HEADERS for h in self.headers
+            secrets.is_auth_header(h) for h in self.headers
         )
         if api_settings.signs_with_cloud_credentials(self):
             return self  # SigV4 or OAuth, from cloud credentials
-        if not has_auth and not _is_private_host(host) and not _url_has_key(self.url):
+        if not has_auth and not _is_private_host(host) and not secrets.url_has_credentials(self.url):
             raise ValueError(
                 f"api_key: {host} is a remote host and no api_key (or auth header) is set; set api_key "
                 "(any placeholder, e.g. \"none\", if that server really needs none)"
@@ -640,14 +668,13 @@ class SourceConfig(_Strict):
 
     @property
     def chat_url(self) -> str:
-        """The chat-completions URL, whichever form ``url`` was given in."""
-        return self.base_url + CHAT_PATH
+        """The chat-completions URL, whichever form ``url`` was given in (its query kept, userinfo not)."""
+        return Address.parse(self.url).url(CHAT_PATH, base=self.base_url)
 
     @property
     def base_url(self) -> str:
-        """The API base (``.../v1``) that ``/models`` hangs off."""
-        url = self.url.rstrip("/")
-        return url[: -len(CHAT_PATH)] if url.endswith(CHAT_PATH) else url
+        """The API base (``.../v1``) that ``/models`` hangs off, without query or userinfo."""
+        return Address.parse(self.url).without_suffix(CHAT_PATH)
 
     @property
     def response(self) -> ResponseTemplate:
@@ -662,12 +689,3 @@ class SourceConfig(_Strict):
             headers["Authorization"] = f"Bearer {self.api_key.get_secret_value()}"
         headers.update(self.headers)
         return headers
-
-    def secrets(self) -> list[str]:
-        """Every value that must never appear in any output, keys put in the URL included."""
-        from connector.secrets import url_secrets
-
-        values = [v for v in self.headers.values() if v] + url_secrets(self.url) + api_settings.secret_values(self)
-        if self.api_key is not None and self.api_key.get_secret_value():
-            values.append(self.api_key.get_secret_value())
-        return values

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from connector.config import providers
+from connector.secrets import is_auth_header
 
 if TYPE_CHECKING:
     from connector.config.model import SourceConfig
@@ -132,34 +133,11 @@ def resolve(config: SourceConfig, default_url: str) -> None:
         if base is not None and (preset is not None or shape != providers.DEFAULT_SHAPE):
             config.url = base
 
-    if preset is not None and preset.needs_key and not has_key and not _auth_header(config):
+    if preset is not None and preset.needs_key and not has_key and not any(map(is_auth_header, config.headers)):
         raise ValueError(f"api_key: provider '{preset.name}' needs an API key")
-
-
-def _auth_header(config: SourceConfig) -> bool:
-    return any(h.lower() in ("authorization", "api-key", "x-api-key", "x-goog-api-key") for h in config.headers)
 
 
 def signs_with_cloud_credentials(config: SourceConfig) -> bool:
     """Bedrock with SigV4, or Vertex with OAuth: authenticated without an api_key."""
     shape = providers.canonical(config.api_compatibility)
     return shape in ("amazon_bedrock", "google_vertex")
-
-
-def secret_values(config: SourceConfig) -> list[str]:
-    """The secrets inside the shape settings, for redaction."""
-    values: list[str] = []
-    if config.bedrock is not None:
-        for secret in (config.bedrock.access_key_id, config.bedrock.secret_access_key, config.bedrock.session_token):
-            if secret is not None and secret.get_secret_value():
-                values.append(secret.get_secret_value())
-    if config.vertex is not None and config.vertex.credentials_json is not None:
-        text = config.vertex.credentials_json.get_secret_value()
-        values.append(text)
-        try:
-            info = json.loads(text)
-        except json.JSONDecodeError:
-            info = {}
-        if isinstance(info, dict):
-            values += [str(info[k]) for k in ("private_key", "client_secret", "refresh_token") if info.get(k)]
-    return values

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from connector.config.providers import canonical
 from connector.dialects.base import Dialect, Prepared, Reply, StreamAssembler
-from connector.dialects.openai_chat import RequestBuilder
+from connector.dialects.openai_chat import ChatDialect, RequestBuilder
+from connector.errors import ConfigError
 
 if TYPE_CHECKING:
     from connector.config.model import SourceConfig
@@ -22,6 +23,29 @@ __all__ = ["Dialect", "Prepared", "Reply", "RequestBuilder", "StreamAssembler", 
 
 def dialect_for(config: SourceConfig) -> Dialect:
     """The dialect of the configured API shape; ConfigError if the config asks for what it cannot express."""
+    dialect = _dialect_for(config)
+    if dialect.address.userinfo is not None:
+        _one_authorization(config, dialect)
+    return dialect
+
+
+def _one_authorization(config: SourceConfig, dialect: ChatDialect) -> None:
+    """url's user:password@ goes as ``Authorization: Basic``; a request has one Authorization header."""
+    if any(name.lower() == "authorization" for name in config.headers):
+        taken_by, or_else = "headers.Authorization", ", or that header"
+    elif dialect.sends_authorization():
+        key = config.api_key is not None and config.api_key.get_secret_value()
+        taken_by, or_else = ("api_key (as Bearer)", ", or api_key") if key else (
+            f"the {dialect.name} signature or OAuth token", "")
+    else:
+        return
+    raise ConfigError(
+        f"url: its user:password@ would be sent as 'Authorization: Basic', but {taken_by} already takes that "
+        f"header, and a request carries only one; remove user:password@ from url{or_else}"
+    )
+
+
+def _dialect_for(config: SourceConfig) -> ChatDialect:
     shape = canonical(config.api_compatibility)
     if shape == "openai_responses":
         from connector.dialects.openai_responses import ResponsesDialect

@@ -70,7 +70,7 @@ class AnthropicDialect(ChatDialect):
 
     @property
     def endpoint_url(self) -> str:
-        return self.base_url + "/messages"
+        return self.url("/messages")
 
     def translate(self, body: dict[str, Any]) -> dict[str, Any]:
         if isinstance(body.get("messages"), list):
@@ -112,7 +112,7 @@ class AnthropicDialect(ChatDialect):
         headers = dict(JSON_HEADERS) if payload is not None else {"Accept": "application/json"}
         headers["anthropic-version"] = ANTHROPIC_VERSION
         headers.update(self.auth_headers())
-        headers.update(self.config.headers)
+        headers.update(self.extra_headers)
         return headers
 
     def probe_body(self, body: Mapping[str, Any]) -> dict[str, Any]:

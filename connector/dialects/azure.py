@@ -27,22 +27,22 @@ class AzureDialect(ChatDialect):
         azure = config.azure
         self._deployment = azure.deployment if azure else None
         self._version = azure.api_version if azure else "2024-10-21"
-        url = config.url.rstrip("/")
-        parts = urlsplit(url)
-        self._fixed = url if "/openai/deployments/" in parts.path else None
+        base = self.address.base
+        self._fixed = "/openai/deployments/" in urlsplit(base).path  # url names the deployment itself
         # The endpoint, a gateway's path prefix kept: https://res.openai.azure.com[/prefix]
-        self._endpoint = url.split("/openai", 1)[0] if self._fixed is None else ""
+        self._endpoint = base.split("/openai", 1)[0]
 
     def _deployment_for(self, body: Mapping[str, Any]) -> str:
         return str(self._deployment or body.get("model") or self.model or "")
 
     def url_for(self, body: Mapping[str, Any]) -> str:
-        if self._fixed is not None:
-            return self._fixed if "api-version=" in self._fixed else f"{self._fixed}?api-version={self._version}"
+        version = {"api-version": self._version}  # unless url's own query sets it
+        if self._fixed:
+            return self.address.url(params=version)
         if self._version == "v1":
-            return f"{self._endpoint}/openai/v1/chat/completions"
+            return self.address.url("/openai/v1/chat/completions", base=self._endpoint)
         deployment = quote(self._deployment_for(body), safe="")
-        return f"{self._endpoint}/openai/deployments/{deployment}/chat/completions?api-version={self._version}"
+        return self.address.url(f"/openai/deployments/{deployment}/chat/completions", version, base=self._endpoint)
 
     @property
     def endpoint_url(self) -> str:
@@ -50,15 +50,15 @@ class AzureDialect(ChatDialect):
 
     @property
     def models_url(self) -> str | None:
-        if self._fixed is not None:
+        if self._fixed:
             return None
         if self._version == "v1":
-            return f"{self._endpoint}/openai/v1/models"
-        return f"{self._endpoint}/openai/models?api-version={self._version}"
+            return self.address.url("/openai/v1/models", base=self._endpoint)
+        return self.address.url("/openai/models", {"api-version": self._version}, base=self._endpoint)
 
     def prepare(self, body: Mapping[str, Any]) -> Prepared:
         wire = dict(body)
-        if self._version == "v1" and self._fixed is None:
+        if self._version == "v1" and not self._fixed:
             wire["model"] = self._deployment_for(body)  # the v1 API names the deployment in the body
         return Prepared(self.url_for(body), wire, bool(body.get("stream")))
 

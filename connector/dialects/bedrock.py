@@ -20,6 +20,7 @@ from connector.config.model import SourceConfig
 from connector.dialects.base import JSON_HEADERS
 from connector.dialects.openai_chat import ChatDialect
 from connector.errors import ConfigError
+from connector.secrets import remember
 
 SERVICE = "bedrock"
 EXTRA_HINT = "pip install 'source-openai-compatible[bedrock]' (botocore)"
@@ -69,6 +70,8 @@ class SigV4Signer:
                     # The default chain may call the instance-metadata service: not on the event loop.
                     self._credentials = await asyncio.to_thread(self._resolve)
         frozen = self._credentials.get_frozen_credentials()
+        # Found by the default chain (and refreshed there): secrets the config never named.
+        remember(frozen.access_key, frozen.secret_key, frozen.token)
         request = AWSRequest(method=method, url=url, data=payload or b"", headers=dict(headers))
         request.headers["Host"] = urlsplit(url).netloc
         SigV4Auth(frozen, self._service, self._region).add_auth(request)
@@ -97,11 +100,14 @@ class BedrockDialect(ChatDialect):
     def models_url(self) -> str | None:
         # bedrock-runtime serves only chat completions; other hosts (bedrock-mantle) list models.
         host = urlsplit(self.base_url).hostname or ""
-        return None if host.startswith("bedrock-runtime.") else self.base_url + "/models"
+        return None if host.startswith("bedrock-runtime.") else self.url("/models")
+
+    def sends_authorization(self) -> bool:
+        return self._signer is not None or super().sends_authorization()
 
     async def headers(self, method: str, url: str, payload: bytes | None) -> dict[str, str]:
         headers = dict(JSON_HEADERS) if payload is not None else {"Accept": "application/json"}
-        headers.update(self.config.headers)
+        headers.update(self.extra_headers)
         if self._signer is None:
             headers.update(self.auth_headers())
             return headers

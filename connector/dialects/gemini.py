@@ -65,8 +65,7 @@ class GeminiDialect(ChatDialect):
 
     @property
     def base_url(self) -> str:
-        url = self.config.url.rstrip("/")
-        return url.split("/models/", 1)[0] if "/models/" in url else url
+        return self.address.base.split("/models/", 1)[0]
 
     @property
     def endpoint_url(self) -> str:
@@ -74,7 +73,7 @@ class GeminiDialect(ChatDialect):
 
     @property
     def models_url(self) -> str | None:
-        return self.base_url + "/models"
+        return self.url("/models")
 
     def translate(self, body: dict[str, Any]) -> dict[str, Any]:
         if isinstance(body.get("messages"), list) and "contents" not in body:
@@ -139,8 +138,8 @@ class GeminiDialect(ChatDialect):
         wire = dict(body)
         stream = bool(wire.pop("stream", False))
         model = str(wire.pop("model", None) or self.model or "").removeprefix("models/")
-        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
-        return Prepared(f"{self.base_url}/models/{model}:{method}", wire, stream)
+        method = "streamGenerateContent" if stream else "generateContent"
+        return Prepared(self.url(f"/models/{model}:{method}", {"alt": "sse"} if stream else None), wire, stream)
 
     def auth_headers(self) -> dict[str, str]:
         key = self.config.api_key.get_secret_value() if self.config.api_key is not None else ""
@@ -149,7 +148,7 @@ class GeminiDialect(ChatDialect):
     async def headers(self, method: str, url: str, payload: bytes | None) -> dict[str, str]:
         headers = dict(JSON_HEADERS) if payload is not None else {"Accept": "application/json"}
         headers.update(self.auth_headers())
-        headers.update(self.config.headers)
+        headers.update(self.extra_headers)
         return headers
 
     def parse_reply(self, raw: bytes) -> Reply:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import orjson
 
+from connector.config.address import Address
 from connector.config.model import SourceConfig
 from connector.config.output_schema import SCHEMA_NAME, strict_compatible
 from connector.dialects.base import (
@@ -60,6 +61,9 @@ class DialectBase:
         self._template_keys: set[str] = (
             set(config.request_template) if isinstance(config.request_template, dict) else set()
         )
+        self.address = Address.parse(config.url)
+        # Sent with every request after the shape's own auth: url's userinfo, then the config's headers.
+        self.extra_headers = {**self.address.basic_auth(), **config.headers}
         self._check()
 
     def _check(self) -> None:
@@ -75,11 +79,18 @@ class DialectBase:
 
     @property
     def base_url(self) -> str:
-        url = self.config.url.rstrip("/")
-        for suffix in ("/chat/completions", "/responses", "/messages"):
-            if url.endswith(suffix):
-                return url[: -len(suffix)]
-        return url
+        return self.address.without_suffix("/chat/completions", "/responses", "/messages")
+
+    def url(self, path: str, params: Mapping[str, str] | None = None) -> str:
+        """``base_url`` + ``path``, with the query of the configured url (and ``params``)."""
+        return self.address.url(path, params, base=self.base_url)
+
+    def sends_authorization(self) -> bool:
+        """Whether this shape's own auth takes the ``Authorization`` header (Bearer key, signing, OAuth)."""
+        return any(name.lower() == "authorization" for name in self.auth_headers())
+
+    def auth_headers(self) -> dict[str, str]:
+        return {}
 
     def build(self, templated: Mapping[str, Any]) -> dict[str, Any]:
         body = dict(templated)
@@ -130,11 +141,11 @@ class ChatDialect(DialectBase):
 
     @property
     def endpoint_url(self) -> str:
-        return self.base_url + "/chat/completions"
+        return self.url("/chat/completions")
 
     @property
     def models_url(self) -> str | None:
-        return self.base_url + "/models"
+        return self.url("/models")
 
     def translate(self, body: dict[str, Any]) -> dict[str, Any]:
         if "top_logprobs" in body:
@@ -156,7 +167,7 @@ class ChatDialect(DialectBase):
     async def headers(self, method: str, url: str, payload: bytes | None) -> dict[str, str]:
         headers = dict(JSON_HEADERS) if payload is not None else {"Accept": "application/json"}
         headers.update(self.auth_headers())
-        headers.update(self.config.headers)
+        headers.update(self.extra_headers)
         return headers
 
     def parse_reply(self, raw: bytes) -> Reply:

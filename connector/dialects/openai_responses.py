@@ -46,7 +46,7 @@ class ResponsesDialect(ChatDialect):
 
     @property
     def endpoint_url(self) -> str:
-        return self.base_url + "/responses"
+        return self.url("/responses")
 
     def translate(self, body: dict[str, Any]) -> dict[str, Any]:
         if "messages" in body and "input" not in body:

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from connector.dialects.base import JSON_HEADERS
 from connector.dialects.gemini import GeminiDialect
 from connector.errors import ConfigError
+from connector.secrets import remember
 
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 EXTRA_HINT = "pip install 'source-openai-compatible[vertex]' (google-auth)"
@@ -71,7 +72,9 @@ class GoogleToken:
 
                 self._request = google.auth.transport.requests.Request()
             self._credentials.refresh(self._request)
-        return str(self._credentials.token)
+        token = str(self._credentials.token)
+        remember(token)  # a server that echoes request headers must not print it
+        return token
 
     async def token(self) -> str:
         async with self._lock:
@@ -105,6 +108,9 @@ class VertexDialect(GeminiDialect):
             creds = vertex.credentials_json.get_secret_value() if vertex and vertex.credentials_json else None
             self._token = GoogleToken(creds, token_request)
 
+    def sends_authorization(self) -> bool:
+        return self._token is not None or super().sends_authorization()
+
     @property
     def models_url(self) -> str | None:
         return None  # Vertex lists publisher models elsewhere (v1beta1); the completion check is decisive
@@ -115,5 +121,5 @@ class VertexDialect(GeminiDialect):
             headers["Authorization"] = f"Bearer {await self._token.token()}"
         else:
             headers.update(self.auth_headers())
-        headers.update(self.config.headers)
+        headers.update(self.extra_headers)
         return headers

@@ -23,12 +23,10 @@ from typing import Any
 
 from connector.airbyte.protocol import dumps
 from connector.endpoint.limits import TokenEstimator
-from connector.secrets import MASK, Redactor
+from connector.secrets import MASK, Redactor, is_auth_header
 
 SAMPLES = 3
 _SAMPLE_CHARS = 4000
-_AUTH_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "x-goog-api-key", "proxy-authorization",
-                           "x-amz-security-token"})
 
 
 @dataclass
@@ -184,7 +182,7 @@ class Planner:
             headers = {"(auth)": "signed when sent"}
         shown = {}
         for name, value in headers.items():
-            if name.lower() in _AUTH_HEADERS:
+            if is_auth_header(name):
                 scheme = value.split(" ", 1)[0] if " " in value else ""
                 value = f"{scheme} {MASK}".strip()
             shown[name] = self._redact(value)

@@ -70,7 +70,7 @@ async def connect(config: SourceConfig, transport_factory: TransportFactory = de
     try:
         client = EndpointClient(config, transport, limiter=limiter_for(config) if limited else None,
                                 budget=budget_for(config) if limited else None)
-        yield Endpoint(config, Redactor(config.secrets()), client, transport)
+        yield Endpoint(config, Redactor.for_config(config), client, transport)
     finally:
         await transport.aclose()
 
