@@ -2,7 +2,7 @@
 
     python -m tests.fake_openai --port 0 [--api-key K] [--latency-ms 50] [--models a,b]
         [--faults 429:0.05,500:0.05,503:0.05,reset:0.03,hang:0.01,badjson:0.03,cut:0.03]
-        [--seed 7] [--max-body-bytes N] [--hang-seconds S]
+        [--seed 7] [--max-body-bytes N] [--hang-seconds S] [--tls-cert C --tls-key K]
 
 prints ``PORT <n>`` once it listens. The answer to a chat completion is
 deterministic: ``echo: <last user message>``, or a JSON object when the request
@@ -111,7 +111,8 @@ def spawn(*options: str) -> Iterator[tuple[str, int]]:
     line = proc.stdout.readline()
     try:
         assert line.startswith("PORT "), f"fake server did not start: {line!r}"
-        yield f"http://127.0.0.1:{int(line.split()[1])}/v1", proc.pid
+        scheme = "https" if "--tls-cert" in options else "http"
+        yield f"{scheme}://127.0.0.1:{int(line.split()[1])}/v1", proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -289,7 +290,13 @@ async def _serve(args: argparse.Namespace) -> None:
                    args.max_body_bytes, args.hang_seconds)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", args.port, backlog=4096)
+    tls = None
+    if args.tls_cert:
+        import ssl
+
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+    site = web.TCPSite(runner, "127.0.0.1", args.port, backlog=4096, ssl_context=tls)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     print(f"PORT {port}", flush=True)
@@ -306,6 +313,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-body-bytes", type=int, default=None)
     parser.add_argument("--hang-seconds", type=float, default=3600)
+    parser.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (and --tls-key)")
+    parser.add_argument("--tls-key")
     asyncio.run(_serve(parser.parse_args()))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,6 +12,7 @@ import pytest
 
 from connector.airbyte import commands
 from tests.conftest import Server, chat_reply, mock_transport, run_cli
+from tests.fake_openai import spawn
 
 KEY = "sk-check-secret-key-42"
 
@@ -68,12 +70,58 @@ def test_rejected_key_is_named_without_echoing_it() -> None:
     assert "****" in status["message"]
 
 
-def test_wrong_path_suggests_the_v1_url() -> None:
-    config = base_config(url="http://llm.internal:8000")
-    status = check(config, models_then(lambda r: httpx.Response(404, text="Not Found")))
+def serving_at(*paths: str) -> tuple[Callable[[httpx.Request], httpx.Response], list[str]]:
+    """A server that answers chat completions at exactly these paths (404 elsewhere); and what it was asked."""
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        if request.method == "POST" and request.url.path in paths:
+            return httpx.Response(200, json=chat_reply("x"))
+        return httpx.Response(404, text="Not Found")
+    return handler, asked
+
+
+@pytest.mark.parametrize(
+    ("url", "served", "suggested"),
+    [
+        ("http://llm.internal:8080/api", "/v1/chat/completions", "http://llm.internal:8080/v1/chat/completions"),
+        ("http://llm.internal:8080/api", "/api/v1/chat/completions",
+         "http://llm.internal:8080/api/v1/chat/completions"),
+        ("http://llm.internal:8080/v2/chat/completions", "/v1/chat/completions",
+         "http://llm.internal:8080/v1/chat/completions"),
+        ("http://llm.internal:8080/v1/chat/completion", "/v1/chat/completions",
+         "http://llm.internal:8080/v1/chat/completions"),
+        ("http://llm.internal:8000", "/v1/chat/completions", "http://llm.internal:8000/v1/chat/completions"),
+        ("http://llm.internal:8000/openai?api-version=7", "/openai/v1/chat/completions",
+         "http://llm.internal:8000/openai/v1/chat/completions?api-version=7"),
+    ],
+)
+def test_wrong_path_suggests_only_a_url_that_answered(url: str, served: str, suggested: str) -> None:
+    handler, asked = serving_at(served)
+    status = check(base_config(url=url), handler)
     assert status["status"] == "FAILED"
-    assert "404" in status["message"]
-    assert "did you mean http://llm.internal:8000/v1/chat/completions?" in status["message"].lower()
+    assert "returned 404" in status["message"]
+    assert f"Did you mean {suggested}? It answered." in status["message"]
+    assert len(asked) <= 6  # /models, the configured URL, at most four candidates
+
+
+def test_wrong_path_suggests_nothing_when_no_likely_url_answers() -> None:
+    handler, asked = serving_at("/somewhere/else")
+    status = check(base_config(url="http://llm.internal:8080/api"), handler)
+    assert status["status"] == "FAILED" and "returned 404" in status["message"]
+    assert "Did you mean" not in status["message"]
+    assert "http://llm.internal:8080/v1/chat/completions" in asked  # it was tried, and did not answer
+
+
+@pytest.mark.parametrize(("served", "noted"), [(("/chat/completions", "/v1/chat/completions"), True),
+                                                (("/chat/completions",), False)])
+def test_a_url_without_v1_that_works_gets_a_note_only_when_v1_answers_too(served: tuple[str, ...],
+                                                                         noted: bool) -> None:
+    handler, _ = serving_at(*served)
+    status = check(base_config(url="http://llm.internal:8000"), handler)
+    assert status["status"] == "SUCCEEDED", status
+    assert ("http://llm.internal:8000/v1/chat/completions answers too" in status["message"]) == noted
 
 
 def test_unknown_model_lists_what_the_server_offers() -> None:
@@ -135,3 +183,48 @@ def test_cli_check_unreachable_host(write_json) -> None:
     assert run.code == 0
     message = run.of_type("CONNECTION_STATUS")[0]["connectionStatus"]["message"]
     assert message.startswith("Host unreachable") and "127.0.0.1:9" in message
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_an_http_url_at_an_https_server_is_told_to_use_https(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    with spawn("--tls-cert", str(cert), "--tls-key", str(key)) as (base, _pid):
+        http = base.replace("https://", "http://")
+        config = {**base_config(url=http), "timeout": 10}
+        (message,) = asyncio.run(_collect(commands.check(config)))
+    status = message["connectionStatus"]
+    assert status["status"] == "FAILED"
+    https = http.replace("http://", "https://")
+    assert f"The server speaks HTTPS: set url to {https} (its certificate is not trusted here" in status["message"]
+
+
+def test_a_dropped_connection_at_a_plain_server_gets_no_https_hint() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("Server disconnected")
+
+    status = check(base_config(), handler)
+    assert status["status"] == "FAILED" and "HTTPS" not in status["message"]
+
+
+async def _collect(messages: Any) -> list[dict[str, Any]]:
+    return [m async for m in messages]

@@ -45,7 +45,7 @@ async def check(raw_config: Any, transport_factory: TransportFactory = default_t
         return
     async with connect(config, transport_factory, limited=False) as endpoint:
         try:
-            message = await run_check(config, endpoint.client)
+            message = await run_check(config, endpoint.client, endpoint.transport)
             yield protocol.connection_status(True, endpoint.redact(message))
         except (CheckFailed, ConfigError) as exc:
             yield protocol.connection_status(False, endpoint.redact(exc.message))

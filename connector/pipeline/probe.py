@@ -4,29 +4,143 @@ Each step fails with a message a person can act on, naming what to fix. The step
 cheapest first: render the template against the first input row; ``GET /models``
 (where the server has it) to prove reachability and the key; one completion with
 ``max_tokens: 1`` to prove URL, key and model in one call.
+
+A suggestion is never a guess: after a 404 at the chat-completions URL, the few likely
+right URLs (:func:`candidate_paths`) are tried with the same one-token request, and only
+one that answered is offered. An ``http://`` URL whose server hung up is tried once as
+``https://``, and the hint to switch is given only when a TLS server answered there.
 """
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import re
+from urllib.parse import urlsplit, urlunsplit
 
 from connector import errors
+from connector.airbyte.protocol import dumps
+from connector.config.address import Address
 from connector.config.model import CHAT_PATH, SourceConfig
+from connector.config.providers import canonical
 from connector.endpoint.client import EndpointClient
+from connector.endpoint.transport import Transport
 from connector.requests.templates import RequestTemplate
 from connector.rows.stdin import row_for_check
 
+_VERSION = re.compile(r"v\d+((alpha|beta)\d*)?", re.IGNORECASE)
+_CHAT_TYPO = re.compile(r"(chat|complet)", re.IGNORECASE)  # /chat/completion, /completions, /chat
 
-def _suggest_url(config: SourceConfig) -> str:
-    """The likely right chat-completions URL after a 404."""
-    parts = urlsplit(config.chat_url)
-    path = parts.path
-    if "/v1/" not in path + "/":
-        prefix = path[: -len(CHAT_PATH)] if path.endswith(CHAT_PATH) else path
-        path = prefix.rstrip("/") + "/v1" + CHAT_PATH
-    elif not path.endswith(CHAT_PATH):
-        path = path.rstrip("/") + CHAT_PATH
-    return f"{parts.scheme}://{parts.netloc}{path}"
+
+def candidate_paths(path: str) -> list[str]:
+    """Likely chat-completions paths for a configured one that returned 404, most likely first.
+
+    ``/api`` -> ``/api/v1/...``, ``/v1/...``, ...; ``/v2/chat/completions`` -> ``/v1/...``;
+    ``/v1/chat/completion`` (a typo) -> ``/v1/chat/completions``. The configured path itself is left out.
+    """
+    steps = [s for s in path.split("/") if s]
+    while steps and _CHAT_TYPO.match(steps[-1]):  # what follows the base is the (mistyped) operation
+        steps.pop()
+    bases: list[list[str]] = []
+    versions = [i for i, step in enumerate(steps) if _VERSION.fullmatch(step)]
+    if versions:
+        last = versions[-1]
+        bases += [steps[: last + 1], [*steps[:last], "v1"]]
+    else:
+        bases += [[*steps, "v1"], ["v1"]]
+    bases += [steps, []]  # as given (a typo fixed), and the host's root (llama.cpp serves both)
+    found: list[str] = []
+    for base in bases:
+        candidate = "/" + "/".join([*base, "chat", "completions"])
+        if candidate != path.rstrip("/") and candidate not in found:
+            found.append(candidate)
+    return found[:4]
+
+
+class _Prober:
+    """Sends ``check``'s one-token request to other URLs, to test a suggestion before making it."""
+
+    def __init__(self, client: EndpointClient, transport: Transport, body: dict[str, object], timeout: float) -> None:
+        self._dialect = client.dialect
+        self._transport = transport
+        self._payload = dumps(self._dialect.prepare(body).body)
+        self._timeout = timeout
+
+    async def status(self, url: str) -> int | None:
+        """The HTTP status POST ``url`` answered with; None when nothing answered."""
+        headers = await self._dialect.headers("POST", url, self._payload)
+        try:
+            async with self._transport.request("POST", url, headers, self._payload, self._timeout) as resp:
+                await resp.read()
+                return resp.status
+        except errors.EndpointError:
+            return None
+
+    async def first_answering(self, urls: list[str]) -> str | None:
+        """The first of ``urls`` that answered 2xx."""
+        for url in urls:
+            status = await self.status(url)
+            if status is not None and 200 <= status < 300:
+                return url
+        return None
+
+    async def tls_at(self, url: str) -> str | None:
+        """"trusted" or "untrusted" when a TLS server answers at ``url`` (its certificate verified or
+        not: either proves one); None when none does."""
+        headers = await self._dialect.headers("POST", url, self._payload)
+        try:
+            async with self._transport.request("POST", url, headers, self._payload, self._timeout) as resp:
+                await resp.read()
+                return "trusted"
+        except errors.TLSFailed as exc:
+            return "untrusted" if "certificate" in exc.message.lower() else None
+        except errors.EndpointError:
+            return None
+
+
+def _chat_shaped(config: SourceConfig) -> bool:
+    return canonical(config.api_compatibility) == "openai_chat_completions"
+
+
+async def _better_url(config: SourceConfig, prober: _Prober) -> str | None:
+    """A chat-completions URL that answered, for a configured one that returned 404."""
+    address = Address.parse(config.url)
+    parts = urlsplit(address.base)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    configured = urlsplit(config.chat_url).path
+    given = urlsplit(address.base).path  # the url as typed: /v1/chat/completion keeps its typo here
+    paths = [p for p in candidate_paths(given) if p != configured]
+    return await prober.first_answering([address.url(path, base=origin) for path in paths])
+
+
+def _https_twin(url: str) -> str | None:
+    parts = urlsplit(url)
+    return urlunsplit(("https", parts.netloc, parts.path, parts.query, "")) if parts.scheme == "http" else None
+
+
+def _hung_up(exc: errors.EndpointError) -> bool:
+    """What plain HTTP to a TLS port looks like: a dropped connection, or nginx's 400 saying so."""
+    if isinstance(exc, errors.HTTPStatusError):
+        return exc.status == 400 and "https port" in exc.body.lower()
+    return isinstance(exc, (errors.StreamBroken, errors.BadReply))
+
+
+async def _explained(exc: errors.EndpointError, config: SourceConfig, models: list[str] | None,
+                     client: EndpointClient, prober: _Prober, url: str) -> str:
+    """:func:`explain`, with a suggestion that was tried first where one is likely."""
+    message = explain(exc, config, models, url)
+    if isinstance(exc, errors.HTTPStatusError) and exc.status == 404 and message.startswith("Wrong path") \
+            and _chat_shaped(config):
+        better = await _better_url(config, prober)
+        fix = f" Did you mean {better}? It answered." if better else ""
+        return (f"Wrong path: POST {client.url} returned 404.{fix} "
+                "Set url to the chat-completions URL or the API base (…/v1).")
+    twin = _https_twin(url)
+    tls = await prober.tls_at(twin) if twin is not None and _hung_up(exc) else None
+    if tls is not None:
+        address = Address.parse(config.url)
+        https = address.url(base="https" + address.base.removeprefix("http"))
+        private = " (its certificate is not trusted here: add its CA as tls.ca_bundle)" if tls == "untrusted" else ""
+        message = f"{message.rstrip('.')}. The server speaks HTTPS: set url to {https}{private}."
+    return message
 
 
 def explain(exc: errors.EndpointError, config: SourceConfig, models: list[str] | None,
@@ -42,12 +156,10 @@ def explain(exc: errors.EndpointError, config: SourceConfig, models: list[str] |
                 offered = f" The server offers: {', '.join(models[:20])}." if models else ""
                 return (f"Model '{config.model}' not found at {host} (404).{offered} "
                         f"Server said: {_detail(exc)}")
-            if url is not None and url != config.chat_url:  # another API shape: its own URL
+            if not _chat_shaped(config):  # another API shape: its own URL
                 return (f"Wrong path: POST {url} returned 404 ({config.api_compatibility}). "
                         "Set url to the API base (e.g. https://api.anthropic.com/v1) or check the shape's settings.")
-            better = _suggest_url(config)
-            fix = f" Did you mean {better}?" if better != config.chat_url else ""
-            return (f"Wrong path: POST {config.chat_url} returned 404.{fix} "
+            return (f"Wrong path: POST {url or config.chat_url} returned 404. "
                     "Set url to the chat-completions URL or the API base (…/v1).")
         if exc.status == 429:
             return (f"Rate limited (429) by {host} during check; the key works but is throttled now. "
@@ -67,40 +179,43 @@ def _detail(exc: errors.HTTPStatusError) -> str:
     return exc.message.split(": ", 1)[-1]
 
 
-async def run_check(config: SourceConfig, client: EndpointClient) -> str:
-    """Return a success message, or raise CheckFailed / ConfigError."""
+async def run_check(config: SourceConfig, client: EndpointClient, transport: Transport) -> str:
+    """Return a success message, or raise CheckFailed / ConfigError. ``transport`` is the client's,
+    for trying a suggested URL before suggesting it."""
     template = RequestTemplate.from_config(config)
     first = row_for_check(config.input, template)  # stdin is never read: a stand-in row
     if first is None:
         raise errors.InputError("input: the table has no rows; nothing to enrich")
     dialect = client.dialect
     body = dialect.probe_body(dialect.build(template.render(first)))  # one token, no stream
+    prober = _Prober(client, transport, body, float(config.timeout))
 
     models: list[str] | None = None
     try:
         models = await client.list_models()
     except errors.HTTPStatusError as exc:
         if exc.status in (401, 403):
-            raise errors.CheckFailed(explain(exc, config, None)) from exc
+            raise errors.CheckFailed(explain(exc, config, None, client.url)) from exc
         # Any other /models failure is not decisive: the completion below is.
     except errors.EndpointError as exc:
-        raise errors.CheckFailed(explain(exc, config, None)) from exc
+        raise errors.CheckFailed(await _explained(exc, config, None, client, prober, client.url)) from exc
 
     try:
         completion = await client.complete_once(body)
     except errors.EndpointError as exc:
-        raise errors.CheckFailed(explain(exc, config, models, client.url)) from exc
+        raise errors.CheckFailed(await _explained(exc, config, models, client, prober, client.url)) from exc
     answered_by = completion.reply.get("model") or config.model or "the default model"
     listed = f"; {len(models)} model(s) listed" if models else ""
-    # llama.cpp (and some gateways) also serve /chat/completions at the root, so a
-    # url without /v1 works here yet 404s on OpenAI, vLLM, Ollama: say so while it works.
+    # llama.cpp (and some gateways) also serve /chat/completions at the root, so a url
+    # without /v1 works here yet 404s on OpenAI, vLLM, Ollama: say so, if /v1 answers too.
     no_v1 = ""
-    if urlsplit(config.chat_url).path == CHAT_PATH:
-        no_v1 = (
-            f" Note: url has no /v1; this server accepts that, most OpenAI-compatible servers "
-            f"do not. Did you mean {_suggest_url(config)}?"
-        )
+    if _chat_shaped(config) and urlsplit(config.chat_url).path == CHAT_PATH:
+        address = Address.parse(config.url)
+        v1 = await prober.first_answering([address.url("/v1" + CHAT_PATH, base=config.base_url)])
+        if v1 is not None:
+            no_v1 = (f" Note: url has no /v1; this server accepts that, most OpenAI-compatible servers "
+                     f"do not. {v1} answers too: prefer it.")
     return (
-        f"Connected to {urlsplit(config.chat_url).netloc}: {answered_by} answered in "
+        f"Connected to {urlsplit(client.url).netloc}: {answered_by} answered in "
         f"{completion.latency_ms:.0f} ms{listed}; the template renders for the first row.{no_v1}"
     )
