@@ -1,0 +1,93 @@
+"""connector/secrets.py: what is secret in a config, values learned at run time, and the masking."""
+
+from __future__ import annotations
+
+import html
+import json
+from urllib.parse import quote, quote_plus
+
+import pytest
+
+from connector.config.load import load_config
+from connector.secrets import MASK, Redactor, SecretRegistry, config_secrets, is_secret_field, url_secrets
+
+KEY = "sk-a/b+c=d e%f\"g\\h-0123"  # every character an encoder changes
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        KEY,
+        f"Bearer {KEY}",
+        quote(f"Bearer {KEY}"),
+        quote(f"Bearer {KEY}", safe="").lower(),
+        quote_plus(f"Bearer {KEY}"),
+        quote(quote(KEY, safe=""), safe=""),  # encoded twice
+        json.dumps(KEY),
+        json.dumps(json.dumps(KEY)),
+        json.dumps({"headers": {"authorization": f"Bearer {KEY}"}}),
+        html.escape(KEY),
+        repr(KEY),
+    ],
+)
+def test_a_secret_is_masked_in_every_form_it_is_echoed_in(echo: str) -> None:
+    masked = Redactor([KEY], SecretRegistry())(f"server said: {echo} (end)")
+    assert MASK in masked
+    for part in ("a/b", "c=d", "e%f", "0123", "%2F", "%2f"):
+        assert part not in masked, (echo, masked)
+
+
+def test_the_longest_secret_is_masked_whole_and_short_values_are_left_alone() -> None:
+    redact = Redactor(["abcdef", "abcdefghij", "xy"], SecretRegistry())
+    assert redact("abcdefghij abcdef xy") == f"{MASK} {MASK} xy"
+
+
+def test_values_learned_at_run_time_are_masked_by_redactors_made_before() -> None:
+    registry = SecretRegistry()
+    redact = Redactor(["sk-config-key"], registry)
+    assert redact("ya29.token-42") == "ya29.token-42"
+    registry.add("ya29.token-42")
+    assert redact("Bearer ya29.token-42 and sk-config-key") == f"Bearer {MASK} and {MASK}"
+    assert bool(Redactor([], registry))
+
+
+def test_url_credentials() -> None:
+    assert url_secrets("https://alice:p%40ss@h.example/v1?key=k-123&x=1") == [
+        "k-123", "p@ss", "alice:p@ss", "YWxpY2U6cEBzcw=="]
+    assert url_secrets("https://tok-only-9@h.example/v1") == ["tok-only-9"]  # a lone user name is the token
+    assert url_secrets("http://h.example/v1?api-version=1") == []
+
+
+RAW = {
+    "url": "https://user:url-password-7@gw.example.com/v1?key=url-query-key-7",
+    "api_key": "sk-raw-key-7",
+    "headers": {"X-Tenant": "header-value-7"},
+    "bedrock": {"region": "us-east-1", "access_key_id": "AKIA-7", "secret_access_key": "aws-secret-7",
+                "session_token": "aws-session-7"},
+    "vertex": {"credentials_json": json.dumps({"type": "service_account", "private_key": "pk-7",
+                                               "private_key_id": "pkid-7", "client_email": "a@b.c"})},
+}
+
+
+def test_the_secrets_of_a_raw_config_even_an_invalid_one() -> None:
+    found = set(config_secrets({**RAW, "timeout": "soon"}))
+    assert {"url-password-7", "url-query-key-7", "sk-raw-key-7", "header-value-7", "AKIA-7", "aws-secret-7",
+            "aws-session-7", "pk-7", "pkid-7"} <= found
+    assert "a@b.c" not in found and "us-east-1" not in found
+    assert "hv-list-7" in config_secrets({"headers": [{"name": "X", "value": "hv-list-7"}]})
+    assert "wrong-type-7" in config_secrets({"api_key": ["wrong-type-7"]})
+    assert config_secrets("not a dict") == []
+
+
+def test_the_validated_config_has_the_same_secrets_as_its_raw_form() -> None:
+    raw = {"url": "https://gw.example.com/v1?key=url-query-key-7", "api_key": "sk-raw-key-7",
+           "headers": {"X-Tenant": "header-value-7"}, "model": "m", "prompt": "{{t}}",
+           "input": {"rows": [{"t": "x"}]}}
+    assert set(config_secrets(load_config(raw))) == set(config_secrets(raw))
+
+
+@pytest.mark.parametrize(("path", "secret"), [("api_key", True), ("headers.X-Tenant", True), ("headers.0.value", True),
+                                              ("vertex.credentials_json", True), ("vertex.project", False),
+                                              ("api_keys", False), ("url", False)])
+def test_which_config_paths_are_secret(path: str, secret: bool) -> None:
+    assert is_secret_field(path) == secret
