@@ -19,6 +19,15 @@ message, so one server serves every test:
 - ``chunk-<n>``: write the SSE stream in n-byte pieces (events split across reads)
 - ``hang``: never answer (timeouts)
 - ``json-answer``: answer with a JSON object of fields sentiment/score
+- ``echo-request``: a 400 whose error message echoes the request line (URL and query) and
+  every header, as JSON and again percent-encoded, as some gateways do; also on any path the
+  server does not know, chosen there by the header or by the marker anywhere in the body
+
+Any ``POST .../models/<m>:generateContent`` (Gemini, Vertex) answers ``echo: <last user text>``.
+
+``POST /token`` is an OAuth token endpoint (service-account JWT grant) answering
+``--oauth-token`` followed by ``-<n>``, a new token each time, for Vertex credentials whose
+``token_uri`` points here.
 
 ``--faults`` injects failures at random into chat completions, at the given rate
 each, drawn per request from an RNG seeded with ``--seed``, the request body and
@@ -124,6 +133,16 @@ def _error(status: int, message: str, code: str, headers: dict[str, str] | None 
     return web.json_response(body, status=status, headers=headers)
 
 
+def _echo(request: web.Request) -> web.Response:
+    """400 with the request line and headers in the message, raw (JSON) and percent-encoded."""
+    from urllib.parse import quote
+
+    STATS["echoed"] += 1
+    headers = json.dumps(dict(request.headers))
+    seen = f"{request.method} {request.url} headers: {headers}"
+    return _error(400, f"echo: {seen} | encoded: {quote(seen, safe='')}", "echo")
+
+
 def _answer_text(body: dict[str, Any], behaviours: set[str]) -> str:
     messages = body.get("messages") or []
     user = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
@@ -135,7 +154,8 @@ def _answer_text(body: dict[str, Any], behaviours: set[str]) -> str:
 
 def make_app(api_key: str | None, latency_ms: float, models: list[str],
              faults: list[tuple[str, float]] | None = None, seed: int = 0,
-             max_body_bytes: int | None = None, hang_seconds: float = 3600) -> web.Application:
+             max_body_bytes: int | None = None, hang_seconds: float = 3600,
+             oauth_token: str = "ya29.fake-oauth-token") -> web.Application:
     async def authorised(request: web.Request) -> web.Response | None:
         if api_key and request.headers.get("Authorization") != f"Bearer {api_key}":
             return _error(401, "Incorrect API key provided.", "invalid_api_key")
@@ -174,6 +194,8 @@ def make_app(api_key: str | None, latency_ms: float, models: list[str],
         for b in behaviours:
             if b.startswith("retry-after-"):
                 extra["Retry-After"] = b.removeprefix("retry-after-")
+        if "echo-request" in behaviours:
+            return _echo(request)
         for b in behaviours:
             if b.startswith("status-"):
                 code = int(b.removeprefix("status-"))
@@ -268,6 +290,23 @@ def make_app(api_key: str | None, latency_ms: float, models: list[str],
             await resp.write(raw[i:i + size])
         await resp.write_eof()
 
+    async def elsewhere(request: web.Request) -> web.Response:
+        raw = await request.read()
+        if "echo-request" in request.headers.get("x-fake", "") or b"[[fake:echo-request]]" in raw:
+            return _echo(request)
+        if request.method == "POST" and request.path.endswith(":generateContent"):  # Gemini, Vertex
+            contents = json.loads(raw).get("contents") or [{}]
+            text = "echo: " + "".join(p.get("text", "") for p in contents[-1].get("parts", []))
+            return web.json_response({"candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
+                                                      "finishReason": "STOP"}],
+                                      "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 2}})
+        return web.Response(status=404, text="404: Not Found")
+
+    async def token(_: web.Request) -> web.Response:
+        STATS["tokens"] += 1  # a new token each time: one learned by an earlier client masks nothing here
+        token = f"{oauth_token}-{STATS['tokens']}"
+        return web.json_response({"access_token": token, "expires_in": 3600, "token_type": "Bearer"})
+
     async def stats(_: web.Request) -> web.Response:
         return web.json_response(_stats())
 
@@ -280,6 +319,8 @@ def make_app(api_key: str | None, latency_ms: float, models: list[str],
         web.post("/v1/chat/completions", chat),
         web.get("/_stats", stats),
         web.get("/_answers", answers),
+        web.post("/token", token),
+        web.route("*", "/{tail:.*}", elsewhere),
     ])
     return app
 
@@ -287,7 +328,7 @@ def make_app(api_key: str | None, latency_ms: float, models: list[str],
 async def _serve(args: argparse.Namespace) -> None:
     models = [m for m in args.models.split(",") if m]
     app = make_app(args.api_key, args.latency_ms, models, parse_faults(args.faults), args.seed,
-                   args.max_body_bytes, args.hang_seconds)
+                   args.max_body_bytes, args.hang_seconds, args.oauth_token)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     tls = None
@@ -315,6 +356,7 @@ def main() -> None:
     parser.add_argument("--hang-seconds", type=float, default=3600)
     parser.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (and --tls-key)")
     parser.add_argument("--tls-key")
+    parser.add_argument("--oauth-token", default="ya29.fake-oauth-token", help="what POST /token hands out")
     asyncio.run(_serve(parser.parse_args()))
 
 

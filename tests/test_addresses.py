@@ -149,7 +149,7 @@ def test_headers_as_a_list_of_name_and_value() -> None:
     with pytest.raises(ConfigError, match="header 'X-Tenant' is given twice"):
         config("http://localhost:8000/v1", headers=[{"name": "X-Tenant", "value": "a"},
                                                     {"name": "X-Tenant", "value": "b"}])
-    with pytest.raises(ConfigError, match="headers.0"):
+    with pytest.raises(ConfigError, match=r"headers\.0"):
         config("http://localhost:8000/v1", headers=[{"name": "X-Tenant"}])
 
 
