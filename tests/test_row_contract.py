@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from connector.airbyte import commands
-from connector.answers.outcomes import classify
 from connector.answers.records import META_COLUMNS, Tally
 from connector.config.load import load_config
+from connector.endpoint.classify import classify
 from connector.endpoint.client import EndpointClient
 from connector.errors import RowTooLong
 from connector.pipeline.enrich import RowEnricher

@@ -1,4 +1,4 @@
-"""connector.requests.templates: request rendering and reply extraction."""
+"""connector.requests.templates (request rendering) and connector.answers.extract (reply extraction)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,12 @@ from typing import Any
 
 import pytest
 
-from connector.airbyte.protocol import dumps
+from connector.answers.extract import ResponseExtractor, dig, parse_json_object
 from connector.config.load import load_config
 from connector.config.model import ResponseTemplate
 from connector.errors import TemplateError
-from connector.requests.templates import (
-    RequestTemplate,
-    ResponseExtractor,
-    cell_text,
-    dig,
-    parse_json_object,
-)
+from connector.jsonbytes import dumps
+from connector.requests.templates import RequestTemplate, cell_text
 
 
 def render_one(node: Any, row: dict[str, Any]) -> Any:

@@ -8,15 +8,11 @@ models in the compatibility tests instead.
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Mapping
-from datetime import date, datetime
-from datetime import time as dtime
-from decimal import Decimal
 from typing import Any, Literal
 
-import orjson
+from connector.jsonbytes import dumps_line
 
 Message = dict[str, Any]
 StreamStatus = Literal["STARTED", "RUNNING", "COMPLETE", "INCOMPLETE"]
@@ -27,29 +23,9 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, (datetime, date, dtime)):
-        return value.isoformat()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
-_OPTIONS = orjson.OPT_NON_STR_KEYS
-
-
-def dumps(value: Any) -> bytes:
-    """JSON bytes for anything a row or a reply can hold."""
-    return orjson.dumps(value, default=_default, option=_OPTIONS)
-
-
 def serialize(message: Mapping[str, Any]) -> bytes:
     """One protocol message as one line of JSON (with the newline)."""
-    return orjson.dumps(message, default=_default, option=_OPTIONS | orjson.OPT_APPEND_NEWLINE)
+    return dumps_line(message)
 
 
 def record(stream: str, data: Mapping[str, Any], emitted_at: int | None = None) -> Message:

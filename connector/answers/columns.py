@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from connector.answers.extract import dig
 from connector.config.model import SourceConfig
 from connector.config.output_schema import OutputSchema
-from connector.requests.templates import dig
 
 TOOL_CALLS = "_tool_calls"
 TOOL_CALLS_SCHEMA: dict[str, Any] = {

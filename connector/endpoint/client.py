@@ -24,14 +24,14 @@ from tenacity import (
 )
 
 from connector import errors
-from connector.airbyte.protocol import dumps
-from connector.answers.outcomes import is_quota
 from connector.config.model import SourceConfig
 from connector.dialects import Dialect, Prepared, dialect_for
 from connector.dialects.openai_chat import Reply, error_message
+from connector.endpoint.classify import is_quota
 from connector.endpoint.limits import Limiter, SpendBudget, TokenEstimator
 from connector.endpoint.sse import SSEParser
 from connector.endpoint.transport import Response, Transport
+from connector.jsonbytes import dumps
 
 Sleep = Callable[[float], Awaitable[None]]
 

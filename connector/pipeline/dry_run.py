@@ -21,8 +21,8 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.airbyte.protocol import dumps
 from connector.endpoint.limits import TokenEstimator
+from connector.jsonbytes import dumps
 from connector.secrets import MASK, Redactor, is_auth_header
 
 SAMPLES = 3

@@ -20,16 +20,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from connector import errors
-from connector.airbyte.protocol import dumps
 from connector.answers.cache import AnswerCache, SingleFlight, cache_key
 from connector.answers.columns import ExtraOutputs
-from connector.answers.outcomes import classify, is_quota
+from connector.answers.extract import CONTENT_PATH, ResponseExtractor, dig
 from connector.answers.records import ROW_NUMBER, empty_meta
 from connector.config.model import SourceConfig
 from connector.dialects.openai_chat import RequestBuilder
+from connector.endpoint.classify import classify, is_quota
 from connector.endpoint.client import Completion, EndpointClient
 from connector.endpoint.limits import TokenEstimator
-from connector.requests.templates import CONTENT_PATH, RequestTemplate, ResponseExtractor, dig
+from connector.jsonbytes import dumps
+from connector.requests.templates import RequestTemplate
 from connector.secrets import Redactor
 
 Record = dict[str, Any]

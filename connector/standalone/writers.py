@@ -28,8 +28,8 @@ from typing import Any, BinaryIO
 
 import pyarrow as pa
 
-from connector.airbyte.protocol import dumps
 from connector.errors import OutputError
+from connector.jsonbytes import dumps
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
