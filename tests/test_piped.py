@@ -126,6 +126,15 @@ async def test_stdin_batches_take_what_has_arrived() -> None:
     assert [row for b in batches for row in b] == [{"a": 2}, {"a": 3}]
 
 
+async def test_an_enriched_stream_piped_in_loses_only_the_metadata_columns(fake_server: Server) -> None:
+    lines = b'{"text": "one", "_status": "ok", "_row_number": 7, "answer2": "x"}\n'
+    messages = await read_all(config_for(fake_server, {}), lines)
+    [record] = records(messages)
+    assert record["_row_number"] == 1 and record["_status"] == "ok" and record["answer2"] == "x"
+    notes = [m["log"]["message"] for m in messages if m["type"] == "LOG" and m["log"]["level"] == "WARN"]
+    assert any("_status, _row_number" in n or "_row_number, _status" in n for n in notes), notes
+
+
 async def test_ordered_map_over_an_async_source_yields_while_the_source_waits() -> None:
     release = asyncio.Event()
     seen: list[int] = []

@@ -96,13 +96,14 @@ async def read(
     """
     from connector.airbyte.catalog import MODELS_STREAM, SYNC_MODES, enriched_stream, selected_streams
     from connector.airbyte.state import position_for
+    from connector.answers.records import META_COLUMNS
     from connector.config.load import load_config
     from connector.pipeline.wiring import connect
     from connector.requests.templates import RequestTemplate
     from connector.rows.stdin import StdinTable, open_input
 
     config = load_config(raw_config)
-    table = open_input(config.input, stdin)
+    table = open_input(config.input, stdin, META_COLUMNS)
     if isinstance(table, StdinTable):
         await table.start()  # without input.columns, infers them from the first rows
         for note in table.notes:

@@ -27,7 +27,7 @@ import contextlib
 import os
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from typing import Any, BinaryIO
 
 import orjson
@@ -157,9 +157,11 @@ class StdinTable:
     """The input table on stdin, with the same surface as :class:`~connector.rows.files.InputTable`
     except that :meth:`batches` is an async iterator."""
 
-    def __init__(self, config: InputConfig, stream: BinaryIO | None = None) -> None:
+    def __init__(self, config: InputConfig, stream: BinaryIO | None = None,
+                 reserved: Collection[str] = ()) -> None:
         self._config = config
         self._stream = stream
+        self._reserved = frozenset(reserved)  # the names of the columns the run adds to each record
         self._kind: str | None = None if config.format == "auto" else config.format
         self._declared = dict(config.columns) if config.columns is not None else None
         self._columns: list[str] | None = list(self._declared) if self._declared is not None else None
@@ -219,11 +221,9 @@ class StdinTable:
                 break
         schema = infer_schema(self._first)
         # Rows from another enrichment carry its metadata columns: they would clash with ours.
-        from connector.answers.records import META_COLUMNS
-
-        theirs = [name for name in schema.names if name in META_COLUMNS]
+        theirs = [name for name in schema.names if name in self._reserved]
         if theirs:
-            schema = pa.schema([f for f in schema if f.name not in META_COLUMNS])
+            schema = pa.schema([f for f in schema if f.name not in self._reserved])
             self.notes.append(f"input: stdin column(s) {', '.join(theirs)} have the names of this connector's "
                               "metadata columns and are left out; list the columns to keep in input.columns")
         self._schema = schema
@@ -319,10 +319,13 @@ def infer_schema(rows: list[Row]) -> pa.Schema:
 Table = InputTable | StdinTable
 
 
-def open_input(config: InputConfig, stdin: BinaryIO | None = None) -> Table:
-    """The input table the config names; stdin is only read once a read starts."""
+def open_input(config: InputConfig, stdin: BinaryIO | None = None, reserved: Collection[str] = ()) -> Table:
+    """The input table the config names; stdin is only read once a read starts.
+
+    ``reserved``: column names the run adds to each record; inferred stdin columns
+    with those names are left out (with a note)."""
     if config.is_stdin:
-        return StdinTable(config, stdin)
+        return StdinTable(config, stdin, reserved)
     return InputTable(config)
 
 

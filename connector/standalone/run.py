@@ -49,6 +49,7 @@ async def run(
     """Enrich the configured input into ``output``; ConnectorError when the run fails."""
     from connector.airbyte.catalog import enriched_schema
     from connector.airbyte.commands import dry_run_report
+    from connector.answers.records import META_COLUMNS
     from connector.config.load import load_config
     from connector.errors import OutputError
     from connector.pipeline.run import NEVER, Finished, Note, RecordOut, RunParts, run_rows
@@ -59,7 +60,7 @@ async def run(
     from connector.standalone.writers import TableWriter, format_for
 
     config = load_config(raw_config)
-    table = open_input(config.input, stdin)
+    table = open_input(config.input, stdin, META_COLUMNS)
     template = RequestTemplate.from_config(config)
     if dry_run:
         if isinstance(table, StdinTable):
