@@ -16,7 +16,7 @@ import pytest
 
 from connector import errors
 from connector.config.load import load_config
-from connector.dialects.openai_chat import RequestBuilder
+from connector.dialects import dialect_for
 from connector.endpoint.client import EndpointClient, retry_after_seconds
 from connector.requests.templates import RequestTemplate
 from tests.conftest import chat_reply, mock_transport
@@ -290,7 +290,7 @@ def streaming(data: bytes, chunk: int = 7) -> Handler:
 
 
 def streaming_body(config: Any) -> dict[str, Any]:
-    return RequestBuilder(config).build(RequestTemplate.from_config(config).render({"t": "x"}))
+    return dialect_for(config).build(RequestTemplate.from_config(config).render({"t": "x"}))
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 7, 64, 10_000])

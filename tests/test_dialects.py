@@ -97,7 +97,7 @@ async def call(cfg: SourceConfig, handler: Handler, dialect: Any = None) -> Any:
     """One completion for the config's first row, through the real client."""
     client = EndpointClient(cfg, mock_transport(handler)(cfg), dialect=dialect)
     d = client.dialect
-    body = d.build(RequestTemplate.from_config(cfg).render({"t": "great"}))
+    body = d.build(RequestTemplate.from_config(cfg, d.conversation_key).render({"t": "great"}))
     return await client.complete(body)
 
 
@@ -226,8 +226,30 @@ async def test_responses_stream_errors_are_bad_replies(events: list[Any], fragme
 @pytest.mark.parametrize("param", ["seed", "stop", "frequency_penalty"])
 def test_responses_rejects_parameters_it_cannot_express(param: str) -> None:
     value = "END" if param == "stop" else 1
+    cfg = config("openai_responses", parameters={param: value})
     with pytest.raises(errors.ConfigError, match=f"openai_responses.*'{param}'"):
-        config("openai_responses", parameters={param: value})
+        dialect_for(cfg)
+
+
+def test_what_a_shape_cannot_express_is_a_config_error_at_the_start_of_check_discover_and_read() -> None:
+    """The run's dialect is built before anything is read or sent; loading alone does not build one."""
+    raw = {"api_compatibility": "openai_responses", "api_key": KEY, "model": "m", "prompt": "Review: {{t}}",
+           "input": {"rows": [{"t": "great"}]}, "parameters": {"seed": 1}}
+    load_config(raw)
+    rec = Recorder(httpx.Response(200, json=RESPONSES_REPLY))
+
+    async def collect(messages: AsyncIterator[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [m async for m in messages]
+
+    [status] = asyncio.run(collect(commands.check(raw, mock_transport(rec))))
+    assert status["connectionStatus"]["status"] == "FAILED"
+    assert "openai_responses" in status["connectionStatus"]["message"]
+    assert "'seed'" in status["connectionStatus"]["message"]
+    for command in (commands.discover(raw, mock_transport(rec)),
+                    commands.read(raw, catalog_for(), None, mock_transport(rec))):
+        with pytest.raises(errors.ConfigError, match=r"the openai_responses API has no equivalent of 'seed'"):
+            asyncio.run(collect(command))
+    assert rec.requests == []
 
 
 # Anthropic Messages -----------------------------------------------------------------------
@@ -392,8 +414,9 @@ async def test_anthropic_models_list() -> None:
     ({"reasoning_effort": "low"}, "thinking"), ({"temperature": 1.5}, "0 to 1"),
 ])
 def test_anthropic_rejects_what_it_cannot_express(params: dict[str, Any], fragment: str) -> None:
+    cfg = config("anthropic_messages", parameters=params)
     with pytest.raises(errors.ConfigError, match=fragment):
-        config("anthropic_messages", parameters=params)
+        dialect_for(cfg)
 
 
 # Gemini generateContent --------------------------------------------------------------------
@@ -505,9 +528,9 @@ async def test_gemini_error_body_and_models() -> None:
 
 def test_gemini_rejects_user_and_needs_a_model() -> None:
     with pytest.raises(errors.ConfigError, match=r"gemini_generate_content.*'user'"):
-        config("gemini_generate_content", parameters={"user": "u"})
+        dialect_for(config("gemini_generate_content", parameters={"user": "u"}))
     with pytest.raises(errors.ConfigError, match="model"):
-        config("gemini_generate_content", model=None)
+        dialect_for(config("gemini_generate_content", model=None))
 
 
 # Azure OpenAI -----------------------------------------------------------------------------
@@ -586,8 +609,9 @@ async def test_bedrock_sigv4_signs_each_request_with_botocore() -> None:
 
 def test_bedrock_without_botocore_is_a_clear_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "botocore.auth", None)  # as if the extra were not installed
+    cfg = config("amazon_bedrock", api_key=None, bedrock={"region": "us-east-1"})
     with pytest.raises(errors.ConfigError, match=r"source-openai-compatible\[bedrock\]"):
-        config("amazon_bedrock", api_key=None, bedrock={"region": "us-east-1"})
+        dialect_for(cfg)
 
 
 # Google Vertex AI ----------------------------------------------------------------------------
@@ -657,8 +681,9 @@ def test_vertex_needs_a_project_and_valid_credentials(monkeypatch: pytest.Monkey
     with pytest.raises(errors.ConfigError, match="not valid JSON"):
         config("google_vertex", api_key=None, vertex={"project": "p", "credentials_json": "{nope"})
     monkeypatch.setitem(sys.modules, "google.auth", None)
+    cfg = config("google_vertex", api_key=None, vertex={"project": "p"})
     with pytest.raises(errors.ConfigError, match=r"source-openai-compatible\[vertex\]"):
-        config("google_vertex", api_key=None, vertex={"project": "p"})
+        dialect_for(cfg)
 
 
 # Providers, mapping, parameters --------------------------------------------------------------

@@ -270,11 +270,129 @@ def test_classify_transport_failures() -> None:
     assert classify(errors.BadReply("b")) == "bad_reply"
 
 
-def test_feedback_extends_every_conversation_shape() -> None:
-    from connector.pipeline.enrich import _with_feedback
+# Every API shape: the room for the answer, truncation, the retry turn ---------------------------
 
-    gemini = _with_feedback({"contents": [{"role": "user", "parts": [{"text": "q"}]}]}, "bad", "not JSON")
-    assert gemini is not None and gemini["contents"][-2] == {"role": "model", "parts": [{"text": "bad"}]}
-    responses = _with_feedback({"input": "q"}, "bad", "not JSON")
-    assert responses is not None and [t["role"] for t in responses["input"]] == ["user", "assistant", "user"]
-    assert _with_feedback({"prompt": "q"}, "bad", "x") is None
+SHAPES = ["openai_chat_completions", "openai_responses", "anthropic_messages", "gemini_generate_content",
+          "google_vertex"]
+
+
+def shape_reply(shape: str, text: str) -> dict[str, Any]:
+    """The smallest good reply of each shape."""
+    if shape == "openai_responses":
+        return {"status": "completed", "output": [{"type": "message", "content": [{"type": "output_text",
+                                                                                   "text": text}]}]}
+    if shape == "anthropic_messages":
+        return {"content": [{"type": "text", "text": text}], "stop_reason": "end_turn"}
+    if shape in ("gemini_generate_content", "google_vertex"):
+        return {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP"}]}
+    return chat_reply(text)
+
+
+class ShapeServer:
+    """Answers every request in the config's shape (503 for the models in ``down``); keeps (model, body)."""
+
+    def __init__(self, shape: str, down: tuple[str, ...] = (), answers: tuple[str, ...] = ("fine",)) -> None:
+        self.shape, self.down, self.answers = shape, down, answers
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        # Gemini and Vertex name the model in the URL: .../models/{model}:generateContent
+        model = body.get("model") or request.url.path.rsplit("/", 1)[-1].split(":")[0]
+        self.sent.append((model, body))
+        if model in self.down:
+            return error(503, "overloaded")
+        text = self.answers[min(len(self.sent), len(self.answers)) - 1]
+        return httpx.Response(200, json=shape_reply(self.shape, text))
+
+
+def shaped(shape: str, **settings: Any) -> dict[str, Any]:
+    return {"api_compatibility": shape, "api_key": "sk-test", **settings}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_context_fit_leaves_room_for_the_answer_in_every_shape(shape: str) -> None:
+    """~612 prompt tokens + max_tokens 500 > 1000: skipped in every shape, whatever its output-limit field."""
+    server = ShapeServer(shape)
+    (record,) = enrich([{"text": "word " * 480}], server, **shaped(shape), context_window=1000,
+                       parameters={"max_tokens": 500})
+    assert record["_status"] == "skipped_too_long", record["_error"]
+    assert "max_tokens 500" in record["_error"] and server.sent == []
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_fallback_whose_window_leaves_no_room_for_the_answer_is_passed_over_in_every_shape(shape: str) -> None:
+    server = ShapeServer(shape, down=("main",))
+    (record,) = enrich([{"text": "word " * 480}], server, **shaped(shape), parameters={"max_tokens": 500},
+                       fallback_models=["small", "large"], context_windows={"small": 1000, "large": 100_000})
+    assert [model for model, _ in server.sent] == ["main", "large"]
+    assert record["_status"] == "ok"
+
+
+def prompt_in(body: Any) -> str:
+    """The rendered "Review: ..." text, wherever the shape put it."""
+    if isinstance(body, str):
+        return body if body.startswith("Review: ") else ""
+    values = body.values() if isinstance(body, dict) else body if isinstance(body, list) else ()
+    return next((found for found in map(prompt_in, values) if found), "")
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize(("length", "window"), [(50_000, 1000), (3_000, 100), (200_000, 60)])
+def test_truncate_cuts_until_the_prompt_fits_in_every_shape(shape: str, length: int, window: int) -> None:
+    from connector.dialects import dialect_for
+    from connector.endpoint.limits import TokenEstimator
+
+    text = ("Überraschend gut, 10/10 \"wieder\" — " * (length // 30 + 1))[:length]
+    server = ShapeServer(shape)
+    settings = shaped(shape, context_window=window, too_long_policy="truncate", truncate_column="text",
+                      parameters={"max_tokens": 20})
+    (record,) = enrich([{"text": text}], server, **settings)
+    assert record["_status"] == "ok", record["_error"]
+    [(_, body)] = server.sent
+    sent = prompt_in(body).removeprefix("Review: ")
+    assert sent.endswith("…") and text.startswith(sent[:-1])
+    assert len(sent) > 1 or window < 50  # the cut keeps what fits, not nothing
+    config = load_config({"url": "http://llm.local/v1", "model": "main", "prompt": "Review: {{text}}",
+                          "input": {"rows": [{"text": text}]}, **settings})
+    prompt = TokenEstimator().prompt_tokens(dialect_for(config).prompt_chars(body))
+    assert prompt + 20 <= window
+
+
+def test_the_cut_keeps_as_much_as_fits() -> None:
+    server = ShapeServer("openai_chat_completions")
+    (record,) = enrich([{"text": "x" * 50_000}], server, context_window=1000, too_long_policy="truncate",
+                       truncate_column="text")
+    sent = server.sent[0][1]["messages"][-1]["content"]
+    assert record["_status"] == "ok"
+    # 1000 tokens of 4 characters, less the template and the JSON around it: well over 3,800 kept
+    assert sent.endswith("…") and 3800 < len(sent) < 4000
+
+
+def test_a_cell_that_fits_nowhere_is_skipped_with_the_reason() -> None:
+    server = ShapeServer("openai_chat_completions")
+    (record,) = enrich([{"text": "x" * 5000}], server, context_window=100, too_long_policy="truncate",
+                       truncate_column="text", parameters={"max_tokens": 99})
+    assert record["_status"] == "skipped_too_long" and "even with column 'text' emptied" in record["_error"]
+    assert server.sent == []
+
+
+@pytest.mark.parametrize(("shape", "key", "replayed", "ask"), [
+    ("openai_chat_completions", "messages", {"role": "assistant", "content": "not json"},
+     {"role": "user"}),
+    ("anthropic_messages", "messages", {"role": "assistant", "content": "not json"}, {"role": "user"}),
+    ("openai_responses", "input",
+     {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "not json"}]},
+     {"role": "user"}),
+    ("gemini_generate_content", "contents", {"role": "model", "parts": [{"text": "not json"}]}, {"role": "user"}),
+])
+def test_a_validation_retry_replays_the_answer_in_the_shapes_own_turns(
+        shape: str, key: str, replayed: dict[str, Any], ask: dict[str, Any]) -> None:
+    server = ShapeServer(shape, answers=("not json", '{"sentiment": "negative"}'))
+    (record,) = enrich([{"text": "x"}], server, **shaped(shape),
+                       response_template={"json_columns": {"sentiment": "string"}})
+    assert record["_status"] == "ok" and record["sentiment"] == "negative" and record["_attempts"] == 2
+    first, retry = server.sent[0][1][key], server.sent[1][1][key]
+    assert retry[:len(first)] == first and len(retry) == len(first) + 2
+    assert retry[-2] == replayed
+    assert ask.items() <= retry[-1].items() and "could not be used" in json.dumps(retry[-1])

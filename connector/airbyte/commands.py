@@ -35,15 +35,17 @@ async def spec() -> AsyncIterator[Message]:
 async def check(raw_config: Any, transport_factory: TransportFactory = default_transport) -> AsyncIterator[Message]:
     """CONNECTION_STATUS, SUCCEEDED or FAILED with a precise, safe message."""
     from connector.config.load import load_config
+    from connector.dialects import dialect_for
     from connector.pipeline.probe import run_check
     from connector.pipeline.wiring import connect
 
     try:
         config = load_config(raw_config)
+        dialect = dialect_for(config)  # what the API shape cannot express fails here
     except ConfigError as exc:
         yield protocol.connection_status(False, exc.message)
         return
-    async with connect(config, transport_factory, limited=False) as endpoint:
+    async with connect(config, dialect, transport_factory, limited=False) as endpoint:
         try:
             message = await run_check(config, endpoint.client, endpoint.transport)
             yield protocol.connection_status(True, endpoint.redact(message))
@@ -55,20 +57,22 @@ async def discover(raw_config: Any, transport_factory: TransportFactory = defaul
     """CATALOG: the enriched stream, plus ``models`` when the endpoint lists models."""
     from connector.airbyte.catalog import enriched_stream, models_stream
     from connector.config.load import load_config
+    from connector.dialects import dialect_for
     from connector.pipeline.wiring import connect
     from connector.requests.templates import RequestTemplate
     from connector.rows.stdin import StdinTable, open_input
 
     config = load_config(raw_config)
+    dialect = dialect_for(config)  # the run's one dialect; ConfigError when the shape cannot express the config
     table = open_input(config.input)  # never reads stdin: its columns are input.columns
     if isinstance(table, StdinTable) and not table.columns_known:
         yield protocol.log("input.path is '-' (stdin) and input.columns is not set: the catalog declares only "
                            "the output and metadata columns, and Airbyte and PyAirbyte drop undeclared input "
                            "columns. List them in input.columns.", "WARN")
     else:
-        RequestTemplate.from_config(config).check_columns(table.columns)
+        RequestTemplate.from_config(config, dialect.conversation_key).check_columns(table.columns)
     streams = [enriched_stream(config, table.schema)]
-    async with connect(config, transport_factory, limited=False) as endpoint:
+    async with connect(config, dialect, transport_factory, limited=False) as endpoint:
         try:
             if await endpoint.client.list_models() is not None:
                 streams.append(models_stream())
@@ -98,23 +102,25 @@ async def read(
     from connector.airbyte.state import position_for
     from connector.answers.records import META_COLUMNS
     from connector.config.load import load_config
+    from connector.dialects import dialect_for
     from connector.pipeline.wiring import connect
     from connector.requests.templates import RequestTemplate
     from connector.rows.stdin import StdinTable, open_input
 
     config = load_config(raw_config)
+    dialect = dialect_for(config)  # the run's one dialect; ConfigError when the shape cannot express the config
     table = open_input(config.input, stdin, META_COLUMNS)
     if isinstance(table, StdinTable):
         await table.start()  # without input.columns, infers them from the first rows
         for note in table.notes:
             yield protocol.log(note, "WARN")
-    template = RequestTemplate.from_config(config)
+    template = RequestTemplate.from_config(config, dialect.conversation_key)
     template.check_columns(table.columns)
     enriched_stream(config, table.schema)  # the same name and column checks as discover
     # PyAirbyte asks for incremental on every stream; models is then simply listed again.
     offered = {config.stream_name: SYNC_MODES, MODELS_STREAM: SYNC_MODES}
     selected = selected_streams(catalog, offered)
-    async with connect(config, transport_factory) as endpoint:
+    async with connect(config, dialect, transport_factory) as endpoint:
         for stream in selected:
             if stream.name == MODELS_STREAM:
                 if not dry_run:  # listing models is free, but a dry run sends nothing at all

@@ -46,8 +46,9 @@ NumberOrNumericString = Annotated[
         }
     ),
 ]
+# Validated, the field holds the object: JSON text is parsed on the way in (see _json_text).
 ObjectOrJSONText = Annotated[
-    dict[str, Any] | str | None,
+    dict[str, Any] | None,
     WithJsonSchema({"type": ["object", "string"]}),
 ]
 

@@ -1,9 +1,11 @@
 """API shapes: one module per shape, each a :class:`~connector.dialects.base.Dialect`.
 
 ``dialect_for(config)`` picks the one ``api_compatibility`` names (after the
-provider preset and aliases are resolved). Building a dialect checks the
-config against what the shape can express, so an unsupported parameter is a
-config error when the config loads, naming the parameter and the shape.
+provider preset and aliases are resolved). A run builds one, at its start
+(``check``, ``discover``, ``read``, the scale-out driver), and uses it for every
+body and request. Building it checks the config against what the shape can
+express, so an unsupported parameter (or a missing optional extra) is a config
+error before any row, naming the parameter and the shape.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ from typing import TYPE_CHECKING
 
 from connector.config.providers import canonical
 from connector.dialects.base import Dialect, Prepared, Reply, StreamAssembler
-from connector.dialects.openai_chat import ChatDialect, RequestBuilder
+from connector.dialects.openai_chat import ChatDialect
 from connector.errors import ConfigError
 
 if TYPE_CHECKING:
     from connector.config.model import SourceConfig
 
-__all__ = ["Dialect", "Prepared", "Reply", "RequestBuilder", "StreamAssembler", "dialect_for"]
+__all__ = ["Dialect", "Prepared", "Reply", "StreamAssembler", "dialect_for"]
 
 
 def dialect_for(config: SourceConfig) -> Dialect:
@@ -71,6 +73,4 @@ def _dialect_for(config: SourceConfig) -> ChatDialect:
         from connector.dialects.bedrock import BedrockDialect
 
         return BedrockDialect(config)
-    from connector.dialects.openai_chat import ChatDialect
-
     return ChatDialect(config)

@@ -48,6 +48,7 @@ class AnthropicDialect(ChatDialect):
     """``POST {base}/messages`` with ``x-api-key`` and ``anthropic-version``."""
 
     name: ClassVar[str] = "anthropic_messages"
+    system_key: ClassVar[str | None] = "system"
     UNSUPPORTED: ClassVar[Mapping[str, str]] = {
         "seed": "Messages has no seed",
         "frequency_penalty": "not in Messages",

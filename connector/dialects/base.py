@@ -28,7 +28,10 @@ from typing import Any, ClassVar, Protocol
 
 import orjson
 
+from connector.config.address import Address
+from connector.config.model import SourceConfig
 from connector.errors import BadReply, ConfigError
+from connector.jsonbytes import dumps
 
 Reply = dict[str, Any]
 
@@ -63,6 +66,9 @@ class Dialect(Protocol):
     """One API shape (see the module docstring)."""
 
     name: ClassVar[str]
+    # Where a body keeps its conversation: "messages", or the shape's own "input" / "contents".
+    # A request template may use it instead of "messages".
+    conversation_key: ClassVar[str]
 
     @property
     def endpoint_url(self) -> str:
@@ -97,7 +103,15 @@ class Dialect(Protocol):
         """The human part of an error body."""
 
     def max_output_tokens(self, body: Mapping[str, Any]) -> int | None:
-        """The output-token cap a body asks for (rate budgets estimate with it)."""
+        """The output-token cap a built body asks for, in the shape's own field (rate budgets and the
+        context-window fit leave room for it)."""
+
+    def prompt_chars(self, body: Mapping[str, Any]) -> int:
+        """Size of a built body's prompt (conversation and system text) in JSON characters."""
+
+    def with_feedback(self, body: Mapping[str, Any], answer: str, ask: str) -> dict[str, Any] | None:
+        """The built body with the model's ``answer`` replayed and the user's ``ask`` after it, in the
+        shape's own turns; None when the body has no conversation to extend."""
 
 
 # Shared helpers ----------------------------------------------------------------------
@@ -231,3 +245,126 @@ def named_tool_choice(choice: Any) -> str | None:
 def max_tokens_of(body: Mapping[str, Any]) -> int | None:
     value = body.get("max_tokens") or body.get("max_completion_tokens")
     return value if isinstance(value, int) else None
+
+
+# The first-class parameters every dialect maps (the chat-completions names are the reference).
+FIRST_CLASS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "frequency_penalty",
+               "presence_penalty", "response_format", "tool_choice", "reasoning_effort", "user", "metadata",
+               "top_logprobs", "store")
+
+
+class DialectBase:
+    """What the dialects share: the precedence of body parts, the model mapping, the parameter check.
+
+    Precedence, lowest first: the request template, then ``model`` (only where the
+    template sets none; ``model_mapping`` renames it), then ``parameters``, then the
+    output schema and streaming flags, then ``extra_body``, merged last so it can
+    override anything. Each dialect renames what it must in :meth:`translate`.
+
+    Building one checks the config against what the shape can express: a parameter it
+    cannot is a ConfigError naming the parameter and the shape.
+    """
+
+    name: ClassVar[str] = "openai_chat_completions"
+    conversation_key: ClassVar[str] = "messages"
+    # Where a built body keeps its system text, when not in the conversation.
+    system_key: ClassVar[str | None] = None
+    # First-class parameters this shape cannot express: name -> hint for the error message.
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(self, config: SourceConfig) -> None:
+        self.config = config
+        self._model = config.model
+        self._mapping = dict(config.model_mapping)
+        self._params: dict[str, Any] = config.parameters.as_body()
+        self._schema: dict[str, Any] | None = config.output_schema
+        self._stream = config.stream
+        self._extra = dict(config.extra_body)
+        self._template_keys: set[str] = set(config.request_template or ())
+        self.address = Address.parse(config.url)
+        # Sent with every request after the shape's own auth: url's userinfo, then the config's headers.
+        self.extra_headers = {**self.address.basic_auth(), **config.headers}
+        self._check()
+
+    def _check(self) -> None:
+        asked = set(self._params) | (self._template_keys & set(FIRST_CLASS))
+        bad = [name for name in FIRST_CLASS if name in asked and name in self.UNSUPPORTED]
+        if bad:
+            raise unsupported(self.name, bad, self.UNSUPPORTED)
+
+    @property
+    def model(self) -> str | None:
+        """The configured model, as the endpoint knows it."""
+        return self._mapping.get(self._model, self._model) if self._model else None
+
+    @property
+    def base_url(self) -> str:
+        return self.address.without_suffix("/chat/completions", "/responses", "/messages")
+
+    def url(self, path: str, params: Mapping[str, str] | None = None) -> str:
+        """``base_url`` + ``path``, with the query of the configured url (and ``params``)."""
+        return self.address.url(path, params, base=self.base_url)
+
+    def sends_authorization(self) -> bool:
+        """Whether this shape's own auth takes the ``Authorization`` header (Bearer key, signing, OAuth)."""
+        return any(name.lower() == "authorization" for name in self.auth_headers())
+
+    def auth_headers(self) -> dict[str, str]:
+        return {}
+
+    def build(self, templated: Mapping[str, Any]) -> dict[str, Any]:
+        body = dict(templated)
+        if self._model is not None and "model" not in body:
+            body["model"] = self._model
+        if isinstance(body.get("model"), str) and body["model"] in self._mapping:
+            body["model"] = self._mapping[body["model"]]
+        body.update(self._params)
+        body = self.translate(body)
+        if self._stream:
+            body["stream"] = True
+            body.update(self.stream_fields())
+        body.update(self._extra)
+        return body
+
+    def translate(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Rename chat-completions fields to this shape's own; add the output schema."""
+        return body
+
+    def stream_fields(self) -> dict[str, Any]:
+        return {}
+
+    def probe_body(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(body)
+        out.pop("stream", None)
+        out.pop("stream_options", None)
+        out["max_tokens"] = 1
+        out.pop("max_completion_tokens", None)
+        return out
+
+    def max_output_tokens(self, body: Mapping[str, Any]) -> int | None:
+        return max_tokens_of(body)
+
+    def prompt_chars(self, body: Mapping[str, Any]) -> int:
+        if self.conversation_key not in body:
+            return len(dumps(body))
+        system = body.get(self.system_key) if self.system_key else None
+        return len(dumps(body[self.conversation_key])) + len(dumps(system or ""))
+
+    def with_feedback(self, body: Mapping[str, Any], answer: str, ask: str) -> dict[str, Any] | None:
+        turns = body.get(self.conversation_key)
+        if not isinstance(turns, list):
+            return None
+        return {**body, self.conversation_key: [*turns, *self.feedback_turns(answer, ask)]}
+
+    def feedback_turns(self, answer: str, ask: str) -> list[dict[str, Any]]:
+        """The replayed answer and the ask, as turns of this shape's conversation."""
+        return [{"role": "assistant", "content": answer}, {"role": "user", "content": ask}]
+
+    def error_message(self, body: bytes | str) -> str:
+        return generic_error_message(body)
+
+    def parse_models(self, raw: bytes) -> list[str]:
+        data = orjson.loads(raw)
+        entries = data.get("data", data.get("models")) if isinstance(data, dict) else data
+        ids = [e.get("id") or e.get("name") or e.get("model") for e in entries or ()]
+        return [str(i) for i in ids if i]

@@ -52,6 +52,8 @@ class GeminiDialect(ChatDialect):
     """``POST {base}/models/{model}:generateContent`` with ``x-goog-api-key``."""
 
     name: ClassVar[str] = "gemini_generate_content"
+    conversation_key: ClassVar[str] = "contents"
+    system_key: ClassVar[str | None] = "systemInstruction"
     UNSUPPORTED: ClassVar[Mapping[str, str]] = {
         "user": "generateContent has no end-user field",
         "metadata": "generateContent has no request metadata",
@@ -133,6 +135,9 @@ class GeminiDialect(ChatDialect):
     def max_output_tokens(self, body: Mapping[str, Any]) -> int | None:
         value = (body.get("generationConfig") or {}).get("maxOutputTokens")
         return value if isinstance(value, int) else None
+
+    def feedback_turns(self, answer: str, ask: str) -> list[dict[str, Any]]:
+        return [{"role": "model", "parts": [{"text": answer}]}, {"role": "user", "parts": [{"text": ask}]}]
 
     def prepare(self, body: Mapping[str, Any]) -> Prepared:
         wire = dict(body)

@@ -12,126 +12,20 @@ from typing import Any, ClassVar
 
 import orjson
 
-from connector.config.address import Address
-from connector.config.model import SourceConfig
 from connector.config.output_schema import SCHEMA_NAME, strict_compatible
 from connector.dialects.base import (
     JSON_HEADERS,
+    DialectBase,
     Prepared,
     Reply,
     generic_error_message,
     load_object,
-    max_tokens_of,
     preview,
-    unsupported,
 )
 from connector.dialects.base import StreamAssembler as Assembler
 from connector.errors import BadReply
 
-__all__ = ["ChatDialect", "DialectBase", "Reply", "RequestBuilder", "StreamAssembler", "error_message",
-           "parse_reply"]
-
-# The first-class parameters every dialect maps (the chat-completions names are the reference).
-FIRST_CLASS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "frequency_penalty",
-               "presence_penalty", "response_format", "tool_choice", "reasoning_effort", "user", "metadata",
-               "top_logprobs", "store")
-
-
-class DialectBase:
-    """What the dialects share: the precedence of body parts, the model mapping, the parameter check.
-
-    Precedence, lowest first: the request template, then ``model`` (only where the
-    template sets none; ``model_mapping`` renames it), then ``parameters``, then the
-    output schema and streaming flags, then ``extra_body``, merged last so it can
-    override anything. Each dialect renames what it must in :meth:`translate`.
-    """
-
-    name: ClassVar[str] = "openai_chat_completions"
-    # First-class parameters this shape cannot express: name -> hint for the error message.
-    UNSUPPORTED: ClassVar[Mapping[str, str]] = {}
-
-    def __init__(self, config: SourceConfig) -> None:
-        self.config = config
-        self._model = config.model
-        self._mapping = dict(config.model_mapping)
-        self._params: dict[str, Any] = config.parameters.as_body()
-        self._schema: dict[str, Any] | None = config.output_schema if isinstance(config.output_schema, dict) else None
-        self._stream = config.stream
-        self._extra = dict(config.extra_body)
-        self._template_keys: set[str] = (
-            set(config.request_template) if isinstance(config.request_template, dict) else set()
-        )
-        self.address = Address.parse(config.url)
-        # Sent with every request after the shape's own auth: url's userinfo, then the config's headers.
-        self.extra_headers = {**self.address.basic_auth(), **config.headers}
-        self._check()
-
-    def _check(self) -> None:
-        asked = set(self._params) | (self._template_keys & set(FIRST_CLASS))
-        bad = [name for name in FIRST_CLASS if name in asked and name in self.UNSUPPORTED]
-        if bad:
-            raise unsupported(self.name, bad, self.UNSUPPORTED)
-
-    @property
-    def model(self) -> str | None:
-        """The configured model, as the endpoint knows it."""
-        return self._mapping.get(self._model, self._model) if self._model else None
-
-    @property
-    def base_url(self) -> str:
-        return self.address.without_suffix("/chat/completions", "/responses", "/messages")
-
-    def url(self, path: str, params: Mapping[str, str] | None = None) -> str:
-        """``base_url`` + ``path``, with the query of the configured url (and ``params``)."""
-        return self.address.url(path, params, base=self.base_url)
-
-    def sends_authorization(self) -> bool:
-        """Whether this shape's own auth takes the ``Authorization`` header (Bearer key, signing, OAuth)."""
-        return any(name.lower() == "authorization" for name in self.auth_headers())
-
-    def auth_headers(self) -> dict[str, str]:
-        return {}
-
-    def build(self, templated: Mapping[str, Any]) -> dict[str, Any]:
-        body = dict(templated)
-        if self._model is not None and "model" not in body:
-            body["model"] = self._model
-        if isinstance(body.get("model"), str) and body["model"] in self._mapping:
-            body["model"] = self._mapping[body["model"]]
-        body.update(self._params)
-        body = self.translate(body)
-        if self._stream:
-            body["stream"] = True
-            body.update(self.stream_fields())
-        body.update(self._extra)
-        return body
-
-    def translate(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Rename chat-completions fields to this shape's own; add the output schema."""
-        return body
-
-    def stream_fields(self) -> dict[str, Any]:
-        return {}
-
-    def probe_body(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        out = dict(body)
-        out.pop("stream", None)
-        out.pop("stream_options", None)
-        out["max_tokens"] = 1
-        out.pop("max_completion_tokens", None)
-        return out
-
-    def max_output_tokens(self, body: Mapping[str, Any]) -> int | None:
-        return max_tokens_of(body)
-
-    def error_message(self, body: bytes | str) -> str:
-        return generic_error_message(body)
-
-    def parse_models(self, raw: bytes) -> list[str]:
-        data = orjson.loads(raw)
-        entries = data.get("data", data.get("models")) if isinstance(data, dict) else data
-        ids = [e.get("id") or e.get("name") or e.get("model") for e in entries or ()]
-        return [str(i) for i in ids if i]
+__all__ = ["ChatDialect", "Reply", "StreamAssembler", "error_message", "parse_reply"]
 
 
 class ChatDialect(DialectBase):
@@ -183,18 +77,6 @@ def chat_schema_format(schema: Mapping[str, Any]) -> dict[str, Any]:
     if strict_compatible(schema):
         spec["strict"] = True
     return {"type": "json_schema", "json_schema": spec}
-
-
-class RequestBuilder:
-    """Finishes templated bodies for the configured API shape (chat completions by default)."""
-
-    def __init__(self, config: SourceConfig) -> None:
-        from connector.dialects import dialect_for
-
-        self.dialect = dialect_for(config)
-
-    def build(self, templated: Mapping[str, Any]) -> dict[str, Any]:
-        return self.dialect.build(templated)
 
 
 def parse_reply(raw: bytes) -> Reply:

@@ -37,6 +37,8 @@ class ResponsesDialect(ChatDialect):
     """``POST {base}/responses`` with ``Authorization: Bearer``."""
 
     name: ClassVar[str] = "openai_responses"
+    conversation_key: ClassVar[str] = "input"
+    system_key: ClassVar[str | None] = "instructions"
     UNSUPPORTED: ClassVar[Mapping[str, str]] = {
         "stop": "Responses has no stop sequences",
         "seed": "Responses has no seed",
@@ -87,6 +89,20 @@ class ResponsesDialect(ChatDialect):
     def max_output_tokens(self, body: Mapping[str, Any]) -> int | None:
         value = body.get("max_output_tokens")
         return value if isinstance(value, int) else None
+
+    def with_feedback(self, body: Mapping[str, Any], answer: str, ask: str) -> dict[str, Any] | None:
+        before = body.get("input")
+        if isinstance(before, str):
+            before = [{"role": "user", "content": before}]
+        if not isinstance(before, list):
+            return None
+        return {**body, "input": [*before, *self.feedback_turns(answer, ask)]}
+
+    def feedback_turns(self, answer: str, ask: str) -> list[dict[str, Any]]:
+        # An output message item, typed: OpenAI takes "type" as optional, llama.cpp requires it (and
+        # output_text parts) on an assistant turn and rejects the request otherwise.
+        replayed = {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": answer}]}
+        return [replayed, {"role": "user", "content": ask}]
 
     def parse_reply(self, raw: bytes) -> Reply:
         return normalise(load_object(raw))

@@ -129,7 +129,6 @@ class Planner:
 
     async def add(self, item: tuple[int, dict[str, Any]]) -> None:
         from connector.errors import RowTooLong
-        from connector.pipeline.enrich import _prompt_chars as prompt_chars  # the one count of a body's prompt
 
         result = self.result
         result.rows += 1
@@ -144,7 +143,7 @@ class Planner:
             result.skipped[data["_status"]] += 1
             return
         result.requests += 1
-        prompt = self._estimator.prompt_tokens(prompt_chars(body))  # as the context-window check counts
+        prompt = self._estimator.prompt_tokens(self._dialect.prompt_chars(body))  # as the context-window fit counts
         cap = self._dialect.max_output_tokens(body)  # in the API shape's own field
         cap = cap if cap and cap > 0 else None
         output = cap if cap is not None else self._estimator.default_output

@@ -15,7 +15,6 @@ validation and was asked again was paid for too, so ``_prompt_tokens``,
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,11 +24,9 @@ from connector.answers.columns import ExtraOutputs
 from connector.answers.extract import CONTENT_PATH, ResponseExtractor, dig
 from connector.answers.records import ROW_NUMBER, empty_meta
 from connector.config.model import SourceConfig
-from connector.dialects.openai_chat import RequestBuilder
 from connector.endpoint.classify import classify, is_quota
 from connector.endpoint.client import Completion, EndpointClient
 from connector.endpoint.limits import TokenEstimator
-from connector.jsonbytes import dumps
 from connector.requests.templates import RequestTemplate
 from connector.secrets import Redactor
 
@@ -89,14 +86,13 @@ class RowEnricher:
         cache: AnswerCache | None = None,
     ) -> None:
         self._config = config
-        self._template = template or RequestTemplate.from_config(config)
-        self._builder = RequestBuilder(config)
+        self._dialect = client.dialect  # the run's one dialect: bodies are built for the shape the client speaks
+        self._template = template or RequestTemplate.from_config(config, self._dialect.conversation_key)
         self._extractor = ResponseExtractor(config.response, ExtraOutputs.from_config(config))
         self._client = client
         self._redact = redactor
         self._cache = cache if cache is not None and cache.enabled else None
         self._single_flight = SingleFlight()
-        self._dialect = client.dialect.name  # the same body means another request in another API shape
         self._estimator = TokenEstimator()
         self._used_columns = sorted(self._template.columns)
         self._fallbacks = [m for m in config.fallback_models if m]
@@ -109,7 +105,7 @@ class RowEnricher:
         return self._extractor.column_names
 
     def body_for(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        return self._builder.build(self._template.render(row))
+        return self._dialect.build(self._template.render(row))
 
     # The row -------------------------------------------------------------------------
 
@@ -156,7 +152,7 @@ class RowEnricher:
         for model in [body.get("model"), *self._fallbacks]:
             asked = body if model == body.get("model") else {**body, "model": model}
             window = self._windows.get(str(model)) if model else None
-            if window is not None and self._prompt_tokens(asked) + _max_output(asked) > window:
+            if window is not None and self._prompt_tokens(asked) + self._max_output(asked) > window:
                 passed_over.append(f"{model} (context window {window})")
                 continue
             try:
@@ -181,7 +177,7 @@ class RowEnricher:
 
     async def _answer(self, body: dict[str, Any], spent: _Spent) -> _Answer:
         """From the cache, from an identical request in flight, or from the endpoint (added to ``spent``)."""
-        key = cache_key(self._client.url, self._dialect, body)
+        key = cache_key(self._client.url, self._dialect.name, body)  # the same body, another shape: another request
         cache = self._cache
         if cache is not None:
             reply = cache.get(key)
@@ -203,14 +199,14 @@ class RowEnricher:
         spent.completion_tokens += output or 0
         spent.cost += self._price(body, prompt, output) or 0.0
         if prompt is not None:
-            self._estimator.observe(_prompt_chars(body), prompt, output)
+            self._estimator.observe(self._dialect.prompt_chars(body), prompt, output)
 
     async def _finish(self, data: Record, body: dict[str, Any], answer: _Answer, spent: _Spent) -> Record:
         """Validate the answer (asking again with feedback), then fill the record."""
         columns, problem = self._extractor.extract(answer.reply)
         retries = self._config.validation_retries
         while problem and retries and _finish_reason(answer.reply) != "length":
-            retry_body = _with_feedback(body, dig(answer.reply, CONTENT_PATH), problem)
+            retry_body = self._with_feedback(body, dig(answer.reply, CONTENT_PATH), problem)
             if retry_body is None:
                 break
             retries -= 1
@@ -278,36 +274,64 @@ class RowEnricher:
     # Sizes and prices ----------------------------------------------------------------
 
     def _prompt_tokens(self, body: Mapping[str, Any]) -> int:
-        return self._estimator.prompt_tokens(_prompt_chars(body))
+        return self._estimator.prompt_tokens(self._dialect.prompt_chars(body))
+
+    def _max_output(self, body: Mapping[str, Any]) -> int:
+        """The room the answer needs, from the body's own output-limit field (max_output_tokens,
+        generationConfig.maxOutputTokens, ...)."""
+        return self._dialect.max_output_tokens(body) or 0
+
+    def _with_feedback(self, body: Mapping[str, Any], answer: Any, problem: str) -> dict[str, Any] | None:
+        """The conversation so far, the unusable answer, and what was wrong with it, in the run's API
+        shape; None when the body has no conversation to extend."""
+        said = answer if isinstance(answer, str) else ""
+        ask = f"That answer could not be used: {problem}. Reply again with only the corrected JSON object."
+        return self._dialect.with_feedback(body, said, ask)
 
     def _fit(self, row: Mapping[str, Any], body: dict[str, Any], position: int) -> dict[str, Any] | str:
         """The body, truncated to fit where the policy says so; a skip reason when it cannot fit."""
         config = self._config
         window = int(config.context_window or 0)
-        allowed = window - _max_output(body)
+        allowed = window - self._max_output(body)
         estimate = self._prompt_tokens(body)
         if estimate <= allowed:
             return body
-        reason = (f"the prompt is ~{estimate} tokens and max_tokens {_max_output(body)}: "
+        reason = (f"the prompt is ~{estimate} tokens and max_tokens {self._max_output(body)}: "
                   f"more than context_window {window}")
         if config.too_long_policy == "fail":
             raise errors.RowTooLong(f"row {position + 1}: {reason}; set too_long_policy to skip or truncate")
         column = config.truncate_column
-        if config.too_long_policy == "skip" or not column or not isinstance(row.get(column), str):
-            return reason + " (too_long_policy skip)" if config.too_long_policy == "skip" else \
-                reason + f" and column {column!r} is not text to truncate"
-        text = row[column]
-        for _ in range(4):  # the estimate is linear in characters: one or two rounds suffice
-            excess = estimate - allowed
-            cut = math.ceil(excess * self._estimator.chars_per_token * 1.1) + 16
-            if cut >= len(text):
-                return reason + f" even with column {column!r} emptied"
-            text = text[: len(text) - cut] + "…"
-            body = self.body_for({**row, column: text})
-            estimate = self._prompt_tokens(body)
-            if estimate <= allowed:
-                return body
-        return reason
+        if config.too_long_policy == "skip":
+            return reason + " (too_long_policy skip)"
+        if not column or not isinstance(row.get(column), str):
+            return reason + f" and column {column!r} is not text to truncate"
+        fitted = self._truncated(row, column, allowed)
+        return fitted if fitted is not None else reason + f" even with column {column!r} emptied"
+
+    def _truncated(self, row: Mapping[str, Any], column: str, allowed: int) -> dict[str, Any] | None:
+        """The body with the longest prefix of ``column`` (marked with "…") whose prompt fits in
+        ``allowed`` tokens; None when not even the empty cell fits.
+
+        A binary search over the prefix length: the estimate grows with the prefix, whatever
+        the API shape, the template (the column may appear twice) and JSON escaping do to it.
+        """
+        text: str = row[column]
+
+        def body_with(keep: int) -> dict[str, Any]:
+            return self.body_for({**row, column: text[:keep] + "…"})
+
+        shortest = body_with(0)
+        if self._prompt_tokens(shortest) > allowed:
+            return None
+        best, low, high = shortest, 1, len(text) - 1  # the whole text is known not to fit
+        while low <= high:
+            middle = (low + high) // 2
+            candidate = body_with(middle)
+            if self._prompt_tokens(candidate) <= allowed:
+                best, low = candidate, middle + 1
+            else:
+                high = middle - 1
+        return best
 
     def _price(self, body: Mapping[str, Any], prompt_tokens: int | None,
                completion_tokens: int | None) -> float | None:
@@ -336,39 +360,6 @@ def _is_blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _max_output(body: Mapping[str, Any]) -> int:
-    value = body.get("max_tokens") or body.get("max_completion_tokens") or 0
-    return int(value) if isinstance(value, (int, float)) else 0
-
-
 def _finish_reason(reply: Mapping[str, Any]) -> str | None:
     value = dig(reply, ("choices", 0, "finish_reason"))
     return str(value) if value is not None else None
-
-
-def _prompt_chars(body: Mapping[str, Any]) -> int:
-    """Characters of the conversation part of a body, whichever API shape it has."""
-    for key in ("messages", "input", "contents"):
-        if key in body:
-            extra = body.get("system") or body.get("instructions") or body.get("systemInstruction") or ""
-            return len(dumps(body[key])) + len(dumps(extra))
-    return len(dumps(body))
-
-
-def _with_feedback(body: dict[str, Any], answer: Any, problem: str) -> dict[str, Any] | None:
-    """The conversation so far, the unusable answer, and what was wrong with it; None when the
-    body's shape has no conversation to extend."""
-    said = answer if isinstance(answer, str) else ""
-    ask = f"That answer could not be used: {problem}. Reply again with only the corrected JSON object."
-    if isinstance(body.get("messages"), list):  # chat completions, Anthropic Messages
-        turns = [{"role": "assistant", "content": said}, {"role": "user", "content": ask}]
-        return {**body, "messages": [*body["messages"], *turns]}
-    if isinstance(body.get("contents"), list):  # Gemini
-        parts: list[dict[str, Any]] = [{"role": "model", "parts": [{"text": said}]},
-                                       {"role": "user", "parts": [{"text": ask}]}]
-        return {**body, "contents": [*body["contents"], *parts]}
-    if isinstance(body.get("input"), (list, str)):  # Responses
-        before = body["input"] if isinstance(body["input"], list) else [{"role": "user", "content": body["input"]}]
-        turns = [{"role": "assistant", "content": said}, {"role": "user", "content": ask}]
-        return {**body, "input": [*before, *turns]}
-    return None

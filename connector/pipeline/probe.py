@@ -17,12 +17,12 @@ import re
 from urllib.parse import urlsplit, urlunsplit
 
 from connector import errors
-from connector.airbyte.protocol import dumps
 from connector.config.address import Address
 from connector.config.model import CHAT_PATH, SourceConfig
 from connector.config.providers import canonical
 from connector.endpoint.client import EndpointClient
 from connector.endpoint.transport import Transport
+from connector.jsonbytes import dumps
 from connector.requests.templates import RequestTemplate
 from connector.rows.stdin import row_for_check
 
@@ -182,7 +182,7 @@ def _detail(exc: errors.HTTPStatusError) -> str:
 async def run_check(config: SourceConfig, client: EndpointClient, transport: Transport) -> str:
     """Return a success message, or raise CheckFailed / ConfigError. ``transport`` is the client's,
     for trying a suggested URL before suggesting it."""
-    template = RequestTemplate.from_config(config)
+    template = RequestTemplate.from_config(config, client.dialect.conversation_key)
     first = row_for_check(config.input, template)  # stdin is never read: a stand-in row
     if first is None:
         raise errors.InputError("input: the table has no rows; nothing to enrich")

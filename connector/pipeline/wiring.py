@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from connector.answers.cache import AnswerCache, open_cache
 from connector.config.model import SourceConfig
+from connector.dialects import Dialect
 from connector.endpoint.client import EndpointClient
 from connector.endpoint.limits import ConcurrencyGate, Limiter, SpendBudget, TokenBucket
 from connector.endpoint.transport import AiohttpTransport, Transport
@@ -62,14 +63,16 @@ class Endpoint:
 
 
 @asynccontextmanager
-async def connect(config: SourceConfig, transport_factory: TransportFactory = default_transport, *,
-                  limited: bool = True) -> AsyncIterator[Endpoint]:
-    """An endpoint client for the run (through the limiter and spend budget unless ``limited`` is off);
-    the transport is closed on the way out."""
+async def connect(config: SourceConfig, dialect: Dialect, transport_factory: TransportFactory = default_transport,
+                  *, limited: bool = True) -> AsyncIterator[Endpoint]:
+    """An endpoint client for the run, speaking the run's one ``dialect`` (built first, with
+    :func:`connector.dialects.dialect_for`, so what the API shape cannot express fails before
+    anything is read), through the limiter and spend budget unless ``limited`` is off; the
+    transport is closed on the way out."""
     transport = transport_factory(config)
     try:
         client = EndpointClient(config, transport, limiter=limiter_for(config) if limited else None,
-                                budget=budget_for(config) if limited else None)
+                                budget=budget_for(config) if limited else None, dialect=dialect)
         yield Endpoint(config, Redactor.for_config(config), client, transport)
     finally:
         await transport.aclose()

@@ -95,9 +95,15 @@ class RequestTemplate:
         self.columns = frozenset(columns)
 
     @classmethod
-    def from_config(cls, config: SourceConfig) -> RequestTemplate:
-        """The template the config describes, short form (prompt) or full body."""
-        if isinstance(config.request_template, dict):
+    def from_config(cls, config: SourceConfig, conversation_key: str = "messages") -> RequestTemplate:
+        """The template the config describes, short form (prompt) or full body.
+
+        ``conversation_key`` is where the run's API shape keeps the conversation
+        (:attr:`connector.dialects.base.Dialect.conversation_key`): a full body may use it
+        instead of ``messages``, which every shape converts. Another shape's key would reach
+        a server that rejects every row.
+        """
+        if config.request_template is not None:
             template = dict(config.request_template)
             origin = "request_template"
         else:
@@ -107,13 +113,7 @@ class RequestTemplate:
             messages.append({"role": "user", "content": config.prompt or ""})
             template = {"messages": messages}
             origin = "prompt"
-        # messages (every shape converts them), or the configured shape's own: input (Responses),
-        # contents (Gemini, Vertex). Another shape's key would reach a server that rejects every row.
-        from connector.config.providers import canonical
-
-        own = {"openai_responses": "input", "gemini_generate_content": "contents",
-               "google_vertex": "contents"}.get(canonical(config.api_compatibility), "messages")
-        native = own if own in template and "messages" not in template else "messages"
+        native = conversation_key if conversation_key in template and "messages" not in template else "messages"
         if not isinstance(template.get(native), (list, str)) or template[native] == []:
             raise TemplateError(
                 f"{origin}: the request body has no 'messages' list; a chat-completions request "

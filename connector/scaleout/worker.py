@@ -69,12 +69,14 @@ class BatchEnricher:
                  concurrency: int | None = None, transport_factory: TransportFactory | None = None) -> None:
         from connector.airbyte.catalog import enriched_schema
         from connector.config.load import load_config
+        from connector.dialects import dialect_for
         from connector.requests.templates import RequestTemplate
         from connector.standalone.writers import Columns
 
         self.raw_config = worker_config(config, workers, concurrency)
         self.config = load_config(self.raw_config)
-        template = RequestTemplate.from_config(self.config)
+        # A config the API shape cannot express fails here, in the driver, before any worker starts.
+        template = RequestTemplate.from_config(self.config, dialect_for(self.config).conversation_key)
         template.check_columns(input_schema.names)
         self.input_schema = input_schema
         self.json_schema = enriched_schema(input_schema, self.config)
@@ -134,10 +136,11 @@ class _Runtime:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     async def _setup(self) -> None:
+        from connector.dialects import dialect_for
         from connector.pipeline.wiring import answer_cache, connect, default_transport, enricher_for
 
         config = self._config
-        self._connection = connect(config, self._factory or default_transport)
+        self._connection = connect(config, dialect_for(config), self._factory or default_transport)
         endpoint = await self._connection.__aenter__()
         self._cache = answer_cache(config, warn=lambda _message: None)
         self._enricher = enricher_for(endpoint, cache=self._cache)

@@ -51,6 +51,7 @@ async def run(
     from connector.airbyte.commands import dry_run_report
     from connector.answers.records import META_COLUMNS
     from connector.config.load import load_config
+    from connector.dialects import dialect_for
     from connector.errors import OutputError
     from connector.pipeline.run import NEVER, Finished, Note, RecordOut, RunParts, run_rows
     from connector.pipeline.wiring import answer_cache, connect, enricher_for
@@ -60,13 +61,14 @@ async def run(
     from connector.standalone.writers import TableWriter, format_for
 
     config = load_config(raw_config)
+    dialect = dialect_for(config)  # the run's one dialect; ConfigError when the shape cannot express the config
     table = open_input(config.input, stdin, META_COLUMNS)
-    template = RequestTemplate.from_config(config)
+    template = RequestTemplate.from_config(config, dialect.conversation_key)
     if dry_run:
         if isinstance(table, StdinTable):
             await table.start()
         template.check_columns(table.columns)
-        async with connect(config, transport_factory) as endpoint:
+        async with connect(config, dialect, transport_factory) as endpoint:
             lines = await dry_run_report(endpoint, table, template, 0)
         return Result(0, True, output or "", report="\n".join(lines) + "\n")
     if not output:
@@ -83,7 +85,7 @@ async def run(
                          batch_rows=config.input.batch_size, stdout=stdout)
     complete = False
     try:
-        async with connect(config, transport_factory) as endpoint:
+        async with connect(config, dialect, transport_factory) as endpoint:
             cache = answer_cache(config, lambda warning: notice("WARN", endpoint.redact(warning)))
             parts = RunParts(config, endpoint.client, enricher_for(endpoint, template, cache), cache)
             try:
