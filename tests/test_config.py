@@ -174,8 +174,8 @@ def test_blank_request_template_text_counts_as_absent() -> None:
 
 def test_response_template_as_json_text() -> None:
     config = load_config({**BASE, "response_template": '{"json_columns": {"score": "number"}}'})
-    assert config.response.json_columns == {"score": "number"}
-    assert config.response.columns == {"answer": "choices.0.message.content"}
+    assert config.response_template.json_columns == {"score": "number"}
+    assert config.response_template.columns == {"answer": "choices.0.message.content"}
 
 
 @pytest.mark.parametrize(
@@ -297,3 +297,35 @@ def test_an_auth_header_or_a_key_in_the_url_counts_as_a_key() -> None:
 def test_a_response_path_with_an_empty_step_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"response_template.columns: .*'choices..content' has an empty"):
         load_config({**BASE, "response_template": {"columns": {"answer": "choices..content"}}})
+
+
+# parsed values and the endpoint ---------------------------------------------------------------
+
+
+def test_validated_fields_hold_parsed_values() -> None:
+    from connector.config.sections import ResponseTemplate
+
+    text = load_config({**BASE, "prompt": None, "request_template": '{"messages": [{"role": "user", "content": "x"}]}',
+                        "response_template": '{"json_columns": {"score": "number"}}',
+                        "output_schema": '{"type": "object", "properties": {"a": {"type": "string"}}}'})
+    assert text.request_template == {"messages": [{"role": "user", "content": "x"}]}
+    assert text.output_schema == {"type": "object", "properties": {"a": {"type": "string"}}}
+    assert isinstance(text.response_template, ResponseTemplate)
+    assert text.response_template.json_columns == {"score": "number"}
+    assert load_config(BASE).response_template == ResponseTemplate()  # defaults, not None
+    assert load_config({**BASE, "response_template": ""}).response_template == ResponseTemplate()
+
+
+def test_the_endpoint_is_resolved_without_changing_the_config() -> None:
+    from connector.config.endpoint import Endpoint, resolve_endpoint
+
+    raw = {**BASE, "provider": "anthropic", "model": "claude"}
+    config = load_config(raw)
+    assert config.endpoint == Endpoint("anthropic_messages", "https://api.anthropic.com/v1")
+    assert resolve_endpoint(config) == config.endpoint  # a pure function of the fields
+    # The fields are what the user wrote (form defaults included): nothing was filled in.
+    assert config.url == "https://api.openai.com/v1/chat/completions"
+    assert config.api_compatibility == "openai_chat_completions"
+    assert config.model_fields_set == set(raw)
+    other = config.model_copy(update={"provider": "groq"})
+    assert other.endpoint == Endpoint("openai_chat_completions", "https://api.groq.com/openai/v1")

@@ -702,7 +702,7 @@ def test_vertex_needs_a_project_and_valid_credentials(monkeypatch: pytest.Monkey
 def test_provider_presets_fill_url_and_shape(provider: str, url: str, shape: str) -> None:
     cfg = load_config({"provider": provider, "api_key": KEY, "model": "m", "prompt": "x",
                        "input": {"rows": [{"a": 1}]}})
-    assert cfg.api_compatibility == shape
+    assert cfg.endpoint.shape == shape
     assert dialect_for(cfg).endpoint_url == url
 
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from connector.config.model import InputConfig
+from connector.config.input import InputConfig
 from connector.errors import InputError
 from connector.rows.files import InputTable, json_schema_for
 

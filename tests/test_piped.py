@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from connector.airbyte import commands
-from connector.config.model import InputConfig
+from connector.config.input import InputConfig
 from connector.errors import InputError
 from connector.pipeline.ordered import ordered_map
 from connector.rows.stdin import StdinTable, infer_schema

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from connector.airbyte import commands
 from connector.answers.records import Tally
-from connector.config.model import InputConfig
+from connector.config.input import InputConfig
 from connector.pipeline.progress import NO_PROGRESS, LogProgress, Several, Snapshot, format_duration
 from connector.pipeline.progress_bar import PlainBar, RichBar, render_plain, terminal_bar
 from connector.rows.files import InputTable

@@ -37,7 +37,7 @@ def test_sample_config_is_valid(path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert first is not None
     assert template.render(first)["messages"]
     schema = enriched_stream(config, table.schema)["json_schema"]
-    for column in config.response.json_columns:
+    for column in config.response_template.json_columns:
         assert column in schema["properties"]
 
 

@@ -20,7 +20,7 @@ from connector.airbyte.protocol import state as state_message
 from connector.airbyte.state import StreamPosition, position_for
 from connector.answers.records import META_COLUMNS, ROW_NUMBER
 from connector.config.load import load_config
-from connector.config.model import ResponseTemplate
+from connector.config.sections import ResponseTemplate
 from connector.errors import CatalogError, ConfigError, StateError
 from tests.conftest import catalog_for
 

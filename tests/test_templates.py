@@ -11,7 +11,7 @@ import pytest
 
 from connector.answers.extract import ResponseExtractor, dig, parse_json_object
 from connector.config.load import load_config
-from connector.config.model import ResponseTemplate
+from connector.config.sections import ResponseTemplate
 from connector.errors import TemplateError
 from connector.jsonbytes import dumps
 from connector.requests.templates import RequestTemplate, cell_text

@@ -15,7 +15,8 @@ import pyarrow as pa
 
 from connector.answers.columns import extra_output_columns
 from connector.answers.records import META_COLUMNS, ROW_NUMBER
-from connector.config.model import ResponseTemplate, SourceConfig
+from connector.config.model import SourceConfig
+from connector.config.sections import ResponseTemplate
 from connector.errors import CatalogError, ConfigError
 from connector.rows.files import json_schema_for
 
@@ -52,7 +53,7 @@ def output_columns(template: ResponseTemplate) -> dict[str, dict[str, Any]]:
 def enriched_schema(input_schema: pa.Schema, config: SourceConfig) -> dict[str, Any]:
     """The enriched stream's JSON schema; fails when an output column shadows an input one."""
     properties: dict[str, Any] = {f.name: json_schema_for(f.type) for f in input_schema}
-    outputs = output_columns(config.response)
+    outputs = output_columns(config.response_template)
     outputs.update(extra_output_columns(config))  # output_schema properties, _tool_calls
     clash = sorted((set(outputs) | set(META_COLUMNS)) & set(properties))
     if clash:

@@ -40,9 +40,8 @@ class ExtraOutputs:
 
     @classmethod
     def from_config(cls, config: SourceConfig) -> ExtraOutputs:
-        schema = OutputSchema(config.output_schema) if isinstance(config.output_schema, dict) else None
-        template = config.request_template
-        return cls(schema, isinstance(template, dict) and "tools" in template)
+        schema = OutputSchema(config.output_schema) if config.output_schema is not None else None
+        return cls(schema, "tools" in (config.request_template or ()))
 
     @property
     def names(self) -> list[str]:

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from connector.config.model import ResponseTemplate
+from connector.config.sections import ResponseTemplate
 
 
 class Extras(Protocol):

@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 from pydantic import ValidationError
 
-from connector.config.model import ResponseTemplate, SourceConfig
+from connector.config.model import SourceConfig
 from connector.config.specification import connection_specification
 from connector.errors import ConfigError
 from connector.secrets import is_secret_field
@@ -113,9 +113,4 @@ def load_config(raw: Any) -> SourceConfig:
         config = SourceConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError("Invalid config: " + "; ".join(_pydantic_messages(exc))) from None
-    try:
-        ResponseTemplate.model_validate(config.response_template or {})
-    except ValidationError as exc:
-        messages = _pydantic_messages(exc, ("response_template",))
-        raise ConfigError("Invalid config: " + "; ".join(messages)) from None
     return config

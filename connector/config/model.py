@@ -1,6 +1,14 @@
 """The connector's configuration: one pydantic model, the single source of truth.
 
-``spec/spec.json`` is generated from :class:`SourceConfig` (``python -m connector.specgen``)
+:class:`SourceConfig` holds what to ask and where (endpoint, templates, input, API
+shape); it inherits the run-policy fields from :class:`~connector.config.run.RunSettings`,
+and its sections live in :mod:`connector.config.sections` and :mod:`connector.config.input`.
+Validated, every field holds a parsed value: templates and the output schema are
+objects (JSON text is accepted on input), the response template a
+:class:`~connector.config.sections.ResponseTemplate`. The model never changes its own
+fields: the endpoint a provider preset or shape settings imply is :attr:`SourceConfig.endpoint`.
+
+``spec/spec.json`` is generated from :class:`SourceConfig` (``make spec``)
 and checked in; a test fails when the two drift. Loading a config is two steps,
 in this order: the raw JSON is validated against that JSON schema (what every
 Airbyte platform does, so our errors match theirs but read better), then parsed
@@ -10,26 +18,28 @@ into the model, which adds the cross-field rules a schema cannot say.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 from connector import secrets
-from connector.config import shapes as api_settings
 from connector.config.address import Address
+from connector.config.endpoint import DEFAULT_URL, Endpoint, resolve_endpoint, signs_with_cloud_credentials
+from connector.config.input import InputConfig
 from connector.config.providers import ApiShape, presets
+from connector.config.run import RunSettings
+from connector.config.sections import Parameters, ResponseTemplate
 from connector.config.shapes import AzureSettings, BedrockSettings, VertexSettings
 
-DEFAULT_URL = "https://api.openai.com/v1/chat/completions"
 CHAT_PATH = "/chat/completions"
 
 # A few fields accept a second JSON type for compatibility with other tools'
@@ -51,6 +61,7 @@ ObjectOrJSONText = Annotated[
     dict[str, Any] | None,
     WithJsonSchema({"type": ["object", "string"]}),
 ]
+ResponseTemplateOrJSONText = Annotated[ResponseTemplate, WithJsonSchema({"type": ["object", "string"]})]
 
 # Header values are secrets. Airbyte platforms find secrets through "properties" and "items"
 # only (never "additionalProperties"), so the list form is what lets a platform store them
@@ -70,9 +81,6 @@ HeaderMap = Annotated[
     }),
 ]
 
-ColumnType = Literal["string", "integer", "number", "boolean", "object", "array"]
-
-
 _PRIVATE_SUFFIXES = (".local", ".localhost", ".internal", ".lan", ".home.arpa", ".svc", ".cluster.local", ".corp")
 
 
@@ -90,194 +98,7 @@ def _is_private_host(host: str) -> bool:
     return address.is_private or address.is_loopback or address.is_link_local
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class InputConfig(_Strict):
-    """Where the rows come from."""
-
-    path: str | None = Field(
-        None,
-        title="Path",
-        description=(
-            "A CSV, JSONL or Parquet file, a glob (data/*.parquet) or a directory; '-' reads standard input "
-            "(JSON lines, or the Airbyte messages of another connector's read)."
-        ),
-        json_schema_extra={"order": 0, "examples": ["data/reviews.csv", "data/part-*.parquet", "-"]},
-    )
-    format: Literal["auto", "csv", "jsonl", "parquet", "airbyte"] = Field(
-        "auto",
-        title="Format",
-        description=(
-            "File format; 'auto' infers it from the file extension (on stdin: from the first line). "
-            "'airbyte': stdin carries Airbyte messages; each RECORD's data is a row, other lines are skipped."
-        ),
-        json_schema_extra={"order": 1},
-    )
-    rows: list[dict[str, Any]] | None = Field(
-        None,
-        title="Inline rows",
-        description="Rows given directly in the config, for tiny jobs and tests.",
-        json_schema_extra={"order": 2},
-    )
-    primary_key: str | None = Field(
-        None,
-        title="Primary key column",
-        description="Input column that identifies a row. Default: the row's position (_row_number).",
-        json_schema_extra={"order": 3},
-    )
-    batch_size: int = Field(
-        1024,
-        gt=0,
-        le=1_000_000,
-        title="Read batch size",
-        description="Rows read from the input per batch; memory stays bounded by this.",
-        json_schema_extra={"order": 4},
-    )
-    columns: dict[str, ColumnType] | None = Field(
-        None,
-        title="Columns (stdin)",
-        description=(
-            "For input.path '-': the input columns and their types, e.g. {\"review\": \"string\", \"id\": "
-            "\"integer\"}. discover declares them (it cannot read stdin); read keeps only these columns. "
-            "Without it, read infers the columns from the first batch and keeps them."
-        ),
-        json_schema_extra={"order": 5},
-    )
-    stream: str | None = Field(
-        None,
-        title="Stream (stdin)",
-        description="With Airbyte messages on stdin: take only the RECORDs of this stream. Default: every RECORD.",
-        json_schema_extra={"order": 6},
-    )
-
-    @property
-    def is_stdin(self) -> bool:
-        """Rows come from standard input."""
-        return self.path == "-"
-
-    @model_validator(mode="after")
-    def _one_source(self) -> InputConfig:
-        if (self.path is None) == (self.rows is None):
-            raise ValueError("give exactly one of input.path (a file, glob or folder) or input.rows")
-        if not self.is_stdin and (self.columns is not None or self.stream is not None):
-            raise ValueError("input.columns and input.stream apply to standard input only (input.path '-')")
-        if self.is_stdin and self.format not in ("auto", "jsonl", "airbyte"):
-            raise ValueError("input.format: standard input carries JSON lines or Airbyte messages "
-                             "(auto, jsonl or airbyte)")
-        return self
-
-
-class ResponseTemplate(_Strict):
-    """Which output columns to take from each reply."""
-
-    columns: dict[str, str] = Field(
-        default_factory=lambda: {"answer": "choices.0.message.content"},
-        title="Output columns",
-        description=(
-            "Output column name -> dotted path into the chat-completion reply, e.g. "
-            "'choices.0.message.content', 'usage.total_tokens', 'choices.0.finish_reason'. "
-            "Streamed replies are assembled into the same shape first."
-        ),
-    )
-    @field_validator("columns")
-    @classmethod
-    def _paths(cls, columns: dict[str, str]) -> dict[str, str]:
-        for name, path in columns.items():
-            steps = path.split(".")
-            if not path.strip() or any(not step or step != step.strip() for step in steps):
-                raise ValueError(
-                    f"column '{name}': path '{path}' has an empty or padded step; "
-                    "write dotted steps such as choices.0.message.content or usage.total_tokens"
-                )
-        return columns
-
-    json_columns: dict[str, ColumnType] = Field(
-        default_factory=dict,
-        title="Typed columns from JSON content",
-        description=(
-            "Parse the message content as a JSON object and expose these keys as typed columns, "
-            'e.g. {"sentiment": "string", "score": "number"}.'
-        ),
-    )
-
-
-class Parameters(_Strict):
-    """Generation parameters."""
-
-    temperature: float | None = Field(None, ge=0, le=2, description="Sampling temperature.")
-    top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass.")
-    max_tokens: int | None = Field(None, gt=0, description="Upper bound on tokens generated per row.")
-    stop: Annotated[
-        str | list[str] | None,
-        WithJsonSchema({"type": ["string", "array"], "items": {"type": "string"}}),
-    ] = Field(None, description="Stop sequence(s).")
-    seed: int | None = Field(None, description="Seed, for servers that support reproducible sampling.")
-    frequency_penalty: float | None = Field(None, ge=-2, le=2)
-    presence_penalty: float | None = Field(None, ge=-2, le=2)
-    response_format: dict[str, Any] | None = Field(
-        None, description='e.g. {"type": "json_object"} or a json_schema format.'
-    )
-    # Mapped to each API shape's own names (connector/dialects); one a shape cannot express
-    # is a config error, never a silent drop.
-    max_completion_tokens: int | None = Field(None, gt=0, description="Newer name of max_tokens (reasoning models).")
-    tool_choice: Annotated[
-        str | dict[str, Any] | None, WithJsonSchema({"type": ["string", "object"]})
-    ] = Field(None, description='auto, none, required, or {"type": "function", "function": {"name": "..."}}.')
-    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = Field(None)
-    user: str | None = Field(None, description="End-user id, for the provider's abuse monitoring.")
-    metadata: dict[str, str] | None = Field(None, description="Key-value tags stored with the request.")
-    top_logprobs: int | None = Field(None, ge=0, le=20, description="Log-probabilities of the top N tokens.")
-    store: bool | None = Field(None, description="Let the provider store the answer (openai_responses: false).")
-
-    @field_validator("tool_choice")
-    @classmethod
-    def _tool_choice(cls, value: Any) -> Any:
-        if isinstance(value, str) and value not in ("auto", "none", "required"):
-            raise ValueError('must be auto, none, required or {"type": "function", "function": {"name": ...}}')
-        return value
-
-    def as_body(self) -> dict[str, Any]:
-        """The parameters that are set, as request-body fields."""
-        return self.model_dump(exclude_none=True)
-
-
-class CacheConfig(_Strict):
-    """The answer cache: answers already paid for are never bought again."""
-
-    enabled: bool = Field(True, description="Look answers up before sending, store them before emitting.")
-    path: str | None = Field(
-        None,
-        description="sqlite file. Default: $XDG_CACHE_HOME/source-openai-compatible/answers.sqlite.",
-    )
-    ttl_seconds: float | None = Field(None, gt=0, description="Ignore cached answers older than this.")
-
-
-class TLSConfig(_Strict):
-    """How the endpoint's certificate is checked."""
-
-    verify: bool = Field(True, description="Verify the server certificate. Turn off only for a test server.")
-    ca_bundle: str | None = Field(None, description="A PEM file of extra CA certificates (a private CA).")
-
-
-class Price(_Strict):
-    """Price of one model, in currency units per million tokens."""
-
-    input_per_million: float = Field(..., ge=0)
-    output_per_million: float = Field(..., ge=0)
-
-
-ErrorClass = Literal[
-    "rate_limit", "quota", "auth", "timeout", "connection", "server", "bad_request",
-    "not_found", "context_length", "content_filter", "bad_reply", "validation",
-]
-
-
-_DEFAULT_FALLBACK_ON: tuple[ErrorClass, ...] = ("rate_limit", "server", "timeout", "context_length")
-
-
-class SourceConfig(_Strict):
+class SourceConfig(RunSettings):
     """Configuration of source-openai-compatible."""
 
     model_config = ConfigDict(
@@ -329,8 +150,8 @@ class SourceConfig(_Strict):
         ),
         json_schema_extra={"order": 5},
     )
-    response_template: ObjectOrJSONText = Field(
-        None,
+    response_template: ResponseTemplateOrJSONText = Field(
+        default_factory=ResponseTemplate,
         title="Response format",
         description=(
             'Output columns, e.g. {"columns": {"answer": "choices.0.message.content"}, '
@@ -375,161 +196,12 @@ class SourceConfig(_Strict):
         description="Provider-specific fields merged into every request last (top_k, chat_template_kwargs).",
         json_schema_extra={"order": 12},
     )
-    concurrency: int = Field(
-        16,
-        ge=1,
-        le=4096,
-        title="Requests in flight",
-        description=(
-            "Maximum concurrent requests. With adaptive_concurrency the cap halves on 429/503/timeouts "
-            "and grows back by one per cap's worth of clean answers."
-        ),
-        json_schema_extra={"order": 13},
-    )
-    min_concurrency: int = Field(
-        1, ge=1, le=4096, title="Minimum requests in flight", json_schema_extra={"order": 14}
-    )
-    adaptive_concurrency: bool = Field(
-        True,
-        title="Adaptive concurrency",
-        description="Shrink the cap when the endpoint is overloaded and grow it back while it answers cleanly.",
-        json_schema_extra={"order": 15},
-    )
-    requests_per_minute: int | None = Field(
-        None,
-        gt=0,
-        title="Requests per minute",
-        description="Budget for requests started per minute (token bucket); unset means no budget.",
-        json_schema_extra={"order": 16},
-    )
-    tokens_per_minute: int | None = Field(
-        None,
-        gt=0,
-        title="Tokens per minute",
-        description=(
-            "Budget for prompt + completion tokens per minute. Each request is estimated before sending "
-            "(prompt length, plus max_tokens) and corrected from the reply's usage."
-        ),
-        json_schema_extra={"order": 17},
-    )
-    max_retries: int = Field(
-        5,
-        ge=0,
-        le=20,
-        title="Retries per row",
-        description="On 408/409/429/5xx and connection errors, with exponential backoff and Retry-After.",
-        json_schema_extra={"order": 18},
-    )
     stream_name: str = Field(
         "enriched_rows",
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         title="Stream name",
         json_schema_extra={"order": 19},
     )
-    on_row_error: Literal["emit", "skip", "fail"] = Field(
-        "emit",
-        title="When a row fails after retries",
-        description=(
-            "emit: the record is emitted with _status error and the reason (default); skip: it is left out "
-            "(and counted in the summary); fail: the sync stops with an error."
-        ),
-        json_schema_extra={"order": 20},
-    )
-    max_error_rate: float | None = Field(
-        None,
-        gt=0,
-        le=1,
-        title="Maximum error rate",
-        description="Stop the sync once more than this fraction of rows failed (checked after 20 rows).",
-        json_schema_extra={"order": 21},
-    )
-    max_requests: int | None = Field(
-        None,
-        gt=0,
-        title="Spend guard: requests",
-        description="At most this many requests (retries included) reach the endpoint in one run; then the "
-        "run stops cleanly before the next row, after a checkpoint.",
-        json_schema_extra={"order": 22},
-    )
-    max_total_tokens: int | None = Field(
-        None,
-        gt=0,
-        title="Spend guard: tokens",
-        description="Send a request only while the tokens used (in + out) plus the estimates of the requests "
-        "in flight stay within this; then stop cleanly before the next row, after a checkpoint.",
-        json_schema_extra={"order": 23},
-    )
-    cache: CacheConfig = Field(default_factory=CacheConfig, title="Answer cache", json_schema_extra={"order": 24})
-    null_policy: Literal["empty", "skip", "literal"] = Field(
-        "empty",
-        title="Null cells",
-        description=(
-            "For a null (or empty) cell the template uses: empty sends an empty string (never the word None); "
-            "skip sends nothing and gives the row _status skipped_null; literal sends null_literal."
-        ),
-        json_schema_extra={"order": 26},
-    )
-    null_literal: str = Field("", title="Text for null cells", description="With null_policy literal.",
-                              json_schema_extra={"order": 27})
-    context_window: int | None = Field(
-        None,
-        gt=0,
-        title="Context window (tokens)",
-        description=(
-            "The model's context size. When set, each prompt is estimated offline (characters per token, "
-            "learned from replies' usage) before sending; too_long_policy says what to do with one that "
-            "does not fit with max_tokens."
-        ),
-        json_schema_extra={"order": 28},
-    )
-    too_long_policy: Literal["truncate", "skip", "fail"] = Field(
-        "skip",
-        title="Prompts longer than the context window",
-        description="truncate cuts truncate_column to fit; skip gives _status skipped_too_long; fail stops.",
-        json_schema_extra={"order": 29},
-    )
-    truncate_column: str | None = Field(
-        None, title="Column to truncate", description="With too_long_policy truncate: the long text column.",
-        json_schema_extra={"order": 30},
-    )
-    validation_retries: int = Field(
-        1,
-        ge=0,
-        le=5,
-        title="Retries of an invalid structured answer",
-        description=(
-            "When json_columns (or an output schema) cannot be read from an answer, ask again this many times "
-            "with the problem appended to the conversation."
-        ),
-        json_schema_extra={"order": 31},
-    )
-    fallback_models: list[str] = Field(
-        default_factory=list,
-        title="Fallback models",
-        description="Tried in order for a row whose error class is in fallback_on; _model says who answered.",
-        json_schema_extra={"order": 32},
-    )
-    fallback_on: list[ErrorClass] = Field(
-        default_factory=lambda: list(_DEFAULT_FALLBACK_ON),
-        title="Error classes that trigger a fallback",
-        json_schema_extra={"order": 33},
-    )
-    context_windows: dict[str, int] = Field(
-        default_factory=dict,
-        title="Context window per model",
-        description="For fallbacks: a model whose window is smaller than the prompt is passed over.",
-        json_schema_extra={"order": 34},
-    )
-    prices: dict[str, Price] = Field(
-        default_factory=dict,
-        title="Prices",
-        description=(
-            'Per model (or "*" for any), e.g. {"gpt-4o-mini": {"input_per_million": 0.15, '
-            '"output_per_million": 0.6}}; fills _cost and the run summary.'
-        ),
-        json_schema_extra={"order": 35},
-    )
-    tls: TLSConfig = Field(default_factory=TLSConfig, title="TLS", json_schema_extra={"order": 25})
     # API shapes and providers (connector/dialects, connector/providers.json).
     api_compatibility: ApiShape = Field(
         "openai_chat_completions",
@@ -591,10 +263,12 @@ class SourceConfig(_Strict):
 
     @field_validator("request_template", "response_template", "output_schema", mode="before")
     @classmethod
-    def _json_text(cls, value: Any) -> Any:
+    def _json_text(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name == "response_template":
+            return {}  # the default columns
         if isinstance(value, str):
             if not value.strip():
-                return None
+                return {} if info.field_name == "response_template" else None
             try:
                 parsed = json.loads(value)
             except json.JSONDecodeError as exc:
@@ -608,21 +282,20 @@ class SourceConfig(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _resolve_endpoint(self) -> SourceConfig:
-        if self.provider is not None and self.provider not in presets():
-            raise ValueError(f"provider: unknown provider '{self.provider}'; known: {', '.join(presets())}")
-        api_settings.resolve(self, DEFAULT_URL)
+    def _endpoint_resolves(self) -> SourceConfig:
+        resolve_endpoint(self)  # a ValueError worded for the config when it cannot; nothing is changed
         return self
 
     @model_validator(mode="after")
     def _remote_hosts_need_a_key(self) -> SourceConfig:
-        host = urlsplit(self.url).hostname or ""
+        endpoint = self.endpoint
+        host = urlsplit(endpoint.url).hostname or ""
         has_auth = bool(self.api_key and self.api_key.get_secret_value()) or any(
             secrets.is_auth_header(h) for h in self.headers
         )
-        if api_settings.signs_with_cloud_credentials(self):
+        if signs_with_cloud_credentials(endpoint.shape):
             return self  # SigV4 or OAuth, from cloud credentials
-        if not has_auth and not _is_private_host(host) and not secrets.url_has_credentials(self.url):
+        if not has_auth and not _is_private_host(host) and not secrets.url_has_credentials(endpoint.url):
             raise ValueError(
                 f"api_key: {host} is a remote host and no api_key (or auth header) is set; set api_key "
                 "(any placeholder, e.g. \"none\", if that server really needs none)"
@@ -630,14 +303,8 @@ class SourceConfig(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _truncation_needs_a_column(self) -> SourceConfig:
-        if self.context_window and self.too_long_policy == "truncate" and not self.truncate_column:
-            raise ValueError("truncate_column: required when too_long_policy is truncate (name the long text column)")
-        return self
-
-    @model_validator(mode="after")
     def _output_schema(self) -> SourceConfig:
-        if not isinstance(self.output_schema, dict):
+        if self.output_schema is None:
             return self
         from connector.config.output_schema import check_schema
 
@@ -647,14 +314,6 @@ class SourceConfig(_Strict):
             raise ValueError(f"output_schema: {exc}") from None
         if self.parameters.response_format is not None:
             raise ValueError("output_schema: give output_schema or parameters.response_format, not both")
-        return self
-
-    @model_validator(mode="after")
-    def _concurrency_bounds(self) -> SourceConfig:
-        if self.min_concurrency > self.concurrency:
-            raise ValueError(
-                f"min_concurrency ({self.min_concurrency}) is above concurrency ({self.concurrency}); lower it"
-            )
         return self
 
     @model_validator(mode="after")
@@ -668,20 +327,21 @@ class SourceConfig(_Strict):
     # Derived values -------------------------------------------------------------
 
     @property
+    def endpoint(self) -> Endpoint:
+        """The API shape and URL requests go to, the provider preset and shape settings applied
+        (:func:`connector.config.endpoint.resolve_endpoint`)."""
+        return resolve_endpoint(self)
+
+    @property
     def chat_url(self) -> str:
-        """The chat-completions URL, whichever form ``url`` was given in (its query kept, userinfo not)."""
-        return Address.parse(self.url).url(CHAT_PATH, base=self.base_url)
+        """The chat-completions URL, whichever form the endpoint's URL was given in (its query kept,
+        userinfo not)."""
+        return Address.parse(self.endpoint.url).url(CHAT_PATH, base=self.base_url)
 
     @property
     def base_url(self) -> str:
         """The API base (``.../v1``) that ``/models`` hangs off, without query or userinfo."""
-        return Address.parse(self.url).without_suffix(CHAT_PATH)
-
-    @property
-    def response(self) -> ResponseTemplate:
-        """The parsed response template (defaults when none was given)."""
-        raw = self.response_template
-        return ResponseTemplate.model_validate(raw or {})
+        return Address.parse(self.endpoint.url).without_suffix(CHAT_PATH)
 
     def request_headers(self) -> dict[str, str]:
         """Headers sent with every request, key included."""

@@ -46,6 +46,8 @@ def connection_specification() -> dict[str, Any]:
     schema = SourceConfig.model_json_schema()
     defs = schema.pop("$defs", {})
     schema = _inline(schema, defs)
+    # Properties in form order, whichever class of the model declares them (RunSettings, SourceConfig).
+    schema["properties"] = dict(sorted(schema["properties"].items(), key=lambda kv: kv[1].get("order", 99)))
     schema["$schema"] = "http://json-schema.org/draft-07/schema#"
     return dict(schema)
 

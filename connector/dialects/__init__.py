@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from connector.config.providers import canonical
 from connector.dialects.base import Dialect, Prepared, Reply, StreamAssembler
 from connector.dialects.openai_chat import ChatDialect
 from connector.errors import ConfigError
@@ -48,7 +47,7 @@ def _one_authorization(config: SourceConfig, dialect: ChatDialect) -> None:
 
 
 def _dialect_for(config: SourceConfig) -> ChatDialect:
-    shape = canonical(config.api_compatibility)
+    shape = config.endpoint.shape
     if shape == "openai_responses":
         from connector.dialects.openai_responses import ResponsesDialect
 

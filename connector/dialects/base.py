@@ -281,7 +281,8 @@ class DialectBase:
         self._stream = config.stream
         self._extra = dict(config.extra_body)
         self._template_keys: set[str] = set(config.request_template or ())
-        self.address = Address.parse(config.url)
+        # The url as configured, or resolved from the provider preset and the shape's settings.
+        self.address = Address.parse(config.endpoint.url)
         # Sent with every request after the shape's own auth: url's userinfo, then the config's headers.
         self.extra_headers = {**self.address.basic_auth(), **config.headers}
         self._check()

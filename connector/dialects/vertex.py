@@ -50,7 +50,7 @@ class GoogleToken:
         if self._info is None:
             credentials, _project = google.auth.default(scopes=list(SCOPES))
             return credentials
-        # Only the two types api_settings lets through: a loader per type, never a generic one.
+        # Only the two types the config accepts (config/endpoint.py): a loader per type, never a generic one.
         # (Typed Any: google-auth is untyped where installed, absent where not.)
         loader: Any
         if self._info.get("type") == "service_account":

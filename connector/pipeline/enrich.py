@@ -88,7 +88,7 @@ class RowEnricher:
         self._config = config
         self._dialect = client.dialect  # the run's one dialect: bodies are built for the shape the client speaks
         self._template = template or RequestTemplate.from_config(config, self._dialect.conversation_key)
-        self._extractor = ResponseExtractor(config.response, ExtraOutputs.from_config(config))
+        self._extractor = ResponseExtractor(config.response_template, ExtraOutputs.from_config(config))
         self._client = client
         self._redact = redactor
         self._cache = cache if cache is not None and cache.enabled else None

@@ -19,7 +19,6 @@ from urllib.parse import urlsplit, urlunsplit
 from connector import errors
 from connector.config.address import Address
 from connector.config.model import CHAT_PATH, SourceConfig
-from connector.config.providers import canonical
 from connector.endpoint.client import EndpointClient
 from connector.endpoint.transport import Transport
 from connector.jsonbytes import dumps
@@ -97,12 +96,12 @@ class _Prober:
 
 
 def _chat_shaped(config: SourceConfig) -> bool:
-    return canonical(config.api_compatibility) == "openai_chat_completions"
+    return config.endpoint.shape == "openai_chat_completions"
 
 
 async def _better_url(config: SourceConfig, prober: _Prober) -> str | None:
     """A chat-completions URL that answered, for a configured one that returned 404."""
-    address = Address.parse(config.url)
+    address = Address.parse(config.endpoint.url)
     parts = urlsplit(address.base)
     origin = f"{parts.scheme}://{parts.netloc}"
     configured = urlsplit(config.chat_url).path
@@ -136,7 +135,7 @@ async def _explained(exc: errors.EndpointError, config: SourceConfig, models: li
     twin = _https_twin(url)
     tls = await prober.tls_at(twin) if twin is not None and _hung_up(exc) else None
     if tls is not None:
-        address = Address.parse(config.url)
+        address = Address.parse(config.endpoint.url)
         https = address.url(base="https" + address.base.removeprefix("http"))
         private = " (its certificate is not trusted here: add its CA as tls.ca_bundle)" if tls == "untrusted" else ""
         message = f"{message.rstrip('.')}. The server speaks HTTPS: set url to {https}{private}."
@@ -157,7 +156,7 @@ def explain(exc: errors.EndpointError, config: SourceConfig, models: list[str] |
                 return (f"Model '{config.model}' not found at {host} (404).{offered} "
                         f"Server said: {_detail(exc)}")
             if not _chat_shaped(config):  # another API shape: its own URL
-                return (f"Wrong path: POST {url} returned 404 ({config.api_compatibility}). "
+                return (f"Wrong path: POST {url} returned 404 ({config.endpoint.shape}). "
                         "Set url to the API base (e.g. https://api.anthropic.com/v1) or check the shape's settings.")
             return (f"Wrong path: POST {url or config.chat_url} returned 404. "
                     "Set url to the chat-completions URL or the API base (…/v1).")
@@ -210,7 +209,7 @@ async def run_check(config: SourceConfig, client: EndpointClient, transport: Tra
     # without /v1 works here yet 404s on OpenAI, vLLM, Ollama: say so, if /v1 answers too.
     no_v1 = ""
     if _chat_shaped(config) and urlsplit(config.chat_url).path == CHAT_PATH:
-        address = Address.parse(config.url)
+        address = Address.parse(config.endpoint.url)
         v1 = await prober.first_answering([address.url("/v1" + CHAT_PATH, base=config.base_url)])
         if v1 is not None:
             no_v1 = (f" Note: url has no /v1; this server accepts that, most OpenAI-compatible servers "

@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from connector.config.model import InputConfig
+from connector.config.input import InputConfig
 from connector.errors import InputError
 
 _EXTENSIONS = {

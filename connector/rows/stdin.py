@@ -33,7 +33,7 @@ from typing import Any, BinaryIO
 import orjson
 import pyarrow as pa
 
-from connector.config.model import InputConfig
+from connector.config.input import InputConfig
 from connector.errors import InputError
 from connector.rows.files import InputTable
 

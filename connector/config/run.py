@@ -1,0 +1,184 @@
+"""How a run behaves: concurrency and rate budgets, retries, error and spend policies, the answer
+cache, null cells, the context window, validation retries, fallbacks, prices and TLS.
+
+:class:`RunSettings` holds these fields and their rules; :class:`connector.config.model.SourceConfig`
+adds what to ask and where, and is the one config model.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from connector.config.sections import CacheConfig, ErrorClass, Price, Strict, TLSConfig
+
+_DEFAULT_FALLBACK_ON: tuple[ErrorClass, ...] = ("rate_limit", "server", "timeout", "context_length")
+
+
+class RunSettings(Strict):
+    """The run-policy fields of the config (see the module doc)."""
+
+    concurrency: int = Field(
+        16,
+        ge=1,
+        le=4096,
+        title="Requests in flight",
+        description=(
+            "Maximum concurrent requests. With adaptive_concurrency the cap halves on 429/503/timeouts "
+            "and grows back by one per cap's worth of clean answers."
+        ),
+        json_schema_extra={"order": 13},
+    )
+    min_concurrency: int = Field(
+        1, ge=1, le=4096, title="Minimum requests in flight", json_schema_extra={"order": 14}
+    )
+    adaptive_concurrency: bool = Field(
+        True,
+        title="Adaptive concurrency",
+        description="Shrink the cap when the endpoint is overloaded and grow it back while it answers cleanly.",
+        json_schema_extra={"order": 15},
+    )
+    requests_per_minute: int | None = Field(
+        None,
+        gt=0,
+        title="Requests per minute",
+        description="Budget for requests started per minute (token bucket); unset means no budget.",
+        json_schema_extra={"order": 16},
+    )
+    tokens_per_minute: int | None = Field(
+        None,
+        gt=0,
+        title="Tokens per minute",
+        description=(
+            "Budget for prompt + completion tokens per minute. Each request is estimated before sending "
+            "(prompt length, plus max_tokens) and corrected from the reply's usage."
+        ),
+        json_schema_extra={"order": 17},
+    )
+    max_retries: int = Field(
+        5,
+        ge=0,
+        le=20,
+        title="Retries per row",
+        description="On 408/409/429/5xx and connection errors, with exponential backoff and Retry-After.",
+        json_schema_extra={"order": 18},
+    )
+    on_row_error: Literal["emit", "skip", "fail"] = Field(
+        "emit",
+        title="When a row fails after retries",
+        description=(
+            "emit: the record is emitted with _status error and the reason (default); skip: it is left out "
+            "(and counted in the summary); fail: the sync stops with an error."
+        ),
+        json_schema_extra={"order": 20},
+    )
+    max_error_rate: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        title="Maximum error rate",
+        description="Stop the sync once more than this fraction of rows failed (checked after 20 rows).",
+        json_schema_extra={"order": 21},
+    )
+    max_requests: int | None = Field(
+        None,
+        gt=0,
+        title="Spend guard: requests",
+        description="At most this many requests (retries included) reach the endpoint in one run; then the "
+        "run stops cleanly before the next row, after a checkpoint.",
+        json_schema_extra={"order": 22},
+    )
+    max_total_tokens: int | None = Field(
+        None,
+        gt=0,
+        title="Spend guard: tokens",
+        description="Send a request only while the tokens used (in + out) plus the estimates of the requests "
+        "in flight stay within this; then stop cleanly before the next row, after a checkpoint.",
+        json_schema_extra={"order": 23},
+    )
+    cache: CacheConfig = Field(default_factory=CacheConfig, title="Answer cache", json_schema_extra={"order": 24})
+    null_policy: Literal["empty", "skip", "literal"] = Field(
+        "empty",
+        title="Null cells",
+        description=(
+            "For a null (or empty) cell the template uses: empty sends an empty string (never the word None); "
+            "skip sends nothing and gives the row _status skipped_null; literal sends null_literal."
+        ),
+        json_schema_extra={"order": 26},
+    )
+    null_literal: str = Field("", title="Text for null cells", description="With null_policy literal.",
+                              json_schema_extra={"order": 27})
+    context_window: int | None = Field(
+        None,
+        gt=0,
+        title="Context window (tokens)",
+        description=(
+            "The model's context size. When set, each prompt is estimated offline (characters per token, "
+            "learned from replies' usage) before sending; too_long_policy says what to do with one that "
+            "does not fit with max_tokens."
+        ),
+        json_schema_extra={"order": 28},
+    )
+    too_long_policy: Literal["truncate", "skip", "fail"] = Field(
+        "skip",
+        title="Prompts longer than the context window",
+        description="truncate cuts truncate_column to fit; skip gives _status skipped_too_long; fail stops.",
+        json_schema_extra={"order": 29},
+    )
+    truncate_column: str | None = Field(
+        None, title="Column to truncate", description="With too_long_policy truncate: the long text column.",
+        json_schema_extra={"order": 30},
+    )
+    validation_retries: int = Field(
+        1,
+        ge=0,
+        le=5,
+        title="Retries of an invalid structured answer",
+        description=(
+            "When json_columns (or an output schema) cannot be read from an answer, ask again this many times "
+            "with the problem appended to the conversation."
+        ),
+        json_schema_extra={"order": 31},
+    )
+    fallback_models: list[str] = Field(
+        default_factory=list,
+        title="Fallback models",
+        description="Tried in order for a row whose error class is in fallback_on; _model says who answered.",
+        json_schema_extra={"order": 32},
+    )
+    fallback_on: list[ErrorClass] = Field(
+        default_factory=lambda: list(_DEFAULT_FALLBACK_ON),
+        title="Error classes that trigger a fallback",
+        json_schema_extra={"order": 33},
+    )
+    context_windows: dict[str, int] = Field(
+        default_factory=dict,
+        title="Context window per model",
+        description="For fallbacks: a model whose window is smaller than the prompt is passed over.",
+        json_schema_extra={"order": 34},
+    )
+    prices: dict[str, Price] = Field(
+        default_factory=dict,
+        title="Prices",
+        description=(
+            'Per model (or "*" for any), e.g. {"gpt-4o-mini": {"input_per_million": 0.15, '
+            '"output_per_million": 0.6}}; fills _cost and the run summary.'
+        ),
+        json_schema_extra={"order": 35},
+    )
+    tls: TLSConfig = Field(default_factory=TLSConfig, title="TLS", json_schema_extra={"order": 25})
+
+    @model_validator(mode="after")
+    def _truncation_needs_a_column(self) -> RunSettings:
+        if self.context_window and self.too_long_policy == "truncate" and not self.truncate_column:
+            raise ValueError("truncate_column: required when too_long_policy is truncate (name the long text column)")
+        return self
+
+    @model_validator(mode="after")
+    def _concurrency_bounds(self) -> RunSettings:
+        if self.min_concurrency > self.concurrency:
+            raise ValueError(
+                f"min_concurrency ({self.min_concurrency}) is above concurrency ({self.concurrency}); lower it"
+            )
+        return self

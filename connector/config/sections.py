@@ -1,0 +1,124 @@
+"""The nested sections of the config: output columns, generation parameters, cache, TLS, prices.
+
+The input section has its own module (:mod:`connector.config.input`); the whole
+config is :class:`connector.config.model.SourceConfig`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+
+ColumnType = Literal["string", "integer", "number", "boolean", "object", "array"]
+
+
+class Strict(BaseModel):
+    """A config section that refuses unknown fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ResponseTemplate(Strict):
+    """Which output columns to take from each reply."""
+
+    columns: dict[str, str] = Field(
+        default_factory=lambda: {"answer": "choices.0.message.content"},
+        title="Output columns",
+        description=(
+            "Output column name -> dotted path into the chat-completion reply, e.g. "
+            "'choices.0.message.content', 'usage.total_tokens', 'choices.0.finish_reason'. "
+            "Streamed replies are assembled into the same shape first."
+        ),
+    )
+    @field_validator("columns")
+    @classmethod
+    def _paths(cls, columns: dict[str, str]) -> dict[str, str]:
+        for name, path in columns.items():
+            steps = path.split(".")
+            if not path.strip() or any(not step or step != step.strip() for step in steps):
+                raise ValueError(
+                    f"column '{name}': path '{path}' has an empty or padded step; "
+                    "write dotted steps such as choices.0.message.content or usage.total_tokens"
+                )
+        return columns
+
+    json_columns: dict[str, ColumnType] = Field(
+        default_factory=dict,
+        title="Typed columns from JSON content",
+        description=(
+            "Parse the message content as a JSON object and expose these keys as typed columns, "
+            'e.g. {"sentiment": "string", "score": "number"}.'
+        ),
+    )
+
+
+class Parameters(Strict):
+    """Generation parameters."""
+
+    temperature: float | None = Field(None, ge=0, le=2, description="Sampling temperature.")
+    top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass.")
+    max_tokens: int | None = Field(None, gt=0, description="Upper bound on tokens generated per row.")
+    stop: Annotated[
+        str | list[str] | None,
+        WithJsonSchema({"type": ["string", "array"], "items": {"type": "string"}}),
+    ] = Field(None, description="Stop sequence(s).")
+    seed: int | None = Field(None, description="Seed, for servers that support reproducible sampling.")
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    response_format: dict[str, Any] | None = Field(
+        None, description='e.g. {"type": "json_object"} or a json_schema format.'
+    )
+    # Mapped to each API shape's own names (connector/dialects); one a shape cannot express
+    # is a config error, never a silent drop.
+    max_completion_tokens: int | None = Field(None, gt=0, description="Newer name of max_tokens (reasoning models).")
+    tool_choice: Annotated[
+        str | dict[str, Any] | None, WithJsonSchema({"type": ["string", "object"]})
+    ] = Field(None, description='auto, none, required, or {"type": "function", "function": {"name": "..."}}.')
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = Field(None)
+    user: str | None = Field(None, description="End-user id, for the provider's abuse monitoring.")
+    metadata: dict[str, str] | None = Field(None, description="Key-value tags stored with the request.")
+    top_logprobs: int | None = Field(None, ge=0, le=20, description="Log-probabilities of the top N tokens.")
+    store: bool | None = Field(None, description="Let the provider store the answer (openai_responses: false).")
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _tool_choice(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in ("auto", "none", "required"):
+            raise ValueError('must be auto, none, required or {"type": "function", "function": {"name": ...}}')
+        return value
+
+    def as_body(self) -> dict[str, Any]:
+        """The parameters that are set, as request-body fields."""
+        return self.model_dump(exclude_none=True)
+
+
+class CacheConfig(Strict):
+    """The answer cache: answers already paid for are never bought again."""
+
+    enabled: bool = Field(True, description="Look answers up before sending, store them before emitting.")
+    path: str | None = Field(
+        None,
+        description="sqlite file. Default: $XDG_CACHE_HOME/source-openai-compatible/answers.sqlite.",
+    )
+    ttl_seconds: float | None = Field(None, gt=0, description="Ignore cached answers older than this.")
+
+
+class TLSConfig(Strict):
+    """How the endpoint's certificate is checked."""
+
+    verify: bool = Field(True, description="Verify the server certificate. Turn off only for a test server.")
+    ca_bundle: str | None = Field(None, description="A PEM file of extra CA certificates (a private CA).")
+
+
+class Price(Strict):
+    """Price of one model, in currency units per million tokens."""
+
+    input_per_million: float = Field(..., ge=0)
+    output_per_million: float = Field(..., ge=0)
+
+
+ErrorClass = Literal[
+    "rate_limit", "quota", "auth", "timeout", "connection", "server", "bad_request",
+    "not_found", "context_length", "content_filter", "bad_reply", "validation",
+]
