@@ -1,0 +1,88 @@
+"""The shape of connector/: no import cycle, small modules, and dependencies that only point down the stages.
+
+The graph is scripts/import_graph.py's (every import counts, lazy and TYPE_CHECKING ones included).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _import_graph() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("import_graph", ROOT / "scripts" / "import_graph.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+GRAPH = _import_graph()
+
+# The stages, lowest first: a module may import from its own stage and from the tiers below it.
+TIERS: list[set[str]] = [
+    {"errors", "secrets", "jsonbytes"},   # what every stage shares
+    {"config"},                           # what the user asked for
+    {"rows", "requests", "dialects"},     # the input table; row -> body; the API shapes
+    {"endpoint"},                         # talking to the server
+    {"answers"},                          # reply -> columns, the record contract
+    {"pipeline"},                         # rows through the endpoint, protocol-free
+    {"airbyte", "standalone", "scaleout"},  # the ways to run it
+    {"cli"},                              # argv, files, stdout, exit code
+    {"__main__"},                         # python -m connector
+]
+
+# Edges between stages of the same tier, each with the reason it stands.
+KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
+    ("standalone", "airbyte"): "run writes the enriched schema of airbyte/catalog.py and its dry-run report",
+    ("scaleout", "airbyte"): "the workers' Arrow schema is airbyte/catalog.py's enriched schema",
+    ("scaleout", "standalone"): "the workers build Arrow batches with standalone/writers.py's Columns",
+}
+
+# Modules allowed over the size limit, each with why splitting it would not help a reader.
+MAX_LINES = 400
+LARGE_MODULES: dict[str, str] = {}
+
+
+def _tier(stage: str) -> int:
+    for index, tier in enumerate(TIERS):
+        if stage in tier:
+            return index
+    raise AssertionError(f"stage {stage!r} is in no tier of tests/test_architecture.py: place it")
+
+
+def test_no_import_cycle() -> None:
+    assert GRAPH.cycles(GRAPH.graph()) == []
+
+
+def test_dependencies_point_down_the_stages() -> None:
+    wrong = []
+    for source, targets in GRAPH.graph().items():
+        for target in targets:
+            src, dst = GRAPH.stage_of(source), GRAPH.stage_of(target)
+            if src == dst or _tier(dst) < _tier(src) or (src, dst) in KNOWN_EXCEPTIONS:
+                continue
+            wrong.append(f"{source} imports {target} ({src} may not depend on {dst})")
+    assert wrong == []
+
+
+def test_known_exceptions_are_still_needed() -> None:
+    edges = {(GRAPH.stage_of(s), GRAPH.stage_of(t)) for s, targets in GRAPH.graph().items() for t in targets}
+    assert set(KNOWN_EXCEPTIONS) <= edges, "an exception no longer happens: remove it from KNOWN_EXCEPTIONS"
+
+
+def test_modules_stay_small() -> None:
+    sizes = {name: len(path.read_text().splitlines()) for name, path in GRAPH.modules().items()}
+    large = {name: lines for name, lines in sizes.items() if lines > MAX_LINES and name not in LARGE_MODULES}
+    assert large == {}, f"split these modules (or list them in LARGE_MODULES with the reason): {large}"
+    assert all(sizes[name] > MAX_LINES for name in LARGE_MODULES), "an exception is small now: remove it"
+
+
+def test_the_import_graph_sees_lazy_imports() -> None:
+    """A cycle hidden in a function body or a TYPE_CHECKING block still counts."""
+    known = set(GRAPH.modules())
+    source = ROOT / "connector" / "airbyte" / "commands.py"
+    assert "connector.config.load" in GRAPH.imports_of(source, known)  # imported inside the commands
