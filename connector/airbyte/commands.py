@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from connector.endpoint.client import EndpointClient
     from connector.pipeline.wiring import Endpoint
     from connector.requests.templates import RequestTemplate
-    from connector.rows.stdin import Table
+    from connector.rows.table import Table
 
 __all__ = ["Checkpointing", "TransportFactory", "check", "default_transport", "discover", "read", "spec"]
 

@@ -38,7 +38,8 @@ from connector.errors import ConnectorError, RowFailed, SyncFailed
 from connector.pipeline.enrich import Record, RowEnricher
 from connector.pipeline.ordered import ordered_map
 from connector.pipeline.progress import NO_PROGRESS, Progress
-from connector.rows.stdin import Table, numbered_rows
+from connector.rows.stdin import numbered_rows
+from connector.rows.table import Table
 
 Clock = Callable[[], float]
 

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from connector.config.input import InputConfig
 from connector.errors import InputError
+from connector.rows.table import Row
 
 _EXTENSIONS = {
     ".csv": "csv",
@@ -29,7 +30,6 @@ _EXTENSIONS = {
     ".pq": "parquet",
 }
 
-Row = dict[str, Any]
 
 
 def _files(path: str) -> list[str]:

@@ -36,8 +36,8 @@ import pyarrow as pa
 from connector.config.input import InputConfig
 from connector.errors import InputError
 from connector.rows.files import InputTable
+from connector.rows.table import Row, Table
 
-Row = dict[str, Any]
 INFER_WAIT = 1.0
 _AIRBYTE_TYPES = frozenset({"RECORD", "STATE", "LOG", "TRACE", "SPEC", "CATALOG", "CONNECTION_STATUS", "CONTROL"})
 _ARROW_TYPES: dict[str, pa.DataType] = {
@@ -314,9 +314,6 @@ def infer_schema(rows: list[Row]) -> pa.Schema:
             kind = pa.string()
         fields.append(pa.field(name, kind))
     return pa.schema(fields)
-
-
-Table = InputTable | StdinTable
 
 
 def open_input(config: InputConfig, stdin: BinaryIO | None = None, reserved: Collection[str] = ()) -> Table:

@@ -1,0 +1,37 @@
+"""The input table as a run sees it: a schema, a size estimate and batches of rows.
+
+Files (:class:`~connector.rows.files.InputTable`) and standard input
+(:class:`~connector.rows.stdin.StdinTable`) both provide it; the pipeline depends
+on this protocol only. Stdin alone has more (``start``, ``notes``): callers narrow
+to :class:`~connector.rows.stdin.StdinTable` for those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+Row = dict[str, Any]
+
+
+class Table(Protocol):
+    """An input table (see the module doc)."""
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The columns and their Arrow types (for stdin: declared, or inferred once reading started)."""
+
+    @property
+    def columns(self) -> list[str]:
+        """The column names, in order."""
+
+    def estimate_rows(self) -> tuple[int, bool] | None:
+        """(rows, is_estimate), or None when the size cannot be known before reading."""
+
+    def first_row(self) -> Row | None:
+        """The row ``check`` renders the template with (a stand-in for stdin)."""
+
+    def batches(self, skip: int = 0) -> Iterator[list[Row]] | AsyncIterator[list[Row]]:
+        """Rows in input order, in lists, after skipping ``skip`` rows (async for stdin)."""
