@@ -317,15 +317,15 @@ def test_validated_fields_hold_parsed_values() -> None:
 
 
 def test_the_endpoint_is_resolved_without_changing_the_config() -> None:
-    from connector.config.endpoint import Endpoint, resolve_endpoint
+    from connector.config.endpoint import ApiEndpoint, resolve_endpoint
 
     raw = {**BASE, "provider": "anthropic", "model": "claude"}
     config = load_config(raw)
-    assert config.endpoint == Endpoint("anthropic_messages", "https://api.anthropic.com/v1")
+    assert config.endpoint == ApiEndpoint("anthropic_messages", "https://api.anthropic.com/v1")
     assert resolve_endpoint(config) == config.endpoint  # a pure function of the fields
     # The fields are what the user wrote (form defaults included): nothing was filled in.
     assert config.url == "https://api.openai.com/v1/chat/completions"
     assert config.api_compatibility == "openai_chat_completions"
     assert config.model_fields_set == set(raw)
     other = config.model_copy(update={"provider": "groq"})
-    assert other.endpoint == Endpoint("openai_chat_completions", "https://api.groq.com/openai/v1")
+    assert other.endpoint == ApiEndpoint("openai_chat_completions", "https://api.groq.com/openai/v1")

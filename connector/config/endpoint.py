@@ -32,7 +32,7 @@ DEFAULT_URL = "https://api.openai.com/v1/chat/completions"
 
 
 @dataclass(frozen=True, slots=True)
-class Endpoint:
+class ApiEndpoint:
     """The resolved endpoint: the canonical API shape and the URL (a base or a full URL, as given)."""
 
     shape: str
@@ -71,7 +71,7 @@ def _explicit(config: EndpointSettings, field: str, value: Any, default: Any) ->
     return field in config.model_fields_set and value != default
 
 
-def resolve_endpoint(config: EndpointSettings) -> Endpoint:
+def resolve_endpoint(config: EndpointSettings) -> ApiEndpoint:
     """The shape and URL the config means (see the module doc).
 
     Raises ValueError, worded for the config, when a shape lacks what it needs.
@@ -120,7 +120,7 @@ def resolve_endpoint(config: EndpointSettings) -> Endpoint:
 
     if preset is not None and preset.needs_key and not has_key and not any(map(is_auth_header, config.headers)):
         raise ValueError(f"api_key: provider '{preset.name}' needs an API key")
-    return Endpoint(shape, url)
+    return ApiEndpoint(shape, url)
 
 
 def _check_google_credentials(text: str) -> None:

@@ -33,7 +33,7 @@ from pydantic import (
 
 from connector import secrets
 from connector.config.address import Address
-from connector.config.endpoint import DEFAULT_URL, Endpoint, resolve_endpoint, signs_with_cloud_credentials
+from connector.config.endpoint import DEFAULT_URL, ApiEndpoint, resolve_endpoint, signs_with_cloud_credentials
 from connector.config.input import InputConfig
 from connector.config.providers import ApiShape, presets
 from connector.config.run import RunSettings
@@ -327,7 +327,7 @@ class SourceConfig(RunSettings):
     # Derived values -------------------------------------------------------------
 
     @property
-    def endpoint(self) -> Endpoint:
+    def endpoint(self) -> ApiEndpoint:
         """The API shape and URL requests go to, the provider preset and shape settings applied
         (:func:`connector.config.endpoint.resolve_endpoint`)."""
         return resolve_endpoint(self)
