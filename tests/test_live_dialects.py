@@ -159,13 +159,19 @@ async def test_a_validation_retry_on_responses_is_accepted_by_llama_cpp(live_ser
     """The retry replays the unusable answer as a typed output message: llama.cpp refuses an assistant
     turn without "type": "message" and output_text parts (400), so the row became bad_request."""
     from connector.airbyte import commands
+    from connector.errors import SyncFailed
 
     config = {"api_compatibility": "openai_responses", "url": live_server.base_url, "api_key": live_server.api_key,
               "model": "smollm2-135m-instruct", "prompt": "Say hello to {{name}} in one short sentence.",
               "input": {"rows": [{"name": "Ada"}]}, "response_template": {"json_columns": {"greeting": "string"}},
               "parameters": {"max_tokens": 64, "temperature": 0}, "validation_retries": 1, "max_retries": 0,
               "timeout": 120, "cache": {"enabled": False}}
-    messages = [m async for m in commands.read(config, catalog_for())]
+    messages: list[dict[str, Any]] = []
+    try:
+        async for message in commands.read(config, catalog_for()):
+            messages.append(message)
+    except SyncFailed:
+        pass  # the one row may stay invalid: "every row failed", its record emitted first
     [record] = [m["record"]["data"] for m in messages if m["type"] == "RECORD"]
     assert record["_attempts"] == 2, record  # the plain-text answer was asked again...
     assert record["_error_class"] in (None, "validation"), record  # ...and the server took the retry
