@@ -21,8 +21,13 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from connector.answers.cache import AnswerCache, cache_key, cache_path
+from connector.config.model import SourceConfig
+from connector.endpoint.client import EndpointClient
 from connector.endpoint.limits import TokenEstimator
+from connector.errors import RowTooLong
 from connector.jsonbytes import dumps
+from connector.pipeline.enrich import RowEnricher
 from connector.secrets import MASK, Redactor, is_auth_header
 
 SAMPLES = 3
@@ -115,7 +120,8 @@ def _model(body: dict[str, Any]) -> str:
 class Planner:
     """Renders rows into requests and adds them up, sending nothing."""
 
-    def __init__(self, config: Any, enricher: Any, client: Any, redact: Redactor, samples: int = SAMPLES) -> None:
+    def __init__(self, config: SourceConfig, enricher: RowEnricher, client: EndpointClient, redact: Redactor,
+                 samples: int = SAMPLES) -> None:
         self._config = config
         self._enricher = enricher
         self._dialect = client.dialect
@@ -128,8 +134,6 @@ class Planner:
                              default_output=self._estimator.default_output)
 
     async def add(self, item: tuple[int, dict[str, Any]]) -> None:
-        from connector.errors import RowTooLong
-
         result = self.result
         result.rows += 1
         try:
@@ -168,8 +172,6 @@ class Planner:
     def _cached(self, body: dict[str, Any]) -> bool:
         if self._cache is None:
             return False
-        from connector.answers.cache import cache_key
-
         return self._cache.get(cache_key(self._url, self._dialect.name, body)) is not None
 
     async def _sample(self, row_number: int, body: dict[str, Any]) -> Sample:
@@ -195,12 +197,10 @@ class Planner:
             self._cache.close()
 
 
-def _open_cache_if_present(config: Any) -> Any:
+def _open_cache_if_present(config: SourceConfig) -> AnswerCache | None:
     """The answer cache, only if its file exists (a dry run creates nothing)."""
     if not config.cache.enabled:
         return None
-    from connector.answers.cache import AnswerCache, cache_path
-
     path = cache_path(config)
     if not path.is_file():
         return None
