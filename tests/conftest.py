@@ -147,6 +147,19 @@ def run_cli(args: list[str], cwd: Path | None = None, timeout: float = 600, *, p
     return Run(code, messages, stdout, stderr)
 
 
+def run_connector(args: list[str]) -> Run:
+    """Run the connector in-process (``connector.cli.run``), stdin empty; parse stdout."""
+    import io
+
+    from connector import cli
+
+    out, err = io.BytesIO(), io.StringIO()
+    code = cli.run(args, out, err, io.BytesIO())
+    stdout = out.getvalue().decode()
+    messages = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    return Run(code, messages, stdout, err.getvalue())
+
+
 @pytest.fixture
 def write_json(tmp_path: Path) -> Callable[[str, Any], str]:
     def write(name: str, value: Any) -> str:

@@ -19,6 +19,8 @@ message, so one server serves every test:
 - ``chunk-<n>``: write the SSE stream in n-byte pieces (events split across reads)
 - ``hang``: never answer (timeouts)
 - ``json-answer``: answer with a JSON object of fields sentiment/score
+- ``model-ignored``: answer whatever model is asked for, as a single-model server does
+- ``model-400``: refuse an unknown model with 400 in LiteLLM's words, as gateways do
 - ``echo-request``: a 400 whose error message echoes the request line (URL and query) and
   every header, as JSON and again percent-encoded, as some gateways do; also on any path the
   server does not know, chosen there by the header or by the marker anywhere in the body
@@ -223,7 +225,10 @@ def make_app(api_key: str | None, latency_ms: float, models: list[str],
             if request.transport is not None:
                 request.transport.close()  # the client gave up long ago: never a late answer
             return web.Response()
-        if models and body.get("model") not in models:
+        if models and body.get("model") not in models and "model-ignored" not in behaviours:
+            if "model-400" in behaviours:  # LiteLLM's proxy, word for word
+                return _error(400, f"litellm.BadRequestError: Invalid model name passed in model={body.get('model')}. "
+                                   "Call `/v1/models` to view available models for your key.", "400")
             return _error(404, f"The model `{body.get('model')}` does not exist.", "model_not_found")
         if latency_ms:
             await asyncio.sleep(latency_ms / 1000)

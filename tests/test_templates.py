@@ -377,3 +377,26 @@ def test_json_columns_unparseable_content_gives_row_error(content: Any, fragment
 
 def test_parse_json_object_fence_with_language_and_inner_backticks() -> None:
     assert parse_json_object('```json\n{"code": "a`b"}\n```') == {"code": "a`b"}
+
+
+# Malformed placeholders ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("a {{{x}}} b", "request_template.x, character 2: '{{{x}}' has a brace inside the placeholder"),
+        ("{{x}} then {{y", "request_template.x, character 11: '{{y' opens a placeholder that never closes"),
+        ("{{x}} {{  }}", "request_template.x, character 6: '{{  }}' is an empty placeholder"),
+    ],
+)
+def test_malformed_placeholders_name_field_and_offset(text: str, fragment: str) -> None:
+    with pytest.raises(TemplateError) as info:
+        RequestTemplate({"messages": [], "x": text})
+    assert fragment in str(info.value)
+
+
+def test_single_braced_column_after_a_placeholder_is_found_at_its_offset() -> None:
+    tmpl = RequestTemplate({"messages": [{"role": "user", "content": "{{text}} and {text}"}]})
+    with pytest.raises(TemplateError, match=r"request_template.messages.0.content, character 13: '\{text\}'"):
+        tmpl.check_columns(["text"])

@@ -64,13 +64,16 @@ async def discover(raw_config: Any, transport_factory: TransportFactory = defaul
 
     config = load_config(raw_config)
     dialect = dialect_for(config)  # the run's one dialect; ConfigError when the shape cannot express the config
+    template = RequestTemplate.from_config(config, dialect.conversation_key)
     table = open_input(config.input)  # never reads stdin: its columns are input.columns
     if isinstance(table, StdinTable) and not table.columns_known:
         yield protocol.log("input.path is '-' (stdin) and input.columns is not set: the catalog declares only "
                            "the output and metadata columns, and Airbyte and PyAirbyte drop undeclared input "
                            "columns. List them in input.columns.", "WARN")
     else:
-        RequestTemplate.from_config(config, dialect.conversation_key).check_columns(table.columns)
+        template.check_columns(table.columns)
+    for warning in template.warnings:
+        yield protocol.log(warning, "WARN")
     streams = [enriched_stream(config, table.schema)]
     async with connect(config, dialect, transport_factory, limited=False) as endpoint:
         try:
@@ -109,13 +112,15 @@ async def read(
 
     config = load_config(raw_config)
     dialect = dialect_for(config)  # the run's one dialect; ConfigError when the shape cannot express the config
+    template = RequestTemplate.from_config(config, dialect.conversation_key)  # a typo fails before any input is read
     table = open_input(config.input, stdin, META_COLUMNS)
     if isinstance(table, StdinTable):
         await table.start()  # without input.columns, infers them from the first rows
         for note in table.notes:
             yield protocol.log(note, "WARN")
-    template = RequestTemplate.from_config(config, dialect.conversation_key)
     template.check_columns(table.columns)
+    for warning in template.warnings:
+        yield protocol.log(warning, "WARN")
     enriched_stream(config, table.schema)  # the same name and column checks as discover
     # PyAirbyte asks for incremental on every stream; models is then simply listed again.
     offered = {config.stream_name: SYNC_MODES, MODELS_STREAM: SYNC_MODES}

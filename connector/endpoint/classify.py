@@ -22,6 +22,13 @@ _CONTEXT = re.compile(
 )
 _QUOTA = re.compile(r"insufficient_quota|exceeded your current quota|billing|credit balance|quota exceeded",
                     re.IGNORECASE)
+# A model the endpoint does not serve. OpenAI, vLLM, Ollama answer 404; gateways answer 400
+# (LiteLLM: "Invalid model name passed in model=...", OpenRouter: "... is not a valid model ID").
+_UNKNOWN_MODEL = re.compile(
+    r"invalid model|not a valid model|unknown model|model_not_found|no such model|"
+    r"model\W+\S*\W*(?:does not exist|not found|is not supported by this (?:server|endpoint))",
+    re.IGNORECASE,
+)
 _CONTENT_FILTER = re.compile(r"content[_ ]filter|content management policy|safety|responsible ?ai", re.IGNORECASE)
 
 
@@ -40,7 +47,7 @@ def classify(exc: errors.EndpointError) -> str:
             return "context_length"
         if status == 400 and _CONTENT_FILTER.search(body):
             return "content_filter"
-        if status == 404:
+        if status == 404 or is_unknown_model(exc):
             return "not_found"
         if status == 408 or status >= 500:
             return "server"
@@ -50,6 +57,14 @@ def classify(exc: errors.EndpointError) -> str:
     if isinstance(exc, errors.TransportError):
         return "connection"
     return "bad_reply"
+
+
+def is_unknown_model(exc: errors.EndpointError) -> bool:
+    """The endpoint does not serve the model asked for, whatever status it says so with
+    (404 from OpenAI-style servers, 400 or 422 from gateways)."""
+    if not isinstance(exc, errors.HTTPStatusError) or exc.status not in (400, 404, 422):
+        return False
+    return bool(_UNKNOWN_MODEL.search(exc.body or exc.message))
 
 
 def is_quota(exc: errors.EndpointError) -> bool:

@@ -14,11 +14,15 @@ one that answered is offered. An ``http://`` URL whose server hung up is tried o
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from connector import errors
+from connector.answers.extract import dig
+from connector.answers.paths import unmatched
 from connector.config.address import Address
 from connector.config.model import CHAT_PATH, SourceConfig
+from connector.endpoint.classify import is_unknown_model
 from connector.endpoint.client import EndpointClient
 from connector.endpoint.transport import Transport
 from connector.jsonbytes import dumps
@@ -150,11 +154,11 @@ def explain(exc: errors.EndpointError, config: SourceConfig, models: list[str] |
         if exc.status in (401, 403):
             hint = "set api_key" if config.api_key is None else "check api_key"
             return f"API key rejected ({exc.status}) by {host}: {hint}. Server said: {_detail(exc)}"
+        if is_unknown_model(exc) or (exc.status == 404 and "model" in exc.body.lower()):
+            offered = f" The server offers: {', '.join(models[:20])}." if models else ""
+            return (f"Model '{config.model}' not found at {host} ({exc.status}).{offered} "
+                    f"Server said: {_detail(exc)}")
         if exc.status == 404:
-            if "model" in exc.body.lower():
-                offered = f" The server offers: {', '.join(models[:20])}." if models else ""
-                return (f"Model '{config.model}' not found at {host} (404).{offered} "
-                        f"Server said: {_detail(exc)}")
             if not _chat_shaped(config):  # another API shape: its own URL
                 return (f"Wrong path: POST {url} returned 404 ({config.endpoint.shape}). "
                         "Set url to the API base (e.g. https://api.anthropic.com/v1) or check the shape's settings.")
@@ -203,18 +207,43 @@ async def run_check(config: SourceConfig, client: EndpointClient, transport: Tra
         completion = await client.complete_once(body)
     except errors.EndpointError as exc:
         raise errors.CheckFailed(await _explained(exc, config, models, client, prober, client.url)) from exc
-    answered_by = completion.reply.get("model") or config.model or "the default model"
+    reply = completion.reply
+    notes = [*template.warnings, *_path_notes(config, reply), *_model_notes(body.get("model"), models)]
+    answered_by = reply.get("model") or config.model or "the default model"
     listed = f"; {len(models)} model(s) listed" if models else ""
     # llama.cpp (and some gateways) also serve /chat/completions at the root, so a url
     # without /v1 works here yet 404s on OpenAI, vLLM, Ollama: say so, if /v1 answers too.
-    no_v1 = ""
     if _chat_shaped(config) and urlsplit(config.chat_url).path == CHAT_PATH:
         address = Address.parse(config.endpoint.url)
         v1 = await prober.first_answering([address.url("/v1" + CHAT_PATH, base=config.base_url)])
         if v1 is not None:
-            no_v1 = (f" Note: url has no /v1; this server accepts that, most OpenAI-compatible servers "
-                     f"do not. {v1} answers too: prefer it.")
+            notes.append(f"url has no /v1; this server accepts that, most OpenAI-compatible servers "
+                         f"do not. {v1} answers too: prefer it.")
     return (
         f"Connected to {urlsplit(client.url).netloc}: {answered_by} answered in "
-        f"{completion.latency_ms:.0f} ms{listed}; the template renders for the first row.{no_v1}"
+        f"{completion.latency_ms:.0f} ms{listed}; the template renders for the first row."
+        + "".join(f" Note: {note}" for note in notes)
     )
+
+
+def _path_notes(config: SourceConfig, reply: dict[str, Any]) -> list[str]:
+    """Warnings for response_template paths that select nothing in the probe's reply; CheckFailed
+    for paths that cannot select anything in the shape at all."""
+    findings = unmatched(config.response_template.columns, reply)
+    impossible = [str(f) for f in findings if f.impossible]
+    if impossible:
+        raise errors.CheckFailed("The endpoint answered, but " + "; ".join(impossible)
+                                 + ". Every row would get a null there: fix the path in response_template.columns.")
+    cut = dig(reply, ("choices", 0, "finish_reason")) == "length"
+    why = " (the probe was cut short by max_tokens 1; a full answer may have it)" if cut else ""
+    return [f"{finding}{why}." for finding in findings]
+
+
+def _model_notes(sent: Any, models: list[str] | None) -> list[str]:
+    """A note when the model sent is not among the models the endpoint lists."""
+    if not models or not isinstance(sent, str) or sent in models:
+        return []
+    shown = ", ".join(models[:20]) + (", ..." if len(models) > 20 else "")
+    return [f"model '{sent}' is not among the {len(models)} model(s) the endpoint lists ({shown}), yet it "
+            "answered: a single-model server ignores the name, but a gateway may route it to another model. "
+            "Set model to a listed name."]

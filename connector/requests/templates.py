@@ -14,7 +14,6 @@ text form, with null as the empty string (never the word "None").
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, time
 from typing import Any
@@ -22,12 +21,11 @@ from typing import Any
 from connector.config.model import SourceConfig
 from connector.errors import TemplateError
 from connector.jsonbytes import dumps
+from connector.requests import placeholders
+from connector.requests.placeholders import Placeholder
 
 Row = Mapping[str, Any]
 Renderer = Callable[[Row], Any]
-
-PLACEHOLDER = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
-
 
 def cell_text(value: Any) -> str:
     """A cell as it reads inside a prompt."""
@@ -46,38 +44,52 @@ def cell_text(value: Any) -> str:
     return dumps(value).decode()
 
 
-def _compile(node: Any, columns: set[str]) -> Renderer | None:
+Path = tuple[str | int, ...]
+FieldNamer = Callable[[Path], str]
+
+
+def _dotted(path: Path) -> str:
+    return ".".join(["request_template", *map(str, path)])
+
+
+class _Found:
+    """What compiling a template found: the placeholders, and single-brace suspects."""
+
+    def __init__(self, field: FieldNamer) -> None:
+        self.field = field
+        self.placeholders: list[Placeholder] = []
+        self.suspects: list[Placeholder] = []
+
+
+def _compile(node: Any, found: _Found, path: Path = ()) -> Renderer | None:
     """A renderer for ``node``, or None when the node holds no placeholder (a constant)."""
     if isinstance(node, str):
-        whole = PLACEHOLDER.fullmatch(node)
-        if whole:
-            column = whole.group(1)
-            columns.add(column)
-            return lambda row: row[column]
-        pieces = PLACEHOLDER.split(node)
-        if len(pieces) == 1:
+        literals, names, suspects = placeholders.split(node, found.field(path))
+        found.placeholders += names
+        found.suspects += suspects
+        if not names:
             return None
-        # split() alternates literal text and column names: even indexes are text.
-        names = pieces[1::2]
-        columns.update(names)
-        literals = pieces[0::2]
+        if len(names) == 1 and literals == ["", ""]:
+            column = names[0].name
+            return lambda row: row[column]
+        columns = [p.name for p in names]
 
         def interpolate(row: Row) -> str:
             out = [literals[0]]
-            for name, literal in zip(names, literals[1:], strict=True):
+            for name, literal in zip(columns, literals[1:], strict=True):
                 out.append(cell_text(row[name]))
                 out.append(literal)
             return "".join(out)
 
         return interpolate
     if isinstance(node, dict):
-        parts = {key: _compile(value, columns) for key, value in node.items()}
+        parts = {key: _compile(value, found, (*path, key)) for key, value in node.items()}
         if all(r is None for r in parts.values()):
             return None
         items = [(key, parts[key], value) for key, value in node.items()]
         return lambda row: {k: (r(row) if r else v) for k, r, v in items}
     if isinstance(node, list):
-        compiled = [(_compile(item, columns), item) for item in node]
+        compiled = [(_compile(item, found, (*path, i)), item) for i, item in enumerate(node)]
         if all(r is None for r, _ in compiled):
             return None
         return lambda row: [r(row) if r else v for r, v in compiled]
@@ -85,14 +97,28 @@ def _compile(node: Any, columns: set[str]) -> Renderer | None:
 
 
 class RequestTemplate:
-    """A compiled request template: ``render(row)`` gives the body's templated part."""
+    """A compiled request template: ``render(row)`` gives the body's templated part.
 
-    def __init__(self, template: dict[str, Any]) -> None:
-        columns: set[str] = set()
-        renderer = _compile(template, columns)
+    ``field`` names a position in the template the way the config spells it (for the
+    short form, ``prompt`` rather than ``request_template.messages.1.content``).
+    Malformed placeholders raise :class:`TemplateError` here, before any row is read.
+    """
+
+    def __init__(self, template: dict[str, Any], field: FieldNamer = _dotted) -> None:
+        found = _Found(field)
+        self._renderer = _compile(template, found)
         self._template = template
-        self._renderer = renderer
-        self.columns = frozenset(columns)
+        self._placeholders = found.placeholders
+        self._suspects = found.suspects
+        self.columns = frozenset(p.name for p in found.placeholders)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What is legal but almost certainly not meant (shown by check, discover and read)."""
+        if self.columns:
+            return []
+        return ["the request template has no {{column}} placeholder: every row sends the same request "
+                "(and, with the answer cache on, gets the same answer). Put {{column}} where a cell belongs."]
 
     @classmethod
     def from_config(cls, config: SourceConfig, conversation_key: str = "messages") -> RequestTemplate:
@@ -106,6 +132,7 @@ class RequestTemplate:
         if config.request_template is not None:
             template = dict(config.request_template)
             origin = "request_template"
+            field: FieldNamer = _dotted
         else:
             messages = []
             if config.system_prompt:
@@ -113,23 +140,43 @@ class RequestTemplate:
             messages.append({"role": "user", "content": config.prompt or ""})
             template = {"messages": messages}
             origin = "prompt"
+            last = len(messages) - 1
+
+            def field(path: Path) -> str:
+                return "prompt" if path[:2] == ("messages", last) else "system_prompt"
         native = conversation_key if conversation_key in template and "messages" not in template else "messages"
         if not isinstance(template.get(native), (list, str)) or template[native] == []:
             raise TemplateError(
                 f"{origin}: the request body has no 'messages' list; a chat-completions request "
                 'needs one, e.g. {"messages": [{"role": "user", "content": "{{text}}"}]}'
             )
-        return cls(template)
+        return cls(template, field)
 
     def check_columns(self, available: Iterable[str]) -> None:
-        """Fail now, naming the columns, if the template uses a column the input lacks."""
+        """Fail now, naming the columns, if the template uses a column the input lacks
+        (or writes one as ``{column}``, or reaches into one as ``{{column.field}}``)."""
         have = list(available)
-        missing = sorted(self.columns - set(have))
+        present = set(have)
+        listed = ", ".join(have) or "(none)"
+        for suspect in self._suspects:
+            if suspect.name in present:
+                raise TemplateError(
+                    f"{suspect.where}: '{{{suspect.name}}}' has single braces, so it would be sent as "
+                    f"written; a placeholder is {{{{{suspect.name}}}}}"
+                )
+        for placeholder in self._placeholders:
+            head = placeholder.name.split(".", 1)[0]
+            if placeholder.name not in present and "." in placeholder.name:
+                inside = f"column '{head}'" if head in present else f"'{head}', which is not a column either"
+                raise TemplateError(
+                    f"{placeholder.where}: {{{{{placeholder.name}}}}} reaches into {inside}; a placeholder "
+                    f"names a whole input column (nested fields are not supported). Input columns are: {listed}"
+                )
+        missing = sorted(self.columns - present)
         if missing:
-            listed = ", ".join(missing)
             raise TemplateError(
-                f"request template uses column(s) {listed} that the input does not have; "
-                f"input columns are: {', '.join(have) or '(none)'}"
+                f"request template uses column(s) {', '.join(missing)} that the input does not have; "
+                f"input columns are: {listed}"
             )
 
     def render(self, row: Row) -> Any:
