@@ -199,3 +199,30 @@ def test_gateway_invalid_model_400_stops_a_read_at_once(fake_server: Server, wri
     assert "Invalid model name passed in model=gpt-unlisted" in error["message"]
     assert not run.records
     assert fake_server.stats().get("chat", 0) - before == 1  # not one request per row
+
+
+# The catalog --------------------------------------------------------------------------------
+
+
+def test_a_catalog_listing_a_stream_twice_is_refused_before_any_request(fake_server: Server, write_json) -> None:
+    catalog = catalog_for()
+    catalog["streams"] *= 2
+    before = fake_server.stats().get("chat", 0)
+    run = run_connector(["read", "--config", write_json("c.json", config_for(fake_server)),
+                         "--catalog", write_json("cat.json", catalog)])
+    assert run.code == 1 and not run.records
+    (error,) = run.trace_errors
+    assert error["failure_type"] == "config_error"
+    assert error["message"] == ("catalog.streams.1: stream 'enriched_rows' is listed twice (also catalog.streams.0), "
+                                "so every record would be read twice; list each stream once")
+    assert fake_server.stats().get("chat", 0) == before
+
+
+def test_stream_name_models_is_a_config_error(fake_server: Server, write_json) -> None:
+    config = config_for(fake_server, stream_name="models")
+    status = check(write_json, config)
+    assert status["status"] == "FAILED"
+    assert status["message"].startswith("Invalid config: stream_name: 'models' is the name of the stream that "
+                                        "lists the endpoint's models")
+    run = run_connector(["discover", "--config", write_json("c.json", config)])
+    assert run.code == 1 and "stream_name: 'models'" in run.trace_errors[0]["message"]

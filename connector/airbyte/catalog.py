@@ -15,12 +15,12 @@ import pyarrow as pa
 
 from connector.answers.columns import extra_output_columns
 from connector.answers.records import META_COLUMNS, ROW_NUMBER
+from connector.config.model import MODELS_STREAM as MODELS_STREAM
 from connector.config.model import SourceConfig
 from connector.config.sections import ResponseTemplate
 from connector.errors import CatalogError, ConfigError
 from connector.rows.files import json_schema_for
 
-MODELS_STREAM = "models"
 SYNC_MODES = ("full_refresh", "incremental")
 
 _PATH_TYPES = {
@@ -117,6 +117,7 @@ def selected_streams(catalog: Any, known: Mapping[str, tuple[str, ...]]) -> list
     if not isinstance(catalog, dict) or not isinstance(catalog.get("streams"), list):
         raise CatalogError("catalog: expected a configured catalog, a JSON object with a 'streams' list")
     out = []
+    seen: dict[str, int] = {}
     for i, entry in enumerate(catalog["streams"]):
         stream = entry.get("stream") if isinstance(entry, dict) else None
         name = stream.get("name") if isinstance(stream, dict) else None
@@ -127,6 +128,12 @@ def selected_streams(catalog: Any, known: Mapping[str, tuple[str, ...]]) -> list
                 f"catalog.streams.{i}: unknown stream '{name}'; this source offers: {', '.join(known)}"
                 " (run discover again if stream_name changed)"
             )
+        if name in seen:
+            raise CatalogError(
+                f"catalog.streams.{i}: stream '{name}' is listed twice (also catalog.streams.{seen[name]}), "
+                "so every record would be read twice; list each stream once"
+            )
+        seen[name] = i
         mode = entry.get("sync_mode", "full_refresh")
         if mode not in known[name]:
             raise CatalogError(

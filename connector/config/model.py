@@ -40,6 +40,7 @@ from connector.config.run import RunSettings
 from connector.config.sections import Parameters, ResponseTemplate
 from connector.config.shapes import AzureSettings, BedrockSettings, VertexSettings
 
+MODELS_STREAM = "models"  # the stream of GET /models, offered beside stream_name
 CHAT_PATH = "/chat/completions"
 
 # A few fields accept a second JSON type for compatibility with other tools'
@@ -260,6 +261,14 @@ class SourceConfig(RunSettings):
                 raise ValueError(f"header '{item['name']}' is given twice")
             headers[item["name"]] = item["value"]
         return headers
+
+    @field_validator("stream_name")
+    @classmethod
+    def _not_the_models_stream(cls, value: str) -> str:
+        if value == MODELS_STREAM:
+            raise ValueError(f"'{MODELS_STREAM}' is the name of the stream that lists the endpoint's models; "
+                             "name the enriched stream something else (default enriched_rows)")
+        return value
 
     @field_validator("request_template", "response_template", "output_schema", mode="before")
     @classmethod
