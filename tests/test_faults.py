@@ -223,7 +223,7 @@ def test_duplicate_rows_are_answered_once_and_every_copy_carries_the_answer(
     assert both_ok >= len(PAIRS) - 1
     summary = outcome.run.of_type("LOG")[-1]["log"]["message"]
     cached = sum(r["_cached"] for r in outcome.records)
-    assert f"{cached} from cache" in summary, summary
+    assert f"answers from cache: {cached}" in summary, summary
     print(f"{variant}: {outcome.elapsed:.1f} s, {sum(r['_status'] == 'error' for r in outcome.records)} rows "
           f"failed after retries, {cached} from cache, {sum(outcome.answers.values())} answers", file=sys.stderr)
 

@@ -48,7 +48,7 @@ def test_a_repeated_run_pays_nothing_for_answers_already_received(
     assert chat_count(fake_server) - before == 30  # not one more request
     assert all(r["_cached"] and r["_attempts"] == 0 for r in second.records)
     assert [r["answer"] for r in second.records] == [r["answer"] for r in first.records]
-    assert "30 from cache" in second.of_type("LOG")[-1]["log"]["message"]
+    assert "answers from cache: 30" in second.of_type("LOG")[-1]["log"]["message"]
 
 
 def test_identical_rows_in_one_run_are_sent_once(fake_server: Server, write_json, tmp_path: Path) -> None:
@@ -133,7 +133,7 @@ def test_skip_policy_leaves_failed_rows_out_but_counts_them(fake_server: Server,
     run = read(write_json, config_for(fake_server, rows, max_retries=0, on_row_error="skip"))
     assert run.code == 0
     assert [r["_row_number"] for r in run.records] == [1, 3]
-    assert "1 failed and skipped" in run.of_type("LOG")[-1]["log"]["message"]
+    assert "left out by on_row_error skip: 1" in run.of_type("LOG")[-1]["log"]["message"]
     assert run.of_type("STATE")[-1]["state"]["stream"]["stream_state"]["position"] == 3
 
 

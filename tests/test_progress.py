@@ -204,6 +204,6 @@ def test_a_live_bar_goes_to_a_terminal_stderr_and_never_to_stdout(fake_server: S
     import re
 
     text = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", terminal)  # colours and cursor moves
-    assert b"enriched_rows" in text and b"100% 30/30" in text  # rich's bar, drawn on the terminal
+    assert b"enriched_rows" in text and b"100%  30/30 rows" in text  # rich's bar, drawn on the terminal
     code, stdout, terminal = _run_with_terminal_stderr([*args, "--no-progress-bar"])
     assert code == 0 and terminal == b""

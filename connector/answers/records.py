@@ -23,7 +23,8 @@ META_COLUMNS: dict[str, dict[str, Any]] = {
                      "description": "why the row failed, as a stable class"},
     "_error": {"type": ["null", "string"], "description": "why the row failed or was skipped, in words"},
     "_finish_reason": {"type": ["null", "string"]},
-    "_model": {"type": ["null", "string"], "description": "model that answered, as the server reports it"},
+    "_model": {"type": ["null", "string"], "description": "model that answered, as the server reports it; "
+                                                   "when every model failed, the last one asked"},
     "_attempts": {"type": "integer", "description": "HTTP attempts for this row (0: from cache or skipped)"},
     "_cached": {"type": "boolean", "description": "the answer came from the answer cache (paid for earlier)"},
     "_prompt_tokens": {"type": ["null", "integer"],
@@ -108,9 +109,11 @@ class Tally:
             self.cost += data["_cost"]
 
     def summary(self) -> str:
+        # Each count says what it counts: "34 error; 0 failed and skipped" read as a contradiction.
         statuses = ", ".join(f"{self.by_status[s]} {s}" for s in STATUSES if self.by_status[s]) or "no rows"
-        text = (f"{statuses}; {self.skipped} failed and skipped, {self.cached} from cache, "
-                f"{self.retried} retried; tokens in {self.prompt_tokens}, out {self.completion_tokens}")
+        text = (f"rows by status: {statuses}; left out by on_row_error skip: {self.skipped}; "
+                f"answers from cache: {self.cached}; rows retried: {self.retried}; "
+                f"tokens in {self.prompt_tokens}, out {self.completion_tokens}")
         if self.priced:
             text += f"; cost {self.cost:.4f}"
         if self.by_error_class:

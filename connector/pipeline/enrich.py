@@ -149,13 +149,14 @@ class RowEnricher:
         error: tuple[str, str] | None = None
         passed_over: list[str] = []
         spent = _Spent()
-        model: Any = body.get("model")
+        tried: Any = None
         for model in [body.get("model"), *self._fallbacks]:
             asked = body if model == body.get("model") else {**body, "model": model}
             window = self._windows.get(str(model)) if model else None
             if window is not None and self._prompt_tokens(asked) + self._max_output(asked) > window:
                 passed_over.append(f"{model} (context window {window})")
                 continue
+            tried = model
             try:
                 answer = await self._answer(asked, spent)
             except errors.EndpointError as exc:
@@ -173,7 +174,7 @@ class RowEnricher:
                                         f"the prompt fits no model's context window: {', '.join(passed_over)}")
         data.update(dict.fromkeys(self._extractor.column_names))
         data.update(empty_meta("error", error[0], error[1], attempts))
-        data["_model"] = model  # the last model tried
+        data["_model"] = tried  # every model failed: the last one asked (not one passed over)
         return data
 
     async def _answer(self, body: dict[str, Any], spent: _Spent) -> _Answer:
