@@ -39,8 +39,9 @@ async def check(raw_config: Any, transport_factory: TransportFactory = default_t
     from connector.pipeline.probe import run_check
     from connector.pipeline.wiring import connect
 
+    notes: list[str] = []
     try:
-        config = load_config(raw_config)
+        config = load_config(raw_config, notes.append)
         dialect = dialect_for(config)  # what the API shape cannot express fails here
     except ConfigError as exc:
         yield protocol.connection_status(False, exc.message)
@@ -48,6 +49,7 @@ async def check(raw_config: Any, transport_factory: TransportFactory = default_t
     async with connect(config, dialect, transport_factory, limited=False) as endpoint:
         try:
             message = await run_check(config, endpoint.client, endpoint.transport)
+            message += "".join(f" Note: {note}." for note in notes)
             yield protocol.connection_status(True, endpoint.redact(message))
         except (CheckFailed, ConfigError) as exc:
             yield protocol.connection_status(False, endpoint.redact(exc.message))
@@ -62,7 +64,10 @@ async def discover(raw_config: Any, transport_factory: TransportFactory = defaul
     from connector.requests.templates import RequestTemplate
     from connector.rows.stdin import StdinTable, open_input
 
-    config = load_config(raw_config)
+    notes: list[str] = []
+    config = load_config(raw_config, notes.append)
+    for note in notes:
+        yield protocol.log(note, "WARN")
     dialect = dialect_for(config)  # the run's one dialect; ConfigError when the shape cannot express the config
     template = RequestTemplate.from_config(config, dialect.conversation_key)
     table = open_input(config.input)  # never reads stdin: its columns are input.columns
@@ -110,7 +115,10 @@ async def read(
     from connector.requests.templates import RequestTemplate
     from connector.rows.stdin import StdinTable, open_input
 
-    config = load_config(raw_config)
+    notes: list[str] = []
+    config = load_config(raw_config, notes.append)
+    for note in notes:
+        yield protocol.log(note, "WARN")
     dialect = dialect_for(config)  # the run's one dialect; ConfigError when the shape cannot express the config
     template = RequestTemplate.from_config(config, dialect.conversation_key)  # a typo fails before any input is read
     table = open_input(config.input, stdin, META_COLUMNS)

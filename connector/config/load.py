@@ -7,11 +7,13 @@ Every message names the field by its dotted path and says what to do, e.g.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from typing import Any
 
 import jsonschema
 from pydantic import ValidationError
 
+from connector.config import aisquared
 from connector.config.model import SourceConfig
 from connector.config.specification import connection_specification
 from connector.errors import ConfigError
@@ -98,11 +100,15 @@ def _drop_unset(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_config(raw: Any) -> SourceConfig:
-    """Validate ``raw`` against the spec's JSON schema, then parse it into the model."""
+def load_config(raw: Any, note: Callable[[str], None] | None = None) -> SourceConfig:
+    """Validate ``raw`` against the spec's JSON schema, then parse it into the model.
+
+    A config saved by AI Squared is read in its own names first (:mod:`connector.config.aisquared`);
+    ``note`` hears what was set aside doing so (commands show it as a LOG line).
+    """
     if not isinstance(raw, dict):
         raise ConfigError(f"config: must be a JSON object (got {type(raw).__name__})")
-    raw = _drop_unset(raw)
+    raw = aisquared.translate(_drop_unset(raw), note or (lambda _: None))
     validator = jsonschema.Draft7Validator(connection_specification())
     problems = sorted(
         {"{}: {}".format(*_schema_message(e)) for e in validator.iter_errors(raw)},
