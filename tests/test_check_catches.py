@@ -103,6 +103,9 @@ def test_a_template_without_placeholder_warns_at_check_discover_and_read(fake_se
     assert any("no {{column}} placeholder" in w for w in warnings_of(discover))
     run = read(write_json, config)
     assert run.code == 0 and any("no {{column}} placeholder" in w for w in warnings_of(run))
+    output = write_json("out.jsonl", None)
+    standalone = run_connector(["run", "--config", write_json("c.json", config), "--output", output])
+    assert standalone.code == 0 and "no {{column}} placeholder" in standalone.stderr
 
 
 # Paths that select nothing ------------------------------------------------------------------

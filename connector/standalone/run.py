@@ -60,10 +60,10 @@ async def run(
     from connector.rows.stdin import StdinTable, open_input
     from connector.standalone.writers import TableWriter, format_for
 
-    config = load_config(raw_config)
+    config = load_config(raw_config, lambda text: notice("WARN", text))
     dialect = dialect_for(config)  # the run's one dialect; ConfigError when the shape cannot express the config
+    template = RequestTemplate.from_config(config, dialect.conversation_key)  # a typo fails before any input is read
     table = open_input(config.input, stdin, META_COLUMNS)
-    template = RequestTemplate.from_config(config, dialect.conversation_key)
     if dry_run:
         if isinstance(table, StdinTable):
             await table.start()
@@ -80,6 +80,8 @@ async def run(
         for note in table.notes:
             notice("WARN", note)
     template.check_columns(table.columns)
+    for warning in template.warnings:
+        notice("WARN", warning)
     schema = enriched_schema(table.schema, config)
     writer = TableWriter(output, kind, schema, table.schema if isinstance(table, InputTable) else None,
                          batch_rows=config.input.batch_size, stdout=stdout)
