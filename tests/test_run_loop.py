@@ -82,7 +82,7 @@ def test_a_validation_retry_adds_its_tokens_and_cost_to_the_row_and_the_summary(
     assert row["_cost"] == pytest.approx(30 * 1 + 7 * 2)
     summary = summary_of(messages)
     assert "tokens in 30, out 7" in summary and "cost 44.0000" in summary
-    assert "1 retried" in summary
+    assert "rows retried: 1" in summary
 
 
 def test_the_summary_is_the_exact_sum_of_the_rows() -> None:
@@ -126,7 +126,7 @@ def test_a_failed_validation_retry_is_an_error_with_every_attempt_counted() -> N
         assert "asking again failed" in row["_error"] and "bad turn" in row["_error"]
         assert row["_raw_answer"] == "not json"
         assert (row["_prompt_tokens"], row["_cost"]) == (10, pytest.approx(16.0))  # the first answer was paid
-    assert "2 retried" in summary_of(messages)
+    assert "rows retried: 2" in summary_of(messages)
 
 
 @pytest.mark.parametrize("concurrency", [1, 16])
