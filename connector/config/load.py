@@ -7,6 +7,7 @@ Every message names the field by its dotted path and says what to do, e.g.
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 
 from connector.config import aisquared
 from connector.config.model import SourceConfig
-from connector.config.specification import connection_specification
+from connector.config.specification import json_text_fields, strict_schema
 from connector.errors import ConfigError
 from connector.secrets import is_secret_field
 
@@ -100,6 +101,47 @@ def _drop_unset(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _types_at(path: tuple[str, ...]) -> set[str]:
+    node: Any = strict_schema()
+    for step in path:
+        node = node.get("properties", {}).get(step, {})
+    kind = node.get("type", [])
+    return {kind} if isinstance(kind, str) else set(kind)
+
+
+def _read_json_text(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with the JSON text a form gives for an object (or list) field read as that object.
+
+    Airbyte's UI has no input for a map, so the published spec shows those fields as text
+    areas (:mod:`connector.config.airbyte_form`); configs written by hand keep the object form.
+    """
+    out = dict(raw)
+    for path in json_text_fields():
+        *outer, name = path
+        node = out
+        for step in outer:  # copied on the way down: the caller's config stays as it was
+            if not isinstance(node.get(step), dict):
+                break
+            node[step] = dict(node[step])
+            node = node[step]
+        else:
+            if isinstance(node.get(name), str):
+                node[name] = _parsed(node[name], path)
+    return out
+
+
+def _parsed(text: str, path: tuple[str, ...]) -> Any:
+    """The object or list ``text`` spells; ``text`` itself where plain text is a valid value."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if "string" in _types_at(path):
+            return text  # tool_choice "auto", a template's text: the model judges it
+        raise ConfigError(f"Invalid config: {'.'.join(path)}: is not valid JSON ({exc.msg} at line {exc.lineno} "
+                          f"column {exc.colno}); give a JSON object or its JSON text") from None
+    return value if isinstance(value, (dict, list)) else text
+
+
 def load_config(raw: Any, note: Callable[[str], None] | None = None) -> SourceConfig:
     """Validate ``raw`` against the spec's JSON schema, then parse it into the model.
 
@@ -109,7 +151,8 @@ def load_config(raw: Any, note: Callable[[str], None] | None = None) -> SourceCo
     if not isinstance(raw, dict):
         raise ConfigError(f"config: must be a JSON object (got {type(raw).__name__})")
     raw = aisquared.translate(_drop_unset(raw), note or (lambda _: None))
-    validator = jsonschema.Draft7Validator(connection_specification())
+    raw = _read_json_text(raw)
+    validator = jsonschema.Draft7Validator(strict_schema())
     problems = sorted(
         {"{}: {}".format(*_schema_message(e)) for e in validator.iter_errors(raw)},
     )

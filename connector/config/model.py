@@ -181,7 +181,7 @@ class SourceConfig(RunSettings):
         title="Extra headers",
         description=(
             'Sent with every request (tenant, routing): {"X-Tenant": "acme"}, or a list of '
-            '{"name": ..., "value": ...} (as forms enter it). Values are secrets: never printed, stored encrypted.'
+            '{"name": ..., "value": ...}. Values are secrets: never printed; a platform stores the field encrypted.'
         ),
         json_schema_extra={"order": 10},
     )

@@ -1,9 +1,10 @@
 """The Airbyte connector specification, generated from :class:`SourceConfig`.
 
 Run ``python -m connector.config.specification`` to regenerate ``spec/spec.json``.
-Pydantic's JSON schema is reshaped for Airbyte's form renderers and linters:
-``$ref``s are inlined and ``Optional[X]`` becomes plain ``X`` (absence already
-means null in a config), so every property is one simple, documented input.
+Pydantic's JSON schema is reshaped into the strict schema configs are validated
+against: ``$ref``s are inlined and ``Optional[X]`` becomes plain ``X`` (absence
+already means null in a config). The published spec is made from it by
+:mod:`connector.config.airbyte_form`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from connector.config.airbyte_form import published
 from connector.config.model import SourceConfig
 
 DOCUMENTATION_URL = "https://github.com/source-openai-compatible/source-openai-compatible#readme"
@@ -41,8 +43,8 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
 
 
 @lru_cache(maxsize=1)
-def connection_specification() -> dict[str, Any]:
-    """The JSON schema that configs are validated against."""
+def strict_schema() -> dict[str, Any]:
+    """The JSON schema ``load_config`` validates against: unknown fields refused, every type said."""
     schema = SourceConfig.model_json_schema()
     defs = schema.pop("$defs", {})
     schema = _inline(schema, defs)
@@ -50,6 +52,22 @@ def connection_specification() -> dict[str, Any]:
     schema["properties"] = dict(sorted(schema["properties"].items(), key=lambda kv: kv[1].get("order", 99)))
     schema["$schema"] = "http://json-schema.org/draft-07/schema#"
     return dict(schema)
+
+
+@lru_cache(maxsize=1)
+def _published() -> tuple[dict[str, Any], list[tuple[str, ...]]]:
+    return published(strict_schema())
+
+
+def connection_specification() -> dict[str, Any]:
+    """The published schema (``spec``): Airbyte's UI renders it and its acceptance tests pass it
+    (:mod:`connector.config.airbyte_form`)."""
+    return _published()[0]
+
+
+def json_text_fields() -> list[tuple[str, ...]]:
+    """Fields a form gives as JSON text and ``load_config`` reads as the object or list it spells."""
+    return _published()[1]
 
 
 def specification() -> dict[str, Any]:
@@ -95,8 +113,8 @@ def _rows(props: dict[str, Any], required: list[str], prefix: str = "") -> list[
 
 
 def reference_table() -> str:
-    """The config reference of docs/CONFIGURATION.md, generated from the spec."""
-    schema = connection_specification()
+    """The config reference of docs/CONFIGURATION.md, generated from the strict schema (it says every type)."""
+    schema = strict_schema()
     header = ["| field | type | required | default | meaning |", "|---|---|---|---|---|"]
     return "\n".join(header + _rows(schema["properties"], schema.get("required", [])))
 
