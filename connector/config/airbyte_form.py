@@ -32,36 +32,30 @@ from typing import Any
 
 Path = tuple[str, ...]
 
-GROUPS = (
-    ("endpoint", "Endpoint"),
-    ("request", "Request and answer"),
-    ("input", "Input and output"),
-    ("reliability", "Reliability and throughput"),
-    ("cost", "Cost and cache"),
+# The form's groups, top to bottom, and each group's fields in the order a person fills them in.
+GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("endpoint", "Endpoint", ("url", "api_key", "model", "provider", "api_compatibility", "headers", "timeout",
+                              "model_mapping", "tls", "azure", "bedrock", "vertex")),
+    ("request", "Request and answer", ("prompt", "system_prompt", "request_template", "response_template",
+                                       "output_schema", "parameters", "stream", "extra_body", "validation_retries",
+                                       "null_policy", "null_literal")),
+    ("input", "Input and output", ("input", "stream_name")),
+    ("reliability", "Reliability and throughput", ("concurrency", "adaptive_concurrency", "min_concurrency",
+                                                   "requests_per_minute", "tokens_per_minute", "max_retries",
+                                                   "on_row_error", "max_error_rate", "fallback_models", "fallback_on",
+                                                   "context_window", "context_windows", "too_long_policy",
+                                                   "truncate_column")),
+    ("cost", "Cost and cache", ("max_requests", "max_total_tokens", "prices", "cache")),
 )
-_GROUP_OF = {
-    "url": "endpoint", "api_key": "endpoint", "model": "endpoint", "provider": "endpoint",
-    "api_compatibility": "endpoint", "headers": "endpoint", "timeout": "endpoint", "tls": "endpoint",
-    "azure": "endpoint", "bedrock": "endpoint", "vertex": "endpoint", "model_mapping": "endpoint",
-    "prompt": "request", "system_prompt": "request", "request_template": "request", "parameters": "request",
-    "extra_body": "request", "response_template": "request", "output_schema": "request", "stream": "request",
-    "validation_retries": "request", "null_policy": "request", "null_literal": "request",
-    "input": "input", "stream_name": "input",
-    "concurrency": "reliability", "min_concurrency": "reliability", "adaptive_concurrency": "reliability",
-    "requests_per_minute": "reliability", "tokens_per_minute": "reliability", "max_retries": "reliability",
-    "on_row_error": "reliability", "max_error_rate": "reliability", "fallback_models": "reliability",
-    "fallback_on": "reliability", "context_window": "reliability", "context_windows": "reliability",
-    "too_long_policy": "reliability", "truncate_column": "reliability",
-    "max_requests": "cost", "max_total_tokens": "cost", "prices": "cost", "cache": "cost",
-}
-DEFAULT_GROUP = "request"  # a field added to the model without a place here still renders
+_PLACE = {field: (gid, i) for gid, _, fields in GROUPS for i, field in enumerate(fields)}
+DEFAULT_GROUP = "request"  # a field added to the model without a place here still renders, last in this group
 _ALWAYS_SHOW = ("url", "api_key", "model", "prompt")
 _JSON_NOTE = " In a form: its JSON text."
 
 
-def group_of(field: str) -> str:
-    """The form group a top-level field is shown in."""
-    return _GROUP_OF.get(field, DEFAULT_GROUP)
+def place_of(field: str, order: int) -> tuple[str, int]:
+    """The form group a top-level field is shown in, and its order there (``order``: the model's)."""
+    return _PLACE.get(field, (DEFAULT_GROUP, 100 + order))
 
 
 def _is_map(prop: dict[str, Any]) -> bool:
@@ -135,9 +129,9 @@ def published(strict: dict[str, Any]) -> tuple[dict[str, Any], list[Path]]:
     _reshape(spec, (), text_fields)
     spec["additionalProperties"] = True
     for name, prop in spec["properties"].items():
-        prop["group"] = group_of(name)
+        prop["group"], prop["order"] = place_of(name, prop.get("order", 0))
         if name in _ALWAYS_SHOW:
             prop["always_show"] = True
     used = {prop["group"] for prop in spec["properties"].values()}
-    spec["groups"] = [{"id": gid, "title": title} for gid, title in GROUPS if gid in used]
+    spec["groups"] = [{"id": gid, "title": title} for gid, title, _ in GROUPS if gid in used]
     return spec, text_fields
