@@ -61,7 +61,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +99,13 @@ def draw_fault(faults: list[tuple[str, float]], seed: int, body_key: str, nth: i
     return None, variant
 
 
-def _counted(body_key: str) -> None:
+def canonical(body: object) -> str:
+    """The key a request body is counted under: its JSON text with sorted keys."""
+    return json.dumps(body, sort_keys=True, ensure_ascii=False)
+
+
+def count_answer(body_key: str) -> None:
+    """One complete successful answer to this canonical body (what the provider bills)."""
     ANSWERS[body_key] += 1
     STATS["answers"] += 1
 
@@ -114,9 +120,10 @@ def _stats() -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def spawn(*options: str) -> Iterator[tuple[str, int]]:
-    """Run this server as a process with these options; yields (base URL ending in /v1, pid)."""
-    proc = subprocess.Popen([sys.executable, "-m", "tests.fake_openai", "--port", "0", *options],
+def spawn(*options: str, module: str = "tests.fake_openai") -> Iterator[tuple[str, int]]:
+    """Run this server (or another test server ``module`` printing ``PORT <n>``) as a process with
+    these options; yields (base URL ending in /v1, pid)."""
+    proc = subprocess.Popen([sys.executable, "-m", module, "--port", "0", *options],
                             cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -135,6 +142,9 @@ def _error(status: int, message: str, code: str, headers: dict[str, str] | None 
     return web.json_response(body, status=status, headers=headers)
 
 
+openai_error = _error  # the public name, for tests/fake_batch*.py
+
+
 def _echo(request: web.Request) -> web.Response:
     """400 with the request line and headers in the message, raw (JSON) and percent-encoded."""
     from urllib.parse import quote
@@ -145,19 +155,39 @@ def _echo(request: web.Request) -> web.Response:
     return _error(400, f"echo: {seen} | encoded: {quote(seen, safe='')}", "echo")
 
 
-def _answer_text(body: dict[str, Any], behaviours: set[str]) -> str:
-    messages = body.get("messages") or []
-    user = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
-    if "json-answer" in behaviours or (body.get("response_format") or {}).get("type", "").startswith("json"):
+def answer_for(user: object, json_wanted: bool) -> str:
+    """The deterministic answer to a last user message: an echo, or a JSON object when asked for."""
+    if json_wanted:
         score = len(str(user)) % 10 / 10
         return json.dumps({"sentiment": "positive" if score >= 0.5 else "negative", "score": score})
     return f"echo: {user}"
 
 
+def _answer_text(body: dict[str, Any], behaviours: set[str]) -> str:
+    messages = body.get("messages") or []
+    user = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
+    json_wanted = (body.get("response_format") or {}).get("type", "").startswith("json")
+    return answer_for(user, "json-answer" in behaviours or json_wanted)
+
+
+def chat_completion(body: dict[str, Any], text: str) -> dict[str, Any]:
+    """The non-streamed chat completion answering ``body`` with ``text`` (usage estimated from sizes)."""
+    usage = {"prompt_tokens": len(json.dumps(body.get("messages"))) // 4, "completion_tokens": len(text) // 4}
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    return {
+        "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
+        "model": body.get("model") or "fake-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": usage,
+    }
+
+
 def make_app(api_key: str | None, latency_ms: float, models: list[str],
              faults: list[tuple[str, float]] | None = None, seed: int = 0,
              max_body_bytes: int | None = None, hang_seconds: float = 3600,
-             oauth_token: str = "ya29.fake-oauth-token") -> web.Application:
+             oauth_token: str = "ya29.fake-oauth-token",
+             more_routes: Callable[[web.Application], None] | None = None) -> web.Application:
+    """The app; ``more_routes`` adds a test server's own routes (tests/fake_batch.py) before the catch-all."""
     async def authorised(request: web.Request) -> web.Response | None:
         if api_key and request.headers.get("Authorization") != f"Bearer {api_key}":
             return _error(401, "Incorrect API key provided.", "invalid_api_key")
@@ -185,7 +215,7 @@ def make_app(api_key: str | None, latency_ms: float, models: list[str],
             body = json.loads(raw)
         except ValueError:  # not JSON, or not even text
             return _error(400, "We could not parse the JSON body of your request.", "invalid_json")
-        body_key = json.dumps(body, sort_keys=True, ensure_ascii=False)
+        body_key = canonical(body)
         REQUESTS[body_key] += 1
         # A row can pick its own behaviour: "[[fake:status-500]]" in a message.
         for message in body.get("messages") or []:
@@ -235,15 +265,10 @@ def make_app(api_key: str | None, latency_ms: float, models: list[str],
         if "bad-json" in behaviours or (fault == "badjson" and not body.get("stream")):
             return web.Response(text="<html>upstream error</html>", content_type="text/html")
         text = _answer_text(body, behaviours)
-        model = body.get("model") or "fake-model"
-        usage = {"prompt_tokens": len(json.dumps(body.get("messages"))) // 4, "completion_tokens": len(text) // 4}
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        completion = chat_completion(body, text)
+        model, usage = completion["model"], completion["usage"]
         if not body.get("stream"):
-            answer = json.dumps({
-                "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": usage,
-            }).encode()
+            answer = json.dumps(completion).encode()
             if fault == "cut":  # the whole length announced, half of it sent, then the connection drops
                 resp = web.StreamResponse(headers={"Content-Type": "application/json"})
                 resp.content_length = len(answer)
@@ -258,7 +283,7 @@ def make_app(api_key: str | None, latency_ms: float, models: list[str],
                 await resp.write_eof()
             except ConnectionError:  # the client is gone (killed, timed out): nothing was delivered
                 return resp
-            _counted(body_key)  # only once every byte was handed to the connection
+            count_answer(body_key)  # only once every byte was handed to the connection
             return resp
         if fault == "cut":
             behaviours.add("cut-stream")
@@ -268,7 +293,7 @@ def make_app(api_key: str | None, latency_ms: float, models: list[str],
         except ConnectionError:
             return resp
         if "cut-stream" not in behaviours and fault != "badjson":
-            _counted(body_key)
+            count_answer(body_key)
         return resp
 
     async def _stream(request: web.Request, resp: web.StreamResponse, model: str, text: str,
@@ -325,8 +350,10 @@ def make_app(api_key: str | None, latency_ms: float, models: list[str],
         web.get("/_stats", stats),
         web.get("/_answers", answers),
         web.post("/token", token),
-        web.route("*", "/{tail:.*}", elsewhere),
     ])
+    if more_routes is not None:
+        more_routes(app)
+    app.router.add_route("*", "/{tail:.*}", elsewhere)
     return app
 
 
@@ -334,15 +361,20 @@ async def _serve(args: argparse.Namespace) -> None:
     models = [m for m in args.models.split(",") if m]
     app = make_app(args.api_key, args.latency_ms, models, parse_faults(args.faults), args.seed,
                    args.max_body_bytes, args.hang_seconds, args.oauth_token)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
     tls = None
     if args.tls_cert:
         import ssl
 
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(args.tls_cert, args.tls_key)
-    site = web.TCPSite(runner, "127.0.0.1", args.port, backlog=4096, ssl_context=tls)
+    await serve(app, args.port, tls)
+
+
+async def serve(app: web.Application, port: int, tls: Any = None) -> None:
+    """Listen on 127.0.0.1:port (0: a free one), print ``PORT <n>``, serve until killed."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port, backlog=4096, ssl_context=tls)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     print(f"PORT {port}", flush=True)
