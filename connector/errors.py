@@ -22,7 +22,9 @@ guess::
         ├── TransportError              transient_error (no HTTP answer at all)
         │   ├── ConnectTimeout / ReadTimeout / ConnectFailed / TLSFailed / StreamBroken
         ├── HTTPStatusError             depends on the status (4xx config_error, else transient)
-        └── BadReply                    transient_error (2xx whose body we cannot use)
+        ├── BadReply                    transient_error (2xx whose body we cannot use)
+        ├── BatchFailed                 transient_error (a provider batch failed as a whole)
+        └── BatchItemUnfinished         transient_error (a batch ended before running this request)
 
 Lower-level exceptions (aiohttp, httpx, OSError, json) are translated into this
 tree in exactly one place per layer, with ``raise X(...) from exc``.
@@ -173,3 +175,19 @@ class FatalEndpointError(RunStopped):
         super().__init__(message or cause.message)
         self.failure_type = "transient_error" if cause.retryable else "config_error"
         self.cause = cause
+
+
+class BatchFailed(EndpointError):
+    """A provider batch failed as a whole (none of its requests ran); the message has the provider's reason.
+
+    ``retryable`` is False when the provider blamed the input itself (a line of the file), which
+    a resubmission would only repeat.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class BatchItemUnfinished(EndpointError):
+    """A batch ended (expired, cancelled) before this request ran: nothing was bought, it can run again."""

@@ -61,7 +61,7 @@ from typing import Any
 from aiohttp import web
 
 from tests import fake_batch_anthropic, fake_batch_gemini, fake_batch_openai
-from tests.fake_batch_lifecycle import OUTCOMES, Batch
+from tests.fake_batch_lifecycle import COUNTERS, OUTCOMES, Batch
 from tests.fake_openai import STATS, make_app, serve
 
 
@@ -111,6 +111,7 @@ class Store:
 
 def make_batch_app(store: Store) -> web.Application:
     """fake_openai's app with the batch APIs and the control endpoints added."""
+    STATS.update({name: 0 for name in COUNTERS})  # every counter in /_stats, 0 until it counts
 
     async def plan(request: web.Request) -> web.Response:
         body = await request.json()

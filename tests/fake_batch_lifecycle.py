@@ -51,6 +51,9 @@ NATIVE = {
 }
 TERMINAL = frozenset({"completed", "expired", "failed", "cancelled"})
 OUTCOMES = ("complete", "expire", "fail")
+COUNTERS = ("batch_files_uploaded", "batch_created", "batch_requests", "batch_custom_ids_twice",
+            "batch_requests_per_custom_id_max", "batch_polls", "batch_downloads", "batch_cancels",
+            "batch_items_succeeded", "batch_items_errored", "batch_items_expired", "batch_items_canceled")
 
 CUSTOM_IDS: Counter[str] = Counter()  # custom_id -> times submitted in a created batch
 _SEQ = itertools.count(1)

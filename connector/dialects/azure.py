@@ -32,8 +32,15 @@ class AzureDialect(ChatDialect):
         # The endpoint, a gateway's path prefix kept: https://res.openai.azure.com[/prefix]
         self._endpoint = base.split("/openai", 1)[0]
 
-    def _deployment_for(self, body: Mapping[str, Any]) -> str:
+    def deployment_for(self, body: Mapping[str, Any]) -> str:
+        """The deployment a body goes to: ``azure.deployment``, else its model."""
         return str(self._deployment or body.get("model") or self.model or "")
+
+    def resource_url(self, resource: str) -> str:
+        """The URL of a resource beside the deployments (``files``, ``batches/{id}``) in the configured API version."""
+        if self._version == "v1":
+            return self.address.url(f"/openai/v1/{resource}", base=self._endpoint)
+        return self.address.url(f"/openai/{resource}", {"api-version": self._version}, base=self._endpoint)
 
     def url_for(self, body: Mapping[str, Any]) -> str:
         version = {"api-version": self._version}  # unless url's own query sets it
@@ -41,7 +48,7 @@ class AzureDialect(ChatDialect):
             return self.address.url(params=version)
         if self._version == "v1":
             return self.address.url("/openai/v1/chat/completions", base=self._endpoint)
-        deployment = quote(self._deployment_for(body), safe="")
+        deployment = quote(self.deployment_for(body), safe="")
         return self.address.url(f"/openai/deployments/{deployment}/chat/completions", version, base=self._endpoint)
 
     @property
@@ -59,7 +66,7 @@ class AzureDialect(ChatDialect):
     def prepare(self, body: Mapping[str, Any]) -> Prepared:
         wire = dict(body)
         if self._version == "v1" and not self._fixed:
-            wire["model"] = self._deployment_for(body)  # the v1 API names the deployment in the body
+            wire["model"] = self.deployment_for(body)  # the v1 API names the deployment in the body
         return Prepared(self.url_for(body), wire, bool(body.get("stream")))
 
     def auth_headers(self) -> dict[str, str]:

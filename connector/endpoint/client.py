@@ -73,12 +73,18 @@ async def _status_error(
     url: str, response: Response, describe: Callable[[bytes], str] = error_message
 ) -> errors.HTTPStatusError:
     body = (await response.read())[:4096]
+    return http_error(url, response.status, body, response.headers, describe)
+
+
+def http_error(
+    where: str, status: int, body: bytes, headers: Mapping[str, str], describe: Callable[[bytes], str] = error_message
+) -> errors.HTTPStatusError:
+    """The error for a non-2xx answer (or a batch item's): what the status means, where, the endpoint's words."""
     detail = describe(body) if body else "(empty body)"
-    status = response.status
     if 300 <= status < 400:
-        target = response.headers.get("location", "another address")
+        target = headers.get("location", "another address")
         return errors.HTTPStatusError(
-            f"the endpoint redirected ({status}) {url} to {target}; set url to the final address "
+            f"the endpoint redirected ({status}) {where} to {target}; set url to the final address "
             "(redirects are not followed, so the key is never sent to another host)",
             status=status,
         )
@@ -91,9 +97,9 @@ async def _status_error(
         429: "rate limited",
     }.get(status, "server error" if status >= 500 else "request rejected")
     error = errors.HTTPStatusError(
-        f"{meaning} ({status}) at {url}: {detail}",
+        f"{meaning} ({status}) at {where}: {detail}",
         status=status,
-        retry_after=retry_after_seconds(response.headers),
+        retry_after=retry_after_seconds(headers),
         body=body.decode("utf-8", "replace"),
     )
     if is_quota(error):

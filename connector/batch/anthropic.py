@@ -1,0 +1,144 @@
+"""Anthropic Message Batches.
+
+References: docs.anthropic.com/en/docs/build-with-claude/batch-processing and the API pages
+creating-message-batches, retrieving-message-batches, retrieving-message-batch-results,
+canceling-a-message-batch, listing-message-batches.
+
+``POST {base}/messages/batches`` with ``{requests: [{custom_id, params}]}`` (``params`` a
+Messages request; at most 100,000 requests or 256 MB) creates a batch that is ``in_progress``
+at once; ``GET {base}/messages/batches/{id}`` polls ``processing_status`` (in_progress,
+canceling, ended) and ``request_counts`` (processing, succeeded, errored, canceled, expired).
+Once ended, ``results_url`` is a JSONL document of ``{custom_id, result}`` in any order, a
+``result`` being ``succeeded`` (``message``), ``errored`` (``error``: an error response),
+``canceled`` or ``expired``. A Message Batch cannot fail as a whole: its requests do.
+
+The API keeps no caller metadata on a batch, so a batch whose create answer was lost is
+recognised by when it was created and how many requests it holds (:meth:`find`): the only
+batch of that size created since the submission began.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+
+import orjson
+
+from connector import errors
+from connector.batch.base import (
+    BatchLimits,
+    BatchRequest,
+    BatchStatus,
+    ItemResult,
+    Phase,
+    RequestCounts,
+    Submission,
+    answered,
+    as_int,
+    as_object,
+    complete,
+    id_in,
+)
+from connector.batch.http import BatchHTTP, jsonl, same_origin, with_query
+from connector.client import http_error
+from connector.dialects.anthropic import AnthropicDialect
+
+_ENVELOPE = len(b'{"requests":[]}')
+LIMITS = BatchLimits(max_requests=100_000, max_bytes=256 * 1024 * 1024, one_model=False, overhead=_ENVELOPE)
+_PHASES: Mapping[str, Phase] = {"in_progress": "running", "canceling": "running", "ended": "ended"}
+# The HTTP status of each Anthropic error type (docs.anthropic.com/en/api/errors).
+STATUS_OF = {"invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
+             "permission_error": 403, "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429,
+             "api_error": 500, "timeout_error": 504, "overloaded_error": 529}
+
+
+class AnthropicBatches:
+    """The Message Batches API (see the module docstring)."""
+
+    name: ClassVar[str] = "anthropic"
+
+    def __init__(self, dialect: AnthropicDialect, http: BatchHTTP, limits: BatchLimits = LIMITS) -> None:
+        self._dialect = dialect
+        self._http = http
+        self._limits = limits
+        self._base = f"{dialect.base_url}/messages/batches"
+
+    @property
+    def limits(self) -> BatchLimits:
+        return self._limits
+
+    def request(self, custom_id: str, body: Mapping[str, Any]) -> BatchRequest:
+        params = dict(self._dialect.prepare(body).body)
+        params.pop("stream", None)
+        return BatchRequest(custom_id, str(params.get("model") or ""),
+                            orjson.dumps({"custom_id": custom_id, "params": params}))
+
+    async def submit(self, requests: Sequence[BatchRequest], submission: Submission) -> str:
+        payload = b'{"requests":[' + b",".join(r.entry for r in requests) + b"]}"
+        return id_in(await self._http.json("POST", self._base, payload), "id", "batch creation")
+
+    async def find(self, submission: Submission) -> str | None:
+        page = await self._http.json("GET", with_query(self._base, {"limit": 100}))
+        candidates = [b for b in page.get("data") or () if isinstance(b, dict)
+                      and _created(b) >= submission.since - 60
+                      and sum(as_int(v) for v in (b.get("request_counts") or {}).values())
+                      == len(submission.custom_ids)]
+        return id_in(candidates[0], "id", "the batch list") if len(candidates) == 1 else None
+
+    async def poll(self, batch_id: str) -> BatchStatus:
+        batch = await self._http.json("GET", f"{self._base}/{batch_id}")
+        state = str(batch.get("processing_status"))
+        phase = _PHASES.get(state)
+        if phase is None:
+            raise errors.BadReply(f"batch {batch_id} has a processing_status this connector does not know: {state!r}")
+        counts = {k: as_int(v) for k, v in (batch.get("request_counts") or {}).items()}
+        errored = counts.get("errored", 0) + counts.get("canceled", 0) + counts.get("expired", 0)
+        succeeded, pending = counts.get("succeeded", 0), counts.get("processing", 0)
+        url = batch.get("results_url")
+        return BatchStatus(batch_id, state, phase, RequestCounts(succeeded + errored + pending, succeeded, errored,
+                                                                 pending),
+                           (url,) if phase == "ended" and isinstance(url, str) else ())
+
+    async def results(self, status: BatchStatus, custom_ids: Sequence[str]) -> list[ItemResult]:
+        found: dict[str, ItemResult] = {}
+        for url in status.results:
+            if not same_origin(url, self._base):
+                raise errors.BadReply(f"batch {status.batch_id}'s results_url {url} is on another host than "
+                                      f"{self._base}; the key is not sent there")
+            raw = await self._http.send("GET", url, headers={"Accept": "application/binary"})
+            for line in jsonl(raw, f"the results of batch {status.batch_id}"):
+                result = self._item(status.batch_id, line)
+                if result is not None:
+                    found[result.custom_id] = result
+        return complete(status.batch_id, found, custom_ids, "its results have no line for it")
+
+    def _item(self, batch_id: str, line: Mapping[str, Any]) -> ItemResult | None:
+        custom_id = line.get("custom_id")
+        result = line.get("result")
+        if not isinstance(custom_id, str) or not isinstance(result, dict):
+            return None
+        where = f"batch {batch_id}, request {custom_id}"
+        kind = result.get("type")
+        if kind == "succeeded":
+            return answered(custom_id, self._dialect, result.get("message"))
+        if kind == "errored":
+            error = as_object(result.get("error"))
+            inner = as_object(error.get("error")) or error  # {type: error, error: {type, message}}
+            status = STATUS_OF.get(str(inner.get("type")), 500)
+            return ItemResult(custom_id, error=http_error(where, status, orjson.dumps(error), {},
+                                                          self._dialect.error_message))
+        why = {"expired": "the batch expired first", "canceled": "the batch was canceled first"}.get(str(kind))
+        return ItemResult(custom_id, error=errors.BatchItemUnfinished(
+            f"{where} did not run: {why or f'result type {kind!r}'}"))
+
+    async def cancel(self, batch_id: str) -> None:
+        await self._http.json("POST", f"{self._base}/{batch_id}/cancel")
+
+
+def _created(batch: Mapping[str, Any]) -> float:
+    """A batch's ``created_at`` (RFC 3339) as Unix time; 0 when unreadable."""
+    try:
+        return datetime.fromisoformat(str(batch.get("created_at")).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
