@@ -358,3 +358,19 @@ def test_custom_ids_are_checked_against_the_strictest_provider_rule() -> None:
     for bad in ("", "a" * 65, "has space", "dot.ted"):
         with pytest.raises(ValueError, match="1 to 64 characters"):
             check_custom_id(bad)
+
+
+@pytest.mark.parametrize("shape", ["openai_chat_completions", "openai_responses", "anthropic_messages",
+                                   "gemini_generate_content"])
+async def test_structured_answers_come_back_as_the_json_text_a_normal_request_gives(
+        shape: str, fake: Fake, transport: Any) -> None:
+    """With an output schema (Anthropic: a forced tool), the reply's content is the JSON answer."""
+    schema = {"type": "object", "required": ["sentiment", "score"],
+              "properties": {"sentiment": {"type": "string"}, "score": {"type": "number"}}}
+    api, dialect = protocol(shape, fake, transport, output_schema=schema)
+    batch_id, _ = await submit(api, requests_for(api, dialect, {"j": f"structured {shape}"}))
+    status = (await walk(api, fake, batch_id))[-1]
+    (result,) = await api.results(status, ["j"])
+    answer = json.loads(text_of(result))
+    assert set(answer) == {"sentiment", "score"}
+    assert result.reply is not None and result.reply["choices"][0]["finish_reason"] == "stop"
