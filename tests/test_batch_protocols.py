@@ -18,15 +18,15 @@ import httpx
 import pytest
 
 from connector import errors
+from connector.answers.outcomes import classify
 from connector.batch import BatchAPI, BatchLimits, BatchRequest, Submission, batch_api, check_custom_id, chunk
 from connector.batch import fingerprint as fingerprint_of
 from connector.batch.base import BatchStatus, ItemResult
 from connector.batch.http import BatchHTTP
 from connector.batch.openai import OpenAIBatches
+from connector.config.load import load_config
 from connector.dialects import dialect_for
-from connector.outcomes import classify
-from connector.transport import AiohttpTransport, HttpxTransport
-from connector.validation import load_config
+from connector.endpoint.transport import AiohttpTransport, HttpxTransport
 from tests.fake_openai import spawn
 
 pytestmark = pytest.mark.timeout(60)

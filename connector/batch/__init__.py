@@ -28,13 +28,13 @@ from connector.batch.base import (
     fingerprint,
 )
 from connector.batch.http import BatchHTTP
+from connector.config.providers import canonical
 from connector.dialects import Dialect, dialect_for
+from connector.endpoint.transport import Transport
 from connector.errors import ConfigError
-from connector.providers import canonical
-from connector.transport import Transport
 
 if TYPE_CHECKING:
-    from connector.config import SourceConfig
+    from connector.config.model import SourceConfig
 
 __all__ = ["BatchAPI", "BatchLimits", "BatchRequest", "BatchStatus", "Chunks", "ItemResult", "RequestCounts",
            "Submission", "batch_api", "check_custom_id", "chunk", "fingerprint"]

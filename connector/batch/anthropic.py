@@ -41,8 +41,8 @@ from connector.batch.base import (
     id_in,
 )
 from connector.batch.http import BatchHTTP, jsonl, same_origin, with_query
-from connector.client import http_error
 from connector.dialects.anthropic import AnthropicDialect
+from connector.endpoint.client import http_error
 
 _ENVELOPE = len(b'{"requests":[]}')
 LIMITS = BatchLimits(max_requests=100_000, max_bytes=256 * 1024 * 1024, one_model=False, overhead=_ENVELOPE)

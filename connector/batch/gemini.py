@@ -38,8 +38,8 @@ from connector.batch.base import (
     id_in,
 )
 from connector.batch.http import BatchHTTP, with_query
-from connector.client import http_error
 from connector.dialects.gemini import GeminiDialect
+from connector.endpoint.client import http_error
 
 # The envelope around the requests, a 64-character displayName and the model in the URL included.
 _ENVELOPE = len(b'{"batch":{"displayName":"","inputConfig":{"requests":{"requests":[]}}}}') + 64

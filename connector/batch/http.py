@@ -17,10 +17,10 @@ from urllib.parse import urlencode, urlsplit
 import orjson
 
 from connector import errors
-from connector.client import http_error
 from connector.dialects import Dialect
 from connector.dialects.base import load_object
-from connector.transport import Transport
+from connector.endpoint.client import http_error
+from connector.endpoint.transport import Transport
 
 
 def with_query(url: str, params: Mapping[str, str | int]) -> str:

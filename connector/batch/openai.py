@@ -41,10 +41,10 @@ from connector.batch.base import (
     id_in,
 )
 from connector.batch.http import BatchHTTP, jsonl, with_query
-from connector.client import http_error
 from connector.dialects.azure import AzureDialect
 from connector.dialects.openai_chat import ChatDialect
 from connector.dialects.openai_responses import ResponsesDialect
+from connector.endpoint.client import http_error
 
 LIMITS = BatchLimits(max_requests=50_000, max_bytes=200 * 1024 * 1024, one_model=True)
 METADATA_KEY = "source_openai_compatible"  # the chunk's fingerprint, to find a batch again
