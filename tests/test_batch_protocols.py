@@ -1,4 +1,4 @@
-"""The batch protocols (connector/batch/) against the fake batch server (tests/fake_batch.py).
+"""The batch protocols (connector/endpoint/batch/) against the fake batch server (tests/fake_batch.py).
 
 One server for the module, driven by hand (``--advance-every 0``: a batch moves only on
 ``POST /_advance``), so each test sees every lifecycle state it asks for; the counts at the
@@ -19,13 +19,21 @@ import pytest
 
 from connector import errors
 from connector.answers.outcomes import classify
-from connector.batch import BatchAPI, BatchLimits, BatchRequest, Submission, batch_api, check_custom_id, chunk
-from connector.batch import fingerprint as fingerprint_of
-from connector.batch.base import BatchStatus, ItemResult
-from connector.batch.http import BatchHTTP
-from connector.batch.openai import OpenAIBatches
 from connector.config.load import load_config
 from connector.dialects import dialect_for
+from connector.endpoint.batch import (
+    BatchAPI,
+    BatchLimits,
+    BatchRequest,
+    Submission,
+    batch_api,
+    check_custom_id,
+    chunk,
+)
+from connector.endpoint.batch import fingerprint as fingerprint_of
+from connector.endpoint.batch.base import BatchStatus, ItemResult
+from connector.endpoint.batch.http import BatchHTTP
+from connector.endpoint.batch.openai import OpenAIBatches
 from connector.endpoint.transport import AiohttpTransport, HttpxTransport
 from tests.fake_openai import spawn
 

@@ -1,9 +1,9 @@
 """Provider batch APIs: half the price for requests that can wait.
 
-One protocol per family (:class:`~connector.batch.base.BatchAPI`): OpenAI-format batches
+One protocol per family (:class:`~connector.endpoint.batch.base.BatchAPI`): OpenAI-format batches
 (OpenAI, Azure OpenAI, OpenAI-compatible providers; chat completions or Responses), Anthropic
 Message Batches and Gemini Batch Mode. Each builds its provider's batch input from the bodies
-the dialect built, cuts it to the provider's limits (:func:`~connector.batch.base.chunk`),
+the dialect built, cuts it to the provider's limits (:func:`~connector.endpoint.batch.base.chunk`),
 submits, polls and reads the results back into replies normalised by the same dialect, so a
 row answered by a batch looks like a row answered by a normal request. ``batch_api(config,
 transport)`` picks the protocol of the configured API shape; Bedrock and Vertex batch
@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from connector.batch.base import (
+from connector.config.providers import canonical
+from connector.dialects import Dialect, dialect_for
+from connector.endpoint.batch.base import (
     BatchAPI,
     BatchLimits,
     BatchRequest,
@@ -27,9 +29,7 @@ from connector.batch.base import (
     chunk,
     fingerprint,
 )
-from connector.batch.http import BatchHTTP
-from connector.config.providers import canonical
-from connector.dialects import Dialect, dialect_for
+from connector.endpoint.batch.http import BatchHTTP
 from connector.endpoint.transport import Transport
 from connector.errors import ConfigError
 
@@ -63,15 +63,15 @@ def batch_api(config: SourceConfig, transport: Transport, dialect: Dialect | Non
     from connector.dialects.openai_chat import ChatDialect
 
     if isinstance(dialect, AnthropicDialect):
-        from connector.batch.anthropic import AnthropicBatches
+        from connector.endpoint.batch.anthropic import AnthropicBatches
 
         return AnthropicBatches(dialect, http)
     if isinstance(dialect, GeminiDialect):
-        from connector.batch.gemini import GeminiBatches
+        from connector.endpoint.batch.gemini import GeminiBatches
 
         return GeminiBatches(dialect, http)
     if isinstance(dialect, ChatDialect):
-        from connector.batch.openai import OpenAIBatches
+        from connector.endpoint.batch.openai import OpenAIBatches
 
         return OpenAIBatches(dialect, http, completion_window)
     raise ConfigError(f"batch: the {shape} API shape has no batch mode here; use one of {', '.join(SUPPORTED)}")

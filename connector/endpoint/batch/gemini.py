@@ -23,7 +23,8 @@ from typing import Any, ClassVar
 import orjson
 
 from connector import errors
-from connector.batch.base import (
+from connector.dialects.gemini import GeminiDialect
+from connector.endpoint.batch.base import (
     BatchLimits,
     BatchRequest,
     BatchStatus,
@@ -37,8 +38,7 @@ from connector.batch.base import (
     complete,
     id_in,
 )
-from connector.batch.http import BatchHTTP, with_query
-from connector.dialects.gemini import GeminiDialect
+from connector.endpoint.batch.http import BatchHTTP, with_query
 from connector.endpoint.client import http_error
 
 # The envelope around the requests, a 64-character displayName and the model in the URL included.

@@ -26,7 +26,8 @@ from typing import Any, ClassVar
 import orjson
 
 from connector import errors
-from connector.batch.base import (
+from connector.dialects.anthropic import AnthropicDialect
+from connector.endpoint.batch.base import (
     BatchLimits,
     BatchRequest,
     BatchStatus,
@@ -40,8 +41,7 @@ from connector.batch.base import (
     complete,
     id_in,
 )
-from connector.batch.http import BatchHTTP, jsonl, same_origin, with_query
-from connector.dialects.anthropic import AnthropicDialect
+from connector.endpoint.batch.http import BatchHTTP, jsonl, same_origin, with_query
 from connector.endpoint.client import http_error
 
 _ENVELOPE = len(b'{"requests":[]}')

@@ -26,7 +26,10 @@ from typing import Any, ClassVar
 import orjson
 
 from connector import errors
-from connector.batch.base import (
+from connector.dialects.azure import AzureDialect
+from connector.dialects.openai_chat import ChatDialect
+from connector.dialects.openai_responses import ResponsesDialect
+from connector.endpoint.batch.base import (
     BatchLimits,
     BatchRequest,
     BatchStatus,
@@ -40,10 +43,7 @@ from connector.batch.base import (
     complete,
     id_in,
 )
-from connector.batch.http import BatchHTTP, jsonl, with_query
-from connector.dialects.azure import AzureDialect
-from connector.dialects.openai_chat import ChatDialect
-from connector.dialects.openai_responses import ResponsesDialect
+from connector.endpoint.batch.http import BatchHTTP, jsonl, with_query
 from connector.endpoint.client import http_error
 
 LIMITS = BatchLimits(max_requests=50_000, max_bytes=200 * 1024 * 1024, one_model=True)

@@ -1,8 +1,8 @@
-"""The HTTP calls of the batch protocols, through the injected :class:`~connector.transport.Transport`.
+"""The HTTP calls of the batch protocols, through the injected :class:`~connector.endpoint.transport.Transport`.
 
 JSON in and out, a multipart file upload and a plain download; the dialect gives the headers
 (authentication included) and reads error bodies; a non-2xx answer becomes
-:func:`connector.client.http_error`'s :class:`~connector.errors.HTTPStatusError`, a 2xx whose
+:func:`connector.endpoint.client.http_error`'s :class:`~connector.errors.HTTPStatusError`, a 2xx whose
 body is not the JSON object promised a :class:`~connector.errors.BadReply`. No call is retried
 here: the run loop decides (a create is never repeated blindly, see ``BatchAPI.find``).
 """
