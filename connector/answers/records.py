@@ -38,6 +38,8 @@ META_COLUMNS: dict[str, dict[str, Any]] = {
     "_ttft_ms": {"type": ["null", "number"], "description": "time to first token (streaming only)"},
     "_raw_answer": {"type": ["null", "string"],
                     "description": "the last answer, kept when a structured answer could not be used"},
+    "_batch_id": {"type": ["null", "string"],
+                  "description": "the provider batch that answered the row (batch mode); null for a normal request"},
 }
 
 

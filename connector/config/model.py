@@ -33,6 +33,7 @@ from pydantic import (
 
 from connector import secrets
 from connector.config.address import Address
+from connector.config.batch import BatchConfig, check_batch
 from connector.config.endpoint import DEFAULT_URL, ApiEndpoint, resolve_endpoint, signs_with_cloud_credentials
 from connector.config.input import InputConfig
 from connector.config.providers import ApiShape, presets
@@ -238,6 +239,7 @@ class SourceConfig(RunSettings):
     azure: AzureSettings | None = Field(None, title="Azure OpenAI", json_schema_extra={"order": 54})
     bedrock: BedrockSettings | None = Field(None, title="Amazon Bedrock", json_schema_extra={"order": 55})
     vertex: VertexSettings | None = Field(None, title="Google Vertex AI", json_schema_extra={"order": 56})
+    batch: BatchConfig = Field(default_factory=BatchConfig, title="Batch mode", json_schema_extra={"order": 57})
 
     @field_validator("url")
     @classmethod
@@ -309,6 +311,11 @@ class SourceConfig(RunSettings):
                 f"api_key: {host} is a remote host and no api_key (or auth header) is set; set api_key "
                 "(any placeholder, e.g. \"none\", if that server really needs none)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _batch_mode(self) -> SourceConfig:
+        check_batch(self)
         return self
 
     @model_validator(mode="after")

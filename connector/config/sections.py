@@ -80,6 +80,8 @@ class Parameters(Strict):
     metadata: dict[str, str] | None = Field(None, description="Key-value tags stored with the request.")
     top_logprobs: int | None = Field(None, ge=0, le=20, description="Log-probabilities of the top N tokens.")
     store: bool | None = Field(None, description="Let the provider store the answer (openai_responses: false).")
+    service_tier: Literal["auto", "default", "flex", "priority"] | None = Field(
+        None, description="OpenAI and Azure: flex answers more slowly at the batch price; priority faster at more.")
 
     @field_validator("tool_choice")
     @classmethod
@@ -112,10 +114,31 @@ class TLSConfig(Strict):
 
 
 class Price(Strict):
-    """Price of one model, in currency units per million tokens."""
+    """Price of one model, in currency units per million tokens; the batch price (provider batch APIs,
+    OpenAI's flex tier) given outright or as a discount, else taken to be the normal price."""
 
     input_per_million: float = Field(..., ge=0)
     output_per_million: float = Field(..., ge=0)
+    batch_input_per_million: float | None = Field(None, ge=0, description="Batch price of input tokens.")
+    batch_output_per_million: float | None = Field(None, ge=0, description="Batch price of output tokens.")
+    batch_discount: float | None = Field(
+        None, ge=0, lt=1, description="Or the batch discount off the normal price: 0.5 is half price."
+    )
+
+    @property
+    def has_batch_price(self) -> bool:
+        """The batch price is known (given, or a discount), not assumed to be the normal one."""
+        return self.batch_discount is not None or self.batch_input_per_million is not None \
+            or self.batch_output_per_million is not None
+
+    def rates(self, batch: bool = False) -> tuple[float, float]:
+        """(input, output) per million tokens, at the batch price when ``batch``."""
+        if not batch:
+            return self.input_per_million, self.output_per_million
+        keep = 1.0 - (self.batch_discount or 0.0)
+        return (self.input_per_million * keep if self.batch_input_per_million is None else self.batch_input_per_million,
+                self.output_per_million * keep if self.batch_output_per_million is None
+                else self.batch_output_per_million)
 
 
 ErrorClass = Literal[

@@ -58,6 +58,7 @@ class AnthropicDialect(ChatDialect):
         "metadata": "Messages metadata holds only user_id: use parameters.user",
         "top_logprobs": "Messages returns no log-probabilities",
         "store": "Messages does not store answers",
+        "service_tier": 'Anthropic\'s tiers are auto and standard_only: use extra_body {"service_tier": ...}',
     }
 
     def _check(self) -> None:

@@ -250,7 +250,7 @@ def max_tokens_of(body: Mapping[str, Any]) -> int | None:
 # The first-class parameters every dialect maps (the chat-completions names are the reference).
 FIRST_CLASS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "frequency_penalty",
                "presence_penalty", "response_format", "tool_choice", "reasoning_effort", "user", "metadata",
-               "top_logprobs", "store")
+               "top_logprobs", "store", "service_tier")
 
 
 class DialectBase:

@@ -13,6 +13,7 @@ covers the body, so it is computed per request.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -82,6 +83,7 @@ class BedrockDialect(ChatDialect):
     """Chat completions on Amazon Bedrock."""
 
     name: ClassVar[str] = "amazon_bedrock"
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = {"service_tier": "not in Bedrock's OpenAI-compatible API"}
 
     def __init__(self, config: SourceConfig) -> None:
         super().__init__(config)

@@ -58,6 +58,7 @@ class GeminiDialect(ChatDialect):
         "user": "generateContent has no end-user field",
         "metadata": "generateContent has no request metadata",
         "store": "generateContent does not store answers",
+        "service_tier": "generateContent has no service tier (batch.enabled gives the batch price)",
     }
 
     def _check(self) -> None:

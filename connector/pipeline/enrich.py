@@ -264,6 +264,7 @@ class RowEnricher:
             _latency_ms=None if completion is None else round(completion.latency_ms, 1),
             _ttft_ms=None if completion is None or completion.ttft_ms is None else round(completion.ttft_ms, 1),
             _raw_answer=content if problem and status == "error" else None,
+            _batch_id=None,
         )
         return data
 
@@ -336,14 +337,15 @@ class RowEnricher:
         return best
 
     def _price(self, body: Mapping[str, Any], prompt_tokens: int | None,
-               completion_tokens: int | None) -> float | None:
-        """What one answer cost, or None without a price for its model."""
+               completion_tokens: int | None, batch: bool = False) -> float | None:
+        """What one answer cost, or None without a price for its model; at the batch price for a
+        provider batch's answer or OpenAI's flex tier (which bills batch rates)."""
         prices = self._config.prices
         price = prices.get(str(body.get("model"))) or prices.get("*")
         if price is None:
             return None
-        return ((prompt_tokens or 0) * price.input_per_million
-                + (completion_tokens or 0) * price.output_per_million) / 1_000_000
+        per_input, per_output = price.rates(batch or body.get("service_tier") == "flex")
+        return ((prompt_tokens or 0) * per_input + (completion_tokens or 0) * per_output) / 1_000_000
 
     def _row_cost(self, body: Mapping[str, Any], spent: _Spent) -> float | None:
         """The row's ``_cost``: what this run paid for it (0 for a cached answer), None without prices."""

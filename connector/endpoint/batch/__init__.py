@@ -12,8 +12,10 @@ inference need cloud storage buckets and are refused with a config error.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from connector.config.batch import BATCH_SHAPES, NO_BATCH
 from connector.config.providers import canonical
 from connector.dialects import Dialect, dialect_for
 from connector.endpoint.batch.base import (
@@ -39,23 +41,14 @@ if TYPE_CHECKING:
 __all__ = ["BatchAPI", "BatchLimits", "BatchRequest", "BatchStatus", "Chunks", "ItemResult", "RequestCounts",
            "Submission", "batch_api", "check_custom_id", "chunk", "fingerprint"]
 
-SUPPORTED = ("openai_chat_completions", "openai_responses", "azure_openai", "anthropic_messages",
-             "gemini_generate_content")
-_UNSUPPORTED = {
-    "amazon_bedrock": "Bedrock batch inference (CreateModelInvocationJob) reads its input from and writes its "
-                      "output to S3 buckets, which this connector does not manage",
-    "google_vertex": "Vertex AI batch prediction reads its input from and writes its output to Cloud Storage "
-                     "or BigQuery, which this connector does not manage",
-}
 
-
-def batch_api(config: SourceConfig, transport: Transport, dialect: Dialect | None = None,
-              completion_window: str = "24h") -> BatchAPI:
-    """The batch protocol of the configured API shape; ConfigError naming what is unsupported."""
+def batch_api(config: SourceConfig, transport: Transport, dialect: Dialect | None = None) -> BatchAPI:
+    """The batch protocol of the configured API shape, within ``batch.max_requests_per_batch``; ConfigError
+    naming what is unsupported (the config refuses it first, see :mod:`connector.config.batch`)."""
     shape = canonical(config.api_compatibility)
-    if shape in _UNSUPPORTED:
-        raise ConfigError(f"batch: the {shape} API shape has no batch mode here: {_UNSUPPORTED[shape]}. Turn "
-                          f"batch off, or use a shape with a batch API: {', '.join(SUPPORTED)}")
+    if shape in NO_BATCH:
+        raise ConfigError(f"batch: the {shape} API shape has no batch mode here: {NO_BATCH[shape]}. Turn "
+                          f"batch off, or use a shape with a batch API: {', '.join(BATCH_SHAPES)}")
     dialect = dialect if dialect is not None else dialect_for(config)
     http = BatchHTTP(transport, dialect, float(config.timeout))
     from connector.dialects.anthropic import AnthropicDialect
@@ -63,15 +56,23 @@ def batch_api(config: SourceConfig, transport: Transport, dialect: Dialect | Non
     from connector.dialects.openai_chat import ChatDialect
 
     if isinstance(dialect, AnthropicDialect):
-        from connector.endpoint.batch.anthropic import AnthropicBatches
+        from connector.endpoint.batch.anthropic import LIMITS, AnthropicBatches
 
-        return AnthropicBatches(dialect, http)
+        return AnthropicBatches(dialect, http, _capped(LIMITS, config))
     if isinstance(dialect, GeminiDialect):
-        from connector.endpoint.batch.gemini import GeminiBatches
+        from connector.endpoint.batch.gemini import LIMITS, GeminiBatches
 
-        return GeminiBatches(dialect, http)
+        return GeminiBatches(dialect, http, _capped(LIMITS, config))
     if isinstance(dialect, ChatDialect):
-        from connector.endpoint.batch.openai import OpenAIBatches
+        from connector.endpoint.batch.openai import LIMITS, OpenAIBatches
 
-        return OpenAIBatches(dialect, http, completion_window)
-    raise ConfigError(f"batch: the {shape} API shape has no batch mode here; use one of {', '.join(SUPPORTED)}")
+        return OpenAIBatches(dialect, http, config.batch.completion_window, _capped(LIMITS, config))
+    raise ConfigError(f"batch: the {shape} API shape has no batch mode here; use one of {', '.join(BATCH_SHAPES)}")
+
+
+def _capped(limits: BatchLimits, config: SourceConfig) -> BatchLimits:
+    """The provider's limits, with ``batch.max_requests_per_batch`` when it is lower."""
+    most = config.batch.max_requests_per_batch
+    if most is None or (limits.max_requests is not None and limits.max_requests <= most):
+        return limits
+    return replace(limits, max_requests=most)
