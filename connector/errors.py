@@ -23,7 +23,8 @@ guess::
         │   ├── ConnectTimeout / ReadTimeout / ConnectFailed / TLSFailed / StreamBroken
         ├── HTTPStatusError             depends on the status (4xx config_error, else transient)
         ├── BadReply                    transient_error (2xx whose body we cannot use)
-        ├── BatchFailed                 transient_error (a provider batch failed as a whole)
+        ├── BatchFailed                 transient_error (a provider batch failed as a whole; config_error
+        │                                                when the provider blamed lines of the input)
         └── BatchItemUnfinished         transient_error (a batch ended before running this request)
 
 Lower-level exceptions (aiohttp, httpx, OSError, json) are translated into this
@@ -187,6 +188,8 @@ class BatchFailed(EndpointError):
     def __init__(self, message: str, *, retryable: bool = True) -> None:
         super().__init__(message)
         self.retryable = retryable
+        if not retryable:
+            self.failure_type = "config_error"  # the input is to blame: fix it, then run again
 
 
 class BatchItemUnfinished(EndpointError):

@@ -18,7 +18,6 @@ import httpx
 import pytest
 
 from connector import errors
-from connector.answers.outcomes import classify
 from connector.config.load import load_config
 from connector.dialects import dialect_for
 from connector.endpoint.batch import (
@@ -34,6 +33,7 @@ from connector.endpoint.batch import fingerprint as fingerprint_of
 from connector.endpoint.batch.base import BatchStatus, ItemResult
 from connector.endpoint.batch.http import BatchHTTP
 from connector.endpoint.batch.openai import OpenAIBatches
+from connector.endpoint.classify import classify
 from connector.endpoint.transport import AiohttpTransport, HttpxTransport
 from tests.fake_openai import spawn
 
@@ -104,7 +104,7 @@ def requests_for(api: BatchAPI, dialect: Any, texts: dict[str, str]) -> list[Bat
 
 async def submit(api: BatchAPI, requests: list[BatchRequest]) -> tuple[str, Submission]:
     ids = tuple(r.custom_id for r in requests)
-    submission = Submission(fingerprint_of(ids), ids, time.time())
+    submission = Submission(fingerprint_of(ids), len(ids), time.time())
     return await api.submit(requests, submission), submission
 
 
@@ -241,7 +241,7 @@ async def test_a_batch_whose_create_answer_was_lost_is_found_again(shape: str, f
     requests = requests_for(api, dialect, {f"lost-{shape[:6]}-{i}": f"n{i}" for i in range(5)})
     batch_id, submission = await submit(api, requests)
     assert await api.find(submission) == batch_id
-    other = Submission(fingerprint_of(("nobody",)), ("nobody",), submission.since)
+    other = Submission(fingerprint_of(("nobody",)), 1, submission.since)
     assert await api.find(other) is None
 
 
@@ -324,7 +324,7 @@ def test_entries_are_the_providers_batch_input_shapes(fake: Fake) -> None:
 
 @pytest.mark.parametrize(("shape", "extra", "needs"), [
     ("amazon_bedrock", {"bedrock": {"region": "us-east-1"}}, "S3 buckets"),
-    ("google_vertex", {"vertex": {"project": "p", "location": "us-central1"}}, "Cloud Storage or BigQuery"),
+    ("google_vertex", {"vertex": {"project": "p", "location": "us-central1"}}, "Cloud Storage buckets or BigQuery"),
 ])
 def test_shapes_whose_batches_need_cloud_buckets_are_refused_clearly(shape: str, extra: dict[str, Any],
                                                                     needs: str) -> None:

@@ -9,7 +9,8 @@ context window and ``too_long_policy`` is ``skip``).
 
 Error classes: ``rate_limit``, ``quota``, ``auth``, ``timeout``, ``connection``,
 ``server``, ``bad_request``, ``not_found``, ``context_length``,
-``content_filter``, ``bad_reply``, ``validation``.
+``content_filter``, ``bad_reply``, ``validation``, ``unanswered`` (a provider batch, or an
+imported results file, has no answer for the row).
 """
 
 from __future__ import annotations
@@ -18,5 +19,5 @@ STATUSES = ("ok", "error", "truncated", "skipped_null", "skipped_too_long")
 # The endpoint's classes (connector.endpoint.classify) and the answer's own (content_filter, validation).
 ERROR_CLASSES = (
     "rate_limit", "quota", "auth", "timeout", "connection", "server", "bad_request",
-    "not_found", "context_length", "content_filter", "bad_reply", "validation",
+    "not_found", "context_length", "content_filter", "bad_reply", "validation", "unanswered",
 )

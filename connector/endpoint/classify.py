@@ -52,6 +52,8 @@ def classify(exc: errors.EndpointError) -> str:
         if status == 408 or status >= 500:
             return "server"
         return "bad_request"
+    if isinstance(exc, errors.BatchItemUnfinished):
+        return "unanswered"
     if isinstance(exc, (errors.ReadTimeout, errors.ConnectTimeout)):
         return "timeout"
     if isinstance(exc, errors.TransportError):

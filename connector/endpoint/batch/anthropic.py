@@ -83,7 +83,7 @@ class AnthropicBatches:
         candidates = [b for b in page.get("data") or () if isinstance(b, dict)
                       and _created(b) >= submission.since - 60
                       and sum(as_int(v) for v in (b.get("request_counts") or {}).values())
-                      == len(submission.custom_ids)]
+                      == submission.size]
         return id_in(candidates[0], "id", "the batch list") if len(candidates) == 1 else None
 
     async def poll(self, batch_id: str) -> BatchStatus:
@@ -100,7 +100,7 @@ class AnthropicBatches:
                                                                  pending),
                            (url,) if phase == "ended" and isinstance(url, str) else ())
 
-    async def results(self, status: BatchStatus, custom_ids: Sequence[str]) -> list[ItemResult]:
+    async def results(self, status: BatchStatus, custom_ids: Sequence[str] | None = None) -> list[ItemResult]:
         found: dict[str, ItemResult] = {}
         for url in status.results:
             if not same_origin(url, self._base):

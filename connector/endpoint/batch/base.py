@@ -63,7 +63,7 @@ class Submission:
     """A chunk about to be (or maybe already) submitted: how to recognise it at the provider."""
 
     fingerprint: str
-    custom_ids: tuple[str, ...]
+    size: int  # how many requests it holds
     since: float  # Unix time just before the create request was sent
 
 
@@ -133,16 +133,18 @@ class BatchAPI(Protocol):
     async def poll(self, batch_id: str) -> BatchStatus:
         """The batch's state and counts now."""
 
-    async def results(self, status: BatchStatus, custom_ids: Sequence[str]) -> list[ItemResult]:
-        """One result per custom_id of an ended batch; a request without a result is unfinished."""
+    async def results(self, status: BatchStatus, custom_ids: Sequence[str] | None = None) -> list[ItemResult]:
+        """One result per custom_id of an ended batch, a request without a result unfinished; with no
+        custom_ids, every result the provider reported."""
 
     async def cancel(self, batch_id: str) -> None:
         """Ask the provider to stop the batch (requests already answered keep their results)."""
 
 
-def fingerprint(custom_ids: Sequence[str]) -> str:
-    """A stable name for a chunk of requests: the same custom_ids in the same order, the same name."""
-    digest = hashlib.sha256("\n".join(custom_ids).encode()).hexdigest()[:32]
+def fingerprint(custom_ids: Sequence[str], salt: str = "") -> str:
+    """A stable name for a chunk of requests: the same custom_ids in the same order (and the same
+    ``salt``, e.g. when it was submitted), the same name."""
+    digest = hashlib.sha256("\n".join([*custom_ids, salt]).encode()).hexdigest()[:32]
     return f"soc-{digest}"
 
 
@@ -153,32 +155,48 @@ def check_custom_id(custom_id: str) -> str:
     return custom_id
 
 
+class Chunker:
+    """Cuts requests into batches within ``limits`` as they come, keeping their order (grouped by model
+    where a batch holds one model only), so a million rows never sit in memory at once."""
+
+    def __init__(self, limits: BatchLimits) -> None:
+        self._limits = limits
+        self._room = limits.max_bytes - limits.overhead
+        self._open: dict[str, list[BatchRequest]] = {}
+        self._sizes: dict[str, int] = {}
+        self.too_large: list[BatchRequest] = []  # requests larger than a batch may be, on their own
+
+    def add(self, request: BatchRequest) -> list[BatchRequest] | None:
+        """Take one request; the batch it closed (no room left for it there), if it closed one."""
+        cost = len(request.entry) + 1
+        if cost > self._room:
+            self.too_large.append(request)
+            return None
+        group = request.model if self._limits.one_model else ""
+        current = self._open.setdefault(group, [])
+        size = self._sizes.get(group, 0)
+        most = self._limits.max_requests
+        closed = None
+        if current and ((most is not None and len(current) >= most) or size + cost > self._room):
+            closed, current, size = current, [], 0
+            self._open[group] = current
+        current.append(request)
+        self._sizes[group] = size + cost
+        return closed
+
+    def flush(self) -> list[list[BatchRequest]]:
+        """The batches still open, in the order their groups began; the chunker is empty after."""
+        out = [batch for batch in self._open.values() if batch]
+        self._open.clear()
+        self._sizes.clear()
+        return out
+
+
 def chunk(requests: Sequence[BatchRequest], limits: BatchLimits) -> Chunks:
-    """Cut requests into batches within ``limits``, keeping their order (grouped by model where
-    a batch holds one model only). A request larger than a batch may be is returned apart."""
-    groups: dict[str, list[BatchRequest]] = {}
-    for request in requests:
-        groups.setdefault(request.model if limits.one_model else "", []).append(request)
-    batches: list[list[BatchRequest]] = []
-    too_large: list[BatchRequest] = []
-    room = limits.max_bytes - limits.overhead
-    for group in groups.values():
-        current: list[BatchRequest] = []
-        size = 0
-        for request in group:
-            cost = len(request.entry) + 1
-            if cost > room:
-                too_large.append(request)
-                continue
-            full = limits.max_requests is not None and len(current) >= limits.max_requests
-            if current and (full or size + cost > room):
-                batches.append(current)
-                current, size = [], 0
-            current.append(request)
-            size += cost
-        if current:
-            batches.append(current)
-    return Chunks(batches, too_large)
+    """Cut requests into batches within ``limits`` (see :class:`Chunker`); the too large apart."""
+    chunker = Chunker(limits)
+    closed = [batch for batch in map(chunker.add, requests) if batch is not None]
+    return Chunks(closed + chunker.flush(), chunker.too_large)
 
 
 def answered(custom_id: str, dialect: Dialect, reply: Any) -> ItemResult:
@@ -195,8 +213,12 @@ def unfinished(custom_id: str, batch_id: str, why: str) -> ItemResult:
                                                                    f"this request: {why}"))
 
 
-def complete(batch_id: str, found: Mapping[str, ItemResult], custom_ids: Sequence[str], why: str) -> list[ItemResult]:
-    """One result per custom_id, in their order: the ones found, the rest unfinished (``why``)."""
+def complete(batch_id: str, found: Mapping[str, ItemResult], custom_ids: Sequence[str] | None,
+             why: str) -> list[ItemResult]:
+    """One result per custom_id, in their order: the ones found, the rest unfinished (``why``);
+    without custom_ids, the ones found."""
+    if custom_ids is None:
+        return list(found.values())
     return [found.get(c) or unfinished(c, batch_id, why) for c in custom_ids]
 
 

@@ -115,7 +115,7 @@ class GeminiBatches:
         return BatchStatus(batch_id, state, phase, RequestCounts(total, succeeded, failed, pending),
                            (batch_id,) if phase == "ended" else (), failure)
 
-    async def results(self, status: BatchStatus, custom_ids: Sequence[str]) -> list[ItemResult]:
+    async def results(self, status: BatchStatus, custom_ids: Sequence[str] | None = None) -> list[ItemResult]:
         found: dict[str, ItemResult] = {}
         if status.results:
             operation = await self._http.json("GET", f"{self._base}/{status.batch_id}")
@@ -128,11 +128,11 @@ class GeminiBatches:
         why = "an expired batch returns no results" if status.state.endswith("EXPIRED") else "no response for it"
         return complete(status.batch_id, found, custom_ids, why)
 
-    def _item(self, batch_id: str, entry: Any, custom_ids: Sequence[str], position: int) -> ItemResult | None:
+    def _item(self, batch_id: str, entry: Any, custom_ids: Sequence[str] | None, position: int) -> ItemResult | None:
         if not isinstance(entry, dict):
             return None
         key = (entry.get("metadata") or {}).get("key") if isinstance(entry.get("metadata"), dict) else None
-        if key is None and position < len(custom_ids):
+        if key is None and custom_ids is not None and position < len(custom_ids):
             key = custom_ids[position]  # responses come in request order
         if not isinstance(key, str):
             return None

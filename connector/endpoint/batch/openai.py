@@ -131,7 +131,7 @@ class OpenAIBatches:
         return BatchStatus(batch_id, state, phase, RequestCounts(total, done, failed, max(0, total - done - failed)),
                            files if phase == "ended" else (), failure, retryable)
 
-    async def results(self, status: BatchStatus, custom_ids: Sequence[str]) -> list[ItemResult]:
+    async def results(self, status: BatchStatus, custom_ids: Sequence[str] | None = None) -> list[ItemResult]:
         found: dict[str, ItemResult] = {}
         for file_id in status.results:
             raw = await self._http.send("GET", self._url(f"files/{file_id}/content"),
