@@ -35,12 +35,18 @@ prints ``PORT <n>`` once it listens. It is tests/fake_openai.py's app (chat comp
   ``metadata.output``) ``inlinedResponses.inlinedResponses[{response | error, metadata}]`` in
   request order; an expired batch has no results; ``POST /v1beta/batches/{id}:cancel``.
 
+Beside the batches it answers normal requests too, as batch mode sends the rows a batch did not
+answer: chat completions (fake_openai's), ``POST /v1/responses``, ``POST /v1/messages`` and
+``POST /v1beta/models/{model}:generateContent``.
+
 Details the references leave open are this server's own choices: the codes of OpenAI
 validation errors, the status of a cancel on a finished batch (409), what the results URL
 answers before a batch ended (400), and that a cancelled Gemini batch returns the answers it has.
 
-Control (tests/fake_batch_lifecycle.py has the lifecycle): ``POST /_plan {outcome: complete |
-expire | fail, reason?, id?}`` sets how batches created from now on (or batch ``id``) end;
+Control (tests/fake_batch_lifecycle.py has the lifecycle; :class:`Control` is a client for it):
+``POST /_plan {outcome: complete | expire | fail, reason?, id?}`` sets how batches created from now on
+(or batch ``id``) end; ``POST /_delay {upload?, create?}`` holds the answers to uploads and creates
+(done at once) that many seconds, so a client can be killed while waiting for them;
 ``POST /_advance {id?, steps?}`` moves batches along; ``--advance-every N`` also advances a
 batch on every Nth poll of it (0: only ``/_advance``). ``GET /_batches`` lists every batch
 with its items' outcomes. ``GET /_stats`` (fake_openai's) adds ``batch_files_uploaded``,
@@ -55,6 +61,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,7 +97,12 @@ class Store:
     batches: dict[str, Batch] = field(default_factory=dict)
     plan: str = "complete"
     reason: str = ""
+    delays: dict[str, float] = field(default_factory=dict)  # seconds before answering an upload, a create
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    async def delay(self, what: str) -> None:
+        """Hold the answer to an upload or a create (already done) so a test can kill the client meanwhile."""
+        await asyncio.sleep(self.delays.get(what, 0.0))
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}{next(self.ids):06d}"
@@ -140,14 +153,49 @@ def make_batch_app(store: Store) -> web.Application:
             {"id": b.id, "api": b.api, "stage": b.stage, "status": b.native, "plan": b.plan,
              "items": {i.custom_id: i.outcome for i in b.items}} for b in store.batches.values()]})
 
+    async def delay(request: web.Request) -> web.Response:
+        body = await request.json()
+        store.delays.update({k: float(v) for k, v in body.items() if k in ("upload", "create")})
+        return web.json_response({"delays": store.delays})
+
     def routes(app: web.Application) -> None:
         for api in (fake_batch_openai, fake_batch_anthropic, fake_batch_gemini):
             api.add_routes(app, store)
         app.router.add_post("/_plan", plan)
+        app.router.add_post("/_delay", delay)
         app.router.add_post("/_advance", advance)
         app.router.add_get("/_batches", listing)
 
     return make_app(store.api_key, 0, [], more_routes=routes)
+
+
+@dataclass
+class Control:
+    """A test's handle on a running fake batch server: its control endpoints and counters."""
+
+    origin: str  # http://127.0.0.1:<port>
+
+    def call(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.origin + path, data=data, method="POST" if data else "GET")
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return dict(json.load(reply))
+
+    def stats(self) -> dict[str, int]:
+        return self.call("/_stats")
+
+    def batches(self) -> list[dict[str, Any]]:
+        return list(self.call("/_batches")["batches"])
+
+    def advance(self, batch_id: str | None = None, steps: int = 1) -> list[dict[str, Any]]:
+        body: dict[str, Any] = {"steps": steps, **({"id": batch_id} if batch_id else {})}
+        return list(self.call("/_advance", body)["batches"])
+
+    def plan(self, outcome: str, batch_id: str | None = None, reason: str = "") -> None:
+        self.call("/_plan", {"outcome": outcome, "reason": reason, **({"id": batch_id} if batch_id else {})})
+
+    def delay(self, **seconds: float) -> None:
+        self.call("/_delay", {"upload": 0, "create": 0, **seconds})
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from tests.fake_batch_answers import anthropic_error
-from tests.fake_batch_lifecycle import Batch, Item, iso, page_of
+from tests.fake_batch_lifecycle import Batch, Item, answer_now, iso, page_of
 from tests.fake_openai import STATS
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ class AnthropicBatches:
         self.store = store
 
     def add(self, app: web.Application) -> None:
+        app.router.add_post("/v1/messages", self.message)
         app.router.add_post("/v1/messages/batches", self.create)
         app.router.add_get("/v1/messages/batches", self.listing)
         app.router.add_get("/v1/messages/batches/{batch_id}", self.retrieve)
@@ -47,6 +48,12 @@ class AnthropicBatches:
         if not request.headers.get("anthropic-version"):
             return self.error(400, "anthropic-version: header is required")
         return None
+
+    async def message(self, request: web.Request) -> web.Response:
+        """A normal Messages request (batch mode sends the rows a batch did not answer this way)."""
+        if (denied := self.denied(request)) is not None:
+            return denied
+        return web.json_response(answer_now("anthropic", await request.json()))
 
     async def create(self, request: web.Request) -> web.Response:
         if (denied := self.denied(request)) is not None:
@@ -83,6 +90,7 @@ class AnthropicBatches:
             seen.add(custom_id)
             items.append(Item(custom_id, "anthropic", params))
         batch = self.store.add(Batch(self.store.new_id("msgbatch_"), "anthropic", items))
+        await self.store.delay("create")
         return web.json_response(self.render(batch, request))
 
     def render(self, batch: Batch, request: web.Request) -> dict[str, Any]:

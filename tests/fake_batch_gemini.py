@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from tests.fake_batch_answers import grpc_status
-from tests.fake_batch_lifecycle import Batch, Item, iso, page_of
+from tests.fake_batch_lifecycle import Batch, Item, answer_now, iso, page_of
 
 if TYPE_CHECKING:
     from tests.fake_batch import Store
@@ -46,6 +46,8 @@ class GeminiBatches:
         if (denied := self.denied(request)) is not None:
             return denied
         model, _, method = request.match_info["target"].partition(":")
+        if method == "generateContent":  # a normal request, beside the batches
+            return web.json_response(answer_now("gemini", await request.json()))
         if method != "batchGenerateContent":
             return self.error(404, f"Method not found: {method}", "NOT_FOUND")
         raw = await request.read()
@@ -75,7 +77,9 @@ class GeminiBatches:
             items.append(Item(str(key if key is not None else index), "gemini", request_body, metadata=metadata))
         created = Batch(self.store.new_id("batches/"), "gemini", items, endpoint=model.removeprefix("models/"),
                         metadata={"displayName": batch["displayName"]})
-        return web.json_response(self.render(self.store.add(created)))
+        self.store.add(created)
+        await self.store.delay("create")
+        return web.json_response(self.render(created))
 
     def render(self, batch: Batch) -> dict[str, Any]:
         counts = {"requestCount": len(batch.items), "successfulRequestCount": batch.count("succeeded"),

@@ -53,7 +53,8 @@ TERMINAL = frozenset({"completed", "expired", "failed", "cancelled"})
 OUTCOMES = ("complete", "expire", "fail")
 COUNTERS = ("batch_files_uploaded", "batch_created", "batch_requests", "batch_custom_ids_twice",
             "batch_requests_per_custom_id_max", "batch_polls", "batch_downloads", "batch_cancels",
-            "batch_items_succeeded", "batch_items_errored", "batch_items_expired", "batch_items_canceled")
+            "batch_items_succeeded", "batch_items_errored", "batch_items_expired", "batch_items_canceled",
+            "sync_answers")
 
 CUSTOM_IDS: Counter[str] = Counter()  # custom_id -> times submitted in a created batch
 _SEQ = itertools.count(1)
@@ -188,6 +189,14 @@ class Batch:
 
     def count(self, *outcomes: str) -> int:
         return sum(1 for i in self.items if i.outcome in outcomes)
+
+
+def answer_now(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The answer of a normal (synchronous) request beside the batch APIs, counted as bought like a
+    batch item's (its ``[[fake:item-error-...]]`` markers are a batch's business: it is answered)."""
+    STATS["sync_answers"] += 1
+    count_answer(canonical(body))
+    return answer(kind, body, next(_SEQ))
 
 
 def iso(ts: int | None) -> str | None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import BodyPartReader, web
 
 from tests.fake_batch_answers import openai_error_body
-from tests.fake_batch_lifecycle import Batch, Item, page_of
+from tests.fake_batch_lifecycle import Batch, Item, answer_now, page_of
 from tests.fake_openai import STATS, openai_error
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ def add_routes(app: web.Application, store: Store) -> None:
     """The Files and Batch routes, at /v1 and at Azure's /openai and /openai/v1."""
     for prefix, flavour in PREFIXES.items():
         OpenAIBatches(store, flavour).add(app, prefix)
+    app.router.add_post("/v1/responses", OpenAIBatches(store, "openai").response)
 
 
 async def _json(request: web.Request) -> dict[str, Any] | None:
@@ -59,6 +60,12 @@ class OpenAIBatches:
             return openai_error(401, "Incorrect API key provided.", "invalid_api_key")
         return None
 
+    async def response(self, request: web.Request) -> web.Response:
+        """A normal Responses request (batch mode sends the rows a batch did not answer this way)."""
+        if (denied := self.denied(request)) is not None:
+            return denied
+        return web.json_response(answer_now("responses", await request.json()))
+
     async def upload(self, request: web.Request) -> web.Response:
         if (denied := self.denied(request)) is not None:
             return denied
@@ -87,6 +94,7 @@ class OpenAIBatches:
                 "status_details": None}
         self.store.file_meta[file_id] = meta
         STATS["batch_files_uploaded"] += 1
+        await self.store.delay("upload")
         return web.json_response(meta)
 
     async def content(self, request: web.Request) -> web.Response:
@@ -127,6 +135,7 @@ class OpenAIBatches:
         batch = self.store.add(Batch(self.store.new_id("batch_"), "openai", items, endpoint=endpoint,
                                      input_file_id=file_id, completion_window=window, metadata=metadata,
                                      validation_errors=problems))
+        await self.store.delay("create")
         return web.json_response(self.render(batch))
 
     def read_input(self, raw: bytes, endpoint: str) -> tuple[list[Item], list[dict[str, Any]]]:

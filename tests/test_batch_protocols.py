@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -35,6 +33,7 @@ from connector.endpoint.batch.http import BatchHTTP
 from connector.endpoint.batch.openai import OpenAIBatches
 from connector.endpoint.classify import classify
 from connector.endpoint.transport import AiohttpTransport, HttpxTransport
+from tests.fake_batch import Control
 from tests.fake_openai import spawn
 
 pytestmark = pytest.mark.timeout(60)
@@ -44,24 +43,9 @@ SHAPES = ["openai_chat_completions", "openai_responses", "azure_dated", "azure_v
           "gemini_generate_content"]
 
 
-@dataclass
-class Fake:
-    origin: str
-
-    def call(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.origin + path, data=data, method="POST" if data else "GET")
-        with urllib.request.urlopen(request, timeout=5) as r:
-            return dict(json.load(r))
-
-    def stats(self) -> dict[str, int]:
-        return self.call("/_stats")
-
-    def advance(self, batch_id: str, steps: int = 1) -> str:
-        return str(self.call("/_advance", {"id": batch_id, "steps": steps})["batches"][0]["status"])
-
-    def plan(self, outcome: str, batch_id: str | None = None, reason: str = "") -> None:
-        self.call("/_plan", {"outcome": outcome, "reason": reason, **({"id": batch_id} if batch_id else {})})
+class Fake(Control):
+    def advance_one(self, batch_id: str, steps: int = 1) -> str:
+        return str(self.advance(batch_id, steps)[0]["status"])
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +97,7 @@ async def walk(api: BatchAPI, fake: Fake, batch_id: str) -> list[BatchStatus]:
     seen = [await api.poll(batch_id)]
     while not seen[-1].over:
         assert len(seen) < 10, [s.state for s in seen]
-        fake.advance(batch_id)
+        fake.advance_one(batch_id)
         seen.append(await api.poll(batch_id))
     return seen
 

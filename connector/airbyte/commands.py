@@ -20,6 +20,7 @@ from connector.pipeline.run import DEFAULT_CHECKPOINTING, Checkpointing
 from connector.pipeline.wiring import TransportFactory, default_transport
 
 if TYPE_CHECKING:
+    from connector.airbyte.state import StreamPosition
     from connector.endpoint.client import EndpointClient
     from connector.pipeline.wiring import Endpoint
     from connector.requests.templates import RequestTemplate
@@ -140,11 +141,12 @@ async def read(
                     async for message in _read_models(endpoint.client, stream.name):
                         yield message
                 continue
-            start = position_for(state, stream.name, stream.sync_mode).position
+            saved = position_for(state, stream.name, stream.sync_mode)
+            start = saved.position
             if dry_run:
                 messages = _dry_run(endpoint, table, template, start)
             else:
-                messages = _read_enriched(endpoint, table, template, start, stream.sync_mode == "full_refresh",
+                messages = _read_enriched(endpoint, table, template, saved, stream.sync_mode == "full_refresh",
                                           checkpointing, progress)
             async for message in messages:
                 yield message
@@ -163,13 +165,13 @@ async def _read_models(client: EndpointClient, name: str) -> AsyncIterator[Messa
     yield protocol.stream_status(name, "COMPLETE")
 
 
-async def _read_enriched(endpoint: Endpoint, table: Table, template: RequestTemplate, start: int,
+async def _read_enriched(endpoint: Endpoint, table: Table, template: RequestTemplate, saved: StreamPosition,
                          full_refresh: bool, checkpointing: Checkpointing,
                          progress: Progress) -> AsyncIterator[Message]:
     """The run loop's events as Airbyte messages; the loop decides, this only translates."""
     from connector.airbyte.state import StreamPosition
-    from connector.pipeline.run import Checkpoint, Finished, Note, RecordOut, RunParts, Started, run_rows
-    from connector.pipeline.wiring import answer_cache, enricher_for
+    from connector.pipeline.run import Checkpoint, Finished, Note, RecordOut, RunParts, Started
+    from connector.pipeline.wiring import answer_cache, enricher_for, run_events
 
     name, redact = endpoint.config.stream_name, endpoint.redact
     yield protocol.stream_status(name, "STARTED")
@@ -180,15 +182,15 @@ async def _read_enriched(endpoint: Endpoint, table: Table, template: RequestTemp
     parts = RunParts(endpoint.config, endpoint.client, enricher_for(endpoint, template, cache), cache)
     running = False
     try:
-        async for event in run_rows(parts, table, start, full_refresh=full_refresh, checkpointing=checkpointing,
-                                    progress=progress):
+        async for event in run_events(endpoint, parts, table, saved.position, saved.batches,
+                                      full_refresh=full_refresh, checkpointing=checkpointing, progress=progress):
             if isinstance(event, RecordOut):
                 if not running:
                     running = True
                     yield protocol.stream_status(name, "RUNNING")
                 yield protocol.record(name, event.data)
             elif isinstance(event, Checkpoint):
-                position = StreamPosition(event.position, sync_complete=event.sync_complete)
+                position = StreamPosition(event.position, event.sync_complete, event.batches)
                 yield protocol.state(name, position.as_state(), event.records)
             elif isinstance(event, Note):
                 yield protocol.log(redact(event.text), event.level)

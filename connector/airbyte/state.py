@@ -4,6 +4,11 @@ Output is in input order, so the position (rows emitted so far) is a complete
 cursor: ``{"position": N}`` means rows 1..N are in the destination. A full-refresh
 sync that finished records ``"sync_complete": true`` so the next one starts over;
 an incremental sync continues after row N, picking up rows appended since.
+
+In batch mode the state also lists the provider batches that still hold rows after N
+(``"batches": [...]``, :mod:`connector.pipeline.batch_ledger`), so the next sync collects
+their answers instead of submitting the rows again. A state without the key (every state
+written before batch mode existed) has none.
 """
 
 from __future__ import annotations
@@ -12,17 +17,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from connector.errors import StateError
+from connector.pipeline.batch_ledger import SavedBatch
 
 
 @dataclass(frozen=True)
 class StreamPosition:
     position: int = 0
     sync_complete: bool = False
+    batches: tuple[SavedBatch, ...] = ()
 
     def as_state(self) -> dict[str, Any]:
         out: dict[str, Any] = {"position": self.position}
         if self.sync_complete:
             out["sync_complete"] = True
+        if self.batches:
+            out["batches"] = [batch.as_state() for batch in self.batches]
         return out
 
 
@@ -67,7 +76,11 @@ def position_for(raw: Any, stream: str, sync_mode: str) -> StreamPosition:
             f"state for stream '{stream}' is not this source's (expected {{\"position\": <rows done>}}, "
             f"got {str(entry)[:80]}); pass the state this source emitted, or none to start over"
         )
-    saved = StreamPosition(entry["position"], bool(entry.get("sync_complete")))
+    batches = entry.get("batches") or []
+    if not isinstance(batches, list):
+        raise StateError(f"state for stream '{stream}': batches must be a list; pass the state this source emitted")
+    saved = StreamPosition(entry["position"], bool(entry.get("sync_complete")), tuple(
+        SavedBatch.from_state(raw, f"state for stream '{stream}', batches.{i}") for i, raw in enumerate(batches)))
     if sync_mode == "full_refresh" and saved.sync_complete:
         return StreamPosition()
     return saved

@@ -8,14 +8,9 @@ of that knowledge, read by the config model and by the batch protocols
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from connector.config.providers import canonical
-
-if TYPE_CHECKING:
-    from connector.config.model import SourceConfig
 
 BATCH_SHAPES = ("openai_chat_completions", "openai_responses", "azure_openai", "anthropic_messages",
                 "gemini_generate_content")
@@ -68,12 +63,11 @@ class BatchConfig(BaseModel):
     )
 
 
-def check_batch(config: SourceConfig) -> None:
+def check_batch(batch: BatchConfig, api_compatibility: str, *, stdin: bool, stream: bool) -> None:
     """ValueError (worded for the config) when batch mode is on where it cannot work."""
-    batch = config.batch
     if not batch.enabled:
         return
-    shape = canonical(config.api_compatibility)
+    shape = canonical(api_compatibility)
     if shape in NO_BATCH:
         raise ValueError(f"batch.enabled: the {shape} API shape has no batch mode here: {NO_BATCH[shape]}. Turn "
                          f"batch off, or use a shape with a batch API: {', '.join(BATCH_SHAPES)}")
@@ -83,9 +77,9 @@ def check_batch(config: SourceConfig) -> None:
     if "completion_window" in batch.model_fields_set and shape not in WINDOWED:
         raise ValueError(f"batch.completion_window: the {shape} batch API takes no completion window (Anthropic "
                          "and Gemini set their own); remove it")
-    if config.input.is_stdin:
+    if stdin:
         raise ValueError("batch.enabled: batch mode reads the input again when the answers come back, possibly in "
                          "a later sync, and standard input cannot be read twice; write the rows to a file and "
                          "point input.path at it")
-    if config.stream:
+    if stream:
         raise ValueError("batch.enabled: a batch answers whole replies, never a stream; set stream to false")

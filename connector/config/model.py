@@ -315,7 +315,7 @@ class SourceConfig(RunSettings):
 
     @model_validator(mode="after")
     def _batch_mode(self) -> SourceConfig:
-        check_batch(self)
+        check_batch(self.batch, self.api_compatibility, stdin=self.input.is_stdin, stream=self.stream)
         return self
 
     @model_validator(mode="after")

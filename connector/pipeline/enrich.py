@@ -193,13 +193,13 @@ class RowEnricher:
         self._spend(spent, body, completion)
         return _Answer(completion.reply, completion, completion.attempts, cached=False)
 
-    def _spend(self, spent: _Spent, body: Mapping[str, Any], completion: Completion) -> None:
+    def _spend(self, spent: _Spent, body: Mapping[str, Any], completion: Completion, batch: bool = False) -> None:
         usage = completion.reply.get("usage") or {}
         prompt, output = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
         spent.paid += 1
         spent.prompt_tokens += prompt or 0
         spent.completion_tokens += output or 0
-        spent.cost += self._price(body, prompt, output) or 0.0
+        spent.cost += self._price(body, prompt, output, batch) or 0.0
         if prompt is not None:
             self._estimator.observe(self._dialect.prompt_chars(body), prompt, output)
 
@@ -272,6 +272,28 @@ class RowEnricher:
                         message: str) -> dict[str, Any]:
         data.update(dict.fromkeys(self._extractor.column_names))
         data.update(empty_meta(status, error_class, message))
+        return data
+
+    # Rows a provider batch answered (pipeline/batch_source.py) ------------------------
+
+    async def finish_batch(self, data: Record, body: dict[str, Any], reply: dict[str, Any], batch_id: str) -> Record:
+        """The record of a row whose answer came from provider batch ``batch_id``: validated like any
+        answer (a validation retry is a normal request), priced at the batch price."""
+        spent = _Spent()
+        self._spend(spent, body, Completion(reply, 0.0, None), batch=True)
+        record = await self._finish(data, body, _Answer(reply, None, 1, cached=False), spent)
+        record["_latency_ms"] = None  # hours in a queue, not a request's latency
+        record["_batch_id"] = batch_id
+        return record
+
+    def batch_error(self, data: Record, body: Mapping[str, Any], error: errors.EndpointError,
+                    batch_id: str) -> Record:
+        """The record of a row whose request failed inside provider batch ``batch_id`` (nothing bought)."""
+        if is_fatal(error):
+            raise fatal(error) from error
+        data.update(dict.fromkeys(self._extractor.column_names))
+        data.update(empty_meta("error", classify(error), self._redact(error.message), 1))
+        data.update(_model=body.get("model"), _batch_id=batch_id)
         return data
 
     # Sizes and prices ----------------------------------------------------------------

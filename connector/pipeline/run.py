@@ -27,7 +27,7 @@ The Airbyte ``read`` turns these events into protocol messages
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 from connector.answers.cache import AnswerCache
@@ -35,11 +35,12 @@ from connector.answers.records import Tally
 from connector.config.model import SourceConfig
 from connector.endpoint.client import EndpointClient
 from connector.errors import ConnectorError, RowFailed, SyncFailed
+from connector.pipeline.batch_ledger import SavedBatch
 from connector.pipeline.enrich import Record, RowEnricher
 from connector.pipeline.ordered import ordered_map
 from connector.pipeline.progress import NO_PROGRESS, Progress
 from connector.rows.stdin import numbered_rows
-from connector.rows.table import Table
+from connector.rows.table import Row, Table
 
 Clock = Callable[[], float]
 
@@ -86,11 +87,13 @@ class RecordOut:
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """Rows 1..``position`` are done; ``records`` were emitted since the previous checkpoint."""
+    """Rows 1..``position`` are done; ``records`` were emitted since the previous checkpoint; in batch
+    mode, ``batches`` still hold rows after the position (:mod:`connector.pipeline.batch_run`)."""
 
     position: int
     records: int
     sync_complete: bool = False
+    batches: tuple[SavedBatch, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,10 @@ class Finished:
 
 
 Event = Started | Note | RecordOut | Checkpoint | Finished
+Rows = Iterator[tuple[int, Row]] | AsyncIterator[tuple[int, Row]]
+# Where run_rows gets each row's record from (None: a spend guard refused it), in row order;
+# notes to pass on may come between them. Default: the row enricher, concurrently.
+AnswerSource = Callable[[Rows], AsyncIterator[Record | Note | None]]
 
 
 @dataclass
@@ -124,8 +131,10 @@ async def run_rows(
     checkpointing: Checkpointing = DEFAULT_CHECKPOINTING,
     progress: Progress = NO_PROGRESS,
     clock: Clock = time.monotonic,
+    source: AnswerSource | None = None,
 ) -> AsyncIterator[Event]:
-    """Enrich ``table`` from row ``start`` on (see the module docstring for what is yielded)."""
+    """Enrich ``table`` from row ``start`` on (see the module docstring for what is yielded); the
+    records come from ``source`` when given (batch mode), else from the row enricher."""
     config, cache = parts.config, parts.cache
     name = config.stream_name
     tally = Tally()
@@ -149,8 +158,12 @@ async def run_rows(
     position = committed = start  # rows done; the position the last checkpoint carried
     since = 0  # records since the last checkpoint
     last_checkpoint = started = clock()
+    answers = source(rows) if source is not None else ordered_map(rows, parts.enricher, config.concurrency)
     try:
-        async for data in ordered_map(rows, parts.enricher, config.concurrency):
+        async for data in answers:
+            if isinstance(data, Note):
+                yield data
+                continue
             if stopped_by is not None:
                 continue  # a later row's answer is cached; it cannot be emitted before the one refused
             if data is None:  # a spend guard refused this row's request

@@ -19,8 +19,12 @@ from connector.endpoint.client import EndpointClient
 from connector.endpoint.limits import ConcurrencyGate, Limiter, SpendBudget, TokenBucket
 from connector.endpoint.transport import AiohttpTransport, Transport
 from connector.errors import ConfigError
+from connector.pipeline.batch_ledger import SavedBatch
 from connector.pipeline.enrich import RowEnricher
+from connector.pipeline.progress import NO_PROGRESS, Progress
+from connector.pipeline.run import DEFAULT_CHECKPOINTING, Checkpointing, Event, RunParts, run_rows
 from connector.requests.templates import RequestTemplate
+from connector.rows.stdin import Table
 from connector.secrets import Redactor
 
 TransportFactory = Callable[[SourceConfig], Transport]
@@ -82,6 +86,23 @@ def enricher_for(endpoint: Endpoint, template: RequestTemplate | None = None,
                  cache: AnswerCache | None = None) -> RowEnricher:
     """The row enricher of a run over ``endpoint``."""
     return RowEnricher(endpoint.config, endpoint.client, endpoint.redact, template, cache)
+
+
+def run_events(endpoint: Endpoint, parts: RunParts, table: Table, start: int = 0,
+               saved: tuple[SavedBatch, ...] = (), *, full_refresh: bool = False,
+               checkpointing: Checkpointing = DEFAULT_CHECKPOINTING,
+               progress: Progress = NO_PROGRESS) -> AsyncIterator[Event]:
+    """The run's events: :func:`run_rows`, or :func:`run_batches` through the provider's batch API when
+    ``batch.enabled`` (resuming the STATE's ``saved`` batches)."""
+    if not endpoint.config.batch.enabled:
+        return run_rows(parts, table, start, full_refresh=full_refresh, checkpointing=checkpointing,
+                        progress=progress)
+    from connector.endpoint.batch import batch_api
+    from connector.pipeline.batch_run import run_batches
+
+    api = batch_api(endpoint.config, endpoint.transport, endpoint.client.dialect)
+    return run_batches(parts, api, table, start, saved, full_refresh=full_refresh, checkpointing=checkpointing,
+                       progress=progress)
 
 
 def answer_cache(config: SourceConfig, warn: Callable[[str], None]) -> AnswerCache | None:

@@ -23,6 +23,7 @@ from connector.endpoint.batch.base import (
     BatchLimits,
     BatchRequest,
     BatchStatus,
+    Chunker,
     Chunks,
     ItemResult,
     RequestCounts,
@@ -38,7 +39,7 @@ from connector.errors import ConfigError
 if TYPE_CHECKING:
     from connector.config.model import SourceConfig
 
-__all__ = ["BatchAPI", "BatchLimits", "BatchRequest", "BatchStatus", "Chunks", "ItemResult", "RequestCounts",
+__all__ = ["BatchAPI", "BatchLimits", "BatchRequest", "BatchStatus", "Chunker", "Chunks", "ItemResult", "RequestCounts",
            "Submission", "batch_api", "check_custom_id", "chunk", "fingerprint"]
 
 

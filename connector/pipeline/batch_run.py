@@ -1,0 +1,110 @@
+"""Batch mode's run: the same events as :func:`~connector.pipeline.run.run_rows`, the rows answered by
+the provider's batch API (``batch.enabled``).
+
+Two passes over the table from the position on: :mod:`~connector.pipeline.batch_submit` puts every
+row that needs an answer into a provider batch (or re-attaches the batches of the STATE), then
+:func:`run_rows` emits the records in input order with :class:`~connector.pipeline.batch_source.
+BatchSource` as the answer source, so the error policy, checkpoints and summary are a normal read's.
+Every :class:`Checkpoint` carries the batches that still hold rows after its position.
+
+What the position means here: rows 1..position are emitted, as in a normal read. Batches end in
+any order, but records leave in input order, so a sync can emit only the prefix of rows whose
+batches have ended; the rows after it stay in the STATE's batches (their answers, when already
+downloaded, in the answer cache) and a later sync emits them. With ``batch.wait: false`` a sync
+submits, emits that prefix, checkpoints, and ends with a LOG line of the rows still pending and
+``Finished(complete=False)`` (exit 0: nothing failed); without pending rows it is complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+from connector.answers.records import Tally
+from connector.endpoint.batch import BatchAPI
+from connector.errors import ConnectorError
+from connector.pipeline.batch_ledger import Ledger, SavedBatch
+from connector.pipeline.batch_source import BatchSource, Sleep
+from connector.pipeline.batch_submit import BatchContext, Now, Submitter
+from connector.pipeline.progress import NO_PROGRESS, Progress
+from connector.pipeline.run import (
+    DEFAULT_CHECKPOINTING,
+    Checkpoint,
+    Checkpointing,
+    Clock,
+    Event,
+    Finished,
+    Note,
+    RecordOut,
+    RunParts,
+    Started,
+    run_rows,
+)
+from connector.rows.stdin import Table
+
+
+async def run_batches(
+    parts: RunParts,
+    api: BatchAPI,
+    table: Table,
+    start: int = 0,
+    saved: tuple[SavedBatch, ...] = (),
+    *,
+    full_refresh: bool = False,
+    checkpointing: Checkpointing = DEFAULT_CHECKPOINTING,
+    progress: Progress = NO_PROGRESS,
+    clock: Clock = time.monotonic,
+    sleep: Sleep = asyncio.sleep,
+    now: Now = time.time,
+) -> AsyncIterator[Event]:
+    """Enrich ``table`` from row ``start`` on through provider batches, the STATE's ``saved`` ones first."""
+    config = parts.config
+    ledger = Ledger(saved)
+    client = parts.client
+    ctx = BatchContext(config, parts.enricher, api, ledger, parts.cache, client.url, client.dialect.name,
+                       client.budget, now)
+    sized = table.estimate_rows()
+    yield Started(None if sized is None else max(sized[0] - start, 0), sized is not None and sized[1], start)
+    began = clock()
+    submitter = Submitter(ctx, start)
+    try:
+        async for event in submitter.run(table):
+            yield event
+    except ConnectorError:
+        yield Finished(False, f"{config.stream_name}: 0 rows in {clock() - began:.1f} s: the batches could not be "
+                              "submitted", Tally())
+        raise
+    if submitter.submitted:
+        yield Note(f"{config.stream_name}: {submitter.submitted:,} requests submitted in provider batches")
+
+    source = BatchSource(ctx, submitter.end, sleep)
+    last = (start, ledger.open_after(start))  # the position and batches of the last checkpoint
+    records_since = 0
+    async for event in run_rows(parts, table, start, full_refresh=full_refresh, checkpointing=checkpointing,
+                                progress=progress, clock=clock, source=source):
+        if isinstance(event, Started):
+            continue  # said above, before the submissions
+        if isinstance(event, RecordOut):
+            records_since += 1
+        elif isinstance(event, Checkpoint):
+            ledger.forget_through(event.position)
+            event = replace(event, sync_complete=event.sync_complete and source.pending is None,
+                            batches=ledger.open_after(event.position))
+            last, records_since = (event.position, event.batches), 0
+        elif isinstance(event, Finished):
+            # A batch dropped since (it failed as a whole) must leave the STATE, unless the loop
+            # chose to commit nothing more (every row failed: those rows are tried again).
+            if ledger.open_after(last[0]) != last[1] and not records_since:
+                yield Checkpoint(last[0], 0, batches=ledger.open_after(last[0]))
+            if source.retried:
+                yield Note(f"{config.stream_name}: {source.retried:,} batch requests that errored or did not run "
+                           "(expired, cancelled) were asked again as normal requests")
+            if source.pending is not None:
+                pending = source.pending
+                yield Note(f"{config.stream_name}: {pending.rows:,} rows are waiting for provider batches "
+                           f"({pending.batches} still running); the state keeps them: run again (e.g. every hour) to "
+                           "collect their answers")
+                event = replace(event, complete=False)
+        yield event

@@ -1,0 +1,216 @@
+"""Batch mode, pass one: every row that needs an answer and is in no batch yet goes into one.
+
+Before anything is submitted, the batches an earlier sync was creating when it stopped (in the
+STATE without an id) are looked for at the provider (``BatchAPI.find``): found, they are
+re-attached; not found, their create never arrived and their rows are submitted again. Then
+every row from the position on is rendered exactly as a normal read renders it
+(:meth:`RowEnricher.plan`); a row is left out when it is skipped (its record needs no answer),
+already in a batch of the STATE, answered in the answer cache, or asks what an earlier row
+asks (the earlier one's answer is cached once downloaded); the others are cut into batches
+within the provider's limits (:class:`~connector.endpoint.batch.Chunker`) and submitted.
+
+Each batch is written into the STATE (a :class:`~connector.pipeline.run.Checkpoint` with
+the position unchanged) before its create request is sent, and again with its id after: so a
+sync killed at any moment submits no row twice. A batch of the STATE whose rows now ask other
+requests (the config changed) is cancelled and its rows submitted anew, with a warning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from connector import errors
+from connector.answers.cache import AnswerCache, cache_key
+from connector.config.model import SourceConfig
+from connector.endpoint.batch import BatchAPI, BatchRequest, Chunker, Submission, fingerprint
+from connector.endpoint.limits import SpendBudget
+from connector.pipeline.batch_ledger import Ledger, SavedBatch, custom_id, ranges_of
+from connector.pipeline.enrich import RowEnricher
+from connector.pipeline.run import Checkpoint, Event, Note
+from connector.rows.stdin import Table, numbered_rows
+
+Now = Callable[[], float]
+
+
+@dataclass
+class BatchContext:
+    """What both passes of a batch run share."""
+
+    config: SourceConfig
+    enricher: RowEnricher
+    api: BatchAPI
+    ledger: Ledger
+    cache: AnswerCache | None
+    url: str  # the endpoint URL and dialect name: the answer cache's key parts
+    dialect: str
+    budget: SpendBudget | None = None
+    now: Now = time.time
+
+    def key_of(self, body: Any) -> str:
+        """The answer-cache key of a request body (as a normal request's)."""
+        return cache_key(self.url, self.dialect, body)
+
+
+@dataclass
+class Submitter:
+    """Pass one over ``table`` from row ``start`` (see the module docstring); ``end`` is where the
+    rows it saw end (the run stops there), ``submitted`` how many requests it sent in batches."""
+
+    ctx: BatchContext
+    start: int
+    end: int = 0
+    submitted: int = 0
+    unsent: int = 0  # rows a spend guard kept out of the batches
+    too_large: int = 0
+    _allowance: float = field(default=float("inf"))
+
+    async def run(self, table: Table) -> AsyncIterator[Event]:
+        """Re-attach, then submit; yields the checkpoints and notes of what it did."""
+        budget = self.ctx.budget
+        if budget is not None and budget.max_requests is not None:
+            self._allowance = max(budget.max_requests - budget.requests, 0)
+        changed = False
+        for saved in [b for b in self.ctx.ledger.batches if b.id is None]:
+            yield await self._reattach(saved)
+            changed = True
+        if changed:
+            yield self._checkpoint()
+        while True:
+            stale: list[SavedBatch] = []
+            async for event in self._scan(table, stale):
+                yield event
+            if not stale:
+                break
+            for saved in stale:  # then scan again: their rows are in no batch now
+                yield await self._forget(saved)
+            yield self._checkpoint()
+        if self.unsent:
+            yield Note(f"{self.ctx.config.stream_name}: spend guard: max_requests reached; {self.unsent:,} rows were "
+                       "not submitted (a later run submits them)", "WARN")
+
+    async def _reattach(self, saved: SavedBatch) -> Note:
+        name, ledger = self.ctx.config.stream_name, self.ctx.ledger
+        found = await self.ctx.api.find(Submission(saved.fingerprint, saved.size, saved.since))
+        if found is not None:
+            attached = ledger.update(saved, id=found, state="found")
+            return Note(f"{name}: re-attached {attached.label()}, created by an earlier sync that stopped before "
+                        "it saw the answer")
+        ledger.drop(saved)
+        return Note(f"{name}: {saved.label()} was never created at the provider (the earlier sync stopped first); "
+                    "its rows are submitted again")
+
+    async def _forget(self, saved: SavedBatch) -> Note:
+        """A batch whose rows ask other requests now: cancelled (what it has not run is not bought), dropped."""
+        if saved.id is not None:
+            with contextlib.suppress(errors.EndpointError):  # already over: nothing left to stop
+                await self.ctx.api.cancel(saved.id)
+        self.ctx.ledger.drop(saved)
+        return Note(f"{self.ctx.config.stream_name}: {saved.label()} asks other requests than these rows ask now "
+                    "(the config or the input changed since it was submitted): it was cancelled, and its rows are "
+                    "submitted again", "WARN")
+
+    def _checkpoint(self) -> Checkpoint:
+        return Checkpoint(self.start, 0, batches=self.ctx.ledger.open_after(self.start))
+
+    async def _scan(self, table: Table, stale: list[SavedBatch]) -> AsyncIterator[Event]:
+        ctx = self.ctx
+        chunker = Chunker(ctx.api.limits)
+        asked: set[int] = set()  # requests asked by an earlier row (a prefix of their cache keys)
+        check = _Check({b.fingerprint: b for b in ctx.ledger.batches}, stale)
+        rows = numbered_rows(table.batches(skip=self.start), self.start, lambda: False)
+        if not isinstance(rows, AsyncIterator):
+            rows = _aiter(rows)
+        async for position, row in rows:
+            number = self.end = position + 1
+            check.passed(number - 1)
+            try:
+                _, body = ctx.enricher.plan((position, row))
+            except errors.RowTooLong:
+                break  # pass two stops at this row with the error, as a normal read would
+            if body is None:
+                continue
+            key = ctx.key_of(body)
+            saved = ctx.ledger.batch_of(number)
+            if saved is not None:
+                check.saw(saved, custom_id(number, key))
+                asked.add(int(key[:16], 16))
+                continue
+            if ctx.cache is not None:
+                short = int(key[:16], 16)
+                if short in asked or ctx.cache.get(key) is not None:
+                    continue  # answered in pass two from the cache
+                asked.add(short)
+            if self._allowance <= 0:
+                self.unsent += 1
+                continue
+            self._allowance -= 1
+            closed = chunker.add(ctx.api.request(custom_id(number, key), body))
+            if closed is not None:
+                async for event in self._submit(closed):
+                    yield event
+        for batch in chunker.flush():
+            async for event in self._submit(batch):
+                yield event
+        if chunker.too_large:
+            self.too_large += len(chunker.too_large)
+            yield Note(f"{ctx.config.stream_name}: {len(chunker.too_large)} requests are larger than a batch may be "
+                       f"({ctx.api.limits.max_bytes:,} bytes): they are sent as normal requests", "WARN")
+        check.passed(self.end)
+
+    async def _submit(self, requests: list[BatchRequest]) -> AsyncIterator[Event]:
+        ctx = self.ctx
+        ids = [r.custom_id for r in requests]
+        since = round(ctx.now(), 3)
+        saved = SavedBatch(fingerprint(ids, _salt(since)), since, len(ids),
+                           ranges_of(int(i[1:i.index("-")]) for i in ids))
+        ctx.ledger.put(saved)
+        yield self._checkpoint()  # in the STATE before the create request leaves
+        try:
+            batch_id = await ctx.api.submit(requests, Submission(saved.fingerprint, saved.size, since))
+        except errors.HTTPStatusError:
+            ctx.ledger.drop(saved)  # the provider said no: no batch was created
+            yield self._checkpoint()
+            raise
+        saved = ctx.ledger.update(saved, id=batch_id, state="submitted")
+        self.submitted += saved.size
+        if ctx.budget is not None:
+            ctx.budget.requests += saved.size  # each request of a batch counts against max_requests
+        yield self._checkpoint()
+        yield Note(f"{ctx.config.stream_name}: submitted {saved.label()}")
+
+
+class _Check:
+    """Checks each saved batch, once the scan is past its last row, against its rows' requests now."""
+
+    def __init__(self, batches: dict[str, SavedBatch], stale: list[SavedBatch]) -> None:
+        self._waiting = sorted(batches.values(), key=lambda b: b.last)
+        self._ids: dict[str, list[str]] = {}
+        self._stale = stale
+
+    def saw(self, saved: SavedBatch, custom_id: str) -> None:
+        self._ids.setdefault(saved.fingerprint, []).append(custom_id)
+
+    def passed(self, number: int) -> None:
+        """Rows up to ``number`` are scanned."""
+        while self._waiting and self._waiting[0].last <= number:
+            saved = self._waiting.pop(0)
+            if not _same(saved, self._ids.pop(saved.fingerprint, [])):
+                self._stale.append(saved)
+
+
+def _salt(since: float) -> str:
+    return f"@{since:.3f}"
+
+
+def _same(saved: SavedBatch, ids: list[str]) -> bool:
+    """The rows of a saved batch still ask the requests it was submitted with."""
+    return len(ids) == saved.size and fingerprint(ids, _salt(saved.since)) == saved.fingerprint
+
+
+async def _aiter(items: Any) -> AsyncIterator[Any]:
+    for item in items:
+        yield item
