@@ -62,11 +62,15 @@ class AnthropicBatches:
         self._dialect = dialect
         self._http = http
         self._limits = limits
-        self._base = f"{dialect.base_url}/messages/batches"
+        self._base = dialect.url("/messages/batches")
 
     @property
     def limits(self) -> BatchLimits:
         return self._limits
+
+    def _at(self, path: str) -> str:
+        """A URL under the batches resource, the configured url's query kept."""
+        return self._dialect.url(f"/messages/batches/{path}")
 
     def request(self, custom_id: str, body: Mapping[str, Any]) -> BatchRequest:
         params = dict(self._dialect.prepare(body).body)
@@ -87,7 +91,7 @@ class AnthropicBatches:
         return id_in(candidates[0], "id", "the batch list") if len(candidates) == 1 else None
 
     async def poll(self, batch_id: str) -> BatchStatus:
-        batch = await self._http.json("GET", f"{self._base}/{batch_id}")
+        batch = await self._http.json("GET", self._at(batch_id))
         state = str(batch.get("processing_status"))
         phase = _PHASES.get(state)
         if phase is None:
@@ -133,7 +137,7 @@ class AnthropicBatches:
             f"{where} did not run: {why or f'result type {kind!r}'}"))
 
     async def cancel(self, batch_id: str) -> None:
-        await self._http.json("POST", f"{self._base}/{batch_id}/cancel")
+        await self._http.json("POST", self._at(f"{batch_id}/cancel"))
 
 
 def _created(batch: Mapping[str, Any]) -> float:

@@ -38,7 +38,7 @@ from connector.endpoint.batch.base import (
     complete,
     id_in,
 )
-from connector.endpoint.batch.http import BatchHTTP, with_query
+from connector.endpoint.batch.http import BatchHTTP
 from connector.endpoint.client import http_error
 
 # The envelope around the requests, a 64-character displayName and the model in the URL included.
@@ -62,7 +62,6 @@ class GeminiBatches:
         self._dialect = dialect
         self._http = http
         self._limits = limits
-        self._base = dialect.base_url
 
     @property
     def limits(self) -> BatchLimits:
@@ -79,14 +78,15 @@ class GeminiBatches:
             raise ValueError(f"a Gemini batch holds one model, not {sorted(models)}")
         payload = (b'{"batch":{"displayName":' + orjson.dumps(submission.fingerprint)
                    + b',"inputConfig":{"requests":{"requests":[' + b",".join(r.entry for r in requests) + b"]}}}}")
-        operation = await self._http.json("POST", f"{self._base}/models/{models.pop()}:batchGenerateContent", payload)
+        url = self._dialect.url(f"/models/{models.pop()}:batchGenerateContent")
+        operation = await self._http.json("POST", url, payload)
         return id_in(operation, "name", "batch creation")
 
     async def find(self, submission: Submission) -> str | None:
         token: str | None = None
         for _ in range(_FIND_PAGES):
             query: dict[str, str | int] = {"pageSize": 100, **({"pageToken": token} if token else {})}
-            page = await self._http.json("GET", with_query(f"{self._base}/batches", query))
+            page = await self._http.json("GET", self._dialect.url("/batches", {k: str(v) for k, v in query.items()}))
             for operation in page.get("operations") or ():
                 if isinstance(operation, dict) and (operation.get("metadata") or {}).get(
                         "displayName") == submission.fingerprint:
@@ -97,7 +97,7 @@ class GeminiBatches:
         return None
 
     async def poll(self, batch_id: str) -> BatchStatus:
-        operation = await self._http.json("GET", f"{self._base}/{batch_id}")
+        operation = await self._http.json("GET", self._dialect.url(f"/{batch_id}"))
         meta = operation.get("metadata") or {}
         state = str(meta.get("state") or ("BATCH_STATE_SUCCEEDED" if operation.get("done") else "BATCH_STATE_PENDING"))
         phase = _PHASES.get(state.removeprefix("BATCH_STATE_").removeprefix("JOB_STATE_"))
@@ -118,7 +118,7 @@ class GeminiBatches:
     async def results(self, status: BatchStatus, custom_ids: Sequence[str] | None = None) -> list[ItemResult]:
         found: dict[str, ItemResult] = {}
         if status.results:
-            operation = await self._http.json("GET", f"{self._base}/{status.batch_id}")
+            operation = await self._http.json("GET", self._dialect.url(f"/{status.batch_id}"))
             output = operation.get("response") or (operation.get("metadata") or {}).get("output") or {}
             entries = (output.get("inlinedResponses") or {}).get("inlinedResponses") or []
             for position, entry in enumerate(entries):
@@ -144,4 +144,4 @@ class GeminiBatches:
                                                 orjson.dumps({"error": error}), {}, self._dialect.error_message))
 
     async def cancel(self, batch_id: str) -> None:
-        await self._http.json("POST", f"{self._base}/{batch_id}:cancel")
+        await self._http.json("POST", self._dialect.url(f"/{batch_id}:cancel"))

@@ -79,7 +79,7 @@ class OpenAIBatches:
     def _url(self, resource: str) -> str:
         if isinstance(self._dialect, AzureDialect):
             return self._dialect.resource_url(resource)
-        return f"{self._dialect.base_url}/{resource}"
+        return self._dialect.url(f"/{resource}")  # the configured url's query rides along
 
     def request(self, custom_id: str, body: Mapping[str, Any]) -> BatchRequest:
         wire = dict(self._dialect.prepare(body).body)
