@@ -52,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     standalone.add_argument("--format", choices=("parquet", "csv", "jsonl"), help="instead of the extension's")
     standalone.add_argument("--dry-run", action="store_true",
                             help="report rows, tokens, cost and a few rendered requests; send nothing")
+    files = standalone.add_mutually_exclusive_group()
+    files.add_argument("--export-batch", metavar="REQUESTS.jsonl",
+                       help="write the rows' requests as an OpenAI batch input file (vllm run-batch reads it); "
+                            "send nothing")
+    files.add_argument("--import-batch", metavar="RESULTS.jsonl",
+                       help="take the answers from a batch output file instead of the endpoint; write --output")
     standalone.add_argument("--progress-every", type=float, default=10.0, metavar="SECONDS",
                             help="a progress line on stderr this often when no bar is drawn (0: never)")
     for cmd in (read, standalone):
@@ -89,7 +95,8 @@ def _run_standalone(args: argparse.Namespace, stdin: BinaryIO, out: BinaryIO, er
     try:
         raw_config = _load_json(args.config, "config")
         result = asyncio.run(standalone.run(raw_config, args.output, args.format, dry_run=args.dry_run,
-                                            progress=_progress(args, err), notice=notice, stdin=stdin, stdout=out))
+                                            progress=_progress(args, err), notice=notice, stdin=stdin, stdout=out,
+                                            export_batch=args.export_batch, import_batch=args.import_batch))
     except ConnectorError as exc:
         notice("ERROR", Redactor.for_config(raw_config)(exc.message))
         return 1

@@ -14,7 +14,7 @@ received are in the answer cache, so running it again pays only for the rest.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -45,19 +45,24 @@ async def run(
     stdin: BinaryIO | None = None,
     stdout: BinaryIO | None = None,
     transport_factory: TransportFactory = default_transport,
+    export_batch: str | None = None,
+    import_batch: str | None = None,
 ) -> Result:
-    """Enrich the configured input into ``output``; ConnectorError when the run fails."""
+    """Enrich the configured input into ``output``; ConnectorError when the run fails. ``export_batch``
+    writes the rows' batch input file instead (nothing sent); ``import_batch`` takes the answers from a
+    batch results file (:mod:`connector.standalone.batch_files`)."""
     from connector.airbyte.catalog import enriched_schema
     from connector.airbyte.commands import dry_run_report
     from connector.answers.records import META_COLUMNS
     from connector.config.load import load_config
     from connector.dialects import dialect_for
     from connector.errors import OutputError
-    from connector.pipeline.run import NEVER, Finished, Note, RecordOut, RunParts, run_rows
-    from connector.pipeline.wiring import answer_cache, connect, enricher_for
+    from connector.pipeline.run import NEVER, Checkpoint, Event, Finished, Note, RecordOut, RunParts, run_rows
+    from connector.pipeline.wiring import answer_cache, connect, enricher_for, run_events
     from connector.requests.templates import RequestTemplate
     from connector.rows.files import InputTable
-    from connector.rows.stdin import StdinTable, open_input
+    from connector.rows.stdin import StdinTable, numbered_rows, open_input
+    from connector.standalone.batch_files import ImportSource, LedgerFile, export_requests, read_results
     from connector.standalone.writers import TableWriter, format_for
 
     config = load_config(raw_config, lambda text: notice("WARN", text))
@@ -71,6 +76,19 @@ async def run(
         async with connect(config, dialect, transport_factory) as endpoint:
             lines = await dry_run_report(endpoint, table, template, 0)
         return Result(0, True, output or "", report="\n".join(lines) + "\n")
+    if export_batch:
+        if isinstance(table, StdinTable):
+            await table.start()
+        template.check_columns(table.columns)
+        async with connect(config, transport_factory) as endpoint:
+            rows = numbered_rows(table.batches(), 0, lambda: False)
+            written, skipped = await export_requests(endpoint, enricher_for(endpoint, template), rows, export_batch)
+        left = ", ".join(f"{n} {status}" for status, n in sorted(skipped.items()))
+        notice("INFO", f"wrote {written:,} requests to {export_batch} (OpenAI batch input format; nothing was sent)"
+                       + (f"; rows without a request: {left}" if left else ""))
+        return Result(0, True, export_batch)
+    if import_batch:
+        config = config.model_copy(update={"validation_retries": 0})  # nothing is sent on an import
     if not output:
         raise OutputError("--output is required (a .parquet, .csv or .jsonl file, or - for JSONL on stdout); "
                           "or pass --dry-run")
@@ -90,11 +108,22 @@ async def run(
         async with connect(config, dialect, transport_factory) as endpoint:
             cache = answer_cache(config, lambda warning: notice("WARN", endpoint.redact(warning)))
             parts = RunParts(config, endpoint.client, enricher_for(endpoint, template, cache), cache)
+            ledger = LedgerFile(output) if config.batch.enabled and output != "-" and not import_batch else None
+            events: AsyncIterator[Event]
+            if import_batch:
+                source = ImportSource(endpoint, parts.enricher, read_results(endpoint, import_batch), import_batch,
+                                      cache)
+                events = run_rows(parts, table, full_refresh=True, checkpointing=NEVER, progress=progress,
+                                  source=source)
+            else:
+                events = run_events(endpoint, parts, table, 0, ledger.load() if ledger else (), full_refresh=True,
+                                    checkpointing=NEVER, progress=progress)
             try:
-                async for event in run_rows(parts, table, full_refresh=True, checkpointing=NEVER,
-                                            progress=progress):
+                async for event in events:
                     if isinstance(event, RecordOut):
                         writer.add(event.data)
+                    elif isinstance(event, Checkpoint) and ledger is not None:
+                        ledger.save(event.batches)
                     elif isinstance(event, Note):
                         notice(event.level, endpoint.redact(event.text))
                     elif isinstance(event, Finished):

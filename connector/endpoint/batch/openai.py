@@ -66,11 +66,7 @@ class OpenAIBatches:
         self._http = http
         self._window = completion_window
         self._limits = limits
-        responses = isinstance(dialect, ResponsesDialect)
-        if isinstance(dialect, AzureDialect):
-            self.endpoint = "/responses" if responses else "/chat/completions"
-        else:
-            self.endpoint = "/v1/responses" if responses else "/v1/chat/completions"
+        self.endpoint = endpoint_for(dialect)
 
     @property
     def limits(self) -> BatchLimits:
@@ -82,13 +78,7 @@ class OpenAIBatches:
         return self._dialect.url(f"/{resource}")  # the configured url's query rides along
 
     def request(self, custom_id: str, body: Mapping[str, Any]) -> BatchRequest:
-        wire = dict(self._dialect.prepare(body).body)
-        wire.pop("stream", None)  # a batch answers whole replies
-        wire.pop("stream_options", None)
-        if isinstance(self._dialect, AzureDialect):
-            wire["model"] = self._dialect.deployment_for(body)
-        line = {"custom_id": custom_id, "method": "POST", "url": self.endpoint, "body": wire}
-        return BatchRequest(custom_id, str(wire.get("model") or ""), orjson.dumps(line))
+        return input_line(self._dialect, custom_id, body)
 
     async def submit(self, requests: Sequence[BatchRequest], submission: Submission) -> str:
         content = b"".join(r.entry + b"\n" for r in requests)
@@ -137,31 +127,51 @@ class OpenAIBatches:
             raw = await self._http.send("GET", self._url(f"files/{file_id}/content"),
                                         headers={"Accept": "application/binary"})
             for line in jsonl(raw, f"file {file_id} of batch {status.batch_id}"):
-                result = self._item(status.batch_id, line)
+                result = output_line(self._dialect, line, f"batch {status.batch_id}")
                 if result is not None:
                     found[result.custom_id] = result
         return complete(status.batch_id, found, custom_ids, f"the batch is {status.state} and has no line for it")
 
-    def _item(self, batch_id: str, line: Mapping[str, Any]) -> ItemResult | None:
-        custom_id = line.get("custom_id")
-        if not isinstance(custom_id, str):
-            return None
-        where = f"batch {batch_id}, request {custom_id}"
-        response = line.get("response")
-        if isinstance(response, dict):
-            status = as_int(response.get("status_code"))
-            if 200 <= status < 300:
-                return answered(custom_id, self._dialect, response.get("body"))
-            body = orjson.dumps(response.get("body"))
-            return ItemResult(custom_id, error=http_error(where, status, body, {}, self._dialect.error_message))
-        error = as_object(line.get("error"))
-        code, message = str(error.get("code")), str(error.get("message") or "")
-        why = _UNFINISHED.get(code, f"{code}: {message}")
-        return ItemResult(custom_id, error=errors.BatchItemUnfinished(f"{where} did not run: {why}"))
-
     async def cancel(self, batch_id: str) -> None:
         await self._http.json("POST", self._url(f"batches/{batch_id}/cancel"))
 
+def endpoint_for(dialect: ChatDialect) -> str:
+    """The ``url`` of the batch input lines (and the batch's ``endpoint``) for this dialect."""
+    responses = isinstance(dialect, ResponsesDialect)
+    if isinstance(dialect, AzureDialect):
+        return "/responses" if responses else "/chat/completions"
+    return "/v1/responses" if responses else "/v1/chat/completions"
+
+
+def input_line(dialect: ChatDialect, custom_id: str, body: Mapping[str, Any]) -> BatchRequest:
+    """A built request body as a line of the batch input file (what ``vllm run-batch`` reads too)."""
+    wire = dict(dialect.prepare(body).body)
+    wire.pop("stream", None)  # a batch answers whole replies
+    wire.pop("stream_options", None)
+    if isinstance(dialect, AzureDialect):
+        wire["model"] = dialect.deployment_for(body)
+    line = {"custom_id": custom_id, "method": "POST", "url": endpoint_for(dialect), "body": wire}
+    return BatchRequest(custom_id, str(wire.get("model") or ""), orjson.dumps(line))
+
+
+def output_line(dialect: ChatDialect, line: Mapping[str, Any], source: str) -> ItemResult | None:
+    """What one line of an output or error file says of its request (None: a line without a custom_id);
+    ``source`` names where it came from (a batch, a file) in error messages."""
+    custom_id = line.get("custom_id")
+    if not isinstance(custom_id, str):
+        return None
+    where = f"{source}, request {custom_id}"
+    response = line.get("response")
+    if isinstance(response, dict):
+        status = as_int(response.get("status_code"))
+        if 200 <= status < 300:
+            return answered(custom_id, dialect, response.get("body"))
+        body = orjson.dumps(response.get("body"))
+        return ItemResult(custom_id, error=http_error(where, status, body, {}, dialect.error_message))
+    error = as_object(line.get("error"))
+    code, message = str(error.get("code")), str(error.get("message") or "")
+    why = _UNFINISHED.get(code, f"{code}: {message}")
+    return ItemResult(custom_id, error=errors.BatchItemUnfinished(f"{where} did not run: {why}"))
 
 
 def _failure(batch: Mapping[str, Any]) -> tuple[str, bool]:

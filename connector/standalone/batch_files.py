@@ -1,0 +1,189 @@
+"""Batch files for ``run``: the OpenAI batch input file of the rows (``--export-batch``), a results
+file mapped back to the rows (``--import-batch``), and ``run``'s own record of its batches.
+
+``--export-batch requests.jsonl`` writes one line per row that needs an answer, rendered exactly as
+a read renders it (templates, null policy, context fit, output schema): ``{"custom_id", "method":
+"POST", "url": "/v1/chat/completions" (or "/v1/responses"), "body"}``, the OpenAI Batch API's input
+format, which ``vllm run-batch`` and the OpenAI-compatible batch providers read. Nothing is sent.
+
+``--import-batch results.jsonl --output enriched.parquet`` reads the output (and error) lines of
+such a run, ``{"custom_id", "response": {"status_code", "body"}, "error"}``, and writes the table
+with the record contract of a read: each row's answer is found by its custom_id (which names the
+row and the exact request, so a file answering other requests is not taken for these rows'),
+validated and priced at the batch price; a failed line is the row's error; a row with no line is
+``_status: error``, ``_error_class: unanswered``. No request is sent (validation retries are off),
+and ``_batch_id`` is ``file:<name of the results file>``. The answers go into the answer cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from connector import errors
+from connector.answers.cache import AnswerCache
+from connector.config.providers import canonical
+from connector.dialects.openai_chat import ChatDialect
+from connector.endpoint.batch import ItemResult
+from connector.endpoint.batch.openai import input_line, output_line
+from connector.pipeline.batch_ledger import SavedBatch, cache_key_of, custom_id
+from connector.pipeline.enrich import Record, RowEnricher
+from connector.pipeline.run import Note, Rows
+from connector.pipeline.wiring import Endpoint
+
+OPENAI_FORMAT = ("openai_chat_completions", "openai_responses", "azure_openai")
+
+
+def _openai_dialect(endpoint: Endpoint, flag: str) -> ChatDialect:
+    shape = canonical(endpoint.config.api_compatibility)
+    dialect = endpoint.client.dialect
+    if shape not in OPENAI_FORMAT or not isinstance(dialect, ChatDialect):
+        raise errors.ConfigError(f"{flag}: the OpenAI batch file format holds OpenAI-format requests "
+                                 f"({', '.join(OPENAI_FORMAT)}); api_compatibility is {shape}")
+    return dialect
+
+
+async def export_requests(endpoint: Endpoint, enricher: RowEnricher, rows: Rows, path: str) -> tuple[int, Counter[str]]:
+    """Write the batch input file of ``rows`` to ``path`` (whole, or not at all); the requests written and
+    the rows skipped by status."""
+    from connector.answers.cache import cache_key
+
+    dialect = _openai_dialect(endpoint, "--export-batch")
+    target = Path(path)
+    partial = target.with_name(target.name + ".partial")
+    written, skipped = 0, Counter[str]()
+    try:
+        with partial.open("wb") as out:
+            async for position, row in _each(rows):
+                data, body = enricher.plan((position, row))
+                if body is None:
+                    skipped[data["_status"]] += 1
+                    continue
+                key = cache_key(endpoint.client.url, dialect.name, body)
+                out.write(input_line(dialect, custom_id(position + 1, key), body).entry + b"\n")
+                written += 1
+        os.replace(partial, target)
+    except OSError as exc:
+        raise errors.OutputError(f"--export-batch: cannot write '{path}': {exc.strerror}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+    return written, skipped
+
+
+def read_results(endpoint: Endpoint, path: str) -> dict[str, ItemResult]:
+    """The results of a batch output (or error) file by custom_id; InputError naming the line that is not one."""
+    dialect = _openai_dialect(endpoint, "--import-batch")
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise errors.InputError(f"--import-batch: cannot read '{path}': {exc.strerror}") from None
+    found: dict[str, ItemResult] = {}
+    source = f"file {Path(path).name}"
+    for number, text in enumerate(raw.splitlines(), 1):
+        if not text.strip():
+            continue
+        try:
+            line = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            line = None
+        result = output_line(dialect, line, source) if isinstance(line, dict) else None
+        if result is None:
+            raise errors.InputError(f"--import-batch: '{path}' line {number} is not a batch output line "
+                                    "(a JSON object with custom_id and response or error)")
+        found[result.custom_id] = result
+    return found
+
+
+class ImportSource:
+    """The run loop's answer source for ``--import-batch``: each row's answer from the results file."""
+
+    def __init__(self, endpoint: Endpoint, enricher: RowEnricher, results: dict[str, ItemResult], path: str,
+                 cache: AnswerCache | None = None) -> None:
+        self._endpoint, self._enricher, self._results, self._cache = endpoint, enricher, results, cache
+        self._label = f"file:{Path(path).name}"
+        self._path = path
+        self.used = 0
+
+    async def __call__(self, rows: Rows) -> AsyncIterator[Record | Note | None]:
+        from connector.answers.cache import cache_key
+
+        if self._cache is not None:
+            for cid, found in self._results.items():
+                key = cache_key_of(cid)
+                if found.reply is not None and key is not None:
+                    self._cache.put(key, found.reply)
+            self._cache.commit()
+        url, dialect = self._endpoint.client.url, self._endpoint.client.dialect.name
+        async for position, row in _each(rows):
+            data, body = self._enricher.plan((position, row))
+            if body is None:
+                yield data
+                continue
+            cid = custom_id(position + 1, cache_key(url, dialect, body))
+            result = self._results.get(cid)
+            if result is not None and result.reply is not None:
+                self.used += 1
+                yield await self._enricher.finish_batch(data, body, result.reply, self._label)
+                continue
+            error = result.error if result is not None else None
+            if error is None:
+                error = errors.BatchItemUnfinished(f"{self._path} has no line with custom_id {cid} (was it run from "
+                                                   "the file --export-batch wrote with this config?)")
+            self.used += result is not None
+            yield self._enricher.batch_error(data, body, error, self._label)
+        unused = len(self._results) - self.used
+        if unused:
+            yield Note(f"{unused:,} lines of {self._path} answer no row of this input with this config", "WARN")
+
+
+async def _each(rows: Rows) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+    if isinstance(rows, AsyncIterator):
+        async for item in rows:
+            yield item
+    else:
+        for item in rows:
+            yield item
+
+
+class LedgerFile:
+    """``run`` in batch mode keeps its batches in ``<output>.batches.json`` while it runs, so a ``run``
+    that was stopped (killed, or ``wait: false``) collects them when run again instead of submitting its
+    rows twice. Removed once the run is complete."""
+
+    def __init__(self, output: str) -> None:
+        self.path = Path(output + ".batches.json")
+
+    def load(self) -> tuple[SavedBatch, ...]:
+        try:
+            raw = orjson.loads(self.path.read_bytes())
+        except FileNotFoundError:
+            return ()
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise errors.StateError(f"{self.path}: cannot read the batches of an earlier run ({exc}); remove the "
+                                    "file to start over (its batches are then submitted again)") from None
+        batches = raw.get("batches") if isinstance(raw, dict) else None
+        if not isinstance(batches, list):
+            raise errors.StateError(f"{self.path}: not a batches file of this connector; remove it to start over")
+        return tuple(SavedBatch.from_state(b, f"{self.path}: batches.{i}") for i, b in enumerate(batches))
+
+    def save(self, batches: tuple[SavedBatch, ...]) -> None:
+        if not batches:
+            self.clear()
+            return
+        partial = self.path.with_name(self.path.name + ".partial")
+        try:
+            partial.write_bytes(orjson.dumps({"batches": [b.as_state() for b in batches]}))
+            os.replace(partial, self.path)
+        except OSError as exc:
+            raise errors.OutputError(f"cannot write {self.path} (the batches of this run): {exc.strerror}") from None
+
+    def clear(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
