@@ -3,6 +3,8 @@ and ``service_tier`` as a first-class parameter of the shapes that have it."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -104,3 +106,51 @@ def test_service_tier_is_a_config_error_where_the_shape_has_none(shape: str, ext
 
 def test_service_tier_takes_openais_values_only() -> None:
     assert "parameters.service_tier" in error_for(parameters={"service_tier": "cheap"})
+
+
+def test_the_dry_run_shows_the_normal_and_the_batch_cost_side_by_side() -> None:
+    from connector.airbyte.commands import dry_run_report
+    from connector.pipeline.wiring import connect
+    from connector.requests.templates import RequestTemplate
+    from connector.rows.stdin import open_input
+
+    async def report(config: dict[str, Any]) -> list[str]:
+        loaded = load_config(config)
+        async with connect(loaded) as endpoint:
+            return await dry_run_report(endpoint, open_input(loaded.input), RequestTemplate.from_config(loaded), 0)
+
+    prices = {"m": {"input_per_million": 1_000_000, "output_per_million": 1_000_000, "batch_discount": 0.5}}
+    raw = {**BASE, "parameters": {"max_tokens": 10}, "prices": prices, "cache": {"enabled": False}}
+    lines = asyncio.run(report(raw))
+    cost = next(line for line in lines if line.startswith("estimated cost"))
+    normal, batch = (float(part.split("~")[1].split(" ")[0]) for part in cost.split(", "))
+    assert batch == pytest.approx(normal / 2) and "through the provider's batch API" in cost
+    assert not any(line.startswith("no batch price") for line in lines)
+    flex = asyncio.run(report({**raw, "parameters": {"max_tokens": 10, "service_tier": "flex"}}))
+    cost = next(line for line in flex if line.startswith("estimated cost"))
+    assert len({part.split("~")[1].split(" ")[0] for part in cost.split(", ")}) == 1  # flex bills the batch price
+
+
+def test_a_flex_answer_is_priced_at_the_batch_price() -> None:
+    import httpx
+
+    from connector.airbyte import commands
+    from tests.conftest import catalog_for, chat_reply, mock_transport
+
+    prices = {"*": {"input_per_million": 1_000_000, "output_per_million": 1_000_000,
+                    "batch_input_per_million": 250_000, "batch_output_per_million": 500_000}}
+    seen: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return httpx.Response(200, json=chat_reply("hi"))  # usage: 5 in, 2 out
+
+    async def records() -> list[dict[str, Any]]:
+        config = {**BASE, "url": "http://fake.local/v1", "parameters": {"service_tier": "flex"}, "prices": prices,
+                  "cache": {"enabled": False}}
+        return [m["record"]["data"] async for m in commands.read(config, catalog_for(), None, mock_transport(handler))
+                if m["type"] == "RECORD"]
+
+    (record,) = asyncio.run(records())
+    assert seen[0]["service_tier"] == "flex"
+    assert record["_cost"] == pytest.approx(5 * 0.25 + 2 * 0.5)

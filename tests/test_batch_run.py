@@ -89,10 +89,13 @@ def test_batch_records_have_the_columns_and_answers_of_a_normal_read(auto: Contr
 
 def test_the_summary_counts_what_the_batches_cost_at_the_batch_price(auto: Control) -> None:
     prices = {"*": {"input_per_million": 1_000_000, "output_per_million": 2_000_000, "batch_discount": 0.5}}
-    records = read(batch_config(auto.origin, rows_of(2, "priced"), prices=prices)).records
-    for record in records:
+    sync = read(batch_config(auto.origin, rows_of(2, "priced"), prices=prices))
+    for record in sync.records:
         full = record["_prompt_tokens"] * 1 + record["_completion_tokens"] * 2
         assert record["_cost"] == pytest.approx(full / 2)
+    (summary,) = [line for line in sync.logs if " rows in " in line]
+    assert "answered by provider batches: 2;" in summary
+    assert f"cost {sum(r['_cost'] for r in sync.records):.4f}" in summary
 
 
 def test_without_wait_each_sync_emits_the_rows_whose_batches_ended_in_order(manual: Control, tmp_path: Path) -> None:

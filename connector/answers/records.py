@@ -59,6 +59,7 @@ class Tally:
     by_error_class: Counter[str] = field(default_factory=Counter)
     skipped: int = 0  # failed rows left out by on_row_error skip
     cached: int = 0
+    batched: int = 0  # answered by a provider batch (batch mode)
     retried: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -99,6 +100,8 @@ class Tally:
             examples = self.first_failures.setdefault(data["_error_class"], [])
             if len(examples) < 3:
                 examples.append(f"row {data[ROW_NUMBER]}: {data['_error']}")
+        if data.get("_batch_id"):
+            self.batched += 1
         if data["_cached"]:
             self.cached += 1
         elif data["_attempts"] > 1:
@@ -113,8 +116,9 @@ class Tally:
     def summary(self) -> str:
         # Each count says what it counts: "34 error; 0 failed and skipped" read as a contradiction.
         statuses = ", ".join(f"{self.by_status[s]} {s}" for s in STATUSES if self.by_status[s]) or "no rows"
+        batched = f"answered by provider batches: {self.batched}; " if self.batched else ""
         text = (f"rows by status: {statuses}; left out by on_row_error skip: {self.skipped}; "
-                f"answers from cache: {self.cached}; rows retried: {self.retried}; "
+                f"answers from cache: {self.cached}; {batched}rows retried: {self.retried}; "
                 f"tokens in {self.prompt_tokens}, out {self.completion_tokens}")
         if self.priced:
             text += f"; cost {self.cost:.4f}"

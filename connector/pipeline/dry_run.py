@@ -7,7 +7,8 @@ context-window fit) up to the request body; then, instead of sending it:
 - its input tokens are estimated offline (characters per token, no tokenizer
   download: :class:`~connector.endpoint.limits.TokenEstimator`), its output tokens are the
   body's ``max_tokens`` (an upper bound) or a default when it sets none;
-- with ``prices`` it is priced; an answer already in the answer cache is free;
+- with ``prices`` it is priced, both as normal requests and through the provider's batch API (the
+  batch price, or the normal one where ``prices`` gives none); an answer in the answer cache is free;
 - the first few requests are kept as they would go on the wire (URL, headers,
   body), with every secret masked.
 
@@ -64,6 +65,8 @@ class DryRun:
     output_capped: int = 0  # requests whose output estimate is their max_tokens
     default_output: int = TokenEstimator().default_output
     cost: float = 0.0
+    batch_cost: float = 0.0  # the same requests through the provider's batch API
+    no_batch_price: set[str] = field(default_factory=set)  # models priced without a batch price
     priced: Counter[str] = field(default_factory=Counter)  # model -> requests priced
     unpriced: Counter[str] = field(default_factory=Counter)  # model -> requests without a price
     chars_per_token: float = TokenEstimator().chars_per_token
@@ -89,7 +92,12 @@ class DryRun:
             out.append(f"output tokens: ~{self.output_tokens:,} ({how})")
         if self.priced:
             models = ", ".join(sorted(self.priced))
-            out.append(f"estimated cost: ~{self.cost:.4f} (prices of {models}; answers in the cache cost 0)")
+            out.append(f"estimated cost: ~{self.cost:.4f} as normal requests, ~{self.batch_cost:.4f} through the "
+                       f"provider's batch API (prices of {models}; answers in the cache cost 0)")
+            if self.no_batch_price:
+                out.append(f"no batch price for: {', '.join(sorted(self.no_batch_price))} (its batch cost is shown at "
+                           "the normal price); set batch_discount (0.5 at OpenAI, Anthropic, Gemini) or "
+                           "batch_input_per_million and batch_output_per_million")
         if self.unpriced:
             models = ", ".join(f"{m} ({n} requests)" for m, n in self.unpriced.most_common())
             out.append(f"no price for: {models}; add them to prices (or \"*\") to estimate the cost")
@@ -164,8 +172,17 @@ class Planner:
                 result.unpriced[model or "(no model)"] += 1
         else:
             result.priced[model or "*"] += 1
+            if not price.has_batch_price:
+                result.no_batch_price.add(model or "*")
             if not cached:
-                result.cost += (prompt * price.input_per_million + output * price.output_per_million) / 1_000_000
+                flex = body.get("service_tier") == "flex"  # billed at the batch price
+                for batch in (False, True):
+                    per_input, per_output = price.rates(batch or flex)
+                    cost = (prompt * per_input + output * per_output) / 1_000_000
+                    if batch:
+                        result.batch_cost += cost
+                    else:
+                        result.cost += cost
         if len(result.samples) < self._samples:
             result.samples.append(await self._sample(item[0] + 1, body))
 
