@@ -14,7 +14,10 @@ import pytest
 
 from connector.airbyte import commands
 from connector.answers.records import META_COLUMNS
+from connector.dialects.openai_chat import ChatDialect
+from connector.endpoint.batch import BatchLimits
 from connector.errors import BatchFailed
+from connector.rows.stdin import open_input
 from tests.batch_runs import KEY, batch_config, delta, fake_batch_server, read, rows_of
 from tests.conftest import catalog_for
 from tests.fake_batch import Control
@@ -292,3 +295,38 @@ def test_discover_for_a_batch_config_declares_every_record_column(auto: Control)
 
 def test_the_catalog_helper_is_shared() -> None:
     assert catalog_for()["streams"][0]["stream"]["name"] == "enriched_rows" and KEY
+
+
+async def _run_tight(origin: str, rows: list[dict[str, Any]], limits: BatchLimits) -> list[dict[str, Any]]:
+    """A batch run whose protocol is cut to ``limits`` (a server with the same limits refuses more)."""
+    from connector.config.load import load_config
+    from connector.endpoint.batch.http import BatchHTTP
+    from connector.endpoint.batch.openai import OpenAIBatches
+    from connector.pipeline.batch_run import run_batches
+    from connector.pipeline.run import RecordOut, RunParts
+    from connector.pipeline.wiring import connect, enricher_for
+
+    config = load_config(batch_config(origin, rows))
+    async with connect(config) as endpoint:
+        dialect = endpoint.client.dialect
+        assert isinstance(dialect, ChatDialect)
+        api = OpenAIBatches(dialect, BatchHTTP(endpoint.transport, dialect, 10), limits=limits)
+        parts = RunParts(config, endpoint.client, enricher_for(endpoint))
+        return [event.data async for event in run_batches(parts, api, open_input(config.input))
+                if isinstance(event, RecordOut)]
+
+
+def test_rows_are_cut_into_batches_within_the_request_and_byte_limits() -> None:
+    # Three requests or 2,500 bytes per file at this server; short rows hit the count, long ones the size.
+    with fake_batch_server("--advance-every", "1", "--openai-max-requests", "3",
+                           "--openai-max-bytes", "2500") as tight:
+        rows = rows_of(7, "short") + [{"id": 100 + i, "text": f"long {i} " + "y" * 900} for i in range(5)]
+        records = asyncio.run(_run_tight(tight.origin, rows, BatchLimits(3, 2500)))
+        batches = tight.batches()
+    assert [r["_row_number"] for r in records] == list(range(1, 13))
+    assert all(r["_status"] == "ok" and r["_batch_id"] for r in records)
+    sizes = [len(b["items"]) for b in batches]
+    assert all(b["status"] == "completed" for b in batches)  # the server took each: within both limits
+    assert sum(sizes) == 12 and max(sizes) == 3
+    assert len(batches) > 12 // 3  # the count alone would make four: the byte limit cut the long rows
+    assert len({r["_batch_id"] for r in records}) == len(batches)
