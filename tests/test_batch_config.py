@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from connector.config.load import load_config
-from connector.config.model import Price
+from connector.config.sections import Price
 from connector.dialects import dialect_for
 from connector.errors import ConfigError
 
@@ -100,8 +100,10 @@ def test_service_tier_is_sent_by_the_shapes_that_have_it(shape: str) -> None:
     ("amazon_bedrock", {"bedrock": {"region": "us-east-1"}}),
 ])
 def test_service_tier_is_a_config_error_where_the_shape_has_none(shape: str, extra: dict[str, Any]) -> None:
-    message = error_for(api_compatibility=shape, parameters={"service_tier": "flex"}, **extra)
-    assert "'service_tier'" in message and shape in message
+    config = load_config({**BASE, "api_compatibility": shape, "parameters": {"service_tier": "flex"}, **extra})
+    with pytest.raises(ConfigError) as info:
+        dialect_for(config)  # where a run checks what its API shape can express
+    assert "'service_tier'" in info.value.message and shape in info.value.message
 
 
 def test_service_tier_takes_openais_values_only() -> None:
@@ -116,7 +118,7 @@ def test_the_dry_run_shows_the_normal_and_the_batch_cost_side_by_side() -> None:
 
     async def report(config: dict[str, Any]) -> list[str]:
         loaded = load_config(config)
-        async with connect(loaded) as endpoint:
+        async with connect(loaded, dialect_for(loaded)) as endpoint:
             return await dry_run_report(endpoint, open_input(loaded.input), RequestTemplate.from_config(loaded), 0)
 
     prices = {"m": {"input_per_million": 1_000_000, "output_per_million": 1_000_000, "batch_discount": 0.5}}

@@ -14,6 +14,7 @@ import pytest
 
 from connector.airbyte import commands
 from connector.answers.records import META_COLUMNS
+from connector.dialects import dialect_for
 from connector.dialects.openai_chat import ChatDialect
 from connector.endpoint.batch import BatchLimits
 from connector.errors import BatchFailed
@@ -307,7 +308,7 @@ async def _run_tight(origin: str, rows: list[dict[str, Any]], limits: BatchLimit
     from connector.pipeline.wiring import connect, enricher_for
 
     config = load_config(batch_config(origin, rows))
-    async with connect(config) as endpoint:
+    async with connect(config, dialect_for(config)) as endpoint:
         dialect = endpoint.client.dialect
         assert isinstance(dialect, ChatDialect)
         api = OpenAIBatches(dialect, BatchHTTP(endpoint.transport, dialect, 10), limits=limits)

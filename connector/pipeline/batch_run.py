@@ -42,7 +42,7 @@ from connector.pipeline.run import (
     Started,
     run_rows,
 )
-from connector.rows.stdin import Table
+from connector.rows.table import Table
 
 
 async def run_batches(

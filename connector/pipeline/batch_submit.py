@@ -31,7 +31,8 @@ from connector.endpoint.limits import SpendBudget
 from connector.pipeline.batch_ledger import Ledger, SavedBatch, custom_id, ranges_of
 from connector.pipeline.enrich import RowEnricher
 from connector.pipeline.run import Checkpoint, Event, Note
-from connector.rows.stdin import Table, numbered_rows
+from connector.rows.stdin import numbered_rows
+from connector.rows.table import Table
 
 Now = Callable[[], float]
 

@@ -24,7 +24,7 @@ from connector.pipeline.enrich import RowEnricher
 from connector.pipeline.progress import NO_PROGRESS, Progress
 from connector.pipeline.run import DEFAULT_CHECKPOINTING, Checkpointing, Event, RunParts, run_rows
 from connector.requests.templates import RequestTemplate
-from connector.rows.stdin import Table
+from connector.rows.table import Table
 from connector.secrets import Redactor
 
 TransportFactory = Callable[[SourceConfig], Transport]

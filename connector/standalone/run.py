@@ -80,7 +80,7 @@ async def run(
         if isinstance(table, StdinTable):
             await table.start()
         template.check_columns(table.columns)
-        async with connect(config, transport_factory) as endpoint:
+        async with connect(config, dialect, transport_factory) as endpoint:
             rows = numbered_rows(table.batches(), 0, lambda: False)
             written, skipped = await export_requests(endpoint, enricher_for(endpoint, template), rows, export_batch)
         left = ", ".join(f"{n} {status}" for status, n in sorted(skipped.items()))
