@@ -5,6 +5,7 @@ carrying the batches across syncs, every row once, nothing bought twice (counted
 from __future__ import annotations
 
 import asyncio
+import io
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -331,3 +332,18 @@ def test_rows_are_cut_into_batches_within_the_request_and_byte_limits() -> None:
     assert sum(sizes) == 12 and max(sizes) == 3
     assert len(batches) > 12 // 3  # the count alone would make four: the byte limit cut the long rows
     assert len({r["_batch_id"] for r in records}) == len(batches)
+
+
+def test_a_live_bar_shows_the_providers_counts_while_the_batches_run(auto: Control) -> None:
+    from connector.pipeline.progress_bar import PlainBar
+
+    drawn = io.StringIO()
+    config = batch_config(auto.origin, rows_of(3, "bar"))
+
+    async def go() -> list[dict[str, Any]]:
+        return [m async for m in commands.read(config, catalog_for(), None, progress=PlainBar(drawn))]
+
+    messages = asyncio.run(go())
+    assert sum(m["type"] == "RECORD" for m in messages) == 3
+    assert "enriched_rows provider batches: 0 of 3 requests done" in drawn.getvalue()  # while nothing moves
+    assert "3/3 rows" in drawn.getvalue()  # then the rows, as in any read

@@ -79,7 +79,7 @@ async def run_batches(
     if submitter.submitted:
         yield Note(f"{config.stream_name}: {submitter.submitted:,} requests submitted in provider batches")
 
-    source = BatchSource(ctx, submitter.end, sleep)
+    source = BatchSource(ctx, submitter.end, sleep, progress)
     last = (start, ledger.open_after(start))  # the position and batches of the last checkpoint
     records_since = 0
     async for event in run_rows(parts, table, start, full_refresh=full_refresh, checkpointing=checkpointing,

@@ -33,6 +33,7 @@ from connector.pipeline.batch_ledger import SavedBatch, cache_key_of, custom_id
 from connector.pipeline.batch_submit import BatchContext
 from connector.pipeline.enrich import Record
 from connector.pipeline.ordered import ordered_map
+from connector.pipeline.progress import NO_PROGRESS, Progress
 from connector.pipeline.run import Note, Rows
 
 T = TypeVar("T")
@@ -52,10 +53,12 @@ class Pending:
 class BatchSource:
     """Pass two (see the module docstring); ``pending`` says what was left for a later sync."""
 
-    def __init__(self, ctx: BatchContext, end: int, sleep: Sleep = asyncio.sleep) -> None:
+    def __init__(self, ctx: BatchContext, end: int, sleep: Sleep = asyncio.sleep,
+                 progress: Progress = NO_PROGRESS) -> None:
         self.ctx = ctx
         self.end = end
         self.sleep = sleep
+        self.progress = progress
         self.pending: Pending | None = None
         self.retried = 0  # batch requests asked again as normal requests
         self._statuses: dict[str, BatchStatus] = {}
@@ -157,6 +160,10 @@ class BatchSource:
             self._statuses[batch.fingerprint] = status
             if status.state != batch.state:
                 ledger.update(batch, state=status.state)
+        running = [s for s in self._statuses.values() if not s.over]
+        if running:  # a live bar has no rows to count meanwhile: it shows the providers' counts
+            self.progress.waiting(f"provider batches: {sum(s.counts.succeeded + s.counts.errored for s in running):,} "
+                                  f"of {sum(s.counts.total for s in running):,} requests done")
         return Note(self._line())
 
     def _line(self) -> str:

@@ -89,11 +89,17 @@ class Progress(Protocol):
     def finish(self, tally: Tally) -> Iterable[str]:
         """The read ended (completely or not)."""
 
+    def waiting(self, status: str) -> None:
+        """No row moves while provider batches run (batch mode): ``status`` says where they are."""
+
 
 class NoProgress:
     """The default: says nothing."""
 
     def start(self, stream: str, total: int | None, estimated: bool) -> None:
+        pass
+
+    def waiting(self, status: str) -> None:
         pass
 
     def advance(self, tally: Tally) -> Iterable[str]:
@@ -152,6 +158,9 @@ class LogProgress:
     def finish(self, tally: Tally) -> Iterable[str]:
         return _NOTHING  # the read's own summary line says it all
 
+    def waiting(self, status: str) -> None:
+        pass  # each poll of the batches is a LOG line of its own
+
 
 class Several:
     """Many progress reporters as one (e.g. LOG lines and a terminal bar)."""
@@ -174,3 +183,7 @@ class Several:
         for part in self._parts:
             out.extend(part.finish(tally))
         return out
+
+    def waiting(self, status: str) -> None:
+        for part in self._parts:
+            part.waiting(status)

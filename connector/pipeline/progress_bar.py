@@ -114,6 +114,10 @@ class PlainBar:
         self._out.flush()
         return _NOTHING
 
+    def waiting(self, status: str) -> None:
+        self._out.write(f"\r{self._tracker.stream} {status}\x1b[K")
+        self._out.flush()
+
     def _draw(self, snap: Snapshot) -> None:
         self._out.write("\r" + render_plain(snap, self._width()) + "\x1b[K")
         self._out.flush()
@@ -160,6 +164,10 @@ class RichBar:
             self._bar.stop()
             self._bar = None
         return _NOTHING
+
+    def waiting(self, status: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, head=f"{self._tracker.stream} {status}", tail="")
 
     def _update(self, snap: Snapshot) -> None:
         shape = layout(snap, self._console.width)
