@@ -156,3 +156,12 @@ def test_a_flex_answer_is_priced_at_the_batch_price() -> None:
     (record,) = asyncio.run(records())
     assert seen[0]["service_tier"] == "flex"
     assert record["_cost"] == pytest.approx(5 * 0.25 + 2 * 0.5)
+
+
+def test_spark_and_ray_workers_refuse_batch_mode() -> None:
+    import pyarrow as pa
+
+    from connector.scaleout.worker import BatchEnricher
+
+    with pytest.raises(ConfigError, match=r"batch\.enabled: Spark and Ray workers send normal requests"):
+        BatchEnricher({**BASE, "batch": {"enabled": True}}, pa.schema([("text", pa.string())]))

@@ -347,3 +347,14 @@ def test_a_live_bar_shows_the_providers_counts_while_the_batches_run(auto: Contr
     assert sum(m["type"] == "RECORD" for m in messages) == 3
     assert "enriched_rows provider batches: 0 of 3 requests done" in drawn.getvalue()  # while nothing moves
     assert "3/3 rows" in drawn.getvalue()  # then the rows, as in any read
+
+
+def test_a_state_with_batches_read_without_batch_mode_says_what_happens_to_them(manual: Control) -> None:
+    config = batch_config(manual.origin, rows_of(2, "switched off"), batch={"wait": False})
+    first = read(config)
+    batch_id = first.stream_state["batches"][0]["id"]
+    normal = read({**config, "batch": {"enabled": False}}, first.state)
+    assert [r["_batch_id"] for r in normal.records] == [None, None]
+    assert any(f"lists 1 provider batches ({batch_id})" in line and "batch.enabled is off" in line
+               for line in normal.logs)
+    assert normal.stream_state == {"position": 2}

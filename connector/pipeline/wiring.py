@@ -22,7 +22,7 @@ from connector.errors import ConfigError
 from connector.pipeline.batch_ledger import SavedBatch
 from connector.pipeline.enrich import RowEnricher
 from connector.pipeline.progress import NO_PROGRESS, Progress
-from connector.pipeline.run import DEFAULT_CHECKPOINTING, Checkpointing, Event, RunParts, run_rows
+from connector.pipeline.run import DEFAULT_CHECKPOINTING, Checkpointing, Event, Note, RunParts, run_rows
 from connector.requests.templates import RequestTemplate
 from connector.rows.table import Table
 from connector.secrets import Redactor
@@ -95,14 +95,24 @@ def run_events(endpoint: Endpoint, parts: RunParts, table: Table, start: int = 0
     """The run's events: :func:`run_rows`, or :func:`run_batches` through the provider's batch API when
     ``batch.enabled`` (resuming the STATE's ``saved`` batches)."""
     if not endpoint.config.batch.enabled:
-        return run_rows(parts, table, start, full_refresh=full_refresh, checkpointing=checkpointing,
-                        progress=progress)
+        events = run_rows(parts, table, start, full_refresh=full_refresh, checkpointing=checkpointing,
+                          progress=progress)
+        return _forsaken(saved, endpoint.config.stream_name, events) if saved else events
     from connector.endpoint.batch import batch_api
     from connector.pipeline.batch_run import run_batches
 
     api = batch_api(endpoint.config, endpoint.transport, endpoint.client.dialect)
     return run_batches(parts, api, table, start, saved, full_refresh=full_refresh, checkpointing=checkpointing,
                        progress=progress)
+
+
+async def _forsaken(saved: tuple[SavedBatch, ...], stream: str, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    """A normal run from a STATE that lists provider batches: said, then run (their rows are asked again)."""
+    yield Note(f"{stream}: the state lists {len(saved)} provider batches ({', '.join(b.id or '?' for b in saved)}) "
+               "but batch.enabled is off: their rows are sent as normal requests and the batches' answers are not "
+               "collected; turn batch.enabled on to collect them instead", "WARN")
+    async for event in events:
+        yield event
 
 
 def answer_cache(config: SourceConfig, warn: Callable[[str], None]) -> AnswerCache | None:

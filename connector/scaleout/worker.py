@@ -75,6 +75,12 @@ class BatchEnricher:
 
         self.raw_config = worker_config(config, workers, concurrency)
         self.config = load_config(self.raw_config)
+        if self.config.batch.enabled:
+            from connector.errors import ConfigError
+
+            raise ConfigError("batch.enabled: Spark and Ray workers send normal requests, row by row; a provider "
+                              "batch spans syncs, which a worker does not have. Turn batch off here, or use read "
+                              "or run for batch mode")
         # A config the API shape cannot express fails here, in the driver, before any worker starts.
         template = RequestTemplate.from_config(self.config, dialect_for(self.config).conversation_key)
         template.check_columns(input_schema.names)
