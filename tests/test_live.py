@@ -52,8 +52,9 @@ def make_config(server: Server, sample: Path, **extra: Any) -> dict[str, Any]:
         "prompt": "In a few words, what is this {{category}} review about?\n\n{{review_text}}",
         "input": {"path": str(sample), "primary_key": "review_id"},
         # A stop at the first sentence end: the answer finishes ("stop") well within max_tokens
-        # (10-16 tokens for these rows); an answer cut by the limit would be _status truncated.
-        "parameters": {"max_tokens": 24, "temperature": 0, "stop": ["\n", "."]},
+        # (10-16 tokens for these rows; 48 leaves room for the rare longer sentence that four
+        # parallel slots give under load); an answer cut by the limit would be _status truncated.
+        "parameters": {"max_tokens": 48, "temperature": 0, "stop": ["\n", "."]},
         "concurrency": 4,
         "timeout": 120,
         **extra,
@@ -180,7 +181,7 @@ def test_read_plain(plain_run: Run, sample: Path) -> None:
         assert r["_ttft_ms"] is None
         assert r["_latency_ms"] > 0
     [summary] = [m["log"]["message"] for m in plain_run.of_type("LOG") if " rows in " in m["log"]["message"]]
-    assert re.search(rf"\b{N_ROWS} ok\b", summary) and re.search(r"\b0 failed\b", summary), summary
+    assert re.search(rf"rows by status: {N_ROWS} ok;", summary), summary
 
 
 def test_read_streaming(stream_run: Run, sample: Path) -> None:
