@@ -19,8 +19,8 @@ _OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
 def _default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return float(value)
+    if isinstance(value, Decimal):  # every digit, as a JSON number (a float would round past 15-17)
+        return orjson.Fragment(format(value, "f"))
     if isinstance(value, (bytes, bytearray, memoryview)):
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, (datetime, date, time)):

@@ -18,7 +18,8 @@ from connector.airbyte import commands
 from connector.config.input import InputConfig
 from connector.errors import InputError
 from connector.pipeline.ordered import ordered_map
-from connector.rows.stdin import StdinTable, infer_schema
+from connector.rows.columns import field_schema
+from connector.rows.stdin import StdinTable
 from tests.conftest import CLI, ROOT, Server, catalog_for, run_cli
 
 
@@ -90,8 +91,10 @@ async def test_an_enriched_stream_can_be_enriched_again(fake_server: Server) -> 
     messages = await read_all(second_config, piped)
     (row,) = records(messages)
     assert row["again"] == "echo: Again: echo: Say hi" and row["_row_number"] == 1
-    warning = next(m for m in messages if m["type"] == "LOG" and m["log"]["level"] == "WARN")
-    assert "_row_number, _status" in warning["log"]["message"]
+    # The first run's metadata is kept under input.metadata_prefix, nothing dropped.
+    assert row["input_row_number"] == 1 and row["input_status"] == "ok" and row["answer"] == "echo: Say hi"
+    note = next(m for m in messages if m["type"] == "LOG" and "metadata_prefix" in m["log"]["message"])
+    assert "_row_number as input_row_number" in note["log"]["message"]
 
 
 async def test_a_line_that_is_not_json_is_an_input_error_naming_it(fake_server: Server) -> None:
@@ -110,14 +113,16 @@ async def test_check_never_reads_stdin(fake_server: Server) -> None:
 
 def test_stdin_only_options_are_refused_for_files() -> None:
     with pytest.raises(ValueError, match="standard input only"):
-        InputConfig(path="x.csv", columns={"a": "string"})
+        InputConfig(path="x.csv", stream="s")
     with pytest.raises(ValueError, match="auto, jsonl or airbyte"):
         InputConfig(path="-", format="csv")
 
 
-def test_inferred_types() -> None:
-    schema = infer_schema([{"a": 1, "b": "x"}, {"a": 2.5, "b": 3, "c": None}])
-    assert [str(f.type) for f in schema] == ["double", "string", "null"]
+async def test_inferred_types_are_the_json_types_of_the_first_rows() -> None:
+    table = StdinTable(InputConfig(path="-"), io.BytesIO(b'{"a": 1, "b": "x"}\n{"a": 2.5, "b": 3, "c": null}\n'))
+    await table.start()
+    assert [field_schema(f) for f in table.schema] == [
+        {"type": ["null", "number"]}, {"type": ["null", "integer", "string"]}, {"type": ["null", "string"]}]
 
 
 async def test_stdin_batches_take_what_has_arrived() -> None:

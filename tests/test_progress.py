@@ -11,7 +11,6 @@ from connector.config.input import InputConfig
 from connector.pipeline.progress import NO_PROGRESS, LogProgress, Several, Snapshot, format_duration
 from connector.pipeline.progress_bar import PlainBar, RichBar, render_plain, terminal_bar
 from connector.rows.files import InputTable
-from connector.rows.sizing import estimate_line_rows
 from tests.conftest import Server, catalog_for
 
 
@@ -100,31 +99,10 @@ def test_several_reporters_combine_their_messages() -> None:
     assert len(list(both.advance(tally_of(1)))) == 2
 
 
-def test_line_count_estimates(tmp_path: Path) -> None:
-    small = tmp_path / "a.csv"
-    small.write_text("h\n" + "".join(f"{i}\n" for i in range(250)))
-    assert estimate_line_rows([str(small)], header_lines=1) == 250
-    no_newline = tmp_path / "b.jsonl"
-    no_newline.write_text('{"a": 1}\n{"a": 2}')
-    assert estimate_line_rows([str(no_newline)]) == 2
-    assert estimate_line_rows([str(tmp_path / "missing.csv")]) is None
-
-
-def test_large_files_are_sampled(tmp_path: Path, monkeypatch) -> None:
-    import connector.rows.sizing as sizing
-
-    monkeypatch.setattr(sizing, "EXACT_BYTES", 1000)
-    monkeypatch.setattr(sizing, "SAMPLE_BYTES", 500)
-    big = tmp_path / "big.jsonl"
-    big.write_text("".join(f'{{"n": {i:05d}}}\n' for i in range(1000)))  # 13 bytes a line
-    guess = estimate_line_rows([str(big)])
-    assert guess is not None and abs(guess - 1000) <= 10
-
-
-def test_tables_say_whether_their_row_count_is_an_estimate(tmp_path: Path) -> None:
+def test_file_tables_count_their_rows_exactly(tmp_path: Path) -> None:
     csv = tmp_path / "t.csv"
-    csv.write_text("text\n" + "".join(f"row {i}\n" for i in range(30)))
-    assert InputTable(InputConfig(path=str(csv))).estimate_rows() == (30, True)
+    csv.write_text("text\n" + "".join(f"row {i}\n" for i in range(30)) + '"two\nlines"\n\n')
+    assert InputTable(InputConfig(path=str(csv))).estimate_rows() == (31, False)  # counted by the type scan
     assert InputTable(InputConfig(rows=[{"a": 1}, {"a": 2}])).estimate_rows() == (2, False)
 
 
@@ -155,12 +133,12 @@ async def test_read_reports_an_estimate_log_lines_and_calls_the_injected_progres
 
     recorder = Recorder()
     messages = [m async for m in commands.read(config, catalog_for(), progress=recorder)]
-    assert recorder.started == ("enriched_rows", 25, True)
+    assert recorder.started == ("enriched_rows", 25, False)  # the scan that typed the columns counted them
     assert recorder.advanced == 25 and recorder.finished
     estimate = next(m for m in messages if m["type"] == "TRACE" and m["trace"]["type"] == "ESTIMATE")
     assert estimate["trace"]["estimate"]["row_estimate"] == 25
     logs = [m["log"]["message"] for m in messages if m["type"] == "LOG"]
-    assert "enriched_rows: about 25 rows to read (an estimate from the input's file sizes)" in logs
+    assert not any("an estimate" in line for line in logs)
     assert "progress 25" in logs
 
 

@@ -19,7 +19,7 @@ from connector.config.model import MODELS_STREAM as MODELS_STREAM
 from connector.config.model import SourceConfig
 from connector.config.sections import ResponseTemplate
 from connector.errors import CatalogError, ConfigError
-from connector.rows.files import json_schema_for
+from connector.rows.columns import field_schema
 
 SYNC_MODES = ("full_refresh", "incremental")
 
@@ -52,7 +52,7 @@ def output_columns(template: ResponseTemplate) -> dict[str, dict[str, Any]]:
 
 def enriched_schema(input_schema: pa.Schema, config: SourceConfig) -> dict[str, Any]:
     """The enriched stream's JSON schema; fails when an output column shadows an input one."""
-    properties: dict[str, Any] = {f.name: json_schema_for(f.type) for f in input_schema}
+    properties: dict[str, Any] = {f.name: field_schema(f) for f in input_schema}
     outputs = output_columns(config.response_template)
     outputs.update(extra_output_columns(config))  # output_schema properties, _tool_calls
     clash = sorted((set(outputs) | set(META_COLUMNS)) & set(properties))

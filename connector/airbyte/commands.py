@@ -59,6 +59,7 @@ async def check(raw_config: Any, transport_factory: TransportFactory = default_t
 async def discover(raw_config: Any, transport_factory: TransportFactory = default_transport) -> AsyncIterator[Message]:
     """CATALOG: the enriched stream, plus ``models`` when the endpoint lists models."""
     from connector.airbyte.catalog import enriched_stream, models_stream
+    from connector.answers.records import META_COLUMNS
     from connector.config.load import load_config
     from connector.dialects import dialect_for
     from connector.pipeline.wiring import connect
@@ -71,7 +72,7 @@ async def discover(raw_config: Any, transport_factory: TransportFactory = defaul
         yield protocol.log(note, "WARN")
     dialect = dialect_for(config)  # the run's one dialect; ConfigError when the shape cannot express the config
     template = RequestTemplate.from_config(config, dialect.conversation_key)
-    table = open_input(config.input)  # never reads stdin: its columns are input.columns
+    table = open_input(config.input, reserved=META_COLUMNS)  # never reads stdin: its columns are input.columns
     if isinstance(table, StdinTable) and not table.columns_known:
         yield protocol.log("input.path is '-' (stdin) and input.columns is not set: the catalog declares only "
                            "the output and metadata columns, and Airbyte and PyAirbyte drop undeclared input "
@@ -108,7 +109,7 @@ async def read(
     is where ``input.path: "-"`` reads (default: the process's).
     """
     from connector.airbyte.catalog import MODELS_STREAM, SYNC_MODES, enriched_stream, selected_streams
-    from connector.airbyte.state import position_for
+    from connector.airbyte.state import check_resume, position_for
     from connector.answers.records import META_COLUMNS
     from connector.config.load import load_config
     from connector.dialects import dialect_for
@@ -125,8 +126,8 @@ async def read(
     table = open_input(config.input, stdin, META_COLUMNS)
     if isinstance(table, StdinTable):
         await table.start()  # without input.columns, infers them from the first rows
-        for note in table.notes:
-            yield protocol.log(note, "WARN")
+    for note in table.notes:
+        yield protocol.log(note, "WARN")
     template.check_columns(table.columns)
     for warning in template.warnings:
         yield protocol.log(warning, "WARN")
@@ -142,6 +143,9 @@ async def read(
                         yield message
                 continue
             saved = position_for(state, stream.name, stream.sync_mode)
+            beyond = check_resume(saved, table.count_rows(), stream.name, stream.sync_mode)
+            if beyond:
+                yield protocol.log(beyond, "WARN")
             start = saved.position
             if dry_run:
                 messages = _dry_run(endpoint, table, template, start)

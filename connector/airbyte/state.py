@@ -84,3 +84,23 @@ def position_for(raw: Any, stream: str, sync_mode: str) -> StreamPosition:
     if sync_mode == "full_refresh" and saved.sync_complete:
         return StreamPosition()
     return saved
+
+
+def check_resume(start: StreamPosition, rows: int | None, stream: str, sync_mode: str) -> str | None:
+    """A warning when the saved position lies beyond the input's end (``rows``, when known), or None.
+
+    Reading on from there would read nothing and keep the state: a user who replaced the
+    file instead of appending to it would lose every row without a word. In full-refresh
+    mode the position can only come from an interrupted sync of another input, so it is a
+    StateError telling the user to reset the state.
+    """
+    if rows is None or start.position <= rows:
+        return None
+    if sync_mode == "full_refresh":
+        raise StateError(
+            f"state for stream '{stream}' says {start.position:,} rows are done, but the input has only {rows:,}: "
+            "it was replaced or shortened since that sync. Reset the stream's state (run without --state, or "
+            "clear it in the platform) to read it from the start")
+    return (f"{stream}: the state says {start.position:,} rows are done, but the input has only {rows:,}; nothing "
+            "new to read. If the input was replaced rather than appended to, reset the stream's state to read it "
+            "from the start")

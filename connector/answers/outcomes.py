@@ -10,7 +10,8 @@ context window and ``too_long_policy`` is ``skip``).
 Error classes: ``rate_limit``, ``quota``, ``auth``, ``timeout``, ``connection``,
 ``server``, ``bad_request``, ``not_found``, ``context_length``,
 ``content_filter``, ``bad_reply``, ``validation``, ``unanswered`` (a provider batch, or an
-imported results file, has no answer for the row).
+imported results file, has no answer for the row), ``bad_input`` (a value of the
+input row does not fit its column's type; nothing was sent).
 """
 
 from __future__ import annotations
@@ -19,5 +20,5 @@ STATUSES = ("ok", "error", "truncated", "skipped_null", "skipped_too_long")
 # The endpoint's classes (connector.endpoint.classify) and the answer's own (content_filter, validation).
 ERROR_CLASSES = (
     "rate_limit", "quota", "auth", "timeout", "connection", "server", "bad_request",
-    "not_found", "context_length", "content_filter", "bad_reply", "validation", "unanswered",
+    "not_found", "context_length", "content_filter", "bad_reply", "validation", "unanswered", "bad_input",
 )

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from connector.config.sections import ColumnType, Strict
+from connector.config.sections import Strict
+
+# The types input.columns can declare (connector.rows.kinds says what each accepts).
+InputColumnType = Literal["string", "integer", "number", "boolean", "date", "timestamp", "decimal", "object",
+                          "array"]
 
 
 class InputConfig(Strict):
@@ -50,13 +54,15 @@ class InputConfig(Strict):
         description="Rows read from the input per batch; memory stays bounded by this.",
         json_schema_extra={"order": 4},
     )
-    columns: dict[str, ColumnType] | None = Field(
+    columns: dict[str, InputColumnType] | None = Field(
         None,
-        title="Columns (stdin)",
+        title="Column types",
         description=(
-            "For input.path '-': the input columns and their types, e.g. {\"review\": \"string\", \"id\": "
-            "\"integer\"}. discover declares them (it cannot read stdin); read keeps only these columns. "
-            "Without it, read infers the columns from the first batch and keeps them."
+            "Input column -> type (string, integer, number, boolean, date, timestamp, decimal, object, array), "
+            "e.g. {\"zip\": \"string\", \"id\": \"integer\"}. A declared column's values are converted once; "
+            "one that does not fit is that row's bad_input error. Undeclared columns keep their values as the "
+            "file holds them (CSV: text unless every cell of the column is written as the type writes it). "
+            "For input.path '-' (stdin) these are the columns: discover declares them, read keeps only these."
         ),
         json_schema_extra={"order": 5},
     )
@@ -66,6 +72,37 @@ class InputConfig(Strict):
         description="With Airbyte messages on stdin: take only the RECORDs of this stream. Default: every RECORD.",
         json_schema_extra={"order": 6},
     )
+    encoding: str = Field(
+        "utf-8",
+        title="Encoding",
+        description=(
+            "Text encoding of CSV and JSONL input (and of stdin), e.g. utf-8, latin-1, cp1252, utf-16. Bytes "
+            "that are not text in it stop the run before any request, naming file, line and byte offset."
+        ),
+        json_schema_extra={"order": 7},
+    )
+    metadata_prefix: str = Field(
+        "input",
+        min_length=1,
+        title="Prefix for input columns named like metadata columns",
+        description=(
+            "An input that is itself an enrichment has columns named like the ones this connector adds "
+            "(_status, _row_number, ...). They are kept under this prefix: _status becomes input_status."
+        ),
+        json_schema_extra={"order": 8},
+    )
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, encoding: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding {encoding!r}; use a name such as utf-8, latin-1, cp1252 or "
+                             "utf-16") from None
+        return encoding
 
     @property
     def is_stdin(self) -> bool:
@@ -76,8 +113,8 @@ class InputConfig(Strict):
     def _one_source(self) -> InputConfig:
         if (self.path is None) == (self.rows is None):
             raise ValueError("give exactly one of input.path (a file, glob or folder) or input.rows")
-        if not self.is_stdin and (self.columns is not None or self.stream is not None):
-            raise ValueError("input.columns and input.stream apply to standard input only (input.path '-')")
+        if not self.is_stdin and self.stream is not None:
+            raise ValueError("input.stream applies to standard input only (input.path '-')")
         if self.is_stdin and self.format not in ("auto", "jsonl", "airbyte"):
             raise ValueError("input.format: standard input carries JSON lines or Airbyte messages "
                              "(auto, jsonl or airbyte)")

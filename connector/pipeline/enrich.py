@@ -28,6 +28,7 @@ from connector.endpoint.classify import classify, is_quota, is_unknown_model
 from connector.endpoint.client import Completion, EndpointClient
 from connector.endpoint.limits import TokenEstimator
 from connector.requests.templates import RequestTemplate
+from connector.rows.columns import FlawedRow
 from connector.secrets import Redactor
 
 Record = dict[str, Any]
@@ -127,6 +128,8 @@ class RowEnricher:
         data = dict(row)
         data[ROW_NUMBER] = position + 1
         config = self._config
+        if isinstance(row, FlawedRow):  # a value did not fit its column: nothing to ask about
+            return self._without_answer(data, "error", "bad_input", row.problem), None
 
         blank = [c for c in self._used_columns if _is_blank(row.get(c))]
         if blank and config.null_policy == "skip":

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 from connector import errors
 from connector.answers.extract import dig
 from connector.answers.paths import unmatched
+from connector.answers.records import META_COLUMNS
 from connector.config.address import Address
 from connector.config.model import CHAT_PATH, SourceConfig
 from connector.endpoint.classify import is_unknown_model
@@ -186,7 +187,7 @@ async def run_check(config: SourceConfig, client: EndpointClient, transport: Tra
     """Return a success message, or raise CheckFailed / ConfigError. ``transport`` is the client's,
     for trying a suggested URL before suggesting it."""
     template = RequestTemplate.from_config(config, client.dialect.conversation_key)
-    first = row_for_check(config.input, template)  # stdin is never read: a stand-in row
+    first = row_for_check(config.input, template, META_COLUMNS)  # stdin is never read: a stand-in row
     if first is None:
         raise errors.InputError("input: the table has no rows; nothing to enrich")
     dialect = client.dialect

@@ -1,23 +1,30 @@
 """Input tables: CSV, JSONL or Parquet files (a path, glob or folder), or inline rows.
 
-Files are read with pyarrow datasets in batches, never as a whole table, so memory
-is bounded by ``input.batch_size`` whatever the size of the input. Rows reach the
-rest of the connector as plain dicts with every schema column present (a JSONL
-line that lacks a key gives that key as None).
+Opening a table decides its columns and their types once, for the whole input,
+before the first row: CSV and JSONL files are scanned to their last byte
+(:mod:`csv_source`, :mod:`jsonl_source`), Parquet footers read
+(:mod:`parquet_source`), ``input.columns`` applied. Rows are then read in batches,
+never as a whole table, so memory is bounded by ``input.batch_size`` (and the
+parsers' block size) whatever the size of the input. Rows reach the rest of the
+connector as plain dicts with every column present (a JSONL line that lacks a key
+gives it as None); a row with a value that does not fit is a
+:class:`~connector.rows.columns.FlawedRow`.
 """
 
 from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 
 from connector.config.input import InputConfig
 from connector.errors import InputError
+from connector.rows import csv_source, jsonl_source
+from connector.rows.columns import Column, arrow_schema, rename_notes, renames
+from connector.rows.parquet_source import ParquetFiles
 from connector.rows.table import Row
 
 _EXTENSIONS = {
@@ -29,8 +36,6 @@ _EXTENSIONS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-
-
 
 def _files(path: str) -> list[str]:
     expanded = os.path.expanduser(path)
@@ -69,143 +74,104 @@ def _format(files: list[str], configured: str) -> str:
 
 
 class InputTable:
-    """A lazily read table with a known schema."""
+    """A table read lazily, with its columns decided when it is opened."""
 
-    def __init__(self, config: InputConfig) -> None:
+    def __init__(self, config: InputConfig, reserved: Collection[str] = ()) -> None:
         self._config = config
-        self._dataset: Any = None
-        self._inline: pa.Table | None = None
+        self._declared = dict(config.columns or {})
+        self._encoding = config.encoding
+        self._inline: list[dict[str, object]] | None = None
+        self._csv: list[csv_source.FileScan] = []
+        self._jsonl: list[jsonl_source.FileScan] = []
+        self._parquet: ParquetFiles | None = None
+        self._delimiter = ","
+        columns: list[Column]
         if config.rows is not None:
-            try:
-                self._inline = pa.Table.from_pylist(config.rows)
-            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                raise InputError(f"input.rows: the rows do not form a table: {exc}") from None
+            self._inline = config.rows
+            columns = jsonl_source.inline_columns(config.rows, self._declared)
+            self._rows = len(config.rows)
         else:
             assert config.path is not None
-            self._open(config.path)
-
-    def _open(self, path: str) -> None:
-        import pyarrow.dataset as ds
-
-        files = _files(path)
-        kind = _format(files, self._config.format)
-        fmt: Any
-        if kind == "csv":
-            import pyarrow.csv as pacsv
-
-            delimiter = "\t" if all(f.lower().endswith(".tsv") for f in files) else ","
-            fmt = ds.CsvFileFormat(
-                parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
-            )
-        elif kind == "jsonl":
-            fmt = ds.JsonFileFormat()
-        else:
-            fmt = ds.ParquetFileFormat()
-        try:
-            schema = None
-            if len(files) > 1:
-                # A dataset takes its schema from the first file; a column that only
-                # later files have would be dropped without a word. Unify them all.
-                schema = pa.unify_schemas(
-                    [ds.dataset(f, format=fmt).schema for f in files], promote_options="permissive"
-                )
-            self._dataset = ds.dataset(files, format=fmt, schema=schema)
-            self._dataset.schema  # noqa: B018 - forces the first file's header or footer to be read
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-            raise InputError(
-                f"input.path: cannot read '{path}' as {kind}: {_first_line(exc)}. Fix or replace the file, "
-                f"or set input.format if it is not {kind}"
-            ) from None
+            files = _files(config.path)
+            kind = _format(files, config.format)
+            if kind == "csv":
+                self._delimiter = "\t" if all(f.lower().endswith(".tsv") for f in files) else ","
+                self._csv = [csv_source.scan(f, self._encoding, self._delimiter, self._declared) for f in files]
+                columns = csv_source.merged_columns(self._csv, self._declared)
+                self._rows = sum(found.rows for found in self._csv)
+            elif kind == "jsonl":
+                self._jsonl = [jsonl_source.scan(f, self._encoding) for f in files]
+                merged = jsonl_source.JsonColumns()
+                for found in self._jsonl:
+                    merged.merge(found.found)
+                columns = merged.columns(self._declared)
+                self._rows = sum(found.rows for found in self._jsonl)
+            else:
+                self._parquet = ParquetFiles(files, self._declared)
+                columns = self._parquet.columns
+                self._rows = self._parquet.rows
+        names = [c.name for c in columns]
+        missing = [name for name in self._declared if name not in names]
+        if missing:
+            raise InputError(f"input.columns: {', '.join(map(repr, missing))} not in the input; its columns are: "
+                             f"{', '.join(names) or '(none)'}")
+        self._columns = columns
+        self._names = renames(names, reserved, config.metadata_prefix)
+        self._schema = arrow_schema(columns, self._names)
+        self.notes = rename_notes(self._names)  # for the read to pass on
 
     @property
     def schema(self) -> pa.Schema:
-        if self._inline is not None:
-            return self._inline.schema
-        return self._dataset.schema
+        """The columns as rows carry them (renamed), each field with its declared JSON schema."""
+        return self._schema
 
     @property
     def columns(self) -> list[str]:
-        return list(self.schema.names)
+        return list(self._schema.names)
 
-    def count_rows(self) -> int | None:
-        """Row count when it is cheap to know (inline rows, Parquet metadata)."""
-        if self._inline is not None:
-            return int(self._inline.num_rows)
-        import pyarrow.dataset as ds
+    @property
+    def renamed(self) -> dict[str, str]:
+        """Input columns kept under another name (named like a metadata column): old -> new."""
+        return dict(self._names)
 
-        if isinstance(self._dataset.format, ds.ParquetFileFormat):
-            rows: int = self._dataset.count_rows()
-            return rows
-        return None
+    def count_rows(self) -> int:
+        """The exact row count (found when the table was opened)."""
+        return self._rows
 
-    def estimate_rows(self) -> tuple[int, bool] | None:
-        """(rows, is_estimate): counted where cheap, else estimated from CSV/JSONL file sizes."""
-        exact = self.count_rows()
-        if exact is not None:
-            return exact, False
-        import pyarrow.dataset as ds
-
-        from connector.rows.sizing import estimate_line_rows
-
-        header = 1 if isinstance(self._dataset.format, ds.CsvFileFormat) else 0
-        guess = estimate_line_rows(list(self._dataset.files), header_lines=header)
-        return None if guess is None else (guess, True)
+    def estimate_rows(self) -> tuple[int, bool]:
+        """(rows, is_estimate): always exact, counted when the table was opened."""
+        return self._rows, False
 
     def batches(self, skip: int = 0) -> Iterator[list[Row]]:
         """Rows in input order, in lists of up to ``batch_size``, after skipping ``skip`` rows."""
         size = self._config.batch_size
-        if self._inline is not None:
-            source: Iterator[pa.RecordBatch] = iter(self._inline.to_batches(max_chunksize=size))
-        else:
-            source = self._dataset.to_batches(batch_size=size, use_threads=True)
-        try:
-            for batch in source:
-                if skip >= batch.num_rows:
-                    skip -= batch.num_rows
+        if self._parquet is not None:
+            yield from self._parquet.batches(skip, size, self._names)
+            return
+        if self._csv:
+            for found in self._csv:
+                if skip >= found.rows:
+                    skip -= found.rows
                     continue
-                if skip:
-                    batch, skip = batch.slice(skip), 0
-                yield batch.to_pylist()
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-            raise InputError(f"input.path: reading failed part-way: {_first_line(exc)}") from None
+                for rows in csv_source.read(found, self._columns, self._declared, self._encoding, self._delimiter,
+                                            self._names, skip):
+                    for start in range(0, len(rows), size):
+                        yield rows[start: start + size]
+                skip = 0
+            return
+        maker = jsonl_source.RowMaker(self._columns, self._declared, self._names)
+        if self._inline is not None:
+            yield from jsonl_source.read_inline(self._inline, maker, skip, size)
+            return
+        for scanned in self._jsonl:
+            if skip >= scanned.rows:
+                skip -= scanned.rows
+                continue
+            yield from jsonl_source.read(scanned, maker, self._encoding, skip, size)
+            skip = 0
 
     def first_row(self) -> Row | None:
         for rows in self.batches():
             if rows:
                 return rows[0]
         return None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-# pyarrow type -> JSON schema, with Airbyte's type hints where they matter.
-def json_schema_for(arrow_type: pa.DataType) -> dict[str, Any]:
-    """The JSON schema of one pyarrow column (always nullable)."""
-    t = pa.types
-    if t.is_boolean(arrow_type):
-        return {"type": ["null", "boolean"]}
-    if t.is_integer(arrow_type):
-        return {"type": ["null", "integer"]}
-    if t.is_floating(arrow_type) or t.is_decimal(arrow_type):
-        return {"type": ["null", "number"]}
-    if t.is_timestamp(arrow_type):
-        tz = "timestamp_with_timezone" if arrow_type.tz else "timestamp_without_timezone"
-        return {"type": ["null", "string"], "format": "date-time", "airbyte_type": tz}
-    if t.is_date(arrow_type):
-        return {"type": ["null", "string"], "format": "date"}
-    if t.is_time(arrow_type):
-        return {"type": ["null", "string"], "format": "time", "airbyte_type": "time_without_timezone"}
-    if t.is_list(arrow_type) or t.is_large_list(arrow_type) or t.is_fixed_size_list(arrow_type):
-        return {"type": ["null", "array"], "items": json_schema_for(arrow_type.value_type)}
-    if t.is_struct(arrow_type):
-        props = {arrow_type.field(i).name: json_schema_for(arrow_type.field(i).type)
-                 for i in range(arrow_type.num_fields)}
-        return {"type": ["null", "object"], "properties": props}
-    if t.is_map(arrow_type):
-        return {"type": ["null", "object"]}
-    if t.is_null(arrow_type):
-        return {"type": ["null", "string"]}
-    return {"type": ["null", "string"]}

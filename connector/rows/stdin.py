@@ -14,20 +14,21 @@ already received are emitted while the producer is still thinking, and a slow
 pipe never blocks the event loop.
 
 Columns: ``discover`` cannot read stdin (a platform runs it without data), so it
-declares the columns listed in ``input.columns``. ``read`` keeps exactly those;
-without the list it infers them (names and types) from the first rows (the
-first batch, or what arrived within :data:`INFER_WAIT` seconds) and keeps them:
-later keys are dropped, missing ones are null.
+declares the columns listed in ``input.columns``. ``read`` keeps exactly those,
+each value converted to its declared type. Without the list it infers them
+(names and JSON types, :class:`~connector.rows.shapes.Shape`) from the first rows
+(the first batch, or what arrived within :data:`INFER_WAIT` seconds) and keeps
+them. Either way the columns are fixed before the first row is enriched: a later
+row with a value that does not fit, or with a key not among the columns, is that
+row's ``bad_input`` error naming its line (never a silently dropped key). Columns
+named like the record's metadata columns are kept under ``input.metadata_prefix``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
 import sys
-import threading
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from decimal import Decimal
 from typing import Any, BinaryIO
 
 import orjson
@@ -35,122 +36,27 @@ import pyarrow as pa
 
 from connector.config.input import InputConfig
 from connector.errors import InputError
+from connector.rows import kinds
+from connector.rows.columns import Column, arrow_schema, flag, rename_notes, renames, unfit_message
+from connector.rows.encoding import decode_line, is_utf8
 from connector.rows.files import InputTable
+from connector.rows.jsonl_source import JsonColumns
+from connector.rows.pipe import Lines
+from connector.rows.shapes import Shape
 from connector.rows.table import Row, Table
 
 INFER_WAIT = 1.0
 _AIRBYTE_TYPES = frozenset({"RECORD", "STATE", "LOG", "TRACE", "SPEC", "CATALOG", "CONNECTION_STATUS", "CONTROL"})
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    "string": pa.string(),
-    "integer": pa.int64(),
-    "number": pa.float64(),
-    "boolean": pa.bool_(),
-    "object": pa.map_(pa.string(), pa.string()),  # declared as a JSON object: its keys are not known
-    "array": pa.list_(pa.string()),
-}
-_SAMPLE_VALUES: dict[str, Any] = {"string": "", "integer": 0, "number": 0.0, "boolean": False,
-                                  "object": {}, "array": []}
+# What check renders the template with: it never reads stdin.
+_SAMPLE_VALUES: dict[str, Any] = {"string": "", "integer": 0, "number": 0.0, "boolean": False, "date": "2000-01-01",
+                                  "timestamp": "2000-01-01T00:00:00", "decimal": Decimal(0), "object": {},
+                                  "array": []}
 
 
 def _is_airbyte_message(value: Any) -> bool:
     return isinstance(value, dict) and value.get("type") in _AIRBYTE_TYPES and \
         any(isinstance(value.get(k), dict) for k in ("record", "log", "state", "trace", "spec", "catalog",
                                                      "connectionStatus", "control"))
-
-
-def _lines_of(stream: BinaryIO) -> Iterator[bytes]:
-    """The stream's lines. A real file descriptor is read with ``os.read``, not through Python's
-    buffered reader: a daemon thread blocked inside that reader holds its lock, and the
-    interpreter aborts when it needs the lock at exit (a pipe closed downstream, a spend guard)."""
-    try:
-        fd = stream.fileno()
-    except (AttributeError, OSError, ValueError):
-        yield from stream
-        return
-    pending = b""
-    while chunk := os.read(fd, 1 << 16):
-        pending += chunk
-        end = pending.rfind(b"\n") + 1
-        if end:
-            for line in pending[: end - 1].split(b"\n"):
-                yield line + b"\n"
-            pending = pending[end:]
-    if pending:
-        yield pending
-
-
-class _Lines:
-    """Lines of a binary stream, read by a daemon thread, awaited on the event loop.
-
-    At most ``buffered`` lines wait in memory; the thread blocks until the loop takes some.
-    """
-
-    def __init__(self, stream: BinaryIO, buffered: int) -> None:
-        self._stream = stream
-        self._room = threading.Semaphore(buffered)
-        self._queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
-        self._loop = asyncio.get_running_loop()
-        self._closed = False
-        self._done = False
-        threading.Thread(target=self._pump, name="stdin-reader", daemon=True).start()
-
-    def _put(self, item: bytes | BaseException | None) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening any more
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
-
-    def _pump(self) -> None:
-        try:
-            for line in _lines_of(self._stream):
-                self._room.acquire()
-                if self._closed:
-                    return
-                self._put(line)
-        except (OSError, ValueError) as exc:
-            self._put(exc)
-            return
-        self._put(None)
-
-    async def take(self, most: int) -> list[bytes] | None:
-        """The next lines (at least one, at most ``most``, whatever is there); None at the end."""
-        if self._done:
-            return None
-        out: list[bytes] = []
-        item = await self._queue.get()
-        while True:
-            if item is None:
-                self._done = True
-                break
-            if isinstance(item, BaseException):
-                raise InputError(f"input: reading standard input failed: {item}")
-            out.append(item)
-            self._room.release()
-            if len(out) >= most or self._queue.empty():
-                break
-            item = self._queue.get_nowait()
-        return out or None
-
-    async def take_for(self, most: int, seconds: float) -> list[bytes] | None:
-        """Like :meth:`take`, but keep collecting for up to ``seconds`` (to infer columns from more rows)."""
-        first = await self.take(most)
-        if first is None:
-            return None
-        deadline = self._loop.time() + seconds
-        while len(first) < most and not self._done:
-            remaining = deadline - self._loop.time()
-            if remaining <= 0:
-                break
-            try:
-                more = await asyncio.wait_for(self.take(most - len(first)), remaining)
-            except asyncio.TimeoutError:
-                break
-            if more is None:
-                break
-            first.extend(more)
-        return first
-
-    def close(self) -> None:
-        self._closed = True
-        self._room.release()
 
 
 class StdinTable:
@@ -163,16 +69,28 @@ class StdinTable:
         self._stream = stream
         self._reserved = frozenset(reserved)  # the names of the columns the run adds to each record
         self._kind: str | None = None if config.format == "auto" else config.format
+        self._utf8 = is_utf8(config.encoding)
         self._declared = dict(config.columns) if config.columns is not None else None
-        self._columns: list[str] | None = list(self._declared) if self._declared is not None else None
+        self._columns: list[Column] | None = None
+        self._shapes: dict[str, Shape] = {}  # inferred columns: what later values must fit
+        self._convert: dict[str, kinds.Convert] = {}
+        self._names: dict[str, str] = {}
         self._schema: pa.Schema | None = None
+        self.notes: list[str] = []  # warnings for the read to pass on
         if self._declared is not None:
-            self._schema = pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in self._declared.items()])
-        self._lines: _Lines | None = None
-        self._first: list[Row] = []  # rows read to infer the columns, handed out first
+            self._fix([Column(name, kinds.json_schema(kind), kinds.arrow_type(kind), kind)
+                       for name, kind in self._declared.items()])
+            self._convert = {name: kinds.converter(kind, from_text=False) for name, kind in self._declared.items()}
+        self._lines: Lines | None = None
+        self._first: list[tuple[int, Row]] = []  # rows read to infer the columns, handed out first
         self._line_number = 0
         self.skipped_lines = 0  # non-RECORD lines of Airbyte input
-        self.notes: list[str] = []  # warnings for the read to pass on
+
+    def _fix(self, columns: list[Column]) -> None:
+        self._columns = columns
+        self._names = renames([c.name for c in columns], self._reserved, self._config.metadata_prefix)
+        self._schema = arrow_schema(columns, self._names)
+        self.notes.extend(rename_notes(self._names))
 
     # The surface shared with InputTable ---------------------------------------------------------
 
@@ -189,6 +107,11 @@ class StdinTable:
     def columns(self) -> list[str]:
         return list(self.schema.names)
 
+    @property
+    def renamed(self) -> dict[str, str]:
+        """Input columns kept under another name (named like a metadata column): old -> new."""
+        return dict(self._names)
+
     def count_rows(self) -> int | None:
         return None
 
@@ -199,7 +122,7 @@ class StdinTable:
         """A stand-in row for ``check``, which never reads stdin: an empty value of each declared type."""
         if self._declared is None:
             return None
-        return {name: _SAMPLE_VALUES[kind] for name, kind in self._declared.items()}
+        return {self._names.get(name, name): _SAMPLE_VALUES[kind] for name, kind in self._declared.items()}
 
     # Reading ------------------------------------------------------------------------------------
 
@@ -209,7 +132,7 @@ class StdinTable:
             return
         stream = self._stream if self._stream is not None else sys.stdin.buffer
         size = self._config.batch_size
-        self._lines = _Lines(stream, buffered=max(size * 4, 1024))
+        self._lines = Lines(stream, buffered=max(size * 4, 1024))
         if self._schema is not None:
             return
         while True:
@@ -219,16 +142,11 @@ class StdinTable:
             self._first = self._parse(lines)
             if self._first:
                 break
-        schema = infer_schema(self._first)
-        # Rows from another enrichment carry its metadata columns: they would clash with ours.
-        theirs = [name for name in schema.names if name in self._reserved]
-        if theirs:
-            schema = pa.schema([f for f in schema if f.name not in self._reserved])
-            self.notes.append(f"input: stdin column(s) {', '.join(theirs)} have the names of this connector's "
-                              "metadata columns and are left out; list the columns to keep in input.columns")
-        self._schema = schema
-        self._columns = list(schema.names)
-        self._first = [self._shape(row) for row in self._first]
+        found = JsonColumns()
+        for _, row in self._first:
+            found.observe(row)
+        self._shapes = found.shapes
+        self._fix(found.columns({}))
 
     async def batches(self, skip: int = 0) -> AsyncIterator[list[Row]]:
         """Rows as they arrive, in lists of what was there (at most ``batch_size``), after ``skip`` rows."""
@@ -242,31 +160,36 @@ class StdinTable:
                     if skip >= len(pending):
                         skip -= len(pending)
                     else:
-                        yield pending[skip:]
+                        yield self._shape(pending[skip:])
                         skip = 0
                 lines = await self._lines.take(self._config.batch_size)
                 if lines is None:
                     return
-                pending = [self._shape(row) for row in self._parse(lines)]
+                pending = self._parse(lines)
         finally:
             self._lines.close()
 
     # Lines to rows ------------------------------------------------------------------------------
 
-    def _parse(self, lines: list[bytes]) -> list[Row]:
-        rows: list[Row] = []
+    def _parse(self, lines: list[bytes]) -> list[tuple[int, Row]]:
+        """(line number, object) of each line that is a row."""
+        rows: list[tuple[int, Row]] = []
         for raw in lines:
             self._line_number += 1
             if not raw.strip():
                 continue
+            where = f"stdin line {self._line_number}"
+            text: bytes | str = raw if self._utf8 else decode_line(raw, self._config.encoding, where)
             try:
-                value = orjson.loads(raw)
+                value = orjson.loads(text)
             except orjson.JSONDecodeError as exc:
                 if self._kind == "airbyte":
                     self.skipped_lines += 1  # connectors sometimes print stray text
                     continue
-                raise InputError(f"input: stdin line {self._line_number} is not JSON ({exc}); "
-                                 "give one JSON object per line, or Airbyte messages") from None
+                if self._utf8:
+                    decode_line(raw, "utf-8", where)  # names the byte when it is the encoding
+                raise InputError(f"input: {where} is not JSON ({exc}); give one JSON object per line, or "
+                                 "Airbyte messages") from None
             if self._kind is None:
                 self._kind = "airbyte" if _is_airbyte_message(value) else "jsonl"
             if self._kind == "airbyte":
@@ -277,9 +200,9 @@ class StdinTable:
             elif isinstance(value, dict):
                 row = value
             else:
-                raise InputError(f"input: stdin line {self._line_number} is JSON but not an object "
-                                 f"(a {type(value).__name__}); each line must be one row")
-            rows.append(row)
+                raise InputError(f"input: {where} is JSON but not an object (a {type(value).__name__}); each "
+                                 "line must be one row")
+            rows.append((self._line_number, row))
         return rows
 
     def _record_data(self, message: Any) -> Row | None:
@@ -294,36 +217,56 @@ class StdinTable:
         data: Row = record["data"]
         return data
 
-    def _shape(self, row: Row) -> Row:
-        columns = self._columns
-        if columns is None:
-            return row
-        return {name: row.get(name) for name in columns}
+    def _shape(self, pending: list[tuple[int, Row]]) -> list[Row]:
+        """Rows with exactly the fixed columns, converted to declared types, misfits flagged."""
+        assert self._columns is not None
+        names = [(c.name, self._names.get(c.name, c.name)) for c in self._columns]
+        known = {name for name, _ in names}
+        declared = self._declared or {}
+        rows: list[Row] = []
+        unfit: dict[int, list[str]] = {}
+        for i, (_, value) in enumerate(pending):
+            row: Row = {}
+            problems: list[str] = []
+            for name, new in names:
+                cell = value.get(name)
+                convert = self._convert.get(name)
+                if convert is not None:
+                    try:
+                        cell = convert(cell)
+                    except kinds.Unfit as exc:
+                        cell = None
+                        problems.append(unfit_message(name, str(exc), declared[name]))
+                elif name in self._shapes and not self._shapes[name].fits(cell):
+                    problems.append(f"column {name!r}: {_show(cell)} does not fit the type inferred from the first "
+                                    f"rows ({', '.join(self._shapes[name].kinds)}); declare the columns in "
+                                    "input.columns")
+                    cell = None
+                row[new] = cell
+            if self._declared is None and not value.keys() <= known:  # declared columns pick; inferred must hold all
+                extra = ", ".join(map(repr, sorted(value.keys() - known)))
+                problems.append(f"key(s) {extra} not among the columns fixed from the first rows; list every "
+                                "column in input.columns")
+            if problems:
+                unfit[i] = problems
+            rows.append(row)
+        flag(rows, unfit, lambda i: f"stdin line {pending[i][0]}")
+        return rows
 
 
-def infer_schema(rows: list[Row]) -> pa.Schema:
-    """Column names in first-seen order; each column's type as pyarrow infers it (text when mixed)."""
-    names: dict[str, None] = {}
-    for row in rows:
-        names.update(dict.fromkeys(row))
-    fields = []
-    for name in names:
-        try:
-            kind = pa.array([row.get(name) for row in rows]).type
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-            kind = pa.string()
-        fields.append(pa.field(name, kind))
-    return pa.schema(fields)
+def _show(value: Any) -> str:
+    text = orjson.dumps(value, default=str).decode()
+    return repr(text[:80] + ("…" if len(text) > 80 else ""))
 
 
 def open_input(config: InputConfig, stdin: BinaryIO | None = None, reserved: Collection[str] = ()) -> Table:
     """The input table the config names; stdin is only read once a read starts.
 
-    ``reserved``: column names the run adds to each record; inferred stdin columns
-    with those names are left out (with a note)."""
+    ``reserved``: the names of the columns the run adds to each record; input columns with
+    those names are kept under ``input.metadata_prefix``."""
     if config.is_stdin:
         return StdinTable(config, stdin, reserved)
-    return InputTable(config)
+    return InputTable(config, reserved)
 
 
 def numbered_rows(
@@ -362,17 +305,19 @@ async def _numbered_async(batches: AsyncIterator[list[Row]], start: int,
             position += 1
 
 
-def row_for_check(config: InputConfig, template: Any) -> Row | None:
-    """The row ``check`` renders the template with, after checking the template's columns.
+def row_for_check(config: InputConfig, template: Any, reserved: Collection[str] = ()) -> Row | None:
+    """The row ``check`` renders the template with, after checking the template's and the primary
+    key's columns.
 
     A file's first row; for stdin, which ``check`` never reads, a stand-in row with an
     empty value of each declared column's type (of each template column when none are declared).
     """
-    table = open_input(config)
-    if isinstance(table, StdinTable):
-        if table.columns_known:
-            template.check_columns(table.columns)
-            return table.first_row()
+    table = open_input(config, reserved=reserved)
+    if isinstance(table, StdinTable) and not table.columns_known:
         return dict.fromkeys(template.columns, "")
     template.check_columns(table.columns)
+    key = config.primary_key
+    if key is not None and key not in table.columns:
+        raise InputError(f"input.primary_key: column {key!r} is not in the input; its columns are: "
+                         f"{', '.join(table.columns) or '(none)'}")
     return table.first_row()

@@ -2,7 +2,7 @@
 
 Files (:class:`~connector.rows.files.InputTable`) and standard input
 (:class:`~connector.rows.stdin.StdinTable`) both provide it; the pipeline depends
-on this protocol only. Stdin alone has more (``start``, ``notes``): callers narrow
+on this protocol only. Stdin alone has more (``start``): callers narrow
 to :class:`~connector.rows.stdin.StdinTable` for those.
 """
 
@@ -29,6 +29,13 @@ class Table(Protocol):
 
     def estimate_rows(self) -> tuple[int, bool] | None:
         """(rows, is_estimate), or None when the size cannot be known before reading."""
+
+    def count_rows(self) -> int | None:
+        """The exact row count, or None when it cannot be known before reading (stdin)."""
+
+    @property
+    def notes(self) -> list[str]:
+        """What the read should say about the input (columns kept under another name, ...)."""
 
     def first_row(self) -> Row | None:
         """The row ``check`` renders the template with (a stand-in for stdin)."""

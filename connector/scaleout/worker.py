@@ -68,9 +68,12 @@ class BatchEnricher:
     def __init__(self, config: Mapping[str, Any], input_schema: pa.Schema, *, workers: int = 1,
                  concurrency: int | None = None, transport_factory: TransportFactory | None = None) -> None:
         from connector.airbyte.catalog import enriched_schema
+        from connector.answers.records import META_COLUMNS
         from connector.config.load import load_config
         from connector.dialects import dialect_for
         from connector.requests.templates import RequestTemplate
+        from connector.rows.arrow_values import unsupported
+        from connector.rows.columns import renames
         from connector.standalone.writers import Columns
 
         self.raw_config = worker_config(config, workers, concurrency)
@@ -81,12 +84,20 @@ class BatchEnricher:
             raise ConfigError("batch.enabled: Spark and Ray workers send normal requests, row by row; a provider "
                               "batch spans syncs, which a worker does not have. Turn batch off here, or use read "
                               "or run for batch mode")
+        for field in input_schema:
+            why = unsupported(field.type)
+            if why:
+                raise ConfigError(f"input column {field.name!r} is {field.type}: {why}, which cannot be sent or "
+                                  "written exactly; convert or drop the column before enriching")
+        # An already-enriched table keeps its own metadata columns, under input.metadata_prefix.
+        self._names = renames(input_schema.names, META_COLUMNS, self.config.input.metadata_prefix)
+        schema = pa.schema([f.with_name(self._names.get(f.name, f.name)) for f in input_schema])
         # A config the API shape cannot express fails here, in the driver, before any worker starts.
         template = RequestTemplate.from_config(self.config, dialect_for(self.config).conversation_key)
-        template.check_columns(input_schema.names)
-        self.input_schema = input_schema
-        self.json_schema = enriched_schema(input_schema, self.config)
-        self.columns = Columns(self.json_schema, input_schema, "parquet")
+        template.check_columns(schema.names)
+        self.input_schema = schema
+        self.json_schema = enriched_schema(schema, self.config)
+        self.columns = Columns(self.json_schema, schema, "parquet")
         self._transport_factory = transport_factory
         self._rows_done = 0
         self._runtime: _Runtime | None = None
@@ -103,10 +114,12 @@ class BatchEnricher:
 
     def enrich(self, batch: pa.RecordBatch | pa.Table) -> pa.RecordBatch:
         """One batch in, the same rows enriched (in the same order), as one batch of :attr:`schema`."""
-        rows = batch.to_pylist()
+        from connector.rows.columns import arrow_rows
+
+        start = self._rows_done
+        rows = arrow_rows(batch, lambda i: f"row {start + i + 1} of this partition", self._names)
         if self._runtime is None:
             self._runtime = _Runtime(self.config, self._transport_factory)
-        start = self._rows_done
         self._rows_done += len(rows)
         records = self._runtime.run(self._runtime.enrich(rows, start))
         if self.config.on_row_error != "emit":

@@ -60,7 +60,6 @@ async def run(
     from connector.pipeline.run import NEVER, Checkpoint, Event, Finished, Note, RecordOut, RunParts, run_rows
     from connector.pipeline.wiring import answer_cache, connect, enricher_for, run_events
     from connector.requests.templates import RequestTemplate
-    from connector.rows.files import InputTable
     from connector.rows.stdin import StdinTable, numbered_rows, open_input
     from connector.standalone.batch_files import ImportSource, LedgerFile, export_requests, read_results
     from connector.standalone.writers import TableWriter, format_for
@@ -95,13 +94,13 @@ async def run(
     kind = format_for(output, fmt)
     if isinstance(table, StdinTable):
         await table.start()  # the columns, declared or inferred, fix the file's schema
-        for note in table.notes:
-            notice("WARN", note)
+    for note in table.notes:
+        notice("WARN", note)
     template.check_columns(table.columns)
     for warning in template.warnings:
         notice("WARN", warning)
     schema = enriched_schema(table.schema, config)
-    writer = TableWriter(output, kind, schema, table.schema if isinstance(table, InputTable) else None,
+    writer = TableWriter(output, kind, schema, table.schema,
                          batch_rows=config.input.batch_size, stdout=stdout)
     complete = False
     try:

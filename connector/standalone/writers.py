@@ -5,14 +5,18 @@ JSON schema, never from the data, so every batch (and every run) has the same
 column types whatever the answers were:
 
 - columns and their order are the JSON schema's properties;
-- input columns keep the type they have in the input (the JSON schema was made
-  from it), where the input has Arrow types (files, inline rows);
+- input columns keep the type the input has (a Parquet file's own types, or the
+  types the rows stage decided for CSV, JSONL and stdin), every value rebuilt
+  exactly from its JSON form (:mod:`connector.standalone.arrow_build`): ns
+  timestamps, durations, decimals, maps, binary and dictionary columns included;
 - every other column gets the Arrow type of its JSON schema type: integer
   int64, number float64, boolean bool, string string (``format`` date, date-time
   and time: date32, timestamp[us], time64[us]), a typed array a list, an object
   with typed properties a struct; anything looser (several types, an object
   without properties) is JSON text;
-- CSV has no nested types: lists and structs are written as JSON text there.
+- CSV holds numbers, booleans, text, dates and decimals as themselves; every
+  other type (lists, structs, maps, timestamps, durations, binary) is written as
+  the text the record holds (JSON text, ISO 8601, base64).
 
 Rows are buffered up to ``batch_rows`` and written batch by batch (memory stays
 bounded), to ``<output>.partial``, renamed over ``<output>`` once complete.
@@ -30,6 +34,7 @@ import pyarrow as pa
 
 from connector.errors import OutputError
 from connector.jsonbytes import dumps
+from connector.standalone.arrow_build import build_array
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
@@ -92,10 +97,11 @@ def arrow_type_for(prop: Mapping[str, Any]) -> pa.DataType | None:
     return None
 
 
-def _nested(kind: pa.DataType) -> bool:
+def _csv_native(kind: pa.DataType) -> bool:
+    """Types a CSV cell shows exactly as the record does; the rest are written as the record's text."""
     t = pa.types
-    return bool(t.is_list(kind) or t.is_large_list(kind) or t.is_fixed_size_list(kind) or t.is_struct(kind)
-                or t.is_map(kind) or t.is_union(kind))
+    return bool(t.is_boolean(kind) or t.is_integer(kind) or t.is_floating(kind) or t.is_string(kind)
+                or t.is_large_string(kind) or t.is_date32(kind) or t.is_decimal(kind))
 
 
 class Columns:
@@ -109,7 +115,7 @@ class Columns:
             kind = given.get(name)
             if kind is None or pa.types.is_null(kind):
                 kind = arrow_type_for(prop)
-            if kind is None or (fmt == "csv" and _nested(kind)):
+            if kind is None or (fmt == "csv" and not _csv_native(kind)):
                 kind = pa.string()
                 self.as_text.add(name)
             fields.append(pa.field(name, kind))
@@ -120,11 +126,10 @@ class Columns:
         for field in self.schema:
             name = field.name
             values = [row.get(name) for row in rows]
-            if name in self.as_text or pa.types.is_string(field.type):  # text columns take any value as JSON
-                values = [v if v is None or isinstance(v, str) else dumps(v).decode() for v in values]
             try:
-                arrays.append(pa.array(values, type=field.type))
-            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+                arrays.append(build_array(values, field.type))  # text columns take any value as JSON text
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError,
+                    ValueError) as exc:
                 bad = next((v for v in values if v is not None), None)
                 raise OutputError(f"column '{name}' ({field.type}): a value does not fit ({exc}); e.g. "
                                   f"{str(bad)[:80]!r}. Declare the column's type (input.columns) or fix the "

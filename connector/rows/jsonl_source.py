@@ -1,0 +1,216 @@
+"""JSONL files and inline rows: every value as JSON holds it, the columns from every row of the input.
+
+The scan (:func:`scan`) parses every line once (orjson), so a key that first
+appears on the last line is a column, and a column's type is the JSON types of
+all its values (:class:`~connector.rows.shapes.Shape`). Lines sharing a layout
+(the same keys with the same scalar types) are learnt once, which keeps the scan
+near the parser's own speed. A line that is not a JSON object stops the scan,
+naming its 1-based line number. Memory holds one chunk of lines and the shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from connector.errors import InputError
+from connector.rows import kinds
+from connector.rows.columns import Column, flag, unfit_message
+from connector.rows.encoding import is_utf8, normalized
+from connector.rows.shapes import Shape
+from connector.rows.table import Row
+
+CHUNK = 8 << 20
+_KNOWN_LAYOUTS = 4096
+_BOM = b"\xef\xbb\xbf"
+
+
+class JsonColumns:
+    """The shapes of the columns of JSON object rows, in first-seen order."""
+
+    def __init__(self) -> None:
+        self.shapes: dict[str, Shape] = {}
+        self._layouts: dict[tuple[Any, ...], list[str]] = {}  # layout -> keys holding objects or arrays
+
+    def observe(self, row: Mapping[str, Any]) -> None:
+        layout = (tuple(row), tuple(map(type, row.values())))
+        nested = self._layouts.get(layout)
+        if nested is None:
+            shapes = self.shapes
+            for key, value in row.items():
+                shape = shapes.get(key)
+                if shape is None:
+                    shape = shapes[key] = Shape()
+                shape.observe(value)
+            if len(self._layouts) < _KNOWN_LAYOUTS:
+                self._layouts[layout] = [k for k, v in row.items() if isinstance(v, (dict, list))]
+            return
+        for key in nested:
+            self.shapes[key].observe(row[key])
+
+    def merge(self, other: JsonColumns) -> None:
+        for key, shape in other.shapes.items():
+            if key in self.shapes:
+                self.shapes[key].merge(shape)
+            else:
+                self.shapes[key] = shape
+
+    def columns(self, declared: Mapping[str, str]) -> list[Column]:
+        out = []
+        for name, shape in self.shapes.items():
+            if name in declared:
+                kind = declared[name]
+                out.append(Column(name, kinds.json_schema(kind), kinds.arrow_type(kind), kind))
+            else:
+                out.append(Column(name, shape.json_schema(), shape.arrow_type()))
+        return out
+
+
+@dataclass
+class FileScan:
+    path: str
+    rows: int = 0
+    found: JsonColumns = field(default_factory=JsonColumns)
+
+
+def _lines(path: str) -> Iterator[tuple[int, int, bytes]]:
+    """(1-based line number, byte offset, bytes) of each line of the file."""
+    number, offset = 0, 0
+    try:
+        with open(path, "rb") as f:
+            while lines := f.readlines(CHUNK):
+                for raw in lines:
+                    number += 1
+                    yield number, offset, raw
+                    offset += len(raw)
+    except OSError as exc:
+        raise InputError(f"input.path: cannot read '{path}': {exc.strerror or exc}") from None
+
+
+def _parse(raw: bytes, path: str, number: int, offset: int, encoding: str, utf8: bool) -> Any:
+    """One line's JSON value; InputError naming the line (and the byte, for bad encoding)."""
+    if offset == 0 and raw.startswith(_BOM):
+        raw = raw[len(_BOM):]
+    try:
+        return orjson.loads(raw if utf8 else raw.decode(encoding))
+    except (UnicodeDecodeError, orjson.JSONDecodeError) as exc:
+        raise InputError(_unreadable(raw, f"{path} line {number}", offset, encoding, utf8, exc)) from None
+
+
+def _unreadable(raw: bytes, where: str, offset: int, encoding: str, utf8: bool, exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return _not_text(where, offset + exc.start, raw[exc.start: exc.end], encoding)
+    if utf8:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return _not_text(where, offset + bad.start, raw[bad.start: bad.end], encoding)
+    shown = raw[:120].decode("utf-8", "replace").rstrip()
+    reason = exc.msg if isinstance(exc, orjson.JSONDecodeError) else str(exc)
+    return f"input.path: {where} is not JSON ({reason}): {shown!r}. Each line must be one JSON object; fix or remove it"
+
+
+def _not_text(where: str, offset: int, bad: bytes, encoding: str) -> str:
+    hexed = " ".join(f"0x{b:02X}" for b in bad)
+    fix = ("set input.encoding to latin-1 (or cp1252), or convert the file to UTF-8"
+           if is_utf8(encoding) else "set input.encoding to the file's encoding")
+    return f"input.path: {where} (byte offset {offset}) holds {hexed}, which is not {encoding} text; {fix}"
+
+
+def _objects(path: str, encoding: str) -> Iterator[tuple[int, Any]]:
+    utf8 = normalized(encoding) == "utf-8"
+    for number, offset, raw in _lines(path):
+        if not raw.strip():
+            continue
+        value = _parse(raw, path, number, offset, encoding, utf8)
+        if not isinstance(value, dict):
+            raise InputError(f"input.path: {path} line {number} is JSON but not an object (a "
+                             f"{type(value).__name__}); each line must be one row, a JSON object")
+        yield number, value
+
+
+def scan(path: str, encoding: str) -> FileScan:
+    """Parse the whole file once: its columns and their shapes, its row count."""
+    found = FileScan(path)
+    observe = found.found.observe
+    for _, value in _objects(path, encoding):
+        observe(value)
+        found.rows += 1
+    return found
+
+
+class RowMaker:
+    """Rows with exactly the input's columns (renamed), declared types applied, unknown keys flagged."""
+
+    def __init__(self, columns: list[Column], declared: Mapping[str, str], names: Mapping[str, str]) -> None:
+        self._pairs = [(c.name, names.get(c.name, c.name)) for c in columns]
+        self._renamed = dict(self._pairs)
+        self._known = {c.name for c in columns}
+        self._declared = dict(declared)
+        self._convert = {name: kinds.converter(kind, from_text=False) for name, kind in declared.items()}
+
+    def make(self, values: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Row]:
+        """Rows from (position text, parsed object) pairs."""
+        rows: list[Row] = []
+        unfit: dict[int, list[str]] = {}
+        where: list[str] = []
+        for i, (position, value) in enumerate(values):
+            row = {new: value.get(old) for old, new in self._pairs}
+            problems = []
+            for name, convert in self._convert.items():
+                new = self._renamed[name]
+                try:
+                    row[new] = convert(row[new])
+                except kinds.Unfit as exc:
+                    row[new] = None
+                    problems.append(unfit_message(name, str(exc), self._declared[name]))
+            if not value.keys() <= self._known:
+                extra = sorted(value.keys() - self._known)
+                problems.append(f"key(s) {', '.join(map(repr, extra))} not among the columns the input was "
+                                "scanned with; it changed since it was opened: run again (discover first)")
+            if problems:
+                unfit[i] = problems
+            rows.append(row)
+            where.append(position)
+        flag(rows, unfit, where.__getitem__)
+        return rows
+
+
+def read(found: FileScan, maker: RowMaker, encoding: str, skip: int, size: int) -> Iterator[list[Row]]:
+    """The rows of one scanned file after ``skip`` rows, in lists of up to ``size``."""
+    pending: list[tuple[str, Any]] = []
+    seen = 0
+    utf8 = is_utf8(encoding)
+    for number, offset, raw in _lines(found.path):
+        if not raw.strip():
+            continue
+        seen += 1
+        if seen <= skip:
+            continue
+        where = f"{found.path} line {number}"
+        value = _parse(raw, found.path, number, offset, encoding, utf8)
+        if not isinstance(value, dict):
+            raise InputError(f"input.path: {where} is JSON but not an object; the file changed since it was "
+                             "opened")
+        pending.append((where, value))
+        if len(pending) >= size:
+            yield maker.make(pending)
+            pending = []
+    if pending:
+        yield maker.make(pending)
+
+
+def inline_columns(rows: list[dict[str, Any]], declared: Mapping[str, str]) -> list[Column]:
+    found = JsonColumns()
+    for row in rows:
+        found.observe(row)
+    return found.columns(declared)
+
+
+def read_inline(rows: list[dict[str, Any]], maker: RowMaker, skip: int, size: int) -> Iterator[list[Row]]:
+    for start in range(skip, len(rows), size):
+        chunk = rows[start: start + size]
+        yield maker.make((f"input.rows item {start + i + 1}", row) for i, row in enumerate(chunk))

@@ -1,0 +1,107 @@
+"""Lines of a byte stream (standard input), read by a daemon thread and awaited on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from connector.errors import InputError
+
+
+def _lines_of(stream: BinaryIO) -> Iterator[bytes]:
+    """The stream's lines. A real file descriptor is read with ``os.read``, not through Python's
+    buffered reader: a daemon thread blocked inside that reader holds its lock, and the
+    interpreter aborts when it needs the lock at exit (a pipe closed downstream, a spend guard)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield from stream
+        return
+    pending = b""
+    while chunk := os.read(fd, 1 << 16):
+        pending += chunk
+        end = pending.rfind(b"\n") + 1
+        if end:
+            for line in pending[: end - 1].split(b"\n"):
+                yield line + b"\n"
+            pending = pending[end:]
+    if pending:
+        yield pending
+
+
+class Lines:
+    """Lines of a binary stream, read by a daemon thread, awaited on the event loop.
+
+    At most ``buffered`` lines wait in memory; the thread blocks until the loop takes some.
+    """
+
+    def __init__(self, stream: BinaryIO, buffered: int) -> None:
+        self._stream = stream
+        self._room = threading.Semaphore(buffered)
+        self._queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
+        self._loop = asyncio.get_running_loop()
+        self._closed = False
+        self._done = False
+        threading.Thread(target=self._pump, name="stdin-reader", daemon=True).start()
+
+    def _put(self, item: bytes | BaseException | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening any more
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+    def _pump(self) -> None:
+        try:
+            for line in _lines_of(self._stream):
+                self._room.acquire()
+                if self._closed:
+                    return
+                self._put(line)
+        except (OSError, ValueError) as exc:
+            self._put(exc)
+            return
+        self._put(None)
+
+    async def take(self, most: int) -> list[bytes] | None:
+        """The next lines (at least one, at most ``most``, whatever is there); None at the end."""
+        if self._done:
+            return None
+        out: list[bytes] = []
+        item = await self._queue.get()
+        while True:
+            if item is None:
+                self._done = True
+                break
+            if isinstance(item, BaseException):
+                raise InputError(f"input: reading standard input failed: {item}")
+            out.append(item)
+            self._room.release()
+            if len(out) >= most or self._queue.empty():
+                break
+            item = self._queue.get_nowait()
+        return out or None
+
+    async def take_for(self, most: int, seconds: float) -> list[bytes] | None:
+        """Like :meth:`take`, but keep collecting for up to ``seconds`` (to infer columns from more rows)."""
+        first = await self.take(most)
+        if first is None:
+            return None
+        deadline = self._loop.time() + seconds
+        while len(first) < most and not self._done:
+            remaining = deadline - self._loop.time()
+            if remaining <= 0:
+                break
+            try:
+                more = await asyncio.wait_for(self.take(most - len(first)), remaining)
+            except asyncio.TimeoutError:
+                break
+            if more is None:
+                break
+            first.extend(more)
+        return first
+
+    def close(self) -> None:
+        self._closed = True
+        self._room.release()
