@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from connector.airbyte import commands
 from connector.airbyte.protocol import serialize
 from connector.errors import ConfigError, InputError
+from tests.conftest import catalog_for
 from tests.echo_endpoint import Echo, check, config, discover, logs, read, records, state_at, write
 
 MIXED = (b"id,zip,code,amount,ratio,flag,text,day\n"
@@ -246,3 +248,13 @@ async def test_the_prefix_is_a_setting(tmp_path: Path) -> None:
                  "{{text}}", response_template={"columns": {"again": "choices.0.message.content"}})
     (first, _) = records(await read(raw, Echo()))
     assert first["prev_status"] == "ok" and first["prev_row_number"] == 1
+
+
+async def test_a_dry_run_counts_rows_whose_value_does_not_fit_as_bad_input(tmp_path: Path) -> None:
+    path = write(tmp_path / "t.csv", b"n\n1\nabc\n3\n")
+    echo = Echo()
+    messages = await read(config({"path": str(path), "columns": {"n": "integer"}}, "n={{n}}"), echo)
+    dry = [m async for m in commands.read(config({"path": str(path), "columns": {"n": "integer"}}, "n={{n}}"),
+                                          catalog_for(), None, echo.factory(), dry_run=True)]
+    assert any("requests: 2; skipped: 1 bad_input" in line for line in logs(dry))
+    assert len(echo.prompts) == 2 and len(records(messages)) == 3

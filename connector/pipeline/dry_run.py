@@ -152,7 +152,7 @@ class Planner:
             result.skipped["too_long_fail"] += 1
             return
         if body is None:
-            result.skipped[data["_status"]] += 1
+            result.skipped[data["_error_class"] or data["_status"]] += 1  # bad_input: a value that does not fit
             return
         result.requests += 1
         prompt = self._estimator.prompt_tokens(self._dialect.prompt_chars(body))  # as the context-window fit counts

@@ -81,8 +81,9 @@ def _message(path: str, encoding: str, line: int, offset: int, exc: UnicodeDecod
     end = chunk.find(b"\n", max(at, 0))
     context = chunk[max(start, at - 30): at + 10 if end < 0 else min(end, at + 10)]
     shown = context.decode(encoding if is_utf8(encoding) else "utf-8", "backslashreplace")
+    opening = chunk[:2] if offset == at else b""  # the file's first bytes, when this is its first chunk
     return (f"input.path: {path} line {line} (byte offset {offset}) holds {_hex(bad)}, which is not "
-            f"{encoding} text: …{shown}…. {_fix(bad, encoding)}")
+            f"{encoding} text: …{shown}…. {_fix(opening or bad, encoding)}")
 
 
 def _hex(data: bytes) -> str:

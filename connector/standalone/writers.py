@@ -14,9 +14,9 @@ column types whatever the answers were:
   and time: date32, timestamp[us], time64[us]), a typed array a list, an object
   with typed properties a struct; anything looser (several types, an object
   without properties) is JSON text;
-- CSV holds numbers, booleans, text, dates and decimals as themselves; every
-  other type (lists, structs, maps, timestamps, durations, binary) is written as
-  the text the record holds (JSON text, ISO 8601, base64).
+- CSV holds numbers, booleans, text and dates as themselves; every other type
+  (decimals, lists, structs, maps, timestamps, durations, binary) is written as
+  the text the record holds (every digit, JSON text, ISO 8601, base64).
 
 Rows are buffered up to ``batch_rows`` and written batch by batch (memory stays
 bounded), to ``<output>.partial``, renamed over ``<output>`` once complete.
@@ -101,7 +101,7 @@ def _csv_native(kind: pa.DataType) -> bool:
     """Types a CSV cell shows exactly as the record does; the rest are written as the record's text."""
     t = pa.types
     return bool(t.is_boolean(kind) or t.is_integer(kind) or t.is_floating(kind) or t.is_string(kind)
-                or t.is_large_string(kind) or t.is_date32(kind) or t.is_decimal(kind))
+                or t.is_large_string(kind) or t.is_date32(kind))  # Arrow writes a decimal 1E-9: not as the record
 
 
 class Columns:

@@ -1,0 +1,89 @@
+"""input.encoding: bytes that are not text in it stop the run before any request, named by file, line and byte.
+
+Never base64 prompts, never a half-paid read.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from connector.config.load import load_config
+from connector.errors import ConfigError, InputError
+from connector.standalone.run import run
+from tests.echo_endpoint import Echo, check, config, discover, read, records, write
+
+LATIN1 = b"id,text\n1,plain\n2,caf\xe9 au lait\n"
+
+
+async def test_a_latin1_byte_in_a_utf8_csv_is_named_by_check_discover_and_read_before_any_request(
+        tmp_path: Path) -> None:
+    path = write(tmp_path / "latin1.csv", LATIN1)
+    raw = config({"path": str(path)}, "Translate: {{text}}")
+    echo = Echo()
+    status = await check(raw, echo)
+    assert status["status"] == "FAILED"
+    message = status["message"]
+    assert f"{path} line 3 (byte offset 21) holds 0xE9, which is not utf-8 text" in message
+    assert "set input.encoding to latin-1" in message
+    with pytest.raises(InputError, match=r"line 3 \(byte offset 21\)"):
+        await discover(raw, echo)
+    with pytest.raises(InputError, match=r"line 3 \(byte offset 21\)"):
+        await read(raw, echo)
+    with pytest.raises(InputError, match=r"line 3 \(byte offset 21\)"):
+        await run(raw, str(tmp_path / "out.parquet"), transport_factory=echo.factory())
+    assert echo.bodies == [] and not (tmp_path / "out.parquet").exists()
+
+
+async def test_with_input_encoding_latin1_the_text_is_sent_as_written(tmp_path: Path) -> None:
+    raw = config({"path": str(write(tmp_path / "latin1.csv", LATIN1)), "encoding": "latin-1"}, "Translate: {{text}}")
+    echo = Echo()
+    out = records(await read(raw, echo))
+    assert echo.prompts == ["Translate: plain", "Translate: café au lait"]
+    assert out[1]["text"] == "café au lait"
+    assert (await discover(raw, Echo()))["text"] == {"type": ["null", "string"]}
+
+
+async def test_a_bad_byte_far_past_the_first_block_still_stops_the_read_before_any_request(tmp_path: Path) -> None:
+    rows = b"".join(b"%d,row number %d of plain ascii text\n" % (i, i) for i in range(100_000))  # ~4 MB
+    path = write(tmp_path / "late.csv", b"id,text\n" + rows + b"100000,na\xefve\n")
+    echo = Echo()
+    with pytest.raises(InputError, match=r"late.csv line 100002 \(byte offset \d+\) holds 0xEF, which is not "
+                                         r"utf-8 text: …100000,na\\xefve…"):
+        await read(config({"path": str(path)}, "{{text}}"), echo)
+    assert echo.bodies == []
+
+
+async def test_a_latin1_jsonl_line_is_named_and_readable_with_the_encoding(tmp_path: Path) -> None:
+    path = write(tmp_path / "t.jsonl", b'{"text": "plain"}\n{"text": "caf\xe9"}\n')
+    echo = Echo()
+    with pytest.raises(InputError, match=r"t.jsonl line 2 \(byte offset 31\) holds 0xE9, which is not utf-8"):
+        await discover(config({"path": str(path)}, "{{text}}"), echo)
+    out = records(await read(config({"path": str(path), "encoding": "latin-1"}, "T: {{text}}"), echo))
+    assert out[1]["text"] == "café" and echo.prompts == ["T: plain", "T: café"]
+
+
+async def test_a_utf16_file_is_named_as_such_and_read_with_the_encoding(tmp_path: Path) -> None:
+    path = write(tmp_path / "u16.csv", "id,text\n1,Grüße\n".encode("utf-16"))
+    with pytest.raises(InputError, match=r"UTF-16 byte order mark: set input\.encoding to utf-16"):
+        await discover(config({"path": str(path)}, "{{text}}"), Echo())
+    echo = Echo()
+    out = records(await read(config({"path": str(path), "encoding": "utf-16"}, "T: {{text}}"), echo))
+    assert out[0]["text"] == "Grüße" and echo.prompts == ["T: Grüße"]
+
+
+async def test_stdin_lines_are_decoded_with_the_encoding_and_a_bad_one_is_named() -> None:
+    lines = b'{"text": "plain"}\n{"text": "caf\xe9"}\n'
+    echo = Echo()
+    with pytest.raises(InputError, match=r"stdin line 2 \(byte 14 of the line\) holds 0xE9"):
+        await read(config({"path": "-"}, "{{text}}"), echo, stdin=io.BytesIO(lines))
+    out = records(await read(config({"path": "-", "encoding": "latin-1"}, "T: {{text}}"), echo,
+                             stdin=io.BytesIO(lines)))
+    assert [r["text"] for r in out] == ["plain", "café"]
+
+
+def test_an_unknown_encoding_is_a_config_error_naming_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"input.encoding.*unknown encoding 'klingon'"):
+        load_config(config({"path": "x.csv", "encoding": "klingon"}, "{{text}}"))
