@@ -61,6 +61,7 @@ _ARROW: dict[str, pa.DataType] = {
     "integer": pa.int64(),
     "number": pa.float64(),
     "boolean": pa.bool_(),
+    "date": pa.date32(),  # YYYY-MM-DD, exactly what a date32 writes back
 }
 
 
@@ -73,8 +74,9 @@ def json_schema(kind: str, zoned: bool | None = None) -> dict[str, Any]:
 
 
 def arrow_type(kind: str) -> pa.DataType:
-    """The Arrow type of a column of ``kind`` in output files; dates, timestamps and decimals stay
-    the text they were written as, objects and arrays JSON text."""
+    """The Arrow type of a column of ``kind`` in output files; timestamps and decimals stay the text
+    they were written as (a timestamp type would rewrite ``2025-01-02 10:00`` and bound the years),
+    objects and arrays JSON text."""
     return _ARROW.get(kind, pa.string())
 
 
