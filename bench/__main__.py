@@ -33,7 +33,7 @@ from bench.procs import (
 from bench.venv import ensure_bench_venv, versions
 
 ROOT = Path(__file__).resolve().parent.parent
-ALL_STAGES = ("capacity", "matrix", "sweep", "spec", "million", "llm", "profile")
+ALL_STAGES = ("capacity", "matrix", "sweep", "spec", "million", "llm", "profile", "scan")
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         header["machine"]["commit"] = f"{sha.stdout.strip()} (BENCH_CONNECTOR_REF={ref}, exported with git archive)"
     log(f"bench: machine {header['machine']}")
 
-    from bench import llm, profile
+    from bench import llm, profile, scan
     from bench import stages as st
 
     started = time.monotonic()
@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                 int(os.environ.get("BENCH_MILLION_CONCURRENCY") or 512)),
             "llm": lambda: llm.stage_llm(ctx),
             "profile": lambda: profile.stage_profile(ctx),
+            "scan": lambda: scan.stage_scan(ctx, int(os.environ.get("BENCH_SCAN_MB") or (64 if quick else 1024))),
         }
         try:
             if ref:

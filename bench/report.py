@@ -265,6 +265,17 @@ def _spec_section(result: dict[str, Any]) -> str:
             f"{_n(d['bare_python_ms'])} ms.")
 
 
+def _scan_section(result: dict[str, Any]) -> str:
+    d = result["data"]
+    head = ["file", "size", "rows", "discover wall", "MB/s", "CPU", "peak RSS"]
+    rows = [[kind.upper(), f"{_n(f['bytes'] / (1 << 20))} MB", f"{f['rows']:,}", f"{_n(f['wall_s'], 1)} s",
+             _n(f["mb_per_s"]), f"{_n(f['cpu_s'], 1)} s", f"{_n(f['maxrss_mb'])} MB"] for kind, f in d["files"].items()]
+    return ("`source-openai-compatible discover` (not pinned: the CSV parser uses both cores) on files generated "
+            "into the bench's temporary folder, each ending in a row only a whole-file scan sees (a JSONL key "
+            "no earlier row has, a CSV id that is not an integer); the stage fails unless discover declared "
+            "it. Discover reads every byte: the encoding check, then every cell's type.\n\n" + _table(head, rows))
+
+
 def _llm_section(result: dict[str, Any]) -> str:
     d = result["data"]
     if "skipped" in d:
@@ -372,6 +383,7 @@ def render(results: dict[str, dict[str, Any]], header: dict[str, Any]) -> str:
         ("spec", "`spec` start-up", _spec_section),
         ("llm", "Real local endpoint (llama.cpp)", _llm_section),
         ("profile", "Where the connector's CPU goes (512 in flight)", _profile_section),
+        ("scan", "`discover` on large CSV and JSONL files (whole-file schema)", _scan_section),
     ]
     for stage, title, fn in sections:
         out += [f"## {title}", ""]
@@ -405,8 +417,10 @@ Environment:
   few rows the connector's fixed cost per run (opening the input, shutting down: inside its steady
   window, outside the direct client's timed loop) is a few % of a ~5 s run.
 - `BENCH_PROFILE=1|0`: py-spy and cProfile of the connector; on by default in a full run.
+- `BENCH_SCAN_MB=N`: the size of the CSV and JSONL files the scan stage discovers (default 1,024; 64 in a
+  quick run). The files are written into the bench's temporary folder and deleted after.
 - `BENCH_CONNECTOR_REF=<commit>` (e.g. `HEAD`): measure the connector as committed there, exported with
   `git archive` and run by the same `.venv` (`python -m connector`), instead of the working tree, which
   other people may be editing mid-run.
 - Stages can also be named: `.venv/bin/python -m bench million` runs that one alone
-  (capacity, matrix, sweep, spec, million, llm, profile)."""
+  (capacity, matrix, sweep, spec, million, llm, profile, scan)."""

@@ -213,3 +213,11 @@ async def test_piped_rows_run_into_parquet_with_the_declared_types(tmp_path: Pat
     written = pq.read_table(out).to_pylist()
     assert [(r["zip"], r["n"], r["price"]) for r in written] == [("02134", 5, "1.50"), ("2134", None, "2.25")]
     assert [r["_error_class"] for r in written] == [None, "bad_input"]
+
+
+async def test_piped_objects_keep_keys_the_first_rows_did_not_have_in_output_files(tmp_path: Path) -> None:
+    out = tmp_path / "out.parquet"
+    lines = b'{"text": "a", "meta": {"x": 1}}\n{"text": "b", "meta": {"x": 2, "y": [1, 2]}}\n'
+    await run(config({"path": "-", "batch_size": 1}, "{{text}}"), str(out), stdin=io.BytesIO(lines),
+              transport_factory=Echo().factory())
+    assert [json.loads(r["meta"]) for r in pq.read_table(out).to_pylist()] == [{"x": 1}, {"x": 2, "y": [1, 2]}]

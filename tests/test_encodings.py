@@ -72,6 +72,11 @@ async def test_a_utf16_file_is_named_as_such_and_read_with_the_encoding(tmp_path
     echo = Echo()
     out = records(await read(config({"path": str(path), "encoding": "utf-16"}, "T: {{text}}"), echo))
     assert out[0]["text"] == "Grüße" and echo.prompts == ["T: Grüße"]
+    # A line break is two bytes in UTF-16 (and 0x0A can be half of another character): lines still count right.
+    path = write(tmp_path / "u16b.csv", "id,text\n1,Ċ\nx,y\n".encode("utf-16"))
+    out = records(await read(config({"path": str(path), "encoding": "utf-16", "columns": {"id": "integer"}},
+                                    "T: {{text}}"), Echo()))
+    assert out[0]["text"] == "Ċ" and out[1]["_error"].startswith(f"{path} line 3, column 'id': 'x'")
 
 
 async def test_stdin_lines_are_decoded_with_the_encoding_and_a_bad_one_is_named() -> None:

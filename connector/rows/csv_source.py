@@ -132,7 +132,8 @@ def scan(path: str, encoding: str, delimiter: str, declared: Mapping[str, str]) 
     if bad.text is not None:
         raise _bad_row_error(path, encoding, bad)
     lines = facts.newlines + (0 if facts.ends_with_newline or not facts.newlines else 1)
-    found.simple_lines = lines == found.rows + 1
+    # Counting b"\n" counts lines only where a line break is that one byte (not UTF-16, say).
+    found.simple_lines = lines == found.rows + 1 and "a\n".encode(normalized(encoding), "ignore") == b"a\n"
     return found
 
 

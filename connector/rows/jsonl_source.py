@@ -36,20 +36,25 @@ class JsonColumns:
         self._layouts: dict[tuple[Any, ...], list[str]] = {}  # layout -> keys holding objects or arrays
 
     def observe(self, row: Mapping[str, Any]) -> None:
-        layout = (tuple(row), tuple(map(type, row.values())))
-        nested = self._layouts.get(layout)
-        if nested is None:
-            shapes = self.shapes
-            for key, value in row.items():
-                shape = shapes.get(key)
-                if shape is None:
-                    shape = shapes[key] = Shape()
-                shape.observe(value)
-            if len(self._layouts) < _KNOWN_LAYOUTS:
-                self._layouts[layout] = [k for k, v in row.items() if isinstance(v, (dict, list))]
-            return
-        for key in nested:
-            self.shapes[key].observe(row[key])
+        self.observe_all((row,))
+
+    def observe_all(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Learn from each row; a layout (keys and scalar types) seen before costs one lookup."""
+        layouts, shapes = self._layouts, self.shapes
+        for row in rows:
+            layout = (*row, *map(type, row.values()))  # keys are text, types are not: no clash
+            nested = layouts.get(layout)
+            if nested is None:
+                for key, value in row.items():
+                    shape = shapes.get(key)
+                    if shape is None:
+                        shape = shapes[key] = Shape()
+                    shape.observe(value)
+                if len(layouts) < _KNOWN_LAYOUTS:
+                    layouts[layout] = [k for k, v in row.items() if isinstance(v, (dict, list))]
+                continue
+            for key in nested:
+                shapes[key].observe(row[key])
 
     def merge(self, other: JsonColumns) -> None:
         for key, shape in other.shapes.items():
@@ -120,26 +125,50 @@ def _not_text(where: str, offset: int, bad: bytes, encoding: str) -> str:
     return f"input.path: {where} (byte offset {offset}) holds {hexed}, which is not {encoding} text; {fix}"
 
 
-def _objects(path: str, encoding: str) -> Iterator[tuple[int, Any]]:
-    utf8 = normalized(encoding) == "utf-8"
-    for number, offset, raw in _lines(path):
-        if not raw.strip():
-            continue
-        value = _parse(raw, path, number, offset, encoding, utf8)
-        if not isinstance(value, dict):
-            raise InputError(f"input.path: {path} line {number} is JSON but not an object (a "
-                             f"{type(value).__name__}); each line must be one row, a JSON object")
-        yield number, value
-
-
 def scan(path: str, encoding: str) -> FileScan:
-    """Parse the whole file once: its columns and their shapes, its row count."""
+    """Parse the whole file once: its columns and their shapes, its row count.
+
+    Each chunk of lines is parsed in one tight pass; a chunk holding a blank line, a line that
+    is not a JSON object or bytes that are not text is gone through again line by line, which
+    skips the blank lines and names the bad one.
+    """
     found = FileScan(path)
-    observe = found.found.observe
-    for _, value in _objects(path, encoding):
-        observe(value)
-        found.rows += 1
+    utf8 = normalized(encoding) == "utf-8"
+    loads = orjson.loads
+    number = offset = 0
+    try:
+        with open(path, "rb") as f:
+            while lines := f.readlines(CHUNK):
+                if offset == 0 and lines[0].startswith(_BOM):
+                    lines[0] = lines[0][len(_BOM):]
+                    offset = len(_BOM)
+                try:
+                    values = [loads(raw) for raw in lines] if utf8 else [loads(raw.decode(encoding)) for raw in lines]
+                    if not all(type(value) is dict for value in values):
+                        raise ValueError("not an object")
+                except (ValueError, UnicodeDecodeError):
+                    values = [value for _, value in _objects_in(lines, path, number, offset, encoding, utf8)]
+                found.found.observe_all(values)
+                found.rows += len(values)
+                number += len(lines)
+                offset += sum(map(len, lines))
+    except OSError as exc:
+        raise InputError(f"input.path: cannot read '{path}': {exc.strerror or exc}") from None
     return found
+
+
+def _objects_in(lines: list[bytes], path: str, number: int, offset: int, encoding: str,
+                utf8: bool) -> Iterator[tuple[int, Any]]:
+    """(line number, object) of each line that is not blank; InputError naming the first bad one."""
+    for raw in lines:
+        number += 1
+        if raw.strip():
+            value = _parse(raw, path, number, offset, encoding, utf8)
+            if not isinstance(value, dict):
+                raise InputError(f"input.path: {path} line {number} is JSON but not an object (a "
+                                 f"{type(value).__name__}); each line must be one row, a JSON object")
+            yield number, value
+        offset += len(raw)
 
 
 class RowMaker:

@@ -146,7 +146,9 @@ class StdinTable:
         for _, row in self._first:
             found.observe(row)
         self._shapes = found.shapes
-        self._fix(found.columns({}))
+        # Later objects may hold keys the first rows did not: output files keep nested values as JSON text.
+        self._fix([Column(c.name, c.schema, pa.string() if pa.types.is_nested(c.arrow) else c.arrow)
+                   for c in found.columns({})])
 
     async def batches(self, skip: int = 0) -> AsyncIterator[list[Row]]:
         """Rows as they arrive, in lists of what was there (at most ``batch_size``), after ``skip`` rows."""
