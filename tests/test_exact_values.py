@@ -6,13 +6,17 @@ and what the record holds (tests/echo_endpoint.py).
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from connector.airbyte import commands
 from connector.airbyte.protocol import serialize
 from connector.errors import ConfigError, InputError
+from connector.standalone.run import run
 from tests.conftest import catalog_for
 from tests.echo_endpoint import Echo, check, config, discover, logs, read, records, state_at, write
 
@@ -258,3 +262,23 @@ async def test_a_dry_run_counts_rows_whose_value_does_not_fit_as_bad_input(tmp_p
                                           catalog_for(), None, echo.factory(), dry_run=True)]
     assert any("requests: 2; skipped: 1 bad_input" in line for line in logs(dry))
     assert len(echo.prompts) == 2 and len(records(messages)) == 3
+
+
+async def test_run_writes_csv_cells_as_written_to_parquet_csv_and_jsonl(tmp_path: Path) -> None:
+    raw = config({"path": str(write(tmp_path / "t.csv", MIXED))}, ALL)
+    for name in ("out.parquet", "out.csv", "out.jsonl"):
+        echo = Echo()
+        await run(raw, str(tmp_path / name), transport_factory=echo.factory())
+        assert echo.prompts[0] == "007|02134|1e3|12|2.5|TRUE|NaN|2025-01-31"
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert table.schema.field("zip").type == pa.string() and table.schema.field("amount").type == pa.int64()
+    assert table.schema.field("day").type == pa.date32()
+    first = table.to_pylist()[0]
+    assert (first["id"], first["zip"], first["code"], first["flag"], first["text"]) == (
+        "007", "02134", "1e3", "TRUE", "NaN")
+    with (tmp_path / "out.csv").open(newline="") as f:
+        row = next(csv.DictReader(f))
+    assert (row["id"], row["zip"], row["code"], row["ratio"], row["text"], row["day"]) == (
+        "007", "02134", "1e3", "2.5", "NaN", "2025-01-31")
+    line = (tmp_path / "out.jsonl").read_text().splitlines()[0]
+    assert '"id":"007","zip":"02134","code":"1e3","amount":12,"ratio":2.5,"flag":"TRUE","text":"NaN"' in line
