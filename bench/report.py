@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 PLOT = ROOT / "docs" / "throughput_vs_concurrency.png"
-STAGE_ORDER = ("capacity", "matrix", "sweep", "spec", "million", "llm", "profile")
+STAGE_ORDER = ("capacity", "matrix", "sweep", "spec", "million", "llm", "profile", "scan")
 
 
 def machine() -> dict[str, Any]:
