@@ -79,8 +79,6 @@ class BatchEnricher:
         self.raw_config = worker_config(config, workers, concurrency)
         self.config = load_config(self.raw_config)
         if self.config.batch.enabled:
-            from connector.errors import ConfigError
-
             raise ConfigError("batch.enabled: Spark and Ray workers send normal requests, row by row; a provider "
                               "batch spans syncs, which a worker does not have. Turn batch off here, or use read "
                               "or run for batch mode")
