@@ -6,7 +6,7 @@ applies: a Bedrock API key (``api_key``) as a bearer token; else AWS SigV4
 signing (service ``bedrock``) with ``bedrock.access_key_id`` /
 ``secret_access_key`` / ``session_token``, or the AWS default credential chain,
 through ``botocore``, an optional extra (``pip install
-'source-openai-compatible[bedrock]'``), imported only when needed. The signature
+'airbyte-source-openai-compatible[bedrock]'``), imported only when needed. The signature
 covers the body, so it is computed per request.
 """
 
@@ -24,7 +24,7 @@ from connector.errors import ConfigError
 from connector.secrets import remember
 
 SERVICE = "bedrock"
-EXTRA_HINT = "pip install 'source-openai-compatible[bedrock]' (botocore)"
+EXTRA_HINT = "pip install 'airbyte-source-openai-compatible[bedrock]' (botocore)"
 
 
 def require_botocore() -> None:

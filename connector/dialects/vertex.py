@@ -5,7 +5,7 @@ URL: ``https://{location}-aiplatform.googleapis.com/v1/projects/{project}/locati
 prefix). Authentication: a bearer token from service-account credentials
 (``vertex.credentials_json``) or Application Default Credentials, through the
 ``google-auth`` library, an optional extra (``pip install
-'source-openai-compatible[vertex]'``), imported only when needed. With an
+'airbyte-source-openai-compatible[vertex]'``), imported only when needed. With an
 ``api_key`` and no project, Vertex express mode (``x-goog-api-key``).
 """
 
@@ -21,7 +21,7 @@ from connector.errors import ConfigError
 from connector.secrets import remember
 
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
-EXTRA_HINT = "pip install 'source-openai-compatible[vertex]' (google-auth)"
+EXTRA_HINT = "pip install 'airbyte-source-openai-compatible[vertex]' (google-auth)"
 
 
 def require_google_auth() -> None:
