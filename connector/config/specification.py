@@ -18,7 +18,6 @@ from typing import Any
 from connector.config.airbyte_form import published
 from connector.config.model import SourceConfig
 
-DOCUMENTATION_URL = "https://github.com/source-openai-compatible/source-openai-compatible#readme"
 SPEC_PATH = Path(__file__).resolve().parents[2] / "spec" / "spec.json"
 
 
@@ -71,9 +70,13 @@ def json_text_fields() -> list[tuple[str, ...]]:
 
 
 def specification() -> dict[str, Any]:
-    """The body of the SPEC message."""
+    """The body of the SPEC message.
+
+    No ``documentationUrl``: the protocol makes it optional, and the project has no published
+    documentation page to point at yet (the former github.com/source-openai-compatible address
+    does not exist). Add one when the docs are hosted.
+    """
     return {
-        "documentationUrl": DOCUMENTATION_URL,
         "connectionSpecification": connection_specification(),
         "supportsIncremental": True,
         "supported_destination_sync_modes": ["overwrite", "append", "append_dedup"],
