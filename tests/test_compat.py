@@ -95,9 +95,11 @@ def _run_connector(args: list[str], out: Path, cwd: Path) -> int:
     return proc.returncode
 
 
-def _run_compat(script: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _run_compat(script: str, args: list[str], cwd: Path, extra_env: dict[str, str] | None = None,
+                timeout: float = 150) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("AIRBYTE_") and k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env.update(extra_env or {})
     env.update({
         "AIRBYTE_OFFLINE_MODE": "1",
         "DO_NOT_TRACK": "1",
@@ -108,7 +110,7 @@ def _run_compat(script: str, args: list[str], cwd: Path) -> subprocess.Completed
         "PYTHONWARNINGS": "ignore::FutureWarning",
     })
     return subprocess.run([str(_compat_python()), str(SCRIPTS / script), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=150, stdin=subprocess.DEVNULL)
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 def _last_json(proc: subprocess.CompletedProcess[str], what: str) -> dict[str, Any]:

@@ -3,13 +3,18 @@
 Runs with ``.venv-compat/bin/python`` (PyAirbyte is not installed in the project's venv):
 
     pyairbyte_roundtrip.py CONFIG_JSON CONNECTOR_EXECUTABLE [--check-only | --skip-check]
+    pyairbyte_roundtrip.py CONFIG_JSON --pip-url WHEEL_OR_PIP_URL [--check-only]
 
-Everything happens offline and under the current working directory (the caller passes
-a temporary one): the connector is the local executable, the cache is PyAirbyte's
-default DuckDB cache under ``AIRBYTE_CACHE_ROOT``. The last stdout line is the summary:
+Everything happens offline (no connector registry, no telemetry) and under the current
+working directory (the caller passes a temporary one): the connector is the local
+executable, or with ``--pip-url`` what PyAirbyte installs from that pip URL into its own
+virtualenv under ``./install`` (as ``get_source(..., pip_url=...)`` does for a published
+connector; the dependencies come from the package index). The cache is PyAirbyte's default
+DuckDB cache under ``AIRBYTE_CACHE_ROOT``. The last stdout line is the summary:
 
     {"check": {"ok": bool, "error": str|null},
      "streams": [...], "read": {stream: {"count": n, "columns": [...], "rows": [...]}},
+     "installed": {"version": str|null, "executable": str} (with --pip-url),
      "error": str|null}
 """
 
@@ -57,18 +62,27 @@ def _error_text(exc: BaseException) -> str:
 
 
 def main(argv: list[str]) -> int:
-    config_path, executable = argv[0], argv[1]
+    config_path = argv[0]
+    pip_url = argv[2] if argv[1] == "--pip-url" else None
+    executable = None if pip_url else argv[1]
     check_only = "--check-only" in argv[2:]
     skip_check = "--skip-check" in argv[2:]
     config = json.loads(Path(config_path).read_text())
     summary: dict[str, object] = {"check": None, "streams": None, "read": None, "error": None}
     try:
-        source = ab.get_source(
-            "source-openai-compatible",
-            config=config,
-            local_executable=executable,
-            install_if_missing=False,
-        )
+        if pip_url:
+            source = ab.get_source("source-openai-compatible", config=config, pip_url=pip_url,
+                                   install_root=WORKDIR / "install", install_if_missing=True)
+            bin_dir = source.executor.interpreter_path.parent
+            summary["installed"] = {"version": source.executor.get_installed_version(),
+                                    "executable": str(bin_dir / "source-openai-compatible")}
+        else:
+            source = ab.get_source(
+                "source-openai-compatible",
+                config=config,
+                local_executable=executable,
+                install_if_missing=False,
+            )
         source.validate_config()  # PyAirbyte's own JSON-schema check of the config against the spec
         try:
             if not skip_check:
