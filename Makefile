@@ -25,11 +25,11 @@ install: $(STAMP)
 local-llm:
 	scripts/local_llm.sh install
 
-# PyAirbyte and airbyte-cdk live in their own venv: their pins must not shape ours.
-$(COMPAT_STAMP): Makefile
+# PyAirbyte and airbyte-cdk (pinned) live in their own venv: their pins must not shape ours.
+$(COMPAT_STAMP): Makefile tests/compat/requirements.txt
 	$(PYTHON) -m venv $(COMPAT_VENV)
 	$(COMPAT_VENV)/bin/pip install -q --upgrade pip
-	$(COMPAT_VENV)/bin/pip install -q 'airbyte==0.71.*'
+	$(COMPAT_VENV)/bin/pip install -q -r tests/compat/requirements.txt
 	touch $(COMPAT_STAMP)
 
 compat: $(COMPAT_STAMP)
