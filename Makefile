@@ -15,6 +15,7 @@ SCALE_STAMP := $(SCALE_VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip uninstall -q -y source-openai-compatible 2>/dev/null || true  # the distribution's former name
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
@@ -39,6 +40,7 @@ compat: $(COMPAT_STAMP)
 $(SCALE_STAMP): Makefile pyproject.toml
 	$(PYTHON) -m venv $(SCALE_VENV)
 	$(SCALE_VENV)/bin/pip install -q --upgrade pip
+	$(SCALE_VENV)/bin/pip uninstall -q -y source-openai-compatible 2>/dev/null || true  # former name
 	$(SCALE_VENV)/bin/pip install -q -e '.[spark,ray]' 'pandas<3'
 	touch $(SCALE_STAMP)
 
