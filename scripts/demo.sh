@@ -89,7 +89,7 @@ else
     fi
     api_key="sk-demo-$("$PY" -c 'import secrets; print(secrets.token_hex(12))')"
     model=${MODEL:-smollm2-135m-instruct}
-    say "starting the local llama.cpp server on 127.0.0.1:$port (first run compiles it: ~15 min)"
+    say "starting the local llama.cpp server on 127.0.0.1:$port (the first run compiles it once: about 6 min on 2 idle cores, longer on a busy machine; progress below)"
     PORT=$port API_KEY=$api_key PARALLEL=$PARALLEL PIDFILE="$work/server.pid" LOG="$work/server.log" \
         scripts/local_llm.sh start >/dev/null
     server_pid=$(cat "$work/server.pid")
@@ -152,4 +152,16 @@ read_s=$(( SECONDS - t_read ))
 "$PY" scripts/show_records.py "$OUT/demo_messages.jsonl" || true
 echo
 echo "raw messages: $OUT/demo_messages.jsonl ($(wc -l <"$OUT/demo_messages.jsonl") lines); read took ${read_s} s, demo $(( SECONDS - t_start )) s in all"
+if [[ -z "${OPENAI_BASE_URL:-}" ]]; then
+    # Said where the results are, so nobody judges the connector by these labels.
+    cat <<'NOTE'
+
+These labels come from SmolLM2-135M, a 135-million-parameter model chosen because it builds
+and runs on any machine without a GPU or a key. It is poor at this task: it calls most reviews
+positive, whatever their stars (see the agreement above). The connector does the same work
+with any model; to run this demo against a real endpoint, one line:
+
+    OPENAI_BASE_URL=https://api.openai.com/v1 OPENAI_API_KEY=sk-... MODEL=gpt-4o-mini make demo
+NOTE
+fi
 exit "$read_rc"

