@@ -129,7 +129,8 @@ def outcome(fake_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Ou
          # The catalog checks the CDK does not enforce yet fail here too.
          "-W", "error::airbyte_cdk.test.standard_tests.DiscoveredCatalogWarning", str(SUITE)],
         cwd=work, env=env, capture_output=True, text=True, timeout=1200, stdin=subprocess.DEVNULL)
-    assert report.exists(), f"the standard suite did not run:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    assert report.exists(), ("the standard suite did not run (`make compat` installs tests/compat/requirements.txt "
+                             f"into .venv-compat):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return _outcome(report)
 
 
