@@ -201,3 +201,23 @@ def test_truncated_utf8_at_close_is_replaced_not_raised() -> None:
 
 def test_invalid_utf8_mid_stream_is_replaced() -> None:
     assert parse([b"data: a\xffb\n\n"]) == [SSEEvent("a\ufffdb")]
+
+
+@pytest.mark.parametrize("chunk_size", [1024, 65536])
+def test_one_huge_event_is_parsed_in_linear_work(chunk_size: int) -> None:
+    """An 8 MB event read in small pieces: each character is copied into a line at most twice
+    (joining the unfinished line to every read copied it once per read: quadratic)."""
+    content = "x" * (8 * 1024 * 1024)
+    raw = f"data: {json.dumps({'choices': [{'delta': {'content': content}}]})}\n\n".encode()
+    parser = SSEParser()
+    events = [e for i in range(0, len(raw), chunk_size) for e in parser.feed(raw[i:i + chunk_size])]
+    assert len(events) == 1 and json.loads(events[0].data)["choices"][0]["delta"]["content"] == content
+    assert parser.copied <= 2 * len(raw)
+
+
+def test_many_small_events_are_copied_once_each() -> None:
+    raw = b"".join(f"data: {i}\r\n\r\n".encode() for i in range(10_000))
+    parser = SSEParser()
+    events = [e for i in range(0, len(raw), 7) for e in parser.feed(raw[i:i + 7])]
+    assert [e.data for e in events] == [str(i) for i in range(10_000)]
+    assert parser.copied <= 2 * len(raw)
