@@ -146,7 +146,8 @@ def load_config(raw: Any, note: Callable[[str], None] | None = None) -> SourceCo
     """Validate ``raw`` against the spec's JSON schema, then parse it into the model.
 
     A config saved by AI Squared is read in its own names first (:mod:`connector.config.aisquared`);
-    ``note`` hears what was set aside doing so (commands show it as a LOG line).
+    ``note`` hears what was set aside or changed doing so (commands show it as a LOG line): that,
+    and a trailing newline removed from ``api_key``.
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"config: must be a JSON object (got {type(raw).__name__})")
@@ -159,7 +160,7 @@ def load_config(raw: Any, note: Callable[[str], None] | None = None) -> SourceCo
     if problems:
         raise ConfigError("Invalid config: " + "; ".join(problems))
     try:
-        config = SourceConfig.model_validate(raw)
+        config = SourceConfig.model_validate(raw, context={"note": note or (lambda _: None)})
     except ValidationError as exc:
         raise ConfigError("Invalid config: " + "; ".join(_pydantic_messages(exc))) from None
     return config

@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from connector import secrets
+from connector.config import header_values
 from connector.config.address import Address
 from connector.config.batch import BatchConfig, check_batch
 from connector.config.endpoint import DEFAULT_URL, ApiEndpoint, resolve_endpoint, signs_with_cloud_credentials
@@ -174,7 +175,10 @@ class SourceConfig(RunSettings):
         60.0,
         gt=0,  # the schema's exclusiveMinimum does not apply to the string form ("0")
         title="HTTP timeout (seconds)",
-        description="Per request; a numeric string such as \"30\" is accepted.",
+        description=(
+            "Deadline for each request attempt as a whole: connecting, sending and receiving the entire "
+            "answer, streamed or not (a retry gets a new one). A numeric string such as \"30\" is accepted."
+        ),
         json_schema_extra={"order": 9},
     )
     headers: HeaderMap = Field(
@@ -291,6 +295,28 @@ class SourceConfig(RunSettings):
                 raise ValueError("must be a JSON object")
             return parsed
         return value
+
+    @field_validator("headers")
+    @classmethod
+    def _sendable_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if problem := header_values.name_problem(name):
+                raise ValueError(f"'{name}' {problem}")
+            if problem := header_values.value_problem(text):
+                raise ValueError(f"the value of '{name}' {problem}")
+        return value
+
+    @field_validator("api_key")
+    @classmethod
+    def _sendable_key(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None:
+            return None
+        key, note = header_values.key_without_line_end(value.get_secret_value())
+        if note is None:
+            return value
+        if isinstance(info.context, dict) and callable(info.context.get("note")):
+            info.context["note"](note)  # load_config's note: shown as a LOG line
+        return SecretStr(key)
 
     @model_validator(mode="after")
     def _endpoint_resolves(self) -> SourceConfig:

@@ -64,6 +64,17 @@ class RunSettings(Strict):
         description="On 408/409/429/5xx and connection errors, with exponential backoff and Retry-After.",
         json_schema_extra={"order": 18},
     )
+    max_wait_seconds: float = Field(
+        300.0,
+        ge=0,
+        title="Longest wait the endpoint may ask for (seconds)",
+        description=(
+            "Cap on a pause the endpoint asks for (Retry-After, an exhausted x-ratelimit budget) and on "
+            "waiting for local resources. Longer requests end the sync resumably (state, then an error "
+            "saying when to run again) instead of waiting."
+        ),
+        json_schema_extra={"order": 36},
+    )
     on_row_error: Literal["emit", "skip", "fail"] = Field(
         "emit",
         title="When a row fails after retries",
