@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from connector.errors import ConfigError, ConnectorError
+from connector.errors import ConfigError, ConnectorError, OutputFailed
 
 # Messages are flushed at once when the platform needs to see them promptly;
 # RECORDs are written in buffered batches.
@@ -97,16 +97,25 @@ def _run_standalone(args: argparse.Namespace, stdin: BinaryIO, out: BinaryIO, er
         result = asyncio.run(standalone.run(raw_config, args.output, args.format, dry_run=args.dry_run,
                                             progress=_progress(args, err), notice=notice, stdin=stdin, stdout=out,
                                             export_batch=args.export_batch, import_batch=args.import_batch))
+        if result.report is not None:
+            out.write(result.report.encode())
+            out.flush()
     except ConnectorError as exc:
         notice("ERROR", Redactor.for_config(raw_config)(exc.message))
+        if args.output == "-":
+            _stdout_gone(out)
         return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return _reader_went_away()
-    if result.report is not None:
-        out.write(result.report.encode())
-        out.flush()
+    except OSError as exc:  # standard output cannot take the report (a full disk, /dev/full)
+        notice("ERROR", f"cannot write to standard output: {exc.strerror or exc}")
+        _stdout_gone(out)
+        return 1
+    except Exception as exc:  # a bug: one clear line, never a traceback for a person to decode
+        notice("ERROR", Redactor.for_config(raw_config)(_internal_error(exc)))
+        return 1
     return 0
 
 
@@ -139,9 +148,14 @@ class _Writer:
         line = serialize(message)
         if kind != "RECORD" and self.redact:
             line = self.redact(line.decode()).encode()
-        self._out.write(line)
-        if kind in _FLUSH_TYPES:
-            self._out.flush()
+        try:
+            self._out.write(line)
+            if kind in _FLUSH_TYPES:
+                self._out.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:  # a full disk, /dev/full
+            raise OutputFailed(f"cannot write to standard output: {exc.strerror or exc}") from None
 
     def flush(self) -> None:
         self._out.flush()
@@ -171,7 +185,7 @@ def _spec_message() -> dict[str, Any]:
 def run(argv: Sequence[str] | None = None, out: BinaryIO | None = None, err: TextIO | None = None,
         stdin: BinaryIO | None = None) -> int:
     """Run one command; returns the exit code."""
-    from connector.airbyte.protocol import trace_error
+    from connector.airbyte.protocol import log, trace_error
     from connector.secrets import Redactor
 
     args = _parser().parse_args(argv)
@@ -198,9 +212,14 @@ def run(argv: Sequence[str] | None = None, out: BinaryIO | None = None, err: Tex
             catalog = _load_json(args.catalog, "catalog")
             state = _load_json(args.state, "state") if args.state else None
             messages = commands.read(raw_config, catalog, state, dry_run=args.dry_run,
-                                     progress=_progress(args, err), stdin=stdin or sys.stdin.buffer)
+                                     progress=_progress(args, err), stdin=stdin or sys.stdin.buffer,
+                                     notice=lambda level, text: writer.write(log(text, level)))
         asyncio.run(_drive(messages, writer))
         return 0
+    except OutputFailed as exc:  # stdout itself is broken: the TRACE could not be read either
+        err.write(f"source-openai-compatible: {exc.message}\n")
+        _stdout_gone(out or sys.stdout.buffer)
+        return 1
     except ConnectorError as exc:
         if args.command == "check" and isinstance(exc, ConfigError):
             from connector.airbyte.protocol import connection_status
@@ -214,27 +233,36 @@ def run(argv: Sequence[str] | None = None, out: BinaryIO | None = None, err: Tex
     except BrokenPipeError:
         return _reader_went_away()
     except Exception as exc:
-        stack = "".join(traceback.format_exception(exc))
-        writer.write(
-            trace_error(
-                f"internal error in source-openai-compatible ({type(exc).__name__}: {exc}); "
-                "please report it with the stack trace",
-                "system_error",
-                internal_message=stack,
-            )
-        )
+        stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        writer.write(trace_error(_internal_error(exc) + " and the stack trace", "system_error",
+                                 internal_message=stack))
         return 1
     finally:
-        with contextlib.suppress(BrokenPipeError, ValueError):
+        with contextlib.suppress(OSError, ValueError):
             writer.flush()
+
+
+def _internal_error(exc: BaseException) -> str:
+    """One line for a bug: what was raised and where, and what to do."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    return f"internal error in source-openai-compatible ({type(exc).__name__}: {exc}){where}; please report it"
+
+
+def _stdout_gone(out: Any = None) -> None:
+    """Standard output cannot be written: drop what is buffered for it, so exit adds no second error
+    (only when ``out`` is the process's standard output, not a stream a caller passed in)."""
+    import os
+
+    if out is not None and out is not getattr(sys.stdout, "buffer", None):
+        return
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _reader_went_away() -> int:
     """stdout's reader closed the pipe (``| head``): stop quietly, as a tool killed by SIGPIPE would."""
-    import os
-
-    with contextlib.suppress(OSError, ValueError):
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+    _stdout_gone()
     return 141
 
 

@@ -17,10 +17,13 @@ guess::
     ├── RunStopped                      transient_error (the run loop ended the sync on purpose)
     │   ├── RowFailed                   transient_error (on_row_error fail, or max_error_rate passed)
     │   ├── SyncFailed                  transient_error (every row failed)
-    │   └── FatalEndpointError          as its cause    (a failure every later row would hit too)
+    │   ├── FatalEndpointError          as its cause    (a failure every later row would hit too)
+    │   └── WaitTooLong                 transient_error (a wait beyond max_wait_seconds: run again later)
+    ├── OutputFailed                    system_error   (standard output cannot be written: a full disk)
     └── EndpointError                   transient_error (anything the endpoint did)
         ├── TransportError              transient_error (no HTTP answer at all)
         │   ├── ConnectTimeout / ReadTimeout / ConnectFailed / TLSFailed / StreamBroken
+        │   └── LocalResourcesExhausted  transient_error (EMFILE, ENOBUFS: this machine, not the endpoint)
         ├── HTTPStatusError             depends on the status (4xx config_error, else transient)
         ├── BadReply                    transient_error (2xx whose body we cannot use)
         ├── BatchFailed                 transient_error (a provider batch failed as a whole; config_error
@@ -103,6 +106,25 @@ class SyncFailed(RunStopped):
     """The sync ran but cannot be called a success: every row failed."""
 
 
+class WaitTooLong(RunStopped):
+    """The sync would have to wait longer than ``max_wait_seconds``: for a pause the endpoint asked
+    for (``Retry-After``, an exhausted ``x-ratelimit-*`` budget) or for local resources to free up.
+
+    No later row can get an answer sooner, but a later run can: like quota exhaustion it ends the
+    sync with its state, and the message says when to run again.
+    """
+
+    def __init__(self, message: str, *, seconds: float, until: float | None = None) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+        self.until = until  # epoch seconds the wait would end at; None when unknown (local resources)
+
+
+class OutputFailed(ConnectorError):
+    """Standard output cannot be written (a full disk, ``/dev/full``): said on stderr, since no
+    message on stdout can be read any more."""
+
+
 class EndpointError(ConnectorError):
     """The endpoint did not give a usable answer."""
 
@@ -137,8 +159,21 @@ class StreamBroken(TransportError):
     """The connection or the SSE stream ended before the answer was complete."""
 
 
+class LocalResourcesExhausted(TransportError):
+    """This machine ran out of open files or socket buffers (EMFILE, ENFILE, ENOBUFS) before
+    anything was sent: backpressure, retried without counting as an attempt."""
+
+
 class BadReply(EndpointError):
-    """A 2xx reply whose body is not what the API promises (bad JSON, no choices)."""
+    """A 2xx reply whose body is not what the API promises (bad JSON, no choices).
+
+    Retried by default (a proxy's error page in a 200 passes); ``retryable=False`` for a
+    well-formed reply of the wrong shape, which the same server would send again.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class HTTPStatusError(EndpointError):

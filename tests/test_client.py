@@ -141,11 +141,31 @@ async def test_retry_after_ms_wins_over_retry_after() -> None:
     assert sleeps.delays == [pytest.approx(1.2)]
 
 
-async def test_huge_retry_after_is_capped() -> None:
-    rec = Recorder(httpx.Response(429, headers={"Retry-After": "86400"}), ok())
+@pytest.mark.parametrize("headers", [{"Retry-After": "86400"}, {"Retry-After": "3600"}, {"Retry-After": "1e400"},
+                                     {"retry-after-ms": "1e12"}])
+async def test_a_wait_longer_than_max_wait_seconds_stops_instead_of_sleeping(headers: dict[str, str]) -> None:
+    rec = Recorder(httpx.Response(429, headers=headers), ok())
     client, sleeps = make_client(rec)
+    with pytest.raises(errors.WaitTooLong) as info:
+        await client.complete(BODY)
+    assert sleeps.delays == [] and len(rec.requests) == 1  # not waited for, not asked again
+    assert "max_wait_seconds (300 s)" in info.value.message and "Retry-After on a 429" in info.value.message
+    assert "run it again" in info.value.message.lower()
+    assert info.value.failure_type == "transient_error"
+    assert not isinstance(info.value, errors.EndpointError)  # not a row failure: it ends the sync
+
+
+async def test_a_wait_within_max_wait_seconds_is_waited_for() -> None:
+    rec = Recorder(httpx.Response(429, headers={"Retry-After": "90"}), ok())
+    client, sleeps = make_client(rec, max_wait_seconds=120)
     await client.complete(BODY)
-    assert sleeps.delays == [300.0]
+    assert sleeps.delays == [90.0]
+
+
+async def test_unreadable_retry_after_values_are_not_waits() -> None:
+    assert retry_after_seconds({"retry-after": "nan"}) is None
+    assert retry_after_seconds({"retry-after": "1e400"}) == float("inf")
+    assert retry_after_seconds({"retry-after-ms": "1e12"}) == 1e9
 
 
 async def test_backoff_without_retry_after_is_bounded_and_jittered() -> None:

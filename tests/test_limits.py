@@ -8,6 +8,7 @@ import random
 import httpx
 import pytest
 
+from connector import errors
 from connector.config.load import load_config
 from connector.endpoint.client import EndpointClient
 from connector.endpoint.limits import (
@@ -15,6 +16,7 @@ from connector.endpoint.limits import (
     Limiter,
     TokenBucket,
     TokenEstimator,
+    WaitCap,
     hints_from_headers,
     parse_reset,
 )
@@ -158,7 +160,10 @@ def test_rate_limit_headers_are_hints() -> None:
     assert parse_reset("6m0s") == 360.0
     assert parse_reset("20ms") == pytest.approx(0.02)
     assert parse_reset("1.5") == 1.5
-    assert hints_from_headers({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "2s"}) == 2.0
+    seconds, why = hints_from_headers({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "2s"}) \
+        or (None, "")
+    assert seconds == 2.0 and "x-ratelimit-remaining-requests is 0" in why
+    assert parse_reset("1h") == 3600.0 and parse_reset("nan") == 0.0 and parse_reset("1e400") == float("inf")
     assert hints_from_headers({"x-ratelimit-remaining-requests": "5", "x-ratelimit-reset-requests": "2s"}) is None
 
 
@@ -200,3 +205,70 @@ def test_client_halves_the_cap_once_for_a_burst_of_429s_and_honours_retry_after(
     # halved once for the burst (8 -> 4), not eight times; the clean retries then grow it again
     assert gate.decreases == 1 and 4 <= gate.limit < 8
     assert min(clock.slept) >= 4  # every retry waited at least Retry-After
+
+
+# Waits the endpoint asks for: capped and announced -----------------------------------------
+
+
+class Notices(list[tuple[str, str]]):
+    def __call__(self, level: str, text: str) -> None:
+        self.append((level, text))
+
+
+def test_wait_cap_announces_a_pause_once_and_refuses_one_beyond_the_cap() -> None:
+    notices = Notices()
+    waits = WaitCap(60, notices, wall=lambda: 0.0)
+    assert waits.allow(0.5, "short") == 0.5 and notices == []  # routine backoff is not news
+    assert waits.allow(30, "Retry-After on a 429") == 30
+    assert waits.allow(30, "Retry-After on a 429") == 30  # a second request meeting the same pause
+    assert notices == [("WARN", "waiting 30.0 s, until 1970-01-01 00:00:30 UTC: Retry-After on a 429 "
+                                "(max_wait_seconds 60)")]
+    assert waits.allow(float("nan"), "garbage") == 0.0
+    with pytest.raises(errors.WaitTooLong) as info:
+        waits.allow(3600, "x-ratelimit-remaining-requests is 0")
+    assert "until 1970-01-01 01:00:00 UTC" in info.value.message and info.value.until == 3600
+    with pytest.raises(errors.WaitTooLong, match="without end"):
+        waits.allow(float("inf"), "Retry-After: 1e400")
+
+
+def _client_with_budget_headers(reset: str, notices: Notices, clock: FakeClock) -> tuple[EndpointClient, list[int]]:
+    sent = [0]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent[0] += 1
+        return httpx.Response(200, json=chat_reply("ok"), headers={
+            "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": reset})
+
+    config = load_config({"url": "http://x/v1", "prompt": "{{t}}", "input": {"rows": [{"t": 1}]}})
+    gate = ConcurrencyGate(4, clock=clock, sleep=clock.sleep, waits=WaitCap(300, notices, wall=clock))
+    return EndpointClient(config, mock_transport(handler)(4), sleep=clock.sleep, limiter=Limiter(gate)), sent
+
+
+def test_an_exhausted_budget_within_the_cap_pauses_every_request_and_says_so() -> None:
+    clock, notices = FakeClock(), Notices()
+    client, sent = _client_with_budget_headers("2m", notices, clock)
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+
+    async def run() -> None:
+        await client.complete(body)
+        await client.complete(body)
+
+    asyncio.run(run())
+    assert sent == [2] and clock.slept == [120.0]
+    assert len(notices) == 1 and notices[0][0] == "WARN"
+    assert "waiting 120.0 s, until 1970-01-01 00:02:00 UTC: x-ratelimit-remaining-requests is 0" in notices[0][1]
+
+
+def test_an_exhausted_budget_beyond_the_cap_delivers_the_answer_then_stops() -> None:
+    clock, notices = FakeClock(), Notices()
+    client, sent = _client_with_budget_headers("1h", notices, clock)
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+
+    async def run() -> None:
+        first = await client.complete(body)  # the answer that brought the news is kept
+        assert first.reply["choices"][0]["message"]["content"] == "ok"
+        await client.complete(body)
+
+    with pytest.raises(errors.WaitTooLong, match=r"wait 3,600 s \(x-ratelimit-remaining-requests is 0.*1h\)"):
+        asyncio.run(run())
+    assert sent == [1] and clock.slept == []

@@ -17,7 +17,7 @@ from connector.config.specification import specification
 from connector.errors import CatalogError, CheckFailed, ConfigError, EndpointError
 from connector.pipeline.progress import NO_PROGRESS, Progress
 from connector.pipeline.run import DEFAULT_CHECKPOINTING, Checkpointing
-from connector.pipeline.wiring import TransportFactory, default_transport
+from connector.pipeline.wiring import Notice, TransportFactory, default_transport
 
 if TYPE_CHECKING:
     from connector.airbyte.state import StreamPosition
@@ -101,8 +101,12 @@ async def read(
     progress: Progress = NO_PROGRESS,
     dry_run: bool = False,
     stdin: BinaryIO | None = None,
+    notice: Notice | None = None,
 ) -> AsyncIterator[Message]:
     """RECORDs in input order with STATE checkpoints, STREAM_STATUS and a LOG summary.
+
+    ``notice`` shows a LOG line at once (a long wait the endpoint asked for), while records
+    may not flow; without it such lines come out with the next message.
 
     ``progress`` hears of every record (and may add LOG lines); ``dry_run`` renders every
     request and reports counts, tokens and cost as LOG messages, sending nothing; ``stdin``
@@ -135,7 +139,8 @@ async def read(
     # PyAirbyte asks for incremental on every stream; models is then simply listed again.
     offered = {config.stream_name: SYNC_MODES, MODELS_STREAM: SYNC_MODES}
     selected = selected_streams(catalog, offered)
-    async with connect(config, dialect, transport_factory) as endpoint:
+    held: list[Message] = []
+    async with connect(config, dialect, transport_factory, notice=notice or _into(held)) as endpoint:
         for stream in selected:
             if stream.name == MODELS_STREAM:
                 if not dry_run:  # listing models is free, but a dry run sends nothing at all
@@ -153,7 +158,16 @@ async def read(
                 messages = _read_enriched(endpoint, table, template, saved, stream.sync_mode == "full_refresh",
                                           checkpointing, progress)
             async for message in messages:
+                while held:
+                    yield held.pop(0)
                 yield message
+        while held:
+            yield held.pop(0)
+
+
+def _into(messages: list[Message]) -> Notice:
+    """A notice that keeps its lines as LOG messages, for the command to yield."""
+    return lambda level, text: messages.append(protocol.log(text, level))
 
 
 async def _read_models(client: EndpointClient, name: str) -> AsyncIterator[Message]:

@@ -22,6 +22,7 @@ keeps while a body travels through the connector: ``model`` and ``stream``
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -124,11 +125,36 @@ def preview(raw: bytes | str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def loads(raw: bytes | str) -> Any:
+    """JSON from a body or a stream event, decoded as the stream path decodes text: invalid UTF-8
+    and lone surrogate escapes (``"\\ud800"``) become U+FFFD instead of failing the reply.
+
+    Such a body is the same on every attempt, so refusing it would only buy it again. Raises
+    ValueError for text that is not JSON at all.
+    """
+    try:
+        return orjson.loads(raw)  # the fast path: well-formed UTF-8 JSON
+    except orjson.JSONDecodeError:
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        return _scrub(json.loads(text))  # the stdlib accepts lone surrogates; _scrub replaces them
+
+
+def _scrub(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings replaced (orjson cannot write them)."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    return value
+
+
 def load_object(raw: bytes | str, what: str = "the endpoint returned") -> dict[str, Any]:
     """A JSON object from a body, or BadReply saying what was wrong."""
     try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        value = loads(raw)
+    except ValueError:
         raise BadReply(f"{what} a body that is not JSON: {preview(raw)}") from None
     if not isinstance(value, dict):
         raise BadReply(f"{what} JSON that is not an object: {preview(raw)}")

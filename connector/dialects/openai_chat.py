@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import orjson
-
 from connector.config.output_schema import SCHEMA_NAME, strict_compatible
 from connector.dialects.base import (
     JSON_HEADERS,
@@ -20,9 +18,11 @@ from connector.dialects.base import (
     Reply,
     generic_error_message,
     load_object,
+    loads,
     preview,
 )
 from connector.dialects.base import StreamAssembler as Assembler
+from connector.dialects.replies import content_text
 from connector.errors import BadReply
 
 __all__ = ["ChatDialect", "Reply", "StreamAssembler", "error_message", "parse_reply"]
@@ -115,8 +115,8 @@ class StreamAssembler:
             self.done = True
             return
         try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
+            chunk = loads(data)
+        except ValueError:
             raise BadReply(f"a stream event is not JSON: {preview(data)}") from None
         if not isinstance(chunk, dict):
             raise BadReply(f"a stream event is not a JSON object: {preview(data)}")
@@ -127,14 +127,19 @@ class StreamAssembler:
                 self._meta[key] = chunk[key]
         if isinstance(chunk.get("usage"), dict):
             self._usage = chunk["usage"]
-        for choice in chunk.get("choices") or ():
+        choices: Any = chunk.get("choices") or []
+        for choice in choices if isinstance(choices, list) else [choices]:
+            delta = (choice.get("delta") or {}) if isinstance(choice, dict) else None
+            if not isinstance(delta, dict):
+                raise BadReply(f"a stream event's choice or delta is not an object: {preview(data)}",
+                               retryable=False)
             if choice.get("index", 0) != 0:
                 continue  # n > 1 is not assembled; the first choice is the answer
-            delta = choice.get("delta") or {}
-            if delta.get("role"):
+            if isinstance(delta.get("role"), str):
                 self._role = delta["role"]
-            if delta.get("content"):
-                self._content.append(delta["content"])
+            content = content_text(delta.get("content"), "stream delta content")
+            if content:
+                self._content.append(content)
                 self.got_first_token = True
             if delta.get("reasoning_content"):
                 self._reasoning.append(delta["reasoning_content"])

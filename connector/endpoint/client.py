@@ -1,38 +1,54 @@
 """The endpoint client: one chat completion (plain or streamed), with retries; model listing.
 
 HTTP statuses become :mod:`connector.errors` here, and the one retry policy lives
-here: tenacity, exponential backoff with full jitter, the server's
-``Retry-After`` (or ``retry-after-ms``) honoured as a floor, only for errors
-marked retryable (408/409/429/5xx, connection errors, broken or incomplete
-streams, and 2xx bodies that are not a usable reply, as proxies sometimes send).
+here, a plain loop over attempts: exponential backoff with full jitter, the
+server's ``Retry-After`` (or ``retry-after-ms``) honoured as a floor, only for
+errors marked retryable (408/409/429/5xx, connection errors, broken or incomplete
+streams, and 2xx bodies that are not JSON, as proxies sometimes send).
+
+Three bounds hold whatever the server does:
+
+- ``timeout`` is a deadline for each attempt as a whole: connecting, sending and
+  reading every byte of the answer, streamed or not. A stream kept alive with
+  comments, or a body trickled one byte at a time, ends at the deadline as
+  ``ReadTimeout`` (error class ``timeout``) and is retried as such. ``check``'s
+  probes go through the same attempt.
+- a wait the server asks for passes the limiter's
+  :class:`~connector.endpoint.limits.WaitCap`: announced, and
+  :class:`~connector.errors.WaitTooLong` beyond ``max_wait_seconds``.
+- a local resource error (EMFILE, ENOBUFS) is backpressure: the request never left,
+  so it is retried after a short pause without counting as an attempt, for at most
+  ``max_wait_seconds`` in all.
+
+Every reply, whichever dialect read it, is normalised by
+:func:`connector.dialects.replies.normalise` before anyone else sees it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
+import math
 import random
+import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-)
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from connector import errors
 from connector.config.model import SourceConfig
 from connector.dialects import Dialect, Prepared, dialect_for
 from connector.dialects.openai_chat import Reply, error_message
+from connector.dialects.replies import normalise
 from connector.endpoint.classify import is_quota
-from connector.endpoint.limits import Limiter, SpendBudget, TokenEstimator
+from connector.endpoint.limits import Limiter, SpendBudget, TokenEstimator, WaitCap
 from connector.endpoint.sse import SSEParser
 from connector.endpoint.transport import Response, Transport
 from connector.jsonbytes import dumps
 
+T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -51,22 +67,50 @@ def retry_after_seconds(headers: Any) -> float | None:
     """Seconds the server asks us to wait, from ``retry-after-ms`` or ``retry-after``."""
     millis = headers.get("retry-after-ms")
     if millis:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
+        seconds = _number(millis)
+        if seconds is not None:
+            return seconds / 1000
     value = headers.get("retry-after")
     if not value:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    seconds = _number(value)
+    if seconds is not None:
+        return seconds
     try:  # an HTTP date; Python >= 3.10 raises (rather than returns None) on garbage
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def _number(text: str) -> float | None:
+    """A non-negative number of a header (negative is 0; ``1e400`` is infinite); None when not one."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return None if math.isnan(value) else max(0.0, value)
+
+
+async def _within(seconds: float, work: Awaitable[T]) -> T:
+    """``work``, cancelled at the deadline with asyncio.TimeoutError."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await work
+    return await asyncio.wait_for(work, seconds)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _answers_whole(headers: Mapping[str, str], first: bytes) -> bool:
+    """A streamed request answered with one plain JSON body (some gateways and servers do)."""
+    kind = headers.get("content-type", "").lower()
+    if "event-stream" in kind:
+        return False
+    return "json" in kind or first.lstrip()[:1] == b"{"
 
 
 async def _status_error(
@@ -109,7 +153,11 @@ def http_error(
 
 class EndpointClient:
     """Talks to one endpoint through an injected transport; its dialect (the configured API shape)
-    gives the URL, headers, body parsing and stream assembly of each request."""
+    gives the URL, headers, body parsing and stream assembly of each request.
+
+    Waits the endpoint asks for are judged by the limiter's WaitCap, or without a limiter
+    by one of the client's own with the config's ``max_wait_seconds``.
+    """
 
     def __init__(
         self,
@@ -120,8 +168,6 @@ class EndpointClient:
         dialect: Dialect | None = None,
         budget: SpendBudget | None = None,
     ) -> None:
-        import asyncio
-
         self._dialect = dialect if dialect is not None else dialect_for(config)
         self._url = self._dialect.endpoint_url
         self._models_url = self._dialect.models_url
@@ -130,6 +176,7 @@ class EndpointClient:
         self._transport = transport
         self._sleep: Sleep = sleep or asyncio.sleep
         self._limiter = limiter
+        self._waits = limiter.waits if limiter is not None else WaitCap(config.max_wait_seconds)
         self._budget = budget
         # Token estimates for the rate and spend budgets, corrected from every reply's usage.
         self._estimator = limiter.estimator if limiter is not None else TokenEstimator()
@@ -149,7 +196,7 @@ class EndpointClient:
         return self._budget
 
     async def complete_once(self, body: dict[str, Any]) -> Completion:
-        """One attempt, no retry; through the limiter when there is one."""
+        """One attempt, no retry; through the limiter and the spend budget when there are."""
         prepared = self._dialect.prepare(body)
         payload = dumps(prepared.body)
         limiter, budget = self._limiter, self._budget
@@ -160,8 +207,9 @@ class EndpointClient:
             max_out = self._dialect.max_output_tokens(body)
             estimated = self._estimator.prompt_tokens(len(payload)) + self._estimator.output_tokens(max_out)
         ticket = await limiter.before(estimated) if limiter is not None else 0
-        overloaded = clean = False
+        overloaded = clean = unsent = False
         retry_after: float | None = None
+        why = ""
         headers: Any = None
         actual: int | None = None
         reserved: int | None = None
@@ -170,117 +218,165 @@ class EndpointClient:
                 reserved = budget.reserve(estimated)  # SpendLimitReached: nothing is sent
             completion = await self._send(prepared, payload)
             clean, headers = True, completion.headers
-            usage = completion.reply.get("usage")
-            usage = usage if isinstance(usage, dict) else {}
-            total = usage.get("total_tokens")
-            actual = total if isinstance(total, int) and not isinstance(total, bool) else None
+            usage = completion.reply.get("usage") or {}  # normalised: whole counts or None
+            actual = usage.get("total_tokens")
             prompt, output = usage.get("prompt_tokens"), usage.get("completion_tokens")
-            if isinstance(prompt, int) and (output is None or isinstance(output, int)):
+            if prompt is not None:
                 self._estimator.observe(len(payload), prompt, output)
             return completion
         except errors.HTTPStatusError as exc:
             overloaded = exc.status in _OVERLOAD_STATUSES
-            retry_after = exc.retry_after
+            retry_after, why = exc.retry_after, _why(exc, prepared.url)
             raise
         except (errors.ReadTimeout, errors.ConnectTimeout):
             overloaded = True
             raise
+        except errors.LocalResourcesExhausted:
+            overloaded = unsent = True
+            raise
         finally:
             if limiter is not None:
-                limiter.after(ticket, overloaded=overloaded, clean=clean, headers=headers, retry_after=retry_after)
+                limiter.after(ticket, overloaded=overloaded, clean=clean, headers=headers, retry_after=retry_after,
+                              why=why)
                 limiter.settle_tokens(estimated, actual)
             if budget is not None and reserved is not None:
                 budget.settle(reserved, actual if clean else 0)
+                budget.requests -= unsent  # nothing left this machine: not a request sent
 
     async def _send(self, prepared: Prepared, payload: bytes) -> Completion:
+        """One attempt under the ``timeout`` deadline."""
         self.requests_sent += 1
+        try:
+            return await _within(self._timeout, self._attempt(prepared, payload))
+        except asyncio.TimeoutError:
+            raise self._deadline_passed(prepared.url) from None
+        except errors.LocalResourcesExhausted:
+            self.requests_sent -= 1  # nothing left this machine: not a request the spend guard counts
+            raise
+
+    def _deadline_passed(self, url: str) -> errors.ReadTimeout:
+        return errors.ReadTimeout(f"{_origin(url)} did not answer completely within {self._timeout:g} s "
+                                  "(timeout, the limit for a whole request)")
+
+    async def _attempt(self, prepared: Prepared, payload: bytes) -> Completion:
         dialect, url = self._dialect, prepared.url
         headers = await dialect.headers("POST", url, payload)
         started = time.perf_counter()
         async with self._transport.request("POST", url, headers, payload, self._timeout) as resp:
             if resp.status >= 300:
                 raise await _status_error(url, resp, dialect.error_message)
-            if not prepared.stream:
-                reply = dialect.parse_reply(await resp.read())
+            chunks = resp.iter_chunks()
+            first = await anext(chunks, b"") if prepared.stream else b""
+            if not prepared.stream or _answers_whole(resp.headers, first):
+                raw = first + await resp.read()
+                try:
+                    reply = normalise(dialect.parse_reply(raw))
+                except _SHAPE_ERRORS as exc:
+                    raise self._shape_error(exc) from exc
                 return Completion(reply, (time.perf_counter() - started) * 1000, None, headers=resp.headers)
-            parser, assembler = SSEParser(), dialect.stream_assembler()
-            ttft: float | None = None
-            async for chunk in resp.iter_chunks():
-                for event in parser.feed(chunk):
-                    assembler.feed(event.data)
-                    if ttft is None and assembler.got_first_token:
-                        ttft = (time.perf_counter() - started) * 1000
+            reply, ttft = await self._assemble(first, chunks, started)
+            return Completion(reply, (time.perf_counter() - started) * 1000, ttft, headers=resp.headers)
+
+    async def _assemble(self, first: bytes, rest: AsyncIterator[bytes], started: float) -> tuple[Reply, float | None]:
+        """A streamed reply from its SSE events, and the time to its first token."""
+        parser, assembler = SSEParser(), self._dialect.stream_assembler()
+        ttft: float | None = None
+
+        def feed(chunk: bytes) -> None:
+            nonlocal ttft
+            for event in parser.feed(chunk):
+                assembler.feed(event.data)
+                if ttft is None and assembler.got_first_token:
+                    ttft = (time.perf_counter() - started) * 1000
+
+        try:
+            feed(first)
+            async for chunk in rest:  # transport failures arrive as TransportError, not caught below
+                feed(chunk)
             for event in parser.close():
                 assembler.feed(event.data)
-            elapsed = (time.perf_counter() - started) * 1000
-            return Completion(assembler.result(), elapsed, ttft, headers=resp.headers)
+            return normalise(assembler.result()), ttft
+        except _SHAPE_ERRORS as exc:
+            raise self._shape_error(exc) from exc
+
+    def _shape_error(self, exc: Exception) -> errors.BadReply:
+        """A reply the dialect could not read (a field of an unexpected type): BadReply, never a crash."""
+        return errors.BadReply(f"the reply does not have the {self._dialect.name} shape "
+                               f"({type(exc).__name__}: {exc})", retryable=False)
 
     async def complete(self, body: dict[str, Any]) -> Completion:
         """One completion, retried on transient failures; the last error is raised."""
-        # The first attempt runs outside tenacity: most rows succeed at once, and
-        # setting up a retry loop costs more CPU than the rest of the row (measured
-        # with cProfile at 256 in flight: its per-attempt introspection was ~7%).
-        try:
-            return await self.complete_once(body)
-        except errors.EndpointError as exc:
-            if not (exc.retryable and self._max_attempts > 1):
-                raise
-            await self._sleep(_retry_delay(1, exc))
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._max_attempts - 1),
-            wait=_wait_with_retry_after,
-            retry=retry_if_exception(_is_retryable),
-            sleep=self._sleep,
-            reraise=True,
-        )
-        attempts = 1
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    attempts = attempt.retry_state.attempt_number + 1
-                    completion = await self.complete_once(body)
-        except errors.EndpointError as exc:
-            exc.attempts = attempts
-            raise
-        completion.attempts = attempts
-        return completion
+        attempts = 0  # attempts that reached the endpoint
+        starved = 0.0  # seconds waited for local resources
+        while True:
+            try:
+                completion = await self.complete_once(body)
+            except errors.LocalResourcesExhausted as exc:
+                starved += await self._wait_for_resources(starved, exc)
+                continue
+            except errors.EndpointError as exc:
+                attempts += 1
+                if not exc.retryable or attempts >= self._max_attempts:
+                    exc.attempts = attempts
+                    raise
+                await self._sleep(self._retry_delay(attempts, exc))
+                continue
+            completion.attempts = attempts + 1
+            return completion
+
+    def _retry_delay(self, failed_attempts: int, exc: errors.EndpointError) -> float:
+        """Exponential backoff with full jitter (0.5 s doubling, at most 30 s), never shorter than
+        the server's Retry-After, which the WaitCap announces or refuses."""
+        delay = random.uniform(0, min(30.0, 0.5 * 2 ** (failed_attempts - 1)))
+        if isinstance(exc, errors.HTTPStatusError) and exc.retry_after is not None:
+            delay = max(delay, self._waits.allow(exc.retry_after, _why(exc, self._url)))
+        return delay
+
+    async def _wait_for_resources(self, starved: float, exc: errors.LocalResourcesExhausted) -> float:
+        """Sleep a little while local resources free up (the limiter meanwhile halved the requests
+        in flight); WaitTooLong once that took longer than ``max_wait_seconds``."""
+        delay = random.uniform(0.05, 0.25) * (1.0 + min(starved, 7.0))  # longer as the shortage lasts
+        if starved + delay > self._waits.max_seconds:
+            raise errors.WaitTooLong(
+                f"{exc.message}, and it has not recovered in {starved:.0f} s (max_wait_seconds "
+                f"{self._waits.max_seconds:g}): lower concurrency or raise the open-files limit (ulimit -n), "
+                "then run again with the last state", seconds=starved) from exc
+        await self._sleep(delay)
+        return delay
 
     async def list_models(self) -> list[str] | None:
         """Model ids from ``GET /models`` (or the shape's equivalent); None when there is none."""
         url = self._models_url
         if url is None:
             return None
+        try:
+            body = await _within(self._timeout, self._get(url))
+        except asyncio.TimeoutError:
+            raise self._deadline_passed(url) from None
+        if body is None:
+            return None
+        try:
+            return self._dialect.parse_models(body)
+        except (ValueError, TypeError, AttributeError):
+            raise errors.BadReply(f"GET {url} did not return a model list") from None
+
+    async def _get(self, url: str) -> bytes | None:
         headers = await self._dialect.headers("GET", url, None)
         async with self._transport.request("GET", url, headers, None, self._timeout) as resp:
             if resp.status in (404, 405):
                 return None
             if resp.status >= 300:
                 raise await _status_error(url, resp, self._dialect.error_message)
-            body = await resp.read()
-        try:
-            return self._dialect.parse_models(body)
-        except (ValueError, TypeError, AttributeError):
-            raise errors.BadReply(f"GET {url} did not return a model list") from None
+            return await resp.read()
 
+
+def _why(exc: errors.HTTPStatusError, url: str) -> str:
+    """What a Retry-After wait is for, in a notice."""
+    return f"Retry-After on a {exc.status} from {_origin(url)}"
+
+
+# What reading a reply of an unexpected shape raises (JSON errors are BadReply already).
+_SHAPE_ERRORS = (TypeError, AttributeError, KeyError, IndexError, ValueError)
 
 # Answers that mean "too much, slow down": they shrink the concurrency cap.
 _OVERLOAD_STATUSES = frozenset({429, 503, 529})
-
-
-def _is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, errors.EndpointError) and exc.retryable
-
-
-def _retry_delay(failed_attempts: int, exc: BaseException | None) -> float:
-    """Exponential backoff with full jitter (0.5 s doubling, at most 30 s), never shorter
-    than the server's Retry-After (capped at 5 minutes)."""
-    delay = random.uniform(0, min(30.0, 0.5 * 2 ** (failed_attempts - 1)))
-    if isinstance(exc, errors.HTTPStatusError) and exc.retry_after is not None:
-        delay = max(delay, min(exc.retry_after, 300.0))
-    return delay
-
-
-def _wait_with_retry_after(state: RetryCallState) -> float:
-    """tenacity's wait for the retry loop, which starts after the first failed attempt."""
-    exc = state.outcome.exception() if state.outcome else None
-    return _retry_delay(state.attempt_number + 1, exc)

@@ -15,19 +15,79 @@ driven by an injectable clock and sleep so tests never wait for real:
   reply's ``usage`` afterwards.
 - :func:`hints_from_headers`: ``x-ratelimit-remaining-*`` / ``x-ratelimit-reset-*``
   read as hints: an exhausted budget pauses the gate until its reset.
+
+Every wait the *endpoint* asks for (``Retry-After``, an exhausted budget) passes
+:class:`WaitCap`: announced when it is a second or more, and refused with
+:class:`~connector.errors.WaitTooLong` beyond ``max_wait_seconds``, which ends
+the sync resumably instead of holding it for an hour or forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from connector.errors import WaitTooLong
+
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+Notice = Callable[[str, str], None]  # (level, text): a LOG line for whoever runs the sync
+
+
+def _no_notice(_level: str, _text: str) -> None:
+    pass
+
+
+def _utc(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
+
+
+class WaitCap:
+    """The one rule for waits the endpoint asks for: at most ``max_seconds``, and said out loud.
+
+    :meth:`allow` returns the wait, after a WARN notice naming what is waited for and until
+    when (once per pause: many requests meeting the same pause announce it once), or raises
+    :class:`~connector.errors.WaitTooLong` when the wait is longer than the cap (an infinite
+    ``Retry-After: 1e400`` included). ``wall`` is the clock "until when" is told in.
+    """
+
+    ANNOUNCE_FROM = 1.0  # shorter waits are routine backoff, not news
+
+    def __init__(self, max_seconds: float = 300.0, notice: Notice = _no_notice, wall: Clock = time.time) -> None:
+        self.max_seconds = max_seconds
+        self._notice, self._wall = notice, wall
+        self._announced_until = 0.0
+
+    def allow(self, seconds: float, why: str) -> float:
+        """``seconds`` to wait for ``why`` (e.g. "Retry-After on a 429"); WaitTooLong beyond the cap."""
+        if not seconds > 0:  # also NaN
+            return 0.0
+        now = self._wall()
+        if seconds > self.max_seconds:
+            if math.isinf(seconds):
+                raise WaitTooLong(
+                    f"the endpoint asked to wait without end ({why}), longer than max_wait_seconds "
+                    f"({self.max_seconds:g} s): the sync stops here. Run it again later with the last state; "
+                    "rows already emitted are not redone and answers already paid for come from the answer cache.",
+                    seconds=seconds)
+            until = now + seconds
+            raise WaitTooLong(
+                f"the endpoint asked to wait {seconds:,.0f} s ({why}), until {_utc(until)}, longer than "
+                f"max_wait_seconds ({self.max_seconds:g} s): the sync stops here. Run it again after "
+                f"{_utc(until)} with the last state; rows already emitted are not redone and answers already "
+                "paid for come from the answer cache.",
+                seconds=seconds, until=until)
+        until = now + seconds
+        if seconds >= self.ANNOUNCE_FROM and until > self._announced_until + self.ANNOUNCE_FROM:
+            self._announced_until = until
+            self._notice("WARN", f"waiting {seconds:,.1f} s, until {_utc(until)}: {why} "
+                                 f"(max_wait_seconds {self.max_seconds:g})")
+        return seconds
 
 
 class ConcurrencyGate:
@@ -41,6 +101,7 @@ class ConcurrencyGate:
         adaptive: bool = True,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        waits: WaitCap | None = None,
     ) -> None:
         self.maximum = max(1, maximum)
         self.minimum = max(1, min(minimum, self.maximum))
@@ -54,12 +115,20 @@ class ConcurrencyGate:
         self._clean = 0  # clean answers since the last change
         self._epoch = 0  # bumped by each decrease; requests carry the epoch they were sent in
         self._paused_until = 0.0
+        self._pause_reason = "a pause the endpoint asked for"
+        self.waits = waits or WaitCap()
 
     # Pausing ------------------------------------------------------------------
 
-    def pause(self, seconds: float) -> None:
-        """No new request starts for ``seconds`` (the longest pause asked for wins)."""
-        self._paused_until = max(self._paused_until, self._clock() + seconds)
+    def pause(self, seconds: float, why: str = "a pause the endpoint asked for") -> None:
+        """No new request starts for ``seconds`` (the longest pause asked for wins).
+
+        The pause is judged by :class:`WaitCap` when a request meets it, in :meth:`acquire`:
+        an answer that brought the news is still delivered.
+        """
+        until = self._clock() + seconds
+        if until > self._paused_until:
+            self._paused_until, self._pause_reason = until, why
 
     @property
     def paused_for(self) -> float:
@@ -70,7 +139,7 @@ class ConcurrencyGate:
     async def acquire(self) -> int:
         """Wait for a slot; returns the ticket to hand back to :meth:`release`."""
         while (delay := self.paused_for) > 0:
-            await self._sleep(delay)
+            await self._sleep(self.waits.allow(delay, self._pause_reason))
         if self.in_use < self.limit and not self._waiters:
             self._take()
             return self._epoch
@@ -198,9 +267,11 @@ def parse_reset(value: str) -> float | None:
     """Seconds from a reset header: ``1s``, ``6m0s``, ``20ms``, ``0.5`` (seconds)."""
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return seconds if seconds > 0 else 0.0  # NaN too; "1e400" is infinite, and WaitCap refuses it
     parts = _DURATION.findall(value)
     if not parts:
         return None
@@ -208,9 +279,9 @@ def parse_reset(value: str) -> float | None:
     return sum(float(n) * scale[u] for n, u in parts)
 
 
-def hints_from_headers(headers: Mapping[str, str]) -> float | None:
-    """Seconds to pause when the server says a budget is exhausted, else None."""
-    pause = None
+def hints_from_headers(headers: Mapping[str, str]) -> tuple[float, str] | None:
+    """Seconds to pause when the server says a budget is exhausted, and which budget; else None."""
+    pause: tuple[float, str] | None = None
     for kind in ("requests", "tokens"):
         remaining = headers.get(f"x-ratelimit-remaining-{kind}")
         reset = headers.get(f"x-ratelimit-reset-{kind}")
@@ -221,8 +292,9 @@ def hints_from_headers(headers: Mapping[str, str]) -> float | None:
         except ValueError:
             continue
         seconds = parse_reset(reset)
-        if exhausted and seconds:
-            pause = max(pause or 0.0, seconds)
+        if exhausted and seconds and (pause is None or seconds > pause[0]):
+            pause = (seconds, f"x-ratelimit-remaining-{kind} is {remaining.strip()}, "
+                              f"x-ratelimit-reset-{kind} {reset.strip()}")
     return pause
 
 
@@ -249,15 +321,20 @@ class Limiter:
             await self.tpm.take(estimated_tokens)
         return await self.gate.acquire()
 
+    @property
+    def waits(self) -> WaitCap:
+        """The cap on waits the endpoint asks for (the gate's)."""
+        return self.gate.waits
+
     def after(self, ticket: int, *, overloaded: bool, clean: bool, headers: Mapping[str, Any] | None = None,
-              retry_after: float | None = None) -> None:
+              retry_after: float | None = None, why: str = "Retry-After") -> None:
         self.gate.release(ticket, overloaded=overloaded, clean=clean)
         if retry_after:
-            self.gate.pause(retry_after)
+            self.gate.pause(retry_after, why)
         if headers:
             hint = hints_from_headers(headers)
             if hint:
-                self.gate.pause(hint)
+                self.gate.pause(*hint)
 
     def settle_tokens(self, estimated: int, actual: int | None) -> None:
         if self.tpm is not None and actual is not None:

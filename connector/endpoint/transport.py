@@ -11,12 +11,15 @@ implementations:
   ``httpx.MockTransport``, and cassette tests one that vcrpy records.
 
 Each translates its library's exceptions into :mod:`connector.errors` in one
-place, so retry and error policy never depend on which one is in use.
+place, so retry and error policy never depend on which one is in use. The
+``timeout`` they get bounds connecting and each silence; the deadline for a whole
+attempt (connect, send, every byte of the answer) is the client's, above both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -53,9 +56,34 @@ class Transport(Protocol):
         """Release connections."""
 
 
+# Out of file descriptors, socket buffers or ephemeral ports on this machine: nothing
+# reached the endpoint, so it is backpressure (fewer requests in flight), not its failure.
+_LOCAL_EXHAUSTION = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.EADDRNOTAVAIL})
+
+
+def _local_exhaustion(exc: BaseException) -> errors.LocalResourcesExhausted | None:
+    """The LocalResourcesExhausted error when ``exc`` (or what it wraps) is one of those OS errors."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # aiohttp keeps the OSError in os_error, httpx in the exception chain
+        if seen is None:
+            return None
+        cause = getattr(seen, "os_error", None)
+        for candidate in (seen, cause):
+            if isinstance(candidate, OSError) and candidate.errno in _LOCAL_EXHAUSTION:
+                reason = candidate.strerror or errno.errorcode.get(candidate.errno or 0, "resource exhausted")
+                return errors.LocalResourcesExhausted(
+                    f"this machine ran out of resources for a new connection ({reason}); "
+                    "fewer requests are sent at once until it recovers")
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _translate_aiohttp(exc: BaseException, url: str, timeout: float) -> errors.TransportError:
     import aiohttp
 
+    local = _local_exhaustion(exc)
+    if local is not None:
+        return local
     if isinstance(exc, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError, ssl.SSLError)):
         return errors.TLSFailed(f"TLS handshake with {_origin(url)} failed: {exc}")
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
@@ -138,8 +166,8 @@ class AiohttpTransport:
 
         session = self._get_session()
         # connect: time to open the connection; sock_read: longest silence while
-        # waiting for (more of) the answer. No total cap: a long stream that keeps
-        # talking is healthy.
+        # waiting for (more of) the answer. The total (a stream that talks forever,
+        # a body trickled a byte at a time) is the client's deadline for the attempt.
         limits = aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
         try:
             async with await self._send(session, method, url, headers, body, limits) as resp:
@@ -167,6 +195,9 @@ class AiohttpTransport:
 def _translate_httpx(exc: BaseException, url: str, timeout: float) -> errors.TransportError:
     import httpx
 
+    local = _local_exhaustion(exc)
+    if local is not None:
+        return local
     if isinstance(exc, httpx.ConnectTimeout):
         return errors.ConnectTimeout(f"connecting to {_origin(url)} took longer than {timeout:g} s")
     if isinstance(exc, httpx.TimeoutException):

@@ -16,7 +16,8 @@ from connector.answers.cache import AnswerCache, open_cache
 from connector.config.model import SourceConfig
 from connector.dialects import Dialect
 from connector.endpoint.client import EndpointClient
-from connector.endpoint.limits import ConcurrencyGate, Limiter, SpendBudget, TokenBucket
+from connector.endpoint.limits import ConcurrencyGate, Limiter, SpendBudget, TokenBucket, WaitCap
+from connector.endpoint.resources import fit_concurrency
 from connector.endpoint.transport import AiohttpTransport, Transport
 from connector.errors import ConfigError
 from connector.pipeline.batch_ledger import SavedBatch
@@ -28,6 +29,11 @@ from connector.rows.table import Table
 from connector.secrets import Redactor
 
 TransportFactory = Callable[[SourceConfig], Transport]
+Notice = Callable[[str, str], None]  # (level, text)
+
+
+def _ignore(_level: str, _text: str) -> None:
+    pass
 
 
 def default_transport(config: SourceConfig) -> Transport:
@@ -41,9 +47,12 @@ def default_transport(config: SourceConfig) -> Transport:
     return AiohttpTransport(max_connections=config.concurrency, verify_tls=verify)
 
 
-def limiter_for(config: SourceConfig) -> Limiter:
-    """The concurrency gate and rate budgets a run's requests pass through."""
-    gate = ConcurrencyGate(config.concurrency, config.min_concurrency, adaptive=config.adaptive_concurrency)
+def limiter_for(config: SourceConfig, notice: Notice | None = None) -> Limiter:
+    """The concurrency gate and rate budgets a run's requests pass through; ``notice`` hears of
+    long waits the endpoint asks for."""
+    waits = WaitCap(config.max_wait_seconds, notice) if notice else WaitCap(config.max_wait_seconds)
+    gate = ConcurrencyGate(config.concurrency, config.min_concurrency, adaptive=config.adaptive_concurrency,
+                           waits=waits)
     rpm = TokenBucket(config.requests_per_minute) if config.requests_per_minute else None
     tpm = TokenBucket(config.tokens_per_minute) if config.tokens_per_minute else None
     return Limiter(gate, rpm, tpm)
@@ -68,14 +77,21 @@ class Endpoint:
 
 @asynccontextmanager
 async def connect(config: SourceConfig, dialect: Dialect, transport_factory: TransportFactory = default_transport,
-                  *, limited: bool = True) -> AsyncIterator[Endpoint]:
+                  *, limited: bool = True, notice: Notice | None = None) -> AsyncIterator[Endpoint]:
     """An endpoint client for the run, speaking the run's one ``dialect`` (built first, with
     :func:`connector.dialects.dialect_for`, so what the API shape cannot express fails before
     anything is read), through the limiter and spend budget unless ``limited`` is off; the
-    transport is closed on the way out."""
+    transport is closed on the way out.
+
+    ``notice`` hears at once what the person running it should know while rows may not flow:
+    a concurrency lowered to fit the open-files limit, a long wait the endpoint asked for.
+    ``Endpoint.config`` is the config the run really uses (its concurrency so lowered).
+    """
+    if limited:
+        config = fit_concurrency(config, notice or _ignore)
     transport = transport_factory(config)
     try:
-        client = EndpointClient(config, transport, limiter=limiter_for(config) if limited else None,
+        client = EndpointClient(config, transport, limiter=limiter_for(config, notice) if limited else None,
                                 budget=budget_for(config) if limited else None, dialect=dialect)
         yield Endpoint(config, Redactor.for_config(config), client, transport)
     finally:

@@ -59,7 +59,7 @@ class Lines:
                 if self._closed:
                     return
                 self._put(line)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # whatever stops the reader must reach the loop, or it waits forever
             self._put(exc)
             return
         self._put(None)

@@ -61,6 +61,7 @@ async def run(
     from connector.pipeline.wiring import answer_cache, connect, enricher_for, run_events
     from connector.requests.templates import RequestTemplate
     from connector.rows.stdin import StdinTable, numbered_rows, open_input
+    from connector.secrets import Redactor
     from connector.standalone.batch_files import ImportSource, LedgerFile, export_requests, read_results
     from connector.standalone.writers import TableWriter, format_for
 
@@ -104,9 +105,11 @@ async def run(
                          batch_rows=config.input.batch_size, stdout=stdout)
     complete = False
     try:
-        async with connect(config, dialect, transport_factory) as endpoint:
+        redact = Redactor.for_config(config)
+        async with connect(config, dialect, transport_factory,
+                           notice=lambda level, text: notice(level, redact(text))) as endpoint:
             cache = answer_cache(config, lambda warning: notice("WARN", endpoint.redact(warning)))
-            parts = RunParts(config, endpoint.client, enricher_for(endpoint, template, cache), cache)
+            parts = RunParts(endpoint.config, endpoint.client, enricher_for(endpoint, template, cache), cache)
             ledger = LedgerFile(output) if config.batch.enabled and output != "-" and not import_batch else None
             events: AsyncIterator[Event]
             if import_batch:

@@ -186,13 +186,19 @@ class TableWriter:
         rows, self._pending = self._pending, []
         if not rows:
             return
-        if self.fmt == "jsonl":
-            names = self.columns.schema.names
-            assert self._file is not None
-            self._file.write(b"".join(dumps({n: row.get(n) for n in names}) + b"\n" for row in rows))
-            self._file.flush()
-        else:
-            self._writer.write_batch(self.columns.batch(rows))
+        try:
+            if self.fmt == "jsonl":
+                names = self.columns.schema.names
+                assert self._file is not None
+                self._file.write(b"".join(dumps({n: row.get(n) for n in names}) + b"\n" for row in rows))
+                self._file.flush()
+            else:
+                self._writer.write_batch(self.columns.batch(rows))
+        except OSError as exc:  # a full disk, /dev/full, a quota (a closed pipe is the caller's)
+            if isinstance(exc, BrokenPipeError):
+                raise
+            where = "standard output" if self._to_stdout else f"'{self.path}'"
+            raise OutputError(f"--output: cannot write {where}: {exc.strerror or exc}") from None
         self.rows_written += len(rows)
 
     def close(self) -> None:
