@@ -47,7 +47,11 @@ and ``models`` (requests received) it counts complete successful answers:
 ``answers_per_body_max`` and ``bodies_answered_twice`` (which must stay 0 when
 the client caches), ``requests_per_body_max``, and ``fault_<kind>`` per injected
 fault. ``GET /_answers`` maps each canonical request body (JSON text) to the
-number of successful answers it got.
+number of successful answers it got, ``GET /_requests`` to the number of requests.
+
+Misbehaving endpoints (trickled bodies, endless keep-alive streams, huge waits,
+malformed replies, unusual wire forms) are modes of :mod:`tests.hostile_modes`,
+picked the same way: ``[[fake:trickle-json]]``.
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
+from tests import hostile_modes
 
 STATS: Counter[str] = Counter()
 FLAKY: Counter[str] = Counter()
@@ -238,6 +244,9 @@ def make_app(api_key: str | None, latency_ms: float, models: list[str],
                 FLAKY[key] += 1
                 if FLAKY[key] <= int(times):
                     return _error(int(code), f"fake flaky {code}", f"fake_{code}", extra)
+        if (mode := hostile_modes.mode_of(behaviours)) is not None:  # issue 12's misbehaving endpoints
+            return await hostile_modes.answer(mode, request, body, _answer_text(body, behaviours),
+                                              lambda: _counted(body_key))
         fault, variant = draw_fault(faults, seed, body_key, REQUESTS[body_key]) if faults else (None, 0.0)
         if fault:
             STATS[f"fault_{fault}"] += 1
@@ -343,9 +352,13 @@ def make_app(api_key: str | None, latency_ms: float, models: list[str],
     async def answers(_: web.Request) -> web.Response:
         return web.json_response(dict(ANSWERS))
 
+    async def requests_seen(_: web.Request) -> web.Response:
+        return web.json_response(dict(REQUESTS))
+
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.add_routes([
         web.get("/v1/models", list_models),
+        web.get("/_requests", requests_seen),
         web.post("/v1/chat/completions", chat),
         web.get("/_stats", stats),
         web.get("/_answers", answers),

@@ -1,0 +1,229 @@
+"""Hostile and unusual endpoints: the fake server's per-row modes for issue 12's behaviours.
+
+A row picks a mode with ``[[fake:<mode>]]`` in its prompt (or a request with the
+``x-fake`` header); :mod:`tests.fake_openai` hands the request here. Each mode is
+one way a real gateway, proxy or self-hosted server deviates from the OpenAI API:
+
+Hangs
+- ``trickle-json``: a complete JSON answer sent one byte every half second
+- ``keepalive-stream``: one token, then ``: keep-alive`` every half second, forever
+- ``ratelimited-<header>-<value>``: a 429 with that wait header, e.g.
+  ``ratelimited-retry-after-3600``, ``ratelimited-retry-after-1e400``,
+  ``ratelimited-retry-after-ms-1e12``
+- ``budget-exhausted-<reset>``: a good answer carrying ``x-ratelimit-remaining-requests: 0``
+  and ``x-ratelimit-reset-requests: <reset>`` (``1h``, ``2s``)
+
+Replies that once crashed the connector or were accepted with a wrong type
+- ``usage-na``, ``usage-list``, ``usage-string-tokens``: ``usage`` is ``"n/a"``, a list,
+  or has ``"prompt_tokens": "5"``
+- ``bad-utf8``, ``lone-surrogate``: invalid UTF-8 bytes, or a ``\\ud800`` escape, in the answer
+- ``message-string``, ``content-parts``, ``content-number``: ``message`` is a string,
+  ``content`` a list of text parts (Mistral), ``content`` the number 42
+- ``json-to-stream``: a ``stream: true`` request answered with one ``application/json`` body
+
+Wire forms that already worked (kept working)
+- ``gzip``, ``deflate``: a compressed body; ``chunked``: a JSON body in chunked pieces;
+  ``http10``: an HTTP/1.0 answer ended by closing the connection
+- ``crlf-sse``, ``cr-sse``: SSE lines ended by CRLF or a lone CR; ``sse-comments``: comment
+  lines between events; ``sse-event-lines``: ``event:`` and ``id:`` fields;
+  ``multiline-data``: each event's JSON split over several ``data:`` lines;
+  ``usage-only-final``: usage in a final chunk with no choices; ``no-done``: finish_reason
+  but no ``data: [DONE]``
+- ``redirect-302``: a redirect to another host (must not be followed: the key would go along)
+
+Every complete answer is counted (``count``) only once all of it was handed to the
+connection, so ``/_answers`` shows whether the connector bought one twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import time
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+WIRE_MODES = ("gzip", "deflate", "chunked", "http10")
+STREAM_MODES = ("crlf-sse", "cr-sse", "sse-comments", "sse-event-lines", "multiline-data", "usage-only-final",
+                "no-done", "keepalive-stream", "json-to-stream")
+REPLY_MODES = ("usage-na", "usage-list", "usage-string-tokens", "bad-utf8", "lone-surrogate", "message-string",
+               "content-parts", "content-number")
+MODES = ("trickle-json", "redirect-302", *WIRE_MODES, *STREAM_MODES, *REPLY_MODES)
+PREFIXES = ("ratelimited-", "budget-exhausted-")
+TRICKLE_EVERY = 0.5  # seconds between bytes or keep-alive comments
+TRICKLE_FOR = 120.0  # a trickle stops after this long even if the client is still listening
+
+
+def mode_of(behaviours: set[str]) -> str | None:
+    """The hostile mode among a request's behaviours, if any."""
+    return next((b for b in behaviours if b in MODES or b.startswith(PREFIXES)), None)
+
+
+def _usage(body: dict[str, Any], text: str) -> dict[str, int]:
+    prompt = len(json.dumps(body.get("messages"))) // 4
+    return {"prompt_tokens": prompt, "completion_tokens": len(text) // 4, "total_tokens": prompt + len(text) // 4}
+
+
+def _completion(body: dict[str, Any], message: Any, usage: Any) -> dict[str, Any]:
+    return {"id": "chatcmpl-hostile", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model") or "fake-model",
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}], "usage": usage}
+
+
+def _reply_body(mode: str, body: dict[str, Any], text: str) -> bytes:
+    """The JSON bytes of a non-streamed answer in one of the reply modes (or a normal one)."""
+    usage: Any = _usage(body, text)
+    message: Any = {"role": "assistant", "content": text}
+    if mode == "usage-na":
+        usage = "n/a"
+    elif mode == "usage-list":
+        usage = [usage["prompt_tokens"], usage["completion_tokens"]]
+    elif mode == "usage-string-tokens":
+        usage = {**usage, "prompt_tokens": str(usage["prompt_tokens"])}
+    elif mode == "message-string":
+        message = text
+    elif mode == "content-parts":
+        message = {"role": "assistant", "content": [{"type": "text", "text": text[:5]},
+                                                    {"type": "text", "text": text[5:]}]}
+    elif mode == "content-number":
+        message = {"role": "assistant", "content": 42}
+    raw = json.dumps(_completion(body, message, usage)).encode()
+    if mode == "bad-utf8":
+        raw = raw.replace(b"echo:", b"echo\xff\xfe:", 1)
+    elif mode == "lone-surrogate":
+        raw = raw.replace(b"echo:", b"echo\\ud800:", 1)
+    return raw
+
+
+async def answer(mode: str, request: web.Request, body: dict[str, Any], text: str,
+                 count: Callable[[], None]) -> web.StreamResponse:
+    """Answer ``request`` in ``mode``; ``count()`` once a complete answer was sent."""
+    stream = bool(body.get("stream"))
+    if mode.startswith("ratelimited-"):
+        header, _, value = mode.removeprefix("ratelimited-").rpartition("-")
+        return web.json_response({"error": {"message": "Rate limit reached (hostile).", "code": "rate_limit"}},
+                                 status=429, headers={header: value})
+    if mode == "redirect-302":
+        port = request.url.port or 80
+        return web.Response(status=302, headers={"Location": f"http://127.0.0.2:{port}{request.path}"})
+    if mode == "trickle-json":
+        return await _trickle(request, _reply_body(mode, body, text))
+    if stream and mode != "json-to-stream" and mode not in WIRE_MODES:
+        return await _sse(request, mode, body, text, count)
+    headers: dict[str, str] = {}
+    if mode.startswith("budget-exhausted-"):
+        headers = {"x-ratelimit-remaining-requests": "0",
+                   "x-ratelimit-reset-requests": mode.removeprefix("budget-exhausted-")}
+    raw = _reply_body(mode, body, text)
+    try:
+        if mode == "http10":
+            return await _http10(request, raw, count)
+        if mode == "chunked":
+            resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+            resp.enable_chunked_encoding()
+            await resp.prepare(request)
+            for i in range(0, len(raw), 16):
+                await resp.write(raw[i:i + 16])
+            await resp.write_eof()
+            count()
+            return resp
+        if mode in ("gzip", "deflate"):
+            headers["Content-Encoding"] = mode
+            raw = gzip.compress(raw) if mode == "gzip" else zlib.compress(raw)
+        resp = web.Response(body=raw, content_type="application/json", headers=headers)
+        await resp.prepare(request)
+        await resp.write_eof()
+    except ConnectionError:
+        return web.Response()
+    count()
+    return resp
+
+
+async def _trickle(request: web.Request, raw: bytes) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    resp.content_length = len(raw)
+    await resp.prepare(request)
+    started = time.monotonic()
+    try:
+        for i in range(len(raw)):
+            await resp.write(raw[i:i + 1])
+            await asyncio.sleep(TRICKLE_EVERY)
+            if time.monotonic() - started > TRICKLE_FOR:
+                break
+    except ConnectionError:
+        pass  # the client gave up: what it was sent was never a complete answer
+    if request.transport is not None:
+        request.transport.close()
+    return resp
+
+
+async def _http10(request: web.Request, raw: bytes, count: Callable[[], None]) -> web.StreamResponse:
+    """An HTTP/1.0 answer with no length, ended by closing the connection."""
+    assert request.transport is not None
+    request.transport.write(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n" + raw)
+    request.transport.close()
+    count()
+    return web.Response()
+
+
+def _events(mode: str, body: dict[str, Any], text: str) -> list[dict[str, Any]]:
+    base = {"id": "chatcmpl-hostile", "object": "chat.completion.chunk", "model": body.get("model") or "m"}
+    events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
+    events += [{**base, "choices": [{"index": 0, "delta": {"content": text[i:i + 4]}}]} for i in range(0, len(text), 4)]
+    events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    events.append({**base, "choices": [], "usage": _usage(body, text)})  # the usage-only final chunk
+    return events
+
+
+def _sse_payload(mode: str, body: dict[str, Any], text: str) -> bytes:
+    end = {"crlf-sse": "\r\n", "cr-sse": "\r"}.get(mode, "\n")
+    lines: list[str] = []
+    for n, event in enumerate(_events(mode, body, text)):
+        data = json.dumps(event, ensure_ascii=False)
+        if mode == "sse-comments":
+            lines.append(": keep-alive")
+        if mode == "sse-event-lines":
+            lines += ["event: completion.chunk", f"id: {n}", "retry: 1000"]
+        if mode == "multiline-data":
+            parts = data.split(", ")  # rejoined with \n by the client: still the same JSON
+            lines += [f"data: {part}," for part in parts[:-1]] + [f"data: {parts[-1]}"]
+        else:
+            lines.append(f"data: {data}")
+        lines.append("")
+    if mode != "no-done":
+        lines += ["data: [DONE]", ""]
+    payload = end.join(lines) + end
+    if mode in ("bad-utf8", "lone-surrogate"):
+        return _corrupt(mode, payload.encode())
+    return payload.encode()
+
+
+def _corrupt(mode: str, raw: bytes) -> bytes:
+    return raw.replace(b"echo", b"ech\xff" if mode == "bad-utf8" else b"ech\\ud800", 1)
+
+
+async def _sse(request: web.Request, mode: str, body: dict[str, Any], text: str,
+               count: Callable[[], None]) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    try:
+        if mode == "keepalive-stream":
+            first = _events(mode, body, text)[1]
+            await resp.write(f"data: {json.dumps(first)}\n\n".encode())
+            started = time.monotonic()
+            while time.monotonic() - started < TRICKLE_FOR:
+                await asyncio.sleep(TRICKLE_EVERY)
+                await resp.write(b": keep-alive\n\n")
+            return resp
+        payload = _sse_payload(mode, body, text)
+        for i in range(0, len(payload), 37):  # events split across reads, CRLF pairs too
+            await resp.write(payload[i:i + 37])
+        await resp.write_eof()
+    except ConnectionError:
+        return resp
+    count()
+    return resp

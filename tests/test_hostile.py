@@ -1,0 +1,299 @@
+"""Issue 12 end to end: the connector against misbehaving endpoints (modes of tests/hostile_modes.py).
+
+One fake server process; the connector runs in-process through ``connector.cli.run``
+with the real aiohttp transport. Each row picks its server behaviour with a marker.
+Asserted per behaviour: the run ends within the configured bounds (by its outcome, and
+an upper limit on the wall time far above what a working bound takes, never a tight
+timing), each row's ``_status`` / ``_error_class``, every answer bought at most once
+(counted at the server), the exit code and the failure type.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connector import cli
+from tests.conftest import Run, catalog_for
+from tests.fake_openai import spawn
+
+pytestmark = pytest.mark.timeout(120)  # a safety net: a hang fails here instead of stalling the suite
+
+KEY = "sk-hostile-test-key-77"
+FAR = 60.0  # seconds: far above what any bounded run below takes, far below "forever"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    with spawn("--api-key", KEY, "--models", "fake-model") as (url, _pid):
+        yield url
+
+
+def _get(url: str, path: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url.removesuffix("/v1") + path, timeout=10) as reply:
+        return dict(json.load(reply))
+
+
+def bought(url: str, token: str) -> dict[str, int]:
+    """Complete answers the server sent, per request body mentioning ``token``."""
+    return {body: n for body, n in _get(url, "/_answers").items() if token in body}
+
+
+def asked(url: str, token: str) -> dict[str, int]:
+    """Requests the server received, per request body mentioning ``token``."""
+    return {body: n for body, n in _get(url, "/_requests").items() if token in body}
+
+
+def config(url: str, texts: list[str], **extra: Any) -> dict[str, Any]:
+    return {"url": url, "api_key": KEY, "model": "fake-model", "prompt": "Say {{text}}",
+            "input": {"rows": [{"text": t} for t in texts]}, "max_retries": 2, "timeout": 10,
+            "concurrency": 4, **extra}
+
+
+def run_cli(tmp_path: Path, command: str, raw_config: dict[str, Any], *extra: str,
+            out: Any = None, stdin: Any = None) -> tuple[Run, float]:
+    """One CLI command in-process; its parsed output and how long it took."""
+    config_path = tmp_path / f"config-{time.monotonic_ns()}.json"
+    config_path.write_text(json.dumps(raw_config))
+    args = [command, "--config", str(config_path), *extra]
+    if command == "read":
+        catalog = tmp_path / "catalog.json"
+        catalog.write_text(json.dumps(catalog_for()))
+        args += ["--catalog", str(catalog)]
+    buffer, err = io.BytesIO(), io.StringIO()
+    started = time.monotonic()
+    code = cli.run(args, buffer if out is None else out, err, stdin or io.BytesIO())
+    elapsed = time.monotonic() - started
+    stdout = buffer.getvalue().decode()
+    messages = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    return Run(code, messages, stdout, err.getvalue()), elapsed
+
+
+def by_mode(run: Run) -> dict[str, dict[str, Any]]:
+    return {r["text"].split("[[fake:")[1].split("]]")[0] if "[[fake:" in r["text"] else "normal": r
+            for r in run.records}
+
+
+def rows_for(token: str, modes: list[str]) -> list[str]:
+    return [f"{token} normal", *(f"{token} {m} [[fake:{m}]]" for m in modes)]
+
+
+# Replies and wire forms: every row gets its right status, each answer is bought once ------
+
+
+PLAIN_OK = ["budget-exhausted-3s", "usage-na", "usage-list", "usage-string-tokens", "bad-utf8", "lone-surrogate",
+            "content-parts", "gzip", "deflate", "chunked", "http10"]
+PLAIN_BAD = ["message-string", "content-number"]
+STREAM_OK = ["crlf-sse", "cr-sse", "sse-comments", "sse-event-lines", "multiline-data", "usage-only-final",
+             "no-done", "json-to-stream", "bad-utf8", "lone-surrogate", "http10", "gzip"]
+
+
+def test_plain_replies_are_read_right_and_bought_once(server: str, tmp_path: Path) -> None:
+    token = "plain-replies"
+    raw = config(server, rows_for(token, PLAIN_OK + PLAIN_BAD), concurrency=1)  # all meet the pause
+    first, elapsed = run_cli(tmp_path, "read", raw)
+    assert first.code == 0, first.stdout[-2000:]
+    rows = by_mode(first)
+    for mode in ["normal", *PLAIN_OK]:
+        assert rows[mode]["_status"] == "ok", (mode, rows[mode])
+        assert isinstance(rows[mode]["answer"], str) and rows[mode]["answer"].startswith(("echo", "ech")), mode
+    for mode in PLAIN_BAD:
+        assert (rows[mode]["_status"], rows[mode]["_error_class"]) == ("error", "bad_reply"), (mode, rows[mode])
+    assert rows["content-parts"]["answer"] == f"echo: Say {token} content-parts [[fake:content-parts]]"
+    assert "\ufffd" in rows["bad-utf8"]["answer"] and "\ufffd" in rows["lone-surrogate"]["answer"]
+    assert rows["usage-string-tokens"]["_prompt_tokens"] > 0
+    assert rows["usage-na"]["_prompt_tokens"] is None and rows["usage-list"]["_prompt_tokens"] is None
+    assert any("x-ratelimit-remaining-requests is 0" in m["log"]["message"] for m in first.of_type("LOG")
+               if m["log"]["level"] == "WARN")  # the 3 s pause was announced
+    assert max(bought(server, token).values()) == 1
+    assert max(asked(server, token).values()) == 1  # a malformed reply is not bought again either
+    assert elapsed < FAR
+
+    again, _ = run_cli(tmp_path, "read", raw)  # the same answer cache: no answer is paid for twice
+    assert again.code == 0
+    assert all(r["_cached"] for r in again.records if r["_status"] == "ok")
+    ok_bodies = {body: n for body, n in bought(server, token).items() if not any(m in body for m in PLAIN_BAD)}
+    assert len(ok_bodies) == 1 + len(PLAIN_OK) and max(ok_bodies.values()) == 1
+
+
+def test_stream_forms_are_read_right_and_bought_once(server: str, tmp_path: Path) -> None:
+    token = "stream-forms"
+    run, elapsed = run_cli(tmp_path, "read", config(server, rows_for(token, STREAM_OK), stream=True))
+    assert run.code == 0, run.stdout[-2000:]
+    for mode, row in by_mode(run).items():
+        assert row["_status"] == "ok", (mode, row)
+        expected = f"echo: Say {row['text']}"
+        if mode in ("bad-utf8", "lone-surrogate"):
+            assert row["answer"] == expected.replace("echo", "ech\ufffd", 1), mode
+        else:
+            assert row["answer"] == expected, mode
+    assert max(bought(server, token).values()) == 1
+    assert max(asked(server, token).values()) == 1
+    assert elapsed < FAR
+
+
+def test_prompt_tokens_as_text_reach_a_parquet_file_as_integers(server: str, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    target = tmp_path / "out.parquet"
+    rows = rows_for("parquet-usage", ["usage-string-tokens", "usage-na"])
+    run, _ = run_cli(tmp_path, "run", config(server, rows), "--output", str(target))
+    assert run.code == 0, run.stderr
+    table = pq.read_table(target).to_pylist()
+    assert [r["_status"] for r in table] == ["ok"] * 3
+    assert isinstance(table[1]["_prompt_tokens"], int) and table[2]["_prompt_tokens"] is None
+
+
+# Hangs: every attempt ends at its deadline, and the row says timeout ---------------------------
+
+
+@pytest.mark.parametrize(("mode", "stream"), [("trickle-json", False), ("keepalive-stream", True),
+                                              ("hang", False)])
+def test_a_server_that_never_finishes_ends_at_the_deadline_as_timeout(server: str, tmp_path: Path, mode: str,
+                                                                      stream: bool) -> None:
+    token = f"deadline-{mode}"
+    raw = config(server, rows_for(token, [mode]), stream=stream, timeout=1, max_retries=1)
+    run, elapsed = run_cli(tmp_path, "read", raw)
+    assert run.code == 0, run.stdout[-2000:]
+    row = by_mode(run)[mode]
+    assert (row["_status"], row["_error_class"], row["_attempts"]) == ("error", "timeout", 2), row
+    assert "within 1 s" in row["_error"]
+    assert [n for body, n in asked(server, token).items() if f"[[fake:{mode}]]" in body] == [2]
+    assert elapsed < FAR  # unbounded before: a trickle or keep-alive held the sync forever
+
+
+def test_check_probes_have_the_same_deadline(server: str, tmp_path: Path) -> None:
+    raw = config(server, [f"check [[fake:{'trickle-json'}]]"], timeout=1)
+    run, elapsed = run_cli(tmp_path, "check", raw)
+    assert run.code == 0
+    status = run.of_type("CONNECTION_STATUS")[0]["connectionStatus"]
+    assert status["status"] == "FAILED" and "Timeout" in status["message"]
+    assert elapsed < FAR
+
+
+# Waits the endpoint asks for: capped, announced, and beyond the cap a resumable stop ------------
+
+
+@pytest.mark.parametrize(("mode", "done_before"), [
+    ("ratelimited-retry-after-3600", 3), ("ratelimited-retry-after-1e400", 3),
+    ("ratelimited-retry-after-ms-1e12", 3), ("budget-exhausted-1h", 4),
+])
+def test_a_wait_beyond_max_wait_seconds_ends_the_sync_resumably(server: str, tmp_path: Path, mode: str,
+                                                                 done_before: int) -> None:
+    token = f"pause-{mode}"
+    texts = [f"{token} {i}" for i in range(3)] + [f"{token} [[fake:{mode}]]"] + [f"{token} after {i}" for i in range(3)]
+    run, elapsed = run_cli(tmp_path, "read", config(server, texts, concurrency=1))
+    assert run.code == 1
+    [error] = run.trace_errors
+    assert error["failure_type"] == "transient_error"
+    assert "max_wait_seconds (300 s)" in error["message"] and "Run it again" in error["message"]
+    states = run.of_type("STATE")
+    assert states and states[-1]["state"]["stream"]["stream_state"]["position"] == done_before  # resumable from here
+    assert len(run.records) == done_before
+    assert run.messages.index(states[-1]) < run.messages.index(run.of_type("TRACE")[-1])
+    assert sum(bought(server, token).values()) == done_before  # nothing after the stop was asked for
+    assert elapsed < FAR  # not an hour
+
+
+# Crashes: clear messages, never a traceback ---------------------------------------------------
+
+
+def test_a_key_with_a_trailing_newline_works_and_says_so(server: str, tmp_path: Path) -> None:
+    run, _ = run_cli(tmp_path, "check", {**config(server, ["hello"]), "api_key": KEY + "\n"})
+    assert run.code == 0
+    assert run.of_type("CONNECTION_STATUS")[0]["connectionStatus"]["status"] == "SUCCEEDED"
+    assert any("api_key ended with a line break" in m["log"]["message"] for m in run.of_type("LOG"))
+
+
+@pytest.mark.parametrize(("extra", "field"), [({"headers": {"X-Tenant": "acme\r\nX-Evil: 1"}}, "headers"),
+                                              ({"api_key": "sk-one\nsk-two"}, "api_key")])
+def test_line_breaks_inside_header_values_are_refused_naming_the_field(server: str, tmp_path: Path,
+                                                                       extra: dict[str, Any], field: str) -> None:
+    run, _ = run_cli(tmp_path, "check", {**config(server, ["hello"]), **extra})
+    assert run.code == 0
+    status = run.of_type("CONNECTION_STATUS")[0]["connectionStatus"]
+    assert status["status"] == "FAILED" and f"{field}: " in status["message"] and "line break" in status["message"]
+    assert "acme" not in status["message"] and "sk-one" not in status["message"]
+
+
+def test_read_into_a_full_disk_is_a_clear_error(server: str, tmp_path: Path) -> None:
+    with open("/dev/full", "wb", buffering=0) as full:
+        run, _ = run_cli(tmp_path, "read", config(server, ["full disk"]), out=full)
+    assert run.code == 1
+    assert "cannot write to standard output: No space left on device" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_run_into_a_full_disk_is_a_clear_error(server: str, tmp_path: Path) -> None:
+    with open("/dev/full", "wb", buffering=0) as full:
+        run, _ = run_cli(tmp_path, "run", config(server, ["full disk"]), "--output", "-", out=full)
+    assert run.code == 1
+    assert "cannot write standard output: No space left on device" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+class _BrokenStdin(io.BytesIO):
+    """Standard input whose producer fails in a way the reader does not expect."""
+
+    def __next__(self) -> bytes:
+        raise RuntimeError("the pipe's producer crashed")
+
+
+def test_an_unexpected_error_reading_stdin_ends_the_run_instead_of_hanging(server: str, tmp_path: Path) -> None:
+    raw = {**config(server, []), "input": {"path": "-", "format": "jsonl", "columns": {"text": "string"}}}
+    run, elapsed = run_cli(tmp_path, "run", raw, "--output", str(tmp_path / "x.jsonl"), stdin=_BrokenStdin())
+    assert run.code == 1
+    assert "reading standard input failed: the pipe's producer crashed" in run.stderr
+    assert elapsed < FAR
+
+
+class _BrokenOutput(io.BytesIO):
+    """An output stream that fails in a way no layer of the connector expects."""
+
+    def write(self, _data: Any) -> int:
+        raise RuntimeError("the terminal went away oddly")
+
+
+def test_run_reports_an_unexpected_error_in_one_line(server: str, tmp_path: Path) -> None:
+    run, _ = run_cli(tmp_path, "run", config(server, ["dry"]), "--dry-run", out=_BrokenOutput())
+    assert run.code == 1
+    assert "internal error in source-openai-compatible (RuntimeError: the terminal went away oddly)" in run.stderr
+    assert "please report it" in run.stderr and "Traceback" not in run.stderr
+
+
+# Local resources: a low open-files limit shrinks the pool instead of failing rows --------------
+
+
+def test_a_low_open_files_limit_sizes_the_pool_and_fails_no_row(tmp_path: Path) -> None:
+    """As a process of its own: the limit is the process's. Before, with max_retries 0, every
+    request past the limit failed its row with "Too many open files"."""
+    import resource
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    limit = 160
+    rows = [{"text": f"fd row {i}"} for i in range(400)]
+    with spawn("--api-key", KEY, "--models", "fake-model", "--latency-ms", "300") as (url, _pid):
+        raw = {**config(url, []), "input": {"rows": rows}, "concurrency": 1024, "max_retries": 0}
+        (tmp_path / "config.json").write_text(json.dumps(raw))
+        (tmp_path / "catalog.json").write_text(json.dumps(catalog_for()))
+        proc = subprocess.run(
+            [sys.executable, "-m", "connector", "read", "--config", str(tmp_path / "config.json"),
+             "--catalog", str(tmp_path / "catalog.json")],
+            cwd=ROOT, capture_output=True, text=True, timeout=FAR * 2, stdin=subprocess.DEVNULL,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
+    messages = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    records = [m["record"]["data"] for m in messages if m["type"] == "RECORD"]
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert [r["_status"] for r in records] == ["ok"] * len(rows)
+    warnings = [m["log"]["message"] for m in messages if m["type"] == "LOG" and m["log"]["level"] == "WARN"]
+    assert any(f"may open only {limit} files" in w and "running 96 requests at once" in w for w in warnings)
