@@ -24,6 +24,7 @@ from connector.answers.columns import ExtraOutputs
 from connector.answers.extract import CONTENT_PATH, ResponseExtractor, dig
 from connector.answers.records import ROW_NUMBER, empty_meta
 from connector.config.model import SourceConfig
+from connector.dialects.replies import token_count
 from connector.endpoint.classify import classify, is_quota, is_unknown_model
 from connector.endpoint.client import Completion, EndpointClient
 from connector.endpoint.limits import TokenEstimator
@@ -198,7 +199,7 @@ class RowEnricher:
 
     def _spend(self, spent: _Spent, body: Mapping[str, Any], completion: Completion, batch: bool = False) -> None:
         usage = completion.reply.get("usage") or {}
-        prompt, output = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+        prompt, output = token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens"))
         spent.paid += 1
         spent.prompt_tokens += prompt or 0
         spent.completion_tokens += output or 0
@@ -250,8 +251,8 @@ class RowEnricher:
             completion_tokens: int | None = spent.completion_tokens
         else:  # from the cache or shared with an identical row: what that answer had used
             usage = reply.get("usage") or {}
-            prompt_tokens = _count(usage.get("prompt_tokens"))
-            completion_tokens = _count(usage.get("completion_tokens"))
+            prompt_tokens = token_count(usage.get("prompt_tokens"))
+            completion_tokens = token_count(usage.get("completion_tokens"))
         completion = answer.completion
         data.update(
             _status=status,
@@ -378,11 +379,6 @@ class RowEnricher:
         if not prices or (str(body.get("model")) not in prices and "*" not in prices and not spent.cost):
             return None
         return spent.cost
-
-
-def _count(value: Any) -> int | None:
-    """A token count from a reply's usage, or None when the server sent none (or nonsense)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _is_blank(value: Any) -> bool:
