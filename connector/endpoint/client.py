@@ -35,7 +35,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from connector import errors
 from connector.config.model import SourceConfig
@@ -45,7 +44,7 @@ from connector.dialects.replies import normalise
 from connector.endpoint.classify import is_quota
 from connector.endpoint.limits import Limiter, SpendBudget, TokenEstimator, WaitCap
 from connector.endpoint.sse import SSEParser
-from connector.endpoint.transport import Response, Transport
+from connector.endpoint.transport import Response, Transport, origin
 from connector.jsonbytes import dumps
 
 T = TypeVar("T")
@@ -98,11 +97,6 @@ async def _within(seconds: float, work: Awaitable[T]) -> T:
         async with asyncio.timeout(seconds):
             return await work
     return await asyncio.wait_for(work, seconds)
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _answers_whole(headers: Mapping[str, str], first: bytes) -> bool:
@@ -255,7 +249,7 @@ class EndpointClient:
             raise
 
     def _deadline_passed(self, url: str) -> errors.ReadTimeout:
-        return errors.ReadTimeout(f"{_origin(url)} did not answer completely within {self._timeout:g} s "
+        return errors.ReadTimeout(f"{origin(url)} did not answer completely within {self._timeout:g} s "
                                   "(timeout, the limit for a whole request)")
 
     async def _attempt(self, prepared: Prepared, payload: bytes) -> Completion:
@@ -372,7 +366,7 @@ class EndpointClient:
 
 def _why(exc: errors.HTTPStatusError, url: str) -> str:
     """What a Retry-After wait is for, in a notice."""
-    return f"Retry-After on a {exc.status} from {_origin(url)}"
+    return f"Retry-After on a {exc.status} from {origin(url)}"
 
 
 # What reading a reply of an unexpected shape raises (JSON errors are BadReply already).

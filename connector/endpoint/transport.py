@@ -85,16 +85,16 @@ def _translate_aiohttp(exc: BaseException, url: str, timeout: float) -> errors.T
     if local is not None:
         return local
     if isinstance(exc, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError, ssl.SSLError)):
-        return errors.TLSFailed(f"TLS handshake with {_origin(url)} failed: {exc}")
+        return errors.TLSFailed(f"TLS handshake with {origin(url)} failed: {exc}")
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return errors.ConnectTimeout(f"connecting to {_origin(url)} took longer than {timeout:g} s")
+        return errors.ConnectTimeout(f"connecting to {origin(url)} took longer than {timeout:g} s")
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
-        return errors.ReadTimeout(f"{_origin(url)} did not answer within {timeout:g} s (timeout)")
+        return errors.ReadTimeout(f"{origin(url)} did not answer within {timeout:g} s (timeout)")
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return errors.ConnectFailed(f"cannot connect to {_origin(url)}: {exc.os_error.strerror or exc}")
+        return errors.ConnectFailed(f"cannot connect to {origin(url)}: {exc.os_error.strerror or exc}")
     if isinstance(exc, aiohttp.InvalidURL):
         return errors.ConnectFailed(f"invalid URL {url}")
-    return errors.StreamBroken(f"connection to {_origin(url)} broke: {type(exc).__name__}: {exc}")
+    return errors.StreamBroken(f"connection to {origin(url)} broke: {type(exc).__name__}: {exc}")
 
 
 async def _note_reuse(_session: Any, context: Any, _params: Any) -> None:
@@ -102,11 +102,12 @@ async def _note_reuse(_session: Any, context: Any, _params: Any) -> None:
         context.trace_request_ctx["reused"] = True
 
 
-def _origin(url: str) -> str:
+def origin(url: str) -> str:
+    """``scheme://host:port`` of a URL, for messages (path, query and credentials left out)."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 class AiohttpTransport:
@@ -199,15 +200,15 @@ def _translate_httpx(exc: BaseException, url: str, timeout: float) -> errors.Tra
     if local is not None:
         return local
     if isinstance(exc, httpx.ConnectTimeout):
-        return errors.ConnectTimeout(f"connecting to {_origin(url)} took longer than {timeout:g} s")
+        return errors.ConnectTimeout(f"connecting to {origin(url)} took longer than {timeout:g} s")
     if isinstance(exc, httpx.TimeoutException):
-        return errors.ReadTimeout(f"{_origin(url)} did not answer within {timeout:g} s (timeout)")
+        return errors.ReadTimeout(f"{origin(url)} did not answer within {timeout:g} s (timeout)")
     if isinstance(exc, httpx.ConnectError):
         text = str(exc)
         if "SSL" in text or "certificate" in text.lower():
-            return errors.TLSFailed(f"TLS handshake with {_origin(url)} failed: {text}")
-        return errors.ConnectFailed(f"cannot connect to {_origin(url)}: {text}")
-    return errors.StreamBroken(f"connection to {_origin(url)} broke: {type(exc).__name__}: {exc}")
+            return errors.TLSFailed(f"TLS handshake with {origin(url)} failed: {text}")
+        return errors.ConnectFailed(f"cannot connect to {origin(url)}: {text}")
+    return errors.StreamBroken(f"connection to {origin(url)} broke: {type(exc).__name__}: {exc}")
 
 
 class HttpxTransport:
