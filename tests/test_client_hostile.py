@@ -52,7 +52,7 @@ async def test_a_json_body_trickled_byte_by_byte_ends_at_the_deadline_as_timeout
         await client.complete(BODY)
     assert classify(info.value) == "timeout"
     assert info.value.attempts == 2 and len(rec.requests) == 2 and len(sleeps.delays) == 1
-    assert "did not answer completely within 0.3 s" in info.value.message
+    assert "did not answer within 0.3 s (timeout: the deadline for the whole answer)" in info.value.message
 
 
 async def test_a_stream_kept_alive_with_comments_ends_at_the_deadline_as_timeout() -> None:

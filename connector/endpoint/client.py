@@ -249,8 +249,8 @@ class EndpointClient:
             raise
 
     def _deadline_passed(self, url: str) -> errors.ReadTimeout:
-        return errors.ReadTimeout(f"{origin(url)} did not answer completely within {self._timeout:g} s "
-                                  "(timeout, the limit for a whole request)")
+        return errors.ReadTimeout(f"{origin(url)} did not answer within {self._timeout:g} s "
+                                  "(timeout: the deadline for the whole answer)")
 
     async def _attempt(self, prepared: Prepared, payload: bytes) -> Completion:
         dialect, url = self._dialect, prepared.url
