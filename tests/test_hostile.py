@@ -208,8 +208,12 @@ def test_a_wait_beyond_max_wait_seconds_ends_the_sync_resumably(server: str, tmp
 def test_a_key_with_a_trailing_newline_works_and_says_so(server: str, tmp_path: Path) -> None:
     run, _ = run_cli(tmp_path, "check", {**config(server, ["hello"]), "api_key": KEY + "\n"})
     assert run.code == 0
-    assert run.of_type("CONNECTION_STATUS")[0]["connectionStatus"]["status"] == "SUCCEEDED"
-    assert any("api_key ended with a line break" in m["log"]["message"] for m in run.of_type("LOG"))
+    status = run.of_type("CONNECTION_STATUS")[0]["connectionStatus"]
+    assert status["status"] == "SUCCEEDED" and "Note: api_key ended with a line break" in status["message"]
+    read, _ = run_cli(tmp_path, "read", {**config(server, ["hello"]), "api_key": KEY + "\n"})
+    assert read.code == 0 and [r["_status"] for r in read.records] == ["ok"]
+    assert any("api_key ended with a line break" in m["log"]["message"] for m in read.of_type("LOG")
+               if m["log"]["level"] == "WARN")
 
 
 @pytest.mark.parametrize(("extra", "field"), [({"headers": {"X-Tenant": "acme\r\nX-Evil: 1"}}, "headers"),
