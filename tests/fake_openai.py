@@ -246,7 +246,7 @@ def make_app(api_key: str | None, latency_ms: float, models: list[str],
                     return _error(int(code), f"fake flaky {code}", f"fake_{code}", extra)
         if (mode := hostile_modes.mode_of(behaviours)) is not None:  # issue 12's misbehaving endpoints
             return await hostile_modes.answer(mode, request, body, _answer_text(body, behaviours),
-                                              lambda: _counted(body_key))
+                                              lambda: count_answer(body_key))
         fault, variant = draw_fault(faults, seed, body_key, REQUESTS[body_key]) if faults else (None, 0.0)
         if fault:
             STATS[f"fault_{fault}"] += 1
