@@ -143,6 +143,9 @@ def config_secrets(config: object) -> list[str]:
     url = _field(config, "url")
     if isinstance(url, str):
         found += url_secrets(url)
+    # A key read with `cat` carries a trailing newline that validation strips: mask both forms,
+    # so a message written before or after validation never shows it.
+    found += [value.strip() for value in found if value != value.strip()]
     return found
 
 

@@ -79,6 +79,13 @@ def test_the_secrets_of_a_raw_config_even_an_invalid_one() -> None:
     assert config_secrets("not a dict") == []
 
 
+def test_a_key_read_with_its_trailing_newline_is_masked_with_and_without_it() -> None:
+    """Validation strips the newline; a message made from the raw config must still mask the key."""
+    raw = {"api_key": "sk-newline-key-7\n"}
+    assert {"sk-newline-key-7\n", "sk-newline-key-7"} <= set(config_secrets(raw))
+    assert "sk-newline-key-7" not in Redactor(config_secrets(raw))("401 for key sk-newline-key-7 at /v1")
+
+
 def test_the_validated_config_has_the_same_secrets_as_its_raw_form() -> None:
     raw = {"url": "https://gw.example.com/v1?key=url-query-key-7", "api_key": "sk-raw-key-7",
            "headers": {"X-Tenant": "header-value-7"}, "model": "m", "prompt": "{{t}}",
