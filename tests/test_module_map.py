@@ -18,7 +18,11 @@ def map_sections() -> dict[str, str]:
     sections: dict[str, list[str]] = {"": []}
     current = ""
     for line in block.splitlines()[1:]:
-        if not line.startswith("  ") or line.startswith("   "):  # deeper lines belong to the current folder
+        if not line.startswith(" "):  # files outside connector/ (Dockerfile, scripts/, tests/)
+            current = "(outside)"
+            sections.setdefault(current, []).append(line)
+            continue
+        if line.startswith("   "):  # deeper lines belong to the current folder
             sections[current].append(line)
             continue
         first = line.split()[0]
