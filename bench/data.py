@@ -105,20 +105,20 @@ def write_bodies(config: dict[str, Any], out: Path, limit: int | None = None) ->
     import orjson
 
     from connector.config.load import load_config
-    from connector.dialects.openai_chat import RequestBuilder
+    from connector.dialects import dialect_for
     from connector.requests.templates import RequestTemplate
     from connector.rows.files import InputTable
 
     parsed = load_config(config)
-    template = RequestTemplate.from_config(parsed)
-    builder = RequestBuilder(parsed)
+    dialect = dialect_for(parsed)  # the run's one dialect builds the bodies, as in a read
+    template = RequestTemplate.from_config(parsed, dialect.conversation_key)
     written = 0
     with out.open("wb") as f:
         for batch in InputTable(parsed.input).batches():
             for row in batch:
                 if limit is not None and written >= limit:
                     return written
-                f.write(orjson.dumps(builder.build(template.render(row))) + b"\n")
+                f.write(orjson.dumps(dialect.build(template.render(row))) + b"\n")
                 written += 1
     return written
 
