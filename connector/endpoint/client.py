@@ -62,7 +62,7 @@ class Completion:
     headers: Mapping[str, str] | None = None
 
 
-def retry_after_seconds(headers: Any) -> float | None:
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     """Seconds the server asks us to wait, from ``retry-after-ms`` or ``retry-after``."""
     millis = headers.get("retry-after-ms")
     if millis:
@@ -204,7 +204,7 @@ class EndpointClient:
         overloaded = clean = unsent = False
         retry_after: float | None = None
         why = ""
-        headers: Any = None
+        headers: Mapping[str, str] | None = None
         actual: int | None = None
         reserved: int | None = None
         try:

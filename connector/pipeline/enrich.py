@@ -153,7 +153,7 @@ class RowEnricher:
         error: tuple[str, str] | None = None
         passed_over: list[str] = []
         spent = _Spent()
-        tried: Any = None
+        tried: object = None  # the last model asked (a body's model is whatever JSON the template gave)
         for model in [body.get("model"), *self._fallbacks]:
             asked = body if model == body.get("model") else {**body, "model": model}
             window = self._windows.get(str(model)) if model else None

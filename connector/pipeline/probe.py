@@ -240,7 +240,7 @@ def _path_notes(config: SourceConfig, reply: dict[str, Any]) -> list[str]:
     return [f"{finding}{why}." for finding in findings]
 
 
-def _model_notes(sent: Any, models: list[str] | None) -> list[str]:
+def _model_notes(sent: object, models: list[str] | None) -> list[str]:
     """A note when the model sent is not among the models the endpoint lists."""
     if not models or not isinstance(sent, str) or sent in models:
         return []
