@@ -30,6 +30,9 @@ _UNKNOWN_MODEL = re.compile(
     re.IGNORECASE,
 )
 _CONTENT_FILTER = re.compile(r"content[_ ]filter|content management policy|safety|responsible ?ai", re.IGNORECASE)
+# A key refused with a 400 (docs/COMPATIBILITY.md): LiteLLM's proxy with a master_key and no
+# database answers every other key with 400 "No connected db." (type no_db_connection).
+_REJECTED_KEY_400 = re.compile(r"no_db_connection|No connected db")
 
 
 def classify(exc: errors.EndpointError) -> str:
@@ -37,7 +40,7 @@ def classify(exc: errors.EndpointError) -> str:
     if isinstance(exc, errors.HTTPStatusError):
         body = exc.body or exc.message
         status = exc.status
-        if status in (401, 403):
+        if rejects_key(status, body):
             return "auth"
         if _QUOTA.search(body) and status in (402, 403, 429):
             return "quota"
@@ -59,6 +62,16 @@ def classify(exc: errors.EndpointError) -> str:
     if isinstance(exc, errors.TransportError):
         return "connection"
     return "bad_reply"
+
+
+def rejects_key(status: int, body: str) -> bool:
+    """A non-2xx answer that refuses the key: 401/403, or a gateway's 400 that says so."""
+    return status in (401, 403) or (status == 400 and bool(_REJECTED_KEY_400.search(body)))
+
+
+def is_rejected_key(exc: errors.EndpointError) -> bool:
+    """The endpoint refused the key, whatever status it says so with."""
+    return isinstance(exc, errors.HTTPStatusError) and rejects_key(exc.status, exc.body or exc.message)
 
 
 def is_unknown_model(exc: errors.EndpointError) -> bool:

@@ -41,7 +41,7 @@ from connector.config.model import SourceConfig
 from connector.dialects import Dialect, Prepared, dialect_for
 from connector.dialects.openai_chat import Reply, error_message
 from connector.dialects.replies import normalise
-from connector.endpoint.classify import is_quota
+from connector.endpoint.classify import is_quota, rejects_key
 from connector.endpoint.limits import Limiter, SpendBudget, TokenEstimator, WaitCap
 from connector.endpoint.sse import SSEParser
 from connector.endpoint.transport import Response, Transport, origin
@@ -63,13 +63,18 @@ class Completion:
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """Seconds the server asks us to wait, from ``retry-after-ms`` or ``retry-after``."""
+    """Seconds the server asks us to wait, from ``retry-after-ms`` or ``retry-after``.
+
+    LiteLLM's proxy sends its own 429s (a model group over its ``rpm``) with no
+    ``Retry-After`` but ``llm_provider-retry-after`` (the seconds until its window
+    frees up), so that name counts too when the standard ones are absent.
+    """
     millis = headers.get("retry-after-ms")
     if millis:
         seconds = _number(millis)
         if seconds is not None:
             return seconds / 1000
-    value = headers.get("retry-after")
+    value = headers.get("retry-after") or headers.get("llm_provider-retry-after")
     if not value:
         return None
     seconds = _number(value)
@@ -126,6 +131,7 @@ def http_error(
             "(redirects are not followed, so the key is never sent to another host)",
             status=status,
         )
+    text = body.decode("utf-8", "replace")
     meaning = {
         401: "API key rejected",
         403: "access forbidden (key lacks permission for this model or endpoint)",
@@ -133,12 +139,13 @@ def http_error(
         408: "request timeout",
         413: "request body too large for the server; shorten this row's input or raise the server's body limit",
         429: "rate limited",
-    }.get(status, "server error" if status >= 500 else "request rejected")
+    }.get(status) or ("API key rejected" if rejects_key(status, text) else  # a gateway's 400 (LiteLLM)
+                      "server error" if status >= 500 else "request rejected")
     error = errors.HTTPStatusError(
         f"{meaning} ({status}) at {where}: {detail}",
         status=status,
         retry_after=retry_after_seconds(headers),
-        body=body.decode("utf-8", "replace"),
+        body=text,
     )
     if is_quota(error):
         error.retryable = False  # a 429 that means "out of credit" does not pass with waiting

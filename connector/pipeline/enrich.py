@@ -25,7 +25,7 @@ from connector.answers.extract import CONTENT_PATH, ResponseExtractor, dig
 from connector.answers.records import ROW_NUMBER, empty_meta
 from connector.config.model import SourceConfig
 from connector.dialects.replies import token_count
-from connector.endpoint.classify import classify, is_quota, is_unknown_model
+from connector.endpoint.classify import classify, is_quota, is_rejected_key, is_unknown_model
 from connector.endpoint.client import Completion, EndpointClient
 from connector.endpoint.limits import TokenEstimator
 from connector.requests.templates import RequestTemplate
@@ -45,11 +45,12 @@ def fatal(cause: errors.EndpointError) -> errors.FatalEndpointError:
 
 
 def is_fatal(exc: errors.EndpointError) -> bool:
-    """3xx (URL moved), 401/403 (key), 404 (URL or model), a gateway's unknown-model 400, quota:
-    retrying other rows cannot help."""
+    """3xx (URL moved), a rejected key (401/403, a gateway's 400), 404 (URL or model), a gateway's
+    unknown-model 400, quota: retrying other rows cannot help."""
     if not isinstance(exc, errors.HTTPStatusError):
         return False
-    return exc.status in (401, 403, 404) or 300 <= exc.status < 400 or is_quota(exc) or is_unknown_model(exc)
+    return (exc.status == 404 or 300 <= exc.status < 400 or is_rejected_key(exc) or is_quota(exc)
+            or is_unknown_model(exc))
 
 
 class _Spent:

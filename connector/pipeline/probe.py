@@ -23,7 +23,7 @@ from connector.answers.paths import unmatched
 from connector.answers.records import META_COLUMNS
 from connector.config.address import Address
 from connector.config.model import CHAT_PATH, SourceConfig
-from connector.endpoint.classify import is_unknown_model
+from connector.endpoint.classify import is_rejected_key, is_unknown_model
 from connector.endpoint.client import EndpointClient
 from connector.endpoint.transport import Transport
 from connector.jsonbytes import dumps
@@ -152,7 +152,7 @@ def explain(exc: errors.EndpointError, config: SourceConfig, models: list[str] |
     """What went wrong, in the terms of the config (``url``: where the request went, if not chat_url)."""
     host = urlsplit(url or config.chat_url).netloc
     if isinstance(exc, errors.HTTPStatusError):
-        if exc.status in (401, 403):
+        if is_rejected_key(exc):
             hint = "set api_key" if config.api_key is None else "check api_key"
             return f"API key rejected ({exc.status}) by {host}: {hint}. Server said: {_detail(exc)}"
         if is_unknown_model(exc) or (exc.status == 404 and "model" in exc.body.lower()):
@@ -198,7 +198,7 @@ async def run_check(config: SourceConfig, client: EndpointClient, transport: Tra
     try:
         models = await client.list_models()
     except errors.HTTPStatusError as exc:
-        if exc.status in (401, 403):
+        if is_rejected_key(exc):
             raise errors.CheckFailed(explain(exc, config, None, client.url)) from exc
         # Any other /models failure is not decisive: the completion below is.
     except errors.EndpointError as exc:
