@@ -137,7 +137,7 @@ async def test_responses_request_url_headers_and_body() -> None:
         "input": [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Review: great"}],
         "max_output_tokens": 50, "temperature": 0.2, "reasoning": {"effort": "low"}, "user": "u-1",
         "metadata": {"job": "reviews"}, "top_logprobs": 2, "include": ["message.output_text.logprobs"],
-        "store": False,
+        "store": False, "stream": False,  # said, not implied: transformers serve streams when it is omitted
     }
 
 

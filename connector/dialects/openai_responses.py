@@ -20,6 +20,7 @@ import orjson
 
 from connector.config.output_schema import SCHEMA_NAME, strict_compatible
 from connector.dialects.base import (
+    Prepared,
     Reply,
     chat_reply,
     chat_tools,
@@ -79,6 +80,13 @@ class ResponsesDialect(ChatDialect):
 
     def stream_fields(self) -> dict[str, Any]:
         return {}
+
+    def prepare(self, body: Mapping[str, Any]) -> Prepared:
+        prepared = super().prepare(body)
+        # Said out loud on the wire only (cache keys stay as they were): `transformers serve`
+        # streams /v1/responses when "stream" is omitted, as OpenAI's default is false.
+        prepared.body.setdefault("stream", False)
+        return prepared
 
     def probe_body(self, body: Mapping[str, Any]) -> dict[str, Any]:
         out = dict(body)
