@@ -9,8 +9,10 @@ COMPAT_VENV := .venv-compat
 COMPAT_STAMP := $(COMPAT_VENV)/.installed
 SCALE_VENV := .venv-scale
 SCALE_STAMP := $(SCALE_VENV)/.installed
+LITELLM_VENV := .venv-litellm
+LITELLM_STAMP := $(LITELLM_VENV)/.installed
 
-.PHONY: install local-llm compat scale container test test-fast demo bench lint spec clean
+.PHONY: install local-llm compat scale container litellm test test-fast demo bench lint spec clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,7 +53,19 @@ scale: $(SCALE_STAMP)
 container:
 	scripts/container_image.sh build
 
-test: install local-llm compat scale container
+# LiteLLM's proxy (the gateway of tests/test_live_litellm.py) in its own venv too. 1.108.7 is
+# the newest whose [proxy] extra resolves from the package index (checked 2026-11-26): 1.108.8
+# to 1.109.x pin litellm-enterprise / litellm-proxy-extras versions it does not have, 1.110
+# a litellm-proxy package it does not have. ~1 min, ~750 MB.
+$(LITELLM_STAMP): Makefile
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install -q --upgrade pip
+	$(LITELLM_VENV)/bin/pip install -q 'litellm[proxy]==1.108.7'
+	touch $(LITELLM_STAMP)
+
+litellm: $(LITELLM_STAMP)
+
+test: install local-llm compat scale container litellm
 	$(BIN)/ruff check connector tests
 	$(BIN)/python -m connector.config.specification --check
 	$(BIN)/python -m pytest -q
@@ -73,4 +87,4 @@ spec: install
 	$(BIN)/python -m connector.config.specification
 
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV) $(SCALE_VENV) .pytest_cache
+	rm -rf $(VENV) $(COMPAT_VENV) $(SCALE_VENV) $(LITELLM_VENV) .pytest_cache

@@ -10,7 +10,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -23,13 +22,10 @@ import httpx
 import pytest
 
 from connector.endpoint.transport import HttpxTransport
+from tests.servers import start_llama_cpp
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "connector"]
-# Where scripts/local_llm.sh keeps the built server, fixed at import time: tests move
-# XDG_CACHE_HOME (a private answer cache each), which the script would follow otherwise.
-REALEP_DIR = os.environ.get("REALEP_DIR") or os.path.join(
-    os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "local-llm")
 FAKE_KEY = "sk-fake-test-key-0123456789"
 LIVE_KEY = "sk-live-test-key-0123456789"
 
@@ -74,27 +70,14 @@ def fake_server() -> Iterator[Server]:
         proc.wait(timeout=10)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The real llama.cpp server with SmolLM2-135M, installed and started by scripts/local_llm.sh."""
-    workdir = tmp_path_factory.mktemp("llm")
-    port = _free_port()
-    env = {**os.environ, "PORT": str(port), "API_KEY": LIVE_KEY, "REALEP_DIR": REALEP_DIR,
-           "PIDFILE": str(workdir / "server.pid"), "LOG": str(workdir / "server.log")}
-    started = subprocess.run([str(ROOT / "scripts" / "local_llm.sh"), "start"], env=env,
-                             capture_output=True, text=True, timeout=3600)
-    assert started.returncode == 0, f"local llama.cpp server failed to start:\n{started.stderr[-3000:]}"
-    pid = int((workdir / "server.pid").read_text())
+    started = start_llama_cpp(tmp_path_factory.mktemp("llm"), LIVE_KEY)
     try:
-        yield Server(f"http://127.0.0.1:{port}/v1", LIVE_KEY, pid)
+        yield Server(started.base_url, LIVE_KEY, started.pid)
     finally:
-        _stop(pid)
+        _stop(started.pid)
 
 
 @dataclass
@@ -158,6 +141,18 @@ def run_connector(args: list[str]) -> Run:
     stdout = out.getvalue().decode()
     messages = [json.loads(line) for line in stdout.splitlines() if line.strip()]
     return Run(code, messages, stdout, err.getvalue())
+
+
+def run_command(workdir: Path, name: str, command: str, config: dict[str, Any], timeout: float = 300) -> Run:
+    """``check`` or ``read`` (with the default catalog) with ``config`` written to ``workdir/<name>.json``."""
+    config_path = workdir / f"{name}.json"
+    config_path.write_text(json.dumps(config))
+    args = [command, "--config", str(config_path)]
+    if command == "read":
+        catalog_path = workdir / "catalog.json"
+        catalog_path.write_text(json.dumps(catalog_for()))
+        args += ["--catalog", str(catalog_path)]
+    return run_cli(args, timeout=timeout)
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REALEP_DIR, ROOT, _free_port
+from tests.conftest import ROOT
+from tests.servers import REALEP_DIR, free_port
 
 SCRIPTS = ROOT / "scripts"
 
@@ -98,8 +99,8 @@ def test_a_model_that_calls_everything_positive_scores_what_the_constant_answer_
 @pytest.mark.live
 def test_the_demo_says_the_local_model_is_poor_and_how_to_use_a_real_endpoint(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "MODEL")}
-    env.update({"DEMO_ROWS": "6", "PORT": str(_free_port()), "OUT": str(tmp_path / "out"),
-                "REALEP_DIR": REALEP_DIR, "PY": sys.executable})
+    env.update({"DEMO_ROWS": "6", "PORT": str(free_port()), "OUT": str(tmp_path / "out"),
+                "REALEP_DIR": str(REALEP_DIR), "PY": sys.executable})
     proc = subprocess.run([str(SCRIPTS / "demo.sh")], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

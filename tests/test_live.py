@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Run, Server, catalog_for, run_cli, sample_reviews
+from tests.conftest import Run, Server, run_command, sample_reviews
 
 pytestmark = pytest.mark.live
 
@@ -61,17 +61,6 @@ def make_config(server: Server, sample: Path, **extra: Any) -> dict[str, Any]:
     }
 
 
-def run(workdir: Path, name: str, command: str, config: dict[str, Any]) -> Run:
-    config_path = workdir / f"{name}.json"
-    config_path.write_text(json.dumps(config))
-    args = [command, "--config", str(config_path)]
-    if command == "read":
-        catalog_path = workdir / "catalog.json"
-        catalog_path.write_text(json.dumps(catalog_for()))
-        args += ["--catalog", str(catalog_path)]
-    return run_cli(args, timeout=300)
-
-
 def status_of(result: Run) -> dict[str, Any]:
     [message] = result.of_type("CONNECTION_STATUS")
     return dict(message["connectionStatus"])
@@ -81,7 +70,7 @@ def status_of(result: Run) -> dict[str, Any]:
 
 
 def test_check_succeeds_with_the_right_key(live_server: Server, sample: Path, workdir: Path) -> None:
-    result = run(workdir, "check_ok", "check", make_config(live_server, sample))
+    result = run_command(workdir, "check_ok", "check", make_config(live_server, sample))
     assert result.code == 0
     status = status_of(result)
     assert status["status"] == "SUCCEEDED", status
@@ -91,7 +80,7 @@ def test_check_succeeds_with_the_right_key(live_server: Server, sample: Path, wo
 def test_check_fails_with_a_wrong_key_and_never_shows_it(
     live_server: Server, sample: Path, workdir: Path
 ) -> None:
-    result = run(workdir, "check_401", "check", make_config(live_server, sample, api_key=WRONG_KEY))
+    result = run_command(workdir, "check_401", "check", make_config(live_server, sample, api_key=WRONG_KEY))
     assert result.code == 0, "check reports bad credentials as FAILED with exit code 0"
     status = status_of(result)
     assert status["status"] == "FAILED"
@@ -107,7 +96,7 @@ def test_check_without_v1_suggests_the_chat_completions_url(
     check passes (verified: 200 at /chat/completions, 404 "File Not Found" at /api/...);
     the message still points at the URL that works on every server, once it has answered."""
     root = live_server.base_url.removesuffix("/v1")
-    result = run(workdir, "check_no_v1", "check", make_config(live_server, sample, url=root))
+    result = run_command(workdir, "check_no_v1", "check", make_config(live_server, sample, url=root))
     status = status_of(result)
     assert status["status"] == "SUCCEEDED", status
     assert "url has no /v1" in status["message"]
@@ -118,7 +107,7 @@ def test_check_with_a_wrong_path_prefix_fails_with_404(
     live_server: Server, sample: Path, workdir: Path
 ) -> None:
     root = live_server.base_url.removesuffix("/v1")
-    result = run(workdir, "check_404", "check", make_config(live_server, sample, url=f"{root}/api"))
+    result = run_command(workdir, "check_404", "check", make_config(live_server, sample, url=f"{root}/api"))
     status = status_of(result)
     assert status["status"] == "FAILED", status
     assert "404" in status["message"]
@@ -130,12 +119,12 @@ def test_check_with_a_wrong_path_prefix_fails_with_404(
 
 @pytest.fixture(scope="module")
 def plain_run(live_server: Server, sample: Path, workdir: Path) -> Run:
-    return run(workdir, "plain", "read", make_config(live_server, sample))
+    return run_command(workdir, "plain", "read", make_config(live_server, sample))
 
 
 @pytest.fixture(scope="module")
 def stream_run(live_server: Server, sample: Path, workdir: Path) -> Run:
-    return run(workdir, "stream", "read", make_config(live_server, sample, stream=True))
+    return run_command(workdir, "stream", "read", make_config(live_server, sample, stream=True))
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +144,7 @@ def json_run(live_server: Server, sample: Path, workdir: Path) -> Run:
                                                         "schema": schema}}},
         response_template={"json_columns": {"sentiment": "string"}},
     )
-    return run(workdir, "json", "read", config)
+    return run_command(workdir, "json", "read", config)
 
 
 def assert_good_read(result: Run, sample: Path) -> list[dict[str, Any]]:
@@ -202,7 +191,7 @@ def test_streaming_survives_the_server_closing_kept_alive_connections(
               "prompt": "{{text}}", "input": {"rows": rows},
               "parameters": {"max_tokens": 4, "temperature": 0, "stop": [" ", "\n"]},
               "concurrency": 4, "max_retries": 0}
-    result = run(workdir, "keepalive", "read", config)
+    result = run_command(workdir, "keepalive", "read", config)
     assert result.code == 0, result.stdout[-2000:]
     assert [r["review_id"] for r in result.records] == [row["review_id"] for row in rows]
     assert all(r["_status"] == "ok" and r["_attempts"] == 1 for r in result.records), [

@@ -20,14 +20,13 @@ shape. What this server does with the schema differs, and the tests say so:
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from connector.dialects.openai_chat import chat_schema_format
-from tests.conftest import Run, Server, catalog_for, run_cli, sample_reviews
+from tests.conftest import Run, Server, catalog_for, run_command, sample_reviews
 
 pytestmark = pytest.mark.live
 
@@ -72,26 +71,15 @@ def make_config(server: Server, sample: Path, shape: str, stream: bool, schema: 
     return config
 
 
-def run(workdir: Path, name: str, command: str, config: dict[str, Any]) -> Run:
-    config_path = workdir / f"{name}.json"
-    config_path.write_text(json.dumps(config))
-    args = [command, "--config", str(config_path)]
-    if command == "read":
-        catalog_path = workdir / "catalog.json"
-        catalog_path.write_text(json.dumps(catalog_for()))
-        args += ["--catalog", str(catalog_path)]
-    return run_cli(args, timeout=300)
-
-
 @pytest.fixture(scope="module")
 def reads(live_server: Server, workdir: Path, sample: Path) -> dict[tuple[str, bool, bool], Run]:
     """Every (shape, stream, schema) read once; the tests below look at them."""
     out = {}
     for shape, stream in itertools.product(SHAPES, (False, True)):
-        out[shape, stream, True] = run(workdir, f"{shape}-{stream}", "read",
+        out[shape, stream, True] = run_command(workdir, f"{shape}-{stream}", "read",
                                        make_config(live_server, sample, shape, stream, schema=True))
     for stream in (False, True):
-        out["anthropic_messages", stream, False] = run(
+        out["anthropic_messages", stream, False] = run_command(
             workdir, f"anthropic-plain-{stream}", "read",
             make_config(live_server, sample, "anthropic_messages", stream, schema=False))
     return out
@@ -149,7 +137,8 @@ def test_every_shape_gives_the_same_output_columns(reads: dict[Any, Run]) -> Non
 
 @pytest.mark.parametrize("shape", ["openai_responses", "anthropic_messages"])
 def test_check_succeeds_for_each_shape(live_server: Server, workdir: Path, sample: Path, shape: str) -> None:
-    result = run(workdir, f"check-{shape}", "check", make_config(live_server, sample, shape, False, schema=True))
+    config = make_config(live_server, sample, shape, False, schema=True)
+    result = run_command(workdir, f"check-{shape}", "check", config)
     [status] = result.of_type("CONNECTION_STATUS")
     assert status["connectionStatus"]["status"] == "SUCCEEDED", status
     assert "model(s) listed" in status["connectionStatus"]["message"]
