@@ -11,8 +11,10 @@ SCALE_VENV := .venv-scale
 SCALE_STAMP := $(SCALE_VENV)/.installed
 LITELLM_VENV := .venv-litellm
 LITELLM_STAMP := $(LITELLM_VENV)/.installed
+LCP_STAMP := .venv-llama-cpp-python/.installed
+TRANSFORMERS_STAMP := .venv-transformers/.installed
 
-.PHONY: install local-llm compat scale container litellm test test-fast demo bench lint spec clean
+.PHONY: install local-llm compat scale container litellm compat-table test test-fast demo bench lint spec clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,12 +30,18 @@ install: $(STAMP)
 local-llm:
 	scripts/local_llm.sh install
 
-# PyAirbyte and airbyte-cdk (pinned) live in their own venv: their pins must not shape ours.
+# A tool's own venv, in a rule whose target is <venv>/.installed: its pins must not shape ours.
+# $(call side_venv,<pip install arguments>)
+define side_venv
+	$(PYTHON) -m venv $(@D)
+	$(@D)/bin/pip install -q --upgrade pip
+	$(@D)/bin/pip install -q $(1)
+	touch $@
+endef
+
+# PyAirbyte and airbyte-cdk (pinned).
 $(COMPAT_STAMP): Makefile tests/compat/requirements.txt
-	$(PYTHON) -m venv $(COMPAT_VENV)
-	$(COMPAT_VENV)/bin/pip install -q --upgrade pip
-	$(COMPAT_VENV)/bin/pip install -q -r tests/compat/requirements.txt
-	touch $(COMPAT_STAMP)
+	$(call side_venv,-r tests/compat/requirements.txt)
 
 compat: $(COMPAT_STAMP)
 
@@ -53,17 +61,30 @@ scale: $(SCALE_STAMP)
 container:
 	scripts/container_image.sh build
 
-# LiteLLM's proxy (the gateway of tests/test_live_litellm.py) in its own venv too. 1.108.7 is
-# the newest whose [proxy] extra resolves from the package index (checked 2026-11-26): 1.108.8
-# to 1.109.x pin litellm-enterprise / litellm-proxy-extras versions it does not have, 1.110
-# a litellm-proxy package it does not have. ~1 min, ~750 MB.
+# LiteLLM's proxy, the gateway of tests/test_live_litellm.py. 1.108.7 is the newest whose
+# [proxy] extra resolves from the package index (checked 2026-11-26): 1.108.8 to 1.109.x pin
+# litellm-enterprise / litellm-proxy-extras versions it does not have, 1.110 a litellm-proxy
+# package it does not have. ~1-4 min, ~750 MB.
 $(LITELLM_STAMP): Makefile
-	$(PYTHON) -m venv $(LITELLM_VENV)
-	$(LITELLM_VENV)/bin/pip install -q --upgrade pip
-	$(LITELLM_VENV)/bin/pip install -q 'litellm[proxy]==1.108.7'
-	touch $(LITELLM_STAMP)
+	$(call side_venv,'litellm[proxy]==1.108.7')
 
 litellm: $(LITELLM_STAMP)
+
+# The other servers of docs/COMPATIBILITY.md, run only by `make compat-table` (not by make test).
+# llama-cpp-python compiles llama.cpp (~5 min idle, 28 on a busy machine), for a fixed x86
+# level: a -march=native build runs AMX kernels this VM kills with SIGILL (scripts/local_llm.sh).
+$(LCP_STAMP): export CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_BMI2=ON -DGGML_OPENMP=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF
+$(LCP_STAMP): Makefile
+	$(call side_venv,--no-cache-dir 'llama-cpp-python[server]==0.3.36')
+
+# transformers serve on the CPU: torch 2.13.0 is the CPU wheel on this machine's disk (any
+# other torch pulls GBs of CUDA packages); gguf converts the local SmolLM2 GGUF for it.
+$(TRANSFORMERS_STAMP): Makefile
+	$(call side_venv,torch==2.13.0 'transformers[serving]==5.24.0' gguf==0.19.0)
+
+compat-table: install local-llm $(LITELLM_STAMP) $(LCP_STAMP) $(TRANSFORMERS_STAMP)
+	$(BIN)/python scripts/compat_table.py --write
 
 test: install local-llm compat scale container litellm
 	$(BIN)/ruff check connector tests
@@ -87,4 +108,4 @@ spec: install
 	$(BIN)/python -m connector.config.specification
 
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV) $(SCALE_VENV) $(LITELLM_VENV) .pytest_cache
+	rm -rf $(VENV) $(COMPAT_VENV) $(SCALE_VENV) $(LITELLM_VENV) $(dir $(LCP_STAMP)) $(dir $(TRANSFORMERS_STAMP)) .pytest_cache

@@ -161,9 +161,12 @@ def litellm_config(upstream_url: str, upstream_key: str) -> dict[str, object]:
     database, LiteLLM answers any other key with 400 "No connected db.".
 
     ``usage-based-routing-v2`` is the routing that enforces a deployment's ``rpm`` (the
-    default ``simple-shuffle`` only reports it); ``num_retries: 0`` makes the 429 come back
-    at once instead of after the router's own waits; no cooldowns, so one failed request
-    does not take the only deployment out for the next ones.
+    default ``simple-shuffle`` only reports it). No retries of a rate-limit error, so the 429
+    comes back at once instead of after the router's own 60 s wait; two retries of anything
+    else, because llama.cpp closes the connection after each streamed reply while announcing
+    keep-alive, and LiteLLM's client does not resend on such a dead connection: 2 of 87
+    streamed chat requests failed with 500 "Connection error" without them (0 of 240 with). No
+    cooldowns, so one failed request does not take the only deployment out for the next ones.
     """
     deployment = {"model": f"openai/{MODEL}", "api_base": upstream_url, "api_key": upstream_key}
     return {
@@ -172,8 +175,9 @@ def litellm_config(upstream_url: str, upstream_key: str) -> dict[str, object]:
             {"model_name": LITELLM_LIMITED_MODEL, "litellm_params": {**deployment, "rpm": 1}},
         ],
         "general_settings": {"master_key": LITELLM_MASTER_KEY},
-        "router_settings": {"routing_strategy": "usage-based-routing-v2", "num_retries": 0,
-                            "disable_cooldowns": True},
+        "router_settings": {"routing_strategy": "usage-based-routing-v2", "disable_cooldowns": True,
+                            "num_retries": 2,
+                            "retry_policy": {"RateLimitErrorRetries": 0, "InternalServerErrorRetries": 2}},
     }
 
 
@@ -191,6 +195,26 @@ def start_litellm(upstream_url: str, upstream_key: str, workdir: Path) -> Starte
     return Started(f"http://127.0.0.1:{port}/v1", LITELLM_MASTER_KEY, pid, log)
 
 
+def exhaust_litellm_limited_group(base_url: str, api_key: str) -> dict[str, str]:
+    """Send requests to the proxy's 1-rpm group until it answers 429, at a moment that leaves
+    most of the minute for what follows (LiteLLM counts requests per UTC calendar minute).
+    Returns the headers of that 429."""
+    body = json.dumps({"model": LITELLM_LIMITED_MODEL, "max_tokens": 1,
+                       "messages": [{"role": "user", "content": "hi"}]}).encode()
+    request = urllib.request.Request(f"{base_url}/chat/completions", data=body, headers={
+        "Authorization": f"Bearer {api_key}", "Content-Type": "application/json"})
+    while True:
+        if time.gmtime().tm_sec > 40:
+            time.sleep(61 - time.gmtime().tm_sec)
+        try:
+            urllib.request.urlopen(request, timeout=300).close()
+        except urllib.error.HTTPError as exc:
+            if exc.code != 429:
+                raise
+            if time.gmtime().tm_sec <= 45:
+                return {k.lower(): v for k, v in exc.headers.items()}
+
+
 # llama-cpp-python -------------------------------------------------------------------------
 
 
@@ -200,7 +224,7 @@ def start_llama_cpp_python(workdir: Path, api_key: str, interrupt_requests: bool
     ``interrupt_requests`` is its own setting (default on): a new request cuts a running
     stream short; off, requests wait their turn.
     """
-    python = _require(LLAMA_CPP_PYTHON_VENV / "bin" / "python", "llama-cpp-python")
+    python = _require(LLAMA_CPP_PYTHON_VENV / "bin" / "python", "compat-table")
     port, log = free_port(), workdir / f"llama-cpp-python-{int(interrupt_requests)}.log"
     argv = [str(python), "-m", "llama_cpp.server", "--model", str(local_gguf()), "--model_alias", MODEL,
             "--host", "127.0.0.1", "--port", str(port), "--api_key", api_key, "--n_ctx", "4096",
@@ -218,7 +242,7 @@ def hf_model_dir() -> Path:
     target = REALEP_DIR / "smollm2-135m-instruct-hf"
     if (target / "model.safetensors").is_file():
         return target
-    python = _require(TRANSFORMERS_VENV / "bin" / "python", "transformers")
+    python = _require(TRANSFORMERS_VENV / "bin" / "python", "compat-table")
     gguf = local_gguf()
     script = (
         "import sys, torch\n"
@@ -245,7 +269,7 @@ def hf_model_dir() -> Path:
 def start_transformers_serve(workdir: Path) -> Started:
     """``transformers serve`` pinned to the converted SmolLM2 folder, on the CPU. It takes
     no API key, and names the model by its path."""
-    binary = _require(TRANSFORMERS_VENV / "bin" / "transformers", "transformers")
+    binary = _require(TRANSFORMERS_VENV / "bin" / "transformers", "compat-table")
     model = hf_model_dir()
     port, log = free_port(), workdir / "transformers-serve.log"
     argv = [str(binary), "serve", str(model), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",

@@ -24,10 +24,6 @@ Reads are 3 rows with ``max_tokens`` 16: the model does 3-5 short completions pe
 
 from __future__ import annotations
 
-import json
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +31,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Run, Server, run_command, sample_reviews
-from tests.servers import LITELLM_LIMITED_MODEL, MODEL, start_litellm, stop
+from tests.servers import LITELLM_LIMITED_MODEL, MODEL, exhaust_litellm_limited_group, start_litellm, stop
 
 pytestmark = pytest.mark.live
 
@@ -192,24 +188,6 @@ def test_read_with_a_wrong_model_stops_at_once(proxy: Server, sample: Path, work
 # Rate limit ------------------------------------------------------------------------------
 
 
-def exhaust_the_limited_group(proxy: Server) -> None:
-    """Send requests to the 1-rpm group until it answers 429, at a moment that leaves the rest
-    of the minute for the test: LiteLLM counts requests per UTC calendar minute."""
-    body = json.dumps({"model": LITELLM_LIMITED_MODEL, "max_tokens": 1,
-                       "messages": [{"role": "user", "content": "hi"}]}).encode()
-    request = urllib.request.Request(f"{proxy.base_url}/chat/completions", data=body, headers={
-        "Authorization": f"Bearer {proxy.api_key}", "Content-Type": "application/json"})
-    while True:
-        if time.gmtime().tm_sec > 40:
-            time.sleep(61 - time.gmtime().tm_sec)
-        try:
-            urllib.request.urlopen(request, timeout=120).close()
-        except urllib.error.HTTPError as exc:
-            assert exc.code == 429, exc.read()
-            if time.gmtime().tm_sec <= 45:
-                return
-
-
 def test_rate_limited_rows_fail_as_rate_limit_and_check_says_throttled(
     proxy: Server, sample: Path, workdir: Path
 ) -> None:
@@ -217,7 +195,7 @@ def test_rate_limited_rows_fail_as_rate_limit_and_check_says_throttled(
     each row is a ``rate_limit`` error (a retry would wait the 60 s of ``llm_provider-retry-after``:
     tests/test_gateway_errors.py), every row is emitted, and since every row failed the read
     ends with a transient TRACE ERROR and exit 1."""
-    exhaust_the_limited_group(proxy)
+    exhaust_litellm_limited_group(proxy.base_url, proxy.api_key)
     config = make_config(proxy, sample, model=LITELLM_LIMITED_MODEL, max_retries=0)
     result = run_command(workdir, "read-rpm", "read", config)
     check = status_of(run_command(workdir, "check-rpm", "check", config))
