@@ -122,8 +122,8 @@ def read_cell(result: Run, stream: bool = False) -> str:
 
 def _short(message: str, limit: int = 90) -> str:
     """One line, without the local host and port (they change every run), at most ``limit``."""
-    message = re.sub(r"(?:http://)?127\.0\.0\.1:\d+", "", " ".join(message.split())).replace("|", "/")
-    message = message.replace(" by :", ":").replace(" at :", ":").replace(" at  ", " ")
+    message = re.sub(r"http://127\.0\.0\.1:\d+(?=/)", "", " ".join(message.split())).replace("|", "/")
+    message = re.sub(r"(?:http://)?127\.0\.0\.1:\d+", "the server", message)
     return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
