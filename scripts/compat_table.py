@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -115,7 +116,8 @@ def read_cell(result: Run, stream: bool = False) -> str:
         parts.append(f"{n} {status}{why}")
     text = ", ".join(parts)
     answered = [r for r in result.records if r["_status"] in ("ok", "truncated")]
-    if stream and answered and all(r["_completion_tokens"] is None for r in answered):
+    # An answered row with no completion tokens: the server sent no usage (the run loop counts 0).
+    if stream and answered and all(not r["_completion_tokens"] for r in answered):
         text += "; no usage"
     return text
 
@@ -238,7 +240,8 @@ COLUMNS = ["check", "read", "read, streamed", "json_schema", "wrong key", "wrong
 
 
 def markdown(rows: list[Row], notes: dict[str, list[str]]) -> str:
-    lines = ["| server | version | shape | " + " | ".join(COLUMNS) + " |",
+    lines = [f"Run by `make compat-table` on {time.strftime('%Y-%m-%d', time.gmtime())}.\n",
+             "| server | version | shape | " + " | ".join(COLUMNS) + " |",
              "|---|---|---|" + "---|" * len(COLUMNS)]
     for row in rows:
         lines.append(f"| {row.server} | {row.version} | {row.shape} | "
