@@ -116,7 +116,7 @@ def read_cell(result: Run, stream: bool = False) -> str:
         parts.append(f"{n} {status}{why}")
     text = ", ".join(parts)
     answered = [r for r in result.records if r["_status"] in ("ok", "truncated")]
-    # An answered row with no completion tokens: the server sent no usage (the run loop counts 0).
+    # An answered row with no completion tokens: the server sent no usage (the row says null).
     if stream and answered and all(not r["_completion_tokens"] for r in answered):
         text += "; no usage"
     return text

@@ -225,3 +225,17 @@ def test_a_row_where_every_model_failed_names_the_last_model_tried() -> None:
     assert error is not None  # the only row failed, so the sync did too
     [row] = records(messages)
     assert row["_status"] == "error" and row["_model"] == "backup-2"
+
+
+def test_an_answer_without_usage_has_unknown_tokens_and_cost_not_zero() -> None:
+    """Some servers stream no usage (llama-cpp-python): what the row cost is unknown, not free."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        reply = chat_reply("fine")
+        del reply["usage"]
+        return httpx.Response(200, json=reply)
+
+    messages, error = read_all(base_config([{"text": "a"}], prices=PRICES), handler)
+    assert error is None
+    [row] = records(messages)
+    assert row["_status"] == "ok"
+    assert (row["_prompt_tokens"], row["_completion_tokens"], row["_cost"]) == (None, None, None)

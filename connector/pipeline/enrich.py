@@ -56,13 +56,14 @@ def is_fatal(exc: errors.EndpointError) -> bool:
 class _Spent:
     """What the answers bought for one row cost, summed over every attempt that got one."""
 
-    __slots__ = ("completion_tokens", "cost", "paid", "prompt_tokens")
+    __slots__ = ("completion_tokens", "cost", "paid", "prompt_tokens", "reported")
 
     def __init__(self) -> None:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.cost = 0.0
         self.paid = 0  # answers bought (not from the cache, not shared with an identical row)
+        self.reported = 0  # of those, the answers whose usage said what they cost
 
 
 class _Answer:
@@ -202,6 +203,7 @@ class RowEnricher:
         usage = completion.reply.get("usage") or {}
         prompt, output = token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens"))
         spent.paid += 1
+        spent.reported += prompt is not None or output is not None
         spent.prompt_tokens += prompt or 0
         spent.completion_tokens += output or 0
         spent.cost += self._price(body, prompt, output, batch) or 0.0
@@ -247,9 +249,9 @@ class RowEnricher:
             status, error_class, error = "error", "content_filter", "the provider's content filter withheld the answer"
         elif problem:
             status, error_class, error = "error", "validation", problem
-        if spent.paid:  # what this run bought for the row, every attempt included
-            prompt_tokens: int | None = spent.prompt_tokens
-            completion_tokens: int | None = spent.completion_tokens
+        if spent.paid:  # what this run bought for the row, every attempt included; unknown without usage
+            prompt_tokens: int | None = spent.prompt_tokens if spent.reported else None
+            completion_tokens: int | None = spent.completion_tokens if spent.reported else None
         else:  # from the cache or shared with an identical row: what that answer had used
             usage = reply.get("usage") or {}
             prompt_tokens = token_count(usage.get("prompt_tokens"))
@@ -379,6 +381,8 @@ class RowEnricher:
         prices = self._config.prices
         if not prices or (str(body.get("model")) not in prices and "*" not in prices and not spent.cost):
             return None
+        if spent.paid and not spent.reported:
+            return None  # bought, but the server did not say what it used: unknown, not free
         return spent.cost
 
 
