@@ -282,3 +282,13 @@ async def test_run_writes_csv_cells_as_written_to_parquet_csv_and_jsonl(tmp_path
         "007", "02134", "1e3", "2.5", "NaN", "2025-01-31")
     line = (tmp_path / "out.jsonl").read_text().splitlines()[0]
     assert '"id":"007","zip":"02134","code":"1e3","amount":12,"ratio":2.5,"flag":"TRUE","text":"NaN"' in line
+
+
+async def test_a_jsonl_float_reaches_the_prompt_as_the_file_writes_it(tmp_path: Path) -> None:
+    """1.0 in the file is 1.0 in the prompt and the record (it was rendered as 1)."""
+    raw = config({"path": str(write(tmp_path / "t.jsonl", b'{"x": 1.0, "y": 2}\n{"x": 2.5, "y": 3}\n'))},
+                 "{{x}}/{{y}}")
+    echo = Echo()
+    out = records(await read(raw, echo))
+    assert echo.prompts == ["1.0/2", "2.5/3"]
+    assert [(r["x"], r["y"]) for r in out] == [(1.0, 2), (2.5, 3)]

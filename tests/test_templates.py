@@ -59,9 +59,9 @@ def test_exact_placeholder_passes_the_same_object() -> None:
         (None, ""),
         (True, "true"),
         (False, "false"),
-        (3.0, "3"),
-        (-2.0, "-2"),
-        (0.0, "0"),
+        (3.0, "3.0"),  # a float stays a float: the input holds 3.0, not 3
+        (-2.0, "-2.0"),
+        (0.0, "0.0"),
         (2.5, "2.5"),
         (7, "7"),
         (1e20, "1e+20"),

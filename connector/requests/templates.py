@@ -13,7 +13,6 @@ text form, with null as the empty string (never the word "None").
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, time
 from typing import Any
@@ -35,10 +34,8 @@ def cell_text(value: Any) -> str:
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return str(int(value)) if abs(value) < 1e15 else repr(value)
     if isinstance(value, (int, float)):
-        return str(value)
+        return str(value)  # 1.0 stays 1.0: the prompt shows the value as the input holds it
     if isinstance(value, (datetime, date, time)):
         return value.isoformat()
     return dumps(value).decode()
