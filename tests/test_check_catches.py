@@ -199,6 +199,7 @@ def test_gateway_invalid_model_400_stops_a_read_at_once(fake_server: Server, wri
     assert run.code == 1
     (error,) = run.trace_errors
     assert error["failure_type"] == "config_error"
+    assert error["message"].startswith("model not found: ")  # named for what it is, not "request rejected"
     assert "Invalid model name passed in model=gpt-unlisted" in error["message"]
     assert not run.records
     assert fake_server.stats().get("chat", 0) - before == 1  # not one request per row

@@ -41,6 +41,10 @@ def fatal(cause: errors.EndpointError) -> errors.FatalEndpointError:
         return errors.FatalEndpointError(
             cause, f"quota or billing limit reached: {cause.message}. Add credit or raise the limit, "
                    "then run again from the last state: rows already emitted are not redone.")
+    if is_unknown_model(cause):  # a gateway says so with a 400: name it for what it is
+        return errors.FatalEndpointError(
+            cause, f"model not found: {cause.message}. Set model to one the endpoint offers "
+                   "(check lists them), then run again from the last state.")
     return errors.FatalEndpointError(cause)
 
 
