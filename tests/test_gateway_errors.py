@@ -122,7 +122,7 @@ def test_check_reads_invalid_model_name_as_model_not_found_with_the_offered_list
 
 
 @pytest.mark.parametrize(("body", "meaning"), [(NO_DB, "API key rejected (400)"),
-                                               (INVALID_MODEL, "request rejected (400)")])
+                                               (INVALID_MODEL, "model not found: request rejected (400)")])
 def test_read_stops_at_the_first_row_as_for_401_and_404(body: Any, meaning: str) -> None:
     handler, seen = gateway(httpx.Response(400, json=body))
     messages, exc = read(config(concurrency=1), handler)

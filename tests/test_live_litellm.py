@@ -180,7 +180,7 @@ def test_read_with_a_wrong_model_stops_at_once(proxy: Server, sample: Path, work
     assert result.code == 1
     [error] = result.trace_errors
     assert error["failure_type"] == "config_error"
-    assert error["message"].startswith("request rejected (400) at "), error
+    assert error["message"].startswith("model not found: request rejected (400) at "), error
     assert "Invalid model name passed in model=gpt-nope" in error["message"]
     assert result.records == []
 
