@@ -69,6 +69,11 @@ def _export_connector(ref: str, target: Path) -> tuple[list[str], dict[str, str]
     return [python, "-m", "connector"], env, target
 
 
+def _short(ref: str) -> str:
+    return subprocess.run(["git", "rev-parse", "--short", ref], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -104,14 +109,14 @@ def main(argv: list[str] | None = None) -> int:
 
     bench_python = ensure_bench_venv(log)
     ref = os.environ.get("BENCH_CONNECTOR_REF", "").strip()
+    baseline = os.environ.get("BENCH_BASELINE_REF", "").strip()
     header: dict[str, Any] = {
         "date": report.now(), "command": command, "machine": report.machine(), "versions": versions(),
         "pinning": pinning, "runs": runs, "rows": rows, "rows_slow": rows_slow, "quick": quick,
     }
     header["machine"]["busy_at_start"] = busy_processes()
     if ref:
-        sha = subprocess.run(["git", "rev-parse", "--short", ref], capture_output=True, text=True, check=True)
-        header["machine"]["commit"] = f"{sha.stdout.strip()} (BENCH_CONNECTOR_REF={ref}, exported with git archive)"
+        header["machine"]["commit"] = f"{_short(ref)} (BENCH_CONNECTOR_REF={ref}, exported with git archive)"
     log(f"bench: machine {header['machine']}")
 
     from bench import llm, profile, scan
@@ -140,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if ref:
                 ctx.connector_cmd, ctx.connector_env, ctx.connector_cwd = _export_connector(ref, work / "connector-src")
+            if baseline:
+                ctx.baseline = st.Launch(*_export_connector(baseline, work / "baseline-src"))
+                short = _short(baseline)
+                ctx.baseline_ref = baseline if short.startswith(baseline) else f"{baseline} ({short})"
             for stage in stages:
                 t0 = time.monotonic()
                 log(f"bench: stage {stage}")

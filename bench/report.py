@@ -124,6 +124,15 @@ def targets(results: dict[str, dict[str, Any]]) -> list[list[str]]:
             rows.append([f"rows/s ≥ {need:g} × {label}, {conc} in flight, 50 ms",
                          f"{_n(r, 2)}× (end to end {_n(r_e2e, 2)}×)",
                          verdict(None if r is None else r >= need)])
+        base = med.get("baseline")
+        if base is not None:
+            ref = (matrix or {}).get("data", {}).get("baseline_ref") or "the baseline"
+            r = _ratio(con["loop_cpu_us_row"], base["loop_cpu_us_row"])
+            rows.append([f"CPU µs/row after start-up ≤ the connector at {ref}, {conc} in flight, 50 ms",
+                         f"{_n(con['loop_cpu_us_row'])} vs {_n(base['loop_cpu_us_row'])} µs ({_n(r, 2)}×); whole "
+                         f"process {_n(con['cpu_us_row'])} vs {_n(base['cpu_us_row'])} µs; rows/s "
+                         f"{_n(con['rows_per_s'])} vs {_n(base['rows_per_s'])}",
+                         verdict(None if r is None else r <= 1.0)])
         rows.append([f"client CPU ≤ 500 µs/row, {conc} in flight, 50 ms",
                      f"{_n(con['cpu_us_row'])} µs (whole process; {_n(con['loop_cpu_us_row'])} after start-up)",
                      verdict(con["cpu_us_row"] <= 500)])
@@ -199,11 +208,12 @@ def _matrix_section(result: dict[str, Any]) -> str:
     rows = []
     for cell in result["data"]["cells"]:
         raw = cell["clients"]["aiohttp"]["median"]
-        for client in ("connector", "aiohttp", "openai", "litellm"):
+        for client in ("connector", "baseline", "aiohttp", "openai", "litellm"):
             if client not in cell["clients"]:
                 continue
             m = cell["clients"][client]["median"]
-            name = {"connector": "**connector**", "aiohttp": "raw aiohttp loop", "openai": "openai AsyncOpenAI",
+            name = {"connector": "**connector**", "baseline": f"connector at {result['data'].get('baseline_ref')}",
+                    "aiohttp": "raw aiohttp loop", "openai": "openai AsyncOpenAI",
                     "litellm": "litellm.acompletion"}[client]
             rows.append([f"{cell['latency_ms']} ms", str(cell["concurrency"]), name, _n(m["rows_per_s"]),
                          _n(_ratio(m["rows_per_s"], raw["rows_per_s"]), 2), _n(m["rows_per_s_e2e"]),
@@ -422,5 +432,8 @@ Environment:
 - `BENCH_CONNECTOR_REF=<commit>` (e.g. `HEAD`): measure the connector as committed there, exported with
   `git archive` and run by the same `.venv` (`python -m connector`), instead of the working tree, which
   other people may be editing mid-run.
+- `BENCH_BASELINE_REF=<commit>`: also measure the connector as committed there (exported the same way), as
+  one more client in the matrix's rotation, and judge "CPU per row no worse than that commit" from the same
+  run. Runs on one VM drift by 2x from day to day; only a comparison inside one run says anything.
 - Stages can also be named: `.venv/bin/python -m bench million` runs that one alone
   (capacity, matrix, sweep, spec, million, llm, profile, scan)."""

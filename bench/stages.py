@@ -33,6 +33,15 @@ METRICS = ("rows_per_s", "rows_per_s_e2e", "cpu_us_row", "loop_cpu_us_row", "max
            "wall_s", "other_load_pct")
 
 
+@dataclass(frozen=True)
+class Launch:
+    """How to start a connector: the command, its environment (None: inherit) and working directory."""
+
+    cmd: list[str]
+    env: dict[str, str] | None = None
+    cwd: Path | None = None
+
+
 @dataclass
 class Context:
     """Shared state of one bench invocation."""
@@ -51,6 +60,9 @@ class Context:
     connector_cmd: list[str] = field(default_factory=lambda: [str(CONNECTOR)])
     connector_env: dict[str, str] | None = None
     connector_cwd: Path | None = None  # ``python -m`` puts the cwd first on sys.path: not the work tree then
+    # BENCH_BASELINE_REF: an earlier commit's connector, measured as client "baseline" in the matrix.
+    baseline: Launch | None = None
+    baseline_ref: str = ""
     _tables: dict[int, Path] = field(default_factory=dict)
     _bodies: dict[tuple[int, str], Path] = field(default_factory=dict)
 
@@ -116,29 +128,32 @@ def _metrics(client: str, rows: int, out: Outcome, steady_s: float, startup_cpu_
 
 
 def run_connector(ctx: Context, rows: int, base_url: str, concurrency: int, *, sample_rss_s: float | None = None,
-                  outer: Iterable[str] = (), program: Iterable[str] = (), **extra: Any) -> dict[str, Any]:
+                  outer: Iterable[str] = (), program: Iterable[str] = (), launch: Launch | None = None,
+                  **extra: Any) -> dict[str, Any]:
     """``read`` end to end as the real CLI process, stdout consumed through a pipe.
 
     ``program`` replaces the CLI executable (e.g. ``python -m cProfile ... -m connector``);
-    ``outer`` wraps the pinned command (e.g. a py-spy pinned to the other core).
+    ``outer`` wraps the pinned command (e.g. a py-spy pinned to the other core); ``launch``
+    starts another connector (the baseline commit) instead of the one measured.
     """
     outer = list(outer)
+    launch = launch or Launch(ctx.connector_cmd, ctx.connector_env, ctx.connector_cwd)
     config = data.connector_config(ctx.table(rows), base_url, concurrency, **extra)
     config_path = data.write_json(ctx.work / "config.json", config)
     catalog_path = data.write_json(ctx.work / "catalog.json", data.catalog())
-    command = list(program) or ctx.connector_cmd
+    command = list(program) or launch.cmd
     argv = [*outer, *pinned(CLIENT_CORE, [*command, "read", "--config", str(config_path),
                                           "--catalog", str(catalog_path)])]
     # The connector's answer cache (on by default) lives under XDG_CACHE_HOME: an empty one for
     # every run, so every row is a miss that goes to the endpoint (and nothing lands in ~/.cache).
     cache_home = tempfile.mkdtemp(prefix="xdg-cache-", dir=ctx.work)
-    env = {**(ctx.connector_env or os.environ), "XDG_CACHE_HOME": cache_home}
+    env = {**(launch.env or os.environ), "XDG_CACHE_HOME": cache_home}
     on_mock = base_url.startswith(f"http://127.0.0.1:{ctx.port}/")
     sent0 = ctx.answered() if on_mock else 0
     mock0 = ctx.mock.cpu()
     try:
         out = run_measured(argv, count=(RECORD, ROW_ERROR), marker=STARTED, sample_rss_every_s=sample_rss_s,
-                           env=env, cwd=ctx.connector_cwd, timeout_s=7200)
+                           env=env, cwd=launch.cwd, timeout_s=7200)
     finally:
         shutil.rmtree(cache_home, ignore_errors=True)
     mock_cpu = ctx.mock.cpu() - mock0
@@ -193,6 +208,8 @@ def run_client(ctx: Context, client: str, rows: int, latency_ms: int, concurrenc
     meter = LoadMeter()
     if client == "connector":
         result = run_connector(ctx, rows, base_url, concurrency)
+    elif client == "baseline":
+        result = {**run_connector(ctx, rows, base_url, concurrency, launch=ctx.baseline), "client": "baseline"}
     else:
         result = run_peer(ctx, client, rows, base_url, concurrency, ctx.bodies(rows))
     result["other_load_pct"] = meter.other_pct(result["mock_cpu_s"])
@@ -262,9 +279,12 @@ def stage_capacity(ctx: Context) -> dict[str, Any]:
 
 
 def stage_matrix(ctx: Context) -> dict[str, Any]:
-    fast = measure_cells(ctx, [(50, 128), (50, 512)], CLIENTS, ctx.rows, ctx.runs)
-    slow = measure_cells(ctx, [(500, 128), (500, 512)], CLIENTS, ctx.rows_slow, ctx.runs)
-    return {"cells": fast + slow}
+    """Every client in each cell; with BENCH_BASELINE_REF the earlier commit's connector too, in the same
+    rotation, so "no slower than before" is judged within one run rather than across days."""
+    clients = ("connector", "baseline", *PEERS) if ctx.baseline is not None else CLIENTS
+    fast = measure_cells(ctx, [(50, 128), (50, 512)], clients, ctx.rows, ctx.runs)
+    slow = measure_cells(ctx, [(500, 128), (500, 512)], clients, ctx.rows_slow, ctx.runs)
+    return {"cells": fast + slow, "baseline_ref": ctx.baseline_ref or None}
 
 
 def stage_sweep(ctx: Context, matrix: dict[str, Any] | None) -> dict[str, Any]:
