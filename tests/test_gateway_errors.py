@@ -23,9 +23,8 @@ import pytest
 from connector import errors
 from connector.airbyte import commands
 from connector.config.load import load_config
-from connector.endpoint.classify import classify, rejects_key
+from connector.endpoint.classify import classify, is_fatal, rejects_key
 from connector.endpoint.client import EndpointClient, retry_after_seconds
-from connector.pipeline.enrich import is_fatal
 from tests.conftest import catalog_for, chat_reply, mock_transport
 
 KEY = "sk-gateway-wrong-key-4242"

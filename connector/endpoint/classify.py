@@ -3,7 +3,8 @@
 The class names are the public ``_error_class`` values listed in
 :mod:`connector.answers.outcomes`; the client uses :func:`is_quota` to stop retrying a
 429 that means "out of credit", and the run uses :func:`classify` to fill the record
-and to decide on fallbacks.
+and to decide on fallbacks, and :func:`is_fatal` / :func:`fatal` to end the sync on a
+failure no other row can get past (a rejected key, a wrong URL or model, no quota).
 """
 
 from __future__ import annotations
@@ -85,3 +86,25 @@ def is_unknown_model(exc: errors.EndpointError) -> bool:
 def is_quota(exc: errors.EndpointError) -> bool:
     """Out of money or quota: no retry will help, and neither will the next row."""
     return classify(exc) == "quota"
+
+
+def fatal(cause: errors.EndpointError) -> errors.FatalEndpointError:
+    """The error that ends the sync for ``cause``, worded for what the user can do."""
+    if is_quota(cause):
+        return errors.FatalEndpointError(
+            cause, f"quota or billing limit reached: {cause.message}. Add credit or raise the limit, "
+                   "then run again from the last state: rows already emitted are not redone.")
+    if is_unknown_model(cause):  # a gateway says so with a 400: name it for what it is
+        return errors.FatalEndpointError(
+            cause, f"model not found: {cause.message}. Set model to one the endpoint offers "
+                   "(check lists them), then run again from the last state.")
+    return errors.FatalEndpointError(cause)
+
+
+def is_fatal(exc: errors.EndpointError) -> bool:
+    """3xx (URL moved), a rejected key (401/403, a gateway's 400), 404 (URL or model), a gateway's
+    unknown-model 400, quota: retrying other rows cannot help."""
+    if not isinstance(exc, errors.HTTPStatusError):
+        return False
+    return (exc.status == 404 or 300 <= exc.status < 400 or is_rejected_key(exc) or is_quota(exc)
+            or is_unknown_model(exc))

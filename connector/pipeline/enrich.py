@@ -25,7 +25,7 @@ from connector.answers.extract import CONTENT_PATH, ResponseExtractor, dig
 from connector.answers.records import ROW_NUMBER, empty_meta
 from connector.config.model import SourceConfig
 from connector.dialects.replies import token_count
-from connector.endpoint.classify import classify, is_quota, is_rejected_key, is_unknown_model
+from connector.endpoint.classify import classify, fatal, is_fatal
 from connector.endpoint.client import Completion, EndpointClient
 from connector.endpoint.limits import TokenEstimator
 from connector.requests.templates import RequestTemplate
@@ -33,28 +33,6 @@ from connector.rows.columns import FlawedRow
 from connector.secrets import Redactor
 
 Record = dict[str, Any]
-
-
-def fatal(cause: errors.EndpointError) -> errors.FatalEndpointError:
-    """The error that ends the sync for ``cause``, worded for what the user can do."""
-    if is_quota(cause):
-        return errors.FatalEndpointError(
-            cause, f"quota or billing limit reached: {cause.message}. Add credit or raise the limit, "
-                   "then run again from the last state: rows already emitted are not redone.")
-    if is_unknown_model(cause):  # a gateway says so with a 400: name it for what it is
-        return errors.FatalEndpointError(
-            cause, f"model not found: {cause.message}. Set model to one the endpoint offers "
-                   "(check lists them), then run again from the last state.")
-    return errors.FatalEndpointError(cause)
-
-
-def is_fatal(exc: errors.EndpointError) -> bool:
-    """3xx (URL moved), a rejected key (401/403, a gateway's 400), 404 (URL or model), a gateway's
-    unknown-model 400, quota: retrying other rows cannot help."""
-    if not isinstance(exc, errors.HTTPStatusError):
-        return False
-    return (exc.status == 404 or 300 <= exc.status < 400 or is_rejected_key(exc) or is_quota(exc)
-            or is_unknown_model(exc))
 
 
 class _Spent:
