@@ -884,3 +884,28 @@ async def test_a_native_template_passes_through() -> None:
     await call(cfg, rec)
     assert rec.body["contents"] == [{"role": "user", "parts": [{"text": "Review: great"}]}]
     assert rec.body["safetySettings"][0]["threshold"] == "BLOCK_NONE"
+
+
+def test_a_normal_reply_is_read_as_is_and_only_odd_usage_is_rewritten() -> None:
+    from connector.dialects.replies import normalise
+
+    reply = chat_reply("hi")
+    assert normalise(reply) is reply  # the usual reply: nothing copied on the row path
+    for usage, expected in (
+        ({"prompt_tokens": "5", "completion_tokens": 2}, {"prompt_tokens": 5, "completion_tokens": 2,
+                                                          "total_tokens": 7}),
+        ({"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": True},
+         {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}),
+        ({"prompt_tokens": -1, "completion_tokens": 2.0, "total_tokens": 9},
+         {"prompt_tokens": None, "completion_tokens": 2, "total_tokens": 9}),
+    ):
+        assert normalise({**reply, "usage": usage})["usage"] == expected
+
+
+def test_the_request_url_is_the_configured_one_with_or_without_extra_query() -> None:
+    dialect = dialect_for(load_config({"url": "http://127.0.0.1:9/v1?api-version=1", "model": "m", "prompt": "x",
+                                       "input": {"rows": [{"a": 1}]}}))
+    for _ in range(2):  # asked again: the same answer
+        assert dialect.prepare({"model": "m"}).url == "http://127.0.0.1:9/v1/chat/completions?api-version=1"
+    assert dialect.url("/models", {"after": "x"}) == "http://127.0.0.1:9/v1/models?api-version=1&after=x"
+    assert dialect.url("/models") == "http://127.0.0.1:9/v1/models?api-version=1"

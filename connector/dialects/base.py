@@ -14,10 +14,9 @@ connector reads::
                                                "function": {"name", "arguments": str}}]}}],
      "usage": {"prompt_tokens", "completion_tokens", "total_tokens"}}
 
-Request bodies are built in the shape's own form, except two keys every dialect
-keeps while a body travels through the connector: ``model`` and ``stream``
-(shapes that carry them in the URL, such as Gemini, move them there in
-:meth:`Dialect.prepare`).
+Request bodies are built in the shape's own form, except two keys every dialect keeps while a
+body travels through the connector: ``model`` and ``stream`` (shapes that carry them in the
+URL, such as Gemini, move them there in :meth:`Dialect.prepare`).
 """
 
 from __future__ import annotations
@@ -311,6 +310,7 @@ class DialectBase:
         self.address = Address.parse(config.endpoint.url)
         # Sent with every request after the shape's own auth: url's userinfo, then the config's headers.
         self.extra_headers = {**self.address.basic_auth(), **config.headers}
+        self._urls: dict[str, str] = {}  # path -> url: the address is fixed, and every request asks
         self._check()
 
     def _check(self) -> None:
@@ -330,7 +330,10 @@ class DialectBase:
 
     def url(self, path: str, params: Mapping[str, str] | None = None) -> str:
         """``base_url`` + ``path``, with the query of the configured url (and ``params``)."""
-        return self.address.url(path, params, base=self.base_url)
+        if params or path not in self._urls:
+            url = self.address.url(path, params, base=self.base_url)
+            return url if params else self._urls.setdefault(path, url)
+        return self._urls[path]
 
     def sends_authorization(self) -> bool:
         """Whether this shape's own auth takes the ``Authorization`` header (Bearer key, signing, OAuth)."""

@@ -86,6 +86,8 @@ class RowEnricher:
         self._windows = dict(config.context_windows)
         if config.model and config.context_window:
             self._windows.setdefault(config.model, config.context_window)
+        # Prompt sizes are estimated (and the estimate corrected from usage) only for context windows.
+        self._sizes_prompts = bool(self._windows or config.context_window)
 
     @property
     def output_columns(self) -> list[str]:
@@ -189,7 +191,7 @@ class RowEnricher:
         spent.prompt_tokens += prompt or 0
         spent.completion_tokens += output or 0
         spent.cost += self._price(body, prompt, output, batch) or 0.0
-        if prompt is not None:
+        if prompt is not None and self._sizes_prompts:
             self._estimator.observe(self._dialect.prompt_chars(body), prompt, output)
 
     async def _finish(self, data: Record, body: dict[str, Any], answer: _Answer, spent: _Spent) -> Record:
