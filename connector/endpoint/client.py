@@ -30,11 +30,10 @@ import asyncio
 import email.utils
 import math
 import random
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from connector import errors
 from connector.config.model import SourceConfig
@@ -42,12 +41,12 @@ from connector.dialects import Dialect, Prepared, dialect_for
 from connector.dialects.openai_chat import Reply, error_message
 from connector.dialects.replies import normalise
 from connector.endpoint.classify import is_quota, rejects_key
+from connector.endpoint.deadlines import Deadlines
 from connector.endpoint.limits import Limiter, SpendBudget, TokenEstimator, WaitCap
 from connector.endpoint.sse import SSEParser
 from connector.endpoint.transport import Response, Transport, origin
 from connector.jsonbytes import dumps
 
-T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -94,14 +93,6 @@ def _number(text: str) -> float | None:
     except ValueError:
         return None
     return None if math.isnan(value) else max(0.0, value)
-
-
-async def _within(seconds: float, work: Awaitable[T]) -> T:
-    """``work``, cancelled at the deadline with asyncio.TimeoutError."""
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(seconds):
-            return await work
-    return await asyncio.wait_for(work, seconds)
 
 
 def _answers_whole(headers: Mapping[str, str], first: bytes) -> bool:
@@ -173,6 +164,7 @@ class EndpointClient:
         self._url = self._dialect.endpoint_url
         self._models_url = self._dialect.models_url
         self._timeout = float(config.timeout)
+        self._deadlines = Deadlines(self._timeout)  # the deadline of every attempt, one watchdog for all
         self._max_attempts = config.max_retries + 1
         self._transport = transport
         self._sleep: Sleep = sleep or asyncio.sleep
@@ -248,7 +240,7 @@ class EndpointClient:
         """One attempt under the ``timeout`` deadline."""
         self.requests_sent += 1
         try:
-            return await _within(self._timeout, self._attempt(prepared, payload))
+            return await self._deadlines.run(self._attempt(prepared, payload))
         except asyncio.TimeoutError:
             raise self._deadline_passed(prepared.url) from None
         except errors.LocalResourcesExhausted:
@@ -351,7 +343,7 @@ class EndpointClient:
         if url is None:
             return None
         try:
-            body = await _within(self._timeout, self._get(url))
+            body = await self._deadlines.run(self._get(url))
         except asyncio.TimeoutError:
             raise self._deadline_passed(url) from None
         if body is None:
