@@ -5,6 +5,7 @@ Every server a test starts is its own process, started here and stopped by its P
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -22,6 +23,7 @@ import httpx
 import pytest
 
 from connector.endpoint.transport import HttpxTransport
+from connector.errors import ConnectorError
 from tests.servers import start_llama_cpp
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,6 +189,24 @@ def catalog_for(stream: str = "enriched_rows", sync_mode: str = "full_refresh") 
 def mock_transport(handler: Callable[[httpx.Request], httpx.Response]) -> Callable[[int], HttpxTransport]:
     """A transport factory for commands.*: every request goes to ``handler``."""
     return lambda _concurrency: HttpxTransport(httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+
+
+def read_through(config: dict[str, Any], handler: Callable[[httpx.Request], httpx.Response],
+                 ) -> tuple[list[dict[str, Any]], ConnectorError | None]:
+    """Every message of an in-process ``read`` through ``handler``, and the error that ended it (if one did)."""
+    from connector.airbyte import commands
+
+    messages: list[dict[str, Any]] = []
+
+    async def collect() -> None:
+        async for message in commands.read(config, catalog_for(), None, mock_transport(handler)):
+            messages.append(message)
+
+    try:
+        asyncio.run(collect())
+    except ConnectorError as exc:
+        return messages, exc
+    return messages, None
 
 
 def chat_reply(content: str, finish_reason: str = "stop", model: str = "m") -> dict[str, Any]:

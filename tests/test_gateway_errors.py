@@ -25,7 +25,7 @@ from connector.airbyte import commands
 from connector.config.load import load_config
 from connector.endpoint.classify import classify, is_fatal, rejects_key
 from connector.endpoint.client import EndpointClient, retry_after_seconds
-from tests.conftest import catalog_for, chat_reply, mock_transport
+from tests.conftest import chat_reply, mock_transport, read_through
 
 KEY = "sk-gateway-wrong-key-4242"
 NO_DB = {"error": {"message": "No connected db.", "type": "no_db_connection", "param": None, "code": "400"}}
@@ -73,20 +73,6 @@ def check(raw: dict[str, Any], handler: Handler) -> dict[str, Any]:
     return status
 
 
-def read(raw: dict[str, Any], handler: Handler) -> tuple[list[dict[str, Any]], BaseException | None]:
-    messages: list[dict[str, Any]] = []
-
-    async def collect() -> None:
-        async for message in commands.read(raw, catalog_for(), None, mock_transport(handler)):
-            messages.append(message)
-
-    try:
-        asyncio.run(collect())
-    except errors.ConnectorError as exc:
-        return messages, exc
-    return messages, None
-
-
 @pytest.mark.parametrize(("status", "body", "expected"), [
     (400, NO_DB, "auth"),
     (400, INVALID_MODEL, "not_found"),
@@ -124,7 +110,7 @@ def test_check_reads_invalid_model_name_as_model_not_found_with_the_offered_list
                                                (INVALID_MODEL, "model not found: request rejected (400)")])
 def test_read_stops_at_the_first_row_as_for_401_and_404(body: Any, meaning: str) -> None:
     handler, seen = gateway(httpx.Response(400, json=body))
-    messages, exc = read(config(concurrency=1), handler)
+    messages, exc = read_through(config(concurrency=1), handler)
     assert exc is not None and exc.failure_type == "config_error"
     assert exc.message.startswith(meaning), exc.message
     assert not [m for m in messages if m["type"] == "RECORD"]

@@ -3,7 +3,6 @@ summary, a summary ends every run, and the spend guards mean what they say."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import threading
@@ -13,9 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from connector.airbyte import commands
-from connector.errors import ConnectorError
-from tests.conftest import catalog_for, chat_reply, mock_transport
+from tests.conftest import chat_reply, read_through
 
 PRICES = {"*": {"input_per_million": 1_000_000.0, "output_per_million": 2_000_000.0}}  # 1 per token in, 2 out
 
@@ -23,21 +20,6 @@ PRICES = {"*": {"input_per_million": 1_000_000.0, "output_per_million": 2_000_00
 def base_config(rows: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     return {"url": "http://fake.local/v1", "api_key": "sk-test", "model": "m", "prompt": "Say {{text}}",
             "input": {"rows": rows}, "cache": {"enabled": False}, "max_retries": 0, **extra}
-
-
-def read_all(config: dict[str, Any], handler: Any) -> tuple[list[dict[str, Any]], ConnectorError | None]:
-    """Every message of a read through ``handler``, and the error that ended it (if one did)."""
-    messages: list[dict[str, Any]] = []
-
-    async def go() -> None:
-        async for message in commands.read(config, catalog_for(), None, mock_transport(handler)):
-            messages.append(message)
-
-    try:
-        asyncio.run(go())
-    except ConnectorError as exc:
-        return messages, exc
-    return messages, None
 
 
 def records(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -74,7 +56,7 @@ def test_a_validation_retry_adds_its_tokens_and_cost_to_the_row_and_the_summary(
             return httpx.Response(200, json=reply_with_usage("not json at all", 10, 3))
         return httpx.Response(200, json=reply_with_usage('{"label": "x"}', 20, 4))
 
-    messages, error = read_all(json_columns_config([{"text": "a"}]), handler)
+    messages, error = read_through(json_columns_config([{"text": "a"}]), handler)
     assert error is None
     [row] = records(messages)
     assert len(seen) == 2 and row["_status"] == "ok" and row["_attempts"] == 2
@@ -96,7 +78,7 @@ def test_the_summary_is_the_exact_sum_of_the_rows() -> None:
         return httpx.Response(200, json=reply_with_usage('{"label": "y"}', 5, 2))
 
     rows = [{"text": f"bad{i}" if i % 3 == 0 else f"good{i}"} for i in range(12)]
-    messages, error = read_all(json_columns_config(rows, concurrency=4), handler)
+    messages, error = read_through(json_columns_config(rows, concurrency=4), handler)
     assert error is None
     out = records(messages)
     prompt = sum(r["_prompt_tokens"] for r in out)
@@ -118,7 +100,7 @@ def test_a_failed_validation_retry_is_an_error_with_every_attempt_counted() -> N
         return httpx.Response(400, json={"error": {"message": "bad turn", "type": "invalid_request_error"}})
 
     rows = [{"text": "a"}, {"text": "b"}, {"text": "good"}]
-    messages, error = read_all(json_columns_config(rows), handler)
+    messages, error = read_through(json_columns_config(rows), handler)
     assert error is None
     for row in records(messages)[:2]:
         assert row["_status"] == "error" and row["_error_class"] == "bad_request"
@@ -140,7 +122,7 @@ def test_max_requests_is_the_number_of_requests_that_reach_the_endpoint(concurre
         return httpx.Response(200, json=chat_reply("ok"))
 
     rows = [{"text": f"r{i}"} for i in range(100)]
-    messages, error = read_all(base_config(rows, max_requests=25, concurrency=concurrency), handler)
+    messages, error = read_through(base_config(rows, max_requests=25, concurrency=concurrency), handler)
     assert error is None
     assert seen[0] == 25
     out = records(messages)
@@ -162,7 +144,7 @@ def test_max_requests_counts_retries_too() -> None:
 
     rows = [{"text": f"r{i}"} for i in range(10)]
     config = base_config(rows, max_requests=7, max_retries=3, concurrency=1)
-    read_all(config, handler)
+    read_through(config, handler)
     assert seen[0] == 7
 
 
@@ -175,7 +157,7 @@ def test_max_total_tokens_holds_within_the_estimates_of_requests_in_flight() -> 
 
     rows = [{"text": f"row {i}"} for i in range(200)]
     config = base_config(rows, max_total_tokens=500, concurrency=8, parameters={"max_tokens": 10})
-    messages, error = read_all(config, handler)
+    messages, error = read_through(config, handler)
     assert error is None
     # Each request is estimated at its prompt (~a dozen tokens) plus max_tokens 10; the overshoot
     # is what the requests in flight used beyond their estimates: at most 8 of them.
@@ -207,7 +189,7 @@ def test_every_run_that_stops_early_still_reports_its_summary_before_the_error(
         return httpx.Response(status, json=body)
 
     rows = [{"text": f"r{i}"} for i in range(40)]
-    messages, error = read_all(base_config(rows, concurrency=1, prices=PRICES, **extra), handler)
+    messages, error = read_through(base_config(rows, concurrency=1, prices=PRICES, **extra), handler)
     assert error is not None
     summary = summary_of(messages)
     assert re.search(r"tokens in 12, out 3; cost 18\.0000", summary), summary
@@ -221,7 +203,7 @@ def test_a_row_where_every_model_failed_names_the_last_model_tried() -> None:
         return httpx.Response(500, json={"error": {"message": "down"}})
 
     config = base_config([{"text": "a"}], fallback_models=["backup-1", "backup-2"])
-    messages, error = read_all(config, handler)
+    messages, error = read_through(config, handler)
     assert error is not None  # the only row failed, so the sync did too
     [row] = records(messages)
     assert row["_status"] == "error" and row["_model"] == "backup-2"
@@ -234,7 +216,7 @@ def test_an_answer_without_usage_has_unknown_tokens_and_cost_not_zero() -> None:
         del reply["usage"]
         return httpx.Response(200, json=reply)
 
-    messages, error = read_all(base_config([{"text": "a"}], prices=PRICES), handler)
+    messages, error = read_through(base_config([{"text": "a"}], prices=PRICES), handler)
     assert error is None
     [row] = records(messages)
     assert row["_status"] == "ok"
