@@ -31,9 +31,10 @@ _FLUSH_TYPES = frozenset({"STATE", "TRACE", "LOG", "CONNECTION_STATUS", "SPEC", 
 # With hundreds of requests in flight, each young collection scans every object those requests
 # hold, finds nothing (the row path makes no reference cycles) and promotes them, which then
 # triggers full collections: at the default, 15-20 % of a read's CPU went to the collector
-# (0.6-0.8 s of a 5,000-row read at 512 in flight; 0.2 s at 10,000; see docs/BENCHMARKS.md).
-# Larger values save little more and let cyclic garbage (a failed row's exception and its
-# frames) pile higher between collections.
+# (gc.callbacks, a 5,000-row read at 512 in flight: 0.6-0.8 s; 0.2 s at 10,000; 0.03 s at
+# 50,000). Larger values let the cyclic garbage of failed rows (an exception and its frames)
+# pile higher: reads in which every row failed peaked at 230-270 MB at 10,000, 160 MB at the
+# default (docs/PROMISES.md).
 YOUNG_COLLECTION_EVERY = 10_000
 
 

@@ -330,10 +330,9 @@ class DialectBase:
 
     def url(self, path: str, params: Mapping[str, str] | None = None) -> str:
         """``base_url`` + ``path``, with the query of the configured url (and ``params``)."""
-        if params or path not in self._urls:
-            url = self.address.url(path, params, base=self.base_url)
-            return url if params else self._urls.setdefault(path, url)
-        return self._urls[path]
+        if params:
+            return self.address.url(path, params, base=self.base_url)
+        return self._urls.get(path) or self._urls.setdefault(path, self.address.url(path, None, base=self.base_url))
 
     def sends_authorization(self) -> bool:
         """Whether this shape's own auth takes the ``Authorization`` header (Bearer key, signing, OAuth)."""

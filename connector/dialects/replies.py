@@ -67,8 +67,7 @@ def usage_of(value: Any) -> dict[str, Any] | None:
     """``usage`` with readable token counts, or None when nothing in it can be read."""
     if not isinstance(value, Mapping):
         return None
-    counts = [value.get(name) for name in _TOKEN_FIELDS]
-    if isinstance(value, dict) and all(type(c) is int and c >= 0 for c in counts):
+    if isinstance(value, dict) and all(type(value.get(name)) is int and value[name] >= 0 for name in _TOKEN_FIELDS):
         return value  # the usual reply: whole counts, nothing to change or copy
     usage = dict(value)
     for name in _TOKEN_FIELDS:

@@ -58,19 +58,17 @@ class Deadlines:
         if self._watch is None:
             self._watch = loop.call_later(self._tick, self._sweep)
         try:
-            result = await work
+            return await work
         except asyncio.CancelledError:
             if self._release(task) and task.cancelling() <= cancelling:
                 raise TimeoutError from None
             raise
-        except BaseException:
+        finally:
             self._release(task)
-            raise
-        self._release(task)
-        return result
 
     def _release(self, task: asyncio.Task[Any]) -> bool:
-        """Forget ``task``; True when the watchdog had cancelled it (that request is withdrawn)."""
+        """Forget ``task`` (again is harmless); True when the watchdog had cancelled it, and that
+        request to cancel is withdrawn."""
         self._due.pop(task, None)
         if task not in self._expired:
             return False
