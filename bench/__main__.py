@@ -30,6 +30,7 @@ from bench.procs import (
     pinned,
     pinning_available,
 )
+from bench.stages import Launch
 from bench.venv import ensure_bench_venv, versions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +49,7 @@ def _command(argv: list[str]) -> str:
     return f"{env} {cmd}".strip()
 
 
-def _export_connector(ref: str, target: Path) -> tuple[list[str], dict[str, str], Path]:
+def _export_connector(ref: str, target: Path) -> Launch:
     """The connector as committed at ``ref`` (read-only ``git archive``), run by .venv's interpreter.
 
     For measuring a known commit while the working tree is being edited by others; the
@@ -66,7 +67,7 @@ def _export_connector(ref: str, target: Path) -> tuple[list[str], dict[str, str]
     if not where.startswith(str(target)):
         raise BenchFailure(f"BENCH_CONNECTOR_REF: connector still imported from {where}, not {target}")
     log(f"bench: connector from {ref} ({where})")
-    return [python, "-m", "connector"], env, target
+    return Launch([python, "-m", "connector"], env, target)
 
 
 def _short(ref: str) -> str:
@@ -144,9 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         }
         try:
             if ref:
-                ctx.connector_cmd, ctx.connector_env, ctx.connector_cwd = _export_connector(ref, work / "connector-src")
+                ctx.connector = _export_connector(ref, work / "connector-src")
             if baseline:
-                ctx.baseline = st.Launch(*_export_connector(baseline, work / "baseline-src"))
+                ctx.baseline = _export_connector(baseline, work / "baseline-src")
                 short = _short(baseline)
                 ctx.baseline_ref = baseline if short.startswith(baseline) else f"{baseline} ({short})"
             for stage in stages:

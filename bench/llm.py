@@ -72,11 +72,11 @@ def stage_llm(ctx: Context) -> dict[str, Any]:
     started = subprocess.run(pinned(SERVER_CORE, [str(SCRIPT), "start"]), env=env, capture_output=True,
                              text=True, timeout=600)
     if started.returncode != 0:
-        why = started.stderr.strip().splitlines()[-3:]
-        ctx.log(f"  SKIPPED: the local llama.cpp server did not start: {why}")
-        return {"skipped": f"did not start: {' | '.join(why)}"}
+        tail = started.stderr.strip().splitlines()[-3:]
+        ctx.log(f"  SKIPPED: the local llama.cpp server did not start: {tail}")
+        return {"skipped": f"did not start: {' | '.join(tail)}"}
     base_url = f"http://127.0.0.1:{port}/v1"
-    extra = {"model": MODEL, "api_key": API_KEY}
+    extra: dict[str, Any] = {"model": MODEL, "api_key": API_KEY}
     try:
         bodies = ctx.bodies(ROWS, base_url, **extra)
         # One untimed call each way first, so neither side pays the model's first-load cost.

@@ -77,8 +77,8 @@ def stage_scan(ctx: Any, megabytes: int) -> dict[str, Any]:
         size = path.stat().st_size
         config = ctx.work / f"scan_{kind}.json"
         config.write_text(json.dumps(_discover_config(path, ctx.base_url(0))))
-        result = run_measured([*ctx.connector_cmd, "discover", "--config", str(config)], count=(b'"CATALOG"',),
-                              env=ctx.connector_env, cwd=ctx.connector_cwd)
+        result = run_measured([*ctx.connector.cmd, "discover", "--config", str(config)], count=(b'"CATALOG"',),
+                              env=ctx.connector.env, cwd=ctx.connector.cwd)
         if result.returncode != 0 or result.counts['"CATALOG"'] != 1:
             raise BenchFailure(f"scan: discover on {path} failed (exit {result.returncode}): "
                                f"{result.head_tail[-1500:].decode('utf-8', 'replace')}{result.stderr[-1500:]}")

@@ -35,7 +35,8 @@ METRICS = ("rows_per_s", "rows_per_s_e2e", "cpu_us_row", "loop_cpu_us_row", "max
 
 @dataclass(frozen=True)
 class Launch:
-    """How to start a connector: the command, its environment (None: inherit) and working directory."""
+    """How to start a connector: the command, its environment (None: inherit) and working directory
+    (``python -m`` puts the cwd first on sys.path: an exported commit is run from its folder)."""
 
     cmd: list[str]
     env: dict[str, str] | None = None
@@ -57,9 +58,7 @@ class Context:
     log: Callable[[str], None]
     # How to start the connector: the .venv's CLI on the working tree, or (BENCH_CONNECTOR_REF)
     # the same .venv's ``python -m connector`` on a commit exported with ``git archive``.
-    connector_cmd: list[str] = field(default_factory=lambda: [str(CONNECTOR)])
-    connector_env: dict[str, str] | None = None
-    connector_cwd: Path | None = None  # ``python -m`` puts the cwd first on sys.path: not the work tree then
+    connector: Launch = field(default_factory=lambda: Launch([str(CONNECTOR)]))
     # BENCH_BASELINE_REF: an earlier commit's connector, measured as client "baseline" in the matrix.
     baseline: Launch | None = None
     baseline_ref: str = ""
@@ -85,7 +84,7 @@ class Context:
         if key not in self._bodies:
             path = self.work / f"bodies_{rows}_{len(self._bodies)}.jsonl"
             config = data.connector_config(self.table(rows), base_url, 1, **extra)
-            written = data.make_bodies(config, path, self.connector_env, self.connector_cwd)
+            written = data.make_bodies(config, path, self.connector.env, self.connector.cwd)
             if written != rows:
                 raise BenchFailure(f"built {written} request bodies from a {rows}-row table")
             self._bodies[key] = path
@@ -137,7 +136,7 @@ def run_connector(ctx: Context, rows: int, base_url: str, concurrency: int, *, s
     starts another connector (the baseline commit) instead of the one measured.
     """
     outer = list(outer)
-    launch = launch or Launch(ctx.connector_cmd, ctx.connector_env, ctx.connector_cwd)
+    launch = launch or ctx.connector
     config = data.connector_config(ctx.table(rows), base_url, concurrency, **extra)
     config_path = data.write_json(ctx.work / "config.json", config)
     catalog_path = data.write_json(ctx.work / "catalog.json", data.catalog())
@@ -306,8 +305,8 @@ def stage_spec(ctx: Context, runs: int = 10) -> dict[str, Any]:
     """Wall time of ``spec`` (the CLI process, start to exit), and of a bare interpreter for scale."""
     spec_walls, bare_walls = [], []
     for _ in range(runs):
-        out = run_measured(pinned(CLIENT_CORE, [*ctx.connector_cmd, "spec"]), count=(b'"type":"SPEC"',),
-                           env=ctx.connector_env, cwd=ctx.connector_cwd)
+        out = run_measured(pinned(CLIENT_CORE, [*ctx.connector.cmd, "spec"]), count=(b'"type":"SPEC"',),
+                           env=ctx.connector.env, cwd=ctx.connector.cwd)
         if out.returncode != 0 or out.counts['"type":"SPEC"'] != 1:
             raise _fail("spec", out, "no SPEC message")
         spec_walls.append(out.wall_s)
