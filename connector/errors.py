@@ -40,6 +40,15 @@ from typing import Literal
 
 FailureType = Literal["system_error", "config_error", "transient_error"]
 
+# A failed row's public ``_error_class`` (docs/PROMISES.md): what the endpoint did
+# (connector.endpoint.classify), what the answer was (content_filter, validation), a provider
+# batch or results file without the row's answer (unanswered), a value of the input row that does
+# not fit its column (bad_input). Downstream SQL filters on these names: add, never rename.
+ErrorClass = Literal[
+    "rate_limit", "quota", "auth", "timeout", "connection", "server", "bad_request",
+    "not_found", "context_length", "content_filter", "bad_reply", "validation", "unanswered", "bad_input",
+]
+
 
 class ConnectorError(Exception):
     """Base of every error the connector raises deliberately."""

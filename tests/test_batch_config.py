@@ -111,7 +111,7 @@ def test_service_tier_takes_openais_values_only() -> None:
 
 
 def test_the_dry_run_shows_the_normal_and_the_batch_cost_side_by_side() -> None:
-    from connector.airbyte.commands import dry_run_report
+    from connector.pipeline.dry_run import dry_run_report
     from connector.pipeline.wiring import connect
     from connector.requests.templates import RequestTemplate
     from connector.rows.stdin import open_input

@@ -242,9 +242,10 @@ def test_answers_are_stored_before_records_are_emitted() -> None:
     enricher = RowEnricher(config, EndpointClient(config, mock_transport(handler)(None)), Redactor(), cache=cache)
 
     async def run() -> dict[str, Any]:
-        data = await enricher((0, {"t": "hello"}))
+        done = await enricher((0, {"t": "hello"}))
+        assert done is not None
         order.append("emitted")
-        return data
+        return done.record()
 
     data = asyncio.run(run())
     assert data["answer"] == "hello" and order == ["stored", "emitted"] and len(stored) == 1

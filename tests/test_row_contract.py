@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from connector.airbyte import commands
-from connector.answers.records import META_COLUMNS, Tally
+from connector.answers.outcomes import RowOutcome
+from connector.answers.records import META_COLUMNS, Enriched, Tally
 from connector.config.load import load_config
 from connector.endpoint.classify import classify
 from connector.endpoint.client import EndpointClient
@@ -37,19 +38,25 @@ class Recorder:
 
 
 def enrich(rows: list[dict[str, Any]], handler: Handler, **settings: Any) -> list[dict[str, Any]]:
+    out = [row.record() for row in enrich_rows(rows, handler, **settings)]
+    for record in out:
+        assert set(META_COLUMNS) <= set(record)  # the whole contract, on every record
+    return out
+
+
+def enrich_rows(rows: list[dict[str, Any]], handler: Handler, **settings: Any) -> list[Enriched]:
     raw = {"url": "http://llm.local/v1", "model": "main", "prompt": "Review: {{text}}",
            "input": {"rows": rows}, "max_retries": 0, "cache": {"enabled": False}, **settings}
     config = load_config(raw)
     client = EndpointClient(config, mock_transport(handler)(config))
     enricher = RowEnricher(config, client, Redactor())
 
-    async def run() -> list[dict[str, Any]]:
-        return [await enricher((i, row)) for i, row in enumerate(rows)]
+    async def run() -> list[Enriched]:
+        done = [await enricher((i, row)) for i, row in enumerate(rows)]
+        assert None not in done  # no spend guard here
+        return [row for row in done if row is not None]
 
-    out = asyncio.run(run())
-    for record in out:
-        assert set(META_COLUMNS) <= set(record)  # the whole contract, on every record
-    return out
+    return asyncio.run(run())
 
 
 def echo(body: dict[str, Any], _: int) -> httpx.Response:
@@ -245,14 +252,13 @@ def test_a_fallback_with_too_small_a_window_is_passed_over() -> None:
 
 
 def test_cost_from_the_price_table_and_the_summary_counts_by_class() -> None:
-    records = enrich([{"text": "a"}, {"text": "b"}], echo_handler(), prices={
+    done = enrich_rows([{"text": "a"}, {"text": "b"}], echo_handler(), prices={
         "main": {"input_per_million": 1.0, "output_per_million": 2.0}})
-    assert records[0]["_cost"] == pytest.approx((5 * 1.0 + 2 * 2.0) / 1e6)
+    assert done[0].record()["_cost"] == pytest.approx((5 * 1.0 + 2 * 2.0) / 1e6)
     tally = Tally()
-    for record in records:
-        tally.observe(record)
-    tally.observe({**records[0], "_status": "error", "_error_class": "timeout", "_error": "slow",
-                   "_row_number": 3})
+    for row in done:
+        tally.observe(row)
+    tally.observe(Enriched(3, {}, RowOutcome("error", "timeout", "slow")))
     summary = tally.summary()
     assert "2 ok" in summary and "1 error" in summary and "timeout 1" in summary
     assert "cost 0.0000" in summary and "row 3: slow" in summary

@@ -17,8 +17,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+from connector.answers.arrow_schema import Columns, arrow_type_for
 from connector.endpoint.transport import HttpxTransport
-from connector.standalone.writers import Columns, OutputError, TableWriter, arrow_type_for, format_for
+from connector.standalone.writers import OutputError, TableWriter, format_for
 from tests.conftest import CLI, FAKE_KEY, ROOT, Server, chat_reply
 
 

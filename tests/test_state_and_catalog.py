@@ -1,4 +1,5 @@
-"""connector.airbyte.state.position_for and connector.airbyte.catalog (streams, schemas, primary key)."""
+"""connector.airbyte.state.position_for, connector.airbyte.catalog (streams) and connector.answers.schema
+(schemas, primary key)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,11 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from connector.airbyte.catalog import (
-    MODELS_STREAM,
-    SYNC_MODES,
-    enriched_schema,
-    enriched_stream,
-    output_columns,
-    primary_key,
-    selected_streams,
-)
+from connector.airbyte.catalog import MODELS_STREAM, SYNC_MODES, enriched_stream, selected_streams
 from connector.airbyte.protocol import state as state_message
 from connector.airbyte.state import StreamPosition, position_for
 from connector.answers.records import META_COLUMNS, ROW_NUMBER
+from connector.answers.schema import enriched_schema, output_columns, primary_key
 from connector.config.load import load_config
 from connector.config.sections import ResponseTemplate
 from connector.errors import CatalogError, ConfigError, StateError

@@ -1,7 +1,8 @@
 """The streams this source offers and their JSON schemas; reading a configured catalog.
 
 ``<stream_name>`` (default ``enriched_rows``): the input's columns, the output
-columns of the response template, and the metadata columns of :mod:`enrich`.
+columns of the response template, and the metadata columns (their schema:
+:mod:`connector.answers.schema`).
 ``models``: what ``GET /models`` lists, offered only when the endpoint has it.
 """
 
@@ -13,70 +14,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from connector.answers.columns import extra_output_columns
-from connector.answers.records import META_COLUMNS, ROW_NUMBER
+from connector.answers.records import ROW_NUMBER
+from connector.answers.schema import enriched_schema, primary_key
 from connector.config.model import MODELS_STREAM as MODELS_STREAM
 from connector.config.model import SourceConfig
-from connector.config.sections import ResponseTemplate
-from connector.errors import CatalogError, ConfigError
-from connector.rows.columns import field_schema
+from connector.errors import CatalogError
 
 SYNC_MODES = ("full_refresh", "incremental")
-
-_PATH_TYPES = {
-    "content": {"type": ["null", "string"]},
-    "finish_reason": {"type": ["null", "string"]},
-    "model": {"type": ["null", "string"]},
-    "id": {"type": ["null", "string"]},
-    "role": {"type": ["null", "string"]},
-    "reasoning_content": {"type": ["null", "string"]},
-    "created": {"type": ["null", "integer"]},
-}
-_ANY = {"type": ["null", "string", "number", "integer", "boolean", "object", "array"]}
-
-
-def _path_schema(path: str) -> dict[str, Any]:
-    last = path.rsplit(".", 1)[-1]
-    if last.endswith("tokens"):
-        return {"type": ["null", "integer"]}
-    return dict(_PATH_TYPES.get(last, _ANY))
-
-
-def output_columns(template: ResponseTemplate) -> dict[str, dict[str, Any]]:
-    """Output column name -> JSON schema."""
-    out = {name: _path_schema(path) for name, path in template.columns.items()}
-    for name, kind in template.json_columns.items():
-        out[name] = {"type": ["null", kind]}
-    return out
-
-
-def enriched_schema(input_schema: pa.Schema, config: SourceConfig) -> dict[str, Any]:
-    """The enriched stream's JSON schema; fails when an output column shadows an input one."""
-    properties: dict[str, Any] = {f.name: field_schema(f) for f in input_schema}
-    outputs = output_columns(config.response_template)
-    outputs.update(extra_output_columns(config))  # output_schema properties, _tool_calls
-    clash = sorted((set(outputs) | set(META_COLUMNS)) & set(properties))
-    if clash:
-        raise ConfigError(
-            f"response_template: output column(s) {', '.join(clash)} have the name of an input column; "
-            "rename them in response_template.columns or json_columns"
-        )
-    properties.update(outputs)
-    properties.update(META_COLUMNS)
-    return {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
-            "additionalProperties": True, "properties": properties}
-
-
-def primary_key(config: SourceConfig, input_schema: pa.Schema) -> str:
-    key = config.input.primary_key
-    if key is None:
-        return ROW_NUMBER
-    if key not in input_schema.names:
-        raise ConfigError(
-            f"input.primary_key: column '{key}' is not in the input; columns are: {', '.join(input_schema.names)}"
-        )
-    return key
-
 
 def enriched_stream(config: SourceConfig, input_schema: pa.Schema) -> dict[str, Any]:
     return {

@@ -225,16 +225,7 @@ async def _read_enriched(endpoint: Endpoint, table: Table, template: RequestTemp
 async def _dry_run(endpoint: Endpoint, table: Table, template: RequestTemplate,
                    start: int) -> AsyncIterator[Message]:
     """The dry-run report of the enriched stream as LOG messages: nothing is sent, no state moves."""
+    from connector.pipeline.dry_run import dry_run_report
+
     for line in await dry_run_report(endpoint, table, template, start):
         yield protocol.log(line)
-
-
-async def dry_run_report(endpoint: Endpoint, table: Table, template: RequestTemplate, start: int) -> list[str]:
-    """The dry-run report's lines, secrets masked."""
-    from connector.pipeline.dry_run import Planner, plan
-    from connector.pipeline.wiring import enricher_for
-    from connector.rows.stdin import numbered_rows
-
-    planner = Planner(endpoint.config, enricher_for(endpoint, template), endpoint.client, endpoint.redact)
-    report = await plan(numbered_rows(table.batches(skip=start), start, lambda: False), planner)
-    return [endpoint.redact(line) for line in report.log_lines()]

@@ -1,18 +1,19 @@
-"""The record contract: metadata columns every enriched record carries, and the run tally.
+"""The record contract: metadata columns every enriched record carries, a row's record, and the run tally.
 
-Names and meanings here are public (documented in the README, filtered on in
-downstream SQL): add columns, never rename them. Status and error-class values
-are listed in :mod:`connector.answers.outcomes`.
+Names and meanings here are public (documented in docs/PROMISES.md, filtered on in
+downstream SQL): add columns, never rename them. Status and error-class values, and the
+typed outcome behind the metadata columns, are in :mod:`connector.answers.outcomes`.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.answers.outcomes import ERROR_CLASSES, STATUSES
+from connector.answers.outcomes import ERROR_CLASSES, STATUSES, RowOutcome
+
+Record = dict[str, Any]
 
 ROW_NUMBER = "_row_number"
 
@@ -43,12 +44,18 @@ META_COLUMNS: dict[str, dict[str, Any]] = {
 }
 
 
-def empty_meta(status: str, error_class: str | None, error: str | None, attempts: int = 0) -> dict[str, Any]:
-    """Metadata of a row that has no answer."""
-    meta: dict[str, Any] = dict.fromkeys(META_COLUMNS)
-    del meta[ROW_NUMBER]
-    meta.update(_status=status, _error_class=error_class, _error=error, _attempts=attempts, _cached=False)
-    return meta
+@dataclass(slots=True)
+class Enriched:
+    """One row done: its values so far (the input row's, ``_row_number``, the output columns) and its outcome."""
+
+    number: int  # 1-based position in the input
+    values: Record
+    outcome: RowOutcome
+
+    def record(self) -> Record:
+        """The record: the values, then the metadata columns of the outcome (the one place they are made)."""
+        self.values.update(self.outcome.columns())
+        return self.values
 
 
 @dataclass
@@ -92,26 +99,26 @@ class Tally:
     def first_errors(self) -> list[str]:
         return [line for lines in self.first_failures.values() for line in lines]
 
-    def observe(self, data: Mapping[str, Any]) -> None:
-        status = data["_status"]
-        self.by_status[status] += 1
-        if data["_error_class"]:
-            self.by_error_class[data["_error_class"]] += 1
-            examples = self.first_failures.setdefault(data["_error_class"], [])
+    def observe(self, row: Enriched) -> None:
+        outcome = row.outcome
+        self.by_status[outcome.status] += 1
+        if outcome.error_class:
+            self.by_error_class[outcome.error_class] += 1
+            examples = self.first_failures.setdefault(outcome.error_class, [])
             if len(examples) < 3:
-                examples.append(f"row {data[ROW_NUMBER]}: {data['_error']}")
-        if data.get("_batch_id"):
+                examples.append(f"row {row.number}: {outcome.error}")
+        if outcome.batch_id:
             self.batched += 1
-        if data["_cached"]:
+        if outcome.cached:
             self.cached += 1
-        elif data["_attempts"] > 1:
+        elif outcome.attempts > 1:
             self.retried += 1
-        if not data["_cached"]:
-            self.prompt_tokens += data["_prompt_tokens"] or 0
-            self.completion_tokens += data["_completion_tokens"] or 0
-        if data["_cost"] is not None:
+        if not outcome.cached:
+            self.prompt_tokens += outcome.prompt_tokens or 0
+            self.completion_tokens += outcome.completion_tokens or 0
+        if outcome.cost is not None:
             self.priced = True
-            self.cost += data["_cost"]
+            self.cost += outcome.cost
 
     def summary(self) -> str:
         # Each count says what it counts: "34 error; 0 failed and skipped" read as a contradiction.

@@ -36,7 +36,7 @@ _CONTENT_FILTER = re.compile(r"content[_ ]filter|content management policy|safet
 _REJECTED_KEY_400 = re.compile(r"no_db_connection|No connected db")
 
 
-def classify(exc: errors.EndpointError) -> str:
+def classify(exc: errors.EndpointError) -> errors.ErrorClass:
     """The error class of an endpoint failure."""
     if isinstance(exc, errors.HTTPStatusError):
         body = exc.body or exc.message

@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from connector import errors
+from connector.answers.records import Enriched
 from connector.endpoint.batch import BatchStatus, ItemResult
 from connector.pipeline.batch_ledger import SavedBatch, cache_key_of, custom_id
 from connector.pipeline.batch_submit import BatchContext
-from connector.pipeline.enrich import Record
+from connector.pipeline.enrich import Ask
 from connector.pipeline.ordered import ordered_map
 from connector.pipeline.progress import NO_PROGRESS, Progress
 from connector.pipeline.run import Note, Rows
@@ -66,7 +67,7 @@ class BatchSource:
         self._held: tuple[int, dict[str, Any]] | None = None  # the row a segment stopped before
         self._blocked: SavedBatch | None = None
 
-    async def __call__(self, rows: Rows) -> AsyncIterator[Record | Note | None]:
+    async def __call__(self, rows: Rows) -> AsyncIterator[Enriched | Note | None]:
         if isinstance(rows, AsyncIterator):
             raise errors.ConfigError("batch mode reads its rows from a file, not from standard input")
         if (note := await self._poll_open()) is not None:
@@ -129,23 +130,23 @@ class BatchSource:
                 return
             yield position, row, batch, results
 
-    async def _answer(self, item: Item) -> Record | None:
+    async def _answer(self, item: Item) -> Enriched | None:
         position, row, batch, results = item
         enricher = self.ctx.enricher
         if batch is None or results is None:
             return await enricher((position, row))
-        data, body = enricher.plan((position, row))
-        if body is None:
-            return data
-        result = results.get(custom_id(position + 1, self.ctx.key_of(body)))
+        planned = enricher.plan((position, row))
+        if not isinstance(planned, Ask):
+            return planned
+        result = results.get(custom_id(position + 1, self.ctx.key_of(planned.body)))
         batch_id = batch.id or ""
         if result is not None and result.reply is not None:
-            return await enricher.finish_batch(data, body, result.reply, batch_id)
+            return await enricher.finish_batch(planned, result.reply, batch_id)
         error = result.error if result is not None else None
         if error is None or isinstance(error, errors.BatchItemUnfinished) or error.retryable:
             self.retried += 1
             return await enricher((position, row))  # the retry policy: a normal request
-        return enricher.batch_error(data, body, error, batch_id)
+        return enricher.batch_error(planned, error, batch_id)
 
     async def _poll_open(self) -> Note | None:
         """Poll every batch that has not ended; one line with the providers' counts (None: no batches)."""

@@ -29,7 +29,7 @@ from connector.config.model import SourceConfig
 from connector.endpoint.batch import BatchAPI, BatchRequest, Chunker, Submission, fingerprint
 from connector.endpoint.limits import SpendBudget
 from connector.pipeline.batch_ledger import Ledger, SavedBatch, custom_id, ranges_of
-from connector.pipeline.enrich import RowEnricher
+from connector.pipeline.enrich import Ask, RowEnricher
 from connector.pipeline.run import Checkpoint, Event, Note
 from connector.rows.stdin import numbered_rows
 from connector.rows.table import Table
@@ -129,11 +129,12 @@ class Submitter:
             number = self.end = position + 1
             check.passed(number - 1)
             try:
-                _, body = ctx.enricher.plan((position, row))
+                planned = ctx.enricher.plan((position, row))
             except errors.RowTooLong:
                 break  # pass two stops at this row with the error, as a normal read would
-            if body is None:
+            if not isinstance(planned, Ask):
                 continue
+            body = planned.body
             key = ctx.key_of(body)
             saved = ctx.ledger.batch_of(number)
             if saved is not None:

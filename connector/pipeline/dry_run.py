@@ -20,16 +20,22 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connector.answers.cache import AnswerCache, cache_key, cache_path
+from connector.answers.prices import billed_as_batch, cost_of, price_for
 from connector.config.model import SourceConfig
 from connector.endpoint.client import EndpointClient
 from connector.endpoint.limits import TokenEstimator
 from connector.errors import RowTooLong
 from connector.jsonbytes import dumps
-from connector.pipeline.enrich import RowEnricher
+from connector.pipeline.enrich import Ask, RowEnricher
 from connector.secrets import MASK, Redactor, is_auth_header
+
+if TYPE_CHECKING:
+    from connector.pipeline.wiring import Endpoint
+    from connector.requests.templates import RequestTemplate
+    from connector.rows.table import Table
 
 SAMPLES = 3
 _SAMPLE_CHARS = 4000
@@ -145,15 +151,17 @@ class Planner:
         result = self.result
         result.rows += 1
         try:
-            data, body = self._enricher.plan(item)
+            planned = self._enricher.plan(item)
         except RowTooLong:
             if result.would_fail_at is None:
                 result.would_fail_at = item[0] + 1
             result.skipped["too_long_fail"] += 1
             return
-        if body is None:
-            result.skipped[data["_error_class"] or data["_status"]] += 1  # bad_input: a value that does not fit
+        if not isinstance(planned, Ask):
+            outcome = planned.outcome
+            result.skipped[outcome.error_class or outcome.status] += 1  # bad_input: a value that does not fit
             return
+        body = planned.body
         result.requests += 1
         prompt = self._estimator.prompt_tokens(self._dialect.prompt_chars(body))  # as the context-window fit counts
         cap = self._dialect.max_output_tokens(body)  # in the API shape's own field
@@ -166,7 +174,7 @@ class Planner:
         result.output_tokens += output
         model = _model(body)
         prices = self._config.prices
-        price = prices.get(model) or prices.get("*")
+        price = price_for(prices, model)
         if price is None:
             if prices or model:
                 result.unpriced[model or "(no model)"] += 1
@@ -175,14 +183,9 @@ class Planner:
             if not price.has_batch_price:
                 result.no_batch_price.add(model or "*")
             if not cached:
-                flex = body.get("service_tier") == "flex"  # billed at the batch price
-                for batch in (False, True):
-                    per_input, per_output = price.rates(batch or flex)
-                    cost = (prompt * per_input + output * per_output) / 1_000_000
-                    if batch:
-                        result.batch_cost += cost
-                    else:
-                        result.cost += cost
+                tier = body.get("service_tier")  # flex is billed at the batch price
+                result.cost += cost_of(price, prompt, output, billed_as_batch(tier))
+                result.batch_cost += cost_of(price, prompt, output, billed_as_batch(tier, batch=True))
         if len(result.samples) < self._samples:
             result.samples.append(await self._sample(item[0] + 1, body))
 
@@ -237,3 +240,13 @@ async def plan(rows: Iterator[tuple[int, dict[str, Any]]] | AsyncIterator[tuple[
     finally:
         planner.close()
     return planner.result
+
+
+async def dry_run_report(endpoint: Endpoint, table: Table, template: RequestTemplate, start: int) -> list[str]:
+    """The dry-run report's lines, secrets masked."""
+    from connector.pipeline.wiring import enricher_for
+    from connector.rows.stdin import numbered_rows
+
+    planner = Planner(endpoint.config, enricher_for(endpoint, template), endpoint.client, endpoint.redact)
+    report = await plan(numbered_rows(table.batches(skip=start), start, lambda: False), planner)
+    return [endpoint.redact(line) for line in report.log_lines()]

@@ -1,4 +1,11 @@
-"""One row in, one enriched record out: check, render, fit, ask (with fallbacks), validate, annotate.
+"""One row in, one enriched record out: the orchestrator of a row's jobs.
+
+:meth:`RowEnricher.plan` checks the row, renders it and fits it to the context window
+(:mod:`connector.pipeline.fit`); :meth:`RowEnricher.__call__` asks the endpoint (the primary model,
+then each fallback the error class allows), with the answer cache and single flight in front
+(:meth:`RowEnricher._answer`); the answer is validated and asked again with feedback
+(:meth:`RowEnricher._validated`), priced (:mod:`connector.answers.prices`) and judged into the
+row's typed outcome (:mod:`connector.answers.judge`).
 
 A row's own trouble never stops the sync: its record is still emitted with a
 status (``error``, ``truncated``, ``skipped_null``, ``skipped_too_long``), an
@@ -16,36 +23,37 @@ validation and was asked again was paid for too, so ``_prompt_tokens``,
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from connector import errors
 from connector.answers.cache import AnswerCache, SingleFlight, cache_key
 from connector.answers.columns import ExtraOutputs
-from connector.answers.extract import CONTENT_PATH, ResponseExtractor, dig
-from connector.answers.records import ROW_NUMBER, empty_meta
+from connector.answers.extract import ResponseExtractor
+from connector.answers.judge import content_of, finish_reason, judged
+from connector.answers.outcomes import RowOutcome, Status, model_name
+from connector.answers.prices import Spend
+from connector.answers.records import ROW_NUMBER, Enriched, Record
 from connector.config.model import SourceConfig
 from connector.dialects.replies import token_count
 from connector.endpoint.classify import classify, fatal, is_fatal
 from connector.endpoint.client import Completion, EndpointClient
-from connector.endpoint.limits import TokenEstimator
+from connector.errors import ErrorClass
+from connector.pipeline.fit import ContextFit
 from connector.requests.templates import RequestTemplate
 from connector.rows.columns import FlawedRow
 from connector.secrets import Redactor
 
-Record = dict[str, Any]
+Body = dict[str, Any]
 
 
-class _Spent:
-    """What the answers bought for one row cost, summed over every attempt that got one."""
+@dataclass(slots=True)
+class Ask:
+    """A row ready to send: its values so far and the request body."""
 
-    __slots__ = ("completion_tokens", "cost", "paid", "prompt_tokens", "reported")
-
-    def __init__(self) -> None:
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
-        self.cost = 0.0
-        self.paid = 0  # answers bought (not from the cache, not shared with an identical row)
-        self.reported = 0  # of those, the answers whose usage said what they cost
+    number: int
+    values: Record
+    body: Body
 
 
 class _Answer:
@@ -58,7 +66,7 @@ class _Answer:
 
 
 class RowEnricher:
-    """Callable that turns (position, row) into a record's data.
+    """Callable that turns (position, row) into the row's :class:`~connector.answers.records.Enriched`.
 
     Looks each request up in the answer cache first, sends identical requests in
     flight only once, and stores each new answer before returning it.
@@ -80,95 +88,89 @@ class RowEnricher:
         self._redact = redactor
         self._cache = cache if cache is not None and cache.enabled else None
         self._single_flight = SingleFlight()
-        self._estimator = TokenEstimator()
         self._used_columns = sorted(self._template.columns)
         self._fallbacks = [m for m in config.fallback_models if m]
-        self._windows = dict(config.context_windows)
+        windows = dict(config.context_windows)
         if config.model and config.context_window:
-            self._windows.setdefault(config.model, config.context_window)
-        # Prompt sizes are estimated (and the estimate corrected from usage) only for context windows.
-        self._sizes_prompts = bool(self._windows or config.context_window)
+            windows.setdefault(config.model, config.context_window)
+        self._fit = ContextFit(self._dialect, self.body_for, config.context_window, windows,
+                               config.too_long_policy, config.truncate_column)
 
     @property
     def output_columns(self) -> list[str]:
         return self._extractor.column_names
 
-    def body_for(self, row: Mapping[str, Any]) -> dict[str, Any]:
+    def body_for(self, row: Mapping[str, Any]) -> Body:
         return self._dialect.build(self._template.render(row))
 
     # The row -------------------------------------------------------------------------
 
-    async def __call__(self, item: tuple[int, dict[str, Any]]) -> Record | None:
-        """The row's record; None when a spend guard refused its request (the row is not done)."""
-        data, body = self.plan(item)
-        if body is None:
-            return data
+    async def __call__(self, item: tuple[int, dict[str, Any]]) -> Enriched | None:
+        """The row done; None when a spend guard refused its request (the row is not done)."""
+        planned = self.plan(item)
+        if isinstance(planned, Enriched):
+            return planned
         try:
-            return await self._ask(data, body)
+            return await self._ask(planned)
         except errors.SpendLimitReached:
             return None
 
-    def plan(self, item: tuple[int, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """The record so far and the body to send for it; no body when the row is skipped (its
-        record is then complete). Sends nothing: ``--dry-run`` renders every row with it."""
+    def plan(self, item: tuple[int, dict[str, Any]]) -> Enriched | Ask:
+        """The request to send for the row, or the row done without one (skipped, or a value that does
+        not fit). Sends nothing: ``--dry-run`` renders every row with it."""
         position, row = item
-        data = dict(row)
-        data[ROW_NUMBER] = position + 1
+        values = dict(row)
+        values[ROW_NUMBER] = number = position + 1
         config = self._config
         if isinstance(row, FlawedRow):  # a value did not fit its column: nothing to ask about
-            return self._without_answer(data, "error", "bad_input", row.problem), None
-
+            return self._unanswered(number, values, "error", row.problem, "bad_input")
         blank = [c for c in self._used_columns if _is_blank(row.get(c))]
         if blank and config.null_policy == "skip":
-            return self._without_answer(data, "skipped_null", None,
-                                        f"column(s) {', '.join(blank)} null or empty (null_policy skip)"), None
+            return self._unanswered(number, values, "skipped_null",
+                                    f"column(s) {', '.join(blank)} null or empty (null_policy skip)")
         if blank and config.null_policy == "literal":
             row = {**row, **dict.fromkeys(blank, config.null_literal)}
-
         body = self.body_for(row)
         if config.context_window:
-            fitted = self._fit(row, body, position)
+            fitted = self._fit.fit(row, body, position)
             if isinstance(fitted, str):
-                return self._without_answer(data, "skipped_too_long", None, fitted), None
+                return self._unanswered(number, values, "skipped_too_long", fitted)
             body = fitted
-        return data, body
+        return Ask(number, values, body)
 
-    async def _ask(self, data: Record, body: dict[str, Any]) -> Record:
+    async def _ask(self, ask: Ask) -> Enriched:
         """Ask the primary model, then each fallback the error class allows."""
-        attempts = 0
-        error: tuple[str, str] | None = None
+        body, attempts = ask.body, 0
+        error: tuple[ErrorClass, str] | None = None
         passed_over: list[str] = []
-        spent = _Spent()
+        spend = Spend()
         tried: object = None  # the last model asked (a body's model is whatever JSON the template gave)
         for model in [body.get("model"), *self._fallbacks]:
             asked = body if model == body.get("model") else {**body, "model": model}
-            window = self._windows.get(str(model)) if model else None
-            if window is not None and self._prompt_tokens(asked) + self._max_output(asked) > window:
+            window = self._fit.too_big_for(model, asked)
+            if window is not None:
                 passed_over.append(f"{model} (context window {window})")
                 continue
             tried = model
             try:
-                answer = await self._answer(asked, spent)
+                answer = await self._answer(asked, spend)
             except errors.EndpointError as exc:
-                if is_fatal(exc):
-                    raise fatal(exc) from exc
                 attempts += exc.attempts
-                error = (classify(exc), self._redact(exc.message))
+                error = (self._classify(exc), self._redact(exc.message))
                 if error[0] in self._config.fallback_on:
                     continue
                 break
             answer.attempts += attempts
-            return await self._finish(data, asked, answer, spent)
+            return await self._validated(ask, asked, answer, spend)
         if error is None:  # every model was passed over for its context window
-            return self._without_answer(data, "skipped_too_long", None,
-                                        f"the prompt fits no model's context window: {', '.join(passed_over)}")
-        data.update(dict.fromkeys(self._extractor.column_names))
-        data.update(empty_meta("error", error[0], error[1], attempts))
-        data["_model"] = tried  # every model failed: the last one asked (not one passed over)
-        return data
+            return self._unanswered(ask.number, ask.values, "skipped_too_long",
+                                    f"the prompt fits no model's context window: {', '.join(passed_over)}")
+        done = self._unanswered(ask.number, ask.values, "error", error[1], error[0], attempts)
+        done.outcome.model = model_name(tried)  # every model failed: the last one asked (not one passed over)
+        return done
 
-    async def _answer(self, body: dict[str, Any], spent: _Spent) -> _Answer:
-        """From the cache, from an identical request in flight, or from the endpoint (added to ``spent``)."""
+    async def _answer(self, body: Body, spend: Spend) -> _Answer:
+        """From the cache, from an identical request in flight, or from the endpoint (added to ``spend``)."""
         key = cache_key(self._client.url, self._dialect.name, body)  # the same body, another shape: another request
         cache = self._cache
         if cache is not None:
@@ -180,200 +182,82 @@ class RowEnricher:
             return _Answer(completion.reply, completion, 0, cached=True)
         if cache is not None:
             cache.put(key, completion.reply)  # stored before the record exists: never paid twice
-        self._spend(spent, body, completion)
+        self._spend(spend, body, completion.reply)
         return _Answer(completion.reply, completion, completion.attempts, cached=False)
 
-    def _spend(self, spent: _Spent, body: Mapping[str, Any], completion: Completion, batch: bool = False) -> None:
-        usage = completion.reply.get("usage") or {}
+    def _spend(self, spend: Spend, body: Mapping[str, Any], reply: Mapping[str, Any], batch: bool = False) -> None:
+        usage = reply.get("usage") or {}
         prompt, output = token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens"))
-        spent.paid += 1
-        spent.reported += prompt is not None or output is not None
-        spent.prompt_tokens += prompt or 0
-        spent.completion_tokens += output or 0
-        spent.cost += self._price(body, prompt, output, batch) or 0.0
-        if prompt is not None and self._sizes_prompts:
-            self._estimator.observe(self._dialect.prompt_chars(body), prompt, output)
+        spend.add(self._config.prices, body.get("model"), body.get("service_tier"), prompt, output, batch)
+        self._fit.observe(body, prompt, output)
 
-    async def _finish(self, data: Record, body: dict[str, Any], answer: _Answer, spent: _Spent) -> Record:
-        """Validate the answer (asking again with feedback), then fill the record."""
+    async def _validated(self, ask: Ask, body: Body, answer: _Answer, spend: Spend) -> Enriched:
+        """Validate the answer (asking again with feedback), then judge it into the row's outcome."""
         columns, problem = self._extractor.extract(answer.reply)
         retries = self._config.validation_retries
-        while problem and retries and _finish_reason(answer.reply) != "length":
-            retry_body = self._with_feedback(body, dig(answer.reply, CONTENT_PATH), problem)
+        while problem and retries and finish_reason(answer.reply) != "length":
+            retry_body = self._with_feedback(body, content_of(answer.reply), problem)
             if retry_body is None:
                 break
             retries -= 1
             try:
-                again = await self._answer(retry_body, spent)
+                again = await self._answer(retry_body, spend)
             except errors.EndpointError as exc:
-                if is_fatal(exc):
-                    raise fatal(exc) from exc
                 # The retry failed: the row is an error of that class, its first answer kept.
-                data.update(columns)
-                record = self._fill(data, body, answer, problem, spent)
-                record.update(_status="error", _error_class=classify(exc), _attempts=answer.attempts + exc.attempts,
-                              _error=self._redact(f"the answer could not be used ({problem}) and asking again "
-                                                  f"failed: {exc.message}"))
-                return record
+                done = self._judged(ask, columns, body, answer, problem, spend)
+                done.outcome.status, done.outcome.error_class = "error", self._classify(exc)
+                done.outcome.attempts = answer.attempts + exc.attempts
+                done.outcome.error = self._redact(f"the answer could not be used ({problem}) and asking again "
+                                                  f"failed: {exc.message}")
+                return done
             again.attempts += answer.attempts
             body, answer = retry_body, again
             columns, problem = self._extractor.extract(answer.reply)
-        data.update(columns)
-        return self._fill(data, body, answer, problem, spent)
+        return self._judged(ask, columns, body, answer, problem, spend)
 
-    def _fill(self, data: Record, body: Mapping[str, Any], answer: _Answer, problem: str | None,
-              spent: _Spent) -> Record:
-        reply = answer.reply
-        finish = _finish_reason(reply)
-        content = dig(reply, CONTENT_PATH)
-        status, error_class, error = "ok", None, None
-        if finish == "length":
-            status, error = "truncated", "the answer was cut off by the token limit (finish_reason length)"
-        elif finish == "content_filter":
-            status, error_class, error = "error", "content_filter", "the provider's content filter withheld the answer"
-        elif problem:
-            status, error_class, error = "error", "validation", problem
-        if spent.paid:  # what this run bought for the row, every attempt included; unknown without usage
-            prompt_tokens: int | None = spent.prompt_tokens if spent.reported else None
-            completion_tokens: int | None = spent.completion_tokens if spent.reported else None
-        else:  # from the cache or shared with an identical row: what that answer had used
-            usage = reply.get("usage") or {}
-            prompt_tokens = token_count(usage.get("prompt_tokens"))
-            completion_tokens = token_count(usage.get("completion_tokens"))
-        completion = answer.completion
-        data.update(
-            _status=status,
-            _error_class=error_class,
-            _error=error,
-            _finish_reason=finish,
-            _model=reply.get("model") or body.get("model"),
-            _attempts=answer.attempts,
-            _cached=answer.cached,
-            _prompt_tokens=prompt_tokens,
-            _completion_tokens=completion_tokens,
-            _cost=self._row_cost(body, spent),
-            _latency_ms=None if completion is None else round(completion.latency_ms, 1),
-            _ttft_ms=None if completion is None or completion.ttft_ms is None else round(completion.ttft_ms, 1),
-            _raw_answer=content if problem and status == "error" else None,
-            _batch_id=None,
-        )
-        return data
+    def _judged(self, ask: Ask, columns: Record, body: Body, answer: _Answer, problem: str | None,
+                spend: Spend) -> Enriched:
+        ask.values.update(columns)
+        outcome = judged(answer.reply, body.get("model"), problem, attempts=answer.attempts, cached=answer.cached,
+                         completion=answer.completion, spend=spend, prices=self._config.prices)
+        return Enriched(ask.number, ask.values, outcome)
 
-    def _without_answer(self, data: dict[str, Any], status: str, error_class: str | None,
-                        message: str) -> dict[str, Any]:
-        data.update(dict.fromkeys(self._extractor.column_names))
-        data.update(empty_meta(status, error_class, message))
-        return data
+    def _unanswered(self, number: int, values: Record, status: Status, message: str,
+                    error_class: ErrorClass | None = None, attempts: int = 0) -> Enriched:
+        values.update(dict.fromkeys(self._extractor.column_names))
+        return Enriched(number, values, RowOutcome(status, error_class, message, attempts=attempts))
 
-    # Rows a provider batch answered (pipeline/batch_source.py) ------------------------
+    def _classify(self, exc: errors.EndpointError) -> ErrorClass:
+        """The row's error class for ``exc``; a failure no later row could escape ends the sync instead."""
+        if is_fatal(exc):
+            raise fatal(exc) from exc
+        return classify(exc)
 
-    async def finish_batch(self, data: Record, body: dict[str, Any], reply: dict[str, Any], batch_id: str) -> Record:
-        """The record of a row whose answer came from provider batch ``batch_id``: validated like any
-        answer (a validation retry is a normal request), priced at the batch price."""
-        spent = _Spent()
-        self._spend(spent, body, Completion(reply, 0.0, None), batch=True)
-        record = await self._finish(data, body, _Answer(reply, None, 1, cached=False), spent)
-        record["_latency_ms"] = None  # hours in a queue, not a request's latency
-        record["_batch_id"] = batch_id
-        return record
-
-    def batch_error(self, data: Record, body: Mapping[str, Any], error: errors.EndpointError,
-                    batch_id: str) -> Record:
-        """The record of a row whose request failed inside provider batch ``batch_id`` (nothing bought)."""
-        if is_fatal(error):
-            raise fatal(error) from error
-        data.update(dict.fromkeys(self._extractor.column_names))
-        data.update(empty_meta("error", classify(error), self._redact(error.message), 1))
-        data.update(_model=body.get("model"), _batch_id=batch_id)
-        return data
-
-    # Sizes and prices ----------------------------------------------------------------
-
-    def _prompt_tokens(self, body: Mapping[str, Any]) -> int:
-        return self._estimator.prompt_tokens(self._dialect.prompt_chars(body))
-
-    def _max_output(self, body: Mapping[str, Any]) -> int:
-        """The room the answer needs, from the body's own output-limit field (max_output_tokens,
-        generationConfig.maxOutputTokens, ...)."""
-        return self._dialect.max_output_tokens(body) or 0
-
-    def _with_feedback(self, body: Mapping[str, Any], answer: Any, problem: str) -> dict[str, Any] | None:
+    def _with_feedback(self, body: Mapping[str, Any], answer: Any, problem: str) -> Body | None:
         """The conversation so far, the unusable answer, and what was wrong with it, in the run's API
         shape; None when the body has no conversation to extend."""
         said = answer if isinstance(answer, str) else ""
         ask = f"That answer could not be used: {problem}. Reply again with only the corrected JSON object."
         return self._dialect.with_feedback(body, said, ask)
 
-    def _fit(self, row: Mapping[str, Any], body: dict[str, Any], position: int) -> dict[str, Any] | str:
-        """The body, truncated to fit where the policy says so; a skip reason when it cannot fit."""
-        config = self._config
-        window = int(config.context_window or 0)
-        allowed = window - self._max_output(body)
-        estimate = self._prompt_tokens(body)
-        if estimate <= allowed:
-            return body
-        reason = (f"the prompt is ~{estimate} tokens and max_tokens {self._max_output(body)}: "
-                  f"more than context_window {window}")
-        if config.too_long_policy == "fail":
-            raise errors.RowTooLong(f"row {position + 1}: {reason}; set too_long_policy to skip or truncate")
-        column = config.truncate_column
-        if config.too_long_policy == "skip":
-            return reason + " (too_long_policy skip)"
-        if not column or not isinstance(row.get(column), str):
-            return reason + f" and column {column!r} is not text to truncate"
-        fitted = self._truncated(row, column, allowed)
-        return fitted if fitted is not None else reason + f" even with column {column!r} emptied"
+    # Rows a provider batch answered (pipeline/batch_source.py) ------------------------
 
-    def _truncated(self, row: Mapping[str, Any], column: str, allowed: int) -> dict[str, Any] | None:
-        """The body with the longest prefix of ``column`` (marked with "…") whose prompt fits in
-        ``allowed`` tokens; None when not even the empty cell fits.
+    async def finish_batch(self, ask: Ask, reply: dict[str, Any], batch_id: str) -> Enriched:
+        """The row ``ask`` whose answer came from provider batch ``batch_id``: validated like any answer
+        (a validation retry is a normal request), priced at the batch price."""
+        spend = Spend()
+        self._spend(spend, ask.body, reply, batch=True)
+        done = await self._validated(ask, ask.body, _Answer(reply, None, 1, cached=False), spend)
+        done.outcome.latency_ms = None  # hours in a queue, not a request's latency
+        done.outcome.batch_id = batch_id
+        return done
 
-        A binary search over the prefix length: the estimate grows with the prefix, whatever
-        the API shape, the template (the column may appear twice) and JSON escaping do to it.
-        """
-        text: str = row[column]
-
-        def body_with(keep: int) -> dict[str, Any]:
-            return self.body_for({**row, column: text[:keep] + "…"})
-
-        shortest = body_with(0)
-        if self._prompt_tokens(shortest) > allowed:
-            return None
-        best, low, high = shortest, 1, len(text) - 1  # the whole text is known not to fit
-        while low <= high:
-            middle = (low + high) // 2
-            candidate = body_with(middle)
-            if self._prompt_tokens(candidate) <= allowed:
-                best, low = candidate, middle + 1
-            else:
-                high = middle - 1
-        return best
-
-    def _price(self, body: Mapping[str, Any], prompt_tokens: int | None,
-               completion_tokens: int | None, batch: bool = False) -> float | None:
-        """What one answer cost, or None without a price for its model; at the batch price for a
-        provider batch's answer or OpenAI's flex tier (which bills batch rates)."""
-        prices = self._config.prices
-        price = prices.get(str(body.get("model"))) or prices.get("*")
-        if price is None:
-            return None
-        per_input, per_output = price.rates(batch or body.get("service_tier") == "flex")
-        return ((prompt_tokens or 0) * per_input + (completion_tokens or 0) * per_output) / 1_000_000
-
-    def _row_cost(self, body: Mapping[str, Any], spent: _Spent) -> float | None:
-        """The row's ``_cost``: what this run paid for it (0 for a cached answer), None without prices."""
-        prices = self._config.prices
-        if not prices or (str(body.get("model")) not in prices and "*" not in prices and not spent.cost):
-            return None
-        if spent.paid and not spent.reported:
-            return None  # bought, but the server did not say what it used: unknown, not free
-        return spent.cost
+    def batch_error(self, ask: Ask, error: errors.EndpointError, batch_id: str) -> Enriched:
+        """The row ``ask`` whose request failed inside provider batch ``batch_id`` (nothing bought)."""
+        done = self._unanswered(ask.number, ask.values, "error", self._redact(error.message), self._classify(error), 1)
+        done.outcome.model, done.outcome.batch_id = model_name(ask.body.get("model")), batch_id
+        return done
 
 
 def _is_blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _finish_reason(reply: Mapping[str, Any]) -> str | None:
-    value = dig(reply, ("choices", 0, "finish_reason"))
-    return str(value) if value is not None else None

@@ -31,12 +31,12 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 from connector.answers.cache import AnswerCache
-from connector.answers.records import Tally
+from connector.answers.records import Enriched, Record, Tally
 from connector.config.model import SourceConfig
 from connector.endpoint.client import EndpointClient
 from connector.errors import ConnectorError, RowFailed, SyncFailed
 from connector.pipeline.batch_ledger import SavedBatch
-from connector.pipeline.enrich import Record, RowEnricher
+from connector.pipeline.enrich import RowEnricher
 from connector.pipeline.ordered import ordered_map
 from connector.pipeline.progress import NO_PROGRESS, Progress
 from connector.rows.stdin import numbered_rows
@@ -109,7 +109,7 @@ Event = Started | Note | RecordOut | Checkpoint | Finished
 Rows = Iterator[tuple[int, Row]] | AsyncIterator[tuple[int, Row]]
 # Where run_rows gets each row's record from (None: a spend guard refused it), in row order;
 # notes to pass on may come between them. Default: the row enricher, concurrently.
-AnswerSource = Callable[[Rows], AsyncIterator[Record | Note | None]]
+AnswerSource = Callable[[Rows], AsyncIterator[Enriched | Note | None]]
 
 
 @dataclass
@@ -160,26 +160,26 @@ async def run_rows(
     last_checkpoint = started = clock()
     answers = source(rows) if source is not None else ordered_map(rows, parts.enricher, config.concurrency)
     try:
-        async for data in answers:
-            if isinstance(data, Note):
-                yield data
+        async for done in answers:
+            if isinstance(done, Note):
+                yield done
                 continue
             if stopped_by is not None:
                 continue  # a later row's answer is cached; it cannot be emitted before the one refused
-            if data is None:  # a spend guard refused this row's request
+            if done is None:  # a spend guard refused this row's request
                 stopped_by = budget.reason if budget is not None and budget.reason else "a spend guard"
                 continue
-            tally.observe(data)
-            failed = data["_status"] == "error"
+            tally.observe(done)
+            failed = done.outcome.failed
             if failed and config.on_row_error == "fail":
-                raise RowFailed(f"row {data['_row_number']} failed and on_row_error is 'fail': {data['_error']}")
+                raise RowFailed(f"row {done.number} failed and on_row_error is 'fail': {done.outcome.error}")
             position += 1
             if failed and config.on_row_error == "skip":
                 tally.skipped += 1
             else:
                 if cache is not None:
                     cache.commit()  # the answer is durable before its record exists
-                yield RecordOut(data)
+                yield RecordOut(done.record())
                 since += 1
             if config.max_error_rate is not None and tally.rows >= ERROR_RATE_MIN_ROWS and \
                     tally.failed / tally.rows > config.max_error_rate:

@@ -36,6 +36,7 @@ from connector.errors import ConfigError, RowFailed
 
 if TYPE_CHECKING:
     from connector.answers.cache import AnswerCache
+    from connector.answers.records import Enriched
     from connector.config.model import SourceConfig
     from connector.pipeline.enrich import RowEnricher
     from connector.pipeline.wiring import Endpoint, TransportFactory
@@ -67,14 +68,14 @@ class BatchEnricher:
 
     def __init__(self, config: Mapping[str, Any], input_schema: pa.Schema, *, workers: int = 1,
                  concurrency: int | None = None, transport_factory: TransportFactory | None = None) -> None:
-        from connector.airbyte.catalog import enriched_schema
+        from connector.answers.arrow_schema import Columns
         from connector.answers.records import META_COLUMNS
+        from connector.answers.schema import enriched_schema
         from connector.config.load import load_config
         from connector.dialects import dialect_for
         from connector.requests.templates import RequestTemplate
         from connector.rows.arrow_values import unsupported
         from connector.rows.columns import renames
-        from connector.standalone.writers import Columns
 
         self.raw_config = worker_config(config, workers, concurrency)
         self.config = load_config(self.raw_config)
@@ -119,15 +120,15 @@ class BatchEnricher:
         if self._runtime is None:
             self._runtime = _Runtime(self.config, self._transport_factory)
         self._rows_done += len(rows)
-        records = self._runtime.run(self._runtime.enrich(rows, start))
+        done = self._runtime.run(self._runtime.enrich(rows, start))
         if self.config.on_row_error != "emit":
-            failed = [r for r in records if r["_status"] == "error"]
+            failed = [row for row in done if row.outcome.failed]
             if failed and self.config.on_row_error == "fail":
                 first = failed[0]
-                raise RowFailed(f"row {first['_row_number']} of this partition failed and on_row_error is "
-                                f"'fail': {first['_error']}")
-            records = [r for r in records if r["_status"] != "error"]
-        return self.columns.batch(records)
+                raise RowFailed(f"row {first.number} of this partition failed and on_row_error is "
+                                f"'fail': {first.outcome.error}")
+            done = [row for row in done if not row.outcome.failed]
+        return self.columns.batch([row.record() for row in done])
 
     def close(self) -> None:
         if self._runtime is not None:
@@ -162,15 +163,15 @@ class _Runtime:
         self._cache = answer_cache(config, warn=lambda _message: None)
         self._enricher = enricher_for(endpoint, cache=self._cache)
 
-    async def enrich(self, rows: list[dict[str, Any]], start: int) -> list[dict[str, Any]]:
+    async def enrich(self, rows: list[dict[str, Any]], start: int) -> list[Enriched]:
         from connector.pipeline.ordered import ordered_map
 
         items = iter(enumerate(rows, start))
         assert self._enricher is not None, "set up in __init__"
-        out: list[dict[str, Any]] = []
-        async for data in ordered_map(items, self._enricher, self._config.concurrency):
-            assert data is not None, "worker_config refuses the spend guards, the only reason for no record"
-            out.append(data)
+        out: list[Enriched] = []
+        async for done in ordered_map(items, self._enricher, self._config.concurrency):
+            assert done is not None, "worker_config refuses the spend guards, the only reason for no record"
+            out.append(done)
         if self._cache is not None:
             self._cache.commit()  # durable before the batch goes back to the engine
         return out

@@ -28,12 +28,13 @@ import orjson
 
 from connector import errors
 from connector.answers.cache import AnswerCache
+from connector.answers.records import Enriched
 from connector.config.providers import canonical
 from connector.dialects.openai_chat import ChatDialect
 from connector.endpoint.batch import ItemResult
 from connector.endpoint.batch.openai import input_line, output_line
 from connector.pipeline.batch_ledger import SavedBatch, cache_key_of, custom_id
-from connector.pipeline.enrich import Record, RowEnricher
+from connector.pipeline.enrich import Ask, RowEnricher
 from connector.pipeline.run import Note, Rows
 from connector.pipeline.wiring import Endpoint
 
@@ -61,12 +62,12 @@ async def export_requests(endpoint: Endpoint, enricher: RowEnricher, rows: Rows,
     try:
         with partial.open("wb") as out:
             async for position, row in _each(rows):
-                data, body = enricher.plan((position, row))
-                if body is None:
-                    skipped[data["_status"]] += 1
+                planned = enricher.plan((position, row))
+                if not isinstance(planned, Ask):
+                    skipped[planned.outcome.status] += 1
                     continue
-                key = cache_key(endpoint.client.url, dialect.name, body)
-                out.write(input_line(dialect, custom_id(position + 1, key), body).entry + b"\n")
+                key = cache_key(endpoint.client.url, dialect.name, planned.body)
+                out.write(input_line(dialect, custom_id(position + 1, key), planned.body).entry + b"\n")
                 written += 1
         os.replace(partial, target)
     except OSError as exc:
@@ -111,7 +112,7 @@ class ImportSource:
         self._path = path
         self.used = 0
 
-    async def __call__(self, rows: Rows) -> AsyncIterator[Record | Note | None]:
+    async def __call__(self, rows: Rows) -> AsyncIterator[Enriched | Note | None]:
         from connector.answers.cache import cache_key
 
         if self._cache is not None:
@@ -122,22 +123,22 @@ class ImportSource:
             self._cache.commit()
         url, dialect = self._endpoint.client.url, self._endpoint.client.dialect.name
         async for position, row in _each(rows):
-            data, body = self._enricher.plan((position, row))
-            if body is None:
-                yield data
+            planned = self._enricher.plan((position, row))
+            if not isinstance(planned, Ask):
+                yield planned
                 continue
-            cid = custom_id(position + 1, cache_key(url, dialect, body))
+            cid = custom_id(position + 1, cache_key(url, dialect, planned.body))
             result = self._results.get(cid)
             if result is not None and result.reply is not None:
                 self.used += 1
-                yield await self._enricher.finish_batch(data, body, result.reply, self._label)
+                yield await self._enricher.finish_batch(planned, result.reply, self._label)
                 continue
             error = result.error if result is not None else None
             if error is None:
                 error = errors.BatchItemUnfinished(f"{self._path} has no line with custom_id {cid} (was it run from "
                                                    "the file --export-batch wrote with this config?)")
             self.used += result is not None
-            yield self._enricher.batch_error(data, body, error, self._label)
+            yield self._enricher.batch_error(planned, error, self._label)
         unused = len(self._results) - self.used
         if unused:
             yield Note(f"{unused:,} lines of {self._path} answer no row of this input with this config", "WARN")

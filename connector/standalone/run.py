@@ -51,12 +51,12 @@ async def run(
     """Enrich the configured input into ``output``; ConnectorError when the run fails. ``export_batch``
     writes the rows' batch input file instead (nothing sent); ``import_batch`` takes the answers from a
     batch results file (:mod:`connector.standalone.batch_files`)."""
-    from connector.airbyte.catalog import enriched_schema
-    from connector.airbyte.commands import dry_run_report
     from connector.answers.records import META_COLUMNS
+    from connector.answers.schema import enriched_schema
     from connector.config.load import load_config
     from connector.dialects import dialect_for
     from connector.errors import OutputError
+    from connector.pipeline.dry_run import dry_run_report
     from connector.pipeline.run import NEVER, Checkpoint, Event, Finished, Note, RecordOut, RunParts, run_rows
     from connector.pipeline.wiring import answer_cache, connect, enricher_for, run_events
     from connector.requests.templates import RequestTemplate

@@ -1,0 +1,73 @@
+"""The enriched records' JSON schema: the input's columns, the output columns, the metadata columns.
+
+One home for what a record holds, below every way to run it: ``discover`` declares it
+(:mod:`connector.airbyte.catalog`), ``run`` writes files of it (:mod:`connector.standalone`), and
+the Spark and Ray workers build Arrow batches of it (:mod:`connector.scaleout`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from connector.answers.columns import extra_output_columns
+from connector.answers.records import META_COLUMNS, ROW_NUMBER
+from connector.config.model import SourceConfig
+from connector.config.sections import ResponseTemplate
+from connector.errors import ConfigError
+from connector.rows.columns import field_schema
+
+_PATH_TYPES = {
+    "content": {"type": ["null", "string"]},
+    "finish_reason": {"type": ["null", "string"]},
+    "model": {"type": ["null", "string"]},
+    "id": {"type": ["null", "string"]},
+    "role": {"type": ["null", "string"]},
+    "reasoning_content": {"type": ["null", "string"]},
+    "created": {"type": ["null", "integer"]},
+}
+_ANY = {"type": ["null", "string", "number", "integer", "boolean", "object", "array"]}
+
+
+def _path_schema(path: str) -> dict[str, Any]:
+    last = path.rsplit(".", 1)[-1]
+    if last.endswith("tokens"):
+        return {"type": ["null", "integer"]}
+    return dict(_PATH_TYPES.get(last, _ANY))
+
+
+def output_columns(template: ResponseTemplate) -> dict[str, dict[str, Any]]:
+    """Output column name -> JSON schema."""
+    out = {name: _path_schema(path) for name, path in template.columns.items()}
+    for name, kind in template.json_columns.items():
+        out[name] = {"type": ["null", kind]}
+    return out
+
+
+def enriched_schema(input_schema: pa.Schema, config: SourceConfig) -> dict[str, Any]:
+    """The enriched stream's JSON schema; fails when an output column shadows an input one."""
+    properties: dict[str, Any] = {f.name: field_schema(f) for f in input_schema}
+    outputs = output_columns(config.response_template)
+    outputs.update(extra_output_columns(config))  # output_schema properties, _tool_calls
+    clash = sorted((set(outputs) | set(META_COLUMNS)) & set(properties))
+    if clash:
+        raise ConfigError(
+            f"response_template: output column(s) {', '.join(clash)} have the name of an input column; "
+            "rename them in response_template.columns or json_columns"
+        )
+    properties.update(outputs)
+    properties.update(META_COLUMNS)
+    return {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+            "additionalProperties": True, "properties": properties}
+
+
+def primary_key(config: SourceConfig, input_schema: pa.Schema) -> str:
+    key = config.input.primary_key
+    if key is None:
+        return ROW_NUMBER
+    if key not in input_schema.names:
+        raise ConfigError(
+            f"input.primary_key: column '{key}' is not in the input; columns are: {', '.join(input_schema.names)}"
+        )
+    return key
