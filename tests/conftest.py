@@ -186,9 +186,40 @@ def catalog_for(stream: str = "enriched_rows", sync_mode: str = "full_refresh") 
                          "sync_mode": sync_mode, "destination_sync_mode": "append"}]}
 
 
-def mock_transport(handler: Callable[[httpx.Request], httpx.Response]) -> Callable[[int], HttpxTransport]:
+def mock_transport(handler: Callable[[httpx.Request], httpx.Response]) -> Callable[[Any], HttpxTransport]:
     """A transport factory for commands.*: every request goes to ``handler``."""
-    return lambda _concurrency: HttpxTransport(httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+    return lambda _limits: HttpxTransport(httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+
+
+def client_for(config: Any, transport: Any, dialect: Any = None, **options: Any) -> Any:
+    """An EndpointClient for a validated config, as the run's preparation builds one (without its limiter)."""
+    from connector.config.parts import parts_of
+    from connector.dialects import dialect_for
+    from connector.endpoint.client import EndpointClient
+
+    return EndpointClient(parts_of(config).client, transport, dialect or dialect_for(config), **options)
+
+
+def enricher_for(config: Any, transport: Any, cache: Any = None) -> Any:
+    """A RowEnricher for a validated config over ``transport``, as the run's preparation builds one."""
+    from connector.answers.columns import ExtraOutputs
+    from connector.answers.extract import ResponseExtractor
+    from connector.config.parts import parts_of
+    from connector.pipeline.enrich import RowEnricher
+    from connector.secrets import Redactor
+
+    parts, client = parts_of(config), client_for(config, transport)
+    extractor = ResponseExtractor(parts.output.response_template, ExtraOutputs.from_config(parts.output))
+    template = template_for(config, client.dialect.conversation_key)
+    return RowEnricher(parts.rows, client, template, extractor, Redactor(), cache)
+
+
+def template_for(config: Any, conversation_key: str = "messages") -> Any:
+    """The request template of a validated config, as the run's preparation builds it."""
+    from connector.config.parts import parts_of
+    from connector.requests.templates import RequestTemplate
+
+    return RequestTemplate.from_config(parts_of(config).request, conversation_key)
 
 
 def read_through(config: dict[str, Any], handler: Callable[[httpx.Request], httpx.Response],

@@ -13,10 +13,8 @@ from connector.config import specification
 from connector.config.load import load_config
 from connector.config.model import SourceConfig
 from connector.dialects import dialect_for
-from connector.endpoint.client import EndpointClient
 from connector.errors import ConfigError
-from connector.requests.templates import RequestTemplate
-from tests.conftest import chat_reply, mock_transport
+from tests.conftest import chat_reply, client_for, mock_transport, template_for
 
 KEY = "sk-address-test-key-0123"
 
@@ -39,8 +37,8 @@ def sent(cfg: SourceConfig) -> list[httpx.Request]:
         return httpx.Response(200, json=chat_reply("fine"))
 
     async def go() -> None:
-        client = EndpointClient(cfg, mock_transport(handler)(cfg))
-        body = client.dialect.build(RequestTemplate.from_config(cfg).render({"t": "great"}))
+        client = client_for(cfg, mock_transport(handler)(cfg))
+        body = client.dialect.build(template_for(cfg).render({"t": "great"}))
         await client.list_models()
         await client.complete(body)
 

@@ -112,14 +112,11 @@ def test_service_tier_takes_openais_values_only() -> None:
 
 def test_the_dry_run_shows_the_normal_and_the_batch_cost_side_by_side() -> None:
     from connector.pipeline.dry_run import dry_run_report
-    from connector.pipeline.wiring import connect
-    from connector.requests.templates import RequestTemplate
-    from connector.rows.stdin import open_input
+    from connector.pipeline.prepare import prepare
 
     async def report(config: dict[str, Any]) -> list[str]:
-        loaded = load_config(config)
-        async with connect(loaded, dialect_for(loaded)) as endpoint:
-            return await dry_run_report(endpoint, open_input(loaded.input), RequestTemplate.from_config(loaded), 0)
+        async with prepare(load_config(config), purpose="dry_run") as ctx:
+            return await dry_run_report(ctx)
 
     prices = {"m": {"input_per_million": 1_000_000, "output_per_million": 1_000_000, "batch_discount": 0.5}}
     raw = {**BASE, "parameters": {"max_tokens": 10}, "prices": prices, "cache": {"enabled": False}}

@@ -17,6 +17,7 @@ import pytest
 
 from connector import errors
 from connector.config.load import load_config
+from connector.config.parts import parts_of
 from connector.dialects import dialect_for
 from connector.endpoint.batch import (
     BatchAPI,
@@ -77,7 +78,7 @@ async def transport() -> AsyncIterator[AiohttpTransport]:
 def protocol(shape: str, fake: Fake, transport: Any, **raw: Any) -> tuple[BatchAPI, Any]:
     config = load_config(config_for(shape, fake.origin, **raw))
     dialect = dialect_for(config)
-    return batch_api(config, transport, dialect), dialect
+    return batch_api(parts_of(config).request, transport, dialect), dialect
 
 
 def requests_for(api: BatchAPI, dialect: Any, texts: dict[str, str]) -> list[BatchRequest]:
@@ -315,7 +316,7 @@ def test_shapes_whose_batches_need_cloud_buckets_are_refused_clearly(shape: str,
     config = load_config({"api_compatibility": shape, "api_key": KEY, "model": "m", "prompt": "{{t}}",
                           "input": {"rows": [{"t": "x"}]}, **extra})
     with pytest.raises(errors.ConfigError) as caught:
-        batch_api(config, HttpxTransport(httpx.AsyncClient()))
+        batch_api(parts_of(config).request, HttpxTransport(httpx.AsyncClient()), dialect_for(config))
     assert f"batch: the {shape} API shape has no batch mode here" in caught.value.message
     assert needs in caught.value.message and "anthropic_messages" in caught.value.message
 
@@ -338,7 +339,8 @@ async def test_results_on_another_host_are_not_fetched_with_the_key() -> None:
                                          "results_url": "https://elsewhere.example.com/results"})
 
     config = load_config(config_for("anthropic_messages", "https://api.anthropic.com"))
-    api = batch_api(config, HttpxTransport(httpx.AsyncClient(transport=httpx.MockTransport(handler))))
+    api = batch_api(parts_of(config).request, HttpxTransport(httpx.AsyncClient(transport=httpx.MockTransport(handler))),
+                    dialect_for(config))
     status = await api.poll("msgbatch_1")
     with pytest.raises(errors.BadReply, match="on another host"):
         await api.results(status, ["a"])

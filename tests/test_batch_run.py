@@ -15,11 +15,9 @@ import pytest
 
 from connector.airbyte import commands
 from connector.answers.records import META_COLUMNS
-from connector.dialects import dialect_for
 from connector.dialects.openai_chat import ChatDialect
 from connector.endpoint.batch import BatchLimits
 from connector.errors import BatchFailed
-from connector.rows.stdin import open_input
 from tests.batch_runs import KEY, batch_config, delta, fake_batch_server, read, rows_of
 from tests.conftest import catalog_for
 from tests.fake_batch import Control
@@ -305,17 +303,15 @@ async def _run_tight(origin: str, rows: list[dict[str, Any]], limits: BatchLimit
     from connector.endpoint.batch.http import BatchHTTP
     from connector.endpoint.batch.openai import OpenAIBatches
     from connector.pipeline.batch_run import run_batches
-    from connector.pipeline.run import RecordOut, RunParts
-    from connector.pipeline.wiring import connect, enricher_for
+    from connector.pipeline.prepare import prepare
+    from connector.pipeline.run import RecordOut
 
     config = load_config(batch_config(origin, rows))
-    async with connect(config, dialect_for(config)) as endpoint:
-        dialect = endpoint.client.dialect
+    async with prepare(config) as ctx:
+        dialect = ctx.dialect
         assert isinstance(dialect, ChatDialect)
-        api = OpenAIBatches(dialect, BatchHTTP(endpoint.transport, dialect, 10), limits=limits)
-        parts = RunParts(config, endpoint.client, enricher_for(endpoint))
-        return [event.data async for event in run_batches(parts, api, open_input(config.input))
-                if isinstance(event, RecordOut)]
+        api = OpenAIBatches(dialect, BatchHTTP(ctx.transport, dialect, 10), limits=limits)
+        return [event.data async for event in run_batches(ctx, api) if isinstance(event, RecordOut)]
 
 
 def test_rows_are_cut_into_batches_within_the_request_and_byte_limits() -> None:

@@ -18,8 +18,7 @@ from connector import errors
 from connector.config.load import load_config
 from connector.dialects import dialect_for
 from connector.endpoint.client import EndpointClient, retry_after_seconds
-from connector.requests.templates import RequestTemplate
-from tests.conftest import chat_reply, mock_transport
+from tests.conftest import chat_reply, client_for, mock_transport, template_for
 
 # A safety net only (no test waits on the clock): a broken cancel would hang, not fail.
 pytestmark = pytest.mark.timeout(10)
@@ -66,7 +65,7 @@ def make_client(handler: Handler, **config: Any) -> tuple[EndpointClient, Sleeps
     raw = {k: v for k, v in raw.items() if v is not None}  # None: leave the field out
     sleeps = Sleeps()
     transport = mock_transport(handler)(1)
-    return EndpointClient(load_config(raw), transport, sleep=sleeps), sleeps
+    return client_for(load_config(raw), transport, sleep=sleeps), sleeps
 
 
 def ok(content: str = "hello") -> httpx.Response:
@@ -310,7 +309,7 @@ def streaming(data: bytes, chunk: int = 7) -> Handler:
 
 
 def streaming_body(config: Any) -> dict[str, Any]:
-    return dialect_for(config).build(RequestTemplate.from_config(config).render({"t": "x"}))
+    return dialect_for(config).build(template_for(config).render({"t": "x"}))
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 7, 64, 10_000])

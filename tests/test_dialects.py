@@ -23,10 +23,8 @@ from connector.airbyte import commands
 from connector.config.load import load_config
 from connector.config.model import SourceConfig
 from connector.dialects import dialect_for
-from connector.endpoint.client import EndpointClient
-from connector.requests.templates import RequestTemplate
 from connector.secrets import config_secrets
-from tests.conftest import catalog_for, chat_reply, mock_transport
+from tests.conftest import catalog_for, chat_reply, client_for, mock_transport, template_for
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -95,9 +93,9 @@ def streamed(payload: bytes, chunk: int = 5) -> Handler:
 
 async def call(cfg: SourceConfig, handler: Handler, dialect: Any = None) -> Any:
     """One completion for the config's first row, through the real client."""
-    client = EndpointClient(cfg, mock_transport(handler)(cfg), dialect=dialect)
+    client = client_for(cfg, mock_transport(handler)(cfg), dialect=dialect)
     d = client.dialect
-    body = d.build(RequestTemplate.from_config(cfg, d.conversation_key).render({"t": "great"}))
+    body = d.build(template_for(cfg, d.conversation_key).render({"t": "great"}))
     return await client.complete(body)
 
 
@@ -403,7 +401,7 @@ async def test_anthropic_models_list() -> None:
                                                        "display_name": "Claude Sonnet 4"}],
                                              "has_more": False, "first_id": "x", "last_id": "x"}))
     cfg = config("anthropic_messages")
-    client = EndpointClient(cfg, mock_transport(rec)(cfg))
+    client = client_for(cfg, mock_transport(rec)(cfg))
     assert await client.list_models() == ["claude-sonnet-4-20250514"]
     assert rec.url == "https://api.anthropic.com/v1/models"
     assert rec.headers["x-api-key"] == KEY and rec.headers["anthropic-version"] == "2023-06-01"
@@ -522,7 +520,7 @@ async def test_gemini_error_body_and_models() -> None:
     rec = Recorder(httpx.Response(200, json={"models": [{"name": "models/gemini-2.5-flash",
                                                          "displayName": "Gemini 2.5 Flash"}]}))
     cfg = config("gemini_generate_content")
-    assert await EndpointClient(cfg, mock_transport(rec)(cfg)).list_models() == ["gemini-2.5-flash"]
+    assert await client_for(cfg, mock_transport(rec)(cfg)).list_models() == ["gemini-2.5-flash"]
     assert rec.url == "https://generativelanguage.googleapis.com/v1beta/models"
 
 
@@ -585,7 +583,7 @@ async def test_bedrock_api_key_is_a_bearer_token_on_the_openai_endpoint() -> Non
     assert rec.url == "https://bedrock-runtime.us-west-2.amazonaws.com/openai/v1/chat/completions"
     assert rec.headers["authorization"] == f"Bearer {KEY}"
     assert message_of(completion)["content"] == "hello"
-    client = EndpointClient(cfg, mock_transport(rec)(cfg))
+    client = client_for(cfg, mock_transport(rec)(cfg))
     assert await client.list_models() is None and len(rec.requests) == 1  # bedrock-runtime has no /models
 
 

@@ -24,8 +24,8 @@ from connector import errors
 from connector.airbyte import commands
 from connector.config.load import load_config
 from connector.endpoint.classify import classify, is_fatal, rejects_key
-from connector.endpoint.client import EndpointClient, retry_after_seconds
-from tests.conftest import chat_reply, mock_transport, read_through
+from connector.endpoint.client import retry_after_seconds
+from tests.conftest import chat_reply, client_for, mock_transport, read_through
 
 KEY = "sk-gateway-wrong-key-4242"
 NO_DB = {"error": {"message": "No connected db.", "type": "no_db_connection", "param": None, "code": "400"}}
@@ -128,7 +128,7 @@ def test_rate_limit_429_waits_for_llm_provider_retry_after() -> None:
         delays.append(seconds)
 
     async def complete() -> int:
-        client = EndpointClient(load_config(config(max_retries=1)),
+        client = client_for(load_config(config(max_retries=1)),
                                 mock_transport(lambda _: answers.pop(0))(1), sleep=sleep)
         return (await client.complete({"model": "limited", "messages": [{"role": "user", "content": "x"}]})).attempts
 

@@ -20,7 +20,7 @@ from connector.endpoint.limits import (
     hints_from_headers,
     parse_reset,
 )
-from tests.conftest import chat_reply, mock_transport
+from tests.conftest import chat_reply, client_for, mock_transport
 
 
 class FakeClock:
@@ -194,7 +194,7 @@ def test_client_halves_the_cap_once_for_a_burst_of_429s_and_honours_retry_after(
     config = load_config({"url": "http://x/v1", "prompt": "{{t}}", "input": {"rows": [{"t": 1}]},
                           "concurrency": 8})
     gate = ConcurrencyGate(8, clock=clock, sleep=clock.sleep)
-    client = EndpointClient(config, mock_transport(handler)(8), sleep=clock.sleep, limiter=Limiter(gate))
+    client = client_for(config, mock_transport(handler)(8), sleep=clock.sleep, limiter=Limiter(gate))
 
     async def run() -> list[int]:
         body = {"messages": [{"role": "user", "content": "hi"}]}
@@ -241,7 +241,7 @@ def _client_with_budget_headers(reset: str, notices: Notices, clock: FakeClock) 
 
     config = load_config({"url": "http://x/v1", "prompt": "{{t}}", "input": {"rows": [{"t": 1}]}})
     gate = ConcurrencyGate(4, clock=clock, sleep=clock.sleep, waits=WaitCap(300, notices, wall=clock))
-    return EndpointClient(config, mock_transport(handler)(4), sleep=clock.sleep, limiter=Limiter(gate)), sent
+    return client_for(config, mock_transport(handler)(4), sleep=clock.sleep, limiter=Limiter(gate)), sent
 
 
 def test_an_exhausted_budget_within_the_cap_pauses_every_request_and_says_so() -> None:

@@ -12,7 +12,7 @@ import httpx
 
 from connector.airbyte import commands
 from connector.answers.cache import AnswerCache, SingleFlight, cache_key
-from tests.conftest import Server, catalog_for, chat_reply, mock_transport, run_cli
+from tests.conftest import Server, catalog_for, chat_reply, enricher_for, mock_transport, run_cli
 
 
 def config_for(server: Server, rows: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
@@ -232,14 +232,11 @@ def test_answers_are_stored_before_records_are_emitted() -> None:
         return httpx.Response(200, json=chat_reply(json.loads(request.content)["messages"][0]["content"]))
 
     from connector.config.load import load_config
-    from connector.endpoint.client import EndpointClient
-    from connector.pipeline.enrich import RowEnricher
-    from connector.secrets import Redactor
 
     config = load_config({"url": "http://localhost/v1", "prompt": "{{t}}", "input": {"rows": [{"t": 1}]}})
     cache = Recording(Path("/nonexistent-dir/x/answers.sqlite"), warn=lambda _: None)
     cache._db = sqlite3.connect(":memory:")  # enabled, but put() is recorded
-    enricher = RowEnricher(config, EndpointClient(config, mock_transport(handler)(None)), Redactor(), cache=cache)
+    enricher = enricher_for(config, mock_transport(handler)(None), cache)
 
     async def run() -> dict[str, Any]:
         done = await enricher((0, {"t": "hello"}))

@@ -15,11 +15,8 @@ from connector.answers.outcomes import RowOutcome
 from connector.answers.records import META_COLUMNS, Enriched, Tally
 from connector.config.load import load_config
 from connector.endpoint.classify import classify
-from connector.endpoint.client import EndpointClient
 from connector.errors import RowTooLong
-from connector.pipeline.enrich import RowEnricher
-from connector.secrets import Redactor
-from tests.conftest import catalog_for, chat_reply, mock_transport
+from tests.conftest import catalog_for, chat_reply, enricher_for, mock_transport
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -48,8 +45,7 @@ def enrich_rows(rows: list[dict[str, Any]], handler: Handler, **settings: Any) -
     raw = {"url": "http://llm.local/v1", "model": "main", "prompt": "Review: {{text}}",
            "input": {"rows": rows}, "max_retries": 0, "cache": {"enabled": False}, **settings}
     config = load_config(raw)
-    client = EndpointClient(config, mock_transport(handler)(config))
-    enricher = RowEnricher(config, client, Redactor())
+    enricher = enricher_for(config, mock_transport(handler)(None))
 
     async def run() -> list[Enriched]:
         done = [await enricher((i, row)) for i, row in enumerate(rows)]

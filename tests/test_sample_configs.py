@@ -13,8 +13,9 @@ import pytest
 
 from connector.airbyte.catalog import SYNC_MODES, enriched_stream, selected_streams
 from connector.config.load import load_config
-from connector.requests.templates import RequestTemplate
+from connector.config.parts import parts_of
 from connector.rows.files import InputTable
+from tests.conftest import template_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_configs"
@@ -31,12 +32,12 @@ def test_sample_config_is_valid(path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.chdir(ROOT)  # input paths in the examples are relative to the repository root
     config = load_config(json.loads(path.read_text()))
     table = InputTable(config.input)
-    template = RequestTemplate.from_config(config)
+    template = template_for(config)
     template.check_columns(table.columns)
     first = table.first_row()
     assert first is not None
     assert template.render(first)["messages"]
-    schema = enriched_stream(config, table.schema)["json_schema"]
+    schema = enriched_stream(config.stream_name, parts_of(config).output, table.schema)["json_schema"]
     for column in config.response_template.json_columns:
         assert column in schema["properties"]
 

@@ -14,6 +14,7 @@ from connector.airbyte.state import StreamPosition, position_for
 from connector.answers.records import META_COLUMNS, ROW_NUMBER
 from connector.answers.schema import enriched_schema, output_columns, primary_key
 from connector.config.load import load_config
+from connector.config.parts import parts_of
 from connector.config.sections import ResponseTemplate
 from connector.errors import CatalogError, ConfigError, StateError
 from tests.conftest import catalog_for
@@ -180,7 +181,7 @@ def test_enriched_schema_has_inputs_outputs_and_meta_columns() -> None:
                     "why": "choices.0.finish_reason", "raw": "choices.0.message"},
         "json_columns": {"sentiment": "string", "score": "number"},
     })
-    schema = enriched_schema(INPUT, cfg)
+    schema = enriched_schema(INPUT, parts_of(cfg).output)
     props = schema["properties"]
     assert list(props)[:3] == ["id", "text", "stars"]
     assert props["stars"] == {"type": ["null", "integer"]}
@@ -208,7 +209,7 @@ def test_default_output_column_is_answer() -> None:
 )
 def test_output_column_clashing_with_input_column_raises(template: dict[str, Any]) -> None:
     with pytest.raises(ConfigError) as info:
-        enriched_schema(INPUT, config(response_template=template))
+        enriched_schema(INPUT, parts_of(config(response_template=template)).output)
     message = str(info.value)
     assert message.startswith("response_template: ")
     assert "text" in message or "stars" in message
@@ -217,17 +218,17 @@ def test_output_column_clashing_with_input_column_raises(template: dict[str, Any
 def test_input_column_named_like_a_meta_column_raises() -> None:
     schema = pa.schema([("text", pa.string()), ("_status", pa.string())])
     with pytest.raises(ConfigError, match="_status"):
-        enriched_schema(schema, config())
+        enriched_schema(schema, parts_of(config()).output)
 
 
 def test_primary_key_defaults_to_row_number() -> None:
-    assert primary_key(config(), INPUT) == ROW_NUMBER == "_row_number"
+    assert primary_key(parts_of(config()).output, INPUT) == ROW_NUMBER == "_row_number"
 
 
 def test_configured_primary_key_is_used() -> None:
     cfg = config(input={"rows": [{"id": "a", "text": "x"}], "primary_key": "id"})
-    assert primary_key(cfg, INPUT) == "id"
-    stream = enriched_stream(cfg, INPUT)
+    assert primary_key(parts_of(cfg).output, INPUT) == "id"
+    stream = enriched_stream(cfg.stream_name, parts_of(cfg).output, INPUT)
     assert stream["source_defined_primary_key"] == [["id"]]
     assert stream["name"] == STREAM
     assert stream["supported_sync_modes"] == ["full_refresh", "incremental"]
@@ -237,14 +238,15 @@ def test_configured_primary_key_is_used() -> None:
 def test_configured_primary_key_missing_from_input_raises() -> None:
     cfg = config(input={"rows": [{"text": "x"}], "primary_key": "uuid"})
     with pytest.raises(ConfigError) as info:
-        primary_key(cfg, INPUT)
+        primary_key(parts_of(cfg).output, INPUT)
     message = str(info.value)
     assert "input.primary_key: column 'uuid' is not in the input" in message
     assert "id, text, stars" in message
 
 
 def test_custom_stream_name_is_the_stream_name() -> None:
-    assert enriched_stream(config(stream_name="reviews_scored"), INPUT)["name"] == "reviews_scored"
+    named = config(stream_name="reviews_scored")
+    assert enriched_stream(named.stream_name, parts_of(named).output, INPUT)["name"] == "reviews_scored"
 
 
 def test_a_single_state_message_object_is_accepted() -> None:

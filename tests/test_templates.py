@@ -15,6 +15,7 @@ from connector.config.sections import ResponseTemplate
 from connector.errors import TemplateError
 from connector.jsonbytes import dumps
 from connector.requests.templates import RequestTemplate, cell_text
+from tests.conftest import template_for
 
 
 def render_one(node: Any, row: dict[str, Any]) -> Any:
@@ -193,14 +194,14 @@ def test_check_columns_passes_when_all_present() -> None:
 
 
 def test_from_config_prompt_short_form() -> None:
-    tmpl = RequestTemplate.from_config(config(prompt="Classify: {{text}}"))
+    tmpl = template_for(config(prompt="Classify: {{text}}"))
     assert tmpl.columns == frozenset({"text"})
     assert tmpl.render({"text": "great"}) == {
         "messages": [{"role": "user", "content": "Classify: great"}]}
 
 
 def test_from_config_system_prompt_comes_first() -> None:
-    tmpl = RequestTemplate.from_config(
+    tmpl = template_for(
         config(prompt="{{q}}", system_prompt="You answer in {{lang}}."))
     assert tmpl.columns == frozenset({"q", "lang"})
     assert tmpl.render({"q": "hello?", "lang": "French"}) == {"messages": [
@@ -211,7 +212,7 @@ def test_from_config_system_prompt_comes_first() -> None:
 
 def test_from_config_full_request_template() -> None:
     body = {"model": "m", "messages": [{"role": "user", "content": "{{t}}"}], "temperature": 0}
-    tmpl = RequestTemplate.from_config(config(request_template=json.dumps(body)))
+    tmpl = template_for(config(request_template=json.dumps(body)))
     assert tmpl.render({"t": 5}) == {**body, "messages": [{"role": "user", "content": 5}]}
 
 
@@ -219,7 +220,7 @@ def test_from_config_full_request_template() -> None:
                                       {"messages": None}])
 def test_request_template_without_messages_raises(template: dict[str, Any]) -> None:
     with pytest.raises(TemplateError, match=r"request_template: .*'messages'"):
-        RequestTemplate.from_config(config(request_template=template))
+        template_for(config(request_template=template))
 
 
 # ResponseExtractor: paths -----------------------------------------------------------

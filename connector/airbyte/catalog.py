@@ -17,19 +17,20 @@ import pyarrow as pa
 from connector.answers.records import ROW_NUMBER
 from connector.answers.schema import enriched_schema, primary_key
 from connector.config.model import MODELS_STREAM as MODELS_STREAM
-from connector.config.model import SourceConfig
+from connector.config.parts import OutputPart
 from connector.errors import CatalogError
 
 SYNC_MODES = ("full_refresh", "incremental")
 
-def enriched_stream(config: SourceConfig, input_schema: pa.Schema) -> dict[str, Any]:
+def enriched_stream(name: str, output: OutputPart, input_schema: pa.Schema) -> dict[str, Any]:
+    """The enriched stream ``name`` over an input of ``input_schema``."""
     return {
-        "name": config.stream_name,
-        "json_schema": enriched_schema(input_schema, config),
+        "name": name,
+        "json_schema": enriched_schema(input_schema, output),
         "supported_sync_modes": list(SYNC_MODES),
         "source_defined_cursor": True,
         "default_cursor_field": [ROW_NUMBER],
-        "source_defined_primary_key": [[primary_key(config, input_schema)]],
+        "source_defined_primary_key": [[primary_key(output, input_schema)]],
         "is_resumable": True,
     }
 

@@ -15,16 +15,13 @@ from connector.airbyte import protocol
 from connector.airbyte.protocol import Message
 from connector.config.specification import specification
 from connector.errors import CatalogError, CheckFailed, ConfigError, EndpointError
+from connector.pipeline.prepare import Notice, TransportFactory, default_transport
 from connector.pipeline.progress import NO_PROGRESS, Progress
 from connector.pipeline.run import DEFAULT_CHECKPOINTING, Checkpointing
-from connector.pipeline.wiring import Notice, TransportFactory, default_transport
 
 if TYPE_CHECKING:
-    from connector.airbyte.state import StreamPosition
     from connector.endpoint.client import EndpointClient
-    from connector.pipeline.wiring import Endpoint
-    from connector.requests.templates import RequestTemplate
-    from connector.rows.table import Table
+    from connector.pipeline.context import RunContext
 
 __all__ = ["Checkpointing", "TransportFactory", "check", "default_transport", "discover", "read", "spec"]
 
@@ -37,8 +34,8 @@ async def check(raw_config: Any, transport_factory: TransportFactory = default_t
     """CONNECTION_STATUS, SUCCEEDED or FAILED with a precise, safe message."""
     from connector.config.load import load_config
     from connector.dialects import dialect_for
+    from connector.pipeline.prepare import connect
     from connector.pipeline.probe import run_check
-    from connector.pipeline.wiring import connect
 
     notes: list[str] = []
     try:
@@ -61,19 +58,21 @@ async def discover(raw_config: Any, transport_factory: TransportFactory = defaul
     from connector.airbyte.catalog import enriched_stream, models_stream
     from connector.answers.records import META_COLUMNS
     from connector.config.load import load_config
+    from connector.config.parts import parts_of
     from connector.dialects import dialect_for
-    from connector.pipeline.wiring import connect
+    from connector.pipeline.prepare import connect
     from connector.requests.templates import RequestTemplate
-    from connector.rows.stdin import StdinTable, open_input
+    from connector.rows.opening import open_input
 
     notes: list[str] = []
     config = load_config(raw_config, notes.append)
     for note in notes:
         yield protocol.log(note, "WARN")
+    parts = parts_of(config)
     dialect = dialect_for(config)  # the run's one dialect; ConfigError when the shape cannot express the config
-    template = RequestTemplate.from_config(config, dialect.conversation_key)
-    table = open_input(config.input, reserved=META_COLUMNS)  # never reads stdin: its columns are input.columns
-    if isinstance(table, StdinTable) and not table.columns_known:
+    template = RequestTemplate.from_config(parts.request, dialect.conversation_key)
+    table = open_input(parts.input, reserved=META_COLUMNS)  # never reads stdin: its columns are input.columns
+    if not table.columns_known:
         yield protocol.log("input.path is '-' (stdin) and input.columns is not set: the catalog declares only "
                            "the output and metadata columns, and Airbyte and PyAirbyte drop undeclared input "
                            "columns. List them in input.columns.", "WARN")
@@ -81,7 +80,7 @@ async def discover(raw_config: Any, transport_factory: TransportFactory = defaul
         template.check_columns(table.columns)
     for warning in template.warnings:
         yield protocol.log(warning, "WARN")
-    streams = [enriched_stream(config, table.schema)]
+    streams = [enriched_stream(parts.run.stream_name, parts.output, table.schema)]
     async with connect(config, dialect, transport_factory, limited=False) as endpoint:
         try:
             if await endpoint.client.list_models() is not None:
@@ -112,51 +111,37 @@ async def read(
     request and reports counts, tokens and cost as LOG messages, sending nothing; ``stdin``
     is where ``input.path: "-"`` reads (default: the process's).
     """
-    from connector.airbyte.catalog import MODELS_STREAM, SYNC_MODES, enriched_stream, selected_streams
+    from connector.airbyte.catalog import MODELS_STREAM, SYNC_MODES, selected_streams
     from connector.airbyte.state import check_resume, position_for
-    from connector.answers.records import META_COLUMNS
     from connector.config.load import load_config
-    from connector.dialects import dialect_for
-    from connector.pipeline.wiring import connect
-    from connector.requests.templates import RequestTemplate
-    from connector.rows.stdin import StdinTable, open_input
+    from connector.pipeline.prepare import prepare
 
     notes: list[str] = []
     config = load_config(raw_config, notes.append)
     for note in notes:
         yield protocol.log(note, "WARN")
-    dialect = dialect_for(config)  # the run's one dialect; ConfigError when the shape cannot express the config
-    template = RequestTemplate.from_config(config, dialect.conversation_key)  # a typo fails before any input is read
-    table = open_input(config.input, stdin, META_COLUMNS)
-    if isinstance(table, StdinTable):
-        await table.start()  # without input.columns, infers them from the first rows
-    for note in table.notes:
-        yield protocol.log(note, "WARN")
-    template.check_columns(table.columns)
-    for warning in template.warnings:
-        yield protocol.log(warning, "WARN")
-    enriched_stream(config, table.schema)  # the same name and column checks as discover
     # PyAirbyte asks for incremental on every stream; models is then simply listed again.
-    offered = {config.stream_name: SYNC_MODES, MODELS_STREAM: SYNC_MODES}
-    selected = selected_streams(catalog, offered)
+    selected = selected_streams(catalog, {config.stream_name: SYNC_MODES, MODELS_STREAM: SYNC_MODES})
+    enriched = next((s for s in selected if s.name != MODELS_STREAM), None)
+    saved = position_for(state, enriched.name, enriched.sync_mode) if enriched is not None else None
     held: list[Message] = []
-    async with connect(config, dialect, transport_factory, notice=notice or _into(held)) as endpoint:
+    async with prepare(config, transport_factory, purpose="dry_run" if dry_run else "read", stdin=stdin,
+                       notice=notice or _into(held), start=saved.position if saved else 0,
+                       saved=saved.batches if saved else ()) as ctx:
+        for note in ctx.notes:
+            yield protocol.log(note, "WARN")
         for stream in selected:
+            if stream.name == MODELS_STREAM and dry_run:
+                continue  # listing models is free, but a dry run sends nothing at all
             if stream.name == MODELS_STREAM:
-                if not dry_run:  # listing models is free, but a dry run sends nothing at all
-                    async for message in _read_models(endpoint.client, stream.name):
-                        yield message
-                continue
-            saved = position_for(state, stream.name, stream.sync_mode)
-            beyond = check_resume(saved, table.count_rows(), stream.name, stream.sync_mode)
-            if beyond:
-                yield protocol.log(beyond, "WARN")
-            start = saved.position
-            if dry_run:
-                messages = _dry_run(endpoint, table, template, start)
+                messages = _read_models(ctx.client, stream.name)
             else:
-                messages = _read_enriched(endpoint, table, template, saved, stream.sync_mode == "full_refresh",
-                                          checkpointing, progress)
+                assert saved is not None, "the enriched stream was selected"
+                beyond = check_resume(saved, ctx.input.count_rows(), stream.name, stream.sync_mode)
+                if beyond:
+                    yield protocol.log(beyond, "WARN")
+                messages = _dry_run(ctx) if dry_run else _read_enriched(
+                    ctx, stream.sync_mode == "full_refresh", checkpointing, progress)
             async for message in messages:
                 while held:
                     yield held.pop(0)
@@ -183,49 +168,37 @@ async def _read_models(client: EndpointClient, name: str) -> AsyncIterator[Messa
     yield protocol.stream_status(name, "COMPLETE")
 
 
-async def _read_enriched(endpoint: Endpoint, table: Table, template: RequestTemplate, saved: StreamPosition,
-                         full_refresh: bool, checkpointing: Checkpointing,
+async def _read_enriched(ctx: RunContext, full_refresh: bool, checkpointing: Checkpointing,
                          progress: Progress) -> AsyncIterator[Message]:
     """The run loop's events as Airbyte messages; the loop decides, this only translates."""
     from connector.airbyte.state import StreamPosition
-    from connector.pipeline.run import Checkpoint, Finished, Note, RecordOut, RunParts, Started
-    from connector.pipeline.wiring import answer_cache, enricher_for, run_events
+    from connector.pipeline.events import run_events
+    from connector.pipeline.run import Checkpoint, Finished, Note, RecordOut, Started
 
-    name, redact = endpoint.config.stream_name, endpoint.redact
+    name, redact = ctx.parts.run.stream_name, ctx.redact
     yield protocol.stream_status(name, "STARTED")
-    warnings: list[str] = []
-    cache = answer_cache(endpoint.config, warnings.append)
-    for warning in warnings:
-        yield protocol.log(redact(warning), "WARN")
-    parts = RunParts(endpoint.config, endpoint.client, enricher_for(endpoint, template, cache), cache)
     running = False
-    try:
-        async for event in run_events(endpoint, parts, table, saved.position, saved.batches,
-                                      full_refresh=full_refresh, checkpointing=checkpointing, progress=progress):
-            if isinstance(event, RecordOut):
-                if not running:
-                    running = True
-                    yield protocol.stream_status(name, "RUNNING")
-                yield protocol.record(name, event.data)
-            elif isinstance(event, Checkpoint):
-                position = StreamPosition(event.position, event.sync_complete, event.batches)
-                yield protocol.state(name, position.as_state(), event.records)
-            elif isinstance(event, Note):
-                yield protocol.log(redact(event.text), event.level)
-            elif isinstance(event, Started) and event.total is not None:
-                yield protocol.estimate(name, event.total)
-            elif isinstance(event, Finished):
-                yield protocol.log(redact(event.summary))
-                yield protocol.stream_status(name, "COMPLETE" if event.complete else "INCOMPLETE")
-    finally:
-        if cache is not None:
-            cache.close()
+    async for event in run_events(ctx, full_refresh=full_refresh, checkpointing=checkpointing, progress=progress):
+        if isinstance(event, RecordOut):
+            if not running:
+                running = True
+                yield protocol.stream_status(name, "RUNNING")
+            yield protocol.record(name, event.data)
+        elif isinstance(event, Checkpoint):
+            position = StreamPosition(event.position, event.sync_complete, event.batches)
+            yield protocol.state(name, position.as_state(), event.records)
+        elif isinstance(event, Note):
+            yield protocol.log(redact(event.text), event.level)
+        elif isinstance(event, Started) and event.total is not None:
+            yield protocol.estimate(name, event.total)
+        elif isinstance(event, Finished):
+            yield protocol.log(redact(event.summary))
+            yield protocol.stream_status(name, "COMPLETE" if event.complete else "INCOMPLETE")
 
 
-async def _dry_run(endpoint: Endpoint, table: Table, template: RequestTemplate,
-                   start: int) -> AsyncIterator[Message]:
+async def _dry_run(ctx: RunContext) -> AsyncIterator[Message]:
     """The dry-run report of the enriched stream as LOG messages: nothing is sent, no state moves."""
     from connector.pipeline.dry_run import dry_run_report
 
-    for line in await dry_run_report(endpoint, table, template, start):
+    for line in await dry_run_report(ctx):
         yield protocol.log(line)

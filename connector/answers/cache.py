@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 
 import orjson
 
+from connector.config.sections import CacheConfig
+
 T = TypeVar("T")
 
 _SCHEMA = """
@@ -40,16 +42,16 @@ def default_cache_path() -> Path:
     return Path(base) / "source-openai-compatible" / "answers.sqlite"
 
 
-def cache_path(config: Any) -> Path:
-    """The cache file a config names, or the default one."""
-    return Path(config.cache.path).expanduser() if config.cache.path else default_cache_path()
+def cache_path(cache: CacheConfig) -> Path:
+    """The cache file the config names, or the default one."""
+    return Path(cache.path).expanduser() if cache.path else default_cache_path()
 
 
-def open_cache(config: Any, warn: Callable[[str], None]) -> AnswerCache | None:
-    """The answer cache a config asks for (None when it is off)."""
-    if not config.cache.enabled:
+def open_cache(cache: CacheConfig, warn: Callable[[str], None]) -> AnswerCache | None:
+    """The answer cache the config asks for (None when it is off)."""
+    if not cache.enabled:
         return None
-    return AnswerCache(cache_path(config), config.cache.ttl_seconds, warn=warn)
+    return AnswerCache(cache_path(cache), cache.ttl_seconds, warn=warn)
 
 
 def cache_key(url: str, dialect: str, body: Any) -> str:

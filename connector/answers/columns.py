@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from connector.answers.extract import dig
-from connector.config.model import SourceConfig
 from connector.config.output_schema import OutputSchema
+from connector.config.parts import OutputPart
 
 TOOL_CALLS = "_tool_calls"
 TOOL_CALLS_SCHEMA: dict[str, Any] = {
@@ -39,9 +39,9 @@ class ExtraOutputs:
             self.columns[TOOL_CALLS] = TOOL_CALLS_SCHEMA
 
     @classmethod
-    def from_config(cls, config: SourceConfig) -> ExtraOutputs:
-        schema = OutputSchema(config.output_schema) if config.output_schema is not None else None
-        return cls(schema, "tools" in (config.request_template or ()))
+    def from_config(cls, output: OutputPart) -> ExtraOutputs:
+        schema = OutputSchema(output.output_schema) if output.output_schema is not None else None
+        return cls(schema, output.tools)
 
     @property
     def names(self) -> list[str]:
@@ -65,6 +65,6 @@ class ExtraOutputs:
         return out, problem
 
 
-def extra_output_columns(config: SourceConfig) -> dict[str, dict[str, Any]]:
+def extra_output_columns(output: OutputPart) -> dict[str, dict[str, Any]]:
     """Column name -> JSON schema of the config's extra output columns."""
-    return ExtraOutputs.from_config(config).columns
+    return ExtraOutputs.from_config(output).columns

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from connector.answers.columns import extra_output_columns
 from connector.answers.records import META_COLUMNS, ROW_NUMBER
-from connector.config.model import SourceConfig
+from connector.config.parts import OutputPart
 from connector.config.sections import ResponseTemplate
 from connector.errors import ConfigError
 from connector.rows.columns import field_schema
@@ -45,11 +45,11 @@ def output_columns(template: ResponseTemplate) -> dict[str, dict[str, Any]]:
     return out
 
 
-def enriched_schema(input_schema: pa.Schema, config: SourceConfig) -> dict[str, Any]:
+def enriched_schema(input_schema: pa.Schema, output: OutputPart) -> dict[str, Any]:
     """The enriched stream's JSON schema; fails when an output column shadows an input one."""
     properties: dict[str, Any] = {f.name: field_schema(f) for f in input_schema}
-    outputs = output_columns(config.response_template)
-    outputs.update(extra_output_columns(config))  # output_schema properties, _tool_calls
+    outputs = output_columns(output.response_template)
+    outputs.update(extra_output_columns(output))  # output_schema properties, _tool_calls
     clash = sorted((set(outputs) | set(META_COLUMNS)) & set(properties))
     if clash:
         raise ConfigError(
@@ -62,8 +62,9 @@ def enriched_schema(input_schema: pa.Schema, config: SourceConfig) -> dict[str, 
             "additionalProperties": True, "properties": properties}
 
 
-def primary_key(config: SourceConfig, input_schema: pa.Schema) -> str:
-    key = config.input.primary_key
+def primary_key(output: OutputPart, input_schema: pa.Schema) -> str:
+    """The records' primary key: ``input.primary_key``, else ``_row_number``; fails when the input lacks it."""
+    key = output.primary_key
     if key is None:
         return ROW_NUMBER
     if key not in input_schema.names:

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from connector import errors
-from connector.config.model import SourceConfig
-from connector.dialects import Dialect, Prepared, dialect_for
+from connector.config.parts import ClientPart
+from connector.dialects import Dialect, Prepared
 from connector.dialects.openai_chat import Reply, error_message
 from connector.dialects.replies import normalise
 from connector.endpoint.classify import is_quota, rejects_key
@@ -153,23 +153,24 @@ class EndpointClient:
 
     def __init__(
         self,
-        config: SourceConfig,
+        settings: ClientPart,
         transport: Transport,
+        dialect: Dialect,
+        *,
         sleep: Sleep | None = None,
         limiter: Limiter | None = None,
-        dialect: Dialect | None = None,
         budget: SpendBudget | None = None,
     ) -> None:
-        self._dialect = dialect if dialect is not None else dialect_for(config)
+        self._dialect = dialect
         self._url = self._dialect.endpoint_url
         self._models_url = self._dialect.models_url
-        self._timeout = float(config.timeout)
+        self._timeout = settings.timeout
         self._deadlines = Deadlines(self._timeout)  # the deadline of every attempt, one watchdog for all
-        self._max_attempts = config.max_retries + 1
+        self._max_attempts = settings.max_retries + 1
         self._transport = transport
         self._sleep: Sleep = sleep or asyncio.sleep
         self._limiter = limiter
-        self._waits = limiter.waits if limiter is not None else WaitCap(config.max_wait_seconds)
+        self._waits = limiter.waits if limiter is not None else WaitCap(settings.max_wait_seconds)
         self._budget = budget
         # Token estimates for the rate and spend budgets, corrected from every reply's usage.
         self._estimator = limiter.estimator if limiter is not None else TokenEstimator()

@@ -25,9 +25,10 @@ from dataclasses import replace
 from connector.answers.records import Tally
 from connector.endpoint.batch import BatchAPI
 from connector.errors import ConnectorError
-from connector.pipeline.batch_ledger import Ledger, SavedBatch
+from connector.pipeline.batch_ledger import Ledger
 from connector.pipeline.batch_source import BatchSource, Sleep
 from connector.pipeline.batch_submit import BatchContext, Now, Submitter
+from connector.pipeline.context import RunContext
 from connector.pipeline.progress import NO_PROGRESS, Progress
 from connector.pipeline.run import (
     DEFAULT_CHECKPOINTING,
@@ -38,19 +39,14 @@ from connector.pipeline.run import (
     Finished,
     Note,
     RecordOut,
-    RunParts,
     Started,
     run_rows,
 )
-from connector.rows.table import Table
 
 
 async def run_batches(
-    parts: RunParts,
+    ctx: RunContext,
     api: BatchAPI,
-    table: Table,
-    start: int = 0,
-    saved: tuple[SavedBatch, ...] = (),
     *,
     full_refresh: bool = False,
     checkpointing: Checkpointing = DEFAULT_CHECKPOINTING,
@@ -59,16 +55,17 @@ async def run_batches(
     sleep: Sleep = asyncio.sleep,
     now: Now = time.time,
 ) -> AsyncIterator[Event]:
-    """Enrich ``table`` from row ``start`` on through provider batches, the STATE's ``saved`` ones first."""
-    config = parts.config
-    ledger = Ledger(saved)
-    client = parts.client
-    ctx = BatchContext(config, parts.enricher, api, ledger, parts.cache, client.url, client.dialect.name,
-                       client.budget, now)
+    """Enrich the context's table from its ``start`` on through provider batches, the STATE's ``saved``
+    ones first."""
+    config, table, start = ctx.parts.run, ctx.input, ctx.start
+    ledger = Ledger(ctx.saved)
+    client = ctx.client
+    batch = BatchContext(config, ctx.enricher, api, ledger, ctx.cache, client.url, client.dialect.name,
+                         client.budget, now)
     sized = table.estimate_rows()
     yield Started(None if sized is None else max(sized[0] - start, 0), sized is not None and sized[1], start)
     began = clock()
-    submitter = Submitter(ctx, start)
+    submitter = Submitter(batch, start)
     try:
         async for event in submitter.run(table):
             yield event
@@ -79,10 +76,10 @@ async def run_batches(
     if submitter.submitted:
         yield Note(f"{config.stream_name}: {submitter.submitted:,} requests submitted in provider batches")
 
-    source = BatchSource(ctx, submitter.end, sleep, progress)
+    source = BatchSource(batch, submitter.end, sleep, progress)
     last = (start, ledger.open_after(start))  # the position and batches of the last checkpoint
     records_since = 0
-    async for event in run_rows(parts, table, start, full_refresh=full_refresh, checkpointing=checkpointing,
+    async for event in run_rows(ctx, full_refresh=full_refresh, checkpointing=checkpointing,
                                 progress=progress, clock=clock, source=source):
         if isinstance(event, Started):
             continue  # said above, before the submissions

@@ -74,7 +74,7 @@ class BatchSource:
             yield note
         while True:
             self._blocked = None
-            async for record in ordered_map(self._segment(rows), self._answer, self.ctx.config.concurrency):
+            async for record in ordered_map(self._segment(rows), self._answer, self.ctx.policy.concurrency):
                 yield record
             batch = self._blocked
             if batch is None:
@@ -85,13 +85,13 @@ class BatchSource:
             if status.over:
                 await self._download(batch, status)
                 continue
-            if not self.ctx.config.batch.wait:
+            if not self.ctx.policy.batch.wait:
                 held = self._held[0] if self._held is not None else batch.first - 1
                 self.pending = Pending(self.end - held, sum(1 for s in self._statuses.values() if not s.over))
                 await self._cache_ended()
                 return
             while not self._statuses[batch.fingerprint].over:
-                await self.sleep(self.ctx.config.batch.poll_seconds)
+                await self.sleep(self.ctx.policy.batch.poll_seconds)
                 if (note := await self._poll_open()) is not None:
                     yield note
 
@@ -104,7 +104,7 @@ class BatchSource:
             self.ctx.ledger.drop(each)
         others = f" ({len(failed) - 1} more failed too)" if len(failed) > 1 else ""
         return errors.BatchFailed(
-            f"{self.ctx.config.stream_name}: {batch.label()} failed as a whole: {status.failure}{others}. None of "
+            f"{self.ctx.policy.stream_name}: {batch.label()} failed as a whole: {status.failure}{others}. None of "
             "its requests ran (nothing was bought); it is dropped from the state, so the next sync submits its rows "
             "again" + ("" if status.failure_retryable else " (fix what the provider names first)"),
             retryable=status.failure_retryable)
@@ -173,7 +173,7 @@ class BatchSource:
         total = sum(s.counts.total for s in running)
         done = sum(s.counts.succeeded for s in running)
         failed = sum(s.counts.errored for s in running)
-        head = (f"{self.ctx.config.stream_name}: provider batches: {len(running)} running"
+        head = (f"{self.ctx.policy.stream_name}: provider batches: {len(running)} running"
                 f" ({done:,} of {total:,} requests answered, {failed:,} errored), {len(statuses) - len(running)} ended")
         shown = ", ".join(f"{s.batch_id} {s.state} {s.counts.succeeded + s.counts.errored}/{s.counts.total}"
                           for s in running[:5])
@@ -209,7 +209,7 @@ class BatchSource:
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         """A poll or download, again after ``poll_seconds`` while it fails transiently (max_retries times)."""
-        tries = self.ctx.config.max_retries
+        tries = self.ctx.policy.max_retries
         while True:
             try:
                 return await call()
@@ -217,7 +217,7 @@ class BatchSource:
                 if not exc.retryable or tries <= 0:
                     raise
                 tries -= 1
-                await self.sleep(self.ctx.config.batch.poll_seconds)
+                await self.sleep(self.ctx.policy.batch.poll_seconds)
 
 
 def _poll(ctx: BatchContext, batch_id: str) -> Callable[[], Awaitable[BatchStatus]]:

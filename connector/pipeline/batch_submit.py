@@ -25,13 +25,13 @@ from typing import Any
 
 from connector import errors
 from connector.answers.cache import AnswerCache, cache_key
-from connector.config.model import SourceConfig
+from connector.config.parts import RunPolicy
 from connector.endpoint.batch import BatchAPI, BatchRequest, Chunker, Submission, fingerprint
 from connector.endpoint.limits import SpendBudget
 from connector.pipeline.batch_ledger import Ledger, SavedBatch, custom_id, ranges_of
 from connector.pipeline.enrich import Ask, RowEnricher
 from connector.pipeline.run import Checkpoint, Event, Note
-from connector.rows.stdin import numbered_rows
+from connector.rows.opening import numbered_rows
 from connector.rows.table import Table
 
 Now = Callable[[], float]
@@ -41,7 +41,7 @@ Now = Callable[[], float]
 class BatchContext:
     """What both passes of a batch run share."""
 
-    config: SourceConfig
+    policy: RunPolicy
     enricher: RowEnricher
     api: BatchAPI
     ledger: Ledger
@@ -90,11 +90,11 @@ class Submitter:
                 yield await self._forget(saved)
             yield self._checkpoint()
         if self.unsent:
-            yield Note(f"{self.ctx.config.stream_name}: spend guard: max_requests reached; {self.unsent:,} rows were "
+            yield Note(f"{self.ctx.policy.stream_name}: spend guard: max_requests reached; {self.unsent:,} rows were "
                        "not submitted (a later run submits them)", "WARN")
 
     async def _reattach(self, saved: SavedBatch) -> Note:
-        name, ledger = self.ctx.config.stream_name, self.ctx.ledger
+        name, ledger = self.ctx.policy.stream_name, self.ctx.ledger
         found = await self.ctx.api.find(Submission(saved.fingerprint, saved.size, saved.since))
         if found is not None:
             attached = ledger.update(saved, id=found, state="found")
@@ -110,7 +110,7 @@ class Submitter:
             with contextlib.suppress(errors.EndpointError):  # already over: nothing left to stop
                 await self.ctx.api.cancel(saved.id)
         self.ctx.ledger.drop(saved)
-        return Note(f"{self.ctx.config.stream_name}: {saved.label()} asks other requests than these rows ask now "
+        return Note(f"{self.ctx.policy.stream_name}: {saved.label()} asks other requests than these rows ask now "
                     "(the config or the input changed since it was submitted): it was cancelled, and its rows are "
                     "submitted again", "WARN")
 
@@ -159,7 +159,7 @@ class Submitter:
                 yield event
         if chunker.too_large:
             self.too_large += len(chunker.too_large)
-            yield Note(f"{ctx.config.stream_name}: {len(chunker.too_large)} requests are larger than a batch may be "
+            yield Note(f"{ctx.policy.stream_name}: {len(chunker.too_large)} requests are larger than a batch may be "
                        f"({ctx.api.limits.max_bytes:,} bytes): they are sent as normal requests", "WARN")
         check.passed(self.end)
 
@@ -182,7 +182,7 @@ class Submitter:
         if ctx.budget is not None:
             ctx.budget.requests += saved.size  # each request of a batch counts against max_requests
         yield self._checkpoint()
-        yield Note(f"{ctx.config.stream_name}: submitted {saved.label()}")
+        yield Note(f"{ctx.policy.stream_name}: submitted {saved.label()}")
 
 
 class _Check:

@@ -20,22 +20,17 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from connector.answers.cache import AnswerCache, cache_key, cache_path
+from connector.answers.cache import cache_key
 from connector.answers.prices import billed_as_batch, cost_of, price_for
-from connector.config.model import SourceConfig
-from connector.endpoint.client import EndpointClient
 from connector.endpoint.limits import TokenEstimator
 from connector.errors import RowTooLong
 from connector.jsonbytes import dumps
-from connector.pipeline.enrich import Ask, RowEnricher
-from connector.secrets import MASK, Redactor, is_auth_header
-
-if TYPE_CHECKING:
-    from connector.pipeline.wiring import Endpoint
-    from connector.requests.templates import RequestTemplate
-    from connector.rows.table import Table
+from connector.pipeline.context import RunContext
+from connector.pipeline.enrich import Ask
+from connector.rows.opening import numbered_rows
+from connector.secrets import MASK, is_auth_header
 
 SAMPLES = 3
 _SAMPLE_CHARS = 4000
@@ -134,17 +129,16 @@ def _model(body: dict[str, Any]) -> str:
 class Planner:
     """Renders rows into requests and adds them up, sending nothing."""
 
-    def __init__(self, config: SourceConfig, enricher: RowEnricher, client: EndpointClient, redact: Redactor,
-                 samples: int = SAMPLES) -> None:
-        self._config = config
-        self._enricher = enricher
-        self._dialect = client.dialect
-        self._url = client.url
-        self._redact = redact
+    def __init__(self, ctx: RunContext, samples: int = SAMPLES) -> None:
+        self._prices = ctx.parts.rows.prices
+        self._enricher = ctx.enricher
+        self._dialect = ctx.client.dialect
+        self._url = ctx.client.url
+        self._redact = ctx.redact
         self._samples = samples
         self._estimator = TokenEstimator()
-        self._cache = _open_cache_if_present(config)
-        self.result = DryRun(config.stream_name, chars_per_token=self._estimator.chars_per_token,
+        self._cache = ctx.cache  # only a cache file that exists: a dry run creates nothing
+        self.result = DryRun(ctx.parts.run.stream_name, chars_per_token=self._estimator.chars_per_token,
                              default_output=self._estimator.default_output)
 
     async def add(self, item: tuple[int, dict[str, Any]]) -> None:
@@ -173,7 +167,7 @@ class Planner:
         result.input_tokens += prompt
         result.output_tokens += output
         model = _model(body)
-        prices = self._config.prices
+        prices = self._prices
         price = price_for(prices, model)
         if price is None:
             if prices or model:
@@ -212,41 +206,21 @@ class Planner:
             text = text[:_SAMPLE_CHARS] + f"... ({len(text):,} characters in all)"
         return Sample(row_number, "POST", self._redact(prepared.url), shown, self._redact(text))
 
-    def close(self) -> None:
-        if self._cache is not None:
-            self._cache.close()
-
-
-def _open_cache_if_present(config: SourceConfig) -> AnswerCache | None:
-    """The answer cache, only if its file exists (a dry run creates nothing)."""
-    if not config.cache.enabled:
-        return None
-    path = cache_path(config)
-    if not path.is_file():
-        return None
-    return AnswerCache(path, config.cache.ttl_seconds, warn=lambda _message: None)
-
 
 async def plan(rows: Iterator[tuple[int, dict[str, Any]]] | AsyncIterator[tuple[int, dict[str, Any]]],
                planner: Planner) -> DryRun:
     """Add up every row; returns the report."""
-    try:
-        if isinstance(rows, AsyncIterator):
-            async for item in rows:
-                await planner.add(item)
-        else:
-            for item in rows:
-                await planner.add(item)
-    finally:
-        planner.close()
+    if isinstance(rows, AsyncIterator):
+        async for item in rows:
+            await planner.add(item)
+    else:
+        for item in rows:
+            await planner.add(item)
     return planner.result
 
 
-async def dry_run_report(endpoint: Endpoint, table: Table, template: RequestTemplate, start: int) -> list[str]:
-    """The dry-run report's lines, secrets masked."""
-    from connector.pipeline.wiring import enricher_for
-    from connector.rows.stdin import numbered_rows
-
-    planner = Planner(endpoint.config, enricher_for(endpoint, template), endpoint.client, endpoint.redact)
-    report = await plan(numbered_rows(table.batches(skip=start), start, lambda: False), planner)
-    return [endpoint.redact(line) for line in report.log_lines()]
+async def dry_run_report(ctx: RunContext) -> list[str]:
+    """The dry-run report's lines for the context's table from its start on, secrets masked."""
+    table = ctx.input
+    report = await plan(numbered_rows(table.batches(skip=ctx.start), ctx.start, lambda: False), Planner(ctx))
+    return [ctx.redact(line) for line in report.log_lines()]

@@ -28,13 +28,12 @@ from typing import Any
 
 from connector import errors
 from connector.answers.cache import AnswerCache, SingleFlight, cache_key
-from connector.answers.columns import ExtraOutputs
 from connector.answers.extract import ResponseExtractor
 from connector.answers.judge import content_of, finish_reason, judged
 from connector.answers.outcomes import RowOutcome, Status, model_name
 from connector.answers.prices import Spend
 from connector.answers.records import ROW_NUMBER, Enriched, Record
-from connector.config.model import SourceConfig
+from connector.config.parts import RowPolicy
 from connector.dialects.replies import token_count
 from connector.endpoint.classify import classify, fatal, is_fatal
 from connector.endpoint.client import Completion, EndpointClient
@@ -72,29 +71,20 @@ class RowEnricher:
     flight only once, and stores each new answer before returning it.
     """
 
-    def __init__(
-        self,
-        config: SourceConfig,
-        client: EndpointClient,
-        redactor: Redactor,
-        template: RequestTemplate | None = None,
-        cache: AnswerCache | None = None,
-    ) -> None:
-        self._config = config
+    def __init__(self, policy: RowPolicy, client: EndpointClient, template: RequestTemplate,
+                 extractor: ResponseExtractor, redactor: Redactor, cache: AnswerCache | None = None) -> None:
+        self._policy = policy
         self._dialect = client.dialect  # the run's one dialect: bodies are built for the shape the client speaks
-        self._template = template or RequestTemplate.from_config(config, self._dialect.conversation_key)
-        self._extractor = ResponseExtractor(config.response_template, ExtraOutputs.from_config(config))
+        self._template = template
+        self._extractor = extractor
         self._client = client
         self._redact = redactor
         self._cache = cache if cache is not None and cache.enabled else None
         self._single_flight = SingleFlight()
-        self._used_columns = sorted(self._template.columns)
-        self._fallbacks = [m for m in config.fallback_models if m]
-        windows = dict(config.context_windows)
-        if config.model and config.context_window:
-            windows.setdefault(config.model, config.context_window)
-        self._fit = ContextFit(self._dialect, self.body_for, config.context_window, windows,
-                               config.too_long_policy, config.truncate_column)
+        self._used_columns = sorted(template.columns)
+        self._fallbacks = policy.fallback_models
+        self._fit = ContextFit(self._dialect, self.body_for, policy.context_window, policy.context_windows,
+                               policy.too_long_policy, policy.truncate_column)
 
     @property
     def output_columns(self) -> list[str]:
@@ -121,17 +111,17 @@ class RowEnricher:
         position, row = item
         values = dict(row)
         values[ROW_NUMBER] = number = position + 1
-        config = self._config
+        policy = self._policy
         if isinstance(row, FlawedRow):  # a value did not fit its column: nothing to ask about
             return self._unanswered(number, values, "error", row.problem, "bad_input")
         blank = [c for c in self._used_columns if _is_blank(row.get(c))]
-        if blank and config.null_policy == "skip":
+        if blank and policy.null_policy == "skip":
             return self._unanswered(number, values, "skipped_null",
                                     f"column(s) {', '.join(blank)} null or empty (null_policy skip)")
-        if blank and config.null_policy == "literal":
-            row = {**row, **dict.fromkeys(blank, config.null_literal)}
+        if blank and policy.null_policy == "literal":
+            row = {**row, **dict.fromkeys(blank, policy.null_literal)}
         body = self.body_for(row)
-        if config.context_window:
+        if policy.context_window:
             fitted = self._fit.fit(row, body, position)
             if isinstance(fitted, str):
                 return self._unanswered(number, values, "skipped_too_long", fitted)
@@ -157,7 +147,7 @@ class RowEnricher:
             except errors.EndpointError as exc:
                 attempts += exc.attempts
                 error = (self._classify(exc), self._redact(exc.message))
-                if error[0] in self._config.fallback_on:
+                if error[0] in self._policy.fallback_on:
                     continue
                 break
             answer.attempts += attempts
@@ -188,13 +178,13 @@ class RowEnricher:
     def _spend(self, spend: Spend, body: Mapping[str, Any], reply: Mapping[str, Any], batch: bool = False) -> None:
         usage = reply.get("usage") or {}
         prompt, output = token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens"))
-        spend.add(self._config.prices, body.get("model"), body.get("service_tier"), prompt, output, batch)
+        spend.add(self._policy.prices, body.get("model"), body.get("service_tier"), prompt, output, batch)
         self._fit.observe(body, prompt, output)
 
     async def _validated(self, ask: Ask, body: Body, answer: _Answer, spend: Spend) -> Enriched:
         """Validate the answer (asking again with feedback), then judge it into the row's outcome."""
         columns, problem = self._extractor.extract(answer.reply)
-        retries = self._config.validation_retries
+        retries = self._policy.validation_retries
         while problem and retries and finish_reason(answer.reply) != "length":
             retry_body = self._with_feedback(body, content_of(answer.reply), problem)
             if retry_body is None:
@@ -219,7 +209,7 @@ class RowEnricher:
                 spend: Spend) -> Enriched:
         ask.values.update(columns)
         outcome = judged(answer.reply, body.get("model"), problem, attempts=answer.attempts, cached=answer.cached,
-                         completion=answer.completion, spend=spend, prices=self._config.prices)
+                         completion=answer.completion, spend=spend, prices=self._policy.prices)
         return Enriched(ask.number, ask.values, outcome)
 
     def _unanswered(self, number: int, values: Record, status: Status, message: str,

@@ -23,12 +23,13 @@ from connector.answers.paths import unmatched
 from connector.answers.records import META_COLUMNS
 from connector.config.address import Address
 from connector.config.model import CHAT_PATH, SourceConfig
+from connector.config.parts import parts_of
 from connector.endpoint.classify import is_rejected_key, is_unknown_model
 from connector.endpoint.client import EndpointClient
 from connector.endpoint.transport import Transport
 from connector.jsonbytes import dumps
 from connector.requests.templates import RequestTemplate
-from connector.rows.stdin import row_for_check
+from connector.rows.opening import row_for_check
 
 _VERSION = re.compile(r"v\d+((alpha|beta)\d*)?", re.IGNORECASE)
 _CHAT_TYPO = re.compile(r"(chat|complet)", re.IGNORECASE)  # /chat/completion, /completions, /chat
@@ -186,7 +187,7 @@ def _detail(exc: errors.HTTPStatusError) -> str:
 async def run_check(config: SourceConfig, client: EndpointClient, transport: Transport) -> str:
     """Return a success message, or raise CheckFailed / ConfigError. ``transport`` is the client's,
     for trying a suggested URL before suggesting it."""
-    template = RequestTemplate.from_config(config, client.dialect.conversation_key)
+    template = RequestTemplate.from_config(parts_of(config).request, client.dialect.conversation_key)
     first = row_for_check(config.input, template, META_COLUMNS)  # stdin is never read: a stand-in row
     if first is None:
         raise errors.InputError("input: the table has no rows; nothing to enrich")

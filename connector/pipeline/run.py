@@ -30,17 +30,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
-from connector.answers.cache import AnswerCache
 from connector.answers.records import Enriched, Record, Tally
-from connector.config.model import SourceConfig
-from connector.endpoint.client import EndpointClient
 from connector.errors import ConnectorError, RowFailed, SyncFailed
 from connector.pipeline.batch_ledger import SavedBatch
-from connector.pipeline.enrich import RowEnricher
+from connector.pipeline.context import RunContext
 from connector.pipeline.ordered import ordered_map
 from connector.pipeline.progress import NO_PROGRESS, Progress
-from connector.rows.stdin import numbered_rows
-from connector.rows.table import Row, Table
+from connector.rows.opening import numbered_rows
+from connector.rows.table import Row
 
 Clock = Callable[[], float]
 
@@ -112,20 +109,8 @@ Rows = Iterator[tuple[int, Row]] | AsyncIterator[tuple[int, Row]]
 AnswerSource = Callable[[Rows], AsyncIterator[Enriched | Note | None]]
 
 
-@dataclass
-class RunParts:
-    """What one run over a table needs, wired by :mod:`connector.pipeline.wiring`."""
-
-    config: SourceConfig
-    client: EndpointClient
-    enricher: RowEnricher
-    cache: AnswerCache | None = None
-
-
 async def run_rows(
-    parts: RunParts,
-    table: Table,
-    start: int = 0,
+    ctx: RunContext,
     *,
     full_refresh: bool = False,
     checkpointing: Checkpointing = DEFAULT_CHECKPOINTING,
@@ -133,10 +118,10 @@ async def run_rows(
     clock: Clock = time.monotonic,
     source: AnswerSource | None = None,
 ) -> AsyncIterator[Event]:
-    """Enrich ``table`` from row ``start`` on (see the module docstring for what is yielded); the
-    records come from ``source`` when given (batch mode), else from the row enricher."""
-    config, cache = parts.config, parts.cache
-    name = config.stream_name
+    """Enrich the context's table from its ``start`` on (see the module docstring for what is yielded);
+    the records come from ``source`` when given (batch mode), else from the row enricher."""
+    policy, cache, table, start = ctx.parts.run, ctx.cache, ctx.input, ctx.start
+    name = policy.stream_name
     tally = Tally()
     sized = table.estimate_rows()
     total = None if sized is None else max(sized[0] - start, 0)
@@ -148,7 +133,7 @@ async def run_rows(
         yield Note(f"{name}: resuming after row {start} (from state)")
     progress.start(name, total, estimated)
 
-    budget = parts.client.budget
+    budget = ctx.client.budget
     stopped_by: str | None = None
 
     def stop_feeding() -> bool:
@@ -158,7 +143,7 @@ async def run_rows(
     position = committed = start  # rows done; the position the last checkpoint carried
     since = 0  # records since the last checkpoint
     last_checkpoint = started = clock()
-    answers = source(rows) if source is not None else ordered_map(rows, parts.enricher, config.concurrency)
+    answers = source(rows) if source is not None else ordered_map(rows, ctx.enricher, policy.concurrency)
     try:
         async for done in answers:
             if isinstance(done, Note):
@@ -171,21 +156,21 @@ async def run_rows(
                 continue
             tally.observe(done)
             failed = done.outcome.failed
-            if failed and config.on_row_error == "fail":
+            if failed and policy.on_row_error == "fail":
                 raise RowFailed(f"row {done.number} failed and on_row_error is 'fail': {done.outcome.error}")
             position += 1
-            if failed and config.on_row_error == "skip":
+            if failed and policy.on_row_error == "skip":
                 tally.skipped += 1
             else:
                 if cache is not None:
                     cache.commit()  # the answer is durable before its record exists
                 yield RecordOut(done.record())
                 since += 1
-            if config.max_error_rate is not None and tally.rows >= ERROR_RATE_MIN_ROWS and \
-                    tally.failed / tally.rows > config.max_error_rate:
+            if policy.max_error_rate is not None and tally.rows >= ERROR_RATE_MIN_ROWS and \
+                    tally.failed / tally.rows > policy.max_error_rate:
                 raise RowFailed(
                     f"{tally.failed} of {tally.rows} rows failed, above max_error_rate "
-                    f"{config.max_error_rate:g}; first errors: {' | '.join(tally.first_errors)}"
+                    f"{policy.max_error_rate:g}; first errors: {' | '.join(tally.first_errors)}"
                 )
             now = clock()
             if since >= checkpointing.rows or now - last_checkpoint >= checkpointing.seconds:

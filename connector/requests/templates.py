@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, time
 from typing import Any
 
-from connector.config.model import SourceConfig
+from connector.config.parts import RequestPart
 from connector.errors import TemplateError
 from connector.jsonbytes import dumps
 from connector.requests import placeholders
@@ -118,7 +118,7 @@ class RequestTemplate:
                 "(and, with the answer cache on, gets the same answer). Put {{column}} where a cell belongs."]
 
     @classmethod
-    def from_config(cls, config: SourceConfig, conversation_key: str = "messages") -> RequestTemplate:
+    def from_config(cls, config: RequestPart, conversation_key: str = "messages") -> RequestTemplate:
         """The template the config describes, short form (prompt) or full body.
 
         ``conversation_key`` is where the run's API shape keeps the conversation

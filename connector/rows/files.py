@@ -130,6 +130,13 @@ class InputTable:
         return list(self._schema.names)
 
     @property
+    def columns_known(self) -> bool:
+        return True  # decided when the file was opened
+
+    async def start(self) -> None:
+        """Nothing to do: a file's columns are decided when it is opened."""
+
+    @property
     def renamed(self) -> dict[str, str]:
         """Input columns kept under another name (named like a metadata column): old -> new."""
         return dict(self._names)

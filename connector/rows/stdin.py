@@ -27,7 +27,7 @@ named like the record's metadata columns are kept under ``input.metadata_prefix`
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Collection
 from decimal import Decimal
 from typing import Any, BinaryIO
 
@@ -39,11 +39,10 @@ from connector.errors import InputError
 from connector.rows import kinds
 from connector.rows.columns import Column, arrow_schema, flag, rename_notes, renames, unfit_message
 from connector.rows.encoding import decode_line, is_utf8
-from connector.rows.files import InputTable
 from connector.rows.jsonl_source import JsonColumns
 from connector.rows.pipe import Lines
 from connector.rows.shapes import Shape
-from connector.rows.table import Row, Table
+from connector.rows.table import Row
 
 INFER_WAIT = 1.0
 _AIRBYTE_TYPES = frozenset({"RECORD", "STATE", "LOG", "TRACE", "SPEC", "CATALOG", "CONNECTION_STATUS", "CONTROL"})
@@ -259,67 +258,3 @@ class StdinTable:
 def _show(value: Any) -> str:
     text = orjson.dumps(value, default=str).decode()
     return repr(text[:80] + ("…" if len(text) > 80 else ""))
-
-
-def open_input(config: InputConfig, stdin: BinaryIO | None = None, reserved: Collection[str] = ()) -> Table:
-    """The input table the config names; stdin is only read once a read starts.
-
-    ``reserved``: the names of the columns the run adds to each record; input columns with
-    those names are kept under ``input.metadata_prefix``."""
-    if config.is_stdin:
-        return StdinTable(config, stdin, reserved)
-    return InputTable(config, reserved)
-
-
-def numbered_rows(
-    batches: Iterator[list[Row]] | AsyncIterator[list[Row]],
-    start: int,
-    stop: Callable[[], bool],
-) -> Iterator[tuple[int, Row]] | AsyncIterator[tuple[int, Row]]:
-    """(position, row) pairs from ``start`` on, until the batches end or ``stop()`` says so.
-
-    Stays a plain iterator over a file's batches (no await per row) and becomes an async
-    one over stdin's.
-    """
-    if isinstance(batches, AsyncIterator):
-        return _numbered_async(batches, start, stop)
-    return _numbered(batches, start, stop)
-
-
-def _numbered(batches: Iterator[list[Row]], start: int, stop: Callable[[], bool]) -> Iterator[tuple[int, Row]]:
-    position = start
-    for batch in batches:
-        for row in batch:
-            if stop():
-                return
-            yield position, row
-            position += 1
-
-
-async def _numbered_async(batches: AsyncIterator[list[Row]], start: int,
-                          stop: Callable[[], bool]) -> AsyncIterator[tuple[int, Row]]:
-    position = start
-    async for batch in batches:
-        for row in batch:
-            if stop():
-                return
-            yield position, row
-            position += 1
-
-
-def row_for_check(config: InputConfig, template: Any, reserved: Collection[str] = ()) -> Row | None:
-    """The row ``check`` renders the template with, after checking the template's and the primary
-    key's columns.
-
-    A file's first row; for stdin, which ``check`` never reads, a stand-in row with an
-    empty value of each declared column's type (of each template column when none are declared).
-    """
-    table = open_input(config, reserved=reserved)
-    if isinstance(table, StdinTable) and not table.columns_known:
-        return dict.fromkeys(template.columns, "")
-    template.check_columns(table.columns)
-    key = config.primary_key
-    if key is not None and key not in table.columns:
-        raise InputError(f"input.primary_key: column {key!r} is not in the input; its columns are: "
-                         f"{', '.join(table.columns) or '(none)'}")
-    return table.first_row()

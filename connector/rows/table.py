@@ -2,8 +2,8 @@
 
 Files (:class:`~connector.rows.files.InputTable`) and standard input
 (:class:`~connector.rows.stdin.StdinTable`) both provide it; the pipeline depends
-on this protocol only. Stdin alone has more (``start``): callers narrow
-to :class:`~connector.rows.stdin.StdinTable` for those.
+on this protocol only: what is special about stdin (columns inferred once reading starts,
+columns unknown to ``discover``) is said through it, so no caller asks which kind it holds.
 """
 
 from __future__ import annotations
@@ -26,6 +26,13 @@ class Table(Protocol):
     @property
     def columns(self) -> list[str]:
         """The column names, in order."""
+
+    @property
+    def columns_known(self) -> bool:
+        """The columns are known before reading (a file's; stdin's only when input.columns lists them)."""
+
+    async def start(self) -> None:
+        """Begin reading: stdin infers its columns from the first rows here; a file has nothing to do."""
 
     def estimate_rows(self) -> tuple[int, bool] | None:
         """(rows, is_estimate), or None when the size cannot be known before reading."""

@@ -35,11 +35,10 @@ import pyarrow as pa
 from connector.errors import ConfigError, RowFailed
 
 if TYPE_CHECKING:
-    from connector.answers.cache import AnswerCache
     from connector.answers.records import Enriched
     from connector.config.model import SourceConfig
-    from connector.pipeline.enrich import RowEnricher
-    from connector.pipeline.wiring import Endpoint, TransportFactory
+    from connector.pipeline.context import RunContext
+    from connector.pipeline.prepare import TransportFactory
 
 T = TypeVar("T")
 
@@ -72,8 +71,7 @@ class BatchEnricher:
         from connector.answers.records import META_COLUMNS
         from connector.answers.schema import enriched_schema
         from connector.config.load import load_config
-        from connector.dialects import dialect_for
-        from connector.requests.templates import RequestTemplate
+        from connector.pipeline.prepare import requests_of
         from connector.rows.arrow_values import unsupported
         from connector.rows.columns import renames
 
@@ -92,10 +90,10 @@ class BatchEnricher:
         self._names = renames(input_schema.names, META_COLUMNS, self.config.input.metadata_prefix)
         schema = pa.schema([f.with_name(self._names.get(f.name, f.name)) for f in input_schema])
         # A config the API shape cannot express fails here, in the driver, before any worker starts.
-        template = RequestTemplate.from_config(self.config, dialect_for(self.config).conversation_key)
+        parts, _, template = requests_of(self.config)
         template.check_columns(schema.names)
         self.input_schema = schema
-        self.json_schema = enriched_schema(schema, self.config)
+        self.json_schema = enriched_schema(schema, parts.output)
         self.columns = Columns(self.json_schema, schema, "parquet")
         self._transport_factory = transport_factory
         self._rows_done = 0
@@ -137,7 +135,7 @@ class BatchEnricher:
 
 
 class _Runtime:
-    """An event loop in a daemon thread, and the client, limiter, cache and enricher living on it."""
+    """An event loop in a daemon thread, and the run context (client, limiter, cache, enricher) living on it."""
 
     def __init__(self, config: SourceConfig, transport_factory: TransportFactory | None) -> None:
         self._config = config
@@ -145,43 +143,37 @@ class _Runtime:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="enrich-loop", daemon=True)
         self._thread.start()
-        self._connection: AbstractAsyncContextManager[Endpoint] | None = None
-        self._enricher: RowEnricher | None = None
-        self._cache: AnswerCache | None = None
+        self._preparation: AbstractAsyncContextManager[RunContext] | None = None
+        self._ctx: RunContext | None = None
         self.run(self._setup())
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     async def _setup(self) -> None:
-        from connector.dialects import dialect_for
-        from connector.pipeline.wiring import answer_cache, connect, default_transport, enricher_for
+        from connector.pipeline.prepare import default_transport, prepare
 
-        config = self._config
-        self._connection = connect(config, dialect_for(config), self._factory or default_transport)
-        endpoint = await self._connection.__aenter__()
-        self._cache = answer_cache(config, warn=lambda _message: None)
-        self._enricher = enricher_for(endpoint, cache=self._cache)
+        self._preparation = prepare(self._config, self._factory or default_transport, purpose="worker")
+        self._ctx = await self._preparation.__aenter__()
 
     async def enrich(self, rows: list[dict[str, Any]], start: int) -> list[Enriched]:
         from connector.pipeline.ordered import ordered_map
 
         items = iter(enumerate(rows, start))
-        assert self._enricher is not None, "set up in __init__"
+        ctx = self._ctx
+        assert ctx is not None, "set up in __init__"
         out: list[Enriched] = []
-        async for done in ordered_map(items, self._enricher, self._config.concurrency):
+        async for done in ordered_map(items, ctx.enricher, ctx.parts.run.concurrency):
             assert done is not None, "worker_config refuses the spend guards, the only reason for no record"
             out.append(done)
-        if self._cache is not None:
-            self._cache.commit()  # durable before the batch goes back to the engine
+        if ctx.cache is not None:
+            ctx.cache.commit()  # durable before the batch goes back to the engine
         return out
 
     def close(self) -> None:
         async def shut() -> None:
-            if self._connection is not None:
-                await self._connection.__aexit__(None, None, None)
-            if self._cache is not None:
-                self._cache.close()
+            if self._preparation is not None:
+                await self._preparation.__aexit__(None, None, None)  # closes the transport and the cache
 
         try:
             self.run(shut())

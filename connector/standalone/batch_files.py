@@ -27,35 +27,37 @@ from typing import Any
 import orjson
 
 from connector import errors
-from connector.answers.cache import AnswerCache
 from connector.answers.records import Enriched
 from connector.config.providers import canonical
 from connector.dialects.openai_chat import ChatDialect
 from connector.endpoint.batch import ItemResult
 from connector.endpoint.batch.openai import input_line, output_line
 from connector.pipeline.batch_ledger import SavedBatch, cache_key_of, custom_id
-from connector.pipeline.enrich import Ask, RowEnricher
+from connector.pipeline.context import RunContext
+from connector.pipeline.enrich import Ask
 from connector.pipeline.run import Note, Rows
-from connector.pipeline.wiring import Endpoint
+from connector.rows.opening import numbered_rows
 
 OPENAI_FORMAT = ("openai_chat_completions", "openai_responses", "azure_openai")
 
 
-def _openai_dialect(endpoint: Endpoint, flag: str) -> ChatDialect:
-    shape = canonical(endpoint.config.api_compatibility)
-    dialect = endpoint.client.dialect
+def _openai_dialect(ctx: RunContext, flag: str) -> ChatDialect:
+    shape = canonical(ctx.parts.request.api_compatibility)
+    dialect = ctx.dialect
     if shape not in OPENAI_FORMAT or not isinstance(dialect, ChatDialect):
         raise errors.ConfigError(f"{flag}: the OpenAI batch file format holds OpenAI-format requests "
                                  f"({', '.join(OPENAI_FORMAT)}); api_compatibility is {shape}")
     return dialect
 
 
-async def export_requests(endpoint: Endpoint, enricher: RowEnricher, rows: Rows, path: str) -> tuple[int, Counter[str]]:
-    """Write the batch input file of ``rows`` to ``path`` (whole, or not at all); the requests written and
-    the rows skipped by status."""
+async def export_requests(ctx: RunContext, path: str) -> tuple[int, Counter[str]]:
+    """Write the batch input file of the context's rows to ``path`` (whole, or not at all); the requests
+    written and the rows skipped by status."""
     from connector.answers.cache import cache_key
 
-    dialect = _openai_dialect(endpoint, "--export-batch")
+    dialect = _openai_dialect(ctx, "--export-batch")
+    enricher = ctx.enricher
+    rows = numbered_rows(ctx.input.batches(skip=ctx.start), ctx.start, lambda: False)
     target = Path(path)
     partial = target.with_name(target.name + ".partial")
     written, skipped = 0, Counter[str]()
@@ -66,7 +68,7 @@ async def export_requests(endpoint: Endpoint, enricher: RowEnricher, rows: Rows,
                 if not isinstance(planned, Ask):
                     skipped[planned.outcome.status] += 1
                     continue
-                key = cache_key(endpoint.client.url, dialect.name, planned.body)
+                key = cache_key(ctx.client.url, dialect.name, planned.body)
                 out.write(input_line(dialect, custom_id(position + 1, key), planned.body).entry + b"\n")
                 written += 1
         os.replace(partial, target)
@@ -78,9 +80,9 @@ async def export_requests(endpoint: Endpoint, enricher: RowEnricher, rows: Rows,
     return written, skipped
 
 
-def read_results(endpoint: Endpoint, path: str) -> dict[str, ItemResult]:
+def read_results(ctx: RunContext, path: str) -> dict[str, ItemResult]:
     """The results of a batch output (or error) file by custom_id; InputError naming the line that is not one."""
-    dialect = _openai_dialect(endpoint, "--import-batch")
+    dialect = _openai_dialect(ctx, "--import-batch")
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
@@ -105,9 +107,8 @@ def read_results(endpoint: Endpoint, path: str) -> dict[str, ItemResult]:
 class ImportSource:
     """The run loop's answer source for ``--import-batch``: each row's answer from the results file."""
 
-    def __init__(self, endpoint: Endpoint, enricher: RowEnricher, results: dict[str, ItemResult], path: str,
-                 cache: AnswerCache | None = None) -> None:
-        self._endpoint, self._enricher, self._results, self._cache = endpoint, enricher, results, cache
+    def __init__(self, ctx: RunContext, results: dict[str, ItemResult], path: str) -> None:
+        self._client, self._enricher, self._results, self._cache = ctx.client, ctx.enricher, results, ctx.cache
         self._label = f"file:{Path(path).name}"
         self._path = path
         self.used = 0
@@ -121,7 +122,7 @@ class ImportSource:
                 if found.reply is not None and key is not None:
                     self._cache.put(key, found.reply)
             self._cache.commit()
-        url, dialect = self._endpoint.client.url, self._endpoint.client.dialect.name
+        url, dialect = self._client.url, self._client.dialect.name
         async for position, row in _each(rows):
             planned = self._enricher.plan((position, row))
             if not isinstance(planned, Ask):

@@ -14,14 +14,22 @@ received are in the answer cache, so running it again pays only for the rest.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
+from connector.pipeline.prepare import Notice, TransportFactory, default_transport
 from connector.pipeline.progress import NO_PROGRESS, Progress
-from connector.pipeline.wiring import TransportFactory, default_transport
 
-Notice = Callable[[str, str], None]  # (level, text)
+if TYPE_CHECKING:
+    from connector.pipeline.context import RunContext
+    from connector.pipeline.run import Event
+    from connector.standalone.batch_files import LedgerFile
+    from connector.standalone.writers import TableWriter
+
+
+def _quiet(_level: str, _text: str) -> None:
+    pass
 
 
 @dataclass
@@ -41,7 +49,7 @@ async def run(
     *,
     dry_run: bool = False,
     progress: Progress = NO_PROGRESS,
-    notice: Notice = lambda level, text: None,
+    notice: Notice = _quiet,
     stdin: BinaryIO | None = None,
     stdout: BinaryIO | None = None,
     transport_factory: TransportFactory = default_transport,
@@ -51,94 +59,95 @@ async def run(
     """Enrich the configured input into ``output``; ConnectorError when the run fails. ``export_batch``
     writes the rows' batch input file instead (nothing sent); ``import_batch`` takes the answers from a
     batch results file (:mod:`connector.standalone.batch_files`)."""
-    from connector.answers.records import META_COLUMNS
-    from connector.answers.schema import enriched_schema
     from connector.config.load import load_config
-    from connector.dialects import dialect_for
     from connector.errors import OutputError
-    from connector.pipeline.dry_run import dry_run_report
-    from connector.pipeline.run import NEVER, Checkpoint, Event, Finished, Note, RecordOut, RunParts, run_rows
-    from connector.pipeline.wiring import answer_cache, connect, enricher_for, run_events
-    from connector.requests.templates import RequestTemplate
-    from connector.rows.stdin import StdinTable, numbered_rows, open_input
+    from connector.pipeline.prepare import prepare
     from connector.secrets import Redactor
-    from connector.standalone.batch_files import ImportSource, LedgerFile, export_requests, read_results
-    from connector.standalone.writers import TableWriter, format_for
+    from connector.standalone.batch_files import LedgerFile
+    from connector.standalone.writers import format_for
 
     config = load_config(raw_config, lambda text: notice("WARN", text))
-    dialect = dialect_for(config)  # the run's one dialect; ConfigError when the shape cannot express the config
-    template = RequestTemplate.from_config(config, dialect.conversation_key)  # a typo fails before any input is read
-    table = open_input(config.input, stdin, META_COLUMNS)
-    if dry_run:
-        if isinstance(table, StdinTable):
-            await table.start()
-        template.check_columns(table.columns)
-        async with connect(config, dialect, transport_factory) as endpoint:
-            lines = await dry_run_report(endpoint, table, template, 0)
-        return Result(0, True, output or "", report="\n".join(lines) + "\n")
-    if export_batch:
-        if isinstance(table, StdinTable):
-            await table.start()
-        template.check_columns(table.columns)
-        async with connect(config, dialect, transport_factory) as endpoint:
-            rows = numbered_rows(table.batches(), 0, lambda: False)
-            written, skipped = await export_requests(endpoint, enricher_for(endpoint, template), rows, export_batch)
-        left = ", ".join(f"{n} {status}" for status, n in sorted(skipped.items()))
-        notice("INFO", f"wrote {written:,} requests to {export_batch} (OpenAI batch input format; nothing was sent)"
-                       + (f"; rows without a request: {left}" if left else ""))
-        return Result(0, True, export_batch)
-    if import_batch:
-        config = config.model_copy(update={"validation_retries": 0})  # nothing is sent on an import
+    if dry_run or export_batch:
+        async with prepare(config, transport_factory, purpose="dry_run" if dry_run else "export",
+                           stdin=stdin) as ctx:
+            return await (_dry_run(ctx, output) if dry_run else _export(ctx, export_batch or "", notice))
     if not output:
         raise OutputError("--output is required (a .parquet, .csv or .jsonl file, or - for JSONL on stdout); "
                           "or pass --dry-run")
     kind = format_for(output, fmt)
-    if isinstance(table, StdinTable):
-        await table.start()  # the columns, declared or inferred, fix the file's schema
-    for note in table.notes:
-        notice("WARN", note)
-    template.check_columns(table.columns)
-    for warning in template.warnings:
-        notice("WARN", warning)
-    schema = enriched_schema(table.schema, config)
-    writer = TableWriter(output, kind, schema, table.schema,
-                         batch_rows=config.input.batch_size, stdout=stdout)
-    complete = False
-    try:
-        redact = Redactor.for_config(config)
-        async with connect(config, dialect, transport_factory,
-                           notice=lambda level, text: notice(level, redact(text))) as endpoint:
-            cache = answer_cache(config, lambda warning: notice("WARN", endpoint.redact(warning)))
-            parts = RunParts(endpoint.config, endpoint.client, enricher_for(endpoint, template, cache), cache)
-            ledger = LedgerFile(output) if config.batch.enabled and output != "-" and not import_batch else None
-            events: AsyncIterator[Event]
-            if import_batch:
-                source = ImportSource(endpoint, parts.enricher, read_results(endpoint, import_batch), import_batch,
-                                      cache)
-                events = run_rows(parts, table, full_refresh=True, checkpointing=NEVER, progress=progress,
-                                  source=source)
-            else:
-                events = run_events(endpoint, parts, table, 0, ledger.load() if ledger else (), full_refresh=True,
-                                    checkpointing=NEVER, progress=progress)
-            try:
-                async for event in events:
-                    if isinstance(event, RecordOut):
-                        writer.add(event.data)
-                    elif isinstance(event, Checkpoint) and ledger is not None:
-                        ledger.save(event.batches)
-                    elif isinstance(event, Note):
-                        notice(event.level, endpoint.redact(event.text))
-                    elif isinstance(event, Finished):
-                        complete = event.complete
-                        notice("INFO", endpoint.redact(event.summary))
-            finally:
-                if cache is not None:
-                    cache.close()
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
+    redact = Redactor.for_config(config)
+    # In batch mode, run's own record of its batches (beside the output) keeps the batches still open.
+    ledger = LedgerFile(output) if config.batch.enabled and output != "-" and not import_batch else None
+    async with prepare(config, transport_factory, purpose="import" if import_batch else "read", stdin=stdin,
+                       notice=lambda level, text: notice(level, redact(text)),
+                       saved=ledger.load() if ledger else ()) as ctx:
+        for note in ctx.notes:
+            notice("WARN", note)
+        writer = _writer(ctx, output, kind, stdout)
+        try:
+            complete = await _write(ctx, writer, _events(ctx, import_batch, progress), ledger, notice)
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
     where = "stdout" if output == "-" else output
     notice("INFO", f"wrote {writer.rows_written:,} rows to {where} ({kind})"
                    + ("" if complete else "; the run stopped early (see above): the file holds the rows done"))
     return Result(writer.rows_written, complete, output)
+
+
+async def _dry_run(ctx: RunContext, output: str | None) -> Result:
+    from connector.pipeline.dry_run import dry_run_report
+
+    lines = await dry_run_report(ctx)
+    return Result(0, True, output or "", report="\n".join(lines) + "\n")
+
+
+async def _export(ctx: RunContext, path: str, notice: Notice) -> Result:
+    from connector.standalone.batch_files import export_requests
+
+    written, skipped = await export_requests(ctx, path)
+    left = ", ".join(f"{n} {status}" for status, n in sorted(skipped.items()))
+    notice("INFO", f"wrote {written:,} requests to {path} (OpenAI batch input format; nothing was sent)"
+                   + (f"; rows without a request: {left}" if left else ""))
+    return Result(0, True, path)
+
+
+def _writer(ctx: RunContext, output: str, kind: str, stdout: BinaryIO | None) -> TableWriter:
+    """The output file's writer, its column types fixed by the records' schema before the first row."""
+    from connector.standalone.writers import TableWriter
+
+    return TableWriter(output, kind, ctx.schema, ctx.input.schema, batch_rows=ctx.parts.input.batch_size,
+                       stdout=stdout)
+
+
+def _events(ctx: RunContext, import_batch: str | None, progress: Progress) -> AsyncIterator[Event]:
+    """The run's events: the answers of an imported results file, or a normal (or batch) run."""
+    from connector.pipeline.events import run_events
+    from connector.pipeline.run import NEVER, run_rows
+    from connector.standalone.batch_files import ImportSource, read_results
+
+    if import_batch:
+        source = ImportSource(ctx, read_results(ctx, import_batch), import_batch)
+        return run_rows(ctx, full_refresh=True, checkpointing=NEVER, progress=progress, source=source)
+    return run_events(ctx, full_refresh=True, checkpointing=NEVER, progress=progress)
+
+
+async def _write(ctx: RunContext, writer: TableWriter, events: AsyncIterator[Event], ledger: LedgerFile | None,
+                 notice: Notice) -> bool:
+    """The records into ``writer``, the open batches into ``ledger``, the notes to ``notice``; whether the
+    run was complete."""
+    from connector.pipeline.run import Checkpoint, Finished, Note, RecordOut
+
+    complete = False
+    async for event in events:
+        if isinstance(event, RecordOut):
+            writer.add(event.data)
+        elif isinstance(event, Checkpoint) and ledger is not None:
+            ledger.save(event.batches)
+        elif isinstance(event, Note):
+            notice(event.level, ctx.redact(event.text))
+        elif isinstance(event, Finished):
+            complete = event.complete
+            notice("INFO", ctx.redact(event.summary))
+    return complete

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from connector.config.batch import BATCH_SHAPES, NO_BATCH
 from connector.config.providers import canonical
-from connector.dialects import Dialect, dialect_for
+from connector.dialects import Dialect
 from connector.endpoint.batch.base import (
     BatchAPI,
     BatchLimits,
@@ -37,21 +37,20 @@ from connector.endpoint.transport import Transport
 from connector.errors import ConfigError
 
 if TYPE_CHECKING:
-    from connector.config.model import SourceConfig
+    from connector.config.parts import RequestPart
 
 __all__ = ["BatchAPI", "BatchLimits", "BatchRequest", "BatchStatus", "Chunker", "Chunks", "ItemResult", "RequestCounts",
            "Submission", "batch_api", "check_custom_id", "chunk", "fingerprint"]
 
 
-def batch_api(config: SourceConfig, transport: Transport, dialect: Dialect | None = None) -> BatchAPI:
+def batch_api(config: RequestPart, transport: Transport, dialect: Dialect) -> BatchAPI:
     """The batch protocol of the configured API shape, within ``batch.max_requests_per_batch``; ConfigError
     naming what is unsupported (the config refuses it first, see :mod:`connector.config.batch`)."""
     shape = canonical(config.api_compatibility)
     if shape in NO_BATCH:
         raise ConfigError(f"batch: the {shape} API shape has no batch mode here: {NO_BATCH[shape]}. Turn "
                           f"batch off, or use a shape with a batch API: {', '.join(BATCH_SHAPES)}")
-    dialect = dialect if dialect is not None else dialect_for(config)
-    http = BatchHTTP(transport, dialect, float(config.timeout))
+    http = BatchHTTP(transport, dialect, config.timeout)
     from connector.dialects.anthropic import AnthropicDialect
     from connector.dialects.gemini import GeminiDialect
     from connector.dialects.openai_chat import ChatDialect
@@ -71,7 +70,7 @@ def batch_api(config: SourceConfig, transport: Transport, dialect: Dialect | Non
     raise ConfigError(f"batch: the {shape} API shape has no batch mode here; use one of {', '.join(BATCH_SHAPES)}")
 
 
-def _capped(limits: BatchLimits, config: SourceConfig) -> BatchLimits:
+def _capped(limits: BatchLimits, config: RequestPart) -> BatchLimits:
     """The provider's limits, with ``batch.max_requests_per_batch`` when it is lower."""
     most = config.batch.max_requests_per_batch
     if most is None or (limits.max_requests is not None and limits.max_requests <= most):

@@ -1,0 +1,158 @@
+"""The typed parts of the config, one per stage that uses it: a signature says what a stage depends on.
+
+:func:`parts_of` cuts the validated :class:`~connector.config.model.SourceConfig` into them once,
+in the run's preparation (:mod:`connector.pipeline.prepare`); no stage below it sees the whole
+config. Each part holds exactly the fields its stage reads, under the config's own names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from pydantic import SecretStr
+
+from connector.config.batch import BatchConfig
+from connector.config.input import InputConfig
+from connector.config.model import SourceConfig
+from connector.config.sections import CacheConfig, Price, ResponseTemplate, TLSConfig
+from connector.config.shapes import AzureSettings, BedrockSettings, VertexSettings
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPart:
+    """What the request is: the API shape and URL, the key, model, prompt, parameters and headers
+    (the dialects, the request template, the batch APIs)."""
+
+    api_compatibility: str
+    shape: str  # the resolved API shape (config.endpoint)
+    url: str  # the resolved request URL
+    api_key: SecretStr | None
+    model: str | None
+    model_mapping: Mapping[str, str]
+    prompt: str | None
+    system_prompt: str | None
+    request_template: dict[str, Any] | None
+    parameters_body: Mapping[str, Any]
+    output_schema: dict[str, Any] | None
+    stream: bool
+    extra_body: Mapping[str, Any]
+    headers: Mapping[str, str]
+    timeout: float
+    azure: AzureSettings | None
+    bedrock: BedrockSettings | None
+    vertex: VertexSettings | None
+    batch: BatchConfig
+
+
+@dataclass(frozen=True, slots=True)
+class ClientPart:
+    """How one request is made: its timeout, the retries, the longest wait the endpoint may ask for."""
+
+    timeout: float
+    max_retries: int
+    max_wait_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class OutputPart:
+    """What the answer becomes: the response template's columns, the structured-output schema, tools."""
+
+    response_template: ResponseTemplate
+    output_schema: dict[str, Any] | None
+    tools: bool  # the request template asks for tools: a _tool_calls column
+    primary_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How hard the run may push the endpoint, and the spend guards of one run."""
+
+    concurrency: int
+    min_concurrency: int
+    adaptive_concurrency: bool
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+    max_retries: int
+    max_wait_seconds: float
+    max_requests: int | None
+    max_total_tokens: int | None
+    tls: TLSConfig
+
+
+@dataclass(frozen=True, slots=True)
+class RowPolicy:
+    """What the row enricher decides by: nulls, context windows, fallbacks, validation retries, prices."""
+
+    null_policy: Literal["empty", "skip", "literal"]
+    null_literal: str
+    context_window: int | None
+    context_windows: Mapping[str, int]  # per model; the run's model has context_window
+    too_long_policy: Literal["truncate", "skip", "fail"]
+    truncate_column: str | None
+    fallback_models: tuple[str, ...]
+    fallback_on: frozenset[str]
+    validation_retries: int
+    prices: Mapping[str, Price]
+
+
+@dataclass(frozen=True, slots=True)
+class RunPolicy:
+    """What the run loop decides by: the stream's name, rows in flight, the error policy, batch mode."""
+
+    stream_name: str
+    concurrency: int
+    on_row_error: Literal["emit", "skip", "fail"]
+    max_error_rate: float | None
+    max_retries: int
+    batch: BatchConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """Every part of one config (see the module doc)."""
+
+    request: RequestPart
+    client: ClientPart
+    output: OutputPart
+    limits: Limits
+    rows: RowPolicy
+    run: RunPolicy
+    input: InputConfig
+    cache: CacheConfig
+
+    def with_concurrency(self, concurrency: int) -> Parts:
+        """The same parts with fewer requests in flight (the open-files limit holds no more)."""
+        limits = replace(self.limits, concurrency=concurrency,
+                         min_concurrency=min(self.limits.min_concurrency, concurrency))
+        return replace(self, limits=limits, run=replace(self.run, concurrency=concurrency))
+
+    def without_validation_retries(self) -> Parts:
+        """The same parts, never asking again (an imported results file: nothing is sent)."""
+        return replace(self, rows=replace(self.rows, validation_retries=0))
+
+
+def parts_of(config: SourceConfig) -> Parts:
+    """The typed parts of a validated config."""
+    windows = dict(config.context_windows)
+    if config.model and config.context_window:
+        windows.setdefault(config.model, config.context_window)
+    endpoint = config.endpoint
+    request = RequestPart(
+        config.api_compatibility, endpoint.shape, endpoint.url, config.api_key, config.model,
+        dict(config.model_mapping), config.prompt, config.system_prompt, config.request_template,
+        config.parameters.as_body(), config.output_schema, config.stream, dict(config.extra_body),
+        dict(config.headers), float(config.timeout), config.azure, config.bedrock, config.vertex, config.batch)
+    output = OutputPart(config.response_template, config.output_schema, "tools" in (config.request_template or ()),
+                        config.input.primary_key)
+    limits = Limits(config.concurrency, config.min_concurrency, config.adaptive_concurrency,
+                    config.requests_per_minute, config.tokens_per_minute, config.max_retries,
+                    config.max_wait_seconds, config.max_requests, config.max_total_tokens, config.tls)
+    rows = RowPolicy(config.null_policy, config.null_literal, config.context_window, windows,
+                     config.too_long_policy, config.truncate_column, tuple(m for m in config.fallback_models if m),
+                     frozenset(config.fallback_on), config.validation_retries, dict(config.prices))
+    run = RunPolicy(config.stream_name, config.concurrency, config.on_row_error, config.max_error_rate,
+                    config.max_retries, config.batch)
+    client = ClientPart(float(config.timeout), config.max_retries, config.max_wait_seconds)
+    return Parts(request, client, output, limits, rows, run, config.input, config.cache)

@@ -1,0 +1,167 @@
+"""The one preparation of a run: a validated config in, one :class:`RunContext` out.
+
+:func:`prepare` builds, in this order, so that what is wrong fails before anything is read or
+sent: the typed parts of the config (:mod:`connector.config.parts`), the dialect (what the API
+shape cannot express fails here), the request template (a typo fails before the input is read),
+the input table (stdin starts here, inferring its columns), the records' schema, then the
+transport, the client with its limiter and spend budget, the redactor, the answer cache and the
+row enricher. ``read``, ``run``, the dry run, ``--export-batch`` / ``--import-batch``, the batch
+path and the Spark/Ray workers all take what it yields; :func:`connect` alone (a client, no
+rows) serves ``check`` and ``discover``. Nothing else constructs a client, an enricher or a cache.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import BinaryIO, Literal
+
+from connector.answers.cache import AnswerCache, cache_path, open_cache
+from connector.answers.columns import ExtraOutputs
+from connector.answers.extract import ResponseExtractor
+from connector.answers.records import META_COLUMNS
+from connector.answers.schema import enriched_schema, primary_key
+from connector.config.model import SourceConfig
+from connector.config.parts import Limits, Parts, parts_of
+from connector.config.sections import CacheConfig
+from connector.dialects import Dialect, dialect_for
+from connector.endpoint.client import EndpointClient
+from connector.endpoint.limits import ConcurrencyGate, Limiter, SpendBudget, TokenBucket, WaitCap
+from connector.endpoint.resources import connections_that_fit
+from connector.endpoint.transport import AiohttpTransport, Transport
+from connector.errors import ConfigError
+from connector.pipeline.batch_ledger import SavedBatch
+from connector.pipeline.context import RunContext
+from connector.pipeline.enrich import RowEnricher
+from connector.requests.templates import RequestTemplate
+from connector.rows.opening import open_input
+from connector.secrets import Redactor
+
+TransportFactory = Callable[[Limits], Transport]
+Notice = Callable[[str, str], None]  # (level, text): the one notice type of the pipeline
+# What the run is for decides its answer cache: a read or run opens (or creates) it; a dry run
+# looks only into one that exists; an export needs none; an import stores the file's answers and
+# never asks again; a worker has no input table (its rows come from Spark or Ray).
+Purpose = Literal["read", "dry_run", "export", "import", "worker"]
+
+
+def _ignore(_level: str, _text: str) -> None:
+    pass
+
+
+def default_transport(limits: Limits) -> Transport:
+    """aiohttp, with a connection pool as large as the concurrency and the config's TLS settings."""
+    tls = limits.tls
+    verify: bool | ssl.SSLContext = tls.verify
+    if tls.verify and tls.ca_bundle:
+        try:
+            verify = ssl.create_default_context(cafile=tls.ca_bundle)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"tls.ca_bundle: cannot load '{tls.ca_bundle}': {exc}") from None
+    return AiohttpTransport(max_connections=limits.concurrency, verify_tls=verify)
+
+
+def limiter_for(limits: Limits, notice: Notice | None = None) -> Limiter:
+    """The concurrency gate and rate budgets a run's requests pass through; ``notice`` hears of
+    long waits the endpoint asks for."""
+    waits = WaitCap(limits.max_wait_seconds, notice) if notice else WaitCap(limits.max_wait_seconds)
+    gate = ConcurrencyGate(limits.concurrency, limits.min_concurrency, adaptive=limits.adaptive_concurrency,
+                           waits=waits)
+    rpm = TokenBucket(limits.requests_per_minute) if limits.requests_per_minute else None
+    tpm = TokenBucket(limits.tokens_per_minute) if limits.tokens_per_minute else None
+    return Limiter(gate, rpm, tpm)
+
+
+def budget_for(limits: Limits) -> SpendBudget | None:
+    """The spend guards of one run, or None when the config sets none."""
+    if limits.max_requests is None and limits.max_total_tokens is None:
+        return None
+    return SpendBudget(limits.max_requests, limits.max_total_tokens)
+
+
+@dataclass
+class Endpoint:
+    """A client over an open transport, the parts it was built from, and the secrets mask."""
+
+    parts: Parts
+    redact: Redactor
+    client: EndpointClient
+    transport: Transport
+
+
+@asynccontextmanager
+async def connect(config: SourceConfig, dialect: Dialect, transport_factory: TransportFactory = default_transport,
+                  *, limited: bool = True, notice: Notice | None = None) -> AsyncIterator[Endpoint]:
+    """An endpoint client speaking the run's one ``dialect``, through the limiter and spend budget
+    unless ``limited`` is off; the transport is closed on the way out.
+
+    ``notice`` hears at once what the person running it should know while rows may not flow:
+    a concurrency lowered to fit the open-files limit, a long wait the endpoint asked for.
+    ``Endpoint.parts`` are the parts the run really uses (its concurrency so lowered).
+    """
+    parts = parts_of(config)
+    if limited:
+        fitted = connections_that_fit(parts.limits.concurrency, notice or _ignore)
+        if fitted != parts.limits.concurrency:
+            parts = parts.with_concurrency(fitted)
+    transport = transport_factory(parts.limits)
+    try:
+        client = EndpointClient(parts.client, transport, dialect, limiter=limiter_for(parts.limits, notice)
+                                if limited else None, budget=budget_for(parts.limits) if limited else None)
+        yield Endpoint(parts, Redactor.for_config(config), client, transport)
+    finally:
+        await transport.aclose()
+
+
+def requests_of(config: SourceConfig) -> tuple[Parts, Dialect, RequestTemplate]:
+    """The config's parts, the run's one dialect and its request template, checked before any input is
+    read or anything sent: ConfigError when the API shape cannot express the config, TemplateError for
+    a template that does not compile."""
+    dialect = dialect_for(config)
+    parts = parts_of(config)
+    return parts, dialect, RequestTemplate.from_config(parts.request, dialect.conversation_key)
+
+
+@asynccontextmanager
+async def prepare(config: SourceConfig, transport_factory: TransportFactory = default_transport, *,
+                  purpose: Purpose = "read", stdin: BinaryIO | None = None, notice: Notice | None = None,
+                  start: int = 0, saved: tuple[SavedBatch, ...] = ()) -> AsyncIterator[RunContext]:
+    """The run context of ``config`` (see the module doc); its transport and cache are closed on the way out.
+
+    ``start`` and ``saved`` are the starting position and the provider batches of the STATE.
+    """
+    parts, dialect, template = requests_of(config)
+    table, schema, notes = None, {}, []
+    if purpose != "worker":
+        table = open_input(parts.input, stdin, META_COLUMNS)
+        await table.start()  # stdin without input.columns infers them from its first rows
+        notes += table.notes
+        template.check_columns(table.columns)
+        notes += template.warnings
+        schema = enriched_schema(table.schema, parts.output)  # the same name and column checks as discover
+        primary_key(parts.output, table.schema)
+    async with connect(config, dialect, transport_factory, notice=notice) as endpoint:
+        parts = endpoint.parts if purpose != "import" else endpoint.parts.without_validation_retries()
+        cache = _cache_for(purpose, parts.cache, notes.append)
+        try:
+            extractor = ResponseExtractor(parts.output.response_template, ExtraOutputs.from_config(parts.output))
+            enricher = RowEnricher(parts.rows, endpoint.client, template, extractor, endpoint.redact,
+                                   None if purpose == "dry_run" else cache)
+            yield RunContext(parts, dialect, template, table, schema, endpoint.transport, endpoint.client,
+                             endpoint.redact, cache, enricher, start, saved, [endpoint.redact(n) for n in notes])
+        finally:
+            if cache is not None:
+                cache.close()
+
+
+def _cache_for(purpose: Purpose, settings: CacheConfig, warn: Callable[[str], None]) -> AnswerCache | None:
+    """The answer cache for ``purpose`` (None when off or not needed); ``warn`` hears why it could not be used."""
+    if purpose == "export":
+        return None
+    if purpose == "dry_run":  # a dry run creates nothing: only a cache file that exists is looked into
+        if not settings.enabled or not cache_path(settings).is_file():
+            return None
+        return AnswerCache(cache_path(settings), settings.ttl_seconds, warn=lambda _message: None)
+    return open_cache(settings, warn)
