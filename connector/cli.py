@@ -196,8 +196,7 @@ def _spec_message() -> dict[str, Any]:
 def run(argv: Sequence[str] | None = None, out: BinaryIO | None = None, err: TextIO | None = None,
         stdin: BinaryIO | None = None) -> int:
     """Run one command; returns the exit code."""
-    from connector.airbyte.protocol import log, trace_error
-    from connector.secrets import Redactor
+    from connector.airbyte.protocol import trace_error
 
     args = _parser().parse_args(argv)
     err = err or sys.stderr
@@ -210,22 +209,7 @@ def run(argv: Sequence[str] | None = None, out: BinaryIO | None = None, err: Tex
             return 0
         import asyncio
 
-        from connector.airbyte import commands
-
-        messages: AsyncIterator[dict[str, Any]]
-        raw_config = _load_json(args.config, "config")
-        writer.redact = Redactor.for_config(raw_config)  # raw: masked even when invalid
-        if args.command == "check":
-            messages = commands.check(raw_config)
-        elif args.command == "discover":
-            messages = commands.discover(raw_config)
-        else:
-            catalog = _load_json(args.catalog, "catalog")
-            state = _load_json(args.state, "state") if args.state else None
-            messages = commands.read(raw_config, catalog, state, dry_run=args.dry_run,
-                                     progress=_progress(args, err), stdin=stdin or sys.stdin.buffer,
-                                     notice=lambda level, text: writer.write(log(text, level)))
-        asyncio.run(_drive(messages, writer))
+        asyncio.run(_drive(_messages(args, writer, stdin or sys.stdin.buffer, err), writer))
         return 0
     except OutputFailed as exc:  # stdout itself is broken: the TRACE could not be read either
         err.write(f"source-openai-compatible: {exc.message}\n")
@@ -251,6 +235,24 @@ def run(argv: Sequence[str] | None = None, out: BinaryIO | None = None, err: Tex
     finally:
         with contextlib.suppress(OSError, ValueError):
             writer.flush()
+
+
+def _messages(args: argparse.Namespace, writer: _Writer, stdin: BinaryIO, err: TextIO) -> AsyncIterator[dict[str, Any]]:
+    """The messages of ``check``, ``discover`` or ``read``; the writer masks the config's secrets from here on."""
+    from connector.airbyte import commands
+    from connector.airbyte.protocol import log
+    from connector.secrets import Redactor
+
+    raw_config = _load_json(args.config, "config")
+    writer.redact = Redactor.for_config(raw_config)  # raw: masked even when invalid
+    if args.command == "check":
+        return commands.check(raw_config)
+    if args.command == "discover":
+        return commands.discover(raw_config)
+    catalog = _load_json(args.catalog, "catalog")
+    state = _load_json(args.state, "state") if args.state else None
+    return commands.read(raw_config, catalog, state, dry_run=args.dry_run, progress=_progress(args, err),
+                         stdin=stdin, notice=lambda level, text: writer.write(log(text, level)))
 
 
 def _internal_error(exc: BaseException) -> str:

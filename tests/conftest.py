@@ -194,10 +194,17 @@ def mock_transport(handler: Callable[[httpx.Request], httpx.Response]) -> Callab
 def client_for(config: Any, transport: Any, dialect: Any = None, **options: Any) -> Any:
     """An EndpointClient for a validated config, as the run's preparation builds one (without its limiter)."""
     from connector.config.parts import parts_of
-    from connector.dialects import dialect_for
     from connector.endpoint.client import EndpointClient
 
-    return EndpointClient(parts_of(config).client, transport, dialect or dialect_for(config), **options)
+    return EndpointClient(parts_of(config).client, transport, dialect or dialect_of(config), **options)
+
+
+def dialect_of(config: Any) -> Any:
+    """The dialect of a validated config, as the run's preparation builds it (from the config's request part)."""
+    from connector.config.parts import parts_of
+    from connector.dialects import dialect_for
+
+    return dialect_for(parts_of(config).request)
 
 
 def enricher_for(config: Any, transport: Any, cache: Any = None) -> Any:

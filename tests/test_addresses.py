@@ -12,9 +12,8 @@ import pytest
 from connector.config import specification
 from connector.config.load import load_config
 from connector.config.model import SourceConfig
-from connector.dialects import dialect_for
 from connector.errors import ConfigError
-from tests.conftest import chat_reply, client_for, mock_transport, template_for
+from tests.conftest import chat_reply, client_for, dialect_of, mock_transport, template_for
 
 KEY = "sk-address-test-key-0123"
 
@@ -81,7 +80,7 @@ def test_a_query_in_url_is_kept_on_every_request(url: str, chat: str, models: st
     ],
 )
 def test_every_shape_keeps_the_query(shape: str, url: str, extra: dict[str, Any], expected: str) -> None:
-    dialect = dialect_for(config(url, shape, **extra))
+    dialect = dialect_of(config(url, shape, **extra))
     body = dialect.build({"messages": [{"role": "user", "content": "hi"}]})
     assert dialect.prepare(body).url == expected
     models = dialect.models_url
@@ -102,7 +101,7 @@ def test_every_shape_keeps_the_query(shape: str, url: str, extra: dict[str, Any]
 )
 def test_a_url_without_query_or_userinfo_is_sent_as_before(shape: str, url: str, expected: str) -> None:
     """The URL is part of the answer-cache key: it must not change under existing configs."""
-    dialect = dialect_for(config(url, shape))
+    dialect = dialect_of(config(url, shape))
     assert dialect.prepare(dialect.build({"messages": [{"role": "user", "content": "hi"}]})).url == expected
 
 
@@ -116,7 +115,7 @@ def test_userinfo_is_sent_as_basic_auth_and_never_in_the_url() -> None:
 
 
 def test_userinfo_and_a_key_in_its_own_header_go_together() -> None:
-    dialect = dialect_for(config("https://alice:secret-pw@proxy.example.com/v1", "anthropic_messages"))
+    dialect = dialect_of(config("https://alice:secret-pw@proxy.example.com/v1", "anthropic_messages"))
     headers = asyncio.run(dialect.headers("POST", dialect.endpoint_url, b"{}"))
     assert headers["x-api-key"] == KEY
     assert headers["Authorization"].startswith("Basic ")
@@ -131,7 +130,7 @@ def test_userinfo_where_the_authorization_header_is_taken_is_a_config_error(extr
                                                                              named: str) -> None:
     loaded = config("https://alice:secret-pw@proxy.example.com/v1", **extra)
     with pytest.raises(ConfigError) as caught:
-        dialect_for(loaded)  # the run's dialect, built at the start of check, discover and read
+        dialect_of(loaded)  # the run's dialect, built at the start of check, discover and read
     message = caught.value.message
     assert message.startswith("url: ") and named in message and "remove user:password@ from url" in message
     assert "secret-pw" not in message

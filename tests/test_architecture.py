@@ -5,6 +5,7 @@ The graph is scripts/import_graph.py's (every import counts, lazy and TYPE_CHECK
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 from pathlib import Path
 from types import ModuleType
@@ -24,7 +25,7 @@ GRAPH = _import_graph()
 
 # The stages, lowest first: a module may import from its own stage and from the tiers below it.
 TIERS: list[set[str]] = [
-    {"errors", "secrets", "jsonbytes"},   # what every stage shares
+    {"errors", "secrets", "jsonbytes", "callbacks"},  # what every stage shares
     {"config"},                           # what the user asked for
     {"rows", "requests", "dialects"},     # the input table; row -> body; the API shapes
     {"endpoint"},                         # talking to the server
@@ -80,6 +81,39 @@ def test_modules_stay_small() -> None:
     large = {name: lines for name, lines in sizes.items() if lines > MAX_LINES and name not in LARGE_MODULES}
     assert large == {}, f"split these modules (or list them in LARGE_MODULES with the reason): {large}"
     assert all(sizes[name] > MAX_LINES for name in LARGE_MODULES), "an exception is small now: remove it"
+
+
+# A function longer than this mixes jobs: split it into the steps it takes.
+MAX_FUNCTION_LINES = 50
+# The whole config is known to config/, the run's preparation and the commands that load it;
+# every other stage takes the typed part it uses (connector/config/parts.py).
+MAX_SOURCE_CONFIG_IMPORTERS = 8
+
+
+def test_functions_stay_short() -> None:
+    long = []
+    for name, path in GRAPH.modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{name}.{node.name} ({lines} lines, line {node.lineno})")
+    assert long == [], f"split these functions (at most {MAX_FUNCTION_LINES} lines): {long}"
+
+
+def test_few_modules_know_the_whole_config() -> None:
+    importers = sorted(name for name, path in GRAPH.modules().items() if _imports_source_config(path))
+    assert len(importers) <= MAX_SOURCE_CONFIG_IMPORTERS, (
+        f"SourceConfig is imported by {len(importers)} modules: {importers}; pass the stage its typed part "
+        "(connector/config/parts.py) instead")
+
+
+def _imports_source_config(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "connector.config.model" and \
+                any(alias.name == "SourceConfig" for alias in node.names):
+            return True
+    return False
 
 
 def test_the_import_graph_sees_lazy_imports() -> None:

@@ -11,8 +11,8 @@ import pytest
 
 from connector.config.load import load_config
 from connector.config.sections import Price
-from connector.dialects import dialect_for
 from connector.errors import ConfigError
+from tests.conftest import dialect_of
 
 BASE: dict[str, Any] = {"api_key": "sk-test", "model": "m", "prompt": "Say {{text}}",
                         "input": {"rows": [{"text": "a"}]}}
@@ -90,7 +90,7 @@ def test_batch_price_given_outright_or_as_a_discount_or_else_the_normal_price() 
 @pytest.mark.parametrize("shape", ["openai_chat_completions", "openai_responses"])
 def test_service_tier_is_sent_by_the_shapes_that_have_it(shape: str) -> None:
     config = load_config({**BASE, "api_compatibility": shape, "parameters": {"service_tier": "flex"}})
-    body = dialect_for(config).build({"messages": [{"role": "user", "content": "hi"}]})
+    body = dialect_of(config).build({"messages": [{"role": "user", "content": "hi"}]})
     assert body["service_tier"] == "flex"
 
 
@@ -102,7 +102,7 @@ def test_service_tier_is_sent_by_the_shapes_that_have_it(shape: str) -> None:
 def test_service_tier_is_a_config_error_where_the_shape_has_none(shape: str, extra: dict[str, Any]) -> None:
     config = load_config({**BASE, "api_compatibility": shape, "parameters": {"service_tier": "flex"}, **extra})
     with pytest.raises(ConfigError) as info:
-        dialect_for(config)  # where a run checks what its API shape can express
+        dialect_of(config)  # where a run checks what its API shape can express
     assert "'service_tier'" in info.value.message and shape in info.value.message
 
 

@@ -18,7 +18,6 @@ import pytest
 from connector import errors
 from connector.config.load import load_config
 from connector.config.parts import parts_of
-from connector.dialects import dialect_for
 from connector.endpoint.batch import (
     BatchAPI,
     BatchLimits,
@@ -34,6 +33,7 @@ from connector.endpoint.batch.http import BatchHTTP
 from connector.endpoint.batch.openai import OpenAIBatches
 from connector.endpoint.classify import classify
 from connector.endpoint.transport import AiohttpTransport, HttpxTransport
+from tests.conftest import dialect_of
 from tests.fake_batch import Control
 from tests.fake_openai import spawn
 
@@ -77,7 +77,7 @@ async def transport() -> AsyncIterator[AiohttpTransport]:
 
 def protocol(shape: str, fake: Fake, transport: Any, **raw: Any) -> tuple[BatchAPI, Any]:
     config = load_config(config_for(shape, fake.origin, **raw))
-    dialect = dialect_for(config)
+    dialect = dialect_of(config)
     return batch_api(parts_of(config).request, transport, dialect), dialect
 
 
@@ -265,7 +265,7 @@ async def test_chunks_within_the_servers_limits_are_accepted_and_past_them_refus
                module="tests.fake_batch") as (base, _pid):
         fake = Fake(base.removesuffix("/v1"))
         config = load_config(config_for("openai_chat_completions", fake.origin))
-        dialect = dialect_for(config)
+        dialect = dialect_of(config)
         tight = OpenAIBatches(dialect, BatchHTTP(transport, dialect, 10), limits=BatchLimits(3, 1500))
         short = requests_for(tight, dialect, {f"s{i}": f"short {i}" for i in range(7)})
         assert [len(b) for b in chunk(short, tight.limits).batches] == [3, 3, 1]  # the count limit cuts
@@ -316,7 +316,7 @@ def test_shapes_whose_batches_need_cloud_buckets_are_refused_clearly(shape: str,
     config = load_config({"api_compatibility": shape, "api_key": KEY, "model": "m", "prompt": "{{t}}",
                           "input": {"rows": [{"t": "x"}]}, **extra})
     with pytest.raises(errors.ConfigError) as caught:
-        batch_api(parts_of(config).request, HttpxTransport(httpx.AsyncClient()), dialect_for(config))
+        batch_api(parts_of(config).request, HttpxTransport(httpx.AsyncClient()), dialect_of(config))
     assert f"batch: the {shape} API shape has no batch mode here" in caught.value.message
     assert needs in caught.value.message and "anthropic_messages" in caught.value.message
 
@@ -340,7 +340,7 @@ async def test_results_on_another_host_are_not_fetched_with_the_key() -> None:
 
     config = load_config(config_for("anthropic_messages", "https://api.anthropic.com"))
     api = batch_api(parts_of(config).request, HttpxTransport(httpx.AsyncClient(transport=httpx.MockTransport(handler))),
-                    dialect_for(config))
+                    dialect_of(config))
     status = await api.poll("msgbatch_1")
     with pytest.raises(errors.BadReply, match="on another host"):
         await api.results(status, ["a"])

@@ -16,9 +16,8 @@ import pytest
 
 from connector import errors
 from connector.config.load import load_config
-from connector.dialects import dialect_for
 from connector.endpoint.client import EndpointClient, retry_after_seconds
-from tests.conftest import chat_reply, client_for, mock_transport, template_for
+from tests.conftest import chat_reply, client_for, dialect_of, mock_transport, template_for
 
 # A safety net only (no test waits on the clock): a broken cancel would hang, not fail.
 pytestmark = pytest.mark.timeout(10)
@@ -309,7 +308,7 @@ def streaming(data: bytes, chunk: int = 7) -> Handler:
 
 
 def streaming_body(config: Any) -> dict[str, Any]:
-    return dialect_for(config).build(template_for(config).render({"t": "x"}))
+    return dialect_of(config).build(template_for(config).render({"t": "x"}))
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 7, 64, 10_000])

@@ -22,9 +22,9 @@ from connector import errors
 from connector.airbyte import commands
 from connector.config.load import load_config
 from connector.config.model import SourceConfig
-from connector.dialects import dialect_for
+from connector.config.parts import parts_of
 from connector.secrets import config_secrets
-from tests.conftest import catalog_for, chat_reply, client_for, mock_transport, template_for
+from tests.conftest import catalog_for, chat_reply, client_for, dialect_of, mock_transport, template_for
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -226,7 +226,7 @@ def test_responses_rejects_parameters_it_cannot_express(param: str) -> None:
     value = "END" if param == "stop" else 1
     cfg = config("openai_responses", parameters={param: value})
     with pytest.raises(errors.ConfigError, match=f"openai_responses.*'{param}'"):
-        dialect_for(cfg)
+        dialect_of(cfg)
 
 
 def test_what_a_shape_cannot_express_is_a_config_error_at_the_start_of_check_discover_and_read() -> None:
@@ -414,7 +414,7 @@ async def test_anthropic_models_list() -> None:
 def test_anthropic_rejects_what_it_cannot_express(params: dict[str, Any], fragment: str) -> None:
     cfg = config("anthropic_messages", parameters=params)
     with pytest.raises(errors.ConfigError, match=fragment):
-        dialect_for(cfg)
+        dialect_of(cfg)
 
 
 # Gemini generateContent --------------------------------------------------------------------
@@ -526,9 +526,9 @@ async def test_gemini_error_body_and_models() -> None:
 
 def test_gemini_rejects_user_and_needs_a_model() -> None:
     with pytest.raises(errors.ConfigError, match=r"gemini_generate_content.*'user'"):
-        dialect_for(config("gemini_generate_content", parameters={"user": "u"}))
+        dialect_of(config("gemini_generate_content", parameters={"user": "u"}))
     with pytest.raises(errors.ConfigError, match="model"):
-        dialect_for(config("gemini_generate_content", model=None))
+        dialect_of(config("gemini_generate_content", model=None))
 
 
 # Azure OpenAI -----------------------------------------------------------------------------
@@ -609,7 +609,7 @@ def test_bedrock_without_botocore_is_a_clear_config_error(monkeypatch: pytest.Mo
     monkeypatch.setitem(sys.modules, "botocore.auth", None)  # as if the extra were not installed
     cfg = config("amazon_bedrock", api_key=None, bedrock={"region": "us-east-1"})
     with pytest.raises(errors.ConfigError, match=r"source-openai-compatible\[bedrock\]"):
-        dialect_for(cfg)
+        dialect_of(cfg)
 
 
 # Google Vertex AI ----------------------------------------------------------------------------
@@ -648,7 +648,7 @@ async def test_vertex_url_and_oauth_token_from_credentials() -> None:
     cfg = config("google_vertex", api_key=None, model="gemini-2.5-flash",
                  vertex={"project": "my-proj", "location": "us-central1", "credentials_json": USER_CREDENTIALS})
     tokens = FakeTokenEndpoint()
-    dialect = VertexDialect(cfg, token_request=tokens)
+    dialect = VertexDialect(parts_of(cfg).request, token_request=tokens)
     completion = await call(cfg, rec, dialect=dialect)
     assert rec.url == ("https://us-central1-aiplatform.googleapis.com/v1/projects/my-proj/locations/us-central1/"
                        "publishers/google/models/gemini-2.5-flash:generateContent")
@@ -664,12 +664,12 @@ def test_vertex_global_location_and_express_mode() -> None:
     aiplatform.googleapis.com/v1/publishers/google with x-goog-api-key (Vertex AI express mode docs)."""
     pytest.importorskip("google.auth")
     cfg = config("google_vertex", api_key=None, vertex={"project": "p", "location": "global"})
-    assert dialect_for(cfg).endpoint_url == ("https://aiplatform.googleapis.com/v1/projects/p/locations/global/"
+    assert dialect_of(cfg).endpoint_url == ("https://aiplatform.googleapis.com/v1/projects/p/locations/global/"
                                             "publishers/google/models/m:generateContent")
     express = config("google_vertex", model="gemini-2.5-flash")
-    assert dialect_for(express).endpoint_url == ("https://aiplatform.googleapis.com/v1/publishers/google/models/"
+    assert dialect_of(express).endpoint_url == ("https://aiplatform.googleapis.com/v1/publishers/google/models/"
                                                 "gemini-2.5-flash:generateContent")
-    headers = asyncio.run(dialect_for(express).headers("POST", "u", b"{}"))
+    headers = asyncio.run(dialect_of(express).headers("POST", "u", b"{}"))
     assert headers["x-goog-api-key"] == KEY
 
 
@@ -681,7 +681,7 @@ def test_vertex_needs_a_project_and_valid_credentials(monkeypatch: pytest.Monkey
     monkeypatch.setitem(sys.modules, "google.auth", None)
     cfg = config("google_vertex", api_key=None, vertex={"project": "p"})
     with pytest.raises(errors.ConfigError, match=r"source-openai-compatible\[vertex\]"):
-        dialect_for(cfg)
+        dialect_of(cfg)
 
 
 # Providers, mapping, parameters --------------------------------------------------------------
@@ -701,7 +701,7 @@ def test_provider_presets_fill_url_and_shape(provider: str, url: str, shape: str
     cfg = load_config({"provider": provider, "api_key": KEY, "model": "m", "prompt": "x",
                        "input": {"rows": [{"a": 1}]}})
     assert cfg.endpoint.shape == shape
-    assert dialect_for(cfg).endpoint_url == url
+    assert dialect_of(cfg).endpoint_url == url
 
 
 def test_provider_rules() -> None:
@@ -715,7 +715,7 @@ def test_provider_rules() -> None:
     given = load_config({**base, "provider": "vllm", "url": "http://gpu-box:9000/v1"})  # url wins
     assert given.chat_url == "http://gpu-box:9000/v1/chat/completions"
     alias = load_config({**base, "api_compatibility": "openai_compatible", "url": "http://h:1/v1"})
-    assert type(dialect_for(alias)).__name__ == "ChatDialect"
+    assert type(dialect_of(alias)).__name__ == "ChatDialect"
 
 
 async def test_model_mapping_and_new_chat_parameters() -> None:
@@ -901,7 +901,7 @@ def test_a_normal_reply_is_read_as_is_and_only_odd_usage_is_rewritten() -> None:
 
 
 def test_the_request_url_is_the_configured_one_with_or_without_extra_query() -> None:
-    dialect = dialect_for(load_config({"url": "http://127.0.0.1:9/v1?api-version=1", "model": "m", "prompt": "x",
+    dialect = dialect_of(load_config({"url": "http://127.0.0.1:9/v1?api-version=1", "model": "m", "prompt": "x",
                                        "input": {"rows": [{"a": 1}]}}))
     for _ in range(2):  # asked again: the same answer
         assert dialect.prepare({"model": "m"}).url == "http://127.0.0.1:9/v1/chat/completions?api-version=1"

@@ -16,7 +16,7 @@ from connector.answers.records import META_COLUMNS, Enriched, Tally
 from connector.config.load import load_config
 from connector.endpoint.classify import classify
 from connector.errors import RowTooLong
-from tests.conftest import catalog_for, chat_reply, enricher_for, mock_transport
+from tests.conftest import catalog_for, chat_reply, dialect_of, enricher_for, mock_transport
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -342,7 +342,6 @@ def prompt_in(body: Any) -> str:
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize(("length", "window"), [(50_000, 1000), (3_000, 100), (200_000, 60)])
 def test_truncate_cuts_until_the_prompt_fits_in_every_shape(shape: str, length: int, window: int) -> None:
-    from connector.dialects import dialect_for
     from connector.endpoint.limits import TokenEstimator
 
     text = ("Überraschend gut, 10/10 \"wieder\" — " * (length // 30 + 1))[:length]
@@ -357,7 +356,7 @@ def test_truncate_cuts_until_the_prompt_fits_in_every_shape(shape: str, length: 
     assert len(sent) > 1 or window < 50  # the cut keeps what fits, not nothing
     config = load_config({"url": "http://llm.local/v1", "model": "main", "prompt": "Review: {{text}}",
                           "input": {"rows": [{"text": text}]}, **settings})
-    prompt = TokenEstimator().prompt_tokens(dialect_for(config).prompt_chars(body))
+    prompt = TokenEstimator().prompt_tokens(dialect_of(config).prompt_chars(body))
     assert prompt + 20 <= window
 
 

@@ -13,13 +13,16 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from connector.airbyte import protocol
 from connector.airbyte.protocol import Message
+from connector.callbacks import Notice
 from connector.config.specification import specification
 from connector.errors import CatalogError, CheckFailed, ConfigError, EndpointError
-from connector.pipeline.prepare import Notice, TransportFactory, default_transport
+from connector.pipeline.prepare import TransportFactory, default_transport
 from connector.pipeline.progress import NO_PROGRESS, Progress
 from connector.pipeline.run import DEFAULT_CHECKPOINTING, Checkpointing
 
 if TYPE_CHECKING:
+    from connector.airbyte.catalog import SelectedStream
+    from connector.airbyte.state import StreamPosition
     from connector.endpoint.client import EndpointClient
     from connector.pipeline.context import RunContext
 
@@ -33,6 +36,7 @@ async def spec() -> AsyncIterator[Message]:
 async def check(raw_config: Any, transport_factory: TransportFactory = default_transport) -> AsyncIterator[Message]:
     """CONNECTION_STATUS, SUCCEEDED or FAILED with a precise, safe message."""
     from connector.config.load import load_config
+    from connector.config.parts import parts_of
     from connector.dialects import dialect_for
     from connector.pipeline.prepare import connect
     from connector.pipeline.probe import run_check
@@ -40,7 +44,7 @@ async def check(raw_config: Any, transport_factory: TransportFactory = default_t
     notes: list[str] = []
     try:
         config = load_config(raw_config, notes.append)
-        dialect = dialect_for(config)  # what the API shape cannot express fails here
+        dialect = dialect_for(parts_of(config).request)  # what the API shape cannot express fails here
     except ConfigError as exc:
         yield protocol.connection_status(False, exc.message)
         return
@@ -58,19 +62,14 @@ async def discover(raw_config: Any, transport_factory: TransportFactory = defaul
     from connector.airbyte.catalog import enriched_stream, models_stream
     from connector.answers.records import META_COLUMNS
     from connector.config.load import load_config
-    from connector.config.parts import parts_of
-    from connector.dialects import dialect_for
-    from connector.pipeline.prepare import connect
-    from connector.requests.templates import RequestTemplate
+    from connector.pipeline.prepare import connect, requests_of
     from connector.rows.opening import open_input
 
     notes: list[str] = []
     config = load_config(raw_config, notes.append)
     for note in notes:
         yield protocol.log(note, "WARN")
-    parts = parts_of(config)
-    dialect = dialect_for(config)  # the run's one dialect; ConfigError when the shape cannot express the config
-    template = RequestTemplate.from_config(parts.request, dialect.conversation_key)
+    parts, dialect, template = requests_of(config)  # ConfigError when the shape cannot express the config
     table = open_input(parts.input, reserved=META_COLUMNS)  # never reads stdin: its columns are input.columns
     if not table.columns_known:
         yield protocol.log("input.path is '-' (stdin) and input.columns is not set: the catalog declares only "
@@ -112,7 +111,7 @@ async def read(
     is where ``input.path: "-"`` reads (default: the process's).
     """
     from connector.airbyte.catalog import MODELS_STREAM, SYNC_MODES, selected_streams
-    from connector.airbyte.state import check_resume, position_for
+    from connector.airbyte.state import position_for
     from connector.config.load import load_config
     from connector.pipeline.prepare import prepare
 
@@ -133,21 +132,32 @@ async def read(
         for stream in selected:
             if stream.name == MODELS_STREAM and dry_run:
                 continue  # listing models is free, but a dry run sends nothing at all
-            if stream.name == MODELS_STREAM:
-                messages = _read_models(ctx.client, stream.name)
-            else:
-                assert saved is not None, "the enriched stream was selected"
-                beyond = check_resume(saved, ctx.input.count_rows(), stream.name, stream.sync_mode)
-                if beyond:
-                    yield protocol.log(beyond, "WARN")
-                messages = _dry_run(ctx) if dry_run else _read_enriched(
-                    ctx, stream.sync_mode == "full_refresh", checkpointing, progress)
-            async for message in messages:
+            async for message in _stream(ctx, stream, saved, dry_run, checkpointing, progress):
                 while held:
                     yield held.pop(0)
                 yield message
         while held:
             yield held.pop(0)
+
+
+async def _stream(ctx: RunContext, stream: SelectedStream, saved: StreamPosition | None, dry_run: bool,
+                  checkpointing: Checkpointing, progress: Progress) -> AsyncIterator[Message]:
+    """One selected stream's messages: the models listed, or the enriched rows (or their dry run)."""
+    from connector.airbyte.catalog import MODELS_STREAM
+    from connector.airbyte.state import check_resume
+
+    if stream.name == MODELS_STREAM:
+        async for message in _read_models(ctx.client, stream.name):
+            yield message
+        return
+    assert saved is not None, "the enriched stream was selected"
+    beyond = check_resume(saved, ctx.input.count_rows(), stream.name, stream.sync_mode)
+    if beyond:
+        yield protocol.log(beyond, "WARN")
+    messages = _dry_run(ctx) if dry_run else _read_enriched(ctx, stream.sync_mode == "full_refresh",
+                                                             checkpointing, progress)
+    async for message in messages:
+        yield message
 
 
 def _into(messages: list[Message]) -> Notice:

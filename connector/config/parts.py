@@ -14,9 +14,10 @@ from typing import Any, Literal
 from pydantic import SecretStr
 
 from connector.config.batch import BatchConfig
+from connector.config.endpoint import ApiEndpoint
 from connector.config.input import InputConfig
 from connector.config.model import SourceConfig
-from connector.config.sections import CacheConfig, Price, ResponseTemplate, TLSConfig
+from connector.config.sections import CacheConfig, Parameters, Price, ResponseTemplate, TLSConfig
 from connector.config.shapes import AzureSettings, BedrockSettings, VertexSettings
 
 
@@ -26,15 +27,14 @@ class RequestPart:
     (the dialects, the request template, the batch APIs)."""
 
     api_compatibility: str
-    shape: str  # the resolved API shape (config.endpoint)
-    url: str  # the resolved request URL
+    endpoint: ApiEndpoint  # the resolved API shape and URL
     api_key: SecretStr | None
     model: str | None
     model_mapping: Mapping[str, str]
     prompt: str | None
     system_prompt: str | None
     request_template: dict[str, Any] | None
-    parameters_body: Mapping[str, Any]
+    parameters: Parameters
     output_schema: dict[str, Any] | None
     stream: bool
     extra_body: Mapping[str, Any]
@@ -138,11 +138,10 @@ def parts_of(config: SourceConfig) -> Parts:
     windows = dict(config.context_windows)
     if config.model and config.context_window:
         windows.setdefault(config.model, config.context_window)
-    endpoint = config.endpoint
     request = RequestPart(
-        config.api_compatibility, endpoint.shape, endpoint.url, config.api_key, config.model,
+        config.api_compatibility, config.endpoint, config.api_key, config.model,
         dict(config.model_mapping), config.prompt, config.system_prompt, config.request_template,
-        config.parameters.as_body(), config.output_schema, config.stream, dict(config.extra_body),
+        config.parameters, config.output_schema, config.stream, dict(config.extra_body),
         dict(config.headers), float(config.timeout), config.azure, config.bedrock, config.vertex, config.batch)
     output = OutputPart(config.response_template, config.output_schema, "tools" in (config.request_template or ()),
                         config.input.primary_key)

@@ -17,12 +17,12 @@ from connector.dialects.openai_chat import ChatDialect
 from connector.errors import ConfigError
 
 if TYPE_CHECKING:
-    from connector.config.model import SourceConfig
+    from connector.config.parts import RequestPart
 
 __all__ = ["Dialect", "Prepared", "Reply", "StreamAssembler", "dialect_for"]
 
 
-def dialect_for(config: SourceConfig) -> Dialect:
+def dialect_for(config: RequestPart) -> Dialect:
     """The dialect of the configured API shape; ConfigError if the config asks for what it cannot express."""
     dialect = _dialect_for(config)
     if dialect.address.userinfo is not None:
@@ -30,7 +30,7 @@ def dialect_for(config: SourceConfig) -> Dialect:
     return dialect
 
 
-def _one_authorization(config: SourceConfig, dialect: ChatDialect) -> None:
+def _one_authorization(config: RequestPart, dialect: ChatDialect) -> None:
     """url's user:password@ goes as ``Authorization: Basic``; a request has one Authorization header."""
     if any(name.lower() == "authorization" for name in config.headers):
         taken_by, or_else = "headers.Authorization", ", or that header"
@@ -46,7 +46,7 @@ def _one_authorization(config: SourceConfig, dialect: ChatDialect) -> None:
     )
 
 
-def _dialect_for(config: SourceConfig) -> ChatDialect:
+def _dialect_for(config: RequestPart) -> ChatDialect:
     shape = config.endpoint.shape
     if shape == "openai_responses":
         from connector.dialects.openai_responses import ResponsesDialect

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
-from connector.config.model import SourceConfig
+from connector.config.parts import RequestPart
 from connector.dialects.base import Prepared
 from connector.dialects.openai_chat import ChatDialect
 
@@ -22,7 +22,7 @@ class AzureDialect(ChatDialect):
 
     name: ClassVar[str] = "azure_openai"
 
-    def __init__(self, config: SourceConfig) -> None:
+    def __init__(self, config: RequestPart) -> None:
         super().__init__(config)
         azure = config.azure
         self._deployment = azure.deployment if azure else None

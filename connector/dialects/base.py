@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Protocol
 import orjson
 
 from connector.config.address import Address
-from connector.config.model import SourceConfig
+from connector.config.parts import RequestPart
 from connector.errors import BadReply, ConfigError
 from connector.jsonbytes import dumps
 
@@ -297,7 +297,7 @@ class DialectBase:
     # First-class parameters this shape cannot express: name -> hint for the error message.
     UNSUPPORTED: ClassVar[Mapping[str, str]] = {}
 
-    def __init__(self, config: SourceConfig) -> None:
+    def __init__(self, config: RequestPart) -> None:
         self.config = config
         self._model = config.model
         self._mapping = dict(config.model_mapping)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from connector.config.model import SourceConfig
+from connector.config.parts import RequestPart
 from connector.dialects.base import JSON_HEADERS
 from connector.dialects.openai_chat import ChatDialect
 from connector.errors import ConfigError
@@ -85,7 +85,7 @@ class BedrockDialect(ChatDialect):
     name: ClassVar[str] = "amazon_bedrock"
     UNSUPPORTED: ClassVar[Mapping[str, str]] = {"service_tier": "not in Bedrock's OpenAI-compatible API"}
 
-    def __init__(self, config: SourceConfig) -> None:
+    def __init__(self, config: RequestPart) -> None:
         super().__init__(config)
         bedrock = config.bedrock
         key = config.api_key.get_secret_value() if config.api_key is not None else ""

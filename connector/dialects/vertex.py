@@ -15,6 +15,7 @@ import asyncio
 import json
 from typing import Any, ClassVar
 
+from connector.config.parts import RequestPart
 from connector.dialects.base import JSON_HEADERS
 from connector.dialects.gemini import GeminiDialect
 from connector.errors import ConfigError
@@ -97,7 +98,7 @@ class VertexDialect(GeminiDialect):
 
     name: ClassVar[str] = "google_vertex"
 
-    def __init__(self, config: Any, token_request: Any = None) -> None:
+    def __init__(self, config: RequestPart, token_request: Any = None) -> None:
         super().__init__(config)
         vertex = config.vertex
         key = config.api_key.get_secret_value() if config.api_key is not None else ""

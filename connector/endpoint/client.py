@@ -31,11 +31,12 @@ import email.utils
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from connector import errors
+from connector.callbacks import Sleep
 from connector.config.parts import ClientPart
 from connector.dialects import Dialect, Prepared
 from connector.dialects.openai_chat import Reply, error_message
@@ -46,8 +47,6 @@ from connector.endpoint.limits import Limiter, SpendBudget, TokenEstimator, Wait
 from connector.endpoint.sse import SSEParser
 from connector.endpoint.transport import Response, Transport, origin
 from connector.jsonbytes import dumps
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(slots=True)

@@ -29,18 +29,11 @@ import math
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
+from connector.callbacks import Clock, Notice, Sleep, no_notice
 from connector.errors import WaitTooLong
-
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
-Notice = Callable[[str, str], None]  # (level, text): a LOG line for whoever runs the sync
-
-
-def _no_notice(_level: str, _text: str) -> None:
-    pass
 
 
 def _utc(epoch: float) -> str:
@@ -58,7 +51,7 @@ class WaitCap:
 
     ANNOUNCE_FROM = 1.0  # shorter waits are routine backoff, not news
 
-    def __init__(self, max_seconds: float = 300.0, notice: Notice = _no_notice, wall: Clock = time.time) -> None:
+    def __init__(self, max_seconds: float = 300.0, notice: Notice = no_notice, wall: Clock = time.time) -> None:
         self.max_seconds = max_seconds
         self._notice, self._wall = notice, wall
         self._announced_until = 0.0

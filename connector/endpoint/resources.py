@@ -11,11 +11,7 @@ holding files, ENOBUFS) is retried as backpressure by the client.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from connector.config.model import SourceConfig
-
-Notice = Callable[[str, str], None]  # (level, text)
+from connector.callbacks import Notice
 
 # Files a read needs besides its connections: stdio, the input file(s), the answer
 # cache (SQLite and its journal), DNS, the event loop's own descriptors, pyarrow.
@@ -50,11 +46,3 @@ def connections_that_fit(wanted: int, notice: Notice, limit: int | None = None) 
                    f"only {limit} files (ulimit -n, already raised to the hard limit): running {room} requests "
                    "at once. Raise the open-files limit (ulimit -n, or the container's nofile) to run more.")
     return room
-
-
-def fit_concurrency(config: SourceConfig, notice: Notice) -> SourceConfig:
-    """``config`` with its concurrency lowered to what the open-files limit holds, if it must be."""
-    fitted = connections_that_fit(config.concurrency, notice)
-    if fitted == config.concurrency:
-        return config
-    return config.model_copy(update={"concurrency": fitted, "min_concurrency": min(config.min_concurrency, fitted)})

@@ -23,18 +23,18 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from connector.answers.records import Tally
+from connector.callbacks import Clock, Sleep
 from connector.endpoint.batch import BatchAPI
 from connector.errors import ConnectorError
 from connector.pipeline.batch_ledger import Ledger
-from connector.pipeline.batch_source import BatchSource, Sleep
-from connector.pipeline.batch_submit import BatchContext, Now, Submitter
+from connector.pipeline.batch_source import BatchSource
+from connector.pipeline.batch_submit import BatchContext, Submitter
 from connector.pipeline.context import RunContext
 from connector.pipeline.progress import NO_PROGRESS, Progress
 from connector.pipeline.run import (
     DEFAULT_CHECKPOINTING,
     Checkpoint,
     Checkpointing,
-    Clock,
     Event,
     Finished,
     Note,
@@ -42,6 +42,7 @@ from connector.pipeline.run import (
     Started,
     run_rows,
 )
+from connector.rows.table import Table
 
 
 async def run_batches(
@@ -53,36 +54,47 @@ async def run_batches(
     progress: Progress = NO_PROGRESS,
     clock: Clock = time.monotonic,
     sleep: Sleep = asyncio.sleep,
-    now: Now = time.time,
+    now: Clock = time.time,
 ) -> AsyncIterator[Event]:
     """Enrich the context's table from its ``start`` on through provider batches, the STATE's ``saved``
     ones first."""
-    config, table, start = ctx.parts.run, ctx.input, ctx.start
-    ledger = Ledger(ctx.saved)
-    client = ctx.client
-    batch = BatchContext(config, ctx.enricher, api, ledger, ctx.cache, client.url, client.dialect.name,
+    table, start, ledger, client = ctx.input, ctx.start, Ledger(ctx.saved), ctx.client
+    batch = BatchContext(ctx.parts.run, ctx.enricher, api, ledger, ctx.cache, client.url, client.dialect.name,
                          client.budget, now)
     sized = table.estimate_rows()
     yield Started(None if sized is None else max(sized[0] - start, 0), sized is not None and sized[1], start)
-    began = clock()
     submitter = Submitter(batch, start)
+    async for event in _submitted(submitter, table, batch.policy.stream_name, clock):
+        yield event
+    source = BatchSource(batch, submitter.end, sleep, progress)
+    events = run_rows(ctx, full_refresh=full_refresh, checkpointing=checkpointing, progress=progress, clock=clock,
+                      source=source)
+    async for event in _collected(events, ledger, source, batch.policy.stream_name, start):
+        yield event
+
+
+async def _submitted(submitter: Submitter, table: Table, name: str, clock: Clock) -> AsyncIterator[Event]:
+    """Pass one: every row that needs an answer into a provider batch (:mod:`connector.pipeline.batch_submit`)."""
+    began = clock()
     try:
         async for event in submitter.run(table):
             yield event
     except ConnectorError:
-        yield Finished(False, f"{config.stream_name}: 0 rows in {clock() - began:.1f} s: the batches could not be "
-                              "submitted", Tally())
+        yield Finished(False, f"{name}: 0 rows in {clock() - began:.1f} s: the batches could not be submitted",
+                       Tally())
         raise
     if submitter.submitted:
-        yield Note(f"{config.stream_name}: {submitter.submitted:,} requests submitted in provider batches")
+        yield Note(f"{name}: {submitter.submitted:,} requests submitted in provider batches")
 
-    source = BatchSource(batch, submitter.end, sleep, progress)
+
+async def _collected(events: AsyncIterator[Event], ledger: Ledger, source: BatchSource, name: str,
+                     start: int) -> AsyncIterator[Event]:
+    """Pass two: the run loop's events, each checkpoint carrying the batches still open after it."""
     last = (start, ledger.open_after(start))  # the position and batches of the last checkpoint
     records_since = 0
-    async for event in run_rows(ctx, full_refresh=full_refresh, checkpointing=checkpointing,
-                                progress=progress, clock=clock, source=source):
+    async for event in events:
         if isinstance(event, Started):
-            continue  # said above, before the submissions
+            continue  # said before the submissions
         if isinstance(event, RecordOut):
             records_since += 1
         elif isinstance(event, Checkpoint):
@@ -95,13 +107,21 @@ async def run_batches(
             # chose to commit nothing more (every row failed: those rows are tried again).
             if ledger.open_after(last[0]) != last[1] and not records_since:
                 yield Checkpoint(last[0], 0, batches=ledger.open_after(last[0]))
-            if source.retried:
-                yield Note(f"{config.stream_name}: {source.retried:,} batch requests that errored or did not run "
-                           "(expired, cancelled) were asked again as normal requests")
+            for note in _batch_notes(source, name):
+                yield note
             if source.pending is not None:
-                pending = source.pending
-                yield Note(f"{config.stream_name}: {pending.rows:,} rows are waiting for provider batches "
-                           f"({pending.batches} still running); the state keeps them: run again (e.g. every hour) to "
-                           "collect their answers")
                 event = replace(event, complete=False)
         yield event
+
+
+def _batch_notes(source: BatchSource, name: str) -> list[Note]:
+    """What the summary adds in batch mode: requests asked again normally, rows still waiting."""
+    notes = []
+    if source.retried:
+        notes.append(Note(f"{name}: {source.retried:,} batch requests that errored or did not run (expired, "
+                          "cancelled) were asked again as normal requests"))
+    if source.pending is not None:
+        pending = source.pending
+        notes.append(Note(f"{name}: {pending.rows:,} rows are waiting for provider batches ({pending.batches} still "
+                          "running); the state keeps them: run again (e.g. every hour) to collect their answers"))
+    return notes

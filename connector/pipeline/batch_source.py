@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from connector import errors
 from connector.answers.records import Enriched
+from connector.callbacks import Sleep
 from connector.endpoint.batch import BatchStatus, ItemResult
 from connector.pipeline.batch_ledger import SavedBatch, cache_key_of, custom_id
 from connector.pipeline.batch_submit import BatchContext
@@ -38,7 +39,6 @@ from connector.pipeline.progress import NO_PROGRESS, Progress
 from connector.pipeline.run import Note, Rows
 
 T = TypeVar("T")
-Sleep = Callable[[float], Awaitable[None]]
 Results = dict[str, ItemResult]
 Item = tuple[int, dict[str, Any], SavedBatch | None, Results | None]
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from connector import errors
 from connector.answers.cache import AnswerCache, cache_key
+from connector.callbacks import Clock
 from connector.config.parts import RunPolicy
 from connector.endpoint.batch import BatchAPI, BatchRequest, Chunker, Submission, fingerprint
 from connector.endpoint.limits import SpendBudget
@@ -33,8 +34,6 @@ from connector.pipeline.enrich import Ask, RowEnricher
 from connector.pipeline.run import Checkpoint, Event, Note
 from connector.rows.opening import numbered_rows
 from connector.rows.table import Table
-
-Now = Callable[[], float]
 
 
 @dataclass
@@ -49,7 +48,7 @@ class BatchContext:
     url: str  # the endpoint URL and dialect name: the answer cache's key parts
     dialect: str
     budget: SpendBudget | None = None
-    now: Now = time.time
+    now: Clock = time.time  # the wall clock: batches are matched by their creation time
 
     def key_of(self, body: Any) -> str:
         """The answer-cache key of a request body (as a normal request's)."""

@@ -42,68 +42,92 @@ async def ordered_map(
     """
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
-    window = max(window or concurrency * 4, concurrency)
-    tasks: dict[int, asyncio.Task[R]] = {}
-    wake = asyncio.Event()
-    in_flight = 0
-    next_index = 0  # next item to start
-    next_out = 0  # next result to yield
-    exhausted = False
-    failed = False  # once a call raised, start no new one
-    pulling: AsyncIterator[T] | None = items if isinstance(items, AsyncIterator) else None
-    fetch: asyncio.Task[T] | None = None  # the pending next item of an async source
-
-    def finished(task: asyncio.Future[R]) -> None:
-        nonlocal in_flight, failed
-        in_flight -= 1
-        if not task.cancelled() and task.exception() is not None:
-            failed = True
-        wake.set()
-
+    calls = _Calls(items, fn, concurrency, max(window or concurrency * 4, concurrency))
+    tasks, wake = calls.tasks, calls.wake
     try:
         while True:
-            while not (exhausted or failed) and in_flight < concurrency and next_index - next_out < window:
-                if pulling is not None:
-                    if fetch is None:
-                        fetch = asyncio.create_task(_next_of(pulling))
-                        fetch.add_done_callback(_wake_on(wake))
-                    if not fetch.done():
-                        break
-                    done, fetch = fetch, None
-                    try:
-                        item = done.result()
-                    except StopAsyncIteration:
-                        exhausted = True
-                        break
-                else:
-                    try:
-                        item = next(items)  # type: ignore[arg-type]
-                    except StopIteration:
-                        exhausted = True
-                        break
-                task = asyncio.create_task(_call(fn, item))
-                task.add_done_callback(finished)
-                tasks[next_index] = task
-                next_index += 1
-                in_flight += 1
-            head = tasks.get(next_out)
+            calls.start_more()
+            head = tasks.get(calls.next_out)
             if head is None:
-                if fetch is None or exhausted or failed:
+                if calls.fetch is None or calls.exhausted or calls.failed:
                     return  # nothing left to start and everything yielded
-                wake.clear()
-                await wake.wait()  # waiting for the source's next item
-                continue
-            if head.done():
-                del tasks[next_out]
-                next_out += 1
+            elif head.done():
+                del tasks[calls.next_out]
+                calls.next_out += 1
                 yield head.result()
                 continue
             wake.clear()
-            await wake.wait()
+            await wake.wait()  # a call ended, or the source's next item arrived
     finally:
-        pending: list[asyncio.Task[Any]] = list(tasks.values())
-        if fetch is not None:
-            pending.append(fetch)
+        await calls.cancel()
+
+
+_NOTHING: Any = object()  # no item now: the source is exhausted, or its next item is not there yet
+
+
+class _Calls:
+    """The calls of one :func:`ordered_map`: started in input order while the bounds allow, each
+    signalling its end through one event."""
+
+    def __init__(self, items: Iterator[T] | AsyncIterator[T], fn: Callable[[T], Awaitable[R]], concurrency: int,
+                 window: int) -> None:
+        self.fn, self.concurrency, self.window = fn, concurrency, window
+        self.tasks: dict[int, asyncio.Task[Any]] = {}
+        self.wake = asyncio.Event()
+        self.in_flight = 0
+        self.next_index = 0  # next item to start
+        self.next_out = 0  # next result to yield
+        self.exhausted = False
+        self.failed = False  # once a call raised, start no new one
+        self.items = items
+        self.pulling: AsyncIterator[Any] | None = items if isinstance(items, AsyncIterator) else None
+        self.fetch: asyncio.Task[Any] | None = None  # the pending next item of an async source
+
+    def start_more(self) -> None:
+        """Start calls while fewer than ``concurrency`` are in flight and the reorder buffer has room."""
+        while not (self.exhausted or self.failed) and self.in_flight < self.concurrency \
+                and self.next_index - self.next_out < self.window:
+            item = self._next_item()
+            if item is _NOTHING:
+                return
+            task = asyncio.create_task(_call(self.fn, item))
+            task.add_done_callback(self._finished)
+            self.tasks[self.next_index] = task
+            self.next_index += 1
+            self.in_flight += 1
+
+    def _next_item(self) -> Any:
+        """The next item, or _NOTHING (exhausted; or an async source's item not there yet, being fetched)."""
+        pulling = self.pulling
+        if pulling is None:
+            try:
+                return next(self.items)  # type: ignore[arg-type]
+            except StopIteration:
+                self.exhausted = True
+                return _NOTHING
+        if self.fetch is None:
+            self.fetch = asyncio.create_task(_next_of(pulling))
+            self.fetch.add_done_callback(_wake_on(self.wake))
+        if not self.fetch.done():
+            return _NOTHING
+        done, self.fetch = self.fetch, None
+        try:
+            return done.result()
+        except StopAsyncIteration:
+            self.exhausted = True
+            return _NOTHING
+
+    def _finished(self, task: asyncio.Future[Any]) -> None:
+        self.in_flight -= 1
+        if not task.cancelled() and task.exception() is not None:
+            self.failed = True
+        self.wake.set()
+
+    async def cancel(self) -> None:
+        """Cancel what is still running (calls, and the pending fetch) and wait for it to end."""
+        pending: list[asyncio.Task[Any]] = list(self.tasks.values())
+        if self.fetch is not None:
+            pending.append(self.fetch)
         for task in pending:
             task.cancel()
         if pending:

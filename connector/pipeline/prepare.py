@@ -23,6 +23,7 @@ from connector.answers.columns import ExtraOutputs
 from connector.answers.extract import ResponseExtractor
 from connector.answers.records import META_COLUMNS
 from connector.answers.schema import enriched_schema, primary_key
+from connector.callbacks import Notice, no_notice
 from connector.config.model import SourceConfig
 from connector.config.parts import Limits, Parts, parts_of
 from connector.config.sections import CacheConfig
@@ -40,15 +41,10 @@ from connector.rows.opening import open_input
 from connector.secrets import Redactor
 
 TransportFactory = Callable[[Limits], Transport]
-Notice = Callable[[str, str], None]  # (level, text): the one notice type of the pipeline
 # What the run is for decides its answer cache: a read or run opens (or creates) it; a dry run
 # looks only into one that exists; an export needs none; an import stores the file's answers and
 # never asks again; a worker has no input table (its rows come from Spark or Ray).
 Purpose = Literal["read", "dry_run", "export", "import", "worker"]
-
-
-def _ignore(_level: str, _text: str) -> None:
-    pass
 
 
 def default_transport(limits: Limits) -> Transport:
@@ -103,7 +99,7 @@ async def connect(config: SourceConfig, dialect: Dialect, transport_factory: Tra
     """
     parts = parts_of(config)
     if limited:
-        fitted = connections_that_fit(parts.limits.concurrency, notice or _ignore)
+        fitted = connections_that_fit(parts.limits.concurrency, notice or no_notice)
         if fitted != parts.limits.concurrency:
             parts = parts.with_concurrency(fitted)
     transport = transport_factory(parts.limits)
@@ -119,8 +115,8 @@ def requests_of(config: SourceConfig) -> tuple[Parts, Dialect, RequestTemplate]:
     """The config's parts, the run's one dialect and its request template, checked before any input is
     read or anything sent: ConfigError when the API shape cannot express the config, TemplateError for
     a template that does not compile."""
-    dialect = dialect_for(config)
     parts = parts_of(config)
+    dialect = dialect_for(parts.request)
     return parts, dialect, RequestTemplate.from_config(parts.request, dialect.conversation_key)
 
 

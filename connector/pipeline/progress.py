@@ -14,13 +14,13 @@ an empty tuple almost every time.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from connector.answers.records import Tally
+from connector.callbacks import Clock
 
-Clock = Callable[[], float]
 _NOTHING: tuple[str, ...] = ()
 
 

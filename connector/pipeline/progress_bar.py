@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from connector.answers.records import Tally
-from connector.pipeline.progress import Clock, Snapshot, Tracker, format_duration
+from connector.callbacks import Clock
+from connector.pipeline.progress import Snapshot, Tracker, format_duration
 
 _NOTHING: tuple[str, ...] = ()
 

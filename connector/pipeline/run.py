@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 from connector.answers.records import Enriched, Record, Tally
+from connector.callbacks import Clock
 from connector.errors import ConnectorError, RowFailed, SyncFailed
 from connector.pipeline.batch_ledger import SavedBatch
 from connector.pipeline.context import RunContext
@@ -38,8 +39,6 @@ from connector.pipeline.ordered import ordered_map
 from connector.pipeline.progress import NO_PROGRESS, Progress
 from connector.rows.opening import numbered_rows
 from connector.rows.table import Row
-
-Clock = Callable[[], float]
 
 # max_error_rate is judged only once this many rows are done: two failures in
 # the first three rows say little about a million.
@@ -120,92 +119,120 @@ async def run_rows(
 ) -> AsyncIterator[Event]:
     """Enrich the context's table from its ``start`` on (see the module docstring for what is yielded);
     the records come from ``source`` when given (batch mode), else from the row enricher."""
-    policy, cache, table, start = ctx.parts.run, ctx.cache, ctx.input, ctx.start
-    name = policy.stream_name
-    tally = Tally()
-    sized = table.estimate_rows()
-    total = None if sized is None else max(sized[0] - start, 0)
-    estimated = sized is not None and sized[1]
-    yield Started(total, estimated, start)
-    if estimated:
-        yield Note(f"{name}: about {total:,} rows to read (an estimate from the input's file sizes)")
-    if start:
-        yield Note(f"{name}: resuming after row {start} (from state)")
-    progress.start(name, total, estimated)
-
-    budget = ctx.client.budget
-    stopped_by: str | None = None
-
-    def stop_feeding() -> bool:
-        return budget is not None and budget.reason is not None
-
-    rows = numbered_rows(table.batches(skip=start), start, stop_feeding)
-    position = committed = start  # rows done; the position the last checkpoint carried
-    since = 0  # records since the last checkpoint
-    last_checkpoint = started = clock()
-    answers = source(rows) if source is not None else ordered_map(rows, ctx.enricher, policy.concurrency)
+    loop = _Loop(ctx, checkpointing, progress, clock)
+    for event in loop.begin():
+        yield event
+    rows = numbered_rows(ctx.input.batches(skip=ctx.start), ctx.start, loop.stop_feeding)
+    answers = source(rows) if source is not None else ordered_map(rows, ctx.enricher, ctx.parts.run.concurrency)
     try:
         async for done in answers:
-            if isinstance(done, Note):
-                yield done
-                continue
-            if stopped_by is not None:
-                continue  # a later row's answer is cached; it cannot be emitted before the one refused
-            if done is None:  # a spend guard refused this row's request
-                stopped_by = budget.reason if budget is not None and budget.reason else "a spend guard"
-                continue
-            tally.observe(done)
-            failed = done.outcome.failed
-            if failed and policy.on_row_error == "fail":
-                raise RowFailed(f"row {done.number} failed and on_row_error is 'fail': {done.outcome.error}")
-            position += 1
-            if failed and policy.on_row_error == "skip":
-                tally.skipped += 1
-            else:
-                if cache is not None:
-                    cache.commit()  # the answer is durable before its record exists
-                yield RecordOut(done.record())
-                since += 1
-            if policy.max_error_rate is not None and tally.rows >= ERROR_RATE_MIN_ROWS and \
-                    tally.failed / tally.rows > policy.max_error_rate:
-                raise RowFailed(
-                    f"{tally.failed} of {tally.rows} rows failed, above max_error_rate "
-                    f"{policy.max_error_rate:g}; first errors: {' | '.join(tally.first_errors)}"
-                )
-            now = clock()
-            if since >= checkpointing.rows or now - last_checkpoint >= checkpointing.seconds:
-                yield Checkpoint(position, since)
-                since, last_checkpoint, committed = 0, now, position
-            for line in progress.advance(tally):
-                yield Note(line)
+            for event in loop.take(done):
+                yield event
     except ConnectorError:
-        # What was done is committed (a row that stopped the run is not), and said, before the error.
-        if position != committed:
-            yield Checkpoint(position, since)
-        for line in progress.finish(tally):
-            yield Note(line)
-        yield Finished(False, _summary(name, tally, clock() - started), tally)
+        for event in loop.interrupted():  # what was done is committed, and said, before the error
+            yield event
         raise
     finally:
-        if cache is not None:
-            cache.commit()
+        if ctx.cache is not None:
+            ctx.cache.commit()
+    for event in loop.end(full_refresh):
+        yield event
 
-    for line in progress.finish(tally):
-        yield Note(line)
-    summary = _summary(name, tally, clock() - started)
-    if stopped_by is not None:
-        if position != committed:
-            yield Checkpoint(position, since)
-        yield Note(f"{name}: spend guard: {stopped_by}; stopped after row {position}. "
-                   "Run again (with the last state) to continue.", "WARN")
-        yield Finished(False, summary, tally)
-        return
-    failed_whole = bool(tally.rows) and tally.failed == tally.rows
-    if not failed_whole and (since or full_refresh or position == start):
-        yield Checkpoint(position, since, sync_complete=full_refresh)
-    yield Finished(not failed_whole, summary, tally)
-    if failed_whole:
-        raise SyncFailed(f"every row failed ({tally.rows} rows); first errors: {' | '.join(tally.first_errors)}")
+
+class _Loop:
+    """The run loop's state and its decisions, one method per moment of the run."""
+
+    def __init__(self, ctx: RunContext, checkpointing: Checkpointing, progress: Progress, clock: Clock) -> None:
+        self.policy, self.cache, self.budget = ctx.parts.run, ctx.cache, ctx.client.budget
+        self.name, self.table, self.start = ctx.parts.run.stream_name, ctx.input, ctx.start
+        self.checkpointing, self.progress, self.clock = checkpointing, progress, clock
+        self.tally = Tally()
+        self.stopped_by: str | None = None  # why a spend guard refused a row's request
+        self.position = self.committed = ctx.start  # rows done; the position the last checkpoint carried
+        self.since = 0  # records since the last checkpoint
+        self.last_checkpoint = self.started = 0.0  # set as the run begins
+
+    def stop_feeding(self) -> bool:
+        return self.budget is not None and self.budget.reason is not None
+
+    def begin(self) -> Iterator[Event]:
+        name, start = self.name, self.start
+        sized = self.table.estimate_rows()
+        total = None if sized is None else max(sized[0] - start, 0)
+        estimated = sized is not None and sized[1]
+        yield Started(total, estimated, start)
+        if estimated:
+            yield Note(f"{name}: about {total:,} rows to read (an estimate from the input's file sizes)")
+        if start:
+            yield Note(f"{name}: resuming after row {start} (from state)")
+        self.progress.start(name, total, estimated)
+        self.last_checkpoint = self.started = self.clock()
+
+    def take(self, done: Enriched | Note | None) -> Iterator[Event]:
+        """One answer source item: a note to pass on, a row done, or a row a spend guard refused."""
+        if isinstance(done, Note):
+            yield done
+            return
+        if self.stopped_by is not None:
+            return  # a later row's answer is cached; it cannot be emitted before the one refused
+        if done is None:  # a spend guard refused this row's request
+            budget = self.budget
+            self.stopped_by = budget.reason if budget is not None and budget.reason else "a spend guard"
+            return
+        tally, policy = self.tally, self.policy
+        tally.observe(done)
+        failed = done.outcome.failed
+        if failed and policy.on_row_error == "fail":
+            raise RowFailed(f"row {done.number} failed and on_row_error is 'fail': {done.outcome.error}")
+        self.position += 1
+        if failed and policy.on_row_error == "skip":
+            tally.skipped += 1
+        else:
+            if self.cache is not None:
+                self.cache.commit()  # the answer is durable before its record exists
+            yield RecordOut(done.record())
+            self.since += 1
+        self._judge_error_rate()
+        now = self.clock()
+        if self.since >= self.checkpointing.rows or now - self.last_checkpoint >= self.checkpointing.seconds:
+            yield Checkpoint(self.position, self.since)
+            self.since, self.last_checkpoint, self.committed = 0, now, self.position
+        for line in self.progress.advance(tally):
+            yield Note(line)
+
+    def _judge_error_rate(self) -> None:
+        tally, most = self.tally, self.policy.max_error_rate
+        if most is not None and tally.rows >= ERROR_RATE_MIN_ROWS and tally.failed / tally.rows > most:
+            raise RowFailed(f"{tally.failed} of {tally.rows} rows failed, above max_error_rate {most:g}; "
+                            f"first errors: {' | '.join(tally.first_errors)}")
+
+    def interrupted(self) -> Iterator[Event]:
+        """The run stops on an error: the rows done are committed (the row that stopped it is not)."""
+        if self.position != self.committed:
+            yield Checkpoint(self.position, self.since)
+        for line in self.progress.finish(self.tally):
+            yield Note(line)
+        yield Finished(False, _summary(self.name, self.tally, self.clock() - self.started), self.tally)
+
+    def end(self, full_refresh: bool) -> Iterator[Event]:
+        """Every answer is in (or a spend guard stopped the run): the last checkpoint and the summary."""
+        tally, position = self.tally, self.position
+        for line in self.progress.finish(tally):
+            yield Note(line)
+        summary = _summary(self.name, tally, self.clock() - self.started)
+        if self.stopped_by is not None:
+            if position != self.committed:
+                yield Checkpoint(position, self.since)
+            yield Note(f"{self.name}: spend guard: {self.stopped_by}; stopped after row {position}. "
+                       "Run again (with the last state) to continue.", "WARN")
+            yield Finished(False, summary, tally)
+            return
+        failed_whole = bool(tally.rows) and tally.failed == tally.rows
+        if not failed_whole and (self.since or full_refresh or position == self.start):
+            yield Checkpoint(position, self.since, sync_complete=full_refresh)
+        yield Finished(not failed_whole, summary, tally)
+        if failed_whole:
+            raise SyncFailed(f"every row failed ({tally.rows} rows); first errors: {' | '.join(tally.first_errors)}")
 
 
 def _summary(name: str, tally: Tally, elapsed: float) -> str:

@@ -18,7 +18,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from connector.pipeline.prepare import Notice, TransportFactory, default_transport
+from connector.callbacks import Notice, no_notice
+from connector.pipeline.prepare import TransportFactory, default_transport
 from connector.pipeline.progress import NO_PROGRESS, Progress
 
 if TYPE_CHECKING:
@@ -26,10 +27,6 @@ if TYPE_CHECKING:
     from connector.pipeline.run import Event
     from connector.standalone.batch_files import LedgerFile
     from connector.standalone.writers import TableWriter
-
-
-def _quiet(_level: str, _text: str) -> None:
-    pass
 
 
 @dataclass
@@ -49,7 +46,7 @@ async def run(
     *,
     dry_run: bool = False,
     progress: Progress = NO_PROGRESS,
-    notice: Notice = _quiet,
+    notice: Notice = no_notice,
     stdin: BinaryIO | None = None,
     stdout: BinaryIO | None = None,
     transport_factory: TransportFactory = default_transport,
@@ -60,21 +57,16 @@ async def run(
     writes the rows' batch input file instead (nothing sent); ``import_batch`` takes the answers from a
     batch results file (:mod:`connector.standalone.batch_files`)."""
     from connector.config.load import load_config
-    from connector.errors import OutputError
     from connector.pipeline.prepare import prepare
     from connector.secrets import Redactor
     from connector.standalone.batch_files import LedgerFile
-    from connector.standalone.writers import format_for
 
     config = load_config(raw_config, lambda text: notice("WARN", text))
     if dry_run or export_batch:
         async with prepare(config, transport_factory, purpose="dry_run" if dry_run else "export",
                            stdin=stdin) as ctx:
             return await (_dry_run(ctx, output) if dry_run else _export(ctx, export_batch or "", notice))
-    if not output:
-        raise OutputError("--output is required (a .parquet, .csv or .jsonl file, or - for JSONL on stdout); "
-                          "or pass --dry-run")
-    kind = format_for(output, fmt)
+    output, kind = _output_and_kind(output, fmt)
     redact = Redactor.for_config(config)
     # In batch mode, run's own record of its batches (beside the output) keeps the batches still open.
     ledger = LedgerFile(output) if config.batch.enabled and output != "-" and not import_batch else None
@@ -94,6 +86,17 @@ async def run(
     notice("INFO", f"wrote {writer.rows_written:,} rows to {where} ({kind})"
                    + ("" if complete else "; the run stopped early (see above): the file holds the rows done"))
     return Result(writer.rows_written, complete, output)
+
+
+def _output_and_kind(output: str | None, fmt: str | None) -> tuple[str, str]:
+    """The output and its format; OutputError without an output."""
+    from connector.errors import OutputError
+    from connector.standalone.writers import format_for
+
+    if not output:
+        raise OutputError("--output is required (a .parquet, .csv or .jsonl file, or - for JSONL on stdout); "
+                          "or pass --dry-run")
+    return output, format_for(output, fmt)
 
 
 async def _dry_run(ctx: RunContext, output: str | None) -> Result:
