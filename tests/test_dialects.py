@@ -149,7 +149,9 @@ async def test_responses_output_schema_is_text_format_and_reply_is_normalised() 
     reply = completion.reply
     assert message_of(completion)["content"] == "In a peaceful grove beneath a silver moon..."
     assert reply["choices"][0]["finish_reason"] == "stop"
-    assert reply["usage"] == {"prompt_tokens": 36, "completion_tokens": 87, "total_tokens": 123}
+    assert reply["usage"] == {"prompt_tokens": 36, "completion_tokens": 87, "total_tokens": 123,
+                              "prompt_tokens_details": {"cached_tokens": 0},
+                              "completion_tokens_details": {"reasoning_tokens": 0}}
     assert reply["model"] == "gpt-4.1-2025-04-14"
 
 
@@ -447,7 +449,8 @@ async def test_gemini_request_url_headers_and_body() -> None:
     }
     assert message_of(completion)["content"] == "AI learns patterns from data."
     assert completion.reply["choices"][0]["finish_reason"] == "stop"
-    assert completion.reply["usage"] == {"prompt_tokens": 8, "completion_tokens": 7, "total_tokens": 15}
+    assert completion.reply["usage"] == {"prompt_tokens": 8, "completion_tokens": 7, "total_tokens": 15,
+                                         "completion_tokens_details": {"reasoning_tokens": 0}}
     assert completion.reply["model"] == "gemini-2.5-flash"
 
 

@@ -43,7 +43,8 @@ def test_read_dry_run_sends_nothing_and_reports_counts_tokens_and_cost(
     assert text[3] == "output tokens: ~20 (max_tokens of each request: an upper bound)"
     cost = (tokens * 1000 + 20 * 2000) / 1_000_000
     assert text[4] == (f"estimated cost: ~{cost:.4f} as normal requests, ~{cost:.4f} through the provider's batch "
-                       "API (prices of fake-model; answers in the cache cost 0)")
+                       "API (prices of fake-model from config prices; answers in the cache cost 0; every input "
+                       "token at the input price: prompt-cache hits can only lower it)")
     assert text[5].startswith("no batch price for: fake-model (its batch cost is shown at the normal price)")
     samples = [t for t in text if t.startswith("dry run request")]
     assert len(samples) == 2 and samples[0].startswith("dry run request 1 (row 1): POST " + fake_server.base_url)

@@ -16,7 +16,7 @@ from typing import Any
 from connector.answers.extract import CONTENT_PATH, dig
 from connector.answers.outcomes import RowOutcome, model_name
 from connector.answers.prices import Prices, Spend
-from connector.dialects.replies import token_count
+from connector.dialects.usage import usage_from
 from connector.endpoint.client import Completion
 
 
@@ -32,7 +32,7 @@ def content_of(reply: Mapping[str, Any]) -> Any:
 
 
 def judged(reply: Mapping[str, Any], asked_model: object, problem: str | None, *, attempts: int, cached: bool,
-           completion: Completion | None, spend: Spend, prices: Prices) -> RowOutcome:
+           completion: Completion | None, spend: Spend, prices: Prices, request_id: str | None = None) -> RowOutcome:
     """The outcome of a row answered by ``reply`` (``problem``: why its structured answer cannot be used)."""
     finish = finish_reason(reply)
     outcome = RowOutcome("ok", finish_reason=finish, attempts=attempts, cached=cached,
@@ -47,14 +47,14 @@ def judged(reply: Mapping[str, Any], asked_model: object, problem: str | None, *
     if problem and outcome.status == "error":  # kept so the unusable answer is not lost
         content = content_of(reply)
         outcome.raw_answer = content if isinstance(content, str) or content is None else str(content)
-    if spend.paid:  # what this run bought for the row, every attempt included; unknown without usage
-        outcome.prompt_tokens = spend.prompt_tokens if spend.reported else None
-        outcome.completion_tokens = spend.completion_tokens if spend.reported else None
-    else:  # from the cache or shared with an identical row: what that answer had used
-        usage = reply.get("usage") or {}
-        outcome.prompt_tokens = token_count(usage.get("prompt_tokens"))
-        outcome.completion_tokens = token_count(usage.get("completion_tokens"))
-    outcome.cost = spend.row_cost(prices, asked_model)
+    # What this run bought for the row, every attempt included (unknown without usage); from the cache or
+    # shared with an identical row: what that answer had used.
+    used = spend.usage() if spend.paid else usage_from(reply)
+    outcome.prompt_tokens, outcome.completion_tokens = used.prompt, used.completion
+    outcome.cached_tokens, outcome.cache_write_tokens, outcome.reasoning_tokens = used.cached, used.cache_write, \
+        used.reasoning
+    outcome.cost, outcome.cost_source = spend.row_cost(prices, asked_model)
+    outcome.request_id = request_id
     if completion is not None:
         outcome.latency_ms = round(completion.latency_ms, 1)
         outcome.ttft_ms = None if completion.ttft_ms is None else round(completion.ttft_ms, 1)

@@ -41,9 +41,14 @@ class RowOutcome:
     model: str | None = None  # the model that answered; when every model failed, the last one asked
     attempts: int = 0  # HTTP attempts, retries, fallbacks and validation retries included
     cached: bool = False
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
+    prompt_tokens: int | None = None  # every input token, however priced
+    completion_tokens: int | None = None  # every output token, reasoning included
+    cached_tokens: int | None = None  # of prompt_tokens, read from the provider's prompt cache
+    cache_write_tokens: int | None = None  # of prompt_tokens, written to it
+    reasoning_tokens: int | None = None  # of completion_tokens
     cost: float | None = None
+    cost_source: str | None = None  # config (prices) or endpoint (the cost it reported)
+    request_id: str | None = None  # the provider's id of the request that got the answer
     latency_ms: float | None = None
     ttft_ms: float | None = None
     raw_answer: str | None = None  # kept when a structured answer could not be used
@@ -65,7 +70,12 @@ class RowOutcome:
             "_cached": self.cached,
             "_prompt_tokens": self.prompt_tokens,
             "_completion_tokens": self.completion_tokens,
+            "_cached_tokens": self.cached_tokens,
+            "_cache_write_tokens": self.cache_write_tokens,
+            "_reasoning_tokens": self.reasoning_tokens,
             "_cost": self.cost,
+            "_cost_source": self.cost_source,
+            "_request_id": self.request_id,
             "_latency_ms": self.latency_ms,
             "_ttft_ms": self.ttft_ms,
             "_raw_answer": self.raw_answer,

@@ -2,16 +2,36 @@
 
 A price is per million tokens (``prices`` in the config, by model name or ``"*"``); an answer
 from a provider batch, or from OpenAI's ``flex`` tier (billed at batch rates), is priced at the
-batch price (:meth:`connector.config.sections.Price.rates`).
+batch price (:meth:`connector.config.sections.Price.rates`). Prompt-cache tokens are priced at the
+entry's cache rates, else at the API shape's published ratio to the input price
+(:class:`~connector.dialects.usage.CachePricing`); a batch price scales them as it scales the input.
+A cost the endpoint reports for an answer (OpenRouter's ``usage.cost``, LiteLLM's
+``x-litellm-response-cost``) is taken as it is. A model without a price has no cost (None), never 0.
+
+Per answer, with ``r`` the rates per million tokens and the counts of
+:class:`~connector.dialects.usage.TokenUsage`::
+
+    (fresh * r.input + cached * r.cached_input + write_5m * r.cache_write
+     + write_1h * r.cache_write_1h + completion * r.output) / 1e6
+    fresh = prompt - cached - cache_write;  write_5m = cache_write - cache_write_1h
+
+This is each provider's own bill: OpenAI and Gemini count cached tokens inside the prompt,
+Anthropic apart (its dialect adds them into the prompt, so ``fresh`` is its ``input_tokens``);
+reasoning tokens are part of ``completion`` and billed as output everywhere.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from connector.config.sections import Price
+from connector.dialects.usage import CachePricing, TokenUsage
 
 Prices = Mapping[str, Price]
+
+CONFIG = "config"  # the price came from `prices`
+REPORTED = "endpoint"  # the endpoint reported the cost itself
 
 
 def price_for(prices: Prices, model: object) -> Price | None:
@@ -19,44 +39,107 @@ def price_for(prices: Prices, model: object) -> Price | None:
     return prices.get(str(model)) or prices.get("*")
 
 
-def cost_of(price: Price, prompt_tokens: int | None, completion_tokens: int | None, batch: bool = False) -> float:
-    """What ``prompt_tokens`` in and ``completion_tokens`` out cost at ``price`` (the batch price when ``batch``)."""
-    per_input, per_output = price.rates(batch)
-    return ((prompt_tokens or 0) * per_input + (completion_tokens or 0) * per_output) / 1_000_000
-
-
 def billed_as_batch(tier: object, batch: bool = False) -> bool:
     """An answer billed at the batch price: from a provider batch, or asked on OpenAI's ``flex`` tier."""
     return batch or tier == "flex"
 
 
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """One model's prices per million tokens."""
+
+    input: float
+    output: float
+    cached_input: float
+    cache_write: float
+    cache_write_1h: float
+
+    def cost(self, usage: TokenUsage) -> float:
+        """What ``usage`` costs at these rates (the module docstring's formula)."""
+        prompt = usage.prompt or 0
+        cached = min(usage.cached or 0, prompt)
+        write = min(usage.cache_write or 0, prompt - cached)
+        long = min(usage.cache_write_1h or 0, write)
+        fresh = prompt - cached - write
+        total = (fresh * self.input + cached * self.cached_input + (write - long) * self.cache_write
+                 + long * self.cache_write_1h + (usage.completion or 0) * self.output)
+        return total / 1_000_000
+
+
+def rates_of(price: Price, cache: CachePricing, batch: bool = False) -> Rates:
+    """``price`` as rates, at the batch price when ``batch``; cache rates the price does not give follow
+    the provider's published ratios, and scale with the batch input price."""
+    per_input, per_output = price.rates(batch)
+    scale = price.input_scale(batch)
+
+    def own(rate: float | None, ratio: float) -> float:
+        return (rate if rate is not None else price.input_per_million * ratio) * scale
+
+    # One-hour cache writes (Anthropic's alone) always follow the published ratio: prices has no field for them.
+    return Rates(per_input, per_output, own(price.cached_input_per_million, cache.read),
+                 own(price.cache_write_per_million, cache.write), own(None, cache.write_1h))
+
+
+def cost_of(price: Price, usage: TokenUsage, cache: CachePricing, batch: bool = False) -> float:
+    """What ``usage`` cost at ``price`` (the batch price when ``batch``), cache tokens at their own rates."""
+    return rates_of(price, cache, batch).cost(usage)
+
+
 class Spend:
     """What the answers bought for one row cost, summed over every attempt that got one."""
 
-    __slots__ = ("completion_tokens", "cost", "paid", "prompt_tokens", "reported")
+    __slots__ = ("cache_write_tokens", "cached_tokens", "completion_tokens", "cost", "paid", "priced",
+                 "prompt_tokens", "reasoning_tokens", "reported", "sources")
 
     def __init__(self) -> None:
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.cached_tokens: int | None = None  # None: no answer said
+        self.cache_write_tokens: int | None = None
+        self.reasoning_tokens: int | None = None
         self.cost = 0.0
         self.paid = 0  # answers bought (not from the cache, not shared with an identical row)
-        self.reported = 0  # of those, the answers whose usage said what they cost
+        self.reported = 0  # of those, the answers whose usage said what they used
+        self.priced = 0  # of those, the answers with a known cost
+        self.sources: set[str] = set()  # where their costs came from
 
-    def add(self, prices: Prices, model: object, tier: object, prompt: int | None, output: int | None,
+    def add(self, prices: Prices, cache: CachePricing, model: object, tier: object, usage: TokenUsage,
             batch: bool = False) -> None:
-        """One answer bought, with the usage its reply reported (None: not said)."""
+        """One answer bought, with the usage its reply reported."""
         self.paid += 1
-        self.reported += prompt is not None or output is not None
-        self.prompt_tokens += prompt or 0
-        self.completion_tokens += output or 0
+        self.reported += usage.reported
+        self.prompt_tokens += usage.prompt or 0
+        self.completion_tokens += usage.completion or 0
+        self.cached_tokens = _plus(self.cached_tokens, usage.cached)
+        self.cache_write_tokens = _plus(self.cache_write_tokens, usage.cache_write)
+        self.reasoning_tokens = _plus(self.reasoning_tokens, usage.reasoning)
         price = price_for(prices, model)
-        if price is not None:
-            self.cost += cost_of(price, prompt, output, billed_as_batch(tier, batch))
+        if usage.reported_cost is not None:
+            self._priced(usage.reported_cost, REPORTED)
+        elif price is not None and usage.reported:
+            self._priced(cost_of(price, usage, cache, billed_as_batch(tier, batch)), CONFIG)
 
-    def row_cost(self, prices: Prices, model: object) -> float | None:
-        """The row's ``_cost``: what this run paid for it (0 for a cached answer), None without prices."""
-        if not prices or (str(model) not in prices and "*" not in prices and not self.cost):
-            return None
-        if self.paid and not self.reported:
-            return None  # bought, but the server did not say what it used: unknown, not free
-        return self.cost
+    def _priced(self, cost: float, source: str) -> None:
+        self.priced += 1
+        self.cost += cost
+        self.sources.add(source)
+
+    def usage(self) -> TokenUsage:
+        """The tokens of every answer bought, added up; all None when no answer said what it used."""
+        if not self.reported:
+            return TokenUsage()
+        return TokenUsage(self.prompt_tokens, self.completion_tokens, self.cached_tokens, self.cache_write_tokens,
+                          None, self.reasoning_tokens)
+
+    def row_cost(self, prices: Prices, model: object) -> tuple[float | None, str | None]:
+        """The row's ``_cost`` and ``_cost_source``: what this run paid for it (0 for a cached answer of a
+        priced model); None when any answer bought for it has no known cost (no price, or no usage)."""
+        if not self.paid:
+            return (0.0, CONFIG) if price_for(prices, model) is not None else (None, None)
+        if self.priced < self.paid:
+            return None, None  # bought, but not all of it can be priced: unknown, not free
+        return self.cost, "+".join(sorted(self.sources))
+
+
+def _plus(total: int | None, part: int | None) -> int | None:
+    return total if part is None else (total or 0) + part

@@ -29,12 +29,28 @@ META_COLUMNS: dict[str, dict[str, Any]] = {
     "_attempts": {"type": "integer", "description": "HTTP attempts for this row (0: from cache or skipped)"},
     "_cached": {"type": "boolean", "description": "the answer came from the answer cache (paid for earlier)"},
     "_prompt_tokens": {"type": ["null", "integer"],
-                       "description": "prompt tokens of every answer bought for the row (cached: what it used)"},
+                       "description": "input tokens of every answer bought for the row, however priced (cache "
+                                      "reads and writes included; cached: what it used)"},
     "_completion_tokens": {"type": ["null", "integer"],
-                           "description": "completion tokens of every answer bought for the row "
+                           "description": "output tokens of every answer bought for the row, reasoning included "
                                           "(cached: what it used)"},
+    "_cached_tokens": {"type": ["null", "integer"],
+                       "description": "the part of _prompt_tokens read from the provider's prompt cache "
+                                      "(null: not reported)"},
+    "_cache_write_tokens": {"type": ["null", "integer"],
+                            "description": "the part of _prompt_tokens written to the provider's prompt cache "
+                                           "(null: not reported)"},
+    "_reasoning_tokens": {"type": ["null", "integer"],
+                          "description": "the part of _completion_tokens the model spent reasoning "
+                                         "(null: not reported)"},
     "_cost": {"type": ["null", "number"],
-              "description": "what this run paid for the row, every attempt included (needs prices)"},
+              "description": "what this run paid for the row, every attempt included; null when unknown "
+                             "(no price for the model, or no usage)"},
+    "_cost_source": {"type": ["null", "string"],
+                     "description": "where _cost came from: config (prices), endpoint (the cost it reported)"},
+    "_request_id": {"type": ["null", "string"],
+                    "description": "the provider's id of the request that got the answer (its request-id "
+                                   "header), for a support ticket; null from the cache or when not sent"},
     "_latency_ms": {"type": ["null", "number"], "description": "request to full answer, last attempt"},
     "_ttft_ms": {"type": ["null", "number"], "description": "time to first token (streaming only)"},
     "_raw_answer": {"type": ["null", "string"],
@@ -70,8 +86,13 @@ class Tally:
     retried: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # of prompt_tokens, read from the provider's prompt cache
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
     cost: float = 0.0
     priced: bool = False
+    cost_sources: Counter[str] = field(default_factory=Counter)  # rows by where their cost came from
+    unpriced: Counter[str] = field(default_factory=Counter)  # model -> rows bought without a known cost
     first_failures: dict[str, list[str]] = field(default_factory=dict)
 
     @property
@@ -114,11 +135,33 @@ class Tally:
         elif outcome.attempts > 1:
             self.retried += 1
         if not outcome.cached:
-            self.prompt_tokens += outcome.prompt_tokens or 0
-            self.completion_tokens += outcome.completion_tokens or 0
+            self._add_tokens(outcome)
         if outcome.cost is not None:
             self.priced = True
             self.cost += outcome.cost
+            if outcome.cost_source:
+                self.cost_sources[outcome.cost_source] += 1
+        elif not outcome.cached and outcome.attempts and outcome.prompt_tokens is not None:
+            self.unpriced[str(outcome.model)] += 1
+
+    def _add_tokens(self, outcome: RowOutcome) -> None:
+        self.prompt_tokens += outcome.prompt_tokens or 0
+        self.completion_tokens += outcome.completion_tokens or 0
+        self.cached_tokens += outcome.cached_tokens or 0
+        self.cache_write_tokens += outcome.cache_write_tokens or 0
+        self.reasoning_tokens += outcome.reasoning_tokens or 0
+
+    @property
+    def cache_hit_ratio(self) -> float | None:
+        """The share of the input tokens read from the provider's prompt cache (None: no input)."""
+        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else None
+
+    def _cache_text(self) -> str:
+        if not (self.cached_tokens or self.cache_write_tokens):
+            return ""
+        ratio = self.cache_hit_ratio or 0.0
+        return (f" (read from the prompt cache {self.cached_tokens}, cache hit ratio {ratio:.1%}; "
+                f"written to it {self.cache_write_tokens})")
 
     def summary(self) -> str:
         # Each count says what it counts: "34 error; 0 failed and skipped" read as a contradiction.
@@ -126,9 +169,14 @@ class Tally:
         batched = f"answered by provider batches: {self.batched}; " if self.batched else ""
         text = (f"rows by status: {statuses}; left out by on_row_error skip: {self.skipped}; "
                 f"answers from cache: {self.cached}; {batched}rows retried: {self.retried}; "
-                f"tokens in {self.prompt_tokens}, out {self.completion_tokens}")
+                f"tokens in {self.prompt_tokens}{self._cache_text()}, out {self.completion_tokens}"
+                + (f" (reasoning {self.reasoning_tokens})" if self.reasoning_tokens else ""))
         if self.priced:
-            text += f"; cost {self.cost:.4f}"
+            sources = ", ".join(f"{name} {n}" for name, n in sorted(self.cost_sources.items()))
+            text += f"; cost {self.cost:.4f}" + (f" (rows priced from: {sources})" if sources else "")
+        if self.unpriced:
+            models = ", ".join(f"{m} ({n} rows)" for m, n in self.unpriced.most_common())
+            text += f"; no price for: {models} (their cost is unknown, not counted)"
         if self.by_error_class:
             text += "; errors by class: " + ", ".join(f"{c} {n}" for c, n in self.by_error_class.most_common())
             text += f"; first errors: {' | '.join(self.first_errors)}"

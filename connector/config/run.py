@@ -174,7 +174,11 @@ class RunSettings(Strict):
         title="Prices",
         description=(
             'Per model (or "*" for any), e.g. {"gpt-4o-mini": {"input_per_million": 0.15, '
-            '"output_per_million": 0.6}}; fills _cost and the run summary.'
+            '"output_per_million": 0.6}}; fills _cost and the run summary. Optional per model: '
+            'cached_input_per_million and cache_write_per_million (prompt-cache tokens; default: the '
+            "provider's published ratio to the input price, docs/PROMISES.md#cost-every-token-and-every-cent), "
+            'batch_input_per_million, batch_output_per_million or batch_discount. A cost the endpoint reports '
+            '(OpenRouter, LiteLLM) is taken instead.'
         ),
         json_schema_extra={"order": 35},
     )

@@ -115,10 +115,18 @@ class TLSConfig(Strict):
 
 class Price(Strict):
     """Price of one model, in currency units per million tokens; the batch price (provider batch APIs,
-    OpenAI's flex tier) given outright or as a discount, else taken to be the normal price."""
+    OpenAI's flex tier) given outright or as a discount, else taken to be the normal price. Prompt-cache
+    tokens at their own rates when given, else at the API shape's published ratio to the input price."""
 
-    input_per_million: float = Field(..., ge=0)
-    output_per_million: float = Field(..., ge=0)
+    input_per_million: float = Field(..., ge=0, description="Input tokens not read from or written to a "
+                                     "prompt cache.")
+    output_per_million: float = Field(..., ge=0, description="Output tokens, reasoning included.")
+    cached_input_per_million: float | None = Field(
+        None, ge=0, description="Input tokens read from the provider's prompt cache. Default: the provider's "
+        "published ratio (Anthropic and Gemini 0.1x input, OpenAI at most 0.5x).")
+    cache_write_per_million: float | None = Field(
+        None, ge=0, description="Input tokens written to the prompt cache. Default: Anthropic 1.25x input "
+        "(one-hour writes 2x), others the input price.")
     batch_input_per_million: float | None = Field(None, ge=0, description="Batch price of input tokens.")
     batch_output_per_million: float | None = Field(None, ge=0, description="Batch price of output tokens.")
     batch_discount: float | None = Field(
@@ -139,6 +147,12 @@ class Price(Strict):
         return (self.input_per_million * keep if self.batch_input_per_million is None else self.batch_input_per_million,
                 self.output_per_million * keep if self.batch_output_per_million is None
                 else self.batch_output_per_million)
+
+    def input_scale(self, batch: bool = False) -> float:
+        """How the batch price scales input tokens (1 without ``batch``): cache rates follow it."""
+        if not batch or not self.input_per_million:
+            return 1.0
+        return self.rates(True)[0] / self.input_per_million
 
 
 ErrorClass = Literal[

@@ -7,8 +7,8 @@ required (default :data:`DEFAULT_MAX_TOKENS`); ``stop`` becomes
 any | none | tool}``; an output schema is a tool the model is forced to call,
 whose input is the answer. Headers: ``x-api-key`` and ``anthropic-version``.
 Reply: ``content`` blocks (``text``, ``tool_use``, ``thinking``), ``stop_reason``,
-``usage.input_tokens`` / ``output_tokens`` (plus cache reads and writes, which
-count as prompt tokens). A stream is ``message_start``, ``content_block_start`` /
+``usage.input_tokens`` / ``output_tokens`` (plus cache reads and writes, reported apart and
+added to the prompt tokens: :func:`usage_counts`). A stream is ``message_start``, ``content_block_start`` /
 ``content_block_delta`` / ``content_block_stop`` per block, ``message_delta``
 (stop reason, output tokens) and ``message_stop``.
 """
@@ -34,6 +34,7 @@ from connector.dialects.base import (
     tool_call,
 )
 from connector.dialects.openai_chat import ChatDialect
+from connector.dialects.usage import CachePricing
 from connector.errors import BadReply, ConfigError
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -49,6 +50,9 @@ class AnthropicDialect(ChatDialect):
 
     name: ClassVar[str] = "anthropic_messages"
     system_key: ClassVar[str | None] = "system"
+    REQUEST_ID_HEADERS: ClassVar[tuple[str, ...]] = ("request-id", "x-request-id")
+    CACHE_PRICING: ClassVar[CachePricing] = CachePricing(
+        0.1, 1.25, 2.0, "Anthropic: cache reads 0.1x input, 5-minute cache writes 1.25x, one-hour writes 2x")
     UNSUPPORTED: ClassVar[Mapping[str, str]] = {
         "seed": "Messages has no seed",
         "frequency_penalty": "not in Messages",
@@ -175,16 +179,25 @@ def normalise(message: Mapping[str, Any], *, structured: bool = False) -> Reply:
     finish = _FINISH.get(str(stop), "other") if stop is not None else None
     if answer is not None and finish == "tool_calls" and not calls:
         finish = "stop"  # the forced output tool is the answer, not a call to act on
-    usage = message.get("usage") or {}
-    prompt = None
-    if any(isinstance(usage.get(k), int) for k in ("input_tokens", "cache_read_input_tokens")):
-        prompt = sum(usage.get(k) or 0 for k in ("input_tokens", "cache_read_input_tokens",
-                                                  "cache_creation_input_tokens"))
     meta = {k: message[k] for k in ("id", "model") if k in message}
     # Without a forced tool call (a server that ignores tool_choice), the text is the answer.
     content = answer if answer is not None else "".join(texts)
-    return chat_reply(content, finish, tool_calls=calls, reasoning="".join(thinking) or None,
-                      prompt_tokens=prompt, completion_tokens=usage.get("output_tokens"), meta=meta)
+    return chat_reply(content, finish, tool_calls=calls, reasoning="".join(thinking) or None, meta=meta,
+                      **usage_counts(message.get("usage") or {}))
+
+
+def usage_counts(usage: Mapping[str, Any]) -> dict[str, Any]:
+    """Messages ``usage`` as the normalised counts. ``input_tokens`` excludes the cache reads and
+    writes, which Anthropic reports apart (and bills at 0.1x and 1.25x, or 2x for a one-hour write):
+    the prompt is their sum. ``output_tokens`` already includes thinking (``output_tokens_details``)."""
+    parts = [usage.get(k) for k in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")]
+    prompt = sum(p for p in parts if isinstance(p, int)) if any(isinstance(p, int) for p in parts) else None
+    creation = usage.get("cache_creation")
+    details = usage.get("output_tokens_details")
+    return {"prompt_tokens": prompt, "completion_tokens": usage.get("output_tokens"),
+            "cached_tokens": parts[1], "cache_write_tokens": parts[2],
+            "cache_write_1h_tokens": creation.get("ephemeral_1h_input_tokens") if isinstance(creation, dict) else None,
+            "reasoning_tokens": details.get("thinking_tokens") if isinstance(details, dict) else None}
 
 
 class AnthropicStream:

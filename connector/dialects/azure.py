@@ -21,6 +21,8 @@ class AzureDialect(ChatDialect):
     """Chat completions on Azure OpenAI."""
 
     name: ClassVar[str] = "azure_openai"
+    # Azure's own id of the request is apim-request-id; x-request-id is forwarded from the model service.
+    REQUEST_ID_HEADERS: ClassVar[tuple[str, ...]] = ("apim-request-id", "x-request-id")
 
     def __init__(self, config: RequestPart) -> None:
         super().__init__(config)

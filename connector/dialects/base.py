@@ -12,7 +12,7 @@ connector reads::
                   "message": {"role": "assistant", "content": str,
                               "tool_calls"?: [{"id", "type": "function",
                                                "function": {"name", "arguments": str}}]}}],
-     "usage": {"prompt_tokens", "completion_tokens", "total_tokens"}}
+     "usage": {"prompt_tokens", "completion_tokens", "total_tokens", <details: connector.dialects.usage>}}
 
 Request bodies are built in the shape's own form, except two keys every dialect keeps while a
 body travels through the connector: ``model`` and ``stream`` (shapes that carry them in the
@@ -21,7 +21,6 @@ URL, such as Gemini, move them there in :meth:`Dialect.prepare`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -30,7 +29,14 @@ import orjson
 
 from connector.config.address import Address
 from connector.config.parts import RequestPart
-from connector.errors import BadReply, ConfigError
+
+# Reply bodies' JSON and error helpers live in bodies.py; imported from here by every dialect.
+from connector.dialects.bodies import generic_error_message as generic_error_message
+from connector.dialects.bodies import load_object as load_object
+from connector.dialects.bodies import loads as loads
+from connector.dialects.bodies import preview as preview
+from connector.dialects.usage import OPENAI_CACHE, CachePricing, usage_block
+from connector.errors import ConfigError
 from connector.jsonbytes import dumps
 
 Reply = dict[str, Any]
@@ -69,6 +75,8 @@ class Dialect(Protocol):
     # Where a body keeps its conversation: "messages", or the shape's own "input" / "contents".
     # A request template may use it instead of "messages".
     conversation_key: ClassVar[str]
+    # What the shape's provider publishes for prompt-cache tokens (where ``prices`` gives none).
+    CACHE_PRICING: ClassVar[CachePricing]
 
     @property
     def endpoint_url(self) -> str:
@@ -113,74 +121,12 @@ class Dialect(Protocol):
         """The built body with the model's ``answer`` replayed and the user's ``ask`` after it, in the
         shape's own turns; None when the body has no conversation to extend."""
 
+    def request_id(self, headers: Mapping[str, str]) -> str | None:
+        """The provider's id of one request, from the reply's headers (lower-case names), for a
+        support ticket; None when the server sent none."""
+
 
 # Shared helpers ----------------------------------------------------------------------
-
-
-def preview(raw: bytes | str, limit: int = 200) -> str:
-    """A short, one-line excerpt of a body for error messages."""
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def loads(raw: bytes | str) -> Any:
-    """JSON from a body or a stream event, decoded as the stream path decodes text: invalid UTF-8
-    and lone surrogate escapes (``"\\ud800"``) become U+FFFD instead of failing the reply.
-
-    Such a body is the same on every attempt, so refusing it would only buy it again. Raises
-    ValueError for text that is not JSON at all.
-    """
-    try:
-        return orjson.loads(raw)  # the fast path: well-formed UTF-8 JSON
-    except orjson.JSONDecodeError:
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        return _scrub(json.loads(text))  # the stdlib accepts lone surrogates; _scrub replaces them
-
-
-def _scrub(value: Any) -> Any:
-    """``value`` with every lone surrogate in its strings replaced (orjson cannot write them)."""
-    if isinstance(value, str):
-        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    if isinstance(value, list):
-        return [_scrub(v) for v in value]
-    if isinstance(value, dict):
-        return {_scrub(k): _scrub(v) for k, v in value.items()}
-    return value
-
-
-def load_object(raw: bytes | str, what: str = "the endpoint returned") -> dict[str, Any]:
-    """A JSON object from a body, or BadReply saying what was wrong."""
-    try:
-        value = loads(raw)
-    except ValueError:
-        raise BadReply(f"{what} a body that is not JSON: {preview(raw)}") from None
-    if not isinstance(value, dict):
-        raise BadReply(f"{what} JSON that is not an object: {preview(raw)}")
-    return value
-
-
-def generic_error_message(body: Any) -> str:
-    """The human part of an error body, whichever of the common shapes it has."""
-    if isinstance(body, (bytes, str)):
-        try:
-            body = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return preview(body)
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, dict):
-            message = err.get("message") or err.get("detail") or err.get("msg")
-            code = err.get("status") or err.get("code") or err.get("type")
-            if message:
-                return f"{message} ({code})" if code and str(code) not in str(message) else str(message)
-        elif isinstance(err, str):
-            return err
-        if isinstance(body.get("detail"), str):
-            return str(body["detail"])
-        if isinstance(body.get("message"), str):
-            return str(body["message"])
-    return preview(orjson.dumps(body))
 
 
 def chat_reply(
@@ -193,8 +139,13 @@ def chat_reply(
     completion_tokens: int | None = None,
     total_tokens: int | None = None,
     meta: Mapping[str, Any] | None = None,
+    cached_tokens: int | None = None,
+    cache_write_tokens: int | None = None,
+    cache_write_1h_tokens: int | None = None,
+    reasoning_tokens: int | None = None,
 ) -> Reply:
-    """A normalised reply, built the same way by every non-chat dialect."""
+    """A normalised reply, built the same way by every non-chat dialect (token counts as
+    :mod:`connector.dialects.usage` defines them)."""
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if reasoning:
         message["reasoning_content"] = reasoning
@@ -204,8 +155,9 @@ def chat_reply(
                     "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}]}
     if prompt_tokens is not None or completion_tokens is not None:
         total = total_tokens if total_tokens is not None else (prompt_tokens or 0) + (completion_tokens or 0)
-        reply["usage"] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                          "total_tokens": total}
+        reply["usage"] = usage_block(prompt_tokens, completion_tokens, total, cached_tokens=cached_tokens,
+                                     cache_write_tokens=cache_write_tokens,
+                                     cache_write_1h_tokens=cache_write_1h_tokens, reasoning_tokens=reasoning_tokens)
     return reply
 
 
@@ -296,6 +248,10 @@ class DialectBase:
     system_key: ClassVar[str | None] = None
     # First-class parameters this shape cannot express: name -> hint for the error message.
     UNSUPPORTED: ClassVar[Mapping[str, str]] = {}
+    # The published cache-token prices of the shape's provider (where prices gives none).
+    CACHE_PRICING: ClassVar[CachePricing] = OPENAI_CACHE
+    # Reply headers that carry the provider's request id, first found wins (OpenAI: x-request-id).
+    REQUEST_ID_HEADERS: ClassVar[tuple[str, ...]] = ("x-request-id",)
 
     def __init__(self, config: RequestPart) -> None:
         self.config = config
@@ -391,6 +347,13 @@ class DialectBase:
 
     def error_message(self, body: bytes | str) -> str:
         return generic_error_message(body)
+
+    def request_id(self, headers: Mapping[str, str]) -> str | None:
+        for name in self.REQUEST_ID_HEADERS:
+            value = headers.get(name)
+            if value:
+                return value
+        return None
 
     def parse_models(self, raw: bytes) -> list[str]:
         data = orjson.loads(raw)

@@ -83,6 +83,7 @@ class BedrockDialect(ChatDialect):
     """Chat completions on Amazon Bedrock."""
 
     name: ClassVar[str] = "amazon_bedrock"
+    REQUEST_ID_HEADERS: ClassVar[tuple[str, ...]] = ("x-amzn-requestid", "x-request-id")
     UNSUPPORTED: ClassVar[Mapping[str, str]] = {"service_tier": "not in Bedrock's OpenAI-compatible API"}
 
     def __init__(self, config: RequestPart) -> None:

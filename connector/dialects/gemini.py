@@ -34,6 +34,7 @@ from connector.dialects.base import (
     tool_call,
 )
 from connector.dialects.openai_chat import ChatDialect
+from connector.dialects.usage import CachePricing
 from connector.errors import BadReply, ConfigError
 
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
@@ -52,6 +53,9 @@ class GeminiDialect(ChatDialect):
     """``POST {base}/models/{model}:generateContent`` with ``x-goog-api-key``."""
 
     name: ClassVar[str] = "gemini_generate_content"
+    CACHE_PRICING: ClassVar[CachePricing] = CachePricing(
+        0.1, 1.0, 1.0, "Gemini 2.5 and later: cached input 0.1x input (2.0 models: 0.25x; set "
+        "cached_input_per_million), no write premium (explicit caches' storage per hour is not counted)")
     conversation_key: ClassVar[str] = "contents"
     system_key: ClassVar[str | None] = "systemInstruction"
     UNSUPPORTED: ClassVar[Mapping[str, str]] = {
@@ -234,14 +238,12 @@ def normalise(response: Mapping[str, Any]) -> Reply:
     meta = {"id": response["responseId"]} if "responseId" in response else {}
     if "modelVersion" in response:
         meta["model"] = response["modelVersion"]
-    usage = response.get("usageMetadata") or {}
-    prompt, output = usage.get("promptTokenCount"), usage.get("candidatesTokenCount")
-    if isinstance(usage.get("thoughtsTokenCount"), int):
-        output = (output or 0) + usage["thoughtsTokenCount"]  # thinking is billed as output
+    usage = usage_counts(response.get("usageMetadata") or {})
     if not isinstance(candidates, list) or not candidates:
         blocked = (response.get("promptFeedback") or {}).get("blockReason")
         if blocked:
-            return chat_reply(None, "content_filter", prompt_tokens=prompt, completion_tokens=output or 0, meta=meta)
+            return chat_reply(None, "content_filter", meta=meta,
+                              **{**usage, "completion_tokens": usage["completion_tokens"] or 0})
         raise BadReply(f"the reply has no 'candidates': {preview(orjson.dumps(response))}")
     candidate = candidates[0]
     texts, thoughts, calls = [], [], []
@@ -257,9 +259,20 @@ def normalise(response: Mapping[str, Any]) -> Reply:
     finish = None if reason is None else _FINISH.get(str(reason), "other")
     if finish == "stop" and calls:
         finish = "tool_calls"
-    return chat_reply("".join(texts), finish, tool_calls=calls, reasoning="".join(thoughts) or None,
-                      prompt_tokens=prompt, completion_tokens=output, total_tokens=usage.get("totalTokenCount"),
-                      meta=meta)
+    return chat_reply("".join(texts), finish, tool_calls=calls, reasoning="".join(thoughts) or None, meta=meta,
+                      **usage)
+
+
+def usage_counts(usage: Mapping[str, Any]) -> dict[str, Any]:
+    """``usageMetadata`` as the normalised counts. ``promptTokenCount`` already includes
+    ``cachedContentTokenCount``; ``thoughtsTokenCount`` is apart from ``candidatesTokenCount`` and
+    billed as output, so the completion is their sum."""
+    output, thoughts = usage.get("candidatesTokenCount"), usage.get("thoughtsTokenCount")
+    if isinstance(thoughts, int):
+        output = (output if isinstance(output, int) else 0) + thoughts
+    return {"prompt_tokens": usage.get("promptTokenCount"), "completion_tokens": output,
+            "total_tokens": usage.get("totalTokenCount"), "cached_tokens": usage.get("cachedContentTokenCount"),
+            "reasoning_tokens": thoughts}
 
 
 class GeminiStream:

@@ -31,6 +31,7 @@ from connector.dialects.base import (
     tool_call,
 )
 from connector.dialects.openai_chat import ChatDialect
+from connector.dialects.usage import detail
 from connector.errors import BadReply
 
 
@@ -194,9 +195,13 @@ def normalise(response: Mapping[str, Any]) -> Reply:
     if "created_at" in response:
         meta["created"] = response["created_at"]
     content = "".join(texts) if texts or not refusals else "".join(refusals)
+    # input_tokens includes the cached ones and output_tokens the reasoning, as in chat completions.
+    cached = detail(usage, "input_tokens_details", "cached_tokens")
+    reasoning_tokens = detail(usage, "output_tokens_details", "reasoning_tokens")
     return chat_reply(content, finish, tool_calls=calls, reasoning="".join(reasoning) or None,
                       prompt_tokens=usage.get("input_tokens"), completion_tokens=usage.get("output_tokens"),
-                      total_tokens=usage.get("total_tokens"), meta=meta)
+                      total_tokens=usage.get("total_tokens"), meta=meta, cached_tokens=cached,
+                      reasoning_tokens=reasoning_tokens)
 
 
 class ResponsesStream:

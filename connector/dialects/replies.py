@@ -13,7 +13,8 @@ type:
 - ``tool_calls`` is a list when present;
 - ``usage`` holds whole, non-negative token counts: ``"5"`` becomes 5, anything
   unreadable (``"n/a"``, a list) is dropped rather than crashing a tally later,
-  so the answer is still delivered and cached.
+  so the answer is still delivered and cached. :func:`connector.dialects.usage.usage_from`
+  reads it, its cache and reasoning details included.
 
 Refusals are not retried: a server that sent this shape once sends it again.
 """
@@ -24,6 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from connector.dialects.base import Reply, preview
+from connector.dialects.usage import token_count
 from connector.errors import BadReply
 
 _TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
@@ -48,19 +50,6 @@ def content_text(value: Any, where: str = "content") -> str | None:
                                f"{preview(repr(part))}", retryable=False)
         return "".join(texts)
     raise BadReply(f"the reply's {where} is {_kind(value)}, not text: {preview(repr(value))}", retryable=False)
-
-
-def token_count(value: Any) -> int | None:
-    """A token count as the integer it should be, or None when it cannot be read as one."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, float):
-        return int(value) if value.is_integer() and value >= 0 else None
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
 
 
 def usage_of(value: Any) -> dict[str, Any] | None:

@@ -24,6 +24,7 @@ from typing import Any
 
 from connector.answers.cache import cache_key
 from connector.answers.prices import billed_as_batch, cost_of, price_for
+from connector.dialects.usage import TokenUsage
 from connector.endpoint.limits import TokenEstimator
 from connector.errors import RowTooLong
 from connector.jsonbytes import dumps
@@ -92,9 +93,11 @@ class DryRun:
                 how = f"max_tokens where set, else {self.default_output} per request assumed"
             out.append(f"output tokens: ~{self.output_tokens:,} ({how})")
         if self.priced:
-            models = ", ".join(sorted(self.priced))
+            # Where each price came from: prices in the config is the only source a dry run has.
+            models = ", ".join(f"{m} from config prices" for m in sorted(self.priced))
             out.append(f"estimated cost: ~{self.cost:.4f} as normal requests, ~{self.batch_cost:.4f} through the "
-                       f"provider's batch API (prices of {models}; answers in the cache cost 0)")
+                       f"provider's batch API (prices of {models}; answers in the cache cost 0; every input "
+                       "token at the input price: prompt-cache hits can only lower it)")
             if self.no_batch_price:
                 out.append(f"no batch price for: {', '.join(sorted(self.no_batch_price))} (its batch cost is shown at "
                            "the normal price); set batch_discount (0.5 at OpenAI, Anthropic, Gemini) or "
@@ -178,8 +181,9 @@ class Planner:
                 result.no_batch_price.add(model or "*")
             if not cached:
                 tier = body.get("service_tier")  # flex is billed at the batch price
-                result.cost += cost_of(price, prompt, output, billed_as_batch(tier))
-                result.batch_cost += cost_of(price, prompt, output, billed_as_batch(tier, batch=True))
+                usage, cache = TokenUsage(prompt, output), self._dialect.CACHE_PRICING
+                result.cost += cost_of(price, usage, cache, billed_as_batch(tier))
+                result.batch_cost += cost_of(price, usage, cache, billed_as_batch(tier, batch=True))
         if len(result.samples) < self._samples:
             result.samples.append(await self._sample(item[0] + 1, body))
 

@@ -34,7 +34,7 @@ from connector.answers.outcomes import RowOutcome, Status, model_name
 from connector.answers.prices import Spend
 from connector.answers.records import ROW_NUMBER, Enriched, Record
 from connector.config.parts import RowPolicy
-from connector.dialects.replies import token_count
+from connector.dialects.usage import usage_from
 from connector.endpoint.classify import classify, fatal, is_fatal
 from connector.endpoint.client import Completion, EndpointClient
 from connector.errors import ErrorClass
@@ -172,14 +172,15 @@ class RowEnricher:
             return _Answer(completion.reply, completion, 0, cached=True)
         if cache is not None:
             cache.put(key, completion.reply)  # stored before the record exists: never paid twice
-        self._spend(spend, body, completion.reply)
+        self._spend(spend, body, completion.reply, completion.headers)
         return _Answer(completion.reply, completion, completion.attempts, cached=False)
 
-    def _spend(self, spend: Spend, body: Mapping[str, Any], reply: Mapping[str, Any], batch: bool = False) -> None:
-        usage = reply.get("usage") or {}
-        prompt, output = token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens"))
-        spend.add(self._policy.prices, body.get("model"), body.get("service_tier"), prompt, output, batch)
-        self._fit.observe(body, prompt, output)
+    def _spend(self, spend: Spend, body: Mapping[str, Any], reply: Mapping[str, Any],
+               headers: Mapping[str, str] | None = None, batch: bool = False) -> None:
+        usage = usage_from(reply, headers)
+        spend.add(self._policy.prices, self._dialect.CACHE_PRICING, body.get("model"), body.get("service_tier"),
+                  usage, batch)
+        self._fit.observe(body, usage.prompt, usage.completion)
 
     async def _validated(self, ask: Ask, body: Body, answer: _Answer, spend: Spend) -> Enriched:
         """Validate the answer (asking again with feedback), then judge it into the row's outcome."""
@@ -208,8 +209,10 @@ class RowEnricher:
     def _judged(self, ask: Ask, columns: Record, body: Body, answer: _Answer, problem: str | None,
                 spend: Spend) -> Enriched:
         ask.values.update(columns)
+        headers = answer.completion.headers if answer.completion is not None else None  # None: from the cache
         outcome = judged(answer.reply, body.get("model"), problem, attempts=answer.attempts, cached=answer.cached,
-                         completion=answer.completion, spend=spend, prices=self._policy.prices)
+                         completion=answer.completion, spend=spend, prices=self._policy.prices,
+                         request_id=self._dialect.request_id(headers) if headers is not None else None)
         return Enriched(ask.number, ask.values, outcome)
 
     def _unanswered(self, number: int, values: Record, status: Status, message: str,
