@@ -49,6 +49,7 @@ class AnthropicDialect(ChatDialect):
     """``POST {base}/messages`` with ``x-api-key`` and ``anthropic-version``."""
 
     name: ClassVar[str] = "anthropic_messages"
+    CHAT_BODY: ClassVar[bool] = False
     system_key: ClassVar[str | None] = "system"
     REQUEST_ID_HEADERS: ClassVar[tuple[str, ...]] = ("request-id", "x-request-id")
     CACHE_PRICING: ClassVar[CachePricing] = CachePricing(

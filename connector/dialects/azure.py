@@ -66,7 +66,7 @@ class AzureDialect(ChatDialect):
         return self.address.url("/openai/models", {"api-version": self._version}, base=self._endpoint)
 
     def prepare(self, body: Mapping[str, Any]) -> Prepared:
-        wire = dict(body)
+        wire = self.wire(body)
         if self._version == "v1" and not self._fixed:
             wire["model"] = self.deployment_for(body)  # the v1 API names the deployment in the body
         return Prepared(self.url_for(body), wire, bool(body.get("stream")))

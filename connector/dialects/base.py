@@ -121,6 +121,10 @@ class Dialect(Protocol):
         """The built body with the model's ``answer`` replayed and the user's ``ask`` after it, in the
         shape's own turns; None when the body has no conversation to extend."""
 
+    def adapt(self, status: int, message: str) -> str | None:
+        """After an error the request itself caused (``status``, the error's ``message``): what the
+        dialect changed so that resending it can succeed, in words; None when nothing would."""
+
     def request_id(self, headers: Mapping[str, str]) -> str | None:
         """The provider's id of one request, from the reply's headers (lower-case names), for a
         support ticket; None when the server sent none."""
@@ -267,6 +271,7 @@ class DialectBase:
         # Sent with every request after the shape's own auth: url's userinfo, then the config's headers.
         self.extra_headers = {**self.address.basic_auth(), **config.headers}
         self._urls: dict[str, str] = {}  # path -> url: the address is fixed, and every request asks
+        self._completion_tokens_name = False  # the endpoint asked for max_completion_tokens (adapt)
         self._check()
 
     def _check(self) -> None:
@@ -347,6 +352,9 @@ class DialectBase:
 
     def error_message(self, body: bytes | str) -> str:
         return generic_error_message(body)
+
+    def adapt(self, status: int, message: str) -> str | None:
+        return None
 
     def request_id(self, headers: Mapping[str, str]) -> str | None:
         for name in self.REQUEST_ID_HEADERS:

@@ -53,6 +53,7 @@ class GeminiDialect(ChatDialect):
     """``POST {base}/models/{model}:generateContent`` with ``x-goog-api-key``."""
 
     name: ClassVar[str] = "gemini_generate_content"
+    CHAT_BODY: ClassVar[bool] = False
     CACHE_PRICING: ClassVar[CachePricing] = CachePricing(
         0.1, 1.0, 1.0, "Gemini 2.5 and later: cached input 0.1x input (2.0 models: 0.25x; set "
         "cached_input_per_million), no write premium (explicit caches' storage per hour is not counted)")

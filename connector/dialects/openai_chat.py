@@ -7,6 +7,7 @@ completions at another address or with another key header (Azure, Bedrock).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -27,11 +28,17 @@ from connector.errors import BadReply
 
 __all__ = ["ChatDialect", "Reply", "StreamAssembler", "error_message", "parse_reply"]
 
+# OpenAI's reasoning models refuse max_tokens (400 "Use 'max_completion_tokens' instead"): o1, o3, o4-mini,
+# gpt-5 and their dated snapshots, also behind a provider prefix (openai/o3-mini).
+REASONING_MODELS = re.compile(r"(^|/)(o\d|gpt-5)([-.]|$)")
+
 
 class ChatDialect(DialectBase):
     """``POST {base}/chat/completions`` with ``Authorization: Bearer``."""
 
     name: ClassVar[str] = "openai_chat_completions"
+    # The body is a chat-completions body (max_tokens and all): false in the shapes built on this class.
+    CHAT_BODY: ClassVar[bool] = True
 
     @property
     def endpoint_url(self) -> str:
@@ -46,13 +53,33 @@ class ChatDialect(DialectBase):
             body.setdefault("logprobs", True)
         if self._schema is not None:
             body["response_format"] = chat_schema_format(self._schema)
+        if "max_tokens" in body and REASONING_MODELS.search(str(body.get("model") or "")):
+            body["max_completion_tokens"] = body.pop("max_tokens")
         return body
+
+    def adapt(self, status: int, message: str) -> str | None:
+        """What to change after an error the request itself caused, so that resending it can succeed; None
+        when nothing would. OpenAI's reasoning models answer 400 "Unsupported parameter: 'max_tokens' ...
+        Use 'max_completion_tokens' instead": from then on max_tokens goes as max_completion_tokens."""
+        if self.CHAT_BODY and status == 400 and "max_completion_tokens" in message \
+                and not self._completion_tokens_name:
+            self._completion_tokens_name = True
+            return "the endpoint refused max_tokens and asked for max_completion_tokens: sent so from now on"
+        return None
 
     def stream_fields(self) -> dict[str, Any]:
         return {"stream_options": {"include_usage": True}}
 
     def prepare(self, body: Mapping[str, Any]) -> Prepared:
-        return Prepared(self.endpoint_url, dict(body), bool(body.get("stream")))
+        return Prepared(self.endpoint_url, self.wire(body), bool(body.get("stream")))
+
+    def wire(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The body as sent: max_tokens under its other name once the endpoint asked for it (on the wire
+        only, so cache keys stay as they were)."""
+        wire = dict(body)
+        if self._completion_tokens_name and "max_tokens" in wire:
+            wire["max_completion_tokens"] = wire.pop("max_tokens")
+        return wire
 
     def auth_headers(self) -> dict[str, str]:
         key = self.config.api_key.get_secret_value() if self.config.api_key is not None else ""

@@ -39,6 +39,7 @@ class ResponsesDialect(ChatDialect):
     """``POST {base}/responses`` with ``Authorization: Bearer``."""
 
     name: ClassVar[str] = "openai_responses"
+    CHAT_BODY: ClassVar[bool] = False
     conversation_key: ClassVar[str] = "input"
     system_key: ClassVar[str | None] = "instructions"
     UNSUPPORTED: ClassVar[Mapping[str, str]] = {

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connector import errors
-from connector.callbacks import Sleep
+from connector.callbacks import Notice, Sleep, no_notice
 from connector.config.parts import ClientPart
 from connector.dialects import Dialect, Prepared
 from connector.dialects.openai_chat import Reply, error_message
@@ -159,8 +159,10 @@ class EndpointClient:
         sleep: Sleep | None = None,
         limiter: Limiter | None = None,
         budget: SpendBudget | None = None,
+        notice: Notice | None = None,
     ) -> None:
         self._dialect = dialect
+        self._notice: Notice = notice or no_notice
         self._url = self._dialect.endpoint_url
         self._models_url = self._dialect.models_url
         self._timeout = settings.timeout
@@ -298,9 +300,12 @@ class EndpointClient:
                                f"({type(exc).__name__}: {exc})", retryable=False)
 
     async def complete(self, body: dict[str, Any]) -> Completion:
-        """One completion, retried on transient failures; the last error is raised."""
+        """One completion, retried on transient failures; the last error is raised. A request the endpoint
+        refused for a reason the dialect can fix (OpenAI's "Use 'max_completion_tokens'") is sent once more,
+        changed, with a LOG line saying so."""
         attempts = 0  # attempts that reached the endpoint
         starved = 0.0  # seconds waited for local resources
+        adapted = False
         while True:
             try:
                 completion = await self.complete_once(body)
@@ -309,6 +314,11 @@ class EndpointClient:
                 continue
             except errors.EndpointError as exc:
                 attempts += 1
+                change = self._adapt(exc) if not adapted else None
+                if change is not None:
+                    adapted = True
+                    self._notice("WARN", f"{change} (the request was sent again; {exc.message})")
+                    continue
                 if not exc.retryable or attempts >= self._max_attempts:
                     exc.attempts = attempts
                     raise
@@ -316,6 +326,11 @@ class EndpointClient:
                 continue
             completion.attempts = attempts + 1
             return completion
+
+    def _adapt(self, exc: errors.EndpointError) -> str | None:
+        if not isinstance(exc, errors.HTTPStatusError):
+            return None
+        return self._dialect.adapt(exc.status, f"{exc.message} {exc.body}")
 
     def _retry_delay(self, failed_attempts: int, exc: errors.EndpointError) -> float:
         """Exponential backoff with full jitter (0.5 s doubling, at most 30 s), never shorter than

@@ -105,7 +105,8 @@ async def connect(config: SourceConfig, dialect: Dialect, transport_factory: Tra
     transport = transport_factory(parts.limits)
     try:
         client = EndpointClient(parts.client, transport, dialect, limiter=limiter_for(parts.limits, notice)
-                                if limited else None, budget=budget_for(parts.limits) if limited else None)
+                                if limited else None, budget=budget_for(parts.limits) if limited else None,
+                                notice=notice)
         yield Endpoint(parts, Redactor.for_config(config), client, transport)
     finally:
         await transport.aclose()
