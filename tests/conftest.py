@@ -186,6 +186,11 @@ def catalog_for(stream: str = "enriched_rows", sync_mode: str = "full_refresh") 
                          "sync_mode": sync_mode, "destination_sync_mode": "append"}]}
 
 
+def progress_of(stream_state: dict[str, Any]) -> dict[str, Any]:
+    """A stream state without its input fingerprint (``state_version``, ``input``): what it says is done."""
+    return {key: value for key, value in stream_state.items() if key not in ("state_version", "input")}
+
+
 def mock_transport(handler: Callable[[httpx.Request], httpx.Response]) -> Callable[[Any], HttpxTransport]:
     """A transport factory for commands.*: every request goes to ``handler``."""
     return lambda _limits: HttpxTransport(httpx.AsyncClient(transport=httpx.MockTransport(handler)))

@@ -19,7 +19,7 @@ from connector.dialects.openai_chat import ChatDialect
 from connector.endpoint.batch import BatchLimits
 from connector.errors import BatchFailed
 from tests.batch_runs import KEY, batch_config, delta, fake_batch_server, read, rows_of
-from tests.conftest import catalog_for
+from tests.conftest import catalog_for, progress_of
 from tests.fake_batch import Control
 
 pytestmark = pytest.mark.timeout(120)
@@ -72,7 +72,7 @@ def test_a_batch_read_runs_to_completion_with_every_row_in_order(shape: str, aut
     assert all(r["_status"] == "ok" and r["_batch_id"] and not r["_cached"] for r in records)
     assert len({r["_batch_id"] for r in records}) == 1
     assert set(records[0]) == schema_columns(config)  # what discover declares, _batch_id included
-    assert sync.stream_state == {"position": 5}  # no batch left in the STATE
+    assert progress_of(sync.stream_state) == {"position": 5}  # no batch left in the STATE
     assert sync.statuses[-1] == "COMPLETE"
     assert delta(auto.stats(), before, *BOUGHT) == {"batch_created": 1, "batch_requests": 5,
                                                     "batch_custom_ids_twice": 0, "answers": 5,
@@ -132,7 +132,7 @@ def test_without_wait_each_sync_emits_the_rows_whose_batches_ended_in_order(manu
     manual.advance(ids[2], steps=4)
     fourth = read(config, third.state)
     assert [r["_row_number"] for r in fourth.records] == [7]
-    assert fourth.stream_state == {"position": 7} and fourth.statuses[-1] == "COMPLETE"
+    assert progress_of(fourth.stream_state) == {"position": 7} and fourth.statuses[-1] == "COMPLETE"
 
     grown = {**config, "input": {"rows": rows_of(9, "hourly")}}  # two rows appended: only they are submitted
     fifth = read(grown, fourth.state)
@@ -243,7 +243,7 @@ def test_a_batch_that_failed_as_a_whole_is_an_error_with_the_reason_and_its_rows
         auto.plan("complete")
     assert isinstance(failed.error, BatchFailed) and reason in failed.error.message
     assert failed.error.failure_type == "transient_error" and "1 more failed too" in failed.error.message
-    assert failed.records == [] and failed.stream_state == {"position": 0}  # both dropped from the STATE
+    assert failed.records == [] and progress_of(failed.stream_state) == {"position": 0}  # both dropped from the STATE
     assert failed.statuses[-1] == "INCOMPLETE"
     before = auto.stats()
     again = read(config, failed.state)
@@ -275,14 +275,14 @@ def test_max_requests_caps_what_is_submitted_and_stops_cleanly_before_the_rest(a
     sync = read(batch_config(auto.origin, rows_of(5, "guarded"), max_requests=3))
     assert sync.error is None
     assert [r["_row_number"] for r in sync.records] == [1, 2, 3]
-    assert sync.stream_state == {"position": 3}
+    assert progress_of(sync.stream_state) == {"position": 3}
     assert any("2 rows were not submitted" in line for line in sync.logs)
     assert delta(auto.stats(), before, "batch_requests", "answers") == {"batch_requests": 3, "answers": 3}
 
 
 def test_the_state_keeps_no_batch_a_full_refresh_finished(auto: Control) -> None:
     sync = read(batch_config(auto.origin, rows_of(2, "full")), sync_mode="full_refresh")
-    assert sync.stream_state == {"position": 2, "sync_complete": True}
+    assert progress_of(sync.stream_state) == {"position": 2, "sync_complete": True}
 
 
 def test_meta_columns_declare_the_batch_id() -> None:
@@ -353,4 +353,4 @@ def test_a_state_with_batches_read_without_batch_mode_says_what_happens_to_them(
     assert [r["_batch_id"] for r in normal.records] == [None, None]
     assert any(f"lists 1 provider batches ({batch_id})" in line and "batch.enabled is off" in line
                for line in normal.logs)
-    assert normal.stream_state == {"position": 2}
+    assert progress_of(normal.stream_state) == {"position": 2}

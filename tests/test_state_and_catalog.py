@@ -1,10 +1,14 @@
-"""connector.airbyte.state.position_for, connector.airbyte.catalog (streams) and connector.answers.schema
-(schemas, primary key)."""
+"""connector.airbyte.state.position_for (a STATE bound to its input, types strict), connector.airbyte.catalog
+(streams) and connector.answers.schema (schemas, primary key)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pyarrow as pa
 import pytest
 
@@ -16,8 +20,8 @@ from connector.answers.schema import enriched_schema, output_columns, primary_ke
 from connector.config.load import load_config
 from connector.config.parts import parts_of
 from connector.config.sections import ResponseTemplate
-from connector.errors import CatalogError, ConfigError, StateError
-from tests.conftest import catalog_for
+from connector.errors import CatalogError, ConfigError, ConnectorError, StateError
+from tests.conftest import catalog_for, chat_reply, mock_transport
 
 STREAM = "enriched_rows"
 
@@ -258,3 +262,133 @@ def test_a_single_state_message_object_is_accepted() -> None:
 def test_a_boolean_position_is_not_a_position() -> None:
     with pytest.raises(StateError):
         position_for({"enriched_rows": {"position": True}}, "enriched_rows", "incremental")
+
+
+# A STATE is bound to the input it came from ----------------------------------------------
+
+
+def sync(tmp: Path, state: Any, *, mode: str = "incremental", **input_extra: Any,
+         ) -> tuple[list[dict[str, Any]], ConnectorError | None, int]:
+    """An in-process read of ``tmp/data.csv`` with ``state``: its messages, the error that ended it, and how
+    many requests reached the endpoint."""
+    from connector.airbyte import commands
+
+    asked: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(1)
+        return httpx.Response(200, json=chat_reply("ok"))
+
+    config = {"url": "http://fake.local/v1", "api_key": "sk-test", "model": "m", "prompt": "Say {{text}}",
+              "input": {"path": str(tmp / "data.csv"), **input_extra}}
+    messages: list[dict[str, Any]] = []
+
+    async def collect() -> None:
+        async for message in commands.read(config, catalog_for(sync_mode=mode), state, mock_transport(answer)):
+            messages.append(message)
+
+    try:
+        asyncio.run(collect())
+    except ConnectorError as exc:
+        return messages, exc, len(asked)
+    return messages, None, len(asked)
+
+
+def write_rows(path: Path, texts: list[str]) -> None:
+    path.write_text("id,text\n" + "".join(f"{i},{t}\n" for i, t in enumerate(texts, 1)))
+
+
+def last_state(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [[m for m in messages if m["type"] == "STATE"][-1]]
+
+
+def rows_of(messages: list[dict[str, Any]]) -> list[int]:
+    return [m["record"]["data"]["_row_number"] for m in messages if m["type"] == "RECORD"]
+
+
+def test_the_state_of_a_100_row_file_is_refused_for_another_150_row_file(tmp_path: Path) -> None:
+    write_rows(tmp_path / "data.csv", [f"old {i}" for i in range(100)])
+    first, error, _ = sync(tmp_path, None)
+    assert error is None and rows_of(first)[-1] == 100
+    write_rows(tmp_path / "data.csv", [f"new {i}" for i in range(150)])
+    os.utime(tmp_path / "data.csv", (1_800_000_000, 1_800_000_000))
+    messages, error, asked = sync(tmp_path, last_state(first))
+    assert isinstance(error, StateError) and error.failure_type == "config_error"
+    assert rows_of(messages) == [] and asked == 0  # nothing emitted, nothing bought
+    assert "does not belong to this input" in error.message and "rows 1..100" in error.message
+    assert f"'{tmp_path / 'data.csv'}' changed" in error.message and "2027-01-15 08:00:00 UTC now" in error.message
+    assert "run without --state" in error.message
+
+
+@pytest.mark.parametrize("change", ["edit", "insert", "remove"])
+def test_a_row_edited_inserted_or_removed_before_the_position_is_named_not_skipped(tmp_path: Path,
+                                                                                   change: str) -> None:
+    texts = [f"row {i}" for i in range(1, 11)]
+    write_rows(tmp_path / "data.csv", texts)
+    first, _, _ = sync(tmp_path, None)
+    if change == "edit":
+        texts[4] = "row 5 edited"
+    elif change == "insert":
+        texts.insert(4, "a row inserted")
+    else:
+        del texts[4]
+    write_rows(tmp_path / "data.csv", [*texts, "row 11"])
+    messages, error, asked = sync(tmp_path, last_state(first))
+    assert isinstance(error, StateError) and "rows 1..10 of the input are not the rows it covered" in error.message
+    assert rows_of(messages) == [] and asked == 0
+
+
+def test_appended_rows_are_read_and_the_state_binds_them_too(tmp_path: Path) -> None:
+    write_rows(tmp_path / "data.csv", ["1", "2", "3"])  # text column read as integers
+    first, _, _ = sync(tmp_path, None)
+    write_rows(tmp_path / "data.csv", ["1", "2", "3", "four", "five"])  # now a string column: no row changed
+    second, error, asked = sync(tmp_path, last_state(first))
+    assert error is None and rows_of(second) == [4, 5] and asked == 2
+    state = last_state(second)[0]["state"]["stream"]["stream_state"]
+    assert state["state_version"] == 2 and state["position"] == 5
+    assert state["input"]["files"] == [{"name": str(tmp_path / "data.csv"), "rows": 5,
+                                        "size": (tmp_path / "data.csv").stat().st_size,
+                                        "mtime_ns": (tmp_path / "data.csv").stat().st_mtime_ns}]
+    third, error, asked = sync(tmp_path, last_state(second))
+    assert error is None and rows_of(third) == [] and asked == 0
+
+
+def test_a_state_written_before_fingerprints_still_resumes_and_is_bound_from_then_on(tmp_path: Path) -> None:
+    write_rows(tmp_path / "data.csv", ["a", "b", "c"])
+    messages, error, asked = sync(tmp_path, [stream_state({"position": 2})])
+    assert error is None and rows_of(messages) == [3] and asked == 1
+    warnings = [m["log"]["message"] for m in messages if m["type"] == "LOG" and m["log"]["level"] == "WARN"]
+    assert any("no input fingerprint" in w and "rows 1..2" in w for w in warnings)
+    assert last_state(messages)[0]["state"]["stream"]["stream_state"]["state_version"] == 2
+
+
+def test_a_fingerprinted_state_of_a_longer_input_is_an_error_not_a_warning(tmp_path: Path) -> None:
+    write_rows(tmp_path / "data.csv", ["a", "b", "c"])
+    first, _, _ = sync(tmp_path, None)
+    write_rows(tmp_path / "data.csv", ["a", "b"])
+    _, error, asked = sync(tmp_path, last_state(first))
+    assert isinstance(error, StateError) and "the input has only 2 rows" in error.message and asked == 0
+
+
+@pytest.mark.parametrize(("entry", "fragment"), [
+    ({"position": 3, "sync_complete": "false"}, "sync_complete must be true or false, got 'false' (str)"),
+    ({"position": 3, "sync_complete": 0}, "sync_complete must be true or false"),
+    ({"position": 3, "state_version": 3, "input": {}}, "state_version 3 is not one this version"),
+    ({"position": 3, "state_version": "2"}, "state_version 2 is not one"),
+    ({"position": 3, "state_version": 2}, "must have 'input'"),
+    ({"position": 3, "state_version": 2, "input": {"rows_sha256": "x", "files": []}}, "input.rows_sha256"),
+    ({"position": 3, "state_version": 2, "input": {"rows_sha256": "0" * 64, "files": [{"name": "a", "size": "1",
+                                                                                        "mtime_ns": 0, "rows": 1}]}},
+     "input.files.0.size: expected a whole number"),
+])
+def test_state_types_are_checked_strictly(entry: Any, fragment: str) -> None:
+    with pytest.raises(StateError) as caught:
+        position_for([stream_state(entry)], STREAM, "full_refresh")
+    assert fragment in caught.value.message
+
+
+def test_a_string_false_sync_complete_does_not_restart_from_row_1(tmp_path: Path) -> None:
+    write_rows(tmp_path / "data.csv", ["a", "b", "c"])
+    messages, error, asked = sync(tmp_path, [stream_state({"position": 2, "sync_complete": "false"})],
+                                  mode="full_refresh")
+    assert isinstance(error, StateError) and rows_of(messages) == [] and asked == 0

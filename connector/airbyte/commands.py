@@ -126,7 +126,7 @@ async def read(
     held: list[Message] = []
     async with prepare(config, transport_factory, purpose="dry_run" if dry_run else "read", stdin=stdin,
                        notice=notice or _into(held), start=saved.position if saved else 0,
-                       saved=saved.batches if saved else ()) as ctx:
+                       saved=saved.batches if saved else (), saved_input=saved.input if saved else None) as ctx:
         for note in ctx.notes:
             yield protocol.log(note, "WARN")
         for stream in selected:
@@ -195,7 +195,7 @@ async def _read_enriched(ctx: RunContext, full_refresh: bool, checkpointing: Che
                 yield protocol.stream_status(name, "RUNNING")
             yield protocol.record(name, event.data)
         elif isinstance(event, Checkpoint):
-            position = StreamPosition(event.position, event.sync_complete, event.batches)
+            position = StreamPosition(event.position, event.sync_complete, event.batches, event.input)
             yield protocol.state(name, position.as_state(), event.records)
         elif isinstance(event, Note):
             yield protocol.log(redact(event.text), event.level)

@@ -1,14 +1,32 @@
-"""Checkpoints: where a sync stands, and where a resumed one starts.
+"""Checkpoints: where a sync stands, where a resumed one starts, and which input it belongs to.
 
 Output is in input order, so the position (rows emitted so far) is a complete
-cursor: ``{"position": N}`` means rows 1..N are in the destination. A full-refresh
-sync that finished records ``"sync_complete": true`` so the next one starts over;
-an incremental sync continues after row N, picking up rows appended since.
+cursor. The stream state this source writes (version 2)::
+
+    {"state_version": 2,
+     "position": 150,                  # rows 1..150 are in the destination
+     "sync_complete": true,            # only after a full-refresh sync that finished
+     "batches": [...],                 # only in batch mode: provider batches holding rows after the position
+     "input": {                        # what rows 1..position were (connector.rows.fingerprint)
+       "rows_sha256": "<64 hex>",      # the chain hash of rows 1..position, values as text
+       "files": [{"name": "data.csv", "size": 5120, "mtime_ns": 1733475600000000000, "rows": 150}]}}
+
+A full-refresh sync that finished records ``"sync_complete": true`` so the next one
+starts over; an incremental sync continues after row N, picking up rows appended
+since, once rows 1..N of the input are found to hash to ``input.rows_sha256``
+(:mod:`connector.pipeline.resume`; a mismatch is a StateError naming what changed).
+``files`` lists the files rows 1..N came from (none for stdin or inline rows), for that
+message. Types are checked strictly: ``"sync_complete": "false"`` is an error, not true.
+
+To extend the format, add keys (older readers of version 2 ignore keys they do not
+know) or, when a key changes meaning, raise ``state_version``: a state of a higher
+version than this reader knows is refused with a message saying so. Version 1 (no
+``state_version``: ``{"position": N}``, written before fingerprints) is read as it
+is, rows 1..N taken as they now are; the next STATE is version 2.
 
 In batch mode the state also lists the provider batches that still hold rows after N
 (``"batches": [...]``, :mod:`connector.pipeline.batch_ledger`), so the next sync collects
-their answers instead of submitting the rows again. A state without the key (every state
-written before batch mode existed) has none.
+their answers instead of submitting the rows again. A state without the key has none.
 """
 
 from __future__ import annotations
@@ -18,6 +36,9 @@ from typing import Any
 
 from connector.errors import StateError
 from connector.pipeline.batch_ledger import SavedBatch
+from connector.rows.fingerprint import InputFingerprint
+
+STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -25,13 +46,18 @@ class StreamPosition:
     position: int = 0
     sync_complete: bool = False
     batches: tuple[SavedBatch, ...] = ()
+    input: InputFingerprint | None = None  # None: a version-1 state, or no state
 
     def as_state(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"position": self.position}
+        """The stream state (version 2; version 1 without a fingerprint, which only tests build)."""
+        out: dict[str, Any] = {} if self.input is None else {"state_version": STATE_VERSION}
+        out["position"] = self.position
         if self.sync_complete:
             out["sync_complete"] = True
         if self.batches:
             out["batches"] = [batch.as_state() for batch in self.batches]
+        if self.input is not None:
+            out["input"] = self.input.as_state()
         return out
 
 
@@ -66,24 +92,43 @@ def _stream_states(raw: Any) -> dict[str, Any]:
 
 
 def position_for(raw: Any, stream: str, sync_mode: str) -> StreamPosition:
-    """Where the stream resumes, given the ``--state`` file's content."""
+    """Where the stream resumes, given the ``--state`` file's content (types checked strictly)."""
     entry = _stream_states(raw).get(stream)
     if entry is None:
         return StreamPosition()
-    position = entry.get("position") if isinstance(entry, dict) else None
-    if not isinstance(position, int) or isinstance(position, bool) or position < 0:
-        raise StateError(
-            f"state for stream '{stream}' is not this source's (expected {{\"position\": <rows done>}}, "
-            f"got {str(entry)[:80]}); pass the state this source emitted, or none to start over"
-        )
-    batches = entry.get("batches") or []
-    if not isinstance(batches, list):
-        raise StateError(f"state for stream '{stream}': batches must be a list; pass the state this source emitted")
-    saved = StreamPosition(entry["position"], bool(entry.get("sync_complete")), tuple(
-        SavedBatch.from_state(raw, f"state for stream '{stream}', batches.{i}") for i, raw in enumerate(batches)))
+    saved = _parsed(entry, f"state for stream '{stream}'")
     if sync_mode == "full_refresh" and saved.sync_complete:
         return StreamPosition()
     return saved
+
+
+def _parsed(entry: Any, where: str) -> StreamPosition:
+    position = entry.get("position") if isinstance(entry, dict) else None
+    if not isinstance(entry, dict) or not isinstance(position, int) or isinstance(position, bool) or position < 0:
+        raise StateError(
+            f"{where} is not this source's (expected {{\"position\": <rows done>}}, "
+            f"got {str(entry)[:80]}); pass the state this source emitted, or none to start over"
+        )
+    version = entry.get("state_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= STATE_VERSION:
+        raise StateError(f"{where}: state_version {str(version)[:20]} is not one this version of the connector "
+                         f"reads (1 to {STATE_VERSION}): a newer version wrote it. Upgrade the connector, or reset "
+                         "the stream's state to start over")
+    complete = entry.get("sync_complete")
+    if complete is not None and not isinstance(complete, bool):
+        raise StateError(f"{where}: sync_complete must be true or false, got {str(complete)[:40]!r} "
+                         f"({type(complete).__name__}); pass the state this source emitted, or none to start over")
+    batches = entry.get("batches") or []
+    if not isinstance(batches, list):
+        raise StateError(f"{where}: batches must be a list; pass the state this source emitted")
+    bound = entry.get("input")
+    if version >= 2 and bound is None:
+        raise StateError(f"{where}: a version {version} state must have 'input' (its fingerprint); pass the "
+                         "state this source emitted, or none to start over")
+    return StreamPosition(
+        position, bool(complete),
+        tuple(SavedBatch.from_state(raw, f"{where}, batches.{i}") for i, raw in enumerate(batches)),
+        None if bound is None else InputFingerprint.from_state(bound, f"{where}, input"))
 
 
 def check_resume(start: StreamPosition, rows: int | None, stream: str, sync_mode: str) -> str | None:
@@ -94,8 +139,8 @@ def check_resume(start: StreamPosition, rows: int | None, stream: str, sync_mode
     mode the position can only come from an interrupted sync of another input, so it is a
     StateError telling the user to reset the state.
     """
-    if rows is None or start.position <= rows:
-        return None
+    if rows is None or start.position <= rows or start.input is not None:
+        return None  # a state with a fingerprint is checked against the rows themselves
     if sync_mode == "full_refresh":
         raise StateError(
             f"state for stream '{stream}' says {start.position:,} rows are done, but the input has only {rows:,}: "

@@ -42,6 +42,7 @@ from connector.pipeline.run import (
     Started,
     run_rows,
 )
+from connector.rows.fingerprint import InputFingerprint
 from connector.rows.table import Table
 
 
@@ -69,7 +70,7 @@ async def run_batches(
     source = BatchSource(batch, submitter.end, sleep, progress)
     events = run_rows(ctx, full_refresh=full_refresh, checkpointing=checkpointing, progress=progress, clock=clock,
                       source=source)
-    async for event in _collected(events, ledger, source, batch.policy.stream_name, start):
+    async for event in _collected(events, ledger, source, batch.policy.stream_name, start, ctx.saved_input):
         yield event
 
 
@@ -88,9 +89,10 @@ async def _submitted(submitter: Submitter, table: Table, name: str, clock: Clock
 
 
 async def _collected(events: AsyncIterator[Event], ledger: Ledger, source: BatchSource, name: str,
-                     start: int) -> AsyncIterator[Event]:
+                     start: int, saved_input: InputFingerprint | None) -> AsyncIterator[Event]:
     """Pass two: the run loop's events, each checkpoint carrying the batches still open after it."""
     last = (start, ledger.open_after(start))  # the position and batches of the last checkpoint
+    last_input = saved_input  # and its input fingerprint
     records_since = 0
     async for event in events:
         if isinstance(event, Started):
@@ -101,12 +103,12 @@ async def _collected(events: AsyncIterator[Event], ledger: Ledger, source: Batch
             ledger.forget_through(event.position)
             event = replace(event, sync_complete=event.sync_complete and source.pending is None,
                             batches=ledger.open_after(event.position))
-            last, records_since = (event.position, event.batches), 0
+            last, last_input, records_since = (event.position, event.batches), event.input, 0
         elif isinstance(event, Finished):
             # A batch dropped since (it failed as a whole) must leave the STATE, unless the loop
             # chose to commit nothing more (every row failed: those rows are tried again).
             if ledger.open_after(last[0]) != last[1] and not records_since:
-                yield Checkpoint(last[0], 0, batches=ledger.open_after(last[0]))
+                yield Checkpoint(last[0], 0, batches=ledger.open_after(last[0]), input=last_input)
             for note in _batch_notes(source, name):
                 yield note
             if source.pending is not None:

@@ -17,6 +17,7 @@ from connector.endpoint.transport import Transport
 from connector.pipeline.batch_ledger import SavedBatch
 from connector.pipeline.enrich import RowEnricher
 from connector.requests.templates import RequestTemplate
+from connector.rows.fingerprint import InputFingerprint
 from connector.rows.table import Table
 from connector.secrets import Redactor
 
@@ -26,7 +27,8 @@ class RunContext:
     """One prepared run (see the module doc).
 
     ``start`` is the starting position (rows 1..start are done, from the STATE), ``saved`` the
-    provider batches the STATE lists. ``notes`` are what the run should say before its first row
+    provider batches the STATE lists, ``saved_input`` the STATE's fingerprint of rows 1..start (None
+    for a state written before fingerprints, or none). ``notes`` are what the run should say before its first row
     (input renames, template warnings, why the answer cache could not be used).
     """
 
@@ -43,6 +45,7 @@ class RunContext:
     start: int = 0
     saved: tuple[SavedBatch, ...] = ()
     notes: list[str] = field(default_factory=list)
+    saved_input: InputFingerprint | None = None
 
     @property
     def input(self) -> Table:

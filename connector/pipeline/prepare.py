@@ -37,6 +37,7 @@ from connector.pipeline.batch_ledger import SavedBatch
 from connector.pipeline.context import RunContext
 from connector.pipeline.enrich import RowEnricher
 from connector.requests.templates import RequestTemplate
+from connector.rows.fingerprint import InputFingerprint
 from connector.rows.opening import open_input
 from connector.secrets import Redactor
 
@@ -124,10 +125,12 @@ def requests_of(config: SourceConfig) -> tuple[Parts, Dialect, RequestTemplate]:
 @asynccontextmanager
 async def prepare(config: SourceConfig, transport_factory: TransportFactory = default_transport, *,
                   purpose: Purpose = "read", stdin: BinaryIO | None = None, notice: Notice | None = None,
-                  start: int = 0, saved: tuple[SavedBatch, ...] = ()) -> AsyncIterator[RunContext]:
+                  start: int = 0, saved: tuple[SavedBatch, ...] = (),
+                  saved_input: InputFingerprint | None = None) -> AsyncIterator[RunContext]:
     """The run context of ``config`` (see the module doc); its transport and cache are closed on the way out.
 
-    ``start`` and ``saved`` are the starting position and the provider batches of the STATE.
+    ``start``, ``saved`` and ``saved_input`` are the starting position, the provider batches and the
+    input fingerprint of the STATE.
     """
     parts, dialect, template = requests_of(config)
     table, schema, notes = None, {}, []
@@ -147,7 +150,8 @@ async def prepare(config: SourceConfig, transport_factory: TransportFactory = de
             enricher = RowEnricher(parts.rows, endpoint.client, template, extractor, endpoint.redact,
                                    None if purpose == "dry_run" else cache)
             yield RunContext(parts, dialect, template, table, schema, endpoint.transport, endpoint.client,
-                             endpoint.redact, cache, enricher, start, saved, [endpoint.redact(n) for n in notes])
+                             endpoint.redact, cache, enricher, start, saved, [endpoint.redact(n) for n in notes],
+                             saved_input)
         finally:
             if cache is not None:
                 cache.close()

@@ -37,7 +37,8 @@ from connector.pipeline.batch_ledger import SavedBatch
 from connector.pipeline.context import RunContext
 from connector.pipeline.ordered import ordered_map
 from connector.pipeline.progress import NO_PROGRESS, Progress
-from connector.rows.opening import numbered_rows
+from connector.pipeline.resume import RowHasher, verified_rows
+from connector.rows.fingerprint import InputFingerprint
 from connector.rows.table import Row
 
 # max_error_rate is judged only once this many rows are done: two failures in
@@ -84,12 +85,14 @@ class RecordOut:
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
     """Rows 1..``position`` are done; ``records`` were emitted since the previous checkpoint; in batch
-    mode, ``batches`` still hold rows after the position (:mod:`connector.pipeline.batch_run`)."""
+    mode, ``batches`` still hold rows after the position (:mod:`connector.pipeline.batch_run`);
+    ``input`` is the fingerprint of rows 1..position (:mod:`connector.pipeline.resume`)."""
 
     position: int
     records: int
     sync_complete: bool = False
     batches: tuple[SavedBatch, ...] = ()
+    input: InputFingerprint | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +121,12 @@ async def run_rows(
     source: AnswerSource | None = None,
 ) -> AsyncIterator[Event]:
     """Enrich the context's table from its ``start`` on (see the module docstring for what is yielded);
-    the records come from ``source`` when given (batch mode), else from the row enricher."""
+    the records come from ``source`` when given (batch mode), else from the row enricher. Rows 1..start
+    are read first and must match ``ctx.saved_input``, the STATE's fingerprint (when it has one)."""
     loop = _Loop(ctx, checkpointing, progress, clock)
-    for event in loop.begin():
+    rows = await verified_rows(ctx.input, loop.hasher, ctx.start, ctx.saved_input, loop.name, loop.stop_feeding)
+    for event in loop.begin(legacy_state=ctx.saved_input is None):
         yield event
-    rows = numbered_rows(ctx.input.batches(skip=ctx.start), ctx.start, loop.stop_feeding)
     answers = source(rows) if source is not None else ordered_map(rows, ctx.enricher, ctx.parts.run.concurrency)
     try:
         async for done in answers:
@@ -147,6 +151,7 @@ class _Loop:
         self.name, self.table, self.start = ctx.parts.run.stream_name, ctx.input, ctx.start
         self.checkpointing, self.progress, self.clock = checkpointing, progress, clock
         self.tally = Tally()
+        self.hasher = RowHasher(ctx.input.files)  # the fingerprint of the rows done, for each checkpoint
         self.stopped_by: str | None = None  # why a spend guard refused a row's request
         self.position = self.committed = ctx.start  # rows done; the position the last checkpoint carried
         self.since = 0  # records since the last checkpoint
@@ -155,7 +160,7 @@ class _Loop:
     def stop_feeding(self) -> bool:
         return self.budget is not None and self.budget.reason is not None
 
-    def begin(self) -> Iterator[Event]:
+    def begin(self, legacy_state: bool) -> Iterator[Event]:
         name, start = self.name, self.start
         sized = self.table.estimate_rows()
         total = None if sized is None else max(sized[0] - start, 0)
@@ -165,6 +170,9 @@ class _Loop:
             yield Note(f"{name}: about {total:,} rows to read (an estimate from the input's file sizes)")
         if start:
             yield Note(f"{name}: resuming after row {start} (from state)")
+        if start and legacy_state:
+            yield Note(f"{name}: the state has no input fingerprint (an earlier version wrote it): rows 1..{start} "
+                       "are taken to be those it covered; the next state is bound to them", "WARN")
         self.progress.start(name, total, estimated)
         self.last_checkpoint = self.started = self.clock()
 
@@ -185,6 +193,7 @@ class _Loop:
         if failed and policy.on_row_error == "fail":
             raise RowFailed(f"row {done.number} failed and on_row_error is 'fail': {done.outcome.error}")
         self.position += 1
+        self.hasher.advance()
         if failed and policy.on_row_error == "skip":
             tally.skipped += 1
         else:
@@ -195,7 +204,7 @@ class _Loop:
         self._judge_error_rate()
         now = self.clock()
         if self.since >= self.checkpointing.rows or now - self.last_checkpoint >= self.checkpointing.seconds:
-            yield Checkpoint(self.position, self.since)
+            yield Checkpoint(self.position, self.since, input=self.hasher.fingerprint())
             self.since, self.last_checkpoint, self.committed = 0, now, self.position
         for line in self.progress.advance(tally):
             yield Note(line)
@@ -209,7 +218,7 @@ class _Loop:
     def interrupted(self) -> Iterator[Event]:
         """The run stops on an error: the rows done are committed (the row that stopped it is not)."""
         if self.position != self.committed:
-            yield Checkpoint(self.position, self.since)
+            yield Checkpoint(self.position, self.since, input=self.hasher.fingerprint())
         for line in self.progress.finish(self.tally):
             yield Note(line)
         yield Finished(False, _summary(self.name, self.tally, self.clock() - self.started), self.tally)
@@ -222,14 +231,14 @@ class _Loop:
         summary = _summary(self.name, tally, self.clock() - self.started)
         if self.stopped_by is not None:
             if position != self.committed:
-                yield Checkpoint(position, self.since)
+                yield Checkpoint(position, self.since, input=self.hasher.fingerprint())
             yield Note(f"{self.name}: spend guard: {self.stopped_by}; stopped after row {position}. "
                        "Run again (with the last state) to continue.", "WARN")
             yield Finished(False, summary, tally)
             return
         failed_whole = bool(tally.rows) and tally.failed == tally.rows
         if not failed_whole and (self.since or full_refresh or position == self.start):
-            yield Checkpoint(position, self.since, sync_complete=full_refresh)
+            yield Checkpoint(position, self.since, sync_complete=full_refresh, input=self.hasher.fingerprint())
         yield Finished(not failed_whole, summary, tally)
         if failed_whole:
             raise SyncFailed(f"every row failed ({tally.rows} rows); first errors: {' | '.join(tally.first_errors)}")

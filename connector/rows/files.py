@@ -24,6 +24,7 @@ from connector.config.input import InputConfig
 from connector.errors import InputError
 from connector.rows import csv_source, jsonl_source
 from connector.rows.columns import Column, arrow_schema, rename_notes, renames
+from connector.rows.fingerprint import InputFile
 from connector.rows.parquet_source import ParquetFiles
 from connector.rows.table import Row
 
@@ -86,6 +87,7 @@ class InputTable:
         self._parquet: ParquetFiles | None = None
         self._delimiter = ","
         columns: list[Column]
+        self._files: tuple[InputFile, ...] = ()
         if config.rows is not None:
             self._inline = config.rows
             columns = jsonl_source.inline_columns(config.rows, self._declared)
@@ -94,6 +96,7 @@ class InputTable:
             assert config.path is not None
             files = _files(config.path)
             kind = _format(files, config.format)
+            sizes = [InputFile.stat(f, 0) for f in files]  # before reading: what the rows were read from
             if kind == "csv":
                 self._delimiter = "\t" if all(f.lower().endswith(".tsv") for f in files) else ","
                 self._csv = [csv_source.scan(f, self._encoding, self._delimiter, self._declared) for f in files]
@@ -110,6 +113,9 @@ class InputTable:
                 self._parquet = ParquetFiles(files, self._declared)
                 columns = self._parquet.columns
                 self._rows = self._parquet.rows
+            per_file = self._parquet.file_rows if self._parquet else [s.rows for s in self._csv or self._jsonl]
+            self._files = tuple(InputFile(f.name, f.size, f.mtime_ns, rows) for f, rows in zip(sizes, per_file,
+                                                                                              strict=True))
         names = [c.name for c in columns]
         missing = [name for name in self._declared if name not in names]
         if missing:
@@ -140,6 +146,11 @@ class InputTable:
     def renamed(self) -> dict[str, str]:
         """Input columns kept under another name (named like a metadata column): old -> new."""
         return dict(self._names)
+
+    @property
+    def files(self) -> tuple[InputFile, ...]:
+        """The files read, in order, with their size and mtime when opened and their row counts."""
+        return self._files
 
     def count_rows(self) -> int:
         """The exact row count (found when the table was opened)."""

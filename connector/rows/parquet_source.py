@@ -35,6 +35,7 @@ class ParquetFiles:
         self._files = files
         self._declared = dict(declared)
         schemas, self.rows = [], 0
+        self.file_rows: list[int] = []  # rows per file, in order
         for path in files:
             try:
                 meta = pq.read_metadata(path)
@@ -43,6 +44,7 @@ class ParquetFiles:
                 raise InputError(f"input.path: cannot read '{path}' as parquet: {_first_line(exc)}. Fix or replace "
                                  "the file, or set input.format if it is not Parquet") from None
             self.rows += meta.num_rows
+            self.file_rows.append(meta.num_rows)
         try:
             self.schema = pa.unify_schemas(schemas, promote_options="permissive") if len(schemas) > 1 else schemas[0]
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:

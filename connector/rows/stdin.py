@@ -39,6 +39,7 @@ from connector.errors import InputError
 from connector.rows import kinds
 from connector.rows.columns import Column, arrow_schema, flag, rename_notes, renames, unfit_message
 from connector.rows.encoding import decode_line, is_utf8
+from connector.rows.fingerprint import InputFile
 from connector.rows.jsonl_source import JsonColumns
 from connector.rows.pipe import Lines
 from connector.rows.shapes import Shape
@@ -113,6 +114,11 @@ class StdinTable:
 
     def count_rows(self) -> int | None:
         return None
+
+    @property
+    def files(self) -> tuple[InputFile, ...]:
+        """None: stdin is no file (a STATE binds itself to its rows alone)."""
+        return ()
 
     def estimate_rows(self) -> tuple[int, bool] | None:
         return None

@@ -9,9 +9,12 @@ columns unknown to ``discover``) is said through it, so no caller asks which kin
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    from connector.rows.fingerprint import InputFile
 
 Row = dict[str, Any]
 
@@ -43,6 +46,11 @@ class Table(Protocol):
     @property
     def notes(self) -> list[str]:
         """What the read should say about the input (columns kept under another name, ...)."""
+
+    @property
+    def files(self) -> tuple[InputFile, ...]:
+        """The files the rows come from, in reading order, as they were when opened (none for stdin and
+        inline rows): what a STATE's fingerprint names when the input changed."""
 
     def first_row(self) -> Row | None:
         """The row ``check`` renders the template with (a stand-in for stdin)."""
