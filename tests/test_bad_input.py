@@ -93,6 +93,12 @@ CATALOGUE = [
          {"input": {"path": "{dir}/rows.csv", "format": "parquet"}}),
     Case("input Parquet with a corrupt footer", ("input.path:", "corrupt.parquet", "as parquet", FILE_FIX),
          {"input": {"path": "{dir}/corrupt.parquet"}}),
+    Case("input.primary_key repeated", ("input.primary_key: rows 1 and 3 have the same 'id' (7)",
+                                        "Make the key unique", "leave input.primary_key unset"),
+         {"input": {"path": "{dir}/twice.csv", "primary_key": "id"}}),
+    Case("input.primary_key missing in a row", ("input.primary_key: row 2 has no value in column 'id'",
+                                                "Give every row a key"),
+         {"input": {"path": "{dir}/keyless.jsonl", "primary_key": "id"}}),
     # --- the catalog and the state (read only) -----------------------------------------------
     Case("catalog names an unknown stream", ("catalog.streams.0", "unknown stream 'tickets'",
                                              "this source offers: enriched_rows"),
@@ -101,6 +107,10 @@ CATALOGUE = [
                                                        "use one of: full_refresh, incremental"),
          catalog=catalog_for(sync_mode="cdc"), check=False),
     Case("state file is not JSON", ("--state:", "is not valid JSON"), state="[{'type': 'STREAM',", check=False),
+    Case("state with sync_complete as a string", ("sync_complete must be true or false, got 'false' (str)",),
+         state=[{"type": "STREAM", "stream": {"stream_descriptor": {"name": "enriched_rows"},
+                                              "stream_state": {"position": 1, "sync_complete": "false"}}}],
+         check=False),
     Case("state is another source's", ("state for stream 'enriched_rows' is not this source's",
                                        "pass the state this source emitted, or none to start over"),
          state=FOREIGN_STATE, check=False),
@@ -126,6 +136,8 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     d = tmp_path_factory.mktemp("inputs")
     (d / "rows.csv").write_text("id,text\n1,great product\n2,arrived broken\n")
     (d / "empty.csv").write_bytes(b"")
+    (d / "twice.csv").write_text("id,text\n7,a\n8,b\n7,c\n")
+    (d / "keyless.jsonl").write_text('{"id": 1, "text": "a"}\n{"id": null, "text": "b"}\n')
     (d / "junk.csv").write_bytes(bytes(range(256)) * 64)
     pq.write_table(pa.table({"id": [1, 2], "text": ["a", "b"]}), d / "corrupt.parquet")
     raw = bytearray((d / "corrupt.parquet").read_bytes())
@@ -240,3 +252,39 @@ def test_a_row_too_large_for_the_server_is_that_rows_error_and_the_sync_goes_on(
     summary = run.of_type("LOG")[-1]["log"]["message"]
     assert "row 2:" in summary and "413" in summary
     assert run.of_type("STATE")[-1]["state"]["stream"]["stream_state"]["position"] == 3
+
+
+def test_a_repeated_key_on_stdin_stops_the_sync_at_that_row_after_a_state_for_the_rows_before() -> None:
+    import asyncio
+    import io
+
+    import httpx
+
+    from connector.airbyte import commands
+    from connector.errors import ConnectorError
+    from tests.conftest import chat_reply, mock_transport
+
+    lines = b"".join(json.dumps({"id": i, "text": f"t{i}"}).encode() + b"\n" for i in (1, 2, 3, 2, 5))
+    config = {"url": "http://fake.local/v1", "api_key": SECRET, "model": "m", "prompt": "{{text}}",
+              "input": {"path": "-", "primary_key": "id", "columns": {"id": "integer", "text": "string"},
+                        "batch_size": 1}, "concurrency": 1}
+    asked: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(json.loads(request.content)["messages"][0]["content"])
+        return httpx.Response(200, json=chat_reply("ok"))
+
+    messages: list[dict[str, Any]] = []
+
+    async def collect() -> None:
+        async for message in commands.read(config, catalog_for(), None, mock_transport(answer),
+                                           stdin=io.BytesIO(lines)):
+            messages.append(message)
+
+    with pytest.raises(ConnectorError) as caught:
+        asyncio.run(collect())
+    assert caught.value.failure_type == "config_error"
+    assert "rows 2 and 4 have the same 'id' (2)" in caught.value.message
+    assert "t4" not in asked and "t5" not in asked
+    states = [m["state"]["stream"]["stream_state"]["position"] for m in messages if m["type"] == "STATE"]
+    assert states[-1] == 3 and [m["record"]["data"]["id"] for m in messages if m["type"] == "RECORD"] == [1, 2, 3]

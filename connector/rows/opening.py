@@ -13,6 +13,7 @@ from typing import Any, BinaryIO
 from connector.config.input import InputConfig
 from connector.errors import InputError
 from connector.rows.files import InputTable
+from connector.rows.keys import check_keys
 from connector.rows.stdin import StdinTable
 from connector.rows.table import Row, Table
 
@@ -23,8 +24,11 @@ def open_input(config: InputConfig, stdin: BinaryIO | None = None, reserved: Col
     ``reserved``: the names of the columns the run adds to each record; input columns with
     those names are kept under ``input.metadata_prefix``."""
     if config.is_stdin:
-        return StdinTable(config, stdin, reserved)
-    return InputTable(config, reserved)
+        return StdinTable(config, stdin, reserved)  # its keys are checked as rows arrive
+    table = InputTable(config, reserved)
+    if config.primary_key is not None and config.primary_key in table.columns:
+        check_keys(table.batches(), config.primary_key)  # before anything is sent
+    return table
 
 
 def numbered_rows(

@@ -41,6 +41,7 @@ from connector.rows.columns import Column, arrow_schema, flag, rename_notes, ren
 from connector.rows.encoding import decode_line, is_utf8
 from connector.rows.fingerprint import InputFile
 from connector.rows.jsonl_source import JsonColumns
+from connector.rows.keys import KeyWatch
 from connector.rows.pipe import Lines
 from connector.rows.shapes import Shape
 from connector.rows.table import Row
@@ -155,8 +156,14 @@ class StdinTable:
         self._fix([Column(c.name, c.schema, pa.string() if pa.types.is_nested(c.arrow) else c.arrow)
                    for c in found.columns({})])
 
-    async def batches(self, skip: int = 0) -> AsyncIterator[list[Row]]:
-        """Rows as they arrive, in lists of what was there (at most ``batch_size``), after ``skip`` rows."""
+    def batches(self, skip: int = 0) -> AsyncIterator[list[Row]]:
+        """Rows as they arrive, in lists of what was there (at most ``batch_size``), after ``skip`` rows;
+        with ``input.primary_key``, checked as they arrive (:mod:`connector.rows.keys`)."""
+        rows = self._batches(skip)
+        key = self._config.primary_key
+        return KeyWatch(key).follow(rows) if key is not None else rows
+
+    async def _batches(self, skip: int) -> AsyncIterator[list[Row]]:
         await self.start()
         assert self._lines is not None
         try:
