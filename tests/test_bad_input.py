@@ -93,6 +93,9 @@ CATALOGUE = [
          {"input": {"path": "{dir}/rows.csv", "format": "parquet"}}),
     Case("input Parquet with a corrupt footer", ("input.path:", "corrupt.parquet", "as parquet", FILE_FIX),
          {"input": {"path": "{dir}/corrupt.parquet"}}),
+    Case("input CSV header with an empty name", ("input.path:", "unnamed.csv line 1 (the header): column 1 has "
+                                                 "no name", "give every column a name", "index=False"),
+         {"input": {"path": "{dir}/unnamed.csv"}}),
     Case("input.primary_key repeated", ("input.primary_key: rows 1 and 3 have the same 'id' (7)",
                                         "Make the key unique", "leave input.primary_key unset"),
          {"input": {"path": "{dir}/twice.csv", "primary_key": "id"}}),
@@ -136,6 +139,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     d = tmp_path_factory.mktemp("inputs")
     (d / "rows.csv").write_text("id,text\n1,great product\n2,arrived broken\n")
     (d / "empty.csv").write_bytes(b"")
+    (d / "unnamed.csv").write_text(",id,text\n0,1,a\n1,2,b\n")
     (d / "twice.csv").write_text("id,text\n7,a\n8,b\n7,c\n")
     (d / "keyless.jsonl").write_text('{"id": 1, "text": "a"}\n{"id": null, "text": "b"}\n')
     (d / "junk.csv").write_bytes(bytes(range(256)) * 64)

@@ -78,11 +78,24 @@ def _header(path: str, encoding: str, delimiter: str) -> list[str]:
     the first block of every column just to say them)."""
     text_encoding = "utf-8-sig" if is_utf8(encoding) else encoding  # Arrow skips a UTF-8 byte order mark too
     with open(path, encoding=text_encoding, newline="") as f:
-        for record in csv.reader(f, delimiter=delimiter):
+        reader = csv.reader(f, delimiter=delimiter)
+        for record in reader:
             if record:
+                _named(path, reader.line_num, record)
                 return record
     raise InputError(f"input.path: cannot read '{path}' as csv: Empty CSV file. Fix or replace the file, or set "
                      "input.format if it is not csv")
+
+
+def _named(path: str, line: int, names: list[str]) -> None:
+    """InputError for a header cell with no name: a column named '' cannot be used by a template, and a
+    destination may refuse or rename it."""
+    empty = [i for i, name in enumerate(names, 1) if not name.strip()]
+    if empty:
+        where = ", ".join(map(str, empty))
+        raise InputError(f"input.path: {path} line {line} (the header): column {where} has no name; give every "
+                         "column a name in the header (a file written by pandas with its index has an unnamed "
+                         "first column: write it with index=False, or name the index)")
 
 
 def _first_line(exc: BaseException) -> str:
