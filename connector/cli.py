@@ -17,7 +17,7 @@ import contextlib
 import gc
 import sys
 import traceback
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
@@ -173,8 +173,15 @@ class _Writer:
 
 
 async def _drive(messages: AsyncIterator[dict[str, Any]], writer: _Writer) -> None:
-    async for message in messages:
-        writer.write(message)
+    try:
+        async for message in messages:
+            writer.write(message)
+    finally:
+        # Closed here, inside the loop, when writing failed (``| head`` closed the pipe): left to the
+        # loop's shutdown, the command and the context managers it is inside would be finalised in
+        # no particular order ("aclose(): asynchronous generator is already running").
+        if isinstance(messages, AsyncGenerator):
+            await messages.aclose()
 
 
 def _spec_message() -> dict[str, Any]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 from connector.cli import YOUNG_COLLECTION_EVERY
 from connector.config.specification import specification
@@ -44,3 +46,26 @@ def test_the_process_entry_point_collects_young_garbage_less_often() -> None:
     assert finished.stderr.split() == ["0", str(YOUNG_COLLECTION_EVERY)]
     assert YOUNG_COLLECTION_EVERY > 700
     assert json.loads(finished.stdout)["type"] == "SPEC"
+
+
+def test_a_reader_that_closes_stdout_early_gets_no_traceback(tmp_path: Path) -> None:
+    """``read | head -3``: the connector stops quietly with 141, as a tool killed by SIGPIPE would."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: every request is refused at once
+    (tmp_path / "rows.csv").write_text("id,text\n" + "".join(f"{i},row {i}\n" for i in range(5000)))
+    (tmp_path / "config.json").write_text(json.dumps({
+        "url": f"http://127.0.0.1:{port}/v1", "api_key": "k", "model": "m", "prompt": "{{text}}",
+        "max_retries": 0, "input": {"path": str(tmp_path / "rows.csv")}}))
+    (tmp_path / "catalog.json").write_text(json.dumps({"streams": [{
+        "stream": {"name": "enriched_rows", "json_schema": {}, "supported_sync_modes": ["full_refresh"]},
+        "sync_mode": "full_refresh", "destination_sync_mode": "append"}]}))
+    proc = subprocess.Popen([sys.executable, "-m", "connector", "read", "--config", str(tmp_path / "config.json"),
+                             "--catalog", str(tmp_path / "catalog.json")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=tmp_path)
+    assert proc.stdout is not None and proc.stderr is not None
+    lines = [proc.stdout.readline() for _ in range(3)]
+    proc.stdout.close()  # what head does after its lines
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert all(lines) and stderr == ""
