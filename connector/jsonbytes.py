@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS
+MAX_DEPTH = 255  # orjson refuses arrays and objects nested deeper (TypeError: Recursion limit reached)
 
 
 def _default(value: Any) -> Any:

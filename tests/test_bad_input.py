@@ -292,3 +292,38 @@ def test_a_repeated_key_on_stdin_stops_the_sync_at_that_row_after_a_state_for_th
     assert "t4" not in asked and "t5" not in asked
     states = [m["state"]["stream"]["stream_state"]["position"] for m in messages if m["type"] == "STATE"]
     assert states[-1] == 3 and [m["record"]["data"]["id"] for m in messages if m["type"] == "RECORD"] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("where", ["file", "stdin", "inline"])
+def test_a_json_value_nested_too_deep_to_send_is_that_rows_bad_input_not_a_crash(where: str, tmp_path: Path) -> None:
+    import asyncio
+    import io
+
+    import httpx
+
+    from connector.airbyte import commands
+    from tests.conftest import chat_reply, mock_transport
+
+    deep: Any = []
+    for _ in range(400):  # orjson writes at most 255 levels
+        deep = [deep]
+    rows = [{"text": "a", "v": [1]}, {"text": "b", "v": deep}, {"text": "c", "v": {"k": 2}}]
+    lines = b"".join(json.dumps(row).encode() + b"\n" for row in rows)
+    (tmp_path / "deep.jsonl").write_bytes(lines)
+    source = {"file": {"path": str(tmp_path / "deep.jsonl")}, "stdin": {"path": "-"}, "inline": {"rows": rows}}
+    config = {"url": "http://fake.local/v1", "api_key": SECRET, "model": "m", "prompt": "{{text}} {{v}}",
+              "input": source[where]}
+    messages: list[dict[str, Any]] = []
+
+    async def collect() -> None:
+        async for message in commands.read(config, catalog_for(), None, mock_transport(
+                lambda _request: httpx.Response(200, json=chat_reply("ok"))), stdin=io.BytesIO(lines)):
+            messages.append(message)
+
+    asyncio.run(collect())
+    records = [m["record"]["data"] for m in messages if m["type"] == "RECORD"]
+    assert [r["_status"] for r in records] == ["ok", "error", "ok"]
+    assert records[1]["_error_class"] == "bad_input" and records[1]["v"] is None
+    assert "column 'v': the value cannot be sent or written" in records[1]["_error"]
+    assert "nested more than 255 levels deep" in records[1]["_error"]
+    assert messages[-1]["type"] == "TRACE" and messages[-1]["trace"]["stream_status"]["status"] == "COMPLETE"

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from connector import jsonbytes
 from connector.errors import InputError
 from connector.rows.arrow_values import column_values, json_schema_for
 from connector.rows.table import Row
@@ -102,6 +103,19 @@ def rename_notes(names: Mapping[str, str]) -> list[str]:
 def duplicates(names: Sequence[str]) -> list[str]:
     """Names that occur more than once (a row keyed by name would lose all but one of their values)."""
     return sorted(name for name, count in Counter(names).items() if count > 1)
+
+
+def too_deep(column: str, value: Any) -> str | None:
+    """Why a JSON value cannot be sent or written (nested deeper than the serialiser goes: 255 levels),
+    for a row's ``problem``; None when it can. Only arrays and objects are looked at."""
+    if not isinstance(value, (dict, list)):
+        return None
+    try:
+        jsonbytes.dumps(value)
+    except TypeError as exc:  # orjson: "Recursion limit reached"
+        return (f"column {column!r}: the value cannot be sent or written ({exc}: arrays and objects nested more "
+                f"than {jsonbytes.MAX_DEPTH} levels deep); flatten it, or send it as text")
+    return None
 
 
 def unfit_message(column: str, reason: str, declared: str | None) -> str:

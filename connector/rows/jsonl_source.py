@@ -18,7 +18,7 @@ import orjson
 
 from connector.errors import InputError
 from connector.rows import kinds
-from connector.rows.columns import Column, flag, unfit_message
+from connector.rows.columns import Column, flag, too_deep, unfit_message
 from connector.rows.encoding import is_utf8, normalized
 from connector.rows.shapes import Shape
 from connector.rows.table import Row
@@ -196,6 +196,11 @@ class RowMaker:
                 except kinds.Unfit as exc:
                     row[new] = None
                     problems.append(unfit_message(name, str(exc), self._declared[name]))
+            for name, new in self._pairs:
+                deep = too_deep(name, row[new])
+                if deep:
+                    row[new] = None
+                    problems.append(deep)
             if not value.keys() <= self._known:
                 extra = sorted(value.keys() - self._known)
                 problems.append(f"key(s) {', '.join(map(repr, extra))} not among the columns the input was "

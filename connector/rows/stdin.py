@@ -37,7 +37,7 @@ import pyarrow as pa
 from connector.config.input import InputConfig
 from connector.errors import InputError
 from connector.rows import kinds
-from connector.rows.columns import Column, arrow_schema, flag, rename_notes, renames, unfit_message
+from connector.rows.columns import Column, arrow_schema, flag, rename_notes, renames, too_deep, unfit_message
 from connector.rows.encoding import decode_line, is_utf8
 from connector.rows.fingerprint import InputFile
 from connector.rows.jsonl_source import JsonColumns
@@ -255,6 +255,10 @@ class StdinTable:
                     problems.append(f"column {name!r}: {_show(cell)} does not fit the type inferred from the first "
                                     f"rows ({', '.join(self._shapes[name].kinds)}); declare the columns in "
                                     "input.columns")
+                    cell = None
+                deep = too_deep(name, cell)
+                if deep:
+                    problems.append(deep)
                     cell = None
                 row[new] = cell
             if self._declared is None and not value.keys() <= known:  # declared columns pick; inferred must hold all
