@@ -80,8 +80,21 @@ def _json_wanted(api: str, body: dict[str, Any]) -> bool:
     return False
 
 
+def embedding_for(text: str) -> list[float]:
+    """The fake vector of a text: exact in float32."""
+    return [float(len(text)), float(len(text.split())), 0.25]
+
+
 def answer(api: str, body: dict[str, Any], seq: int) -> dict[str, Any]:
     """The successful reply to one request; ``seq`` makes its ids unique."""
+    if api == "embeddings":  # /v1/embeddings: a vector per input, made from its text
+        given = body.get("input")
+        texts = [given] if isinstance(given, str) else list(given or [])
+        return {"object": "list", "model": body.get("model") or "fake-model",
+                "data": [{"object": "embedding", "index": i, "embedding": embedding_for(str(t))}
+                         for i, t in enumerate(texts)],
+                "usage": {"prompt_tokens": sum(len(str(t)) // 4 + 1 for t in texts),
+                          "total_tokens": sum(len(str(t)) // 4 + 1 for t in texts)}}
     text = answer_for(user_text(api, body), _json_wanted(api, body))
     prompt_tokens, output_tokens = len(json.dumps(body)) // 4, len(text) // 4
     model = body.get("model") or "fake-model"

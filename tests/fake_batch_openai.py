@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 # Route prefix -> how a key is sent: api.openai.com-style (Authorization: Bearer), or Azure's api-key.
 PREFIXES = {"/v1": "openai", "/openai": "azure", "/openai/v1": "azure"}
-ENDPOINTS = {"openai": ("/v1/chat/completions", "/v1/responses"),
+ENDPOINTS = {"openai": ("/v1/chat/completions", "/v1/responses", "/v1/embeddings"),
              "azure": ("/chat/completions", "/v1/chat/completions", "/responses", "/v1/responses")}
 UNFINISHED = {"expired": ("batch_expired", "This request could not be executed before the completion window expired."),
               "canceled": ("batch_cancelled", "This request was not executed because the batch was cancelled.")}
@@ -29,6 +29,7 @@ def add_routes(app: web.Application, store: Store) -> None:
     for prefix, flavour in PREFIXES.items():
         OpenAIBatches(store, flavour).add(app, prefix)
     app.router.add_post("/v1/responses", OpenAIBatches(store, "openai").response)
+    app.router.add_post("/v1/embeddings", OpenAIBatches(store, "openai").embedding)
 
 
 async def _json(request: web.Request) -> dict[str, Any] | None:
@@ -65,6 +66,11 @@ class OpenAIBatches:
         if (denied := self.denied(request)) is not None:
             return denied
         return web.json_response(answer_now("responses", await request.json()))
+
+    async def embedding(self, request: web.Request) -> web.Response:
+        if (denied := self.denied(request)) is not None:
+            return denied
+        return web.json_response(answer_now("embeddings", await request.json()))
 
     async def upload(self, request: web.Request) -> web.Response:
         if (denied := self.denied(request)) is not None:
@@ -150,7 +156,8 @@ class OpenAIBatches:
 
         if len(raw) > limits.openai_max_bytes:
             problem("file_too_large", f"The input file is {len(raw)} bytes; the limit is {limits.openai_max_bytes}.")
-        kind = "responses" if endpoint.endswith("/responses") else "chat"
+        kind = "responses" if endpoint.endswith("/responses") else \
+            "embeddings" if endpoint.endswith("/embeddings") else "chat"
         lines = raw.decode("utf-8", "replace").split("\n")
         if lines and lines[-1] == "":
             lines.pop()

@@ -354,3 +354,21 @@ def test_a_state_with_batches_read_without_batch_mode_says_what_happens_to_them(
     assert any(f"lists 1 provider batches ({batch_id})" in line and "batch.enabled is off" in line
                for line in normal.logs)
     assert progress_of(normal.stream_state) == {"position": 2}
+
+
+def test_embeddings_go_through_the_openai_batch_api_one_row_a_line(auto: Control) -> None:
+    from tests.fake_batch_answers import embedding_for
+
+    rows = rows_of(4, "embeddings")
+    config = batch_config(auto.origin, rows, "openai_embeddings", prompt="{{text}}",
+                          embeddings={"inputs_per_request": 4})
+    before = auto.stats()
+    sync = read(config)
+    assert sync.error is None, sync.error
+    records = sync.records
+    assert [r["embedding"] for r in records] == [embedding_for(row["text"]) for row in rows]
+    assert all(r["_status"] == "ok" and r["_batch_id"] and r["_completion_tokens"] == 0 for r in records)
+    assert [r["_prompt_tokens"] for r in records] == [len(row["text"]) // 4 + 1 for row in rows]
+    assert delta(auto.stats(), before, *BOUGHT) == {"batch_created": 1, "batch_requests": 4,
+                                                    "batch_custom_ids_twice": 0, "answers": 4,
+                                                    "bodies_answered_twice": 0}

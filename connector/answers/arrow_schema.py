@@ -40,12 +40,15 @@ def arrow_type_for(prop: Mapping[str, Any]) -> pa.DataType | None:
     if kind == "integer":
         return pa.int64()
     if kind == "number":
-        return pa.float64()
+        return pa.float32() if prop.get("format") == "float" else pa.float64()  # OpenAPI's 32-bit float
     if kind == "boolean":
         return pa.bool_()
     if kind == "array":
         items = prop.get("items")
         inner = arrow_type_for(items) if isinstance(items, Mapping) else None
+        size = prop.get("minItems")
+        if inner is not None and isinstance(size, int) and size > 0 and prop.get("maxItems") == size:
+            return pa.list_(inner, size)  # a fixed-size list: a vector of known length
         return pa.list_(inner) if inner is not None else None
     if kind == "object":
         props = prop.get("properties")
@@ -59,6 +62,11 @@ def arrow_type_for(prop: Mapping[str, Any]) -> pa.DataType | None:
             fields.append(pa.field(name, sub_type))
         return pa.struct(fields)
     return None
+
+
+def _is_vector(kind: pa.DataType) -> bool:
+    """A variable-length list of float32: a vector column whose length is not known yet."""
+    return bool(pa.types.is_list(kind) and pa.types.is_float32(kind.value_type))
 
 
 def _csv_native(kind: pa.DataType) -> bool:
@@ -84,6 +92,20 @@ class Columns:
                 self.as_text.add(name)
             fields.append(pa.field(name, kind))
         self.schema = pa.schema(fields)
+        # Vectors whose length the config does not fix get it from the first one written (Parquet).
+        self.unsized = {f.name for f in fields if fmt == "parquet" and _is_vector(f.type)}
+
+    def settle(self, rows: list[dict[str, Any]]) -> bool:
+        """Fix each unsized vector column's length from the first vector in ``rows``; whether every
+        column's type is now known."""
+        for name in list(self.unsized):
+            vector = next((v for v in (row.get(name) for row in rows) if isinstance(v, list) and v), None)
+            if vector is not None:
+                index = self.schema.get_field_index(name)
+                sized = pa.list_(self.schema.field(index).type.value_type, len(vector))
+                self.schema = self.schema.set(index, pa.field(name, sized))
+                self.unsized.discard(name)
+        return not self.unsized
 
     def batch(self, rows: list[dict[str, Any]]) -> pa.RecordBatch:
         arrays = []

@@ -15,6 +15,7 @@ from connector.answers.columns import extra_output_columns
 from connector.answers.records import META_COLUMNS, ROW_NUMBER
 from connector.config.parts import OutputPart
 from connector.config.sections import ResponseTemplate
+from connector.dialects.embeddings import VECTOR_STEP, vector_schema
 from connector.errors import ConfigError
 from connector.rows.columns import field_schema
 
@@ -30,16 +31,18 @@ _PATH_TYPES = {
 _ANY = {"type": ["null", "string", "number", "integer", "boolean", "object", "array"]}
 
 
-def _path_schema(path: str) -> dict[str, Any]:
+def _path_schema(path: str, dimensions: int | None = None) -> dict[str, Any]:
     last = path.rsplit(".", 1)[-1]
+    if last == VECTOR_STEP:
+        return vector_schema(dimensions)
     if last.endswith("tokens"):
         return {"type": ["null", "integer"]}
     return dict(_PATH_TYPES.get(last, _ANY))
 
 
-def output_columns(template: ResponseTemplate) -> dict[str, dict[str, Any]]:
-    """Output column name -> JSON schema."""
-    out = {name: _path_schema(path) for name, path in template.columns.items()}
+def output_columns(template: ResponseTemplate, dimensions: int | None = None) -> dict[str, dict[str, Any]]:
+    """Output column name -> JSON schema; a vector's length is ``dimensions`` when known."""
+    out = {name: _path_schema(path, dimensions) for name, path in template.columns.items()}
     for name, kind in template.json_columns.items():
         out[name] = {"type": ["null", kind]}
     return out
@@ -48,7 +51,7 @@ def output_columns(template: ResponseTemplate) -> dict[str, dict[str, Any]]:
 def enriched_schema(input_schema: pa.Schema, output: OutputPart) -> dict[str, Any]:
     """The enriched stream's JSON schema; fails when an output column shadows an input one."""
     properties: dict[str, Any] = {f.name: field_schema(f) for f in input_schema}
-    outputs = output_columns(output.response_template)
+    outputs = output_columns(output.response_template, output.dimensions)
     outputs.update(extra_output_columns(output))  # output_schema properties, _tool_calls
     clash = sorted((set(outputs) | set(META_COLUMNS)) & set(properties))
     if clash:

@@ -57,3 +57,20 @@ class Address:
         if self.userinfo is None:
             return {}
         return {"Authorization": "Basic " + basic_credentials(*self.userinfo)}
+
+
+_PRIVATE_SUFFIXES = (".local", ".localhost", ".internal", ".lan", ".home.arpa", ".svc", ".cluster.local", ".corp")
+
+
+def is_private_host(host: str) -> bool:
+    """Loopback, private or link-local addresses, single-label names (docker, k8s) and private suffixes."""
+    import ipaddress
+
+    host = host.strip("[]").lower()
+    if host == "localhost" or ("." not in host and ":" not in host) or host.endswith(_PRIVATE_SUFFIXES):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_private or address.is_loopback or address.is_link_local

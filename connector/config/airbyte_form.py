@@ -38,7 +38,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
                               "model_mapping", "tls", "azure", "bedrock", "vertex")),
     ("request", "Request and answer", ("prompt", "system_prompt", "request_template", "response_template",
                                        "output_schema", "parameters", "stream", "extra_body", "validation_retries",
-                                       "null_policy", "null_literal")),
+                                       "null_policy", "null_literal", "embeddings")),
     ("input", "Input and output", ("input", "stream_name")),
     ("reliability", "Reliability and throughput", ("concurrency", "adaptive_concurrency", "min_concurrency",
                                                    "requests_per_minute", "tokens_per_minute", "max_retries",

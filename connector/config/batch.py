@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from connector.config.providers import canonical
 
 BATCH_SHAPES = ("openai_chat_completions", "openai_responses", "azure_openai", "anthropic_messages",
-                "gemini_generate_content")
+                "gemini_generate_content", "openai_embeddings")
 NO_BATCH = {
     "amazon_bedrock": "Bedrock batch inference (CreateModelInvocationJob) reads its input from and writes its "
                       "output to S3 buckets, which this connector does not manage",
@@ -21,7 +21,7 @@ NO_BATCH = {
                      "buckets or BigQuery, which this connector does not manage",
 }
 # Shapes whose batch create request takes a completion window (OpenAI's Batch API).
-WINDOWED = ("openai_chat_completions", "openai_responses", "azure_openai")
+WINDOWED = ("openai_chat_completions", "openai_responses", "azure_openai", "openai_embeddings")
 
 
 class BatchConfig(BaseModel):

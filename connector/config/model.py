@@ -33,8 +33,9 @@ from pydantic import (
 
 from connector import secrets
 from connector.config import header_values
-from connector.config.address import Address
+from connector.config.address import Address, is_private_host
 from connector.config.batch import BatchConfig, check_batch
+from connector.config.embeddings import EmbeddingsConfig, check_embeddings, default_columns
 from connector.config.endpoint import DEFAULT_URL, ApiEndpoint, resolve_endpoint, signs_with_cloud_credentials
 from connector.config.input import InputConfig
 from connector.config.providers import ApiShape, presets
@@ -83,23 +84,6 @@ HeaderMap = Annotated[
         },
     }),
 ]
-
-_PRIVATE_SUFFIXES = (".local", ".localhost", ".internal", ".lan", ".home.arpa", ".svc", ".cluster.local", ".corp")
-
-
-def _is_private_host(host: str) -> bool:
-    """Loopback, private or link-local addresses, single-label names (docker, k8s) and private suffixes."""
-    import ipaddress
-
-    host = host.strip("[]").lower()
-    if host == "localhost" or ("." not in host and ":" not in host) or host.endswith(_PRIVATE_SUFFIXES):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_private or address.is_loopback or address.is_link_local
-
 
 class SourceConfig(RunSettings):
     """Configuration of source-openai-compatible."""
@@ -215,7 +199,8 @@ class SourceConfig(RunSettings):
         description=(
             "Which API the endpoint speaks: openai_chat_completions (openai_compatible is an alias), "
             "openai_responses, anthropic_messages, gemini_generate_content, azure_openai, amazon_bedrock, "
-            "google_vertex. Every shape gives the same output columns."
+            "google_vertex; openai_embeddings embeds the prompt's text instead (a vector column). Every chat "
+            "shape gives the same output columns."
         ),
         json_schema_extra={"order": 50},
     )
@@ -244,6 +229,12 @@ class SourceConfig(RunSettings):
     bedrock: BedrockSettings | None = Field(None, title="Amazon Bedrock", json_schema_extra={"order": 55})
     vertex: VertexSettings | None = Field(None, title="Google Vertex AI", json_schema_extra={"order": 56})
     batch: BatchConfig = Field(default_factory=BatchConfig, title="Batch mode", json_schema_extra={"order": 57})
+    embeddings: EmbeddingsConfig | None = Field(None, title="Embeddings", json_schema_extra={"order": 58})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape_defaults(cls, data: Any) -> Any:
+        return default_columns(data)  # an embeddings config's output column is the vector
 
     @field_validator("url")
     @classmethod
@@ -332,7 +323,7 @@ class SourceConfig(RunSettings):
         )
         if signs_with_cloud_credentials(endpoint.shape):
             return self  # SigV4 or OAuth, from cloud credentials
-        if not has_auth and not _is_private_host(host) and not secrets.url_has_credentials(endpoint.url):
+        if not has_auth and not is_private_host(host) and not secrets.url_has_credentials(endpoint.url):
             raise ValueError(
                 f"api_key: {host} is a remote host and no api_key (or auth header) is set; set api_key "
                 "(any placeholder, e.g. \"none\", if that server really needs none)"
@@ -342,6 +333,7 @@ class SourceConfig(RunSettings):
     @model_validator(mode="after")
     def _batch_mode(self) -> SourceConfig:
         check_batch(self.batch, self.api_compatibility, stdin=self.input.is_stdin, stream=self.stream)
+        check_embeddings(self, self.response_template.json_columns)
         return self
 
     @model_validator(mode="after")

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import SecretStr
 
 from connector.config.batch import BatchConfig
+from connector.config.embeddings import EmbeddingsConfig
 from connector.config.endpoint import ApiEndpoint
 from connector.config.input import InputConfig
 from connector.config.model import SourceConfig
@@ -44,6 +45,7 @@ class RequestPart:
     bedrock: BedrockSettings | None
     vertex: VertexSettings | None
     batch: BatchConfig
+    embeddings: EmbeddingsConfig | None = None  # api_compatibility openai_embeddings
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,7 @@ class OutputPart:
     output_schema: dict[str, Any] | None
     tools: bool  # the request template asks for tools: a _tool_calls column
     primary_key: str | None
+    dimensions: int | None = None  # embeddings.dimensions: the vector column's fixed length
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +145,10 @@ def parts_of(config: SourceConfig) -> Parts:
         config.api_compatibility, config.endpoint, config.api_key, config.model,
         dict(config.model_mapping), config.prompt, config.system_prompt, config.request_template,
         config.parameters, config.output_schema, config.stream, dict(config.extra_body),
-        dict(config.headers), float(config.timeout), config.azure, config.bedrock, config.vertex, config.batch)
+        dict(config.headers), float(config.timeout), config.azure, config.bedrock, config.vertex, config.batch,
+        config.embeddings)
     output = OutputPart(config.response_template, config.output_schema, "tools" in (config.request_template or ()),
-                        config.input.primary_key)
+                        config.input.primary_key, config.embeddings.dimensions if config.embeddings else None)
     limits = Limits(config.concurrency, config.min_concurrency, config.adaptive_concurrency,
                     config.requests_per_minute, config.tokens_per_minute, config.max_retries,
                     config.max_wait_seconds, config.max_requests, config.max_total_tokens, config.tls)

@@ -24,6 +24,7 @@ ApiShape = Literal[
     "azure_openai",
     "amazon_bedrock",
     "google_vertex",
+    "openai_embeddings",
 ]
 API_SHAPES: tuple[str, ...] = get_args(ApiShape)
 DEFAULT_SHAPE = "openai_chat_completions"
@@ -33,6 +34,7 @@ ALIASES = {"openai_compatible": DEFAULT_SHAPE}
 _DEFAULT_BASE = {
     "openai_chat_completions": "https://api.openai.com/v1",
     "openai_responses": "https://api.openai.com/v1",
+    "openai_embeddings": "https://api.openai.com/v1",
     "anthropic_messages": "https://api.anthropic.com/v1",
     "gemini_generate_content": "https://generativelanguage.googleapis.com/v1beta",
 }

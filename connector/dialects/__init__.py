@@ -68,6 +68,10 @@ def _dialect_for(config: RequestPart) -> ChatDialect:
         from connector.dialects.azure import AzureDialect
 
         return AzureDialect(config)
+    if shape == "openai_embeddings":
+        from connector.dialects.embeddings import EmbeddingsDialect
+
+        return EmbeddingsDialect(config)
     if shape == "amazon_bedrock":
         from connector.dialects.bedrock import BedrockDialect
 

@@ -101,6 +101,9 @@ class Dialect(Protocol):
     def parse_reply(self, raw: bytes) -> Reply:
         """A non-streamed reply body, normalised."""
 
+    def normalise(self, reply: Reply) -> Reply:
+        """A reply with the types the connector relies on, or BadReply (replies.normalise for text)."""
+
     def stream_assembler(self) -> StreamAssembler:
         """A new assembler for one streamed reply."""
 
@@ -111,15 +114,13 @@ class Dialect(Protocol):
         """The human part of an error body."""
 
     def max_output_tokens(self, body: Mapping[str, Any]) -> int | None:
-        """The output-token cap a built body asks for, in the shape's own field (rate budgets and the
-        context-window fit leave room for it)."""
+        """The output-token cap a built body asks for, in the shape's own field (budgets leave room for it)."""
 
     def prompt_chars(self, body: Mapping[str, Any]) -> int:
         """Size of a built body's prompt (conversation and system text) in JSON characters."""
 
     def with_feedback(self, body: Mapping[str, Any], answer: str, ask: str) -> dict[str, Any] | None:
-        """The built body with the model's ``answer`` replayed and the user's ``ask`` after it, in the
-        shape's own turns; None when the body has no conversation to extend."""
+        """``body`` with the ``answer`` replayed and the ``ask`` after it, in the shape's own turns (or None)."""
 
     def adapt(self, status: int, message: str) -> str | None:
         """After an error the request itself caused (``status``, the error's ``message``): what the

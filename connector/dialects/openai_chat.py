@@ -23,7 +23,7 @@ from connector.dialects.base import (
     preview,
 )
 from connector.dialects.base import StreamAssembler as Assembler
-from connector.dialects.replies import content_text
+from connector.dialects.replies import content_text, normalise
 from connector.errors import BadReply
 
 __all__ = ["ChatDialect", "Reply", "StreamAssembler", "error_message", "parse_reply"]
@@ -93,6 +93,9 @@ class ChatDialect(DialectBase):
 
     def parse_reply(self, raw: bytes) -> Reply:
         return parse_reply(raw)
+
+    def normalise(self, reply: Reply) -> Reply:
+        return normalise(reply)
 
     def stream_assembler(self) -> Assembler:
         return StreamAssembler()

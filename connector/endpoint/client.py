@@ -20,8 +20,9 @@ Three bounds hold whatever the server does:
   so it is retried after a short pause without counting as an attempt, for at most
   ``max_wait_seconds`` in all.
 
-Every reply, whichever dialect read it, is normalised by
-:func:`connector.dialects.replies.normalise` before anyone else sees it.
+Every reply, whichever dialect read it, is normalised by the dialect's ``normalise``
+(:func:`connector.dialects.replies.normalise` for the shapes that answer text) before anyone
+else sees it.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ from connector.callbacks import Notice, Sleep, no_notice
 from connector.config.parts import ClientPart
 from connector.dialects import Dialect, Prepared
 from connector.dialects.openai_chat import Reply, error_message
-from connector.dialects.replies import normalise
 from connector.endpoint.classify import is_quota, rejects_key
 from connector.endpoint.deadlines import Deadlines
 from connector.endpoint.limits import Limiter, SpendBudget, TokenEstimator, WaitCap
@@ -265,7 +265,7 @@ class EndpointClient:
             if not prepared.stream or _answers_whole(resp.headers, first):
                 raw = first + await resp.read()
                 try:
-                    reply = normalise(dialect.parse_reply(raw))
+                    reply = dialect.normalise(dialect.parse_reply(raw))
                 except _SHAPE_ERRORS as exc:
                     raise self._shape_error(exc) from exc
                 return Completion(reply, (time.perf_counter() - started) * 1000, None, headers=resp.headers)
@@ -290,7 +290,7 @@ class EndpointClient:
                 feed(chunk)
             for event in parser.close():
                 assembler.feed(event.data)
-            return normalise(assembler.result()), ttft
+            return self._dialect.normalise(assembler.result()), ttft
         except _SHAPE_ERRORS as exc:
             raise self._shape_error(exc) from exc
 

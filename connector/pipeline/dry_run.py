@@ -85,7 +85,9 @@ class DryRun:
                    "per token of the prompt's JSON; the server's tokenizer decides)")
         if self.requests:
             capped = self.output_capped
-            if capped == self.requests:
+            if capped == self.requests and not self.output_tokens:
+                how = "the API shape generates none: embeddings"
+            elif capped == self.requests:
                 how = "max_tokens of each request: an upper bound"
             elif capped == 0:
                 how = f"no max_tokens: {self.default_output} per request assumed"
@@ -162,7 +164,7 @@ class Planner:
         result.requests += 1
         prompt = self._estimator.prompt_tokens(self._dialect.prompt_chars(body))  # as the context-window fit counts
         cap = self._dialect.max_output_tokens(body)  # in the API shape's own field
-        cap = cap if cap and cap > 0 else None
+        cap = cap if cap is not None and cap >= 0 else None  # 0: the shape generates nothing (embeddings)
         output = cap if cap is not None else self._estimator.default_output
         result.output_capped += cap is not None
         cached = self._cached(body)

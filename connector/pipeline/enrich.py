@@ -100,8 +100,12 @@ class RowEnricher:
         planned = self.plan(item)
         if isinstance(planned, Enriched):
             return planned
+        return await self.ask(planned)
+
+    async def ask(self, ask: Ask) -> Enriched | None:
+        """A planned row done, asked alone; None when a spend guard refused its request."""
         try:
-            return await self._ask(planned)
+            return await self._ask(ask)
         except errors.SpendLimitReached:
             return None
 
@@ -244,6 +248,18 @@ class RowEnricher:
         done.outcome.latency_ms = None  # hours in a queue, not a request's latency
         done.outcome.batch_id = batch_id
         return done
+
+    async def finish_shared(self, ask: Ask, reply: dict[str, Any], completion: Completion | None) -> Enriched:
+        """The row ``ask`` answered inside a request it shared with other rows (several inputs in one
+        embeddings request, :mod:`connector.pipeline.input_groups`): ``reply`` is the row's own part,
+        with its share of the usage. ``completion`` is the shared request's, or None when the answer
+        was bought earlier (the cache) or for an identical row of the same request."""
+        spend = Spend()
+        if completion is None:
+            return await self._validated(ask, ask.body, _Answer(reply, None, 0, cached=True), spend)
+        self._spend(spend, ask.body, reply)
+        own = Completion(reply, completion.latency_ms, None, completion.attempts)
+        return await self._validated(ask, ask.body, _Answer(reply, own, completion.attempts, cached=False), spend)
 
     def batch_error(self, ask: Ask, error: errors.EndpointError, batch_id: str) -> Enriched:
         """The row ``ask`` whose request failed inside provider batch ``batch_id`` (nothing bought)."""

@@ -134,5 +134,15 @@ class _Calls:
             await asyncio.gather(*pending, return_exceptions=True)
 
 
+async def as_async(items: Iterator[T] | AsyncIterator[T]) -> AsyncIterator[T]:
+    """``items`` as an async iterator, whichever kind they come as."""
+    if isinstance(items, AsyncIterator):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
+
+
 def _wake_on(event: asyncio.Event) -> Callable[[Any], None]:
     return lambda _task: event.set()

@@ -22,7 +22,6 @@ import os
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import orjson
 
@@ -35,10 +34,11 @@ from connector.endpoint.batch.openai import input_line, output_line
 from connector.pipeline.batch_ledger import SavedBatch, cache_key_of, custom_id
 from connector.pipeline.context import RunContext
 from connector.pipeline.enrich import Ask
+from connector.pipeline.ordered import as_async
 from connector.pipeline.run import Note, Rows
 from connector.rows.opening import numbered_rows
 
-OPENAI_FORMAT = ("openai_chat_completions", "openai_responses", "azure_openai")
+OPENAI_FORMAT = ("openai_chat_completions", "openai_responses", "azure_openai", "openai_embeddings")
 
 
 def _openai_dialect(ctx: RunContext, flag: str) -> ChatDialect:
@@ -63,7 +63,7 @@ async def export_requests(ctx: RunContext, path: str) -> tuple[int, Counter[str]
     written, skipped = 0, Counter[str]()
     try:
         with partial.open("wb") as out:
-            async for position, row in _each(rows):
+            async for position, row in as_async(rows):
                 planned = enricher.plan((position, row))
                 if not isinstance(planned, Ask):
                     skipped[planned.outcome.status] += 1
@@ -123,7 +123,7 @@ class ImportSource:
                     self._cache.put(key, found.reply)
             self._cache.commit()
         url, dialect = self._client.url, self._client.dialect.name
-        async for position, row in _each(rows):
+        async for position, row in as_async(rows):
             planned = self._enricher.plan((position, row))
             if not isinstance(planned, Ask):
                 yield planned
@@ -143,15 +143,6 @@ class ImportSource:
         unused = len(self._results) - self.used
         if unused:
             yield Note(f"{unused:,} lines of {self._path} answer no row of this input with this config", "WARN")
-
-
-async def _each(rows: Rows) -> AsyncIterator[tuple[int, dict[str, Any]]]:
-    if isinstance(rows, AsyncIterator):
-        async for item in rows:
-            yield item
-    else:
-        for item in rows:
-            yield item
 
 
 class LedgerFile:

@@ -73,7 +73,10 @@ class TableWriter:
         if not self._to_stdout:
             try:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-                self._open()
+                if self.columns.unsized:
+                    open(self._partial, "wb").close()  # writable? the writer opens at the first vector
+                else:
+                    self._open()
             except OSError as exc:
                 raise OutputError(f"--output: cannot write '{path}': {exc.strerror or exc}") from None
 
@@ -97,10 +100,15 @@ class TableWriter:
         if len(self._pending) >= self.batch_rows:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, final: bool = False) -> None:
+        unopened = self._writer is None and self._file is None
+        if unopened and not self.columns.settle(self._pending) and not final:
+            return  # a vector's length is not known yet: the rows wait for the first vector
         rows, self._pending = self._pending, []
         if not rows:
             return
+        if unopened:
+            self._open()
         try:
             if self.fmt == "jsonl":
                 names = self.columns.schema.names
@@ -118,7 +126,9 @@ class TableWriter:
 
     def close(self) -> None:
         """Write what is left and put the file in place."""
-        self.flush()
+        self.flush(final=True)
+        if self._writer is None and self._file is None and not self._to_stdout:
+            self._open()  # no row at all: the file still has its columns
         self._finish()
         if not self._to_stdout:
             os.replace(self._partial, self.path)

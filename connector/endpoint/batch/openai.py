@@ -27,6 +27,7 @@ import orjson
 
 from connector import errors
 from connector.dialects.azure import AzureDialect
+from connector.dialects.embeddings import EmbeddingsDialect
 from connector.dialects.openai_chat import ChatDialect
 from connector.dialects.openai_responses import ResponsesDialect
 from connector.endpoint.batch.base import (
@@ -137,6 +138,8 @@ class OpenAIBatches:
 
 def endpoint_for(dialect: ChatDialect) -> str:
     """The ``url`` of the batch input lines (and the batch's ``endpoint``) for this dialect."""
+    if isinstance(dialect, EmbeddingsDialect):
+        return "/v1/embeddings"
     responses = isinstance(dialect, ResponsesDialect)
     if isinstance(dialect, AzureDialect):
         return "/responses" if responses else "/chat/completions"
