@@ -88,6 +88,7 @@ compat-table: install local-llm $(LITELLM_STAMP) $(LCP_STAMP) $(TRANSFORMERS_STA
 
 test: install local-llm compat scale container litellm
 	$(BIN)/ruff check connector tests
+	$(BIN)/mypy
 	$(BIN)/python -m connector.config.specification --check
 	$(BIN)/python -m pytest -q
 

@@ -11,7 +11,8 @@ BENCH_VENV = ROOT / ".venv-bench"
 BENCH_PYTHON = BENCH_VENV / "bin" / "python"
 # Peers and tools that are not connector dependencies. uvloop makes the mock cheap;
 # py-spy profiles the connector process from outside; psutil is not needed (we read /proc).
-REQUIREMENTS = ["openai", "litellm", "aiohttp", "orjson", "pyarrow", "uvloop", "matplotlib", "py-spy"]
+# tenacity: bench/retry_wrapper.py measures what it would cost every row (not a connector dependency).
+REQUIREMENTS = ["openai", "litellm", "aiohttp", "orjson", "pyarrow", "uvloop", "matplotlib", "py-spy", "tenacity"]
 _STAMP = BENCH_VENV / ".installed"
 
 
