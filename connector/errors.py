@@ -28,6 +28,8 @@ guess::
         ├── BadReply                    transient_error (2xx whose body we cannot use)
         ├── BatchFailed                 transient_error (a provider batch failed as a whole; config_error
         │                                                when the provider blamed lines of the input)
+        ├── BatchUnconfirmed            transient_error (a batch create got no clear answer and the batch
+        │                                                was not found: the STATE keeps it to look again)
         └── BatchItemUnfinished         transient_error (a batch ended before running this request)
 
 Lower-level exceptions (aiohttp, httpx, OSError, json) are translated into this
@@ -234,6 +236,11 @@ class BatchFailed(EndpointError):
         self.retryable = retryable
         if not retryable:
             self.failure_type = "config_error"  # the input is to blame: fix it, then run again
+
+
+class BatchUnconfirmed(EndpointError):
+    """A batch create got no clear answer (a 5xx, a cut connection, a timeout) and the provider's batch list
+    has not shown the batch within the retries: it may exist, so it is not created again in this sync."""
 
 
 class BatchItemUnfinished(EndpointError):

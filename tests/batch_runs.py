@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from connector.airbyte import commands
 from connector.errors import ConnectorError
@@ -25,6 +27,18 @@ def fake_batch_server(*options: str) -> Iterator[Control]:
     """The fake batch server as its own process; batches move only on ``/_advance`` unless an option says."""
     with spawn("--api-key", KEY, *options, module="tests.fake_batch") as (base, _pid):
         yield Control(base.removesuffix("/v1"))
+
+
+def server_fixture(advance_every: int) -> Callable[[], Iterator[Control]]:
+    """A module-scoped fixture: the fake batch server, its batches moving one step every ``advance_every``
+    polls (0: only when the test says, ``Control.advance``)."""
+
+    @pytest.fixture(scope="module")
+    def server() -> Iterator[Control]:
+        with fake_batch_server("--advance-every", str(advance_every)) as control:
+            yield control
+
+    return server
 
 
 def batch_config(origin: str, rows: list[dict[str, Any]], shape: str = "openai_chat_completions",

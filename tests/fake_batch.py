@@ -47,12 +47,15 @@ Control (tests/fake_batch_lifecycle.py has the lifecycle; :class:`Control` is a 
 ``POST /_plan {outcome: complete | expire | fail, reason?, id?}`` sets how batches created from now on
 (or batch ``id``) end; ``POST /_delay {upload?, create?}`` holds the answers to uploads and creates
 (done at once) that many seconds, so a client can be killed while waiting for them;
+``POST /_fault {route, status?, when?, cut?, hang?, retry_after?, times?}`` plans a 5xx, a 429 or a cut
+connection on a route, before or after the work, and ``POST /_quirks {echo_metadata: false}`` makes
+a provider that does not echo batch metadata (tests/fake_batch_faults.py);
 ``POST /_advance {id?, steps?}`` moves batches along; ``--advance-every N`` also advances a
 batch on every Nth poll of it (0: only ``/_advance``). ``GET /_batches`` lists every batch
 with its items' outcomes. ``GET /_stats`` (fake_openai's) adds ``batch_files_uploaded``,
 ``batch_created[_<api>]``, ``batch_requests``, ``batch_custom_ids_twice``,
 ``batch_requests_per_custom_id_max``, ``batch_polls``, ``batch_downloads``, ``batch_cancels``,
-``batch_items_<outcome>``; a successful item counts in ``answers`` / ``bodies_answered_twice``
+``batch_items_<outcome>``, ``batch_faults``; a successful item counts in ``answers`` / ``bodies_answered_twice``
 like a synchronous answer, so "nothing bought twice" holds across batch and normal requests.
 """
 
@@ -69,6 +72,7 @@ from typing import Any
 from aiohttp import web
 
 from tests import fake_batch_anthropic, fake_batch_gemini, fake_batch_openai
+from tests.fake_batch_faults import Faults
 from tests.fake_batch_lifecycle import COUNTERS, OUTCOMES, Batch
 from tests.fake_openai import STATS, make_app, serve
 
@@ -99,6 +103,7 @@ class Store:
     reason: str = ""
     delays: dict[str, float] = field(default_factory=dict)  # seconds before answering an upload, a create
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    faults: Faults = field(default_factory=Faults)  # planned 5xx, 429, cut connections; quirks
 
     async def delay(self, what: str) -> None:
         """Hold the answer to an upload or a create (already done) so a test can kill the client meanwhile."""
@@ -165,6 +170,7 @@ def make_batch_app(store: Store) -> web.Application:
         app.router.add_post("/_delay", delay)
         app.router.add_post("/_advance", advance)
         app.router.add_get("/_batches", listing)
+        store.faults.add(app)
 
     return make_app(store.api_key, 0, [], more_routes=routes)
 
@@ -196,6 +202,16 @@ class Control:
 
     def delay(self, **seconds: float) -> None:
         self.call("/_delay", {"upload": 0, "create": 0, **seconds})
+
+    def fault(self, route: str, **how: Any) -> None:
+        """Plan a fault (tests/fake_batch_faults.py): ``fault("create", status=502, when="after")``."""
+        self.call("/_fault", {"route": route, **how})
+
+    def clear_faults(self) -> None:
+        self.call("/_fault", {})
+
+    def quirks(self, echo_metadata: bool = True) -> None:
+        self.call("/_quirks", {"echo_metadata": echo_metadata})
 
 
 def main() -> None:

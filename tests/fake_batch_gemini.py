@@ -86,7 +86,8 @@ class GeminiBatches:
                   "failedRequestCount": batch.count("errored"), "pendingRequestCount": batch.count("pending")}
         meta: dict[str, Any] = {
             "@type": GEMINI_TYPE + "GenerateContentBatch", "model": f"models/{batch.endpoint}",
-            "displayName": batch.metadata.get("displayName"), "name": batch.id,
+            "displayName": batch.metadata.get("displayName") if self.store.faults.echo_metadata else None,
+            "name": batch.id,
             "createTime": iso(batch.times["created"]), "updateTime": iso(int(time.time())),
             "batchStats": {k: str(v) for k, v in counts.items() if v},  # proto3 JSON: int64 as text, zeros left out
             "state": batch.native,

@@ -54,7 +54,7 @@ OUTCOMES = ("complete", "expire", "fail")
 COUNTERS = ("batch_files_uploaded", "batch_created", "batch_requests", "batch_custom_ids_twice",
             "batch_requests_per_custom_id_max", "batch_polls", "batch_downloads", "batch_cancels",
             "batch_items_succeeded", "batch_items_errored", "batch_items_expired", "batch_items_canceled",
-            "sync_answers")
+            "sync_answers", "batch_faults")
 
 CUSTOM_IDS: Counter[str] = Counter()  # custom_id -> times submitted in a created batch
 _SEQ = itertools.count(1)

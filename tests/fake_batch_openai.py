@@ -238,7 +238,7 @@ class OpenAIBatches:
             "expired_at": t.get("expired"), "cancelling_at": t.get("cancelling"), "cancelled_at": t.get("cancelled"),
             "request_counts": {"total": 0 if batch.stage == "queued" else len(batch.items),
                                "completed": batch.count("succeeded"), "failed": failed},
-            "metadata": batch.metadata or None,
+            "metadata": (batch.metadata or None) if self.store.faults.echo_metadata else None,
         }
 
     def find(self, request: web.Request) -> Batch | None:

@@ -4,14 +4,13 @@ in batch mode, through the command line in-process."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from connector.answers.records import META_COLUMNS
-from tests.batch_runs import KEY, batch_config, fake_batch_server, rows_of
+from tests.batch_runs import KEY, batch_config, rows_of, server_fixture
 from tests.conftest import run_cli
 from tests.fake_batch import Control
 from tests.fake_batch_answers import answer
@@ -19,10 +18,7 @@ from tests.fake_batch_answers import answer
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(scope="module")
-def manual() -> Iterator[Control]:
-    with fake_batch_server("--advance-every", "0") as control:
-        yield control
+manual = server_fixture(0)  # batches move only when the test says
 
 
 def offline_config(tmp_path: Path, rows: list[dict[str, Any]], **raw: Any) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -28,6 +29,7 @@ from connector.endpoint.batch import (
     chunk,
 )
 from connector.endpoint.batch import fingerprint as fingerprint_of
+from connector.endpoint.batch import submit as submit_once
 from connector.endpoint.batch.base import BatchStatus, ItemResult
 from connector.endpoint.batch.http import BatchHTTP
 from connector.endpoint.batch.openai import OpenAIBatches
@@ -90,7 +92,7 @@ def requests_for(api: BatchAPI, dialect: Any, texts: dict[str, str]) -> list[Bat
 async def submit(api: BatchAPI, requests: list[BatchRequest]) -> tuple[str, Submission]:
     ids = tuple(r.custom_id for r in requests)
     submission = Submission(fingerprint_of(ids), len(ids), time.time())
-    return await api.submit(requests, submission), submission
+    return await submit_once(api, requests, submission), submission
 
 
 async def walk(api: BatchAPI, fake: Fake, batch_id: str) -> list[BatchStatus]:
@@ -230,15 +232,26 @@ async def test_a_batch_whose_create_answer_was_lost_is_found_again(shape: str, f
     assert await api.find(other) is None
 
 
-async def test_anthropic_does_not_guess_between_two_batches_that_could_be_the_lost_one(fake: Fake,
-                                                                                      transport: Any) -> None:
-    """Message Batches carry no caller metadata: a lost batch is the one batch of its size created
-    since the submission began; with two such batches, none is taken."""
+async def test_anthropic_finds_a_lost_batch_by_its_anchor_size_and_time_never_a_known_one(fake: Fake,
+                                                                                       transport: Any) -> None:
+    """Message Batches carry no caller metadata: a lost batch is a batch of its size listed above its anchor
+    (the newest batch before its create), not known to hold other rows, created nearest to its create."""
     api, dialect = protocol("anthropic_messages", fake, transport)
-    first, submission = await submit(api, requests_for(api, dialect, {f"twin-a-{i}": f"a{i}" for i in range(7)}))
-    assert await api.find(submission) == first
-    await submit(api, requests_for(api, dialect, {f"twin-b-{i}": f"b{i}" for i in range(7)}))
-    assert await api.find(submission) is None
+    requests = {name: requests_for(api, dialect, {f"twin-{name}-{i}": f"{name}{i}" for i in range(7)})
+                for name in ("a", "b")}
+    anchored: dict[str, Submission] = {}
+    created: dict[str, str] = {}
+    for name, chunk_of in requests.items():
+        ids = tuple(r.custom_id for r in chunk_of)
+        submission = Submission(fingerprint_of(ids), len(ids), time.time())
+        anchored[name] = replace(submission, anchor=await api.prepare(chunk_of, submission))
+        created[name] = await api.create(chunk_of, anchored[name])
+    assert anchored["b"].anchor == created["a"]  # b's anchor: a was the newest batch before b's create
+    assert await api.find(anchored["b"]) == created["b"]  # a is below the anchor
+    assert await api.find(anchored["a"], exclude={created["b"]}) == created["a"]
+    assert await api.find(anchored["a"], exclude={created["a"], created["b"]}) is None
+    other_size = Submission(fingerprint_of(("x",)), 3, anchored["a"].since, anchored["a"].anchor)
+    assert await api.find(other_size) is None
 
 
 def test_requests_are_cut_by_count_bytes_and_model_in_order() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import io
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from connector.answers.records import META_COLUMNS
 from connector.dialects.openai_chat import ChatDialect
 from connector.endpoint.batch import BatchLimits
 from connector.errors import BatchFailed
-from tests.batch_runs import KEY, batch_config, delta, fake_batch_server, read, rows_of
+from tests.batch_runs import KEY, batch_config, delta, fake_batch_server, read, rows_of, server_fixture
 from tests.conftest import catalog_for, progress_of
 from tests.fake_batch import Control
 
@@ -29,18 +28,8 @@ SHAPES = ["openai_chat_completions", "openai_responses", "azure_openai", "anthro
 BOUGHT = ("batch_created", "batch_requests", "batch_custom_ids_twice", "answers", "bodies_answered_twice")
 
 
-@pytest.fixture(scope="module")
-def auto() -> Iterator[Control]:
-    """A server whose batches move one step on every poll."""
-    with fake_batch_server("--advance-every", "1") as control:
-        yield control
-
-
-@pytest.fixture(scope="module")
-def manual() -> Iterator[Control]:
-    """A server whose batches move only when the test says."""
-    with fake_batch_server("--advance-every", "0") as control:
-        yield control
+auto = server_fixture(1)  # batches move one step on every poll
+manual = server_fixture(0)  # batches move only when the test says
 
 
 def cached_answers(path: Path) -> int:

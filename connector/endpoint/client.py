@@ -333,12 +333,7 @@ class EndpointClient:
         return self._dialect.adapt(exc.status, f"{exc.message} {exc.body}")
 
     def _retry_delay(self, failed_attempts: int, exc: errors.EndpointError) -> float:
-        """Exponential backoff with full jitter (0.5 s doubling, at most 30 s), never shorter than
-        the server's Retry-After, which the WaitCap announces or refuses."""
-        delay = random.uniform(0, min(30.0, 0.5 * 2 ** (failed_attempts - 1)))
-        if isinstance(exc, errors.HTTPStatusError) and exc.retry_after is not None:
-            delay = max(delay, self._waits.allow(exc.retry_after, _why(exc, self._url)))
-        return delay
+        return retry_delay(failed_attempts, exc, self._waits, self._url)
 
     async def _wait_for_resources(self, starved: float, exc: errors.LocalResourcesExhausted) -> float:
         """Sleep a little while local resources free up (the limiter meanwhile halved the requests
@@ -376,6 +371,15 @@ class EndpointClient:
             if resp.status >= 300:
                 raise await _status_error(url, resp, self._dialect.error_message)
             return await resp.read()
+
+
+def retry_delay(failed_attempts: int, exc: errors.EndpointError, waits: WaitCap, url: str) -> float:
+    """The run's one backoff: exponential with full jitter (0.5 s doubling, at most 30 s), never shorter
+    than the server's Retry-After, which the WaitCap announces or refuses (WaitTooLong)."""
+    delay = random.uniform(0, min(30.0, 0.5 * 2 ** (failed_attempts - 1)))
+    if isinstance(exc, errors.HTTPStatusError) and exc.retry_after is not None:
+        delay = max(delay, waits.allow(exc.retry_after, _why(exc, url)))
+    return delay
 
 
 def _why(exc: errors.HTTPStatusError, url: str) -> str:

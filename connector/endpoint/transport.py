@@ -48,9 +48,11 @@ class Transport(Protocol):
     """What the endpoint client needs from HTTP."""
 
     def request(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float,
+        resend: bool = True,
     ) -> AbstractAsyncContextManager[Response]:
-        """Send a request; the response body is readable inside the context."""
+        """Send a request; the response body is readable inside the context. ``resend=False``: never send it
+        a second time on a connection that broke (a batch create: the server may have acted on the first)."""
 
     async def aclose(self) -> None:
         """Release connections."""
@@ -136,18 +138,20 @@ class AiohttpTransport:
         return self._session
 
     async def _send(self, session: Any, method: str, url: str, headers: Mapping[str, str],
-                    body: bytes | None, limits: Any) -> Any:
+                    body: bytes | None, limits: Any, resend: bool = True) -> Any:
         """Send; once more on a new connection when a reused keep-alive one proves dead.
 
         A server may close an idle connection just as we reuse it; llama.cpp closes every
         connection after a streamed reply while still announcing Keep-Alive (measured: 2 of 6
         streamed reads of 5 rows lost their 5th request to it). aiohttp only resends
         idempotent methods; like curl, we resend the POST too, at once and not counted as an
-        attempt: the server dropped the connection before answering anything on it.
+        attempt: the server dropped the connection before answering anything on it. Not with
+        ``resend=False``: a batch create the server acted on before it dropped the connection
+        would be a second batch, every answer bought twice.
         """
         import aiohttp
 
-        for _ in range(3):  # each failure discards a dead pooled connection; few are left at once
+        for _ in range(3 if resend else 0):  # each failure discards a dead pooled connection; few are left at once
             reused = {"reused": False}
             try:
                 return await session.request(method, url, headers=headers, data=body, timeout=limits,
@@ -161,7 +165,8 @@ class AiohttpTransport:
 
     @asynccontextmanager
     async def request(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float,
+        resend: bool = True,
     ) -> AsyncIterator[Response]:
         import aiohttp
 
@@ -171,7 +176,7 @@ class AiohttpTransport:
         # a body trickled a byte at a time) is the client's deadline for the attempt.
         limits = aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
         try:
-            async with await self._send(session, method, url, headers, body, limits) as resp:
+            async with await self._send(session, method, url, headers, body, limits, resend) as resp:
 
                 async def chunks() -> AsyncIterator[bytes]:
                     try:
@@ -221,7 +226,8 @@ class HttpxTransport:
 
     @asynccontextmanager
     async def request(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float,
+        resend: bool = True,  # httpx (no retries configured) never sends a request twice
     ) -> AsyncIterator[Response]:
         import httpx
 

@@ -7,10 +7,13 @@ exact request it is, so a downloaded answer goes into the answer cache without t
 and an answer to a request that has changed since (the config was edited) is never taken for
 the row's.
 
-A :class:`SavedBatch` is written into the STATE *before* its create request is sent (no id
-yet, ``state: submitting``) and again with its id once created: a sync killed in between finds
-the batch again by its fingerprint (a hash of its custom_ids and the time it was sent) instead
-of submitting the rows twice. It stays in the STATE until every one of its rows was emitted.
+A :class:`SavedBatch` is written into the STATE *before* its create request is sent (no id yet,
+``state: submitting``), again with its anchor once prepared (OpenAI-format: its input file's id;
+Anthropic: the newest batch listed before the create) and again with its id once created: a sync
+killed in between finds the batch again by its fingerprint (a hash of its custom_ids and the time it
+was sent) or its anchor instead of submitting the rows twice. A create whose answer was unclear (a
+5xx, a cut connection) and whose batch was not found is kept the same way, ``state: unconfirmed``.
+It stays in the STATE until every one of its rows was emitted.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 from connector.errors import StateError
 
 SUBMITTING = "submitting"  # the create request may have been sent; its answer was not seen
+UNCONFIRMED = "unconfirmed"  # the create got no clear answer and the batch was not found (yet)
 
 
 def custom_id(row_number: int, key: str) -> str:
@@ -65,6 +69,7 @@ class SavedBatch:
     rows: tuple[tuple[int, int], ...]  # its rows' numbers, as inclusive ranges
     id: str | None = None  # None until the provider's answer to the create was seen
     state: str = SUBMITTING  # the provider's last word on it
+    anchor: str | None = None  # what finds it before its id is known (BatchAPI.prepare): its input file, ...
 
     @property
     def first(self) -> int:
@@ -83,8 +88,9 @@ class SavedBatch:
         return f"batch {self.id or '(being created)'} (rows {self.first}-{self.last}, {self.size} requests)"
 
     def as_state(self) -> dict[str, Any]:
-        return {"id": self.id, "fingerprint": self.fingerprint, "since": self.since, "size": self.size,
-                "rows": [list(r) for r in self.rows], "state": self.state}
+        out = {"id": self.id, "fingerprint": self.fingerprint, "since": self.since, "size": self.size,
+               "rows": [list(r) for r in self.rows], "state": self.state}
+        return out if self.anchor is None else {**out, "anchor": self.anchor}
 
     @classmethod
     def from_state(cls, raw: Any, where: str) -> SavedBatch:
@@ -101,13 +107,14 @@ class SavedBatch:
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise problem
         batch_id, fingerprint, state = raw.get("id"), raw.get("fingerprint"), raw.get("state", SUBMITTING)
+        anchor = raw.get("anchor")
         if not (batch_id is None or isinstance(batch_id, str)) or not isinstance(fingerprint, str) \
-                or not isinstance(state, str):
+                or not isinstance(state, str) or not (anchor is None or isinstance(anchor, str)):
             raise problem
         ranges = tuple((int(a), int(b)) for a, b in rows)
         if any(b2[0] <= b1[1] for b1, b2 in itertools.pairwise(ranges)):
             raise problem
-        return cls(fingerprint, float(since), size, ranges, batch_id, state)
+        return cls(fingerprint, float(since), size, ranges, batch_id, state, anchor)
 
 
 def _is_range(value: Any) -> bool:

@@ -25,6 +25,8 @@ from dataclasses import replace
 from connector.answers.records import Tally
 from connector.callbacks import Clock, Sleep
 from connector.endpoint.batch import BatchAPI
+from connector.endpoint.batch.retry import BatchRetry
+from connector.endpoint.limits import WaitCap
 from connector.errors import ConnectorError
 from connector.pipeline.batch_ledger import Ledger
 from connector.pipeline.batch_source import BatchSource
@@ -60,7 +62,8 @@ async def run_batches(
     """Enrich the context's table from its ``start`` on through provider batches, the STATE's ``saved``
     ones first."""
     table, start, ledger, client = ctx.input, ctx.start, Ledger(ctx.saved), ctx.client
-    batch = BatchContext(ctx.parts.run, ctx.enricher, api, ledger, ctx.cache, client.url, client.dialect.name,
+    retry = BatchRetry(ctx.parts.run.max_retries, WaitCap(ctx.parts.limits.max_wait_seconds), client.url, sleep)
+    batch = BatchContext(ctx.parts.run, ctx.enricher, api, ledger, ctx.cache, client.url, client.dialect.name, retry,
                          client.budget, now)
     sized = table.estimate_rows()
     yield Started(None if sized is None else max(sized[0] - start, 0), sized is not None and sized[1], start)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from connector import errors
 from connector.answers.records import Enriched
@@ -38,7 +38,6 @@ from connector.pipeline.ordered import ordered_map
 from connector.pipeline.progress import NO_PROGRESS, Progress
 from connector.pipeline.run import Note, Rows
 
-T = TypeVar("T")
 Results = dict[str, ItemResult]
 Item = tuple[int, dict[str, Any], SavedBatch | None, Results | None]
 
@@ -157,7 +156,7 @@ class BatchSource:
             known = self._statuses.get(batch.fingerprint)
             if batch.id is None or (known is not None and known.over):
                 continue
-            status: BatchStatus = await self._retrying(_poll(self.ctx, batch.id))
+            status: BatchStatus = await self.ctx.retry.call(_poll(self.ctx, batch.id))
             self._statuses[batch.fingerprint] = status
             if status.state != batch.state:
                 ledger.update(batch, state=status.state)
@@ -181,7 +180,7 @@ class BatchSource:
 
     async def _download(self, batch: SavedBatch, status: BatchStatus) -> None:
         """The batch's results, the answers stored in the cache before any record of them exists."""
-        results = await self._retrying(lambda: self.ctx.api.results(status))
+        results = await self.ctx.retry.call(lambda: self.ctx.api.results(status))
         found = {r.custom_id: r for r in results}
         cache = self.ctx.cache
         if cache is not None:
@@ -206,19 +205,6 @@ class BatchSource:
             if status is not None and status.phase == "ended" and batch.fingerprint not in self._results:
                 await self._download(batch, status)
                 self._results.pop(batch.fingerprint, None)
-
-    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
-        """A poll or download, again after ``poll_seconds`` while it fails transiently (max_retries times)."""
-        tries = self.ctx.policy.max_retries
-        while True:
-            try:
-                return await call()
-            except errors.EndpointError as exc:
-                if not exc.retryable or tries <= 0:
-                    raise
-                tries -= 1
-                await self.sleep(self.ctx.policy.batch.poll_seconds)
-
 
 def _poll(ctx: BatchContext, batch_id: str) -> Callable[[], Awaitable[BatchStatus]]:
     return lambda: ctx.api.poll(batch_id)

@@ -9,10 +9,15 @@ already in a batch of the STATE, answered in the answer cache, or asks what an e
 asks (the earlier one's answer is cached once downloaded); the others are cut into batches
 within the provider's limits (:class:`~connector.endpoint.batch.Chunker`) and submitted.
 
-Each batch is written into the STATE (a :class:`~connector.pipeline.run.Checkpoint` with
-the position unchanged) before its create request is sent, and again with its id after: so a
-sync killed at any moment submits no row twice. A batch of the STATE whose rows now ask other
-requests (the config changed) is cancelled and its rows submitted anew, with a warning.
+Each batch is written into the STATE (a :class:`~connector.pipeline.run.Checkpoint` with the
+position unchanged) before its create request is sent, again with its anchor once prepared (the
+input file's id, or the newest batch listed: :meth:`BatchAPI.prepare`), and again with its id after:
+so a sync killed at any moment submits no row twice. Every call follows the run's retry policy, and
+a create whose answer is unclear (a 5xx, a cut connection) is looked for before it is sent again
+(:class:`~connector.endpoint.batch.retry.BatchRetry`); one still unconfirmed when the retries run
+out stays in the STATE, ``unconfirmed``, and is looked for first by the next sync. A batch of the
+STATE whose rows now ask other requests (the config changed) is cancelled and its rows submitted
+anew, with a warning.
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ from connector.answers.cache import AnswerCache, cache_key
 from connector.callbacks import Clock
 from connector.config.parts import RunPolicy
 from connector.endpoint.batch import BatchAPI, BatchRequest, Chunker, Submission, fingerprint
+from connector.endpoint.batch.retry import BatchRetry
 from connector.endpoint.limits import SpendBudget
-from connector.pipeline.batch_ledger import Ledger, SavedBatch, custom_id, ranges_of
+from connector.pipeline.batch_ledger import UNCONFIRMED, Ledger, SavedBatch, custom_id, ranges_of
 from connector.pipeline.enrich import Ask, RowEnricher
 from connector.pipeline.run import Checkpoint, Event, Note
 from connector.rows.opening import numbered_rows
@@ -47,6 +53,7 @@ class BatchContext:
     cache: AnswerCache | None
     url: str  # the endpoint URL and dialect name: the answer cache's key parts
     dialect: str
+    retry: BatchRetry  # the run's retry policy for every call of the batch API
     budget: SpendBudget | None = None
     now: Clock = time.time  # the wall clock: batches are matched by their creation time
 
@@ -94,20 +101,29 @@ class Submitter:
 
     async def _reattach(self, saved: SavedBatch) -> Note:
         name, ledger = self.ctx.policy.stream_name, self.ctx.ledger
-        found = await self.ctx.api.find(Submission(saved.fingerprint, saved.size, saved.since))
+        found = await self.ctx.retry.call(lambda: self.ctx.api.find(self._submission(saved), self._known(saved)))
         if found is not None:
             attached = ledger.update(saved, id=found, state="found")
             return Note(f"{name}: re-attached {attached.label()}, created by an earlier sync that stopped before "
-                        "it saw the answer")
+                        "it saw a clear answer")
         ledger.drop(saved)
-        return Note(f"{name}: {saved.label()} was never created at the provider (the earlier sync stopped first); "
-                    "its rows are submitted again")
+        return Note(f"{name}: {saved.label()} was never created at the provider (the earlier sync stopped first, or "
+                    "the create failed); its rows are submitted again")
+
+    def _submission(self, saved: SavedBatch, model: str = "") -> Submission:
+        return Submission(saved.fingerprint, saved.size, saved.since, saved.anchor, model)
+
+    def _known(self, saved: SavedBatch) -> frozenset[str]:
+        """The ids of the other batches of the STATE: a lookup for ``saved`` never takes one of them."""
+        return frozenset(b.id for b in self.ctx.ledger.batches
+                         if b.id is not None and b.fingerprint != saved.fingerprint)
 
     async def _forget(self, saved: SavedBatch) -> Note:
         """A batch whose rows ask other requests now: cancelled (what it has not run is not bought), dropped."""
         if saved.id is not None:
+            batch_id = saved.id
             with contextlib.suppress(errors.EndpointError):  # already over: nothing left to stop
-                await self.ctx.api.cancel(saved.id)
+                await self.ctx.retry.call(lambda: self.ctx.api.cancel(batch_id))
         self.ctx.ledger.drop(saved)
         return Note(f"{self.ctx.policy.stream_name}: {saved.label()} asks other requests than these rows ask now "
                     "(the config or the input changed since it was submitted): it was cancelled, and its rows are "
@@ -171,17 +187,27 @@ class Submitter:
         ctx.ledger.put(saved)
         yield self._checkpoint()  # in the STATE before the create request leaves
         try:
-            batch_id = await ctx.api.submit(requests, Submission(saved.fingerprint, saved.size, since))
-        except errors.HTTPStatusError:
-            ctx.ledger.drop(saved)  # the provider said no: no batch was created
+            anchor = await ctx.retry.call(lambda: ctx.api.prepare(requests, self._submission(saved)))
+            if anchor is not None:  # in the STATE before the create: the batch is found by it
+                saved = ctx.ledger.update(saved, anchor=anchor)
+                yield self._checkpoint()
+            batch_id, found = await ctx.retry.create(ctx.api, requests, self._submission(saved, requests[0].model),
+                                                     self._known(saved))
+        except errors.BatchUnconfirmed:
+            ctx.ledger.update(saved, state=UNCONFIRMED)  # it may exist: the next sync looks for it first
             yield self._checkpoint()
             raise
-        saved = ctx.ledger.update(saved, id=batch_id, state="submitted")
+        except errors.ConnectorError:
+            ctx.ledger.drop(saved)  # no create was sent, or the provider refused it: nothing was created
+            yield self._checkpoint()
+            raise
+        saved = ctx.ledger.update(saved, id=batch_id, state="found" if found else "submitted")
         self.submitted += saved.size
         if ctx.budget is not None:
             ctx.budget.requests += saved.size  # each request of a batch counts against max_requests
         yield self._checkpoint()
-        yield Note(f"{ctx.policy.stream_name}: submitted {saved.label()}")
+        how = "submitted" if not found else "submitted (the create's answer was unclear; found in the batch list)"
+        yield Note(f"{ctx.policy.stream_name}: {how} {saved.label()}")
 
 
 class _Check:

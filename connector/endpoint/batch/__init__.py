@@ -31,6 +31,7 @@ from connector.endpoint.batch.base import (
     check_custom_id,
     chunk,
     fingerprint,
+    submit,
 )
 from connector.endpoint.batch.http import BatchHTTP
 from connector.endpoint.transport import Transport
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from connector.config.parts import RequestPart
 
 __all__ = ["BatchAPI", "BatchLimits", "BatchRequest", "BatchStatus", "Chunker", "Chunks", "ItemResult", "RequestCounts",
-           "Submission", "batch_api", "check_custom_id", "chunk", "fingerprint"]
+           "Submission", "batch_api", "check_custom_id", "chunk", "fingerprint", "submit"]
 
 
 def batch_api(config: RequestPart, transport: Transport, dialect: Dialect) -> BatchAPI:

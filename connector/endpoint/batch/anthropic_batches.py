@@ -12,15 +12,19 @@ Once ended, ``results_url`` is a JSONL document of ``{custom_id, result}`` in an
 ``result`` being ``succeeded`` (``message``), ``errored`` (``error``: an error response),
 ``canceled`` or ``expired``. A Message Batch cannot fail as a whole: its requests do.
 
-The API keeps no caller metadata on a batch, so a batch whose create answer was lost is
-recognised by when it was created and how many requests it holds (:meth:`find`): the only
-batch of that size created since the submission began.
+The API keeps no caller metadata on a batch, so a batch whose create answer was lost (or
+unclear) is recognised by how many requests it holds and when it was created (:meth:`find`):
+of the batches of that size listed above the anchor (the newest batch just before the create
+was sent, read by :meth:`prepare` and kept in the STATE; the list is newest first), created
+since the create was sent (60 s allowed for clock skew) and not known to hold other rows, the
+one created nearest to it. A wrong guess costs no wrong
+answer: a row takes only a result whose custom_id names its exact request, and a row without
+one is asked again as a normal request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
 import orjson
@@ -40,6 +44,8 @@ from connector.endpoint.batch.base import (
     as_object,
     complete,
     id_in,
+    nearest,
+    unix_time,
 )
 from connector.endpoint.batch.http import BatchHTTP, jsonl, same_origin, with_query
 from connector.endpoint.client import http_error
@@ -78,17 +84,25 @@ class AnthropicBatches:
         return BatchRequest(custom_id, str(params.get("model") or ""),
                             orjson.dumps({"custom_id": custom_id, "params": params}))
 
-    async def submit(self, requests: Sequence[BatchRequest], submission: Submission) -> str:
-        payload = b'{"requests":[' + b",".join(r.entry for r in requests) + b"]}"
-        return id_in(await self._http.json("POST", self._base, payload), "id", "batch creation")
+    async def prepare(self, requests: Sequence[BatchRequest], submission: Submission) -> str | None:
+        page = await self._http.json("GET", with_query(self._base, {"limit": 1}))
+        newest = [b for b in page.get("data") or () if isinstance(b, dict) and isinstance(b.get("id"), str)]
+        return str(newest[0]["id"]) if newest else None  # the list is newest first: a later batch is above it
 
-    async def find(self, submission: Submission) -> str | None:
+    async def create(self, requests: Sequence[BatchRequest], submission: Submission) -> str:
+        payload = b'{"requests":[' + b",".join(r.entry for r in requests) + b"]}"
+        return id_in(await self._http.json("POST", self._base, payload, resend=False), "id", "batch creation")
+
+    async def find(self, submission: Submission, exclude: Collection[str] = ()) -> str | None:
         page = await self._http.json("GET", with_query(self._base, {"limit": 100}))
-        candidates = [b for b in page.get("data") or () if isinstance(b, dict)
-                      and _created(b) >= submission.since - 60
-                      and sum(as_int(v) for v in (b.get("request_counts") or {}).values())
-                      == submission.size]
-        return id_in(candidates[0], "id", "the batch list") if len(candidates) == 1 else None
+        sized: list[tuple[float, str]] = []
+        for batch in page.get("data") or ():
+            batch_id = as_object(batch).get("id")
+            if not isinstance(batch_id, str) or batch_id == submission.anchor:
+                break  # the newest batch before the create, and those older than it, are not the one
+            if sum(as_int(v) for v in as_object(batch.get("request_counts")).values()) == submission.size:
+                sized.append((unix_time(batch.get("created_at")), batch_id))
+        return nearest(sized, submission, exclude)
 
     async def poll(self, batch_id: str) -> BatchStatus:
         batch = await self._http.json("GET", self._at(batch_id))
@@ -139,10 +153,3 @@ class AnthropicBatches:
     async def cancel(self, batch_id: str) -> None:
         await self._http.json("POST", self._at(f"{batch_id}/cancel"))
 
-
-def _created(batch: Mapping[str, Any]) -> float:
-    """A batch's ``created_at`` (RFC 3339) as Unix time; 0 when unreadable."""
-    try:
-        return datetime.fromisoformat(str(batch.get("created_at")).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0

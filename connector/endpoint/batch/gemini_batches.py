@@ -17,7 +17,7 @@ in ``GET {base}/batches``. An expired batch has no results.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
 import orjson
@@ -37,6 +37,8 @@ from connector.endpoint.batch.base import (
     as_object,
     complete,
     id_in,
+    nearest,
+    unix_time,
 )
 from connector.endpoint.batch.http import BatchHTTP
 from connector.endpoint.client import http_error
@@ -72,29 +74,38 @@ class GeminiBatches:
         wire = dict(self._dialect.prepare(body).body)  # the model moves to the URL, stream is dropped
         return BatchRequest(custom_id, model, orjson.dumps({"request": wire, "metadata": {"key": custom_id}}))
 
-    async def submit(self, requests: Sequence[BatchRequest], submission: Submission) -> str:
+    async def prepare(self, requests: Sequence[BatchRequest], submission: Submission) -> None:
+        return None  # the create request carries the requests; the displayName finds the batch
+
+    async def create(self, requests: Sequence[BatchRequest], submission: Submission) -> str:
         models = {r.model for r in requests}
         if len(models) != 1:
             raise ValueError(f"a Gemini batch holds one model, not {sorted(models)}")
         payload = (b'{"batch":{"displayName":' + orjson.dumps(submission.fingerprint)
                    + b',"inputConfig":{"requests":{"requests":[' + b",".join(r.entry for r in requests) + b"]}}}}")
         url = self._dialect.url(f"/models/{models.pop()}:batchGenerateContent")
-        operation = await self._http.json("POST", url, payload)
+        operation = await self._http.json("POST", url, payload, resend=False)
         return id_in(operation, "name", "batch creation")
 
-    async def find(self, submission: Submission) -> str | None:
+    async def find(self, submission: Submission, exclude: Collection[str] = ()) -> str | None:
         token: str | None = None
+        unnamed: list[tuple[float, str]] = []  # batches without a displayName: a provider that does not echo it
         for _ in range(_FIND_PAGES):
             query: dict[str, str | int] = {"pageSize": 100, **({"pageToken": token} if token else {})}
             page = await self._http.json("GET", self._dialect.url("/batches", {k: str(v) for k, v in query.items()}))
             for operation in page.get("operations") or ():
-                if isinstance(operation, dict) and (operation.get("metadata") or {}).get(
-                        "displayName") == submission.fingerprint:
-                    return id_in(operation, "name", "the batch list")
+                meta = as_object(as_object(operation).get("metadata"))
+                name = as_object(operation).get("name")
+                if not isinstance(name, str) or name in exclude:
+                    continue
+                if meta.get("displayName") == submission.fingerprint:
+                    return name
+                if not meta.get("displayName") and _sized(meta, submission):
+                    unnamed.append((unix_time(meta.get("createTime")), name))
             token = page.get("nextPageToken") if isinstance(page.get("nextPageToken"), str) else None
             if not token:
-                return None
-        return None
+                break
+        return nearest(unnamed, submission, exclude)
 
     async def poll(self, batch_id: str) -> BatchStatus:
         operation = await self._http.json("GET", self._dialect.url(f"/{batch_id}"))
@@ -145,3 +156,10 @@ class GeminiBatches:
 
     async def cancel(self, batch_id: str) -> None:
         await self._http.json("POST", self._dialect.url(f"/{batch_id}:cancel"))
+
+
+def _sized(meta: Mapping[str, Any], submission: Submission) -> bool:
+    """A batch of the submission's size and model (what is left to compare without a displayName)."""
+    model = str(meta.get("model") or "").removeprefix("models/")
+    return (as_int(as_object(meta.get("batchStats")).get("requestCount")) == submission.size
+            and (not submission.model or model == submission.model))

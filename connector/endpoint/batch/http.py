@@ -56,19 +56,20 @@ class BatchHTTP:
         self._timeout = timeout
 
     async def send(self, method: str, url: str, payload: bytes | None = None,
-                   headers: Mapping[str, str] | None = None) -> bytes:
-        """The body of a 2xx answer; HTTPStatusError otherwise."""
+                   headers: Mapping[str, str] | None = None, resend: bool = True) -> bytes:
+        """The body of a 2xx answer; HTTPStatusError otherwise. ``resend=False`` for a create: the transport
+        must not send it again on its own when the connection breaks (the first may have made a batch)."""
         sent = await self._dialect.headers(method, url, payload)
         sent.update(headers or {})
-        async with self._transport.request(method, url, sent, payload, self._timeout) as resp:
+        async with self._transport.request(method, url, sent, payload, self._timeout, resend=resend) as resp:
             if resp.status >= 300:
                 body = (await resp.read())[:4096]
                 raise http_error(url, resp.status, body, resp.headers, self._dialect.error_message)
             return await resp.read()
 
-    async def json(self, method: str, url: str, payload: bytes | None = None) -> dict[str, Any]:
+    async def json(self, method: str, url: str, payload: bytes | None = None, resend: bool = True) -> dict[str, Any]:
         """The JSON object a call answers with."""
-        return load_object(await self.send(method, url, payload), f"{method} {url} returned")
+        return load_object(await self.send(method, url, payload, resend=resend), f"{method} {url} returned")
 
     async def upload(self, url: str, fields: Mapping[str, str], filename: str, content: bytes) -> dict[str, Any]:
         """A multipart file upload (``file`` field); the JSON object it answers with."""

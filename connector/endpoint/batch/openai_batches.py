@@ -12,7 +12,10 @@ per file. ``POST {base}/batches`` (``input_file_id``, ``endpoint``, ``completion
 lines ``{custom_id, response: {status_code, body}, error}``: a 2xx body is the reply, another
 status the request's error, and ``error`` (``batch_expired``, ``batch_cancelled``) a request
 the batch ended without running. The chunk's fingerprint goes in ``metadata`` so that a batch
-whose create answer was lost can be found again (``GET {base}/batches``).
+whose create answer was lost (or unclear: a 5xx, a cut connection) can be found again in
+``GET {base}/batches``; a provider that does not echo ``metadata`` is matched by the batch's
+``input_file_id``, the file uploaded for that chunk alone (its id is in the STATE before the
+create is sent).
 
 Azure: the same API under ``{endpoint}/openai/`` with ``api-version`` (or ``/openai/v1/``),
 the ``api-key`` header, ``url`` ``/chat/completions`` and the deployment as ``model``.
@@ -20,7 +23,7 @@ the ``api-key`` header, ``url`` ``/chat/completions`` and the deployment as ``mo
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
 import orjson
@@ -81,26 +84,31 @@ class OpenAIBatches:
     def request(self, custom_id: str, body: Mapping[str, Any]) -> BatchRequest:
         return input_line(self._dialect, custom_id, body)
 
-    async def submit(self, requests: Sequence[BatchRequest], submission: Submission) -> str:
+    async def prepare(self, requests: Sequence[BatchRequest], submission: Submission) -> str:
         content = b"".join(r.entry + b"\n" for r in requests)
         uploaded = await self._http.upload(self._url("files"), {"purpose": "batch"},
                                            f"{submission.fingerprint}.jsonl", content)
         file_id = uploaded.get("id")
         if not isinstance(file_id, str):
             raise errors.BadReply(f"the file upload to {self._url('files')} answered without an id")
+        return file_id
+
+    async def create(self, requests: Sequence[BatchRequest], submission: Submission) -> str:
+        if submission.anchor is None:
+            raise ValueError("an OpenAI-format batch is created from an uploaded input file: prepare first")
         created = await self._http.json("POST", self._url("batches"), orjson.dumps({
-            "input_file_id": file_id, "endpoint": self.endpoint, "completion_window": self._window,
-            "metadata": {METADATA_KEY: submission.fingerprint}}))
+            "input_file_id": submission.anchor, "endpoint": self.endpoint, "completion_window": self._window,
+            "metadata": {METADATA_KEY: submission.fingerprint}}), resend=False)
         return id_in(created, "id", "batch creation")
 
-    async def find(self, submission: Submission) -> str | None:
+    async def find(self, submission: Submission, exclude: Collection[str] = ()) -> str | None:
         after: str | None = None
         for _ in range(_FIND_PAGES):
             query: dict[str, str | int] = {"limit": 100, **({"after": after} if after else {})}
             page = await self._http.json("GET", with_query(self._url("batches"), query))
             batches = [b for b in page.get("data") or () if isinstance(b, dict)]
             for batch in batches:
-                if (batch.get("metadata") or {}).get(METADATA_KEY) == submission.fingerprint:
+                if _made_for(batch, submission) and batch.get("id") not in exclude:
                     return id_in(batch, "id", "the batch list")
                 if as_int(batch.get("created_at")) and as_int(batch.get("created_at")) < submission.since - 60:
                     return None  # older than the submission: it is not further down either
@@ -135,6 +143,15 @@ class OpenAIBatches:
 
     async def cancel(self, batch_id: str) -> None:
         await self._http.json("POST", self._url(f"batches/{batch_id}/cancel"))
+
+
+def _made_for(batch: Mapping[str, Any], submission: Submission) -> bool:
+    """The batch was created for this submission: its metadata names the fingerprint or, for a provider that
+    does not echo metadata, it was created from the submission's input file (uploaded for it alone)."""
+    if as_object(batch.get("metadata")).get(METADATA_KEY) == submission.fingerprint:
+        return True
+    return submission.anchor is not None and batch.get("input_file_id") == submission.anchor
+
 
 def endpoint_for(dialect: ChatDialect) -> str:
     """The ``url`` of the batch input lines (and the batch's ``endpoint``) for this dialect."""

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, ClassVar, Literal, Protocol
 
 import orjson
@@ -65,6 +66,8 @@ class Submission:
     fingerprint: str
     size: int  # how many requests it holds
     since: float  # Unix time just before the create request was sent
+    anchor: str | None = None  # what :meth:`BatchAPI.prepare` gave: the batch is found by it before its id is known
+    model: str = ""  # its requests' model, where a batch holds one (Gemini's lookup compares it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,11 +127,19 @@ class BatchAPI(Protocol):
     def request(self, custom_id: str, body: Mapping[str, Any]) -> BatchRequest:
         """A built request body (``dialect.build``) as this provider's batch entry."""
 
-    async def submit(self, requests: Sequence[BatchRequest], submission: Submission) -> str:
-        """Create one batch of these requests (within :attr:`limits`); its id."""
+    async def prepare(self, requests: Sequence[BatchRequest], submission: Submission) -> str | None:
+        """What the create needs first, and what finds its batch before the batch's id is known (the
+        anchor, kept in the STATE before the create is sent): OpenAI-format uploads the input file (its
+        id; the batch names it); Anthropic reads the newest batch in the list (a batch created later is
+        listed above it); None where there is nothing to anchor. Always safe to repeat."""
 
-    async def find(self, submission: Submission) -> str | None:
-        """The id of a batch already created for this submission (its answer lost), if the provider can tell."""
+    async def create(self, requests: Sequence[BatchRequest], submission: Submission) -> str:
+        """Create one batch of these requests (within :attr:`limits`; ``submission.anchor`` from
+        :meth:`prepare`); its id. Not safe to repeat blindly: see :meth:`find`."""
+
+    async def find(self, submission: Submission, exclude: Collection[str] = ()) -> str | None:
+        """The id of a batch already created for this submission (its answer lost or unclear), if the provider
+        can tell; never one of ``exclude`` (the batches known to hold other rows)."""
 
     async def poll(self, batch_id: str) -> BatchStatus:
         """The batch's state and counts now."""
@@ -139,6 +150,30 @@ class BatchAPI(Protocol):
 
     async def cancel(self, batch_id: str) -> None:
         """Ask the provider to stop the batch (requests already answered keep their results)."""
+
+
+async def submit(api: BatchAPI, requests: Sequence[BatchRequest], submission: Submission) -> str:
+    """Prepare and create, once each, no retry; the batch's id. The run's own submission, with its retries
+    and lookups, is :meth:`connector.endpoint.batch.retry.BatchRetry.create`."""
+    anchor = await api.prepare(requests, submission)
+    return await api.create(requests, replace(submission, anchor=anchor))
+
+
+def nearest(candidates: Iterable[tuple[float, str]], submission: Submission,
+            exclude: Collection[str]) -> str | None:
+    """Of batches (created at, id) that match a submission by size and model, the one created nearest to
+    when its create was sent, not before it (with 60 s for clock skew) and not one of ``exclude``."""
+    fits = [(abs(created - submission.since), batch_id) for created, batch_id in candidates
+            if created >= submission.since - 60 and batch_id not in exclude]
+    return min(fits)[1] if fits else None
+
+
+def unix_time(value: Any) -> float:
+    """An RFC 3339 time (``created_at``, ``createTime``) as Unix time; 0 when unreadable."""
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def fingerprint(custom_ids: Sequence[str], salt: str = "") -> str:
