@@ -81,6 +81,36 @@ def test_export_then_import_gives_the_records_of_a_read(tmp_path: Path) -> None:
     assert records[0]["_cost"] is None and records[0]["_prompt_tokens"] > 0
 
 
+def test_a_partial_import_says_exactly_where_each_rows_answer_came_from(tmp_path: Path) -> None:
+    """Six rows: one needs no request, two answered by the file, one an error line, one with no line whose
+    answer an earlier import put in the answer cache, one with no answer anywhere."""
+    rows = rows_of(6, "partial")
+    rows[1]["text"] = None
+    config = offline_config(tmp_path, rows)
+    requests = tmp_path / "requests.jsonl"
+    assert run_cli(["run", "--config", config, "--export-batch", str(requests)]).code == 0
+    lines = {line["custom_id"].split("-")[0]: line for line in jsonl(requests)}
+    earlier, results = tmp_path / "earlier.jsonl", tmp_path / "results.jsonl"
+    earlier.write_text("".join(json.dumps(x) + "\n" for x in run_offline([lines["r6"]])))
+    assert run_cli(["run", "--config", config, "--import-batch", str(earlier), "--output",
+                    str(tmp_path / "earlier-out.jsonl")]).code == 0
+    answered = run_offline([lines["r1"], lines["r3"], lines["r4"]], fail="row 4")
+    results.write_text("".join(json.dumps(x) + "\n" for x in answered))
+    output = tmp_path / "out.jsonl"
+    imported = run_cli(["run", "--config", config, "--import-batch", str(results), "--output", str(output)])
+    assert imported.code == 0, imported.stderr
+    records = jsonl(output)
+    assert [(r["_status"], r["_error_class"], r["_cached"], r["_batch_id"]) for r in records] == [
+        ("ok", None, False, "file:results.jsonl"), ("skipped_null", None, False, None),
+        ("ok", None, False, "file:results.jsonl"), ("error", "bad_request", False, "file:results.jsonl"),
+        ("error", "unanswered", False, "file:results.jsonl"), ("ok", None, True, None)]
+    assert records[5]["answer"] == "echo: Say partial row 6"
+    assert ("--import-batch results.jsonl: 2 rows answered by the file, 1 from the answer cache, 1 failed in the "
+            "file (an error line), 1 with no answer (no line in the file, nothing in the cache), 1 needed no "
+            "request") in imported.stderr
+    assert "answered by batches: 2;" in imported.stderr and "answers from cache: 1;" in imported.stderr
+
+
 def test_an_import_prices_at_the_batch_price_and_fills_the_cache(tmp_path: Path) -> None:
     prices = {"*": {"input_per_million": 1_000_000, "output_per_million": 2_000_000, "batch_discount": 0.5}}
     config = offline_config(tmp_path, rows_of(2, "priced"), prices=prices)

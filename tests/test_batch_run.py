@@ -86,7 +86,7 @@ def test_the_summary_counts_what_the_batches_cost_at_the_batch_price(auto: Contr
         full = record["_prompt_tokens"] * 1 + record["_completion_tokens"] * 2
         assert record["_cost"] == pytest.approx(full / 2)
     (summary,) = [line for line in sync.logs if " rows in " in line]
-    assert "answered by provider batches: 2;" in summary
+    assert "answered by batches: 2;" in summary
     assert f"cost {sum(r['_cost'] for r in sync.records):.4f}" in summary
 
 
@@ -209,6 +209,8 @@ def test_items_that_did_not_run_are_asked_again_normally_and_item_errors_are_the
     assert by_row[3]["_batch_id"] == batch_id and batch_id in by_row[3]["_error"]
     assert by_row[4]["_batch_id"] is None  # 503 in the batch: asked again as a normal request
     assert any("were asked again as normal requests" in line for line in sync.logs)
+    summary = next(line for line in sync.logs if "rows by status" in line)
+    assert "answered by batches: 2;" in summary  # rows 1 and 5: row 3's batch item is an error, not an answer
 
 
 def test_a_gemini_batch_that_expired_returns_nothing_so_every_row_is_asked_normally(auto: Control) -> None:

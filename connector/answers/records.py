@@ -82,7 +82,7 @@ class Tally:
     by_error_class: Counter[str] = field(default_factory=Counter)
     skipped: int = 0  # failed rows left out by on_row_error skip
     cached: int = 0
-    batched: int = 0  # answered by a provider batch (batch mode)
+    batched: int = 0  # a usable answer from a batch (batch mode, --import-batch); failed batch items are errors
     retried: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -128,7 +128,7 @@ class Tally:
             examples = self.first_failures.setdefault(outcome.error_class, [])
             if len(examples) < 3:
                 examples.append(f"row {row.number}: {outcome.error}")
-        if outcome.batch_id:
+        if outcome.batch_id and outcome.status in ("ok", "truncated"):
             self.batched += 1
         if outcome.cached:
             self.cached += 1
@@ -166,7 +166,7 @@ class Tally:
     def summary(self) -> str:
         # Each count says what it counts: "34 error; 0 failed and skipped" read as a contradiction.
         statuses = ", ".join(f"{self.by_status[s]} {s}" for s in STATUSES if self.by_status[s]) or "no rows"
-        batched = f"answered by provider batches: {self.batched}; " if self.batched else ""
+        batched = f"answered by batches: {self.batched}; " if self.batched else ""
         text = (f"rows by status: {statuses}; left out by on_row_error skip: {self.skipped}; "
                 f"answers from cache: {self.cached}; {batched}rows retried: {self.retried}; "
                 f"tokens in {self.prompt_tokens}{self._cache_text()}, out {self.completion_tokens}"

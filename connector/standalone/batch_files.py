@@ -105,44 +105,64 @@ def read_results(ctx: RunContext, path: str) -> dict[str, ItemResult]:
 
 
 class ImportSource:
-    """The run loop's answer source for ``--import-batch``: each row's answer from the results file."""
+    """The run loop's answer source for ``--import-batch``: each row's answer from the results file, else from
+    the answer cache (its exact request answered before), else the row is ``unanswered``."""
 
     def __init__(self, ctx: RunContext, results: dict[str, ItemResult], path: str) -> None:
         self._client, self._enricher, self._results, self._cache = ctx.client, ctx.enricher, results, ctx.cache
         self._label = f"file:{Path(path).name}"
         self._path = path
         self.used = 0
+        self.counts: Counter[str] = Counter()  # rows by where their answer came from (see :meth:`summary`)
 
     async def __call__(self, rows: Rows) -> AsyncIterator[Enriched | Note | None]:
-        from connector.answers.cache import cache_key
-
         if self._cache is not None:
             for cid, found in self._results.items():
                 key = cache_key_of(cid)
                 if found.reply is not None and key is not None:
                     self._cache.put(key, found.reply)
             self._cache.commit()
-        url, dialect = self._client.url, self._client.dialect.name
         async for position, row in as_async(rows):
             planned = self._enricher.plan((position, row))
             if not isinstance(planned, Ask):
+                self.counts["no request"] += 1
                 yield planned
                 continue
-            cid = custom_id(position + 1, cache_key(url, dialect, planned.body))
-            result = self._results.get(cid)
-            if result is not None and result.reply is not None:
-                self.used += 1
-                yield await self._enricher.finish_batch(planned, result.reply, self._label)
-                continue
-            error = result.error if result is not None else None
-            if error is None:
-                error = errors.BatchItemUnfinished(f"{self._path} has no line with custom_id {cid} (was it run from "
-                                                   "the file --export-batch wrote with this config?)")
-            self.used += result is not None
-            yield self._enricher.batch_error(planned, error, self._label)
+            yield await self._row(planned)
+        yield Note(self.summary())
         unused = len(self._results) - self.used
         if unused:
             yield Note(f"{unused:,} lines of {self._path} answer no row of this input with this config", "WARN")
+
+    async def _row(self, planned: Ask) -> Enriched:
+        from connector.answers.cache import cache_key
+
+        key = cache_key(self._client.url, self._client.dialect.name, planned.body)
+        cid = custom_id(planned.number, key)
+        result = self._results.get(cid)
+        self.used += result is not None
+        if result is not None and result.reply is not None:
+            self.counts["file"] += 1
+            return await self._enricher.finish_batch(planned, result.reply, self._label)
+        if result is not None and result.error is not None:
+            self.counts["failed"] += 1
+            return self._enricher.batch_error(planned, result.error, self._label)
+        cached = self._cache.get(key) if self._cache is not None else None
+        if cached is not None:
+            self.counts["cache"] += 1
+            return await self._enricher.finish_shared(planned, cached, None)  # bought before: nothing is sent
+        self.counts["missing"] += 1
+        return self._enricher.batch_error(planned, errors.BatchItemUnfinished(
+            f"{self._path} has no line with custom_id {cid} and the answer cache has no answer to its request "
+            "(was the file run from the one --export-batch wrote with this config?)"), self._label)
+
+    def summary(self) -> str:
+        """Where the rows' answers came from, each row counted once."""
+        c = self.counts
+        return (f"--import-batch {Path(self._path).name}: {c['file']:,} rows answered by the file, "
+                f"{c['cache']:,} from the answer cache, {c['failed']:,} failed in the file (an error line), "
+                f"{c['missing']:,} with no answer (no line in the file, nothing in the cache), "
+                f"{c['no request']:,} needed no request")
 
 
 class LedgerFile:
