@@ -190,3 +190,37 @@ def test_a_sync_killed_at_any_moment_resumes_without_paying_twice(moment: str, s
     assert delta(server.stats(), before, "batch_created", "batch_custom_ids_twice", "answers",
                  "bodies_answered_twice") == {"batch_created": 3, "batch_custom_ids_twice": 0, "answers": ROWS,
                                               "bodies_answered_twice": 0}
+
+
+@pytest.mark.parametrize("shape", ["openai_chat_completions", "anthropic_messages", "gemini_generate_content"])
+def test_a_sync_killed_while_creating_finds_its_batch_where_the_provider_echoes_no_metadata(
+        shape: str, server: Control, tmp_path: Path) -> None:
+    """The provider keeps no caller metadata visible: the batch the killed sync created is found by its anchor
+    (OpenAI-format: its input file; Anthropic: listed above the newest batch before its create) or its size,
+    model and time (Gemini), not bought again."""
+    rows = 8
+    config = batch_config(server.origin, rows_of(rows, f"killed without metadata {shape}"), shape,
+                          cache=tmp_path / "c.sqlite", batch={"max_requests_per_batch": 4, "poll_seconds": 0.05})
+    before = server.stats()
+    known = {b["id"] for b in server.batches()}
+    server.quirks(echo_metadata=False)
+    server.delay(create=60)
+    try:
+        killed = Read(args_for(tmp_path, config, None, "first"))
+        until(lambda: any(b["id"] not in known for b in server.batches()))
+        killed.kill()
+        server.delay()
+        committed, state = killed.committed()
+        assert [b["id"] for b in state[0]["stream"]["stream_state"]["batches"]] == [None]
+        with advancing(server):
+            resumed = Read(args_for(tmp_path, config, state, "second"))
+            resumed.finish()
+    finally:
+        server.delay()
+        server.quirks(echo_metadata=True)
+    again, _ = resumed.committed()
+    assert [r["_row_number"] for r in committed + again] == list(range(1, rows + 1))
+    assert any("re-attached batch" in m["log"]["message"] for m in resumed.lines if m["type"] == "LOG")
+    assert delta(server.stats(), before, "batch_created", "batch_custom_ids_twice", "answers",
+                 "bodies_answered_twice") == {"batch_created": 2, "batch_custom_ids_twice": 0, "answers": rows,
+                                              "bodies_answered_twice": 0}
