@@ -4,7 +4,7 @@ Exit codes: 0 success (and ``check`` whatever its verdict, as Airbyte expects);
 1 a fatal error, always preceded by a TRACE ERROR on stdout; 2 bad command-line
 usage; 130 interrupted.
 
-``run`` (standalone use, :mod:`connector.standalone.run`) writes a file instead of
+``run`` (standalone use, :mod:`connector.standalone.command`) writes a file instead of
 protocol messages: its progress and errors are lines on stderr. A live progress
 bar (:mod:`connector.pipeline.progress_bar`) is drawn on stderr, never stdout, when stderr
 is a terminal.
@@ -96,7 +96,7 @@ def _run_standalone(args: argparse.Namespace, stdin: BinaryIO, out: BinaryIO, er
     import asyncio
 
     from connector.secrets import Redactor
-    from connector.standalone import run as standalone
+    from connector.standalone import command as standalone
 
     def notice(level: str, text: str) -> None:
         err.write(f"{'' if level == 'INFO' else level + ': '}{text}\n")

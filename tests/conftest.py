@@ -214,7 +214,7 @@ def dialect_of(config: Any) -> Any:
 
 def enricher_for(config: Any, transport: Any, cache: Any = None) -> Any:
     """A RowEnricher for a validated config over ``transport``, as the run's preparation builds one."""
-    from connector.answers.columns import ExtraOutputs
+    from connector.answers.extra_columns import ExtraOutputs
     from connector.answers.extract import ResponseExtractor
     from connector.config.parts import parts_of
     from connector.pipeline.enrich import RowEnricher

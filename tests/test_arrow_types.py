@@ -22,7 +22,7 @@ import pytest
 from connector.airbyte.protocol import serialize
 from connector.errors import ConfigError
 from connector.scaleout import BatchEnricher
-from connector.standalone.run import run
+from connector.standalone.command import run
 from tests.echo_endpoint import Echo, config, discover, read, records, state_at
 
 TEMPLATE = "{{ts_ns}}|{{ts_tz}}|{{dur}}|{{dec}}|{{map}}|{{bin}}|{{big}}|{{cat}}|{{t_ns}}|{{nested}}|{{when}}"

@@ -30,9 +30,9 @@ from connector.endpoint.batch import (
 )
 from connector.endpoint.batch import fingerprint as fingerprint_of
 from connector.endpoint.batch import submit as submit_once
-from connector.endpoint.batch.base import BatchStatus, ItemResult
 from connector.endpoint.batch.http import BatchHTTP
-from connector.endpoint.batch.openai import OpenAIBatches
+from connector.endpoint.batch.openai_batches import OpenAIBatches
+from connector.endpoint.batch.protocol_base import BatchStatus, ItemResult
 from connector.endpoint.classify import classify
 from connector.endpoint.transport import AiohttpTransport, HttpxTransport
 from tests.conftest import dialect_of

@@ -292,10 +292,10 @@ async def _run_tight(origin: str, rows: list[dict[str, Any]], limits: BatchLimit
     """A batch run whose protocol is cut to ``limits`` (a server with the same limits refuses more)."""
     from connector.config.load import load_config
     from connector.endpoint.batch.http import BatchHTTP
-    from connector.endpoint.batch.openai import OpenAIBatches
+    from connector.endpoint.batch.openai_batches import OpenAIBatches
     from connector.pipeline.batch_run import run_batches
     from connector.pipeline.prepare import prepare
-    from connector.pipeline.run import RecordOut
+    from connector.pipeline.run_loop import RecordOut
 
     config = load_config(batch_config(origin, rows))
     async with prepare(config) as ctx:

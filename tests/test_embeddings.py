@@ -23,7 +23,7 @@ import pytest
 from connector.config.load import load_config
 from connector.dialects.embeddings import shares
 from connector.errors import ConfigError
-from connector.standalone.run import run as standalone_run
+from connector.standalone.command import run as standalone_run
 from tests.conftest import mock_transport, read_through
 
 DIM = 4

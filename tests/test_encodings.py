@@ -12,7 +12,7 @@ import pytest
 
 from connector.config.load import load_config
 from connector.errors import ConfigError, InputError
-from connector.standalone.run import run
+from connector.standalone.command import run
 from tests.echo_endpoint import Echo, check, config, discover, read, records, write
 
 LATIN1 = b"id,text\n1,plain\n2,caf\xe9 au lait\n"

@@ -16,7 +16,7 @@ import pytest
 from connector.airbyte import commands
 from connector.airbyte.protocol import serialize
 from connector.errors import ConfigError, InputError
-from connector.standalone.run import run
+from connector.standalone.command import run
 from tests.conftest import catalog_for
 from tests.echo_endpoint import Echo, check, config, discover, logs, read, records, state_at, write
 

@@ -181,7 +181,7 @@ class _Watched(io.BytesIO):
 def test_run_to_stdout_writes_each_record_as_soon_as_it_and_the_rows_before_are_done() -> None:
     """A live pipe: row 1's record is on stdout while row 2 is still waiting for its answer
     (before, nothing was written until a whole input batch of 1,024 rows was done)."""
-    from connector.standalone.run import run as standalone_run
+    from connector.standalone.command import run as standalone_run
 
     out = _Watched()
     seen_before_row_2: list[bool] = []

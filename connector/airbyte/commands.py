@@ -18,7 +18,7 @@ from connector.config.specification import specification
 from connector.errors import CatalogError, CheckFailed, ConfigError, EndpointError
 from connector.pipeline.prepare import TransportFactory, default_transport
 from connector.pipeline.progress import NO_PROGRESS, Progress
-from connector.pipeline.run import DEFAULT_CHECKPOINTING, Checkpointing
+from connector.pipeline.run_loop import DEFAULT_CHECKPOINTING, Checkpointing
 
 if TYPE_CHECKING:
     from connector.airbyte.catalog import SelectedStream
@@ -183,7 +183,7 @@ async def _read_enriched(ctx: RunContext, full_refresh: bool, checkpointing: Che
     """The run loop's events as Airbyte messages; the loop decides, this only translates."""
     from connector.airbyte.state import StreamPosition
     from connector.pipeline.events import run_events
-    from connector.pipeline.run import Checkpoint, Finished, Note, RecordOut, Started
+    from connector.pipeline.run_loop import Checkpoint, Finished, Note, RecordOut, Started
 
     name, redact = ctx.parts.run.stream_name, ctx.redact
     yield protocol.stream_status(name, "STARTED")

@@ -16,7 +16,7 @@ from connector.config.sections import ResponseTemplate
 
 
 class Extras(Protocol):
-    """Columns that come from the config rather than the response template (:mod:`connector.answers.columns`)."""
+    """Columns that come from the config rather than the response template (:mod:`connector.answers.extra_columns`)."""
 
     @property
     def names(self) -> list[str]:
@@ -81,7 +81,7 @@ CONTENT_PATH = compile_path("choices.0.message.content")
 class ResponseExtractor:
     """Takes the configured output columns out of a (normalised) chat-completion reply.
 
-    ``extras`` (:class:`connector.answers.columns.ExtraOutputs`) adds the columns of
+    ``extras`` (:class:`connector.answers.extra_columns.ExtraOutputs`) adds the columns of
     ``output_schema`` and ``_tool_calls``; its row error counts like the template's.
     """
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from connector.answers.columns import extra_output_columns
+from connector.answers.extra_columns import extra_output_columns
 from connector.answers.records import META_COLUMNS, ROW_NUMBER
 from connector.config.parts import OutputPart
 from connector.config.sections import ResponseTemplate

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from pydantic import SecretStr
 
 from connector.config import providers
-from connector.config.shapes import AzureSettings, BedrockSettings, VertexSettings
+from connector.config.shape_settings import AzureSettings, BedrockSettings, VertexSettings
 from connector.secrets import is_auth_header
 
 DEFAULT_URL = "https://api.openai.com/v1/chat/completions"

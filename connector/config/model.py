@@ -1,7 +1,7 @@
 """The connector's configuration: one pydantic model, the single source of truth.
 
 :class:`SourceConfig` holds what to ask and where (endpoint, templates, input, API
-shape); it inherits the run-policy fields from :class:`~connector.config.run.RunSettings`,
+shape); it inherits the run-policy fields from :class:`~connector.config.run_settings.RunSettings`,
 and its sections live in :mod:`connector.config.sections` and :mod:`connector.config.input`.
 Validated, every field holds a parsed value: templates and the output schema are
 objects (JSON text is accepted on input), the response template a
@@ -39,9 +39,9 @@ from connector.config.embeddings import EmbeddingsConfig, check_embeddings, defa
 from connector.config.endpoint import DEFAULT_URL, ApiEndpoint, resolve_endpoint, signs_with_cloud_credentials
 from connector.config.input import InputConfig
 from connector.config.providers import ApiShape, presets
-from connector.config.run import RunSettings
+from connector.config.run_settings import RunSettings
 from connector.config.sections import Parameters, ResponseTemplate
-from connector.config.shapes import AzureSettings, BedrockSettings, VertexSettings
+from connector.config.shape_settings import AzureSettings, BedrockSettings, VertexSettings
 
 MODELS_STREAM = "models"  # the stream of GET /models, offered beside stream_name
 CHAT_PATH = "/chat/completions"

@@ -19,7 +19,7 @@ from connector.config.endpoint import ApiEndpoint
 from connector.config.input import InputConfig
 from connector.config.model import SourceConfig
 from connector.config.sections import CacheConfig, Parameters, Price, ResponseTemplate, TLSConfig
-from connector.config.shapes import AzureSettings, BedrockSettings, VertexSettings
+from connector.config.shape_settings import AzureSettings, BedrockSettings, VertexSettings
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Batch mode's run: the same events as :func:`~connector.pipeline.run.run_rows`, the rows answered by
+"""Batch mode's run: the same events as :func:`~connector.pipeline.run_loop.run_rows`, the rows answered by
 the provider's batch API (``batch.enabled``).
 
 Two passes over the table from the position on: :mod:`~connector.pipeline.batch_submit` puts every
@@ -33,7 +33,7 @@ from connector.pipeline.batch_source import BatchSource
 from connector.pipeline.batch_submit import BatchContext, Submitter
 from connector.pipeline.context import RunContext
 from connector.pipeline.progress import NO_PROGRESS, Progress
-from connector.pipeline.run import (
+from connector.pipeline.run_loop import (
     DEFAULT_CHECKPOINTING,
     Checkpoint,
     Checkpointing,

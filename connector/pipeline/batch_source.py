@@ -36,7 +36,7 @@ from connector.pipeline.batch_submit import BatchContext
 from connector.pipeline.enrich import Ask
 from connector.pipeline.ordered import ordered_map
 from connector.pipeline.progress import NO_PROGRESS, Progress
-from connector.pipeline.run import Note, Rows
+from connector.pipeline.run_loop import Note, Rows
 
 Results = dict[str, ItemResult]
 Item = tuple[int, dict[str, Any], SavedBatch | None, Results | None]

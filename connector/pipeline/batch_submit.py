@@ -9,7 +9,7 @@ already in a batch of the STATE, answered in the answer cache, or asks what an e
 asks (the earlier one's answer is cached once downloaded); the others are cut into batches
 within the provider's limits (:class:`~connector.endpoint.batch.Chunker`) and submitted.
 
-Each batch is written into the STATE (a :class:`~connector.pipeline.run.Checkpoint` with the
+Each batch is written into the STATE (a :class:`~connector.pipeline.run_loop.Checkpoint` with the
 position unchanged) before its create request is sent, again with its anchor once prepared (the
 input file's id, or the newest batch listed: :meth:`BatchAPI.prepare`), and again with its id after:
 so a sync killed at any moment submits no row twice. Every call follows the run's retry policy, and
@@ -37,7 +37,7 @@ from connector.endpoint.batch.retry import BatchRetry
 from connector.endpoint.limits import SpendBudget
 from connector.pipeline.batch_ledger import UNCONFIRMED, Ledger, SavedBatch, custom_id, ranges_of
 from connector.pipeline.enrich import Ask, RowEnricher
-from connector.pipeline.run import Checkpoint, Event, Note
+from connector.pipeline.run_loop import Checkpoint, Event, Note
 from connector.rows.opening import numbered_rows
 from connector.rows.table import Table
 

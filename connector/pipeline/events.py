@@ -1,4 +1,4 @@
-"""A prepared run's events: rows one by one (:func:`~connector.pipeline.run.run_rows`), or through the
+"""A prepared run's events: rows one by one (:func:`~connector.pipeline.run_loop.run_rows`), or through the
 provider's batch API (:func:`~connector.pipeline.batch_run.run_batches`) when ``batch.enabled``.
 
 ``read`` and ``run`` both take their events from :func:`run_events`, so the choice is made once.
@@ -14,7 +14,7 @@ from connector.pipeline.batch_run import run_batches
 from connector.pipeline.context import RunContext
 from connector.pipeline.input_groups import InputGroups
 from connector.pipeline.progress import NO_PROGRESS, Progress
-from connector.pipeline.run import DEFAULT_CHECKPOINTING, AnswerSource, Checkpointing, Event, Note, run_rows
+from connector.pipeline.run_loop import DEFAULT_CHECKPOINTING, AnswerSource, Checkpointing, Event, Note, run_rows
 
 
 def run_events(ctx: RunContext, *, full_refresh: bool = False, checkpointing: Checkpointing = DEFAULT_CHECKPOINTING,

@@ -43,7 +43,7 @@ from connector.endpoint.client import Completion, EndpointClient
 from connector.endpoint.limits import TokenEstimator
 from connector.pipeline.enrich import Ask, RowEnricher
 from connector.pipeline.ordered import as_async, ordered_map
-from connector.pipeline.run import Note, Rows
+from connector.pipeline.run_loop import Note, Rows
 
 # A group also ends after this many rows in all (skipped and cached ones included): memory stays
 # bounded and records keep flowing when most rows need no request.

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Literal
 
 from connector.answers.cache import AnswerCache, cache_path, open_cache
-from connector.answers.columns import ExtraOutputs
+from connector.answers.extra_columns import ExtraOutputs
 from connector.answers.extract import ResponseExtractor
 from connector.answers.records import META_COLUMNS
 from connector.answers.schema import enriched_schema, primary_key

@@ -21,7 +21,7 @@ policy and the one checkpoint rule live here:
 
 The Airbyte ``read`` turns these events into protocol messages
 (:mod:`connector.airbyte.commands`); ``run`` writes the records to a file
-(:mod:`connector.standalone.run`); neither decides anything about the run.
+(:mod:`connector.standalone.command`); neither decides anything about the run.
 """
 
 from __future__ import annotations

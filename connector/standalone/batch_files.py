@@ -30,12 +30,12 @@ from connector.answers.records import Enriched
 from connector.config.providers import canonical
 from connector.dialects.openai_chat import ChatDialect
 from connector.endpoint.batch import ItemResult
-from connector.endpoint.batch.openai import input_line, output_line
+from connector.endpoint.batch.openai_batches import input_line, output_line
 from connector.pipeline.batch_ledger import SavedBatch, cache_key_of, custom_id
 from connector.pipeline.context import RunContext
 from connector.pipeline.enrich import Ask
 from connector.pipeline.ordered import as_async
-from connector.pipeline.run import Note, Rows
+from connector.pipeline.run_loop import Note, Rows
 from connector.rows.opening import numbered_rows
 
 OPENAI_FORMAT = ("openai_chat_completions", "openai_responses", "azure_openai", "openai_embeddings")

@@ -2,7 +2,7 @@
 
     source-openai-compatible run --config config.json --output enriched.parquet [--dry-run]
 
-Same config, same run loop, same answers as ``read`` (:mod:`connector.pipeline.run`,
+Same config, same run loop, same answers as ``read`` (:mod:`connector.pipeline.run_loop`,
 whose records it writes as they come), but no protocol on stdout: progress and the summary are
 lines for a person (on stderr), the table is the file. Column types come from
 the discovered schema (:mod:`connector.standalone.writers`), so they are the same in every
@@ -24,7 +24,7 @@ from connector.pipeline.progress import NO_PROGRESS, Progress
 
 if TYPE_CHECKING:
     from connector.pipeline.context import RunContext
-    from connector.pipeline.run import Event
+    from connector.pipeline.run_loop import Event
     from connector.standalone.batch_files import LedgerFile
     from connector.standalone.writers import TableWriter
 
@@ -127,7 +127,7 @@ def _writer(ctx: RunContext, output: str, kind: str, stdout: BinaryIO | None) ->
 def _events(ctx: RunContext, import_batch: str | None, progress: Progress) -> AsyncIterator[Event]:
     """The run's events: the answers of an imported results file, or a normal (or batch) run."""
     from connector.pipeline.events import run_events
-    from connector.pipeline.run import NEVER, run_rows
+    from connector.pipeline.run_loop import NEVER, run_rows
     from connector.standalone.batch_files import ImportSource, read_results
 
     if import_batch:
@@ -140,7 +140,7 @@ async def _write(ctx: RunContext, writer: TableWriter, events: AsyncIterator[Eve
                  notice: Notice) -> bool:
     """The records into ``writer``, the open batches into ``ledger``, the notes to ``notice``; whether the
     run was complete."""
-    from connector.pipeline.run import Checkpoint, Finished, Note, RecordOut
+    from connector.pipeline.run_loop import Checkpoint, Finished, Note, RecordOut
 
     complete = False
     async for event in events:

@@ -1,9 +1,9 @@
 """Provider batch APIs: half the price for requests that can wait.
 
-One protocol per family (:class:`~connector.endpoint.batch.base.BatchAPI`): OpenAI-format batches
+One protocol per family (:class:`~connector.endpoint.batch.protocol_base.BatchAPI`): OpenAI-format batches
 (OpenAI, Azure OpenAI, OpenAI-compatible providers; chat completions or Responses), Anthropic
 Message Batches and Gemini Batch Mode. Each builds its provider's batch input from the bodies
-the dialect built, cuts it to the provider's limits (:func:`~connector.endpoint.batch.base.chunk`),
+the dialect built, cuts it to the provider's limits (:func:`~connector.endpoint.batch.protocol_base.chunk`),
 submits, polls and reads the results back into replies normalised by the same dialect, so a
 row answered by a batch looks like a row answered by a normal request. ``batch_api(config,
 transport)`` picks the protocol of the configured API shape; Bedrock and Vertex batch
@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 from connector.config.batch import BATCH_SHAPES, NO_BATCH
 from connector.config.providers import canonical
 from connector.dialects import Dialect
-from connector.endpoint.batch.base import (
+from connector.endpoint.batch.http import BatchHTTP
+from connector.endpoint.batch.protocol_base import (
     BatchAPI,
     BatchLimits,
     BatchRequest,
@@ -33,7 +34,6 @@ from connector.endpoint.batch.base import (
     fingerprint,
     submit,
 )
-from connector.endpoint.batch.http import BatchHTTP
 from connector.endpoint.transport import Transport
 from connector.errors import ConfigError
 
@@ -57,15 +57,15 @@ def batch_api(config: RequestPart, transport: Transport, dialect: Dialect) -> Ba
     from connector.dialects.openai_chat import ChatDialect
 
     if isinstance(dialect, AnthropicDialect):
-        from connector.endpoint.batch.anthropic import LIMITS, AnthropicBatches
+        from connector.endpoint.batch.anthropic_batches import LIMITS, AnthropicBatches
 
         return AnthropicBatches(dialect, http, _capped(LIMITS, config))
     if isinstance(dialect, GeminiDialect):
-        from connector.endpoint.batch.gemini import LIMITS, GeminiBatches
+        from connector.endpoint.batch.gemini_batches import LIMITS, GeminiBatches
 
         return GeminiBatches(dialect, http, _capped(LIMITS, config))
     if isinstance(dialect, ChatDialect):
-        from connector.endpoint.batch.openai import LIMITS, OpenAIBatches
+        from connector.endpoint.batch.openai_batches import LIMITS, OpenAIBatches
 
         return OpenAIBatches(dialect, http, config.batch.completion_window, _capped(LIMITS, config))
     raise ConfigError(f"batch: the {shape} API shape has no batch mode here; use one of {', '.join(BATCH_SHAPES)}")

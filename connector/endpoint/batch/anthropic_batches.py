@@ -31,7 +31,8 @@ import orjson
 
 from connector import errors
 from connector.dialects.anthropic import AnthropicDialect
-from connector.endpoint.batch.base import (
+from connector.endpoint.batch.http import BatchHTTP, jsonl, same_origin, with_query
+from connector.endpoint.batch.protocol_base import (
     BatchLimits,
     BatchRequest,
     BatchStatus,
@@ -47,7 +48,6 @@ from connector.endpoint.batch.base import (
     nearest,
     unix_time,
 )
-from connector.endpoint.batch.http import BatchHTTP, jsonl, same_origin, with_query
 from connector.endpoint.client import http_error
 
 _ENVELOPE = len(b'{"requests":[]}')

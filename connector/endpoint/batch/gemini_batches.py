@@ -24,7 +24,8 @@ import orjson
 
 from connector import errors
 from connector.dialects.gemini import GeminiDialect
-from connector.endpoint.batch.base import (
+from connector.endpoint.batch.http import BatchHTTP
+from connector.endpoint.batch.protocol_base import (
     BatchLimits,
     BatchRequest,
     BatchStatus,
@@ -40,7 +41,6 @@ from connector.endpoint.batch.base import (
     nearest,
     unix_time,
 )
-from connector.endpoint.batch.http import BatchHTTP
 from connector.endpoint.client import http_error
 
 # The envelope around the requests, a 64-character displayName and the model in the URL included.

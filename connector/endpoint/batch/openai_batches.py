@@ -33,7 +33,8 @@ from connector.dialects.azure import AzureDialect
 from connector.dialects.embeddings import EmbeddingsDialect
 from connector.dialects.openai_chat import ChatDialect
 from connector.dialects.openai_responses import ResponsesDialect
-from connector.endpoint.batch.base import (
+from connector.endpoint.batch.http import BatchHTTP, jsonl, with_query
+from connector.endpoint.batch.protocol_base import (
     BatchLimits,
     BatchRequest,
     BatchStatus,
@@ -47,7 +48,6 @@ from connector.endpoint.batch.base import (
     complete,
     id_in,
 )
-from connector.endpoint.batch.http import BatchHTTP, jsonl, with_query
 from connector.endpoint.client import http_error
 
 LIMITS = BatchLimits(max_requests=50_000, max_bytes=200 * 1024 * 1024, one_model=True)

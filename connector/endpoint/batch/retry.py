@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from connector import errors
 from connector.callbacks import Sleep
-from connector.endpoint.batch.base import BatchAPI, BatchRequest, Submission
+from connector.endpoint.batch.protocol_base import BatchAPI, BatchRequest, Submission
 from connector.endpoint.client import retry_delay
 from connector.endpoint.limits import WaitCap
 
