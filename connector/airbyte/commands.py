@@ -40,15 +40,17 @@ async def check(raw_config: Any, transport_factory: TransportFactory = default_t
     from connector.dialects import dialect_for
     from connector.pipeline.prepare import connect
     from connector.pipeline.probe import run_check
+    from connector.secrets import Redactor
 
     notes: list[str] = []
     try:
         config = load_config(raw_config, notes.append)
-        dialect = dialect_for(parts_of(config).request)  # what the API shape cannot express fails here
+        parts = parts_of(config)
+        dialect = dialect_for(parts.request)  # what the API shape cannot express fails here
     except ConfigError as exc:
         yield protocol.connection_status(False, exc.message)
         return
-    async with connect(config, dialect, transport_factory, limited=False) as endpoint:
+    async with connect(parts, Redactor.for_config(config), dialect, transport_factory, limited=False) as endpoint:
         try:
             message = await run_check(config, endpoint.client, endpoint.transport)
             message += "".join(f" Note: {note}." for note in notes)
@@ -64,6 +66,7 @@ async def discover(raw_config: Any, transport_factory: TransportFactory = defaul
     from connector.config.load import load_config
     from connector.pipeline.prepare import connect, requests_of
     from connector.rows.opening import open_input
+    from connector.secrets import Redactor
 
     notes: list[str] = []
     config = load_config(raw_config, notes.append)
@@ -80,7 +83,7 @@ async def discover(raw_config: Any, transport_factory: TransportFactory = defaul
     for warning in template.warnings:
         yield protocol.log(warning, "WARN")
     streams = [enriched_stream(parts.run.stream_name, parts.output, table.schema)]
-    async with connect(config, dialect, transport_factory, limited=False) as endpoint:
+    async with connect(parts, Redactor.for_config(config), dialect, transport_factory, limited=False) as endpoint:
         try:
             if await endpoint.client.list_models() is not None:
                 streams.append(models_stream())

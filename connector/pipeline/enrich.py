@@ -29,7 +29,7 @@ from typing import Any
 from connector import errors
 from connector.answers.cache import AnswerCache, SingleFlight, cache_key
 from connector.answers.extract import ResponseExtractor
-from connector.answers.judge import content_of, finish_reason, judged
+from connector.answers.judge import judged
 from connector.answers.outcomes import RowOutcome, Status, model_name
 from connector.answers.prices import Spend
 from connector.answers.records import ROW_NUMBER, Enriched, Record
@@ -39,6 +39,7 @@ from connector.endpoint.classify import classify, fatal, is_fatal
 from connector.endpoint.client import Completion, EndpointClient
 from connector.errors import ErrorClass
 from connector.pipeline.fit import ContextFit
+from connector.pipeline.validate import AnswerCheck
 from connector.requests.templates import RequestTemplate
 from connector.rows.columns import FlawedRow
 from connector.secrets import Redactor
@@ -76,7 +77,7 @@ class RowEnricher:
         self._policy = policy
         self._dialect = client.dialect  # the run's one dialect: bodies are built for the shape the client speaks
         self._template = template
-        self._extractor = extractor
+        self._check = AnswerCheck(extractor, self._dialect, policy.validation_retries)
         self._client = client
         self._redact = redactor
         self._cache = cache if cache is not None and cache.enabled else None
@@ -88,7 +89,7 @@ class RowEnricher:
 
     @property
     def output_columns(self) -> list[str]:
-        return self._extractor.column_names
+        return self._check.column_names
 
     def body_for(self, row: Mapping[str, Any]) -> Body:
         return self._dialect.build(self._template.render(row))
@@ -187,13 +188,11 @@ class RowEnricher:
         self._fit.observe(body, usage.prompt, usage.completion)
 
     async def _validated(self, ask: Ask, body: Body, answer: _Answer, spend: Spend) -> Enriched:
-        """Validate the answer (asking again with feedback), then judge it into the row's outcome."""
-        columns, problem = self._extractor.extract(answer.reply)
-        retries = self._policy.validation_retries
-        while problem and retries and finish_reason(answer.reply) != "length":
-            retry_body = self._with_feedback(body, content_of(answer.reply), problem)
-            if retry_body is None:
-                break
+        """Validate the answer (asking again with feedback, :mod:`connector.pipeline.validate`), then judge
+        it into the row's outcome."""
+        columns, problem = self._check.check(answer.reply)
+        retries = self._check.retries
+        while (retry_body := self._check.ask_again(body, answer.reply, problem, retries)) is not None:
             retries -= 1
             try:
                 again = await self._answer(retry_body, spend)
@@ -207,7 +206,7 @@ class RowEnricher:
                 return done
             again.attempts += answer.attempts
             body, answer = retry_body, again
-            columns, problem = self._extractor.extract(answer.reply)
+            columns, problem = self._check.check(answer.reply)
         return self._judged(ask, columns, body, answer, problem, spend)
 
     def _judged(self, ask: Ask, columns: Record, body: Body, answer: _Answer, problem: str | None,
@@ -221,7 +220,7 @@ class RowEnricher:
 
     def _unanswered(self, number: int, values: Record, status: Status, message: str,
                     error_class: ErrorClass | None = None, attempts: int = 0) -> Enriched:
-        values.update(dict.fromkeys(self._extractor.column_names))
+        values.update(dict.fromkeys(self._check.column_names))
         return Enriched(number, values, RowOutcome(status, error_class, message, attempts=attempts))
 
     def _classify(self, exc: errors.EndpointError) -> ErrorClass:
@@ -229,13 +228,6 @@ class RowEnricher:
         if is_fatal(exc):
             raise fatal(exc) from exc
         return classify(exc)
-
-    def _with_feedback(self, body: Mapping[str, Any], answer: Any, problem: str) -> Body | None:
-        """The conversation so far, the unusable answer, and what was wrong with it, in the run's API
-        shape; None when the body has no conversation to extend."""
-        said = answer if isinstance(answer, str) else ""
-        ask = f"That answer could not be used: {problem}. Reply again with only the corrected JSON object."
-        return self._dialect.with_feedback(body, said, ask)
 
     # Rows a provider batch answered (pipeline/batch_source.py) ------------------------
 

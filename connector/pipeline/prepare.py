@@ -89,8 +89,9 @@ class Endpoint:
 
 
 @asynccontextmanager
-async def connect(config: SourceConfig, dialect: Dialect, transport_factory: TransportFactory = default_transport,
-                  *, limited: bool = True, notice: Notice | None = None) -> AsyncIterator[Endpoint]:
+async def connect(parts: Parts, redact: Redactor, dialect: Dialect,
+                  transport_factory: TransportFactory = default_transport, *, limited: bool = True,
+                  notice: Notice | None = None) -> AsyncIterator[Endpoint]:
     """An endpoint client speaking the run's one ``dialect``, through the limiter and spend budget
     unless ``limited`` is off; the transport is closed on the way out.
 
@@ -98,7 +99,6 @@ async def connect(config: SourceConfig, dialect: Dialect, transport_factory: Tra
     a concurrency lowered to fit the open-files limit, a long wait the endpoint asked for.
     ``Endpoint.parts`` are the parts the run really uses (its concurrency so lowered).
     """
-    parts = parts_of(config)
     if limited:
         fitted = connections_that_fit(parts.limits.concurrency, notice or no_notice)
         if fitted != parts.limits.concurrency:
@@ -108,7 +108,7 @@ async def connect(config: SourceConfig, dialect: Dialect, transport_factory: Tra
         client = EndpointClient(parts.client, transport, dialect, limiter=limiter_for(parts.limits, notice)
                                 if limited else None, budget=budget_for(parts.limits) if limited else None,
                                 notice=notice)
-        yield Endpoint(parts, Redactor.for_config(config), client, transport)
+        yield Endpoint(parts, redact, client, transport)
     finally:
         await transport.aclose()
 
@@ -142,7 +142,7 @@ async def prepare(config: SourceConfig, transport_factory: TransportFactory = de
         notes += template.warnings
         schema = enriched_schema(table.schema, parts.output)  # the same name and column checks as discover
         primary_key(parts.output, table.schema)
-    async with connect(config, dialect, transport_factory, notice=notice) as endpoint:
+    async with connect(parts, Redactor.for_config(config), dialect, transport_factory, notice=notice) as endpoint:
         parts = endpoint.parts if purpose != "import" else endpoint.parts.without_validation_retries()
         cache = _cache_for(purpose, parts.cache, notes.append)
         try:
