@@ -226,6 +226,7 @@ def test_the_dry_run_prices_the_input_and_no_output(tmp_path: Path) -> None:
     report = result.report or ""
     assert server.inputs == []
     chars = sum(len(t) for t in TEXTS)
+    assert "rows: 5; requests: 3 or more (up to 2 rows each)" in report
     assert "output tokens: ~0" in report
     assert "estimated cost: ~" in report and "input tokens: ~" in report
     tokens = int(report.split("input tokens: ~")[1].split(" ")[0].replace(",", ""))

@@ -18,7 +18,7 @@ into the model, which adds the cross-field rules a schema cannot say.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -230,6 +230,12 @@ class SourceConfig(RunSettings):
     vertex: VertexSettings | None = Field(None, title="Google Vertex AI", json_schema_extra={"order": 56})
     batch: BatchConfig = Field(default_factory=BatchConfig, title="Batch mode", json_schema_extra={"order": 57})
     embeddings: EmbeddingsConfig | None = Field(None, title="Embeddings", json_schema_extra={"order": 58})
+    media_columns: dict[str, Literal["image", "document"]] = Field(
+        default_factory=dict, title="Media columns",
+        description='Input columns holding an image or a PDF, e.g. {"photo": "image", "invoice": "document"}: '
+                    "a URL, a file path, base64 text or a binary column. The template places each like any column "
+                    "(docs/API_SHAPES.md, Media).",
+        json_schema_extra={"order": 59})
 
     @model_validator(mode="before")
     @classmethod

@@ -8,7 +8,7 @@ config. Each part holds exactly the fields its stage reads, under the config's o
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from pydantic import SecretStr
@@ -98,6 +98,7 @@ class RowPolicy:
     fallback_on: frozenset[str]
     validation_retries: int
     prices: Mapping[str, Price]
+    media_columns: Mapping[str, Literal["image", "document"]] = field(default_factory=dict)  # media_columns
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +155,8 @@ def parts_of(config: SourceConfig) -> Parts:
                     config.max_wait_seconds, config.max_requests, config.max_total_tokens, config.tls)
     rows = RowPolicy(config.null_policy, config.null_literal, config.context_window, windows,
                      config.too_long_policy, config.truncate_column, tuple(m for m in config.fallback_models if m),
-                     frozenset(config.fallback_on), config.validation_retries, dict(config.prices))
+                     frozenset(config.fallback_on), config.validation_retries, dict(config.prices),
+                     dict(config.media_columns))
     run = RunPolicy(config.stream_name, config.concurrency, config.on_row_error, config.max_error_rate,
                     config.max_retries, config.batch)
     client = ClientPart(float(config.timeout), config.max_retries, config.max_wait_seconds)

@@ -154,9 +154,20 @@ def _message(message: dict[str, Any]) -> dict[str, Any]:
                 blocks.append({"type": "image", "source": {"type": "base64", "media_type": media, "data": data}})
             else:
                 blocks.append({"type": "image", "source": {"type": "url", "url": url}})
+        elif isinstance(part, dict) and part.get("type") == "file" and isinstance(part.get("file"), dict):
+            blocks.append({"type": "document", "source": _document_source(part["file"])})
         else:
             blocks.append(part)
     return {**message, "content": blocks}
+
+
+def _document_source(file: Mapping[str, Any]) -> dict[str, Any]:
+    """A chat file part's file as a document block's source: base64 of a data URL, or a URL."""
+    data = str(file.get("file_data") or "")
+    if data.startswith("data:") and ";base64," in data:
+        media, payload = data[5:].split(";base64,", 1)
+        return {"type": "base64", "media_type": media, "data": payload}
+    return {"type": "url", "url": file.get("file_url") or data}
 
 
 def normalise(message: Mapping[str, Any], *, structured: bool = False) -> Reply:

@@ -35,6 +35,7 @@ from connector.dialects.bodies import generic_error_message as generic_error_mes
 from connector.dialects.bodies import load_object as load_object
 from connector.dialects.bodies import loads as loads
 from connector.dialects.bodies import preview as preview
+from connector.dialects.media import prompt_chars
 from connector.dialects.usage import OPENAI_CACHE, CachePricing, usage_block
 from connector.errors import ConfigError
 from connector.jsonbytes import dumps
@@ -339,7 +340,7 @@ class DialectBase:
         if self.conversation_key not in body:
             return len(dumps(body))
         system = body.get(self.system_key) if self.system_key else None
-        return len(dumps(body[self.conversation_key])) + len(dumps(system or ""))
+        return prompt_chars(dumps(body[self.conversation_key])) + len(dumps(system or ""))  # media: as 0
 
     def with_feedback(self, body: Mapping[str, Any], answer: str, ask: str) -> dict[str, Any] | None:
         turns = body.get(self.conversation_key)

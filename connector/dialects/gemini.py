@@ -196,6 +196,11 @@ def _content(message: Mapping[str, Any]) -> dict[str, Any]:
                 parts.append({"inlineData": {"mimeType": mime, "data": data}})
             else:
                 parts.append({"fileData": {"fileUri": url}})
+        elif kind == "file" and isinstance(part.get("file"), dict):  # a chat file part (PDF): inline data
+            data = str(part["file"].get("file_data") or "")
+            mime, _, payload = data[5:].partition(";base64,")
+            parts.append({"inlineData": {"mimeType": mime, "data": payload}} if data.startswith("data:")
+                         else {"fileData": {"mimeType": "application/pdf", "fileUri": part["file"].get("file_url")}})
         elif isinstance(part, dict):
             parts.append(part)  # already a Gemini part
     if content is None and isinstance(message.get("parts"), list):

@@ -133,6 +133,8 @@ def _input_item(message: Any) -> Any:
         elif kind == "image_url":
             url = part.get("image_url")
             parts.append({"type": "input_image", "image_url": url.get("url") if isinstance(url, dict) else url})
+        elif kind == "file" and isinstance(part.get("file"), dict):  # a chat file part: input_file
+            parts.append({"type": "input_file", **part["file"]})  # filename + file_data, or file_url
         else:
             parts.append(part)
     return {**message, "content": parts}

@@ -24,6 +24,7 @@ from typing import Any
 
 from connector.answers.cache import cache_key
 from connector.answers.prices import billed_as_batch, cost_of, price_for
+from connector.dialects.embeddings import EmbeddingsDialect
 from connector.dialects.usage import TokenUsage
 from connector.endpoint.limits import TokenEstimator
 from connector.errors import RowTooLong
@@ -73,12 +74,17 @@ class DryRun:
     unpriced: Counter[str] = field(default_factory=Counter)  # model -> requests without a price
     chars_per_token: float = TokenEstimator().chars_per_token
     samples: list[Sample] = field(default_factory=list)
+    rows_per_request: int = 1  # embeddings.inputs_per_request: rows merged into one request
 
     def lines(self) -> list[str]:
         """The report, one line per fact."""
         skipped = ", ".join(f"{n} {status}" for status, n in sorted(self.skipped.items())) or "none skipped"
+        requests = f"{self.requests:,}"
+        if self.rows_per_request > 1:  # at least this many: a group also ends where a limit or the model does
+            least = -(-self.requests // self.rows_per_request)
+            requests = f"{least:,} or more (up to {self.rows_per_request} rows each)"
         out = [f"dry run of {self.stream}: no request was sent",
-               f"rows: {self.rows:,}; requests: {self.requests:,}; skipped: {skipped}"]
+               f"rows: {self.rows:,}; requests: {requests}; skipped: {skipped}"]
         if self.cached:
             out.append(f"already answered in the answer cache (free): {self.cached:,} of the requests")
         out.append(f"input tokens: ~{self.input_tokens:,} (offline estimate: {self.chars_per_token:g} characters "
@@ -143,8 +149,10 @@ class Planner:
         self._samples = samples
         self._estimator = TokenEstimator()
         self._cache = ctx.cache  # only a cache file that exists: a dry run creates nothing
+        dialect = self._dialect  # a shape that merges rows into one request (embeddings) says how many
         self.result = DryRun(ctx.parts.run.stream_name, chars_per_token=self._estimator.chars_per_token,
-                             default_output=self._estimator.default_output)
+                             default_output=self._estimator.default_output,
+                             rows_per_request=dialect.limits.inputs if isinstance(dialect, EmbeddingsDialect) else 1)
 
     async def add(self, item: tuple[int, dict[str, Any]]) -> None:
         result = self.result
@@ -162,7 +170,8 @@ class Planner:
             return
         body = planned.body
         result.requests += 1
-        prompt = self._estimator.prompt_tokens(self._dialect.prompt_chars(body))  # as the context-window fit counts
+        # As the context-window fit counts: the text, and the estimate of the row's images and documents.
+        prompt = self._estimator.prompt_tokens(self._dialect.prompt_chars(body)) + planned.media_tokens
         cap = self._dialect.max_output_tokens(body)  # in the API shape's own field
         cap = cap if cap is not None and cap >= 0 else None  # 0: the shape generates nothing (embeddings)
         output = cap if cap is not None else self._estimator.default_output

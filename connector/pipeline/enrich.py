@@ -34,12 +34,15 @@ from connector.answers.outcomes import RowOutcome, Status, model_name
 from connector.answers.prices import Spend
 from connector.answers.records import ROW_NUMBER, Enriched, Record
 from connector.config.parts import RowPolicy
+from connector.dialects.media import problem as media_problem
+from connector.dialects.media import tokens as media_tokens
 from connector.dialects.usage import usage_from
 from connector.endpoint.classify import classify, fatal, is_fatal
 from connector.endpoint.client import Completion, EndpointClient
 from connector.errors import ErrorClass
 from connector.pipeline.fit import ContextFit
 from connector.pipeline.validate import AnswerCheck
+from connector.requests.media import MediaError, load, media_of, place, stand_ins
 from connector.requests.templates import RequestTemplate
 from connector.rows.columns import FlawedRow
 from connector.secrets import Redactor
@@ -54,6 +57,7 @@ class Ask:
     number: int
     values: Record
     body: Body
+    media_tokens: int = 0  # the estimate of its images and documents (their base64 is not counted as text)
 
 
 class _Answer:
@@ -83,6 +87,7 @@ class RowEnricher:
         self._cache = cache if cache is not None and cache.enabled else None
         self._single_flight = SingleFlight()
         self._used_columns = sorted(template.columns)
+        self._media = dict(policy.media_columns)
         self._fallbacks = policy.fallback_models
         self._fit = ContextFit(self._dialect, self.body_for, policy.context_window, policy.context_windows,
                                policy.too_long_policy, policy.truncate_column)
@@ -92,6 +97,8 @@ class RowEnricher:
         return self._check.column_names
 
     def body_for(self, row: Mapping[str, Any]) -> Body:
+        if self._media:  # media columns: their stand-ins become content parts (connector.requests.media)
+            return self._dialect.build(place(self._template.render(row), media_of(row)))
         return self._dialect.build(self._template.render(row))
 
     # The row -------------------------------------------------------------------------
@@ -125,13 +132,31 @@ class RowEnricher:
                                     f"column(s) {', '.join(blank)} null or empty (null_policy skip)")
         if blank and policy.null_policy == "literal":
             row = {**row, **dict.fromkeys(blank, policy.null_literal)}
+        media_tokens = 0
+        if self._media:
+            with_media = self._with_media(row)
+            if isinstance(with_media, str):
+                return self._unanswered(number, values, "error", with_media, "bad_input")
+            row, media_tokens = with_media
         body = self.body_for(row)
         if policy.context_window:
-            fitted = self._fit.fit(row, body, position)
+            fitted = self._fit.fit(row, body, position, media_tokens)
             if isinstance(fitted, str):
                 return self._unanswered(number, values, "skipped_too_long", fitted)
             body = fitted
-        return Ask(number, values, body)
+        return Ask(number, values, body, media_tokens)
+
+    def _with_media(self, row: Mapping[str, Any]) -> tuple[dict[str, Any], int] | str:
+        """The row with its media loaded (and their tokens), or why they cannot be sent (nothing is)."""
+        try:
+            media = {column: load(row.get(column), kind, column) for column, kind in self._media.items()
+                     if column in self._used_columns and not _is_blank(row.get(column))}
+            placed = stand_ins(row, media)
+            self.body_for(placed)  # a media column the template puts where no media can go: said now
+        except MediaError as exc:
+            return str(exc)
+        problem = media_problem(self._dialect.name, list(media.values()))
+        return problem if problem is not None else (placed, media_tokens(self._dialect.name, list(media.values())))
 
     async def _ask(self, ask: Ask) -> Enriched:
         """Ask the primary model, then each fallback the error class allows."""
@@ -142,7 +167,7 @@ class RowEnricher:
         tried: object = None  # the last model asked (a body's model is whatever JSON the template gave)
         for model in [body.get("model"), *self._fallbacks]:
             asked = body if model == body.get("model") else {**body, "model": model}
-            window = self._fit.too_big_for(model, asked)
+            window = self._fit.too_big_for(model, asked, ask.media_tokens)
             if window is not None:
                 passed_over.append(f"{model} (context window {window})")
                 continue

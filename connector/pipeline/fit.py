@@ -43,21 +43,23 @@ class ContextFit:
         if prompt is not None and self.sizes_prompts:
             self.estimator.observe(self._dialect.prompt_chars(body), prompt, output)
 
-    def too_big_for(self, model: object, body: Mapping[str, Any]) -> int | None:
+    def too_big_for(self, model: object, body: Mapping[str, Any], media_tokens: int = 0) -> int | None:
         """``model``'s context window when ``body`` does not fit it; None when it fits or has no window."""
         window = self.windows.get(str(model)) if model else None
-        if window is not None and self.prompt_tokens(body) + self.max_output(body) > window:
+        if window is not None and self.prompt_tokens(body) + media_tokens + self.max_output(body) > window:
             return window
         return None
 
-    def fit(self, row: Mapping[str, Any], body: Body, position: int) -> Body | str:
-        """The body, truncated to fit where the policy says so; a skip reason when it cannot fit."""
+    def fit(self, row: Mapping[str, Any], body: Body, position: int, media_tokens: int = 0) -> Body | str:
+        """The body, truncated to fit where the policy says so; a skip reason when it cannot fit.
+        ``media_tokens``: the estimate of the row's images and documents, which stay whole."""
         window = int(self.window or 0)
-        allowed = window - self.max_output(body)
+        allowed = window - self.max_output(body) - media_tokens
         estimate = self.prompt_tokens(body)
         if estimate <= allowed:
             return body
-        reason = (f"the prompt is ~{estimate} tokens and max_tokens {self.max_output(body)}: "
+        media = f" (and ~{media_tokens} for its media)" if media_tokens else ""
+        reason = (f"the prompt is ~{estimate + media_tokens} tokens{media} and max_tokens {self.max_output(body)}: "
                   f"more than context_window {window}")
         if self._policy == "fail":
             raise errors.RowTooLong(f"row {position + 1}: {reason}; set too_long_policy to skip or truncate")
