@@ -6,6 +6,7 @@ LiteLLM is told to use its bundled model price map, transformers runs with
 ``HF_HUB_OFFLINE=1`` on a model converted from the local GGUF.
 
 - :func:`start_llama_cpp`: llama.cpp's ``llama-server`` through scripts/local_llm.sh;
+- :func:`start_llama_cpp_embeddings`: the same, serving embeddings (its own port);
 - :func:`start_litellm`: LiteLLM's proxy (``.venv-litellm``, ``make litellm``) in front of it;
 - :func:`start_llama_cpp_python`: llama-cpp-python's server (``.venv-llama-cpp-python``);
 - :func:`start_transformers_serve`: ``transformers serve`` (``.venv-transformers``).
@@ -138,6 +139,12 @@ def start_llama_cpp(workdir: Path, api_key: str, extra_args: Sequence[str] = ())
     if started.returncode != 0:
         raise ServerFailed(f"local llama.cpp server failed to start:\n{started.stderr[-3000:]}")
     return Started(f"http://127.0.0.1:{port}/v1", api_key, int(pidfile.read_text()), log)
+
+
+def start_llama_cpp_embeddings(workdir: Path, api_key: str) -> Started:
+    """llama.cpp's server answering ``/v1/embeddings`` from the same SmolLM2 GGUF (``--embeddings``, mean
+    pooling: a 576-number vector per input), on its own port, PID file and log in ``workdir``."""
+    return start_llama_cpp(workdir, api_key, ["--embeddings", "--pooling", "mean"])
 
 
 def local_gguf() -> Path:
