@@ -133,12 +133,12 @@ class RowEnricher:
         if blank and policy.null_policy == "literal":
             row = {**row, **dict.fromkeys(blank, policy.null_literal)}
         media_tokens = 0
-        if self._media:
-            with_media = self._with_media(row)
-            if isinstance(with_media, str):
-                return self._unanswered(number, values, "error", with_media, "bad_input")
-            row, media_tokens = with_media
-        body = self.body_for(row)
+        try:
+            if self._media:
+                row, media_tokens = self._with_media(row)
+            body = self.body_for(row)  # a media column placed where no media can go: MediaError
+        except MediaError as exc:
+            return self._unanswered(number, values, "error", str(exc), "bad_input")
         if policy.context_window:
             fitted = self._fit.fit(row, body, position, media_tokens)
             if isinstance(fitted, str):
@@ -146,17 +146,15 @@ class RowEnricher:
             body = fitted
         return Ask(number, values, body, media_tokens)
 
-    def _with_media(self, row: Mapping[str, Any]) -> tuple[dict[str, Any], int] | str:
-        """The row with its media loaded (and their tokens), or why they cannot be sent (nothing is)."""
-        try:
-            media = {column: load(row.get(column), kind, column) for column, kind in self._media.items()
-                     if column in self._used_columns and not _is_blank(row.get(column))}
-            placed = stand_ins(row, media)
-            self.body_for(placed)  # a media column the template puts where no media can go: said now
-        except MediaError as exc:
-            return str(exc)
-        problem = media_problem(self._dialect.name, list(media.values()))
-        return problem if problem is not None else (placed, media_tokens(self._dialect.name, list(media.values())))
+    def _with_media(self, row: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+        """The row with its media loaded, and their estimated tokens; MediaError when they cannot be sent
+        in this API shape (nothing is)."""
+        media = [load(row.get(column), kind, column) for column, kind in self._media.items()
+                 if column in self._used_columns and not _is_blank(row.get(column))]
+        problem = media_problem(self._dialect.name, media)
+        if problem is not None:
+            raise MediaError(problem)
+        return stand_ins(row, {m.column: m for m in media}), media_tokens(self._dialect.name, media)
 
     async def _ask(self, ask: Ask) -> Enriched:
         """Ask the primary model, then each fallback the error class allows."""
