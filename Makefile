@@ -11,10 +11,12 @@ SCALE_VENV := .venv-scale
 SCALE_STAMP := $(SCALE_VENV)/.installed
 LITELLM_VENV := .venv-litellm
 LITELLM_STAMP := $(LITELLM_VENV)/.installed
+STORAGE_VENV := .venv-storage
+STORAGE_STAMP := $(STORAGE_VENV)/.installed
 LCP_STAMP := .venv-llama-cpp-python/.installed
 TRANSFORMERS_STAMP := .venv-transformers/.installed
 
-.PHONY: install local-llm compat scale container litellm compat-table test test-fast demo bench lint spec clean
+.PHONY: install local-llm compat scale container litellm storage compat-table test test-fast demo bench lint spec clean
 
 # pip's output goes to .venv/install.log; scripts/with_progress.sh says where it stands meanwhile.
 $(STAMP): pyproject.toml
@@ -84,17 +86,24 @@ $(LCP_STAMP): Makefile
 $(TRANSFORMERS_STAMP): Makefile
 	$(call side_venv,torch==2.13.0 'transformers[serving]==5.24.0' gguf==0.19.0)
 
+# The storage servers of tests/test_remote_inputs.py (tests/storage_servers.py): moto's S3 server
+# (its IAM user made with boto3, which moto[server] brings) and asyncssh's SFTP server. ~1 min, ~320 MB.
+$(STORAGE_STAMP): Makefile
+	$(call side_venv,'moto[server]==5.2.6' 'asyncssh==2.24.1')
+
+storage: $(STORAGE_STAMP)
+
 compat-table: install local-llm $(LITELLM_STAMP) $(LCP_STAMP) $(TRANSFORMERS_STAMP)
 	$(BIN)/python scripts/compat_table.py --write
 
-test: install local-llm compat scale container litellm
+test: install local-llm compat scale container litellm storage
 	$(BIN)/ruff check connector tests
 	$(BIN)/mypy
 	$(BIN)/python -m connector.config.specification --check
 	$(BIN)/python -m pytest -q
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not live and not compat and not scale and not container"
+	$(BIN)/python -m pytest -q -m "not live and not compat and not scale and not container and not storage"
 
 demo: install
 	scripts/demo.sh
@@ -110,4 +119,4 @@ spec: install
 	$(BIN)/python -m connector.config.specification
 
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV) $(SCALE_VENV) $(LITELLM_VENV) $(dir $(LCP_STAMP)) $(dir $(TRANSFORMERS_STAMP)) .pytest_cache
+	rm -rf $(VENV) $(COMPAT_VENV) $(SCALE_VENV) $(LITELLM_VENV) $(STORAGE_VENV) $(dir $(LCP_STAMP)) $(dir $(TRANSFORMERS_STAMP)) .pytest_cache

@@ -6,7 +6,9 @@ What is secret in a config (:data:`SECRET_FIELDS` and the ``url``):
 - ``api_key``; every value of ``headers``; ``bedrock.access_key_id`` / ``secret_access_key`` /
   ``session_token``; ``vertex.credentials_json`` and its private parts (``private_key``,
   ``private_key_id``, ``client_secret``, ``refresh_token``);
-- in ``url``: the password of ``user:password@`` (the user name too when it stands alone, as
+- ``input.s3`` keys, ``input.https`` header values and password, ``input.sftp`` password, key and
+  passphrase;
+- in ``url`` and ``input.path``: the password of ``user:password@`` (the user name too when it stands alone, as
   tokens do: ``https://TOKEN@host``), the Basic credentials made of them, and the values of
   query parameters that carry keys (``?key=``, ``?api-key=``, ``?sig=``, ...).
 
@@ -39,14 +41,23 @@ MIN_LENGTH = 4
 
 # Config fields whose whole value is secret (dotted paths; ``headers``: each value).
 SECRET_FIELDS = ("api_key", "headers", "bedrock.access_key_id", "bedrock.secret_access_key",
-                 "bedrock.session_token", "vertex.credentials_json")
+                 "bedrock.session_token", "vertex.credentials_json",
+                 "input.s3.access_key_id", "input.s3.secret_access_key", "input.s3.session_token",
+                 "input.https.headers", "input.https.password",
+                 "input.sftp.password", "input.sftp.private_key", "input.sftp.private_key_passphrase")
+
+# Config fields holding URLs whose credentials (userinfo, key-carrying query values) are secret.
+URL_FIELDS = ("url", "input.path")
 
 # The headers that carry credentials, whichever API shape sends them: shown as ``<scheme> ****``.
 AUTH_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key", "x-api-key", "x-goog-api-key",
                           "x-amz-security-token"})
 
 # Query parameters that carry credentials (Gemini's ?key=, Azure SAS tokens, ...).
-_URL_SECRET_PARAMS = frozenset({"key", "api_key", "api-key", "apikey", "token", "access_token", "sig", "code"})
+# Signed URLs: S3's X-Amz-Signature (and the temporary token and key id beside it), GCS's X-Goog-*.
+_URL_SECRET_PARAMS = frozenset({"key", "api_key", "api-key", "apikey", "token", "access_token", "sig", "code",
+                                "signature", "x-amz-signature", "x-amz-security-token", "x-amz-credential",
+                                "x-goog-signature", "x-goog-credential", "awsaccesskeyid"})
 
 # The parts of Google credentials that are secret (the rest names the account).
 _CREDENTIAL_PARTS = ("private_key", "private_key_id", "client_secret", "refresh_token")
@@ -79,7 +90,10 @@ def basic_credentials(user: str, password: str) -> str:
 
 
 def url_secrets(url: str) -> list[str]:
-    """The credentials a URL carries: userinfo (and its Basic form) and key-carrying query values."""
+    """The credentials a URL carries: userinfo (and its Basic form) and key-carrying query values.
+
+    A lone user name is a credential (``https://TOKEN@host``), except in ``sftp://user@host``,
+    where it names the account to log in as."""
     try:
         query = urlsplit(url).query
     except ValueError:
@@ -89,7 +103,10 @@ def url_secrets(url: str) -> list[str]:
     if userinfo is not None:
         user, password = userinfo
         # A lone user name is the credential (https://TOKEN@host); beside a password it names an account.
-        found += [password, f"{user}:{password}", basic_credentials(user, password)] if password else [user]
+        if password:
+            found += [password, f"{user}:{password}", basic_credentials(user, password)]
+        elif not url.lower().startswith("sftp://"):
+            found.append(user)
     return [v for v in found if v]
 
 
@@ -140,9 +157,10 @@ def config_secrets(config: object) -> list[str]:
         if path == "headers" and isinstance(value, list):  # the [{"name", "value"}] form
             value = [item.get("value") if isinstance(item, Mapping) else item for item in value]
         found += _credential_parts(value) if path == "vertex.credentials_json" and value else _leaves(value)
-    url = _field(config, "url")
-    if isinstance(url, str):
-        found += url_secrets(url)
+    for name in URL_FIELDS:
+        url = _field(config, name)
+        if isinstance(url, str):
+            found += url_secrets(url)
     # A key read with `cat` carries a trailing newline that validation strips: mask both forms,
     # so a message written before or after validation never shows it.
     found += [value.strip() for value in found if value != value.strip()]

@@ -98,3 +98,25 @@ def test_the_validated_config_has_the_same_secrets_as_its_raw_form() -> None:
                                               ("api_keys", False), ("url", False)])
 def test_which_config_paths_are_secret(path: str, secret: bool) -> None:
     assert is_secret_field(path) == secret
+
+
+def test_remote_input_credentials_are_secrets() -> None:
+    from connector.secrets import config_secrets
+
+    raw = {"input": {"path": "https://files.example/x.csv?X-Amz-Signature=abcdef0123&sig=feedbeef99",
+                     "s3": {"access_key_id": "AKIAEXAMPLEKEY01", "secret_access_key": "s3-secret-value",
+                            "session_token": "s3-session-token"},
+                     "https": {"headers": {"Authorization": "Bearer https-token-1"}, "password": "https-pass"},
+                     "sftp": {"password": "sftp-pass", "private_key": "-----BEGIN KEY-----x",
+                              "private_key_passphrase": "phrase-1"}}}
+    found = set(config_secrets(raw))
+    assert {"abcdef0123", "feedbeef99", "AKIAEXAMPLEKEY01", "s3-secret-value", "s3-session-token",
+            "Bearer https-token-1", "https-pass", "sftp-pass", "-----BEGIN KEY-----x", "phrase-1"} <= found
+
+
+def test_an_sftp_user_name_is_not_a_secret_but_its_password_is() -> None:
+    from connector.secrets import url_secrets
+
+    assert url_secrets("sftp://loader@files.example/x.csv") == []
+    assert "pw-1234" in url_secrets("sftp://loader:pw-1234@files.example/x.csv")
+    assert url_secrets("https://TOKEN1234@files.example/x.csv") == ["TOKEN1234"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from connector.config.sections import Strict
+from connector.config.sections import Strict, TLSConfig
+from connector.config.storage import REMOTE_SCHEMES, HttpsStorage, S3Storage, SftpStorage, scheme_of
 
 # The types input.columns can declare (connector.rows.kinds says what each accepts).
 InputColumnType = Literal["string", "integer", "number", "boolean", "date", "timestamp", "decimal", "object",
@@ -21,9 +22,11 @@ class InputConfig(Strict):
         title="Path",
         description=(
             "A CSV, JSONL or Parquet file, a glob (data/*.parquet) or a directory; '-' reads standard input "
-            "(JSON lines, or the Airbyte messages of another connector's read)."
+            "(JSON lines, or the Airbyte messages of another connector's read). Remote: s3://bucket/key (a "
+            "glob or prefix too; input.s3), https://host/file.csv (input.https), sftp://host/path (input.sftp)."
         ),
-        json_schema_extra={"order": 0, "examples": ["data/reviews.csv", "data/part-*.parquet", "-"]},
+        json_schema_extra={"order": 0, "examples": ["data/reviews.csv", "data/part-*.parquet", "-",
+                                                    "s3://bucket/tickets/*.parquet"]},
     )
     format: Literal["auto", "csv", "jsonl", "parquet", "airbyte"] = Field(
         "auto",
@@ -92,6 +95,15 @@ class InputConfig(Strict):
         json_schema_extra={"order": 8},
     )
 
+    s3: S3Storage | None = Field(None, title="S3", description="How to reach an s3:// input.path.",
+                                 json_schema_extra={"order": 9})
+    https: HttpsStorage | None = Field(None, title="HTTPS", description="How to reach an https:// input.path.",
+                                       json_schema_extra={"order": 10})
+    sftp: SftpStorage | None = Field(None, title="SFTP", description="How to reach an sftp:// input.path.",
+                                     json_schema_extra={"order": 11})
+    # The top-level tls section, set by SourceConfig: one TLS setting for every HTTPS connection.
+    _tls: TLSConfig = PrivateAttr(default_factory=TLSConfig)
+
     @field_validator("encoding")
     @classmethod
     def _known_encoding(cls, encoding: str) -> str:
@@ -103,6 +115,19 @@ class InputConfig(Strict):
             raise ValueError(f"unknown encoding {encoding!r}; use a name such as utf-8, latin-1, cp1252 or "
                              "utf-16") from None
         return encoding
+
+    @property
+    def tls(self) -> TLSConfig:
+        """The run's TLS settings (the top-level ``tls`` section), for an https:// input."""
+        return self._tls
+
+    def use_tls(self, tls: TLSConfig) -> None:
+        self._tls = tls
+
+    @property
+    def scheme(self) -> str | None:
+        """The URL scheme of a remote input.path (``s3``, ``https``, ``sftp``); None for local files."""
+        return None if self.path is None else scheme_of(self.path)
 
     @property
     def is_stdin(self) -> bool:
@@ -118,4 +143,8 @@ class InputConfig(Strict):
         if self.is_stdin and self.format not in ("auto", "jsonl", "airbyte"):
             raise ValueError("input.format: standard input carries JSON lines or Airbyte messages "
                              "(auto, jsonl or airbyte)")
+        scheme = self.scheme
+        if scheme is not None and scheme not in REMOTE_SCHEMES:
+            raise ValueError(f"input.path: {scheme}:// is not a location this connector reads; use s3://, "
+                             "https://, sftp:// or a local path")
         return self

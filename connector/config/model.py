@@ -316,6 +316,11 @@ class SourceConfig(RunSettings):
         return SecretStr(key)
 
     @model_validator(mode="after")
+    def _input_tls(self) -> SourceConfig:
+        self.input.use_tls(self.tls)  # an https:// input is checked like the endpoint
+        return self
+
+    @model_validator(mode="after")
     def _endpoint_resolves(self) -> SourceConfig:
         resolve_endpoint(self)  # a ValueError worded for the config when it cannot; nothing is changed
         return self

@@ -6,9 +6,12 @@ config is :class:`connector.config.model.SourceConfig`.
 
 from __future__ import annotations
 
+import ssl
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+
+from connector.errors import ConfigError
 
 ColumnType = Literal["string", "integer", "number", "boolean", "object", "array"]
 
@@ -111,6 +114,16 @@ class TLSConfig(Strict):
 
     verify: bool = Field(True, description="Verify the server certificate. Turn off only for a test server.")
     ca_bundle: str | None = Field(None, description="A PEM file of extra CA certificates (a private CA).")
+
+    def verification(self) -> bool | ssl.SSLContext:
+        """What an HTTP client's ``verify``/``ssl`` takes: False, True (the system's CAs) or a context
+        trusting ``ca_bundle``; ConfigError when the bundle cannot be loaded."""
+        if not (self.verify and self.ca_bundle):
+            return self.verify
+        try:
+            return ssl.create_default_context(cafile=self.ca_bundle)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"tls.ca_bundle: cannot load '{self.ca_bundle}': {exc}") from None
 
 
 class Price(Strict):

@@ -12,7 +12,6 @@ rows) serves ``check`` and ``discover``. Nothing else constructs a client, an en
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -32,7 +31,6 @@ from connector.endpoint.client import EndpointClient
 from connector.endpoint.limits import ConcurrencyGate, Limiter, SpendBudget, TokenBucket, WaitCap
 from connector.endpoint.resources import connections_that_fit
 from connector.endpoint.transport import AiohttpTransport, Transport
-from connector.errors import ConfigError
 from connector.pipeline.batch_ledger import SavedBatch
 from connector.pipeline.context import RunContext
 from connector.pipeline.enrich import RowEnricher
@@ -50,14 +48,7 @@ Purpose = Literal["read", "dry_run", "export", "import", "worker"]
 
 def default_transport(limits: Limits) -> Transport:
     """aiohttp, with a connection pool as large as the concurrency and the config's TLS settings."""
-    tls = limits.tls
-    verify: bool | ssl.SSLContext = tls.verify
-    if tls.verify and tls.ca_bundle:
-        try:
-            verify = ssl.create_default_context(cafile=tls.ca_bundle)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"tls.ca_bundle: cannot load '{tls.ca_bundle}': {exc}") from None
-    return AiohttpTransport(max_connections=limits.concurrency, verify_tls=verify)
+    return AiohttpTransport(max_connections=limits.concurrency, verify_tls=limits.tls.verification())
 
 
 def limiter_for(limits: Limits, notice: Notice | None = None) -> Limiter:

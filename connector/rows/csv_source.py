@@ -16,6 +16,7 @@ that need naming).
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -27,6 +28,7 @@ from connector.errors import InputError
 from connector.rows import kinds
 from connector.rows.columns import Column, duplicates, flag, unfit_message
 from connector.rows.encoding import check_file, is_utf8, normalized
+from connector.rows.source_file import SourceFile
 from connector.rows.table import Row
 
 BLOCK = 1 << 20
@@ -36,11 +38,15 @@ BLOCK = 1 << 20
 class FileScan:
     """What the scan of one CSV file found."""
 
-    path: str
+    source: SourceFile
     names: list[str]
     rows: int
     simple_lines: bool  # data row i is on line i + 2
     kinds: dict[str, kinds.TextKinds] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        return self.source.name
 
 
 class _BadRow:
@@ -64,27 +70,32 @@ def _options(encoding: str, delimiter: str, names: list[str], bad: _BadRow) -> t
     return read, parse, convert
 
 
-def _open(path: str, encoding: str, delimiter: str, names: list[str], bad: _BadRow) -> Any:
+def _text(source: SourceFile, encoding: str, errors: str = "strict") -> TextIO:
+    """The file as text, line breaks kept as they are (what Python's csv module wants)."""
+    return io.TextIOWrapper(source.open(), encoding=encoding, errors=errors, newline="")
+
+
+def _open(source: SourceFile, encoding: str, delimiter: str, names: list[str], bad: _BadRow) -> Any:
     read, parse, convert = _options(encoding, delimiter, names, bad)
     try:
-        return pacsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+        return pacsv.open_csv(source.arrow(), read_options=read, parse_options=parse, convert_options=convert)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"input.path: cannot read '{path}' as csv: {_first_line(exc)}. Fix or replace the file, "
-                         "or set input.format if it is not csv") from None
+        raise InputError(f"input.path: cannot read '{source.name}' as csv: {_first_line(exc)}. Fix or replace the "
+                         "file, or set input.format if it is not csv") from None
 
 
-def _header(path: str, encoding: str, delimiter: str) -> list[str]:
+def _header(source: SourceFile, encoding: str, delimiter: str) -> list[str]:
     """The column names: the first record, read by Python's csv module (Arrow's reader would type
     the first block of every column just to say them)."""
     text_encoding = "utf-8-sig" if is_utf8(encoding) else encoding  # Arrow skips a UTF-8 byte order mark too
-    with open(path, encoding=text_encoding, newline="") as f:
+    with _text(source, text_encoding) as f:
         reader = csv.reader(f, delimiter=delimiter)
         for record in reader:
             if record:
-                _named(path, reader.line_num, record)
+                _named(source.name, reader.line_num, record)
                 return record
-    raise InputError(f"input.path: cannot read '{path}' as csv: Empty CSV file. Fix or replace the file, or set "
-                     "input.format if it is not csv")
+    raise InputError(f"input.path: cannot read '{source.name}' as csv: Empty CSV file. Fix or replace the file, or "
+                     "set input.format if it is not csv")
 
 
 def _named(path: str, line: int, names: list[str]) -> None:
@@ -103,32 +114,33 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _bad_row_error(path: str, encoding: str, bad: _BadRow) -> InputError:
-    line = _line_of_text(path, encoding, bad.text or "")
+def _bad_row_error(source: SourceFile, encoding: str, bad: _BadRow) -> InputError:
+    line = _line_of_text(source, encoding, bad.text or "")
     where = f"line {line}" if line else "a line"
-    return InputError(f"input.path: {path} {where} has {bad.actual} cells where the header has {bad.expected}: "
+    return InputError(f"input.path: {source.name} {where} has {bad.actual} cells where the header has {bad.expected}: "
                       f"{(bad.text or '')[:120]!r}. Quote cells that contain the delimiter, or fix the line")
 
 
-def _line_of_text(path: str, encoding: str, text: str) -> int | None:
-    with open(path, encoding=encoding, errors="replace", newline="") as f:
+def _line_of_text(source: SourceFile, encoding: str, text: str) -> int | None:
+    with _text(source, encoding, "replace") as f:
         for number, line in enumerate(f, 1):
             if line.rstrip("\r\n") == text:
                 return number
     return None
 
 
-def scan(path: str, encoding: str, delimiter: str, declared: Mapping[str, str]) -> FileScan:
+def scan(source: SourceFile, encoding: str, delimiter: str, declared: Mapping[str, str]) -> FileScan:
     """Read the whole file once: its columns, their types, its rows; InputError for what cannot be read."""
-    facts = check_file(path, encoding)
+    facts = check_file(source, encoding)
     bad = _BadRow()
-    names = _header(path, encoding, delimiter)
+    path = source.name
+    names = _header(source, encoding, delimiter)
     twice = duplicates(names)
     if twice:
         raise InputError(f"input.path: {path} names column(s) {', '.join(map(repr, twice))} more than once; "
                          "give each column its own name in the header")
-    found = FileScan(path, names, 0, False, {n: kinds.TextKinds() for n in names if n not in declared})
-    reader = _open(path, encoding, delimiter, names, bad)
+    found = FileScan(source, names, 0, False, {n: kinds.TextKinds() for n in names if n not in declared})
+    reader = _open(source, encoding, delimiter, names, bad)
     if reader.schema.names != names or any(t != pa.string() for t in reader.schema.types):
         raise InputError(f"input.path: the header of {path} reads differently to the CSV parser; quote the column "
                          "names that hold the delimiter, quotes or line breaks")
@@ -138,12 +150,12 @@ def scan(path: str, encoding: str, delimiter: str, declared: Mapping[str, str]) 
             kinds.observe_batch([(found.kinds[name], batch.column(i)) for i, name in enumerate(names)
                                  if name in found.kinds])
             if bad.text is not None:
-                raise _bad_row_error(path, encoding, bad)
+                raise _bad_row_error(source, encoding, bad)
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"input.path: cannot read '{path}' as csv: {_first_line(exc)}. Fix or replace the "
                          "file") from None
     if bad.text is not None:
-        raise _bad_row_error(path, encoding, bad)
+        raise _bad_row_error(source, encoding, bad)
     lines = facts.newlines + (0 if facts.ends_with_newline or not facts.newlines else 1)
     # Counting b"\n" counts lines only where a line break is that one byte (not UTF-16, say).
     found.simple_lines = lines == found.rows + 1 and "a\n".encode(normalized(encoding), "ignore") == b"a\n"
@@ -172,8 +184,8 @@ def merged_columns(scans: list[FileScan], declared: Mapping[str, str]) -> list[C
 class LineFinder:
     """The 1-based line each data row of a CSV file starts on, counted forward (rows are asked in order)."""
 
-    def __init__(self, path: str, encoding: str, delimiter: str) -> None:
-        self._path, self._encoding, self._delimiter = path, encoding, delimiter
+    def __init__(self, source: SourceFile, encoding: str, delimiter: str) -> None:
+        self._source, self._encoding, self._delimiter = source, encoding, delimiter
         self._file: TextIO | None = None
         self._row = -1
         self._start = 0
@@ -181,7 +193,7 @@ class LineFinder:
     def line_of(self, row: int) -> int:
         if self._file is None or row < self._row:
             self.close()
-            self._file = open(self._path, encoding=self._encoding, errors="replace", newline="")  # noqa: SIM115
+            self._file = _text(self._source, self._encoding, "replace")
             self._reader = csv.reader(self._file, delimiter=self._delimiter)
             self._row, header = -1, False
             while not header:
@@ -208,8 +220,8 @@ def read(found: FileScan, columns: list[Column], declared: Mapping[str, str], en
     convert = {name: kinds.converter(kind, from_text=True) for name, kind in declared.items()}
     out_names = [names.get(c.name, c.name) for c in columns]
     present = {name: i for i, name in enumerate(found.names)}
-    finder = LineFinder(found.path, encoding, delimiter)
-    reader = _open(found.path, encoding, delimiter, found.names, _BadRow())
+    finder = LineFinder(found.source, encoding, delimiter)
+    reader = _open(found.source, encoding, delimiter, found.names, _BadRow())
     done = 0
     try:
         for batch in reader:

@@ -13,6 +13,7 @@ import codecs
 from dataclasses import dataclass
 
 from connector.errors import InputError
+from connector.rows.source_file import SourceFile
 
 _CHUNK = 1 << 20
 _ONE_BYTE_EVERYTHING = frozenset({"latin_1", "iso8859_1", "cp437"})  # every byte is a character
@@ -39,16 +40,17 @@ class TextFacts:
     ends_with_newline: bool
 
 
-def check_file(path: str, encoding: str) -> TextFacts:
-    """Read ``path`` once, checking that all of it is text in ``encoding``; InputError at the first
+def check_file(source: SourceFile, encoding: str) -> TextFacts:
+    """Read the file once, checking that all of it is text in ``encoding``; InputError at the first
     bytes that are not, naming line and byte offset."""
     name = normalized(encoding)
     decoder = None if name in _ONE_BYTE_EVERYTHING else codecs.getincrementaldecoder(name)("strict")
     newlines = 0
     offset = 0
     last = b""
+    path = source.name
     try:
-        with open(path, "rb") as f:
+        with source.open() as f:
             while chunk := f.read(_CHUNK):
                 if decoder is not None:
                     pending = len(decoder.getstate()[0])

@@ -1,4 +1,4 @@
-"""Input tables: CSV, JSONL or Parquet files (a path, glob or folder), or inline rows.
+"""Input tables: CSV, JSONL or Parquet files (a path, glob or folder, here or remote), or inline rows.
 
 Opening a table decides its columns and their types once, for the whole input,
 before the first row: CSV and JSONL files are scanned to their last byte
@@ -13,10 +13,7 @@ gives it as None); a row with a value that does not fit is a
 
 from __future__ import annotations
 
-import glob
-import os
 from collections.abc import Collection, Iterator
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -25,45 +22,25 @@ from connector.errors import InputError
 from connector.rows import csv_source, jsonl_source
 from connector.rows.columns import Column, arrow_schema, rename_notes, renames
 from connector.rows.fingerprint import InputFile
+from connector.rows.locations import resolve
 from connector.rows.parquet_source import ParquetFiles
+from connector.rows.source_file import EXTENSIONS, SourceFile
 from connector.rows.table import Row
 
-_EXTENSIONS = {
-    ".csv": "csv",
-    ".tsv": "csv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
 
-def _files(path: str) -> list[str]:
-    expanded = os.path.expanduser(path)
-    if any(ch in expanded for ch in "*?["):
-        matches = sorted(p for p in glob.glob(expanded, recursive=True) if os.path.isfile(p))
-        if not matches:
-            raise InputError(f"input.path: no file matches '{path}'; check the pattern and folder")
-        return matches
-    p = Path(expanded)
-    if p.is_dir():
-        found = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in _EXTENSIONS)
-        if not found:
-            raise InputError(f"input.path: folder '{path}' holds no .csv, .jsonl or .parquet file")
-        return found
-    if not p.exists():
-        raise InputError(f"input.path: file '{path}' does not exist (relative paths start at {os.getcwd()})")
-    if not os.access(p, os.R_OK):
-        raise InputError(f"input.path: file '{path}' is not readable (permissions)")
-    return [str(p)]
+def _seen(source: SourceFile) -> InputFile:
+    """The file as it is now (a remote one: as its listing said)."""
+    if source.is_local:
+        return InputFile.stat(source.name, 0)
+    return InputFile(source.name, source.size or 0, source.mtime_ns or 0, 0)
 
 
-def _format(files: list[str], configured: str) -> str:
+def _format(files: list[SourceFile], configured: str) -> str:
     if configured != "auto":
         return configured
-    kinds = {_EXTENSIONS.get(Path(f).suffix.lower()) for f in files}
+    kinds = {EXTENSIONS.get(f.suffix) for f in files}
     if None in kinds:
-        odd = next(f for f in files if Path(f).suffix.lower() not in _EXTENSIONS)
+        odd = next(f.name for f in files if f.suffix not in EXTENSIONS)
         raise InputError(
             f"input.format: cannot tell the format of '{odd}' from its extension; "
             "set input.format to csv, jsonl or parquet"
@@ -94,11 +71,11 @@ class InputTable:
             self._rows = len(config.rows)
         else:
             assert config.path is not None
-            files = _files(config.path)
+            files = resolve(config)
             kind = _format(files, config.format)
-            sizes = [InputFile.stat(f, 0) for f in files]  # before reading: what the rows were read from
+            sizes = [_seen(f) for f in files]  # before reading: what the rows were read from
             if kind == "csv":
-                self._delimiter = "\t" if all(f.lower().endswith(".tsv") for f in files) else ","
+                self._delimiter = "\t" if all(f.suffix == ".tsv" for f in files) else ","
                 self._csv = [csv_source.scan(f, self._encoding, self._delimiter, self._declared) for f in files]
                 columns = csv_source.merged_columns(self._csv, self._declared)
                 self._rows = sum(found.rows for found in self._csv)

@@ -21,6 +21,7 @@ from connector.rows import kinds
 from connector.rows.columns import Column, flag, too_deep, unfit_message
 from connector.rows.encoding import is_utf8, normalized
 from connector.rows.shapes import Shape
+from connector.rows.source_file import SourceFile
 from connector.rows.table import Row
 
 CHUNK = 8 << 20
@@ -76,16 +77,21 @@ class JsonColumns:
 
 @dataclass
 class FileScan:
-    path: str
+    source: SourceFile
     rows: int = 0
     found: JsonColumns = field(default_factory=JsonColumns)
 
+    @property
+    def path(self) -> str:
+        return self.source.name
 
-def _lines(path: str) -> Iterator[tuple[int, int, bytes]]:
+
+def _lines(source: SourceFile) -> Iterator[tuple[int, int, bytes]]:
     """(1-based line number, byte offset, bytes) of each line of the file."""
     number, offset = 0, 0
+    path = source.name
     try:
-        with open(path, "rb") as f:
+        with source.open() as f:
             while lines := f.readlines(CHUNK):
                 for raw in lines:
                     number += 1
@@ -125,19 +131,20 @@ def _not_text(where: str, offset: int, bad: bytes, encoding: str) -> str:
     return f"input.path: {where} (byte offset {offset}) holds {hexed}, which is not {encoding} text; {fix}"
 
 
-def scan(path: str, encoding: str) -> FileScan:
+def scan(source: SourceFile, encoding: str) -> FileScan:
     """Parse the whole file once: its columns and their shapes, its row count.
 
     Each chunk of lines is parsed in one tight pass; a chunk holding a blank line, a line that
     is not a JSON object or bytes that are not text is gone through again line by line, which
     skips the blank lines and names the bad one.
     """
-    found = FileScan(path)
+    found = FileScan(source)
+    path = source.name
     utf8 = normalized(encoding) == "utf-8"
     loads = orjson.loads
     number = offset = 0
     try:
-        with open(path, "rb") as f:
+        with source.open() as f:
             while lines := f.readlines(CHUNK):
                 if offset == 0 and lines[0].startswith(_BOM):
                     lines[0] = lines[0][len(_BOM):]
@@ -218,7 +225,7 @@ def read(found: FileScan, maker: RowMaker, encoding: str, skip: int, size: int) 
     pending: list[tuple[str, Any]] = []
     seen = 0
     utf8 = is_utf8(encoding)
-    for number, offset, raw in _lines(found.path):
+    for number, offset, raw in _lines(found.source):
         if not raw.strip():
             continue
         seen += 1

@@ -20,6 +20,7 @@ from connector.errors import InputError
 from connector.rows import kinds
 from connector.rows.arrow_values import column_values, json_schema_for, unsupported
 from connector.rows.columns import Column, flag, unfit_message
+from connector.rows.source_file import SourceFile
 from connector.rows.table import Row
 
 
@@ -31,15 +32,18 @@ def _first_line(exc: BaseException) -> str:
 class ParquetFiles:
     """One or more Parquet files read as one table."""
 
-    def __init__(self, files: list[str], declared: Mapping[str, str]) -> None:
+    def __init__(self, files: list[SourceFile], declared: Mapping[str, str]) -> None:
         self._files = files
         self._declared = dict(declared)
         schemas, self.rows = [], 0
         self.file_rows: list[int] = []  # rows per file, in order
-        for path in files:
+        for source in files:
+            path = source.name
             try:
-                meta = pq.read_metadata(path)
-                schemas.append(pq.read_schema(path))
+                # One open: a remote file's footer is fetched once, by a ranged read of its tail.
+                with pq.ParquetFile(source.random()) as parquet:
+                    meta = parquet.metadata
+                    schemas.append(parquet.schema_arrow)
             except (pa.ArrowInvalid, OSError) as exc:
                 raise InputError(f"input.path: cannot read '{path}' as parquet: {_first_line(exc)}. Fix or replace "
                                  "the file, or set input.format if it is not Parquet") from None
@@ -66,9 +70,10 @@ class ParquetFiles:
     def batches(self, skip: int, size: int, names: Mapping[str, str]) -> Iterator[list[Row]]:
         """Rows in file order after ``skip`` rows, in lists of up to ``size``."""
         convert = {name: kinds.converter(kind, from_text=False) for name, kind in self._declared.items()}
-        for path in self._files:
+        for source in self._files:
+            path = source.name
             try:
-                parquet = pq.ParquetFile(path)
+                parquet = pq.ParquetFile(source.random())
             except (pa.ArrowInvalid, OSError) as exc:
                 raise InputError(f"input.path: cannot read '{path}' as parquet: {_first_line(exc)}") from None
             with parquet:
