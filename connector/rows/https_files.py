@@ -1,30 +1,35 @@
-"""``https://`` inputs: one file per URL, streamed with httpx, Parquet read by Range requests.
+"""``https://`` inputs: one file per URL, streamed, Parquet read by Range requests.
 
 A URL names one file (HTTP has no listing: a glob or folder is refused). Authentication is a
 header (``input.https.headers``), Basic auth (``username``/``password``) or a signed URL whose
 query is kept on every request and masked in every output (:mod:`connector.secrets`); TLS
-follows the top-level ``tls`` section. A ``HEAD`` learns the size and the ETag (or
-Last-Modified); a sequential read is one streamed ``GET``; a Parquet file is read by ``Range``
-requests, which the server must honour (a 200 to a ranged GET is refused rather than read whole).
+follows the top-level ``tls`` section. Python's own ``urllib`` speaks HTTP (no dependency). A
+``HEAD`` learns the size, ETag and Last-Modified; a sequential read is one streamed ``GET``; a
+Parquet file is read by ``Range`` requests, which the server must honour (a 200 to a ranged GET
+is refused rather than read whole).
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+import socket
+import ssl
+import urllib.error
+import urllib.request
 from email.utils import parsedate_to_datetime
+from http.client import HTTPResponse
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import pyarrow as pa
 
 from connector.config.sections import TLSConfig
 from connector.config.storage import HttpsStorage
 from connector.errors import InputError
 from connector.rows.source_file import STREAM_BUFFER, SourceFile, has_pattern
+from connector.secrets import basic_credentials
 
-_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+_TIMEOUT = 60.0
 
 
 def _shown(url: str) -> str:
@@ -35,26 +40,35 @@ def _shown(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def _client(settings: HttpsStorage, tls: TLSConfig) -> httpx.Client:
-    auth = None
+def _headers(settings: HttpsStorage) -> dict[str, str]:
+    headers = dict(settings.headers)
     if settings.username is not None or settings.password is not None:
         password = settings.password.get_secret_value() if settings.password else ""
-        auth = httpx.BasicAuth(settings.username or "", password)
-    return httpx.Client(headers=settings.headers, auth=auth, verify=tls.verification(), timeout=_TIMEOUT,
-                        follow_redirects=True)
+        headers["Authorization"] = "Basic " + basic_credentials(settings.username or "", password)
+    return headers
 
 
-def _failure(url: str, exc: Exception) -> InputError:
+def _context(tls: TLSConfig) -> ssl.SSLContext:
+    verify = tls.verification()
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _failure(url: str, exc: BaseException) -> InputError:
     shown = _shown(url)
-    if isinstance(exc, httpx.ConnectError):
-        reason = str(exc) or "connection refused"
-        if "CERTIFICATE" in reason.upper():
-            return InputError(f"input.path: the certificate of {shown} is not trusted ({reason}); set tls.ca_bundle "
-                              "to the CA that signed it")
-        return InputError(f"input.path: cannot connect to {shown} ({reason}); check the host and port")
-    if isinstance(exc, httpx.TimeoutException):
-        return InputError(f"input.path: {shown} did not answer in time ({type(exc).__name__}); check the host")
-    return InputError(f"input.path: cannot read {shown}: {exc}")
+    reason = getattr(exc, "reason", exc)
+    if isinstance(reason, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(reason):
+        return InputError(f"input.path: the certificate of {shown} is not trusted ({reason}); set tls.ca_bundle to "
+                          "the CA that signed it")
+    if isinstance(reason, (TimeoutError, socket.timeout)):
+        return InputError(f"input.path: {shown} did not answer in time; check the host")
+    text = getattr(reason, "strerror", None) or str(reason)
+    return InputError(f"input.path: cannot connect to {shown} ({text}); check the host and port")
 
 
 def _status_error(url: str, status: int) -> InputError:
@@ -68,65 +82,41 @@ def _status_error(url: str, status: int) -> InputError:
 
 
 class _Remote:
-    """One URL: its facts from a HEAD, a streamed GET, ranged GETs."""
+    """One URL: its facts from a HEAD, a streamed GET, ranged GETs (urllib: no dependency)."""
 
-    def __init__(self, url: str, client: httpx.Client) -> None:
-        self.url, self.client = url, client
+    def __init__(self, url: str, headers: dict[str, str], context: ssl.SSLContext) -> None:
+        self.url, self._headers, self._context = url, headers, context
 
-    def head(self) -> httpx.Response:
+    def open(self, method: str = "GET", headers: dict[str, str] | None = None) -> HTTPResponse:
+        """The response; InputError for a refusal or no answer."""
+        request = urllib.request.Request(self.url, method=method, headers={**self._headers, **(headers or {})})
         try:
-            response = self.client.head(self.url)
-        except httpx.HTTPError as exc:
+            response: HTTPResponse = urllib.request.urlopen(request, timeout=_TIMEOUT, context=self._context)
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            raise _status_error(self.url, exc.code) from None
+        except (urllib.error.URLError, OSError) as exc:
             raise _failure(self.url, exc) from None
-        if response.status_code >= 400:
-            raise _status_error(self.url, response.status_code)
         return response
 
     def stream(self) -> Any:
-        return pa.PythonFile(io.BufferedReader(_Stream(self), STREAM_BUFFER), mode="r")
+        try:
+            return pa.PythonFile(io.BufferedReader(self.open(), STREAM_BUFFER), mode="r")
+        except InputError as exc:
+            raise OSError(exc.message) from None
 
     def ranged(self, size: int) -> Any:
         return pa.PythonFile(io.BufferedReader(_Ranged(self, size), STREAM_BUFFER), mode="r")
 
-    def chunks(self) -> Iterator[bytes]:
-        try:
-            with self.client.stream("GET", self.url) as response:
-                if response.status_code >= 400:
-                    raise OSError(_status_error(self.url, response.status_code).message)
-                yield from response.iter_raw(STREAM_BUFFER)
-        except httpx.HTTPError as exc:
-            raise OSError(_failure(self.url, exc).message) from None
-
     def range(self, start: int, end: int) -> bytes:
         try:
-            response = self.client.get(self.url, headers={"Range": f"bytes={start}-{end - 1}"})
-        except httpx.HTTPError as exc:
-            raise OSError(_failure(self.url, exc).message) from None
-        if response.status_code != 206:
-            raise OSError(f"{_shown(self.url)} answered {response.status_code} to a Range request; a Parquet "
-                          "file over HTTP needs a server that honours Range")
-        return response.content
-
-
-class _Stream(io.RawIOBase):
-    """The body of one GET, read in order."""
-
-    def __init__(self, remote: _Remote) -> None:
-        self._chunks = remote.chunks()
-        self._left = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._left:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._left = chunk
-        n = min(len(buffer), len(self._left))
-        buffer[:n], self._left = self._left[:n], self._left[n:]
-        return n
+            with self.open(headers={"Range": f"bytes={start}-{end - 1}"}) as response:
+                if response.status != 206:
+                    raise OSError(f"{_shown(self.url)} answered {response.status} to a Range request; a Parquet "
+                                  "file over HTTP needs a server that honours Range")
+                return response.read()
+        except InputError as exc:
+            raise OSError(exc.message) from None
 
 
 class _Ranged(io.RawIOBase):
@@ -164,8 +154,10 @@ def https_files(url: str, settings: HttpsStorage | None, tls: TLSConfig) -> list
     if has_pattern(urlsplit(url).path) or urlsplit(url).path.endswith("/"):
         raise InputError(f"input.path: {_shown(url)}: a URL names one file (HTTP has no listing); give the "
                          "file's URL, or put the files in a bucket (s3://)")
-    remote = _Remote(url, _client(settings or HttpsStorage(), tls))
-    head = remote.head()
+    settings = settings or HttpsStorage()
+    remote = _Remote(url, _headers(settings), _context(tls))
+    with remote.open("HEAD") as head:
+        pass
     length = head.headers.get("content-length")
     size = int(length) if length and length.isdigit() else None
     etag = head.headers.get("etag")
