@@ -7,10 +7,10 @@ What is secret in a config (:data:`SECRET_FIELDS` and the ``url``):
   ``session_token``; ``vertex.credentials_json`` and its private parts (``private_key``,
   ``private_key_id``, ``client_secret``, ``refresh_token``);
 - ``input.s3`` keys, ``input.https`` header values and password, ``input.sftp`` password, key and
-  passphrase;
-- in ``url`` and ``input.path``: the password of ``user:password@`` (the user name too when it stands alone, as
-  tokens do: ``https://TOKEN@host``), the Basic credentials made of them, and the values of
-  query parameters that carry keys (``?key=``, ``?api-key=``, ``?sig=``, ...).
+  passphrase; ``input.database.password``;
+- in ``url``, ``input.path`` and ``input.database.url``: the password of ``user:password@`` (the
+  user name too when it stands alone, as tokens do: ``https://TOKEN@host``), the Basic credentials
+  made of them, and the values of query parameters that carry keys (``?key=``, ``?api-key=``, ``?sig=``, ...).
 
 :func:`config_secrets` reads them from a validated config and from a raw config dict alike, so
 a config that failed validation is masked too. Values derived while running (the Vertex OAuth
@@ -44,10 +44,11 @@ SECRET_FIELDS = ("api_key", "headers", "bedrock.access_key_id", "bedrock.secret_
                  "bedrock.session_token", "vertex.credentials_json",
                  "input.s3.access_key_id", "input.s3.secret_access_key", "input.s3.session_token",
                  "input.https.headers", "input.https.password",
-                 "input.sftp.password", "input.sftp.private_key", "input.sftp.private_key_passphrase")
+                 "input.sftp.password", "input.sftp.private_key", "input.sftp.private_key_passphrase",
+                 "input.database.password")
 
 # Config fields holding URLs whose credentials (userinfo, key-carrying query values) are secret.
-URL_FIELDS = ("url", "input.path")
+URL_FIELDS = ("url", "input.path", "input.database.url")
 
 # The headers that carry credentials, whichever API shape sends them: shown as ``<scheme> ****``.
 AUTH_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key", "x-api-key", "x-goog-api-key",
@@ -92,8 +93,8 @@ def basic_credentials(user: str, password: str) -> str:
 def url_secrets(url: str) -> list[str]:
     """The credentials a URL carries: userinfo (and its Basic form) and key-carrying query values.
 
-    A lone user name is a credential (``https://TOKEN@host``), except in ``sftp://user@host``,
-    where it names the account to log in as."""
+    A lone user name is a credential in an HTTP URL (``https://TOKEN@host``); elsewhere
+    (``sftp://user@host``, ``postgresql://user@host``) it names the account to log in as."""
     try:
         query = urlsplit(url).query
     except ValueError:
@@ -105,7 +106,7 @@ def url_secrets(url: str) -> list[str]:
         # A lone user name is the credential (https://TOKEN@host); beside a password it names an account.
         if password:
             found += [password, f"{user}:{password}", basic_credentials(user, password)]
-        elif not url.lower().startswith("sftp://"):
+        elif url.lower().startswith(("http://", "https://")):
             found.append(user)
     return [v for v in found if v]
 

@@ -12,6 +12,7 @@ Each is started on a free port and stopped by its PID (:func:`tests.servers.stop
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -20,7 +21,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
+
+from tests.conftest import chat_reply, mock_transport, read_through
 from tests.servers import ROOT, ServerFailed, free_port
 
 STORAGE_VENV = ROOT / ".venv-storage"
@@ -55,10 +60,10 @@ def _listening(port: int) -> bool:
 
 
 def _start(argv: Sequence[str], port: int, log: Path, env: dict[str, str] | None = None,
-           wait_s: float = 120) -> int:
+           wait_s: float = 120, user: str | None = None) -> int:
     with log.open("wb") as out:
         proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, **(env or {})}, start_new_session=True)
+                                env={**os.environ, **(env or {})}, start_new_session=True, user=user)
     deadline = time.monotonic() + wait_s
     while not _listening(port):
         if proc.poll() is not None:
@@ -136,3 +141,57 @@ def start_sftp(workdir: Path, root: Path, user: str, password: str) -> Running:
         "known_hosts_line": f"[127.0.0.1]:{port} {public[0]} {public[1]}\n",
         "client_key": str(client_key),
     })
+
+
+def start_postgres(password: str) -> Running:
+    """PostgreSQL (Debian's initdb/postgres on PATH) in a fresh data directory, user ``postgres`` with
+    ``password`` (scram-sha-256), listening on 127.0.0.1 only. PostgreSQL refuses to run as root, so
+    when the tests run as root the server runs as ``nobody``, in a directory that user owns."""
+    import pwd
+    import tempfile
+
+    as_root = os.geteuid() == 0
+    user = "nobody" if as_root else None
+    workdir = Path(tempfile.mkdtemp(prefix="connector-pg-"))
+    workdir.chmod(0o755)
+    (workdir / "pwfile").write_text(password + "\n")
+    if as_root:
+        entry = pwd.getpwnam("nobody")
+        for path in (workdir, workdir / "pwfile"):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+    subprocess.run(["initdb", "-D", str(workdir / "data"), "-U", "postgres", "--auth=scram-sha-256",
+                    f"--pwfile={workdir / 'pwfile'}"], check=True, capture_output=True, timeout=300, user=user)
+    port = free_port()
+    log = workdir / "postgres.log"
+    pid = _start(["postgres", "-D", str(workdir / "data"), "-p", str(port), "-k", str(workdir),
+                  "-c", "listen_addresses=127.0.0.1"], port, log, user=user)
+    return Running(port, pid, log, {"workdir": str(workdir)})
+
+
+# Driving the connector against them: an endpoint that echoes the prompt, check and read in process.
+
+
+def echo(request: httpx.Request) -> httpx.Response:
+    """The endpoint: lists model m, answers each prompt with itself."""
+    if request.url.path.endswith("/models"):
+        return httpx.Response(200, json={"object": "list", "data": [{"id": "m", "object": "model"}]})
+    body = json.loads(request.content)
+    return httpx.Response(200, json=chat_reply(body["messages"][-1]["content"]))
+
+
+def check(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``check``'s connectionStatus."""
+    from connector.airbyte import commands
+
+    async def collect() -> list[dict[str, Any]]:
+        return [m async for m in commands.check(cfg, mock_transport(echo))]
+
+    (message,) = asyncio.run(collect())
+    return dict(message["connectionStatus"])
+
+
+def records(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records of a ``read`` that must end well."""
+    messages, error = read_through(cfg, echo)
+    assert error is None, error
+    return [m["record"]["data"] for m in messages if m["type"] == "RECORD"]

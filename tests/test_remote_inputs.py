@@ -8,7 +8,6 @@ unknown host key) without a traceback or a credential.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
 import ssl
@@ -22,10 +21,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from connector.airbyte import commands
-from tests.conftest import chat_reply, mock_transport, read_through
 from tests.servers import free_port, stop
-from tests.storage_servers import Running, start_https, start_moto, start_sftp
+from tests.storage_servers import Running, check, records, start_https, start_moto, start_sftp
 
 pytestmark = pytest.mark.storage
 
@@ -34,30 +31,9 @@ SFTP_USER, SFTP_PASSWORD = "loader", "sftp-secret-pass-91"
 ROWS = [{"id": i, "text": f"review {i}", "price": f"{i}.50"} for i in range(1, 8)]
 
 
-def echo(request: httpx.Request) -> httpx.Response:
-    if request.url.path.endswith("/models"):
-        return httpx.Response(200, json={"object": "list", "data": [{"id": "m", "object": "model"}]})
-    body = json.loads(request.content)
-    return httpx.Response(200, json=chat_reply(body["messages"][-1]["content"]))
-
-
 def config(path: str, **input_extra: Any) -> dict[str, Any]:
     return {"url": "http://llm.internal:8000/v1", "api_key": "sk-x", "model": "m", "prompt": "Say {{text}}",
             "input": {"path": path, **input_extra}}
-
-
-def check(cfg: dict[str, Any]) -> dict[str, Any]:
-    async def collect() -> list[dict[str, Any]]:
-        return [m async for m in commands.check(cfg, mock_transport(echo))]
-
-    (message,) = asyncio.run(collect())
-    return dict(message["connectionStatus"])
-
-
-def records(cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    messages, error = read_through(cfg, echo)
-    assert error is None, error
-    return [m["record"]["data"] for m in messages if m["type"] == "RECORD"]
 
 
 def local_records(tmp_path: Path, name: str) -> list[dict[str, Any]]:

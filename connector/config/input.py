@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from connector.config.database import DatabaseConnection
 from connector.config.sections import Strict, TLSConfig
 from connector.config.storage import REMOTE_SCHEMES, HttpsStorage, S3Storage, SftpStorage, scheme_of
 
@@ -101,6 +102,14 @@ class InputConfig(Strict):
                                        json_schema_extra={"order": 10})
     sftp: SftpStorage | None = Field(None, title="SFTP", description="How to reach an sftp:// input.path.",
                                      json_schema_extra={"order": 11})
+    sql: str | None = Field(
+        None, title="SQL query",
+        description="Rows from a database instead of files: a query run as written (add ORDER BY so a resumed sync "
+        "finds its place). Needs input.database.",
+        json_schema_extra={"order": 12, "examples": ["SELECT id, text FROM tickets ORDER BY id"]})
+    database: DatabaseConnection | None = Field(
+        None, title="Database", description="Where input.sql runs: PostgreSQL or SQLite.",
+        json_schema_extra={"order": 13})
     # The top-level tls section, set by SourceConfig: one TLS setting for every HTTPS connection.
     _tls: TLSConfig = PrivateAttr(default_factory=TLSConfig)
 
@@ -136,8 +145,10 @@ class InputConfig(Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> InputConfig:
-        if (self.path is None) == (self.rows is None):
-            raise ValueError("give exactly one of input.path (a file, glob or folder) or input.rows")
+        if [self.path, self.rows, self.sql].count(None) != 2:
+            raise ValueError("give exactly one of input.path (a file, glob or folder), input.rows or input.sql")
+        if (self.sql is None) != (self.database is None):
+            raise ValueError("input.sql and input.database go together: the query, and the database it runs on")
         if not self.is_stdin and self.stream is not None:
             raise ValueError("input.stream applies to standard input only (input.path '-')")
         if self.is_stdin and self.format not in ("auto", "jsonl", "airbyte"):

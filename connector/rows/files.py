@@ -14,6 +14,7 @@ gives it as None); a row with a value that does not fit is a
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -26,6 +27,9 @@ from connector.rows.locations import resolve
 from connector.rows.parquet_source import ParquetFiles
 from connector.rows.source_file import EXTENSIONS, SourceFile
 from connector.rows.table import Row
+
+if TYPE_CHECKING:
+    from connector.rows.sql_source import SqlQuery
 
 
 def _seen(source: SourceFile) -> InputFile:
@@ -62,6 +66,7 @@ class InputTable:
         self._csv: list[csv_source.FileScan] = []
         self._jsonl: list[jsonl_source.FileScan] = []
         self._parquet: ParquetFiles | None = None
+        self._sql: SqlQuery | None = None
         self._delimiter = ","
         columns: list[Column]
         self._files: tuple[InputFile, ...] = ()
@@ -69,30 +74,13 @@ class InputTable:
             self._inline = config.rows
             columns = jsonl_source.inline_columns(config.rows, self._declared)
             self._rows = len(config.rows)
+        elif config.sql is not None and config.database is not None:
+            from connector.rows.sql_source import SqlQuery
+
+            self._sql = SqlQuery(config.sql, config.database, self._declared)
+            columns, self._rows = self._sql.columns, self._sql.rows
         else:
-            assert config.path is not None
-            files = resolve(config)
-            kind = _format(files, config.format)
-            sizes = [_seen(f) for f in files]  # before reading: what the rows were read from
-            if kind == "csv":
-                self._delimiter = "\t" if all(f.suffix == ".tsv" for f in files) else ","
-                self._csv = [csv_source.scan(f, self._encoding, self._delimiter, self._declared) for f in files]
-                columns = csv_source.merged_columns(self._csv, self._declared)
-                self._rows = sum(found.rows for found in self._csv)
-            elif kind == "jsonl":
-                self._jsonl = [jsonl_source.scan(f, self._encoding) for f in files]
-                merged = jsonl_source.JsonColumns()
-                for found in self._jsonl:
-                    merged.merge(found.found)
-                columns = merged.columns(self._declared)
-                self._rows = sum(found.rows for found in self._jsonl)
-            else:
-                self._parquet = ParquetFiles(files, self._declared)
-                columns = self._parquet.columns
-                self._rows = self._parquet.rows
-            per_file = self._parquet.file_rows if self._parquet else [s.rows for s in self._csv or self._jsonl]
-            self._files = tuple(InputFile(f.name, f.size, f.mtime_ns, rows) for f, rows in zip(sizes, per_file,
-                                                                                              strict=True))
+            columns = self._open_files(config)
         names = [c.name for c in columns]
         missing = [name for name in self._declared if name not in names]
         if missing:
@@ -102,6 +90,34 @@ class InputTable:
         self._names = renames(names, reserved, config.metadata_prefix)
         self._schema = arrow_schema(columns, self._names)
         self.notes = rename_notes(self._names)  # for the read to pass on
+
+    def _open_files(self, config: InputConfig) -> list[Column]:
+        """The files input.path names, scanned (CSV, JSONL) or their footers read (Parquet): their columns."""
+        assert config.path is not None
+        files = resolve(config)
+        kind = _format(files, config.format)
+        sizes = [_seen(f) for f in files]  # before reading: what the rows were read from
+        columns: list[Column]
+        if kind == "csv":
+            self._delimiter = "\t" if all(f.suffix == ".tsv" for f in files) else ","
+            self._csv = [csv_source.scan(f, self._encoding, self._delimiter, self._declared) for f in files]
+            columns = csv_source.merged_columns(self._csv, self._declared)
+            self._rows = sum(found.rows for found in self._csv)
+        elif kind == "jsonl":
+            self._jsonl = [jsonl_source.scan(f, self._encoding) for f in files]
+            merged = jsonl_source.JsonColumns()
+            for found in self._jsonl:
+                merged.merge(found.found)
+            columns = merged.columns(self._declared)
+            self._rows = sum(found.rows for found in self._jsonl)
+        else:
+            self._parquet = ParquetFiles(files, self._declared)
+            columns = self._parquet.columns
+            self._rows = self._parquet.rows
+        per_file = self._parquet.file_rows if self._parquet else [s.rows for s in self._csv or self._jsonl]
+        self._files = tuple(InputFile(f.name, f.size, f.mtime_ns, rows) for f, rows in zip(sizes, per_file,
+                                                                                          strict=True))
+        return columns
 
     @property
     def schema(self) -> pa.Schema:
@@ -140,6 +156,9 @@ class InputTable:
     def batches(self, skip: int = 0) -> Iterator[list[Row]]:
         """Rows in input order, in lists of up to ``batch_size``, after skipping ``skip`` rows."""
         size = self._config.batch_size
+        if self._sql is not None:
+            yield from self._sql.batches(skip, size, self._names)
+            return
         if self._parquet is not None:
             yield from self._parquet.batches(skip, size, self._names)
             return

@@ -1,0 +1,167 @@
+"""``input.sql``: a query's rows from PostgreSQL or SQLite through ADBC, with the database's own types.
+
+ADBC drivers hand back Arrow batches, so a column's type comes from the database, not from
+guessing: integers, floats, text, booleans, dates, ``timestamptz`` (a zoned timestamp), arrays
+(lists) and uuid flow through :mod:`arrow_values` like Parquet's. Two PostgreSQL types arrive as
+text and are given their meaning here: ``numeric`` becomes an exact decimal (the rule of a
+declared ``decimal`` column: a JSON number with every digit), ``json``/``jsonb`` the JSON value
+it holds. The query is sent as written, never with values pasted into it; rows stream in the
+driver's batches (PostgreSQL: COPY), never as a whole result.
+
+Opening a table asks the database three things: the result's columns (the query prepared,
+not run: PostgreSQL; on SQLite the query wrapped as ``SELECT * FROM (...) LIMIT 0``), and the
+row count (``SELECT count(*) FROM (...)``). A syntax error is named with its line and column
+in the query as the database reports it. Resuming at row N runs the query again and skips N
+rows: the query needs an ``ORDER BY`` that gives every row one place.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from connector.config.database import DatabaseConnection
+from connector.errors import InputError
+from connector.rows import kinds
+from connector.rows.arrow_values import column_values, json_schema_for, unsupported
+from connector.rows.columns import Column, flag, unfit_message
+from connector.rows.table import Row
+
+_PG_TYPE = "POSTGRESQL:type"
+_JSON_SCHEMA: dict[str, Any] = {"type": ["null", "object", "array", "string", "number", "boolean"]}
+
+
+def _connect(connection: DatabaseConnection) -> Any:
+    try:
+        if connection.driver == "sqlite":
+            import adbc_driver_sqlite.dbapi as sqlite
+
+            return sqlite.connect(connection.sqlite_path())
+        import adbc_driver_postgresql.dbapi as postgresql
+
+        return postgresql.connect(connection.postgres_uri())
+    except Exception as exc:  # the driver's own error classes; every one is a failed connection
+        raise InputError(f"input.database: cannot connect to {connection.shown()}: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """The database's message without the driver's prefixes and the echoed query."""
+    text = re.split(r"\n(?:Query was|query):", str(exc), maxsplit=1)[0].strip()
+    text = re.sub(r"^[A-Z_]+: (\[[^\]]*\] )?", "", text.split("\nLINE ", 1)[0])
+    for prefix in ("Failed to prepare query:", "Failed to execute query:", "ERROR:"):
+        text = text.strip().removeprefix(prefix)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _position(exc: BaseException) -> str:
+    """' (line L, column C)' from PostgreSQL's LINE/caret lines; '' when the database gave none."""
+    match = re.search(r"\nLINE (\d+): (.*)\n( *)\^", str(exc))
+    if not match:
+        return ""
+    column = len(match.group(3)) - len(f"LINE {match.group(1)}: ") + 1
+    shown = match.group(2)
+    return f" (line {match.group(1)}, column {column}{' of the shown part' if shown.startswith('...') else ''})"
+
+
+def _kind(field: pa.Field) -> str | None:
+    meta = field.metadata or {}
+    pg_type = meta.get(_PG_TYPE.encode(), b"").decode()
+    return {"numeric": "numeric", "json": "json", "jsonb": "json"}.get(pg_type)
+
+
+def _column(field: pa.Field, declared: Mapping[str, str]) -> Column:
+    kind = declared.get(field.name)
+    if kind is not None:
+        return Column(field.name, kinds.json_schema(kind), kinds.arrow_type(kind), kind)
+    special = _kind(field)
+    if special == "numeric":
+        return Column(field.name, kinds.json_schema("decimal"), kinds.arrow_type("decimal"), "decimal")
+    if special == "json":
+        return Column(field.name, _JSON_SCHEMA, pa.string(), "json")
+    why = unsupported(field.type)
+    if why:
+        raise InputError(f"input.sql: column {field.name!r} is {field.type}: {why}, which cannot be sent or written "
+                         "exactly. Cast it in the query (e.g. ::text), or declare it in input.columns")
+    return Column(field.name, json_schema_for(field.type), field.type)
+
+
+def _json_value(text: Any) -> Any:
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise kinds.Unfit(f"{text[:40]!r} is not JSON ({exc.msg})") from None
+
+
+class SqlQuery:
+    """The rows of one query, typed by the database."""
+
+    def __init__(self, sql: str, connection: DatabaseConnection, declared: Mapping[str, str]) -> None:
+        self._sql = sql.strip().rstrip(";")
+        self._connection = connection
+        self._declared = dict(declared)
+        with _connect(connection) as con, con.cursor() as cur:
+            schema = self._schema(cur)
+            self.rows = self._count(cur)
+        self.columns = [_column(f, self._declared) for f in schema]
+        # numeric arrives as text, json as its text: each given its meaning once, like a declared column's.
+        self._converters: dict[str, kinds.Convert] = {
+            c.name: _json_value if c.kind == "json" else kinds.converter(c.kind, from_text=False)
+            for c in self.columns if c.kind is not None}
+
+    def _schema(self, cur: Any) -> pa.Schema:
+        try:
+            if self._connection.driver == "postgresql":
+                return cur.adbc_execute_schema(self._sql)
+            cur.execute(f"SELECT * FROM ({self._sql}) LIMIT 0")
+            return cur.fetch_arrow_table().schema
+        except Exception as exc:  # the driver's ProgrammingError / OperationalError / ...
+            raise InputError(f"input.sql: {_reason(exc)}{_position(exc)}; fix the query") from None
+
+    def _count(self, cur: Any) -> int:
+        try:
+            cur.execute(f"SELECT count(*) FROM ({self._sql}) AS counted")
+            return int(cur.fetchone()[0])
+        except Exception as exc:
+            raise InputError(f"input.sql: counting its rows failed: {_reason(exc)}") from None
+
+    def batches(self, skip: int, size: int, names: Mapping[str, str]) -> Iterator[list[Row]]:
+        """The query's rows after ``skip`` rows, in lists of up to ``size``."""
+        with _connect(self._connection) as con, con.cursor() as cur:
+            try:
+                cur.execute(self._sql)
+                reader = cur.fetch_record_batch()
+            except Exception as exc:
+                raise InputError(f"input.sql: {_reason(exc)}{_position(exc)}") from None
+            done = 0
+            for batch in reader:
+                first, done = done, done + batch.num_rows
+                if done <= skip:
+                    continue
+                if first < skip:
+                    batch, first = batch.slice(skip - first), skip
+                for start in range(0, batch.num_rows, size):
+                    yield self._rows(batch.slice(start, size), first + start, names)
+
+    def _rows(self, batch: pa.RecordBatch, first: int, names: Mapping[str, str]) -> list[Row]:
+        values: list[list[Any]] = []
+        unfit: dict[int, list[str]] = {}
+        for column in self.columns:
+            got, problems = column_values(batch.column(batch.schema.get_field_index(column.name)))
+            for i, reason in problems.items():
+                unfit.setdefault(i, []).append(unfit_message(column.name, reason, None))
+            convert = self._converters.get(column.name)
+            if convert is not None:
+                got, bad = kinds.convert_all(got, convert)
+                for i, reason in bad.items():
+                    unfit.setdefault(i, []).append(unfit_message(column.name, reason, self._declared.get(column.name)))
+            values.append(got)
+        out = [names.get(c.name, c.name) for c in self.columns]
+        rows = [dict(zip(out, row, strict=True)) for row in zip(*values, strict=True)]
+        flag(rows, unfit, lambda i: f"input.sql row {first + i + 1}")
+        return rows

@@ -1,0 +1,106 @@
+"""``input.sql``: a query's rows from a real PostgreSQL 15 (started here as user nobody on a free
+port, stopped by PID) and from SQLite, with the database's types kept exactly; ``check`` names a
+syntax error's position and a refused password without showing it."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.servers import stop
+from tests.storage_servers import Running, check, records, start_postgres
+
+pytestmark = pytest.mark.storage
+
+PASSWORD = "pg-secret-password-31"
+
+
+def config(sql: str, **database: Any) -> dict[str, Any]:
+    return {"url": "http://llm.internal:8000/v1", "api_key": "sk-x", "model": "m", "prompt": "Say {{text}}",
+            "input": {"sql": sql, "database": database}}
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    server = start_postgres(PASSWORD)
+    try:
+        yield server
+    finally:
+        stop(server.pid)
+        shutil.rmtree(server.facts["workdir"], ignore_errors=True)
+
+
+def pg(server: Running, password: str = PASSWORD) -> dict[str, Any]:
+    return {"url": f"postgresql://postgres@127.0.0.1:{server.port}/postgres", "password": password}
+
+
+def test_postgres_types_arrive_exactly(postgres: Running) -> None:
+    sql = ("SELECT id, text, price, at, doc, tags, note FROM (VALUES "
+           "(1, 'first', 12345678901234.5678::numeric(20,4), '2025-01-02 03:04:05.123456+02'::timestamptz, "
+           "'{\"a\": [1, 2], \"b\": {\"c\": null}}'::jsonb, ARRAY[1,2,3], NULL::text), "
+           "(2, 'second', 0.1::numeric, '2025-06-30 23:59:59+00'::timestamptz, '\"just text\"'::jsonb, "
+           "ARRAY[]::int[], 'x')) AS t(id, text, price, at, doc, tags, note) ORDER BY id")
+    rows = records(config(sql, **pg(postgres)))
+    assert [r["_status"] for r in rows] == ["ok", "ok"]
+    first, second = rows
+    assert first["price"] == Decimal("12345678901234.5678") and second["price"] == Decimal("0.1")
+    assert first["at"] == "2025-01-02T01:04:05.123456+00:00"
+    assert first["doc"] == {"a": [1, 2], "b": {"c": None}} and second["doc"] == "just text"
+    assert first["tags"] == [1, 2, 3] and second["tags"] == []
+    assert first["answer"] == "Say first" and first["note"] is None
+
+
+def test_postgres_rows_stream_in_batches_and_resume_in_order(postgres: Running) -> None:
+    sql = "SELECT g AS id, 'row ' || g AS text FROM generate_series(1, 2500) AS g ORDER BY g"
+    cfg = config(sql, **pg(postgres))
+    cfg["input"]["batch_size"] = 300
+    assert [r["id"] for r in records(cfg)] == list(range(1, 2501))
+
+
+def test_postgres_check_names_the_syntax_error_position(postgres: Running) -> None:
+    status = check(config("SELECT id, text FROM pg_class WHRE id > 1", **pg(postgres)))
+    assert status["status"] == "FAILED"
+    assert status["message"] == ('input.sql: syntax error at or near "id" (line 1, column 36); fix the query')
+
+
+def test_postgres_check_names_a_missing_table_and_a_refused_password(postgres: Running) -> None:
+    status = check(config("SELECT text FROM tickets", **pg(postgres)))
+    assert 'relation "tickets" does not exist (line 1, column 18)' in status["message"]
+    status = check(config("SELECT 1 AS text", **pg(postgres, password="wrong-password-44")))
+    assert status["status"] == "FAILED"
+    assert "input.database: cannot connect to postgresql://127.0.0.1:" in status["message"]
+    assert 'password authentication failed for user "postgres"' in status["message"]
+    assert "wrong-password-44" not in status["message"] and PASSWORD not in status["message"]
+
+
+def test_sqlite_rows(tmp_path: Path) -> None:
+    db = tmp_path / "shop.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE reviews (id INTEGER, text TEXT, stars REAL)")
+        con.executemany("INSERT INTO reviews VALUES (?, ?, ?)", [(i, f"review {i}", i / 2) for i in range(1, 6)])
+    rows = records(config("SELECT * FROM reviews WHERE stars >= 1 ORDER BY id", url=f"sqlite:///{db}"))
+    assert [(r["id"], r["text"], r["stars"], r["answer"]) for r in rows] == [
+        (i, f"review {i}", i / 2, f"Say review {i}") for i in range(2, 6)]
+    status = check(config("SELECT * FROM missing_table", url=f"sqlite:///{db}"))
+    assert status["status"] == "FAILED"
+    assert status["message"] == "input.sql: no such table: missing_table; fix the query"
+
+
+def test_a_resumed_read_skips_the_rows_already_done_in_query_order(tmp_path: Path) -> None:
+    from connector.config.load import load_config
+    from connector.rows.opening import open_input
+
+    db = tmp_path / "shop.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE t (id INTEGER, text TEXT)")
+        con.executemany("INSERT INTO t VALUES (?, ?)", [(i, f"r{i}") for i in range(10, 0, -1)])
+    cfg = load_config(config("SELECT * FROM t ORDER BY id", url=f"sqlite:///{db}"))
+    table = open_input(cfg.input)
+    assert table.count_rows() == 10
+    assert [row["id"] for batch in table.batches(skip=7) for row in batch] == [8, 9, 10]
