@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
-DEFAULT_COLUMNS = "review_id,rating,sentiment,topic,summary,status"
+DEFAULT_COLUMNS = "review_id,rating,sentiment,topic,status"
 ALIASES = {"status": "_status", "row": "_row_number", "error": "_error"}
 
 

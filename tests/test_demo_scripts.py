@@ -142,14 +142,25 @@ def test_follow_read_speaks_up_while_the_read_is_silent(tmp_path: Path) -> None:
 
 
 @pytest.mark.live
-def test_the_demo_says_the_local_model_is_poor_and_how_to_use_a_real_endpoint(tmp_path: Path) -> None:
+def test_the_demo_shows_cost_read_cached_rerun_and_duckdb_in_order_and_how_to_use_a_real_endpoint(
+        tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "MODEL")}
     env.update({"DEMO_ROWS": "6", "PORT": str(free_port()), "OUT": str(tmp_path / "out"),
                 "REALEP_DIR": str(REALEP_DIR), "PY": sys.executable})
     proc = subprocess.run([str(SCRIPTS / "demo.sh")], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "agreement with the star rating: " in proc.stdout
-    assert "SmolLM2-135M" in proc.stdout and "It is poor at this task" in proc.stdout
-    assert ("    OPENAI_BASE_URL=https://api.openai.com/v1 OPENAI_API_KEY=sk-... MODEL=gpt-4o-mini make demo"
-            in proc.stdout.splitlines())
+    out = proc.stdout
+    # The strengths, in this order: the cost before any request, the read with its statuses and
+    # the agreement, a rerun answered from the cache alone (the server stopped: it cannot be
+    # asked), the records in a DuckDB table, and the line for a real endpoint.
+    shown = ["dry run of enriched_rows: no request was sent", "estimated cost: ~",
+             "6 records: 6 ok", "agreement with the star rating: ",
+             "answers from cache: 6;", "tokens in 0, out 0; cost 0.0000",
+             f"table reviews in {tmp_path / 'out' / 'demo.duckdb'}: 6 rows",
+             "It is poor at this task",
+             "    OPENAI_BASE_URL=https://api.openai.com/v1 OPENAI_API_KEY=sk-... MODEL=gpt-4o-mini make demo"]
+    where = [out.find(text) for text in shown]
+    assert -1 not in where, [text for text, at in zip(shown, where, strict=True) if at == -1]
+    assert where == sorted(where), out
+    assert (tmp_path / "out" / "demo_enriched.parquet").is_file()
