@@ -299,3 +299,22 @@ def test_columns_that_only_later_files_have_are_kept(tmp_path) -> None:
     assert table.columns == ["id", "text"]
     rows = [row for batch in table.batches() for row in batch]
     assert rows == [{"id": 1, "text": None}, {"id": 2, "text": "x"}]
+
+
+def test_csv_rows_of_tens_of_megabytes_are_read_whole(tmp_path: Path) -> None:
+    """A document in a cell is normal input: a row larger than the parser's first block (1 MB) is read,
+    also between small rows and with line breaks and delimiters inside it."""
+    import csv
+
+    document = "a line, with a comma\n" * 600_000  # 12.6 MB
+    rows = [["1", "small"], ["2", document], ["3", "between"], ["4", document + "end"], ["5", "last"]]
+    with (tmp_path / "docs.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "text"])
+        writer.writerows(rows)
+    t = table(tmp_path / "docs.csv")
+    assert t.count_rows() == 5
+    got = all_rows(t)
+    assert [r["id"] for r in got] == [1, 2, 3, 4, 5]
+    assert got[1]["text"] == document and got[3]["text"] == document + "end" and got[4]["text"] == "last"
+    assert all_rows(t, skip=3)[0]["text"] == document + "end"

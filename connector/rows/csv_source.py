@@ -32,6 +32,14 @@ from connector.rows.source_file import SourceFile
 from connector.rows.table import Row
 
 BLOCK = 1 << 20
+# A row must lie within one parser block. The scan starts with BLOCK and, when a row straddles two
+# blocks, starts again with blocks four times larger, up to MAX_BLOCK (the largest row read); the
+# block found is kept for reading the rows, so memory stays a few blocks whatever the file's size.
+MAX_BLOCK = 1 << 28
+
+
+class _Straddling(Exception):
+    """A row is larger than the parser's block."""
 
 
 @dataclass
@@ -43,6 +51,7 @@ class FileScan:
     rows: int
     simple_lines: bool  # data row i is on line i + 2
     kinds: dict[str, kinds.TextKinds] = field(default_factory=dict)
+    block: int = BLOCK  # the parser's block size: larger than the file's largest row
 
     @property
     def path(self) -> str:
@@ -62,8 +71,8 @@ class _BadRow:
         return "skip"
 
 
-def _options(encoding: str, delimiter: str, names: list[str], bad: _BadRow) -> tuple[Any, Any, Any]:
-    read = pacsv.ReadOptions(block_size=BLOCK, encoding="utf8" if is_utf8(encoding) else normalized(encoding))
+def _options(encoding: str, delimiter: str, names: list[str], bad: _BadRow, block: int) -> tuple[Any, Any, Any]:
+    read = pacsv.ReadOptions(block_size=block, encoding="utf8" if is_utf8(encoding) else normalized(encoding))
     parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=bad)
     convert = pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
                                    strings_can_be_null=False, quoted_strings_can_be_null=False)
@@ -75,11 +84,14 @@ def _text(source: SourceFile, encoding: str, errors: str = "strict") -> TextIO:
     return io.TextIOWrapper(source.open(), encoding=encoding, errors=errors, newline="")
 
 
-def _open(source: SourceFile, encoding: str, delimiter: str, names: list[str], bad: _BadRow) -> Any:
-    read, parse, convert = _options(encoding, delimiter, names, bad)
+def _open(source: SourceFile, encoding: str, delimiter: str, names: list[str], bad: _BadRow,
+          block: int = BLOCK) -> Any:
+    read, parse, convert = _options(encoding, delimiter, names, bad, block)
     try:
         return pacsv.open_csv(source.arrow(), read_options=read, parse_options=parse, convert_options=convert)
     except (pa.ArrowInvalid, OSError) as exc:
+        if _straddles(exc):
+            raise _Straddling from None
         raise InputError(f"input.path: cannot read '{source.name}' as csv: {_first_line(exc)}. Fix or replace the "
                          "file, or set input.format if it is not csv") from None
 
@@ -107,6 +119,10 @@ def _named(path: str, line: int, names: list[str]) -> None:
         raise InputError(f"input.path: {path} line {line} (the header): column {where} has no name; give every "
                          "column a name in the header (a file written by pandas with its index has an unnamed "
                          "first column: write it with index=False, or name the index)")
+
+
+def _straddles(exc: BaseException) -> bool:
+    return "straddling object" in str(exc)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -139,8 +155,29 @@ def scan(source: SourceFile, encoding: str, delimiter: str, declared: Mapping[st
     if twice:
         raise InputError(f"input.path: {path} names column(s) {', '.join(map(repr, twice))} more than once; "
                          "give each column its own name in the header")
-    found = FileScan(source, names, 0, False, {n: kinds.TextKinds() for n in names if n not in declared})
-    reader = _open(source, encoding, delimiter, names, bad)
+    block = BLOCK
+    while True:
+        found = FileScan(source, names, 0, False, {n: kinds.TextKinds() for n in names if n not in declared}, block)
+        try:
+            _scan_rows(found, encoding, delimiter, bad)
+            break
+        except _Straddling:
+            if block >= MAX_BLOCK:
+                raise InputError(f"input.path: {path} has a row larger than {MAX_BLOCK >> 20} MB, the largest this "
+                                 "connector reads; split the row's cell, or check that its quotes are closed") from None
+            block *= 4
+    if bad.text is not None:
+        raise _bad_row_error(source, encoding, bad)
+    lines = facts.newlines + (0 if facts.ends_with_newline or not facts.newlines else 1)
+    # Counting b"\n" counts lines only where a line break is that one byte (not UTF-16, say).
+    found.simple_lines = lines == found.rows + 1 and "a\n".encode(normalized(encoding), "ignore") == b"a\n"
+    return found
+
+
+def _scan_rows(found: FileScan, encoding: str, delimiter: str, bad: _BadRow) -> None:
+    """Count the rows and learn the column types at ``found.block``; _Straddling when a row does not fit it."""
+    source, path, names = found.source, found.path, found.names
+    reader = _open(source, encoding, delimiter, names, bad, found.block)
     if reader.schema.names != names or any(t != pa.string() for t in reader.schema.types):
         raise InputError(f"input.path: the header of {path} reads differently to the CSV parser; quote the column "
                          "names that hold the delimiter, quotes or line breaks")
@@ -152,14 +189,10 @@ def scan(source: SourceFile, encoding: str, delimiter: str, declared: Mapping[st
             if bad.text is not None:
                 raise _bad_row_error(source, encoding, bad)
     except (pa.ArrowInvalid, OSError) as exc:
+        if _straddles(exc):
+            raise _Straddling from None
         raise InputError(f"input.path: cannot read '{path}' as csv: {_first_line(exc)}. Fix or replace the "
                          "file") from None
-    if bad.text is not None:
-        raise _bad_row_error(source, encoding, bad)
-    lines = facts.newlines + (0 if facts.ends_with_newline or not facts.newlines else 1)
-    # Counting b"\n" counts lines only where a line break is that one byte (not UTF-16, say).
-    found.simple_lines = lines == found.rows + 1 and "a\n".encode(normalized(encoding), "ignore") == b"a\n"
-    return found
 
 
 def merged_columns(scans: list[FileScan], declared: Mapping[str, str]) -> list[Column]:
@@ -221,7 +254,7 @@ def read(found: FileScan, columns: list[Column], declared: Mapping[str, str], en
     out_names = [names.get(c.name, c.name) for c in columns]
     present = {name: i for i, name in enumerate(found.names)}
     finder = LineFinder(found.source, encoding, delimiter)
-    reader = _open(found.source, encoding, delimiter, found.names, _BadRow())
+    reader = _open(found.source, encoding, delimiter, found.names, _BadRow(), found.block)
     done = 0
     try:
         for batch in reader:
