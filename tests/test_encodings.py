@@ -92,3 +92,27 @@ async def test_stdin_lines_are_decoded_with_the_encoding_and_a_bad_one_is_named(
 def test_an_unknown_encoding_is_a_config_error_naming_the_field() -> None:
     with pytest.raises(ConfigError, match=r"input.encoding.*unknown encoding 'klingon'"):
         load_config(config({"path": "x.csv", "encoding": "klingon"}, "{{text}}"))
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+async def test_a_utf16_or_utf32_jsonl_file_is_read_with_the_documented_encoding(tmp_path: Path,
+                                                                               encoding: str) -> None:
+    # 'Ċ' is U+010A: in UTF-16 one of its bytes is 0x0A, which is no line break there.
+    text = '{"text": "Grüße"}\r\n{"text": "Ċ and 𝄞"}\n\n{"text": "last"}\n'
+    path = write(tmp_path / "u.jsonl", text.encode(encoding))
+    echo = Echo()
+    out = records(await read(config({"path": str(path), "encoding": encoding}, "T: {{text}}"), echo))
+    assert [r["text"] for r in out] == ["Grüße", "Ċ and 𝄞", "last"]
+    assert echo.prompts == ["T: Grüße", "T: Ċ and 𝄞", "T: last"]
+
+
+async def test_a_file_not_in_the_encoding_given_says_so_instead_of_asking_for_the_setting(tmp_path: Path) -> None:
+    path = write(tmp_path / "bad.jsonl", '{"text": "a"}\n'.encode("utf-16-le") + b"\x00\xd8\x41\x00")
+    with pytest.raises(InputError) as caught:
+        await read(config({"path": str(path), "encoding": "utf-16-le"}, "{{text}}"), Echo())
+    assert "bad.jsonl at or after line 1 holds bytes that are not utf-16-le text" in caught.value.message
+    assert "input.encoding is utf-16-le, which the file is not in" in caught.value.message
+    latin = write(tmp_path / "latin.csv", "id,text\n1,\u20ac\n".encode("cp1252") + b"2,\x81\n")
+    with pytest.raises(InputError) as caught:
+        await read(config({"path": str(latin), "encoding": "cp1252"}, "{{text}}"), Echo())
+    assert "input.encoding is cp1252, which the file is not in" in caught.value.message

@@ -98,7 +98,8 @@ def _fix(bad: bytes, encoding: str) -> str:
     if is_utf8(encoding):
         return ("If it is text, it is probably Latin-1 or Windows-1252: set input.encoding to latin-1 (or "
                 "cp1252), or convert the file to UTF-8 (iconv -f latin1 -t utf-8); if it is not text, replace it.")
-    return f"Set input.encoding to the file's encoding, or convert the file to {encoding}."
+    return (f"input.encoding is {encoding}, which the file is not in: set input.encoding to the encoding it is "
+            f"in, or convert the file to {encoding}.")
 
 
 def decode_line(raw: bytes, encoding: str, where: str) -> str:

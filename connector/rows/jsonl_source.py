@@ -10,6 +10,7 @@ naming its 1-based line number. Memory holds one chunk of lines and the shapes.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,17 +87,48 @@ class FileScan:
         return self.source.name
 
 
-def _lines(source: SourceFile) -> Iterator[tuple[int, int, bytes]]:
+def _byte_lines(encoding: str) -> bool:
+    """Whether lines of ``encoding`` text can be split at b"\\n" bytes (UTF-8, Latin-1, cp1252: yes;
+    UTF-16 and UTF-32, where a line break is two or four bytes: no)."""
+    name = normalized(encoding)
+    return "\n{".encode(name) == b"\n{"
+
+
+def as_utf8(encoding: str) -> bool:
+    """Whether :func:`_chunks` hands over ``encoding``'s lines as UTF-8 bytes."""
+    return is_utf8(encoding) or not _byte_lines(encoding)
+
+
+def _chunks(source: SourceFile, encoding: str) -> Iterator[list[bytes]]:
+    """The file's lines, a chunk at a time: the bytes as they are when lines split at b"\\n", else the
+    text decoded and written again as UTF-8 (so UTF-16 lines are found where their breaks are)."""
+    if _byte_lines(encoding):
+        with source.open() as f:
+            while lines := f.readlines(CHUNK):
+                yield lines
+        return
+    number = 0
+    with io.TextIOWrapper(source.open(), encoding=normalized(encoding), newline="\n") as text:
+        try:
+            while decoded := text.readlines(CHUNK):
+                number += len(decoded)
+                yield [line.encode("utf-8", "surrogatepass") for line in decoded]
+        except UnicodeDecodeError as exc:
+            raise InputError(f"input.path: {source.name} at or after line {number + 1:,} holds bytes that are not "
+                             f"{encoding} text ({exc.reason}); input.encoding is {encoding}, which the file is not "
+                             "in: set it to the encoding the file is in, or convert the file") from None
+
+
+def _lines(source: SourceFile, encoding: str) -> Iterator[tuple[int, int, bytes]]:
     """(1-based line number, byte offset, bytes) of each line of the file."""
     number, offset = 0, 0
     path = source.name
     try:
-        with source.open() as f:
-            while lines := f.readlines(CHUNK):
-                for raw in lines:
-                    number += 1
-                    yield number, offset, raw
-                    offset += len(raw)
+        for lines in _chunks(source, encoding):
+            for raw in lines:
+                number += 1
+                yield number, offset, raw
+                offset += len(raw)
     except OSError as exc:
         raise InputError(f"input.path: cannot read '{path}': {exc.strerror or exc}") from None
 
@@ -126,8 +158,9 @@ def _unreadable(raw: bytes, where: str, offset: int, encoding: str, utf8: bool, 
 
 def _not_text(where: str, offset: int, bad: bytes, encoding: str) -> str:
     hexed = " ".join(f"0x{b:02X}" for b in bad)
-    fix = ("set input.encoding to latin-1 (or cp1252), or convert the file to UTF-8"
-           if is_utf8(encoding) else "set input.encoding to the file's encoding")
+    fix = ("set input.encoding to latin-1 (or cp1252), or convert the file to UTF-8" if is_utf8(encoding) else
+           f"input.encoding is {encoding}, which the file is not in: set it to the encoding the file is in, or "
+           f"convert the file to {encoding}")
     return f"input.path: {where} (byte offset {offset}) holds {hexed}, which is not {encoding} text; {fix}"
 
 
@@ -140,25 +173,24 @@ def scan(source: SourceFile, encoding: str) -> FileScan:
     """
     found = FileScan(source)
     path = source.name
-    utf8 = normalized(encoding) == "utf-8"
+    utf8 = as_utf8(encoding)
     loads = orjson.loads
     number = offset = 0
     try:
-        with source.open() as f:
-            while lines := f.readlines(CHUNK):
-                if offset == 0 and lines[0].startswith(_BOM):
-                    lines[0] = lines[0][len(_BOM):]
-                    offset = len(_BOM)
-                try:
-                    values = [loads(raw) for raw in lines] if utf8 else [loads(raw.decode(encoding)) for raw in lines]
-                    if not all(type(value) is dict for value in values):
-                        raise ValueError("not an object")
-                except (ValueError, UnicodeDecodeError):
-                    values = [value for _, value in _objects_in(lines, path, number, offset, encoding, utf8)]
-                found.found.observe_all(values)
-                found.rows += len(values)
-                number += len(lines)
-                offset += sum(map(len, lines))
+        for lines in _chunks(source, encoding):
+            if offset == 0 and lines[0].startswith(_BOM):
+                lines[0] = lines[0][len(_BOM):]
+                offset = len(_BOM)
+            try:
+                values = [loads(raw) for raw in lines] if utf8 else [loads(raw.decode(encoding)) for raw in lines]
+                if not all(type(value) is dict for value in values):
+                    raise ValueError("not an object")
+            except (ValueError, UnicodeDecodeError):
+                values = [value for _, value in _objects_in(lines, path, number, offset, encoding, utf8)]
+            found.found.observe_all(values)
+            found.rows += len(values)
+            number += len(lines)
+            offset += sum(map(len, lines))
     except OSError as exc:
         raise InputError(f"input.path: cannot read '{path}': {exc.strerror or exc}") from None
     return found
@@ -224,8 +256,8 @@ def read(found: FileScan, maker: RowMaker, encoding: str, skip: int, size: int) 
     """The rows of one scanned file after ``skip`` rows, in lists of up to ``size``."""
     pending: list[tuple[str, Any]] = []
     seen = 0
-    utf8 = is_utf8(encoding)
-    for number, offset, raw in _lines(found.source):
+    utf8 = as_utf8(encoding)
+    for number, offset, raw in _lines(found.source, encoding):
         if not raw.strip():
             continue
         seen += 1
