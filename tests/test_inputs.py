@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -318,3 +319,47 @@ def test_csv_rows_of_tens_of_megabytes_are_read_whole(tmp_path: Path) -> None:
     assert [r["id"] for r in got] == [1, 2, 3, 4, 5]
     assert got[1]["text"] == document and got[3]["text"] == document + "end" and got[4]["text"] == "last"
     assert all_rows(t, skip=3)[0]["text"] == document + "end"
+
+
+def test_a_named_pipe_is_read_once_and_every_row_arrives(tmp_path: Path) -> None:
+    """What bash's <(zcat data.csv.gz) gives: a pipe that is empty when opened a second time."""
+    import os
+    import threading
+
+    fifo = tmp_path / "rows.csv"
+    os.mkfifo(fifo)
+    text = "id,text\n" + "".join(f"{i},row {i}\n" for i in range(1, 301))
+
+    def feed() -> None:
+        with fifo.open("w") as f:
+            f.write(text)
+        with fifo.open("w"):
+            pass  # a second reader finds the pipe empty, as after zcat ended
+
+    threading.Thread(target=feed, daemon=True).start()
+    t = table(fifo)
+    assert t.count_rows() == 300
+    assert [r["id"] for r in all_rows(t)] == list(range(1, 301)) and all_rows(t, skip=299)[0]["text"] == "row 300"
+    assert any("can be read only once (a pipe): its 3," in note for note in t.notes)
+
+
+def test_a_device_that_never_ends_is_refused_at_once() -> None:
+    with pytest.raises(InputError, match=r"'/dev/zero' is a device, not a file of rows"):
+        table("/dev/zero", format="csv")
+
+
+def test_a_pipe_longer_than_spool_max_mb_stops_the_run(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    fifo = tmp_path / "big.jsonl"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with fifo.open("w") as f, contextlib.suppress(BrokenPipeError):
+            for i in range(200_000):  # ~2.4 MB
+                f.write(f'{{"text": "row {i}"}}\n')
+
+    threading.Thread(target=feed, daemon=True).start()
+    with pytest.raises(InputError, match=r"is a pipe longer than input.spool_max_mb \(1 MB\)"):
+        table(fifo, spool_max_mb=1)

@@ -223,3 +223,17 @@ def test_cli_reads_the_process_stdin(fake_server: Server, write_json) -> None:
     assert proc.returncode == 0
     assert '"answer":"echo: Say z"' in proc.stdout
     assert run_cli(["discover", "--config", config]).code == 0  # discover with stdin closed: fine
+
+
+def test_stdin_without_line_breaks_stops_the_read_with_a_bound_instead_of_filling_memory(tmp_path: Path) -> None:
+    """``read < /dev/zero``: a line that never ends is refused once it passes the longest line read."""
+    (tmp_path / "config.json").write_text(json.dumps({
+        "url": "http://127.0.0.1:9/v1", "api_key": "k", "model": "m", "prompt": "{{text}}",
+        "input": {"path": "-", "columns": {"text": "string"}}}))
+    (tmp_path / "catalog.json").write_text(json.dumps(catalog_for()))
+    with open("/dev/zero", "rb") as zeros:
+        proc = subprocess.run([*CLI, "read", "--config", str(tmp_path / "config.json"), "--catalog",
+                               str(tmp_path / "catalog.json")], stdin=zeros, capture_output=True, cwd=ROOT)
+    errors = [json.loads(line)["trace"]["error"] for line in proc.stdout.splitlines() if b'"ERROR"' in line]
+    assert proc.returncode == 1 and len(errors) == 1 and errors[0]["failure_type"] == "config_error"
+    assert "stdin line 1 is longer than 256 MB without a line break" in errors[0]["message"]

@@ -95,6 +95,17 @@ class InputConfig(Strict):
         ),
         json_schema_extra={"order": 8},
     )
+    spool_max_mb: int = Field(
+        10_240,
+        gt=0,
+        title="Largest pipe input (MB)",
+        description=(
+            "An input.path that can be read only once (a named pipe, bash's <(zcat data.csv.gz)) is copied "
+            "once into a temporary file, up to this many megabytes; a longer one stops the run. A device "
+            "such as /dev/zero is refused."
+        ),
+        json_schema_extra={"order": 14},
+    )
 
     s3: S3Storage | None = Field(None, title="S3", description="How to reach an s3:// input.path.",
                                  json_schema_extra={"order": 9})

@@ -26,6 +26,7 @@ from connector.rows.fingerprint import InputFile
 from connector.rows.locations import resolve
 from connector.rows.parquet_source import ParquetFiles
 from connector.rows.source_file import EXTENSIONS, SourceFile
+from connector.rows.spool import Spool
 from connector.rows.table import Row
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ class InputTable:
         self._delimiter = ","
         columns: list[Column]
         self._files: tuple[InputFile, ...] = ()
+        self._spool: Spool | None = None
         if config.rows is not None:
             self._inline = config.rows
             columns = jsonl_source.inline_columns(config.rows, self._declared)
@@ -89,13 +91,15 @@ class InputTable:
         self._columns = columns
         self._names = renames(names, reserved, config.metadata_prefix)
         self._schema = arrow_schema(columns, self._names)
-        self.notes = rename_notes(self._names)  # for the read to pass on
+        self.notes = rename_notes(self._names) + (self._spool.notes if self._spool else [])  # for the read
 
     def _open_files(self, config: InputConfig) -> list[Column]:
         """The files input.path names, scanned (CSV, JSONL) or their footers read (Parquet): their columns."""
         assert config.path is not None
         files = resolve(config)
         kind = _format(files, config.format)
+        self._spool = Spool(config.spool_max_mb)  # kept with the table: its copies live as long as it does
+        files = [SourceFile(self._spool.readable_again(f.name)) if f.is_local else f for f in files]
         sizes = [_seen(f) for f in files]  # before reading: what the rows were read from
         columns: list[Column]
         if kind == "csv":

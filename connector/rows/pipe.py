@@ -11,6 +11,15 @@ from typing import BinaryIO
 
 from connector.errors import InputError
 
+# The longest line read from standard input (the largest CSV row is as large): a stream without line
+# breaks (/dev/zero) stops the read here instead of filling memory.
+MAX_LINE = 1 << 28
+
+
+def _too_long(number: int) -> InputError:
+    return InputError(f"input.path '-': stdin line {number:,} is longer than {MAX_LINE >> 20} MB without a line "
+                      "break; standard input must carry one JSON object (or Airbyte message) per line")
+
 
 def _lines_of(stream: BinaryIO) -> Iterator[bytes]:
     """The stream's lines. A real file descriptor is read with ``os.read``, not through Python's
@@ -19,18 +28,31 @@ def _lines_of(stream: BinaryIO) -> Iterator[bytes]:
     try:
         fd = stream.fileno()
     except (AttributeError, OSError, ValueError):
-        yield from stream
+        fd = -1
+    if fd < 0:  # a stream with no descriptor (tests pass io.BytesIO)
+        for number, line in enumerate(iter(lambda: stream.readline(MAX_LINE + 1), b""), 1):
+            if len(line) > MAX_LINE:
+                raise _too_long(number)
+            yield line
         return
-    pending = b""
+    pending = bytearray()  # the start of a line whose break has not come yet
+    number = 0
     while chunk := os.read(fd, 1 << 16):
-        pending += chunk
-        end = pending.rfind(b"\n") + 1
-        if end:
-            for line in pending[: end - 1].split(b"\n"):
-                yield line + b"\n"
-            pending = pending[end:]
+        end = chunk.rfind(b"\n") + 1
+        if not end:
+            pending += chunk
+            if len(pending) > MAX_LINE:
+                raise _too_long(number + 1)
+            continue
+        lines = (bytes(pending) + chunk[: end - 1]).split(b"\n")
+        if any(len(line) > MAX_LINE for line in lines):
+            raise _too_long(number + 1 + next(i for i, line in enumerate(lines) if len(line) > MAX_LINE))
+        number += len(lines)
+        for line in lines:
+            yield line + b"\n"
+        pending = bytearray(chunk[end:])
     if pending:
-        yield pending
+        yield bytes(pending)
 
 
 class Lines:
