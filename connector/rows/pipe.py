@@ -29,8 +29,8 @@ def _lines_of(stream: BinaryIO) -> Iterator[bytes]:
         fd = stream.fileno()
     except (AttributeError, OSError, ValueError):
         fd = -1
-    if fd < 0:  # a stream with no descriptor (tests pass io.BytesIO)
-        for number, line in enumerate(iter(lambda: stream.readline(MAX_LINE + 1), b""), 1):
+    if fd < 0:  # a stream with no descriptor (tests pass io.BytesIO): whole lines, then measured
+        for number, line in enumerate(stream, 1):
             if len(line) > MAX_LINE:
                 raise _too_long(number)
             yield line
