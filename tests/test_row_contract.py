@@ -210,6 +210,17 @@ def test_truncate_policy_cuts_the_named_column_to_fit() -> None:
     sent = server.bodies[0]["messages"][-1]["content"]
     assert record["_status"] == "ok" and sent.endswith("…")
     assert len(sent) // 4 + 50 <= 500
+    note = record["_input_truncated"]
+    assert note.startswith("text: ") and note.endswith(" of 10,000 characters sent (too_long_policy truncate)")
+    kept = int(note.split()[1].replace(",", ""))
+    assert 1000 < kept < 2000 and sent.endswith(("word " * 2000)[:kept] + "…")
+    assert len(sent) - kept - 1 < 20  # what is left is the template around the cell
+
+
+def test_a_row_whose_prompt_was_whole_says_so() -> None:
+    records = enrich([{"text": "short"}], Recorder(echo), context_window=500, too_long_policy="truncate",
+                     truncate_column="text", parameters={"max_tokens": 50})
+    assert records[0]["_status"] == "ok" and records[0]["_input_truncated"] is None
 
 
 def test_fail_policy_stops_with_the_row_named() -> None:

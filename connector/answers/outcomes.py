@@ -53,6 +53,7 @@ class RowOutcome:
     ttft_ms: float | None = None
     raw_answer: str | None = None  # kept when a structured answer could not be used
     batch_id: str | None = None
+    input_truncated: str | None = None  # too_long_policy truncate cut a cell to fit: which, and how much
 
     @property
     def failed(self) -> bool:
@@ -80,6 +81,7 @@ class RowOutcome:
             "_ttft_ms": self.ttft_ms,
             "_raw_answer": self.raw_answer,
             "_batch_id": self.batch_id,
+            "_input_truncated": self.input_truncated,
         }
 
 

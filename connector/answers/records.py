@@ -57,6 +57,9 @@ META_COLUMNS: dict[str, dict[str, Any]] = {
                     "description": "the last answer, kept when a structured answer could not be used"},
     "_batch_id": {"type": ["null", "string"],
                   "description": "the provider batch that answered the row (batch mode); null for a normal request"},
+    "_input_truncated": {"type": ["null", "string"],
+                         "description": "too_long_policy truncate cut a cell to fit the context window: the column "
+                                        "and how many of its characters were sent; null when the prompt was whole"},
 }
 
 

@@ -58,6 +58,7 @@ class Ask:
     values: Record
     body: Body
     media_tokens: int = 0  # the estimate of its images and documents (their base64 is not counted as text)
+    truncated: str | None = None  # what too_long_policy truncate cut, for _input_truncated
 
 
 class _Answer:
@@ -113,9 +114,11 @@ class RowEnricher:
     async def ask(self, ask: Ask) -> Enriched | None:
         """A planned row done, asked alone; None when a spend guard refused its request."""
         try:
-            return await self._ask(ask)
+            done = await self._ask(ask)
         except errors.SpendLimitReached:
             return None
+        done.outcome.input_truncated = ask.truncated  # also when it failed: the prompt it failed with was cut
+        return done
 
     def plan(self, item: tuple[int, dict[str, Any]]) -> Enriched | Ask:
         """The request to send for the row, or the row done without one (skipped, or a value that does
@@ -139,12 +142,13 @@ class RowEnricher:
             body = self.body_for(row)  # a media column placed where no media can go: MediaError
         except MediaError as exc:
             return self._unanswered(number, values, "error", str(exc), "bad_input")
+        truncated = None
         if policy.context_window:
             fitted = self._fit.fit(row, body, position, media_tokens)
             if isinstance(fitted, str):
                 return self._unanswered(number, values, "skipped_too_long", fitted)
-            body = fitted
-        return Ask(number, values, body, media_tokens)
+            body, truncated = fitted
+        return Ask(number, values, body, media_tokens, truncated)
 
     def _with_media(self, row: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
         """The row with its media loaded, and their estimated tokens; MediaError when they cannot be sent
@@ -239,6 +243,7 @@ class RowEnricher:
         outcome = judged(answer.reply, body.get("model"), problem, attempts=answer.attempts, cached=answer.cached,
                          completion=answer.completion, spend=spend, prices=self._policy.prices,
                          request_id=self._dialect.request_id(headers) if headers is not None else None)
+        outcome.input_truncated = ask.truncated
         return Enriched(ask.number, ask.values, outcome)
 
     def _unanswered(self, number: int, values: Record, status: Status, message: str,
@@ -280,6 +285,7 @@ class RowEnricher:
         """The row ``ask`` whose request failed inside provider batch ``batch_id`` (nothing bought)."""
         done = self._unanswered(ask.number, ask.values, "error", self._redact(error.message), self._classify(error), 1)
         done.outcome.model, done.outcome.batch_id = model_name(ask.body.get("model")), batch_id
+        done.outcome.input_truncated = ask.truncated
         return done
 
 

@@ -50,14 +50,16 @@ class ContextFit:
             return window
         return None
 
-    def fit(self, row: Mapping[str, Any], body: Body, position: int, media_tokens: int = 0) -> Body | str:
-        """The body, truncated to fit where the policy says so; a skip reason when it cannot fit.
-        ``media_tokens``: the estimate of the row's images and documents, which stay whole."""
+    def fit(self, row: Mapping[str, Any], body: Body, position: int,
+            media_tokens: int = 0) -> tuple[Body, str | None] | str:
+        """The body, truncated to fit where the policy says so, with what was cut (None: nothing); a skip
+        reason when it cannot fit. ``media_tokens``: the estimate of the row's images and documents, which
+        stay whole."""
         window = int(self.window or 0)
         allowed = window - self.max_output(body) - media_tokens
         estimate = self.prompt_tokens(body)
         if estimate <= allowed:
-            return body
+            return body, None
         media = f" (and ~{media_tokens} for its media)" if media_tokens else ""
         reason = (f"the prompt is ~{estimate + media_tokens} tokens{media} and max_tokens {self.max_output(body)}: "
                   f"more than context_window {window}")
@@ -69,9 +71,12 @@ class ContextFit:
         if not column or not isinstance(row.get(column), str):
             return reason + f" and column {column!r} is not text to truncate"
         fitted = self._truncated(row, column, allowed)
-        return fitted if fitted is not None else reason + f" even with column {column!r} emptied"
+        if fitted is None:
+            return reason + f" even with column {column!r} emptied"
+        kept = fitted[1]
+        return fitted[0], f"{column}: {kept:,} of {len(row[column]):,} characters sent (too_long_policy truncate)"
 
-    def _truncated(self, row: Mapping[str, Any], column: str, allowed: int) -> Body | None:
+    def _truncated(self, row: Mapping[str, Any], column: str, allowed: int) -> tuple[Body, int] | None:
         """The body with the longest prefix of ``column`` (marked with "…") whose prompt fits in
         ``allowed`` tokens; None when not even the empty cell fits.
 
@@ -86,12 +91,12 @@ class ContextFit:
         shortest = body_with(0)
         if self.prompt_tokens(shortest) > allowed:
             return None
-        best, low, high = shortest, 1, len(text) - 1  # the whole text is known not to fit
+        best, kept, low, high = shortest, 0, 1, len(text) - 1  # the whole text is known not to fit
         while low <= high:
             middle = (low + high) // 2
             candidate = body_with(middle)
             if self.prompt_tokens(candidate) <= allowed:
-                best, low = candidate, middle + 1
+                best, kept, low = candidate, middle, middle + 1
             else:
                 high = middle - 1
-        return best
+        return best, kept
