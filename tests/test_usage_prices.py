@@ -8,6 +8,7 @@ is worked out by hand in the test, in the provider's own terms, and compared to 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -273,3 +274,39 @@ def test_usage_from_reads_gateways_and_servers_that_name_cache_tokens_otherwise(
 
 def test_openai_default_cache_ratio_is_the_highest_openai_publishes() -> None:
     assert (OPENAI_CACHE.read, OPENAI_CACHE.write) == (0.5, 1.0)
+
+
+# prompt_cache: the shared prefix marked cacheable where the API needs it -------------------------
+
+
+def _anthropic_body(**raw: Any) -> dict[str, Any]:
+    bodies: list[dict[str, Any]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return _anthropic(ANTHROPIC_READ_USAGE)(request)
+
+    read_through(_config("anthropic_messages", **raw), answer)  # the body sent is what is checked
+    return bodies[0]
+
+
+def test_prompt_cache_marks_anthropic_system_prompt_as_a_cache_breakpoint() -> None:
+    body = _anthropic_body(prompt_cache=True, system_prompt="You classify reviews. " * 200)
+    assert body["system"] == [{"type": "text", "text": "You classify reviews. " * 200,
+                               "cache_control": {"type": "ephemeral"}}]
+    assert body["messages"] == [{"role": "user", "content": "Review: great"}]  # the row's part is not marked
+
+
+def test_prompt_cache_without_a_system_prompt_marks_the_output_schema_tool() -> None:
+    schema = {"type": "object", "properties": {"stars": {"type": "integer"}}, "required": ["stars"]}
+    body = _anthropic_body(prompt_cache=True, output_schema=schema)
+    assert "system" not in body and body["tools"][-1]["cache_control"] == {"type": "ephemeral"}
+
+
+def test_without_prompt_cache_nothing_is_marked() -> None:
+    body = _anthropic_body(system_prompt="You classify reviews.")
+    assert body["system"] == "You classify reviews." and "cache_control" not in json_text(body)
+
+
+def json_text(body: dict[str, Any]) -> str:
+    return json.dumps(body)

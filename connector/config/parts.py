@@ -46,6 +46,7 @@ class RequestPart:
     vertex: VertexSettings | None
     batch: BatchConfig
     embeddings: EmbeddingsConfig | None = None  # api_compatibility openai_embeddings
+    prompt_cache: bool = False  # mark the prefix every row shares as cacheable (Anthropic cache_control)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +148,7 @@ def parts_of(config: SourceConfig) -> Parts:
         dict(config.model_mapping), config.prompt, config.system_prompt, config.request_template,
         config.parameters, config.output_schema, config.stream, dict(config.extra_body),
         dict(config.headers), float(config.timeout), config.azure, config.bedrock, config.vertex, config.batch,
-        config.embeddings)
+        config.embeddings, config.prompt_cache)
     output = OutputPart(config.response_template, config.output_schema, "tools" in (config.request_template or ()),
                         config.input.primary_key, config.embeddings.dimensions if config.embeddings else None)
     limits = Limits(config.concurrency, config.min_concurrency, config.adaptive_concurrency,
