@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from connector.answers.prices import Spend, rates_of
+from connector.answers.prices import PriceList, Spend, rates_of
 from connector.config.sections import Price
 from connector.dialects.usage import OPENAI_CACHE, TokenUsage, usage_from
 from tests.conftest import read_through
@@ -256,9 +256,9 @@ def test_summary_reports_the_cache_hit_ratio_reasoning_and_where_prices_came_fro
 def test_batch_discount_applies_to_cache_rates_too() -> None:
     price = Price(input_per_million=3, output_per_million=15, batch_discount=0.5)
     spend = Spend()
-    spend.add({"m": price}, _anthropic_cache(), "m", None, TokenUsage(prompt=188107, completion=393, cached=188086,
-                                                                      cache_write=0), batch=True)
-    cost, source = spend.row_cost({"m": price}, "m")
+    usage = TokenUsage(prompt=188107, completion=393, cached=188086, cache_write=0)
+    spend.add(PriceList({"m": price}), _anthropic_cache(), "m", None, usage, batch=True)
+    cost, source = spend.row_cost(PriceList({"m": price}), "m")
     assert round(cost or 0, 10) == round((21 * 1.5 + 188086 * 0.15 + 393 * 7.5) / 1e6, 10) and source == "config"
 
 

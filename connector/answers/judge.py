@@ -15,7 +15,7 @@ from typing import Any
 
 from connector.answers.extract import CONTENT_PATH, dig
 from connector.answers.outcomes import RowOutcome, model_name
-from connector.answers.prices import Prices, Spend
+from connector.answers.prices import PriceList, Spend
 from connector.dialects.usage import usage_from
 from connector.endpoint.client import Completion
 
@@ -32,7 +32,7 @@ def content_of(reply: Mapping[str, Any]) -> Any:
 
 
 def judged(reply: Mapping[str, Any], asked_model: object, problem: str | None, *, attempts: int, cached: bool,
-           completion: Completion | None, spend: Spend, prices: Prices, request_id: str | None = None) -> RowOutcome:
+           completion: Completion | None, spend: Spend, prices: PriceList, request_id: str | None = None) -> RowOutcome:
     """The outcome of a row answered by ``reply`` (``problem``: why its structured answer cannot be used)."""
     finish = finish_reason(reply)
     outcome = RowOutcome("ok", finish_reason=finish, attempts=attempts, cached=cached,

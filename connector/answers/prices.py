@@ -1,6 +1,8 @@
 """What answers cost: the one price formula, used by the row enricher, the dry run and the batch path.
 
-A price is per million tokens (``prices`` in the config, by model name or ``"*"``); an answer
+A price is per million tokens: ``prices`` in the config (by model name, else ``"*"``), else the
+public list price of genai-prices' table at the provider's own address
+(:mod:`connector.answers.price_table`), else none (:class:`PriceList`). An answer
 from a provider batch, or from OpenAI's ``flex`` tier (billed at batch rates), is priced at the
 batch price (:meth:`connector.config.sections.Price.rates`). Prompt-cache tokens are priced at the
 entry's cache rates, else at the API shape's published ratio to the input price
@@ -25,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from connector.answers.price_table import PriceTable, source
 from connector.config.sections import Price
 from connector.dialects.usage import CachePricing, TokenUsage
 
@@ -35,8 +38,30 @@ REPORTED = "endpoint"  # the endpoint reported the cost itself
 
 
 def price_for(prices: Prices, model: object) -> Price | None:
-    """The price of ``model``: its own, else the ``"*"`` one, else None."""
+    """The price ``prices`` in the config gives ``model``: its own, else the ``"*"`` one, else None."""
     return prices.get(str(model)) or prices.get("*")
+
+
+class PriceList:
+    """Where a model's price comes from: ``prices`` in the config (the model's own entry, else ``"*"``), else
+    the public table at the endpoint's provider (None: no table, as in tests of the config alone)."""
+
+    def __init__(self, configured: Prices, table: PriceTable | None = None) -> None:
+        self.configured = configured
+        self._table = table
+
+    @classmethod
+    def at(cls, configured: Prices, url: str) -> PriceList:
+        """The prices of a run whose endpoint is ``url``."""
+        return cls(configured, PriceTable(url))
+
+    def lookup(self, model: object) -> tuple[Price, str] | None:
+        """``model``'s price and where it came from (``config``, ``genai-prices <version>``), or None."""
+        price = price_for(self.configured, model)
+        if price is not None:
+            return price, CONFIG
+        found = self._table.price(str(model)) if self._table is not None else None
+        return (found, source() or "") if found is not None else None
 
 
 def billed_as_batch(tier: object, batch: bool = False) -> bool:
@@ -103,7 +128,7 @@ class Spend:
         self.priced = 0  # of those, the answers with a known cost
         self.sources: set[str] = set()  # where their costs came from
 
-    def add(self, prices: Prices, cache: CachePricing, model: object, tier: object, usage: TokenUsage,
+    def add(self, prices: PriceList, cache: CachePricing, model: object, tier: object, usage: TokenUsage,
             batch: bool = False) -> None:
         """One answer bought, with the usage its reply reported."""
         self.paid += 1
@@ -113,11 +138,11 @@ class Spend:
         self.cached_tokens = _plus(self.cached_tokens, usage.cached)
         self.cache_write_tokens = _plus(self.cache_write_tokens, usage.cache_write)
         self.reasoning_tokens = _plus(self.reasoning_tokens, usage.reasoning)
-        price = price_for(prices, model)
+        found = prices.lookup(model)
         if usage.reported_cost is not None:
             self._priced(usage.reported_cost, REPORTED)
-        elif price is not None and usage.reported:
-            self._priced(cost_of(price, usage, cache, billed_as_batch(tier, batch)), CONFIG)
+        elif found is not None and usage.reported:
+            self._priced(cost_of(found[0], usage, cache, billed_as_batch(tier, batch)), found[1])
 
     def _priced(self, cost: float, source: str) -> None:
         self.priced += 1
@@ -131,11 +156,12 @@ class Spend:
         return TokenUsage(self.prompt_tokens, self.completion_tokens, self.cached_tokens, self.cache_write_tokens,
                           None, self.reasoning_tokens)
 
-    def row_cost(self, prices: Prices, model: object) -> tuple[float | None, str | None]:
+    def row_cost(self, prices: PriceList, model: object) -> tuple[float | None, str | None]:
         """The row's ``_cost`` and ``_cost_source``: what this run paid for it (0 for a cached answer of a
         priced model); None when any answer bought for it has no known cost (no price, or no usage)."""
         if not self.paid:
-            return (0.0, CONFIG) if price_for(prices, model) is not None else (None, None)
+            found = prices.lookup(model)
+            return (0.0, found[1]) if found is not None else (None, None)
         if self.priced < self.paid:
             return None, None  # bought, but not all of it can be priced: unknown, not free
         return self.cost, "+".join(sorted(self.sources))

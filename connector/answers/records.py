@@ -47,7 +47,8 @@ META_COLUMNS: dict[str, dict[str, Any]] = {
               "description": "what this run paid for the row, every attempt included; null when unknown "
                              "(no price for the model, or no usage)"},
     "_cost_source": {"type": ["null", "string"],
-                     "description": "where _cost came from: config (prices), endpoint (the cost it reported)"},
+                     "description": "where _cost came from: config (prices), endpoint (the cost it reported), "
+                                    "genai-prices <version> (the public price table)"},
     "_request_id": {"type": ["null", "string"],
                     "description": "the provider's id of the request that got the answer (its request-id "
                                    "header), for a support ticket; null from the cache or when not sent"},

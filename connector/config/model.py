@@ -186,17 +186,6 @@ class SourceConfig(RunSettings):
         description="Provider-specific fields merged into every request last (top_k, chat_template_kwargs).",
         json_schema_extra={"order": 12},
     )
-    prompt_cache: bool = Field(
-        False,
-        title="Prompt caching",
-        description=(
-            "Mark what is the same for every row (the system prompt, tools and output schema) as cacheable where "
-            "the API needs it (Anthropic cache_control), so later rows read it from the provider's prompt cache: "
-            "cache reads cost 0.1x input, the first write 1.25x. OpenAI, Gemini, vLLM and llama.cpp cache a "
-            "repeated prefix by themselves. Put the instructions in system_prompt, the row's values in prompt."
-        ),
-        json_schema_extra={"order": 37},
-    )
     stream_name: str = Field(
         "enriched_rows",
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",

@@ -183,6 +183,17 @@ class RunSettings(Strict):
         json_schema_extra={"order": 35},
     )
     tls: TLSConfig = Field(default_factory=TLSConfig, title="TLS", json_schema_extra={"order": 25})
+    prompt_cache: bool = Field(
+        False,
+        title="Prompt caching",
+        description=(
+            "Mark what is the same for every row (the system prompt, tools and output schema) as cacheable where "
+            "the API needs it (Anthropic cache_control), so later rows read it from the provider's prompt cache: "
+            "cache reads cost 0.1x input, the first write 1.25x. OpenAI, Gemini, vLLM and llama.cpp cache a "
+            "repeated prefix by themselves. Put the instructions in system_prompt, the row's values in prompt."
+        ),
+        json_schema_extra={"order": 37},
+    )
 
     @model_validator(mode="after")
     def _truncation_needs_a_column(self) -> RunSettings:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector.answers.cache import cache_key
-from connector.answers.prices import billed_as_batch, cost_of, price_for
+from connector.answers.prices import CONFIG, PriceList, billed_as_batch, cost_of
 from connector.dialects.embeddings import EmbeddingsDialect
 from connector.dialects.usage import TokenUsage
 from connector.endpoint.limits import TokenEstimator
@@ -71,6 +71,7 @@ class DryRun:
     batch_cost: float = 0.0  # the same requests through the provider's batch API
     no_batch_price: set[str] = field(default_factory=set)  # models priced without a batch price
     priced: Counter[str] = field(default_factory=Counter)  # model -> requests priced
+    price_sources: dict[str, str] = field(default_factory=dict)  # model -> where its price came from
     unpriced: Counter[str] = field(default_factory=Counter)  # model -> requests without a price
     chars_per_token: float = TokenEstimator().chars_per_token
     samples: list[Sample] = field(default_factory=list)
@@ -101,8 +102,7 @@ class DryRun:
                 how = f"max_tokens where set, else {self.default_output} per request assumed"
             out.append(f"output tokens: ~{self.output_tokens:,} ({how})")
         if self.priced:
-            # Where each price came from: prices in the config is the only source a dry run has.
-            models = ", ".join(f"{m} from config prices" for m in sorted(self.priced))
+            models = ", ".join(f"{m} from {_said(self.price_sources.get(m))}" for m in sorted(self.priced))
             out.append(f"estimated cost: ~{self.cost:.4f} as normal requests, ~{self.batch_cost:.4f} through the "
                        f"provider's batch API (prices of {models}; answers in the cache cost 0; every input "
                        "token at the input price: prompt-cache hits can only lower it)")
@@ -133,6 +133,10 @@ class DryRun:
         return "\n\n".join(parts) + "\n"
 
 
+def _said(source: str | None) -> str:
+    return "config prices" if source in (None, CONFIG) else f"{source}'s price table"
+
+
 def _model(body: dict[str, Any]) -> str:
     return str(body.get("model") or "")
 
@@ -141,7 +145,7 @@ class Planner:
     """Renders rows into requests and adds them up, sending nothing."""
 
     def __init__(self, ctx: RunContext, samples: int = SAMPLES) -> None:
-        self._prices = ctx.parts.rows.prices
+        self._prices = PriceList.at(ctx.parts.rows.prices, ctx.client.url)
         self._enricher = ctx.enricher
         self._dialect = ctx.client.dialect
         self._url = ctx.client.url
@@ -180,23 +184,26 @@ class Planner:
         result.cached += cached
         result.input_tokens += prompt
         result.output_tokens += output
-        model = _model(body)
-        prices = self._prices
-        price = price_for(prices, model)
-        if price is None:
-            if prices or model:
-                result.unpriced[model or "(no model)"] += 1
-        else:
-            result.priced[model or "*"] += 1
-            if not price.has_batch_price:
-                result.no_batch_price.add(model or "*")
-            if not cached:
-                tier = body.get("service_tier")  # flex is billed at the batch price
-                usage, cache = TokenUsage(prompt, output), self._dialect.CACHE_PRICING
-                result.cost += cost_of(price, usage, cache, billed_as_batch(tier))
-                result.batch_cost += cost_of(price, usage, cache, billed_as_batch(tier, batch=True))
+        self._price(_model(body), body, TokenUsage(prompt, output), cached)
         if len(result.samples) < self._samples:
             result.samples.append(await self._sample(item[0] + 1, body))
+
+    def _price(self, model: str, body: dict[str, Any], usage: TokenUsage, cached: bool) -> None:
+        """Add the request's estimated cost, as a normal request and through the batch API."""
+        result = self.result
+        found = self._prices.lookup(model)
+        if found is None:
+            if self._prices.configured or model:
+                result.unpriced[model or "(no model)"] += 1
+            return
+        price, result.price_sources[model or "*"] = found
+        result.priced[model or "*"] += 1
+        if not price.has_batch_price:
+            result.no_batch_price.add(model or "*")
+        if not cached:
+            tier, cache = body.get("service_tier"), self._dialect.CACHE_PRICING  # flex is billed at the batch price
+            result.cost += cost_of(price, usage, cache, billed_as_batch(tier))
+            result.batch_cost += cost_of(price, usage, cache, billed_as_batch(tier, batch=True))
 
     def _cached(self, body: dict[str, Any]) -> bool:
         if self._cache is None:

@@ -31,7 +31,7 @@ from connector.answers.cache import AnswerCache, SingleFlight, cache_key
 from connector.answers.extract import ResponseExtractor
 from connector.answers.judge import judged
 from connector.answers.outcomes import RowOutcome, Status, model_name
-from connector.answers.prices import Spend
+from connector.answers.prices import PriceList, Spend
 from connector.answers.records import ROW_NUMBER, Enriched, Record
 from connector.config.parts import RowPolicy
 from connector.dialects.media import problem as media_problem
@@ -84,6 +84,7 @@ class RowEnricher:
         self._template = template
         self._check = AnswerCheck(extractor, self._dialect, policy.validation_retries)
         self._client = client
+        self._prices = PriceList.at(policy.prices, client.url)
         self._redact = redactor
         self._cache = cache if cache is not None and cache.enabled else None
         self._single_flight = SingleFlight()
@@ -210,7 +211,7 @@ class RowEnricher:
     def _spend(self, spend: Spend, body: Mapping[str, Any], reply: Mapping[str, Any],
                headers: Mapping[str, str] | None = None, batch: bool = False) -> None:
         usage = usage_from(reply, headers)
-        spend.add(self._policy.prices, self._dialect.CACHE_PRICING, body.get("model"), body.get("service_tier"),
+        spend.add(self._prices, self._dialect.CACHE_PRICING, body.get("model"), body.get("service_tier"),
                   usage, batch)
         self._fit.observe(body, usage.prompt, usage.completion)
 
@@ -241,7 +242,7 @@ class RowEnricher:
         ask.values.update(columns)
         headers = answer.completion.headers if answer.completion is not None else None  # None: from the cache
         outcome = judged(answer.reply, body.get("model"), problem, attempts=answer.attempts, cached=answer.cached,
-                         completion=answer.completion, spend=spend, prices=self._policy.prices,
+                         completion=answer.completion, spend=spend, prices=self._prices,
                          request_id=self._dialect.request_id(headers) if headers is not None else None)
         outcome.input_truncated = ask.truncated
         return Enriched(ask.number, ask.values, outcome)
