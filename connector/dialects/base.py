@@ -36,6 +36,7 @@ from connector.dialects.bodies import load_object as load_object
 from connector.dialects.bodies import loads as loads
 from connector.dialects.bodies import preview as preview
 from connector.dialects.media import prompt_chars
+from connector.dialects.structured import Mode
 from connector.dialects.usage import OPENAI_CACHE, CachePricing, usage_block
 from connector.errors import ConfigError
 from connector.jsonbytes import dumps
@@ -78,6 +79,8 @@ class Dialect(Protocol):
     conversation_key: ClassVar[str]
     # What the shape's provider publishes for prompt-cache tokens (where ``prices`` gives none).
     CACHE_PRICING: ClassVar[CachePricing]
+    # How output_schema is asked for now (chat shapes step down when the endpoint refuses json_schema).
+    structured_mode: Mode
 
     @property
     def endpoint_url(self) -> str:
@@ -274,6 +277,8 @@ class DialectBase:
         self.extra_headers = {**self.address.basic_auth(), **config.headers}
         self._urls: dict[str, str] = {}  # path -> url: the address is fixed, and every request asks
         self._completion_tokens_name = False  # the endpoint asked for max_completion_tokens (adapt)
+        # How output_schema is asked for: json_schema until the endpoint refuses it (dialects/structured.py).
+        self.structured_mode: Mode = "json_schema"
         self._check()
 
     def _check(self) -> None:

@@ -24,6 +24,7 @@ from connector.dialects.base import (
 )
 from connector.dialects.base import StreamAssembler as Assembler
 from connector.dialects.replies import content_text, normalise
+from connector.dialects.structured import MODES, SAID, on_wire, refuses
 from connector.errors import BadReply
 
 __all__ = ["ChatDialect", "Reply", "StreamAssembler", "error_message", "parse_reply"]
@@ -60,11 +61,19 @@ class ChatDialect(DialectBase):
     def adapt(self, status: int, message: str) -> str | None:
         """What to change after an error the request itself caused, so that resending it can succeed; None
         when nothing would. OpenAI's reasoning models answer 400 "Unsupported parameter: 'max_tokens' ...
-        Use 'max_completion_tokens' instead": from then on max_tokens goes as max_completion_tokens."""
-        if self.CHAT_BODY and status == 400 and "max_completion_tokens" in message \
-                and not self._completion_tokens_name:
+        Use 'max_completion_tokens' instead": from then on max_tokens goes as max_completion_tokens. An
+        endpoint that refuses json_schema gets the next structured-output mode
+        (:mod:`connector.dialects.structured`)."""
+        if not self.CHAT_BODY:
+            return None
+        if status == 400 and "max_completion_tokens" in message and not self._completion_tokens_name:
             self._completion_tokens_name = True
             return "the endpoint refused max_tokens and asked for max_completion_tokens: sent so from now on"
+        if self._schema is not None and self.structured_mode != "prompt" and refuses(status, message):
+            refused = self.structured_mode
+            self.structured_mode = MODES[MODES.index(refused) + 1]
+            return (f"the endpoint refused {SAID[refused]} ({status}): output_schema is asked for "
+                    f"with {SAID[self.structured_mode]} from now on, the answers validated as before")
         return None
 
     def stream_fields(self) -> dict[str, Any]:
@@ -79,6 +88,8 @@ class ChatDialect(DialectBase):
         wire = dict(body)
         if self._completion_tokens_name and "max_tokens" in wire:
             wire["max_completion_tokens"] = wire.pop("max_tokens")
+        if self._schema is not None and self.structured_mode != "json_schema":
+            wire = on_wire(wire, self.structured_mode, self._schema)
         return wire
 
     def auth_headers(self) -> dict[str, str]:

@@ -142,6 +142,9 @@ def http_error(
     return error
 
 
+_MAX_ADAPTATIONS = 3  # max_completion_tokens, then two structured-output modes
+
+
 class EndpointClient:
     """Talks to one endpoint through an injected transport; its dialect (the configured API shape)
     gives the URL, headers, body parsing and stream assembly of each request.
@@ -301,11 +304,11 @@ class EndpointClient:
 
     async def complete(self, body: dict[str, Any]) -> Completion:
         """One completion, retried on transient failures; the last error is raised. A request the endpoint
-        refused for a reason the dialect can fix (OpenAI's "Use 'max_completion_tokens'") is sent once more,
-        changed, with a LOG line saying so."""
+        refused for a reason the dialect can fix (OpenAI's "Use 'max_completion_tokens'", json_schema refused)
+        is sent again, changed, with a LOG line saying so."""
         attempts = 0  # attempts that reached the endpoint
         starved = 0.0  # seconds waited for local resources
-        adapted = False
+        adapted = 0  # each adaptation changes the dialect for good, so there are few: bounded all the same
         while True:
             try:
                 completion = await self.complete_once(body)
@@ -314,9 +317,9 @@ class EndpointClient:
                 continue
             except errors.EndpointError as exc:
                 attempts += 1
-                change = self._adapt(exc) if not adapted else None
+                change = self._adapt(exc) if adapted < _MAX_ADAPTATIONS else None
                 if change is not None:
-                    adapted = True
+                    adapted += 1
                     self._notice("WARN", f"{change} (the request was sent again; {exc.message})")
                     continue
                 if not exc.retryable or attempts >= self._max_attempts:

@@ -24,8 +24,9 @@ from connector.answers.records import META_COLUMNS
 from connector.config.address import Address
 from connector.config.model import CHAT_PATH, SourceConfig
 from connector.config.parts import parts_of
+from connector.dialects.structured import SAID
 from connector.endpoint.classify import is_rejected_key, is_unknown_model
-from connector.endpoint.client import EndpointClient
+from connector.endpoint.client import Completion, EndpointClient
 from connector.endpoint.transport import Transport
 from connector.jsonbytes import dumps
 from connector.requests.templates import RequestTemplate
@@ -99,6 +100,10 @@ class _Prober:
             return "untrusted" if "certificate" in exc.message.lower() else None
         except errors.EndpointError:
             return None
+
+
+# The shapes whose output_schema is a response_format, which an endpoint may refuse (dialects/structured.py).
+_CHAT_SHAPES = ("openai_chat_completions", "azure_openai", "amazon_bedrock")
 
 
 def _chat_shaped(config: SourceConfig) -> bool:
@@ -206,11 +211,13 @@ async def run_check(config: SourceConfig, client: EndpointClient, transport: Tra
         raise errors.CheckFailed(await _explained(exc, config, None, client, prober, client.url)) from exc
 
     try:
-        completion = await client.complete_once(body)
+        completion, changes = await _probe(client, body)
     except errors.EndpointError as exc:
         raise errors.CheckFailed(await _explained(exc, config, models, client, prober, client.url)) from exc
     reply = completion.reply
-    notes = [*template.warnings, *_path_notes(config, reply), *_model_notes(body.get("model"), models)]
+    notes = [*template.warnings, *changes, *_path_notes(config, reply), *_model_notes(body.get("model"), models)]
+    if config.output_schema is not None and dialect.name in _CHAT_SHAPES:
+        notes.append(f"structured output: output_schema is asked for with {SAID[dialect.structured_mode]}.")
     answered_by = reply.get("model") or config.model or "the default model"
     listed = f"; {len(models)} model(s) listed" if models else ""
     # llama.cpp (and some gateways) also serve /chat/completions at the root, so a url
@@ -226,6 +233,20 @@ async def run_check(config: SourceConfig, client: EndpointClient, transport: Tra
         f"{completion.latency_ms:.0f} ms{listed}; the template renders for the first row."
         + "".join(f" Note: {note}" for note in notes)
     )
+
+
+async def _probe(client: EndpointClient, body: dict[str, Any]) -> tuple[Completion, list[str]]:
+    """The one-token completion, sent again (as a read would) after each refusal the dialect can answer
+    by changing the request (json_schema refused, max_completion_tokens asked for); what changed."""
+    changes: list[str] = []
+    while True:
+        try:
+            return await client.complete_once(body), changes
+        except errors.HTTPStatusError as exc:
+            change = client.dialect.adapt(exc.status, f"{exc.message} {exc.body}") if len(changes) < 3 else None
+            if change is None:
+                raise
+            changes.append(change[0].upper() + change[1:] + ".")
 
 
 def _path_notes(config: SourceConfig, reply: dict[str, Any]) -> list[str]:
