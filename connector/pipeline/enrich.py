@@ -33,6 +33,7 @@ from connector.answers.judge import judged
 from connector.answers.outcomes import RowOutcome, Status, model_name
 from connector.answers.prices import PriceList, Spend
 from connector.answers.records import ROW_NUMBER, Enriched, Record
+from connector.answers.truncation import cut_at, explained
 from connector.config.parts import RowPolicy
 from connector.dialects.media import problem as media_problem
 from connector.dialects.media import tokens as media_tokens
@@ -245,7 +246,17 @@ class RowEnricher:
                          completion=answer.completion, spend=spend, prices=self._prices,
                          request_id=self._dialect.request_id(headers) if headers is not None else None)
         outcome.input_truncated = ask.truncated
+        if outcome.status == "ok" and not answer.cached:
+            self._flag_cut_prompt(outcome, body)
         return Enriched(ask.number, ask.values, outcome)
+
+    def _flag_cut_prompt(self, outcome: RowOutcome, body: Body) -> None:
+        """A prompt the server cut without saying so (Ollama's num_ctx) makes the row an error."""
+        reported, chars = outcome.prompt_tokens, self._dialect.prompt_chars(body)
+        cap = cut_at(reported, chars)
+        if cap is not None and reported is not None:
+            outcome.status, outcome.error_class = "error", "context_length"
+            outcome.error = explained(reported, chars, cap)
 
     def _unanswered(self, number: int, values: Record, status: Status, message: str,
                     error_class: ErrorClass | None = None, attempts: int = 0) -> Enriched:
