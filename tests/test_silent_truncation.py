@@ -57,3 +57,35 @@ def test_a_prompt_cut_at_num_ctx_is_an_error_that_names_num_ctx() -> None:
 def test_cut_at_a_round_cap_only_when_the_prompt_is_far_longer(reported: int | None, chars: int,
                                                               cap: int | None) -> None:
     assert cut_at(reported, chars) == cap
+
+
+def _check(ps: httpx.Response) -> str:
+    import asyncio
+
+    from connector.airbyte import commands
+    from tests.conftest import mock_transport
+
+    def ollama(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/ps":  # Ollama's loaded models, with the context each was given
+            return ps
+        if request.method == "GET":
+            return httpx.Response(200, json={"object": "list", "data": [{"id": "llama3.2:latest"}]})
+        return CapsThePrompt()(request)
+
+    config = {"provider": "ollama", "model": "llama3.2", "prompt": "Summarise: {{t}}", "input": {"rows": [{"t": "x"}]}}
+
+    async def status() -> str:
+        (message,) = [m async for m in commands.check(config, mock_transport(ollama))]
+        assert message["connectionStatus"]["status"] == "SUCCEEDED", message
+        return str(message["connectionStatus"]["message"])
+
+    return asyncio.run(status())
+
+
+def test_the_ollama_presets_check_says_the_context_length() -> None:
+    loaded = {"models": [{"name": "llama3.2:latest", "model": "llama3.2:latest", "size": 3_000_000_000,
+                          "expires_at": "2026-12-06T12:00:00Z", "size_vram": 0, "context_length": 4096}]}
+    said = _check(httpx.Response(200, json=loaded))
+    assert "Ollama runs llama3.2 with a context of 4,096 tokens (num_ctx)" in said
+    older = _check(httpx.Response(404, text="404 page not found"))
+    assert "Ollama did not say the context length" in older and "OLLAMA_CONTEXT_LENGTH" in older

@@ -24,6 +24,7 @@ from connector.answers.records import META_COLUMNS
 from connector.config.address import Address
 from connector.config.model import CHAT_PATH, SourceConfig
 from connector.config.parts import parts_of
+from connector.dialects.bodies import loads
 from connector.dialects.structured import SAID
 from connector.endpoint.classify import is_rejected_key, is_unknown_model
 from connector.endpoint.client import Completion, EndpointClient
@@ -80,6 +81,16 @@ class _Prober:
         except errors.EndpointError:
             return None
 
+    async def get_json(self, url: str) -> Any:
+        """The JSON ``GET url`` answered with; None when it answered nothing usable."""
+        headers = await self._dialect.headers("GET", url, None)
+        try:
+            async with self._transport.request("GET", url, headers, None, self._timeout) as resp:
+                body = await resp.read()
+                return loads(body) if 200 <= resp.status < 300 else None
+        except (errors.EndpointError, ValueError):
+            return None
+
     async def first_answering(self, urls: list[str]) -> str | None:
         """The first of ``urls`` that answered 2xx."""
         for url in urls:
@@ -100,6 +111,23 @@ class _Prober:
             return "untrusted" if "certificate" in exc.message.lower() else None
         except errors.EndpointError:
             return None
+
+
+async def _ollama_context(prober: _Prober, config: SourceConfig, model: str) -> str:
+    """What context length Ollama gave the model (GET /api/ps, the models it has loaded): a longer
+    prompt is cut to it without an error."""
+    parts = urlsplit(config.endpoint.url)
+    running = await prober.get_json(f"{parts.scheme}://{parts.netloc}/api/ps")
+    models = running.get("models") if isinstance(running, dict) else None
+    for entry in models if isinstance(models, list) else ():
+        names = {str(entry.get(k, "")).removesuffix(":latest") for k in ("name", "model")} if isinstance(entry, dict) \
+            else set()
+        if model.removesuffix(":latest") in names and isinstance(entry.get("context_length"), int):
+            return (f"Ollama runs {model} with a context of {entry['context_length']:,} tokens (num_ctx): it cuts a "
+                    "longer prompt without an error (such rows are marked context_length); raise "
+                    "OLLAMA_CONTEXT_LENGTH on the server if rows are longer.")
+    return ("Ollama did not say the context length it runs the model with (GET /api/ps); its default num_ctx "
+            "(2,048 or 4,096 tokens) cuts a longer prompt without an error: set OLLAMA_CONTEXT_LENGTH on the server.")
 
 
 # The shapes whose output_schema is a response_format, which an endpoint may refuse (dialects/structured.py).
@@ -218,6 +246,8 @@ async def run_check(config: SourceConfig, client: EndpointClient, transport: Tra
     notes = [*template.warnings, *changes, *_path_notes(config, reply), *_model_notes(body.get("model"), models)]
     if config.output_schema is not None and dialect.name in _CHAT_SHAPES:
         notes.append(f"structured output: output_schema is asked for with {SAID[dialect.structured_mode]}.")
+    if config.provider == "ollama":
+        notes.append(await _ollama_context(prober, config, str(reply.get("model") or config.model or "")))
     answered_by = reply.get("model") or config.model or "the default model"
     listed = f"; {len(models)} model(s) listed" if models else ""
     # llama.cpp (and some gateways) also serve /chat/completions at the root, so a url
