@@ -9,7 +9,10 @@ is worked out by hand in the test, in the provider's own terms, and compared to 
 from __future__ import annotations
 
 import json
+import re
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +21,7 @@ import pytest
 from connector.answers.prices import PriceList, Spend, rates_of
 from connector.config.sections import Price
 from connector.dialects.usage import OPENAI_CACHE, TokenUsage, usage_from
-from tests.conftest import read_through
+from tests.conftest import catalog_for, read_through, run_cli
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -310,3 +313,35 @@ def test_without_prompt_cache_nothing_is_marked() -> None:
 
 def json_text(body: dict[str, Any]) -> str:
     return json.dumps(body)
+
+
+# The dry run of a cached workload ------------------------------------------------------------------
+
+
+def _dry_run(shape: str, **raw: Any) -> str:
+    config = {**_config(shape, {"m": {"input_per_million": 3, "output_per_million": 15}}),
+              "system_prompt": "Label the review. " * 200, "parameters": {"max_tokens": 5},
+              "input": {"rows": [{"t": t} for t in ("good", "bad", "fine", "awful")]}, **raw}
+    work = Path(tempfile.mkdtemp())
+    (work / "c.json").write_text(json.dumps(config))
+    (work / "k.json").write_text(json.dumps(catalog_for()))
+    run = run_cli(["read", "--config", str(work / "c.json"), "--catalog", str(work / "k.json"), "--dry-run"])
+    assert run.code == 0, run.stderr
+    return " ".join(m["log"]["message"] for m in run.of_type("LOG"))
+
+
+def test_the_dry_run_prices_the_shared_prefix_read_from_the_prompt_cache() -> None:
+    text = _dry_run("openai_chat_completions")
+    # 200 x "Label the review. " = 3,600 characters shared by every prompt: ~900 tokens and a few of JSON.
+    shared = int(re.search(r"every prompt starts with the same ~([\d,]+) tokens", text).group(1).replace(",", ""))
+    assert 900 <= shared <= 920
+    high = float(re.search(r"estimated cost: ~([\d.]+) as normal requests", text).group(1))
+    low = float(re.search(r"the cost lies between ~([\d.]+) and", text).group(1))
+    # Three of four requests read the prefix at half the input price (OpenAI's ratio): 3 x shared x 1.5 / 1e6.
+    assert round(high - low, 4) == round(3 * shared * 1.5 / 1e6, 4)
+
+
+def test_the_dry_run_tells_anthropic_users_to_set_prompt_cache() -> None:
+    assert "set prompt_cache so that Anthropic caches them" in _dry_run("anthropic_messages")
+    cached = _dry_run("anthropic_messages", prompt_cache=True)
+    assert "with prompt caching: every prompt starts with the same" in cached

@@ -79,6 +79,8 @@ class Dialect(Protocol):
     conversation_key: ClassVar[str]
     # What the shape's provider publishes for prompt-cache tokens (where ``prices`` gives none).
     CACHE_PRICING: ClassVar[CachePricing]
+    # Where a built body keeps its system text when not in the conversation (None: in it).
+    system_key: ClassVar[str | None]
     # How output_schema is asked for now (chat shapes step down when the endpoint refuses json_schema).
     structured_mode: Mode
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector.answers.cache import cache_key
-from connector.answers.prices import CONFIG, PriceList, billed_as_batch, cost_of
+from connector.answers.prices import CONFIG, PriceList, Rates, billed_as_batch, cost_of, rates_of
 from connector.dialects.embeddings import EmbeddingsDialect
 from connector.dialects.usage import TokenUsage
 from connector.endpoint.limits import TokenEstimator
@@ -72,6 +72,9 @@ class DryRun:
     no_batch_price: set[str] = field(default_factory=set)  # models priced without a batch price
     priced: Counter[str] = field(default_factory=Counter)  # model -> requests priced
     price_sources: dict[str, str] = field(default_factory=dict)  # model -> where its price came from
+    shared_tokens: int = 0  # the estimated tokens every prompt starts with (a provider's prompt cache can hold)
+    cache_saving: float = 0.0  # per shared token: what reading it from the prompt cache saves, all requests
+    caches: bool = True  # the endpoint caches a repeated prefix (Anthropic: only with prompt_cache)
     unpriced: Counter[str] = field(default_factory=Counter)  # model -> requests without a price
     chars_per_token: float = TokenEstimator().chars_per_token
     samples: list[Sample] = field(default_factory=list)
@@ -106,6 +109,7 @@ class DryRun:
             out.append(f"estimated cost: ~{self.cost:.4f} as normal requests, ~{self.batch_cost:.4f} through the "
                        f"provider's batch API (prices of {models}; answers in the cache cost 0; every input "
                        "token at the input price: prompt-cache hits can only lower it)")
+            out.extend(self._cache_lines())
             if self.no_batch_price:
                 out.append(f"no batch price for: {', '.join(sorted(self.no_batch_price))} (its batch cost is shown at "
                            "the normal price); set batch_discount (0.5 at OpenAI, Anthropic, Gemini) or "
@@ -118,6 +122,18 @@ class DryRun:
                        "a real read stops there")
         out.append("retries, validation retries and fallback models can add requests beyond these")
         return out
+
+    def _cache_lines(self) -> list[str]:
+        if self.shared_tokens < _WORTH_CACHING or not self.cache_saving:
+            return []
+        if not self.caches:
+            return [f"every prompt starts with the same ~{self.shared_tokens:,} tokens: set prompt_cache so that "
+                    "Anthropic caches them (cache reads cost 0.1x input)"]
+        low = self.cost - self.shared_tokens * self.cache_saving
+        return [f"with prompt caching: every prompt starts with the same ~{self.shared_tokens:,} tokens; read from "
+                f"the provider's prompt cache after the first request they bring the estimate to ~{low:.4f}: the "
+                f"cost lies between ~{low:.4f} and ~{self.cost:.4f}, as far as the token estimate holds (hosted "
+                "providers cache only prefixes of 1,024 tokens or more)"]
 
     def log_lines(self) -> Iterator[str]:
         """The report as log lines: the facts, then each sample request."""
@@ -135,6 +151,24 @@ class DryRun:
 
 def _said(source: str | None) -> str:
     return "config prices" if source in (None, CONFIG) else f"{source}'s price table"
+
+
+_WORTH_CACHING = 128  # shared tokens below which the dry run does not speak of caching (little to save)
+
+
+def _common_prefix(first: str, text: str, limit: int) -> int:
+    """The length of the common start of ``first`` and ``text``, at most ``limit``."""
+    end = min(limit, len(text))
+    if first[:end] == text[:end]:
+        return end
+    low, high = 0, end  # binary search on the longest equal start
+    while low < high:
+        middle = (low + high + 1) // 2
+        if first[:middle] == text[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def _model(body: dict[str, Any]) -> str:
@@ -156,7 +190,10 @@ class Planner:
         dialect = self._dialect  # a shape that merges rows into one request (embeddings) says how many
         self.result = DryRun(ctx.parts.run.stream_name, chars_per_token=self._estimator.chars_per_token,
                              default_output=self._estimator.default_output,
-                             rows_per_request=dialect.limits.inputs if isinstance(dialect, EmbeddingsDialect) else 1)
+                             rows_per_request=dialect.limits.inputs if isinstance(dialect, EmbeddingsDialect) else 1,
+                             caches=self._dialect.name != "anthropic_messages" or ctx.parts.request.prompt_cache)
+        self._first_prompt: str | None = None  # the first request's prompt text, to find the shared prefix
+        self._shared_chars = 0
 
     async def add(self, item: tuple[int, dict[str, Any]]) -> None:
         result = self.result
@@ -204,6 +241,19 @@ class Planner:
             tier, cache = body.get("service_tier"), self._dialect.CACHE_PRICING  # flex is billed at the batch price
             result.cost += cost_of(price, usage, cache, billed_as_batch(tier))
             result.batch_cost += cost_of(price, usage, cache, billed_as_batch(tier, batch=True))
+            self._share(body, rates_of(price, cache, billed_as_batch(tier)))
+
+    def _share(self, body: dict[str, Any], rates: Rates) -> None:
+        """Narrow the prefix every prompt shares to this one's; after the first request, what reading
+        that prefix from the prompt cache would save (less the first request's write premium)."""
+        text = dumps([body.get(self._dialect.system_key or ""), body.get(self._dialect.conversation_key)]).decode()
+        if self._first_prompt is None:
+            self._first_prompt, self._shared_chars = text, len(text)
+            self.result.cache_saving -= (rates.cache_write - rates.input) / 1_000_000  # writing it costs extra
+        else:
+            self._shared_chars = _common_prefix(self._first_prompt, text, self._shared_chars)
+            self.result.cache_saving += (rates.input - rates.cached_input) / 1_000_000
+        self.result.shared_tokens = int(self._shared_chars / self._estimator.chars_per_token)
 
     def _cached(self, body: dict[str, Any]) -> bool:
         if self._cache is None:
