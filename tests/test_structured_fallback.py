@@ -108,3 +108,30 @@ def test_check_reports_the_mode_the_endpoint_takes() -> None:
            "the schema in the prompt." in refused
     taken = asyncio.run(status(Refuses(set())))
     assert "structured output: output_schema is asked for with response_format json_schema." in taken
+
+
+class IgnoresTheSchema:
+    """Accepts json_schema but answers free text, as servers that ignore response_format do; answers JSON
+    when the prompt itself asks for it."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        self.bodies.append(body)
+        asked_in_prompt = "JSON Schema" in json.dumps(body["messages"])
+        return httpx.Response(200, json=_reply('{"sentiment": "positive"}' if asked_in_prompt
+                                               else "The review sounds positive to me."))
+
+
+def test_free_text_despite_json_schema_switches_to_json_mode_with_the_schema_in_the_prompt() -> None:
+    server = IgnoresTheSchema()
+    messages, error = read_through(_config(), server)
+    assert error is None, error
+    records = [m["record"]["data"] for m in messages if m["type"] == "RECORD"]
+    assert [(r["_status"], r["sentiment"]) for r in records] == [("ok", "positive")] * 3
+    kinds = [b.get("response_format", {}).get("type") for b in server.bodies]
+    assert kinds == ["json_schema", "json_object", "json_object", "json_object"]  # one retry, then remembered
+    logs = [m["log"]["message"] for m in messages if m["type"] == "LOG"]
+    assert any("answered free text to response_format json_schema" in line for line in logs)

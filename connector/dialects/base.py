@@ -132,6 +132,10 @@ class Dialect(Protocol):
         """After an error the request itself caused (``status``, the error's ``message``): what the
         dialect changed so that resending it can succeed, in words; None when nothing would."""
 
+    def answered_free_text(self, content: object) -> str | None:
+        """After an answer to an output_schema request that is not JSON at all (the endpoint ignored the
+        schema): what the dialect changed for the requests to come, in words; None when nothing."""
+
     def request_id(self, headers: Mapping[str, str]) -> str | None:
         """The provider's id of one request, from the reply's headers (lower-case names), for a
         support ticket; None when the server sent none."""
@@ -363,6 +367,9 @@ class DialectBase:
         return generic_error_message(body)
 
     def adapt(self, status: int, message: str) -> str | None:
+        return None
+
+    def answered_free_text(self, content: object) -> str | None:
         return None
 
     def request_id(self, headers: Mapping[str, str]) -> str | None:

@@ -24,7 +24,7 @@ from connector.dialects.base import (
 )
 from connector.dialects.base import StreamAssembler as Assembler
 from connector.dialects.replies import content_text, normalise
-from connector.dialects.structured import MODES, SAID, on_wire, refuses
+from connector.dialects.structured import MODES, SAID, is_json, on_wire, refuses
 from connector.errors import BadReply
 
 __all__ = ["ChatDialect", "Reply", "StreamAssembler", "error_message", "parse_reply"]
@@ -75,6 +75,16 @@ class ChatDialect(DialectBase):
             return (f"the endpoint refused {SAID[refused]} ({status}): output_schema is asked for "
                     f"with {SAID[self.structured_mode]} from now on, the answers validated as before")
         return None
+
+    def answered_free_text(self, content: object) -> str | None:
+        """An endpoint that accepted json_schema but answered free text ignores it: from now on JSON mode
+        with the schema in the prompt (:mod:`connector.dialects.structured`)."""
+        if not self.CHAT_BODY or self._schema is None or self.structured_mode != "json_schema" \
+                or not isinstance(content, str) or is_json(content):
+            return None
+        self.structured_mode = "json_object"
+        return (f"the endpoint answered free text to {SAID['json_schema']}: output_schema is asked for with "
+                f"{SAID['json_object']} from now on, the answers validated as before")
 
     def stream_fields(self) -> dict[str, Any]:
         return {"stream_options": {"include_usage": True}}

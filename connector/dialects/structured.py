@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from connector.dialects.bodies import loads
 from connector.jsonbytes import dumps
 
 Mode = Literal["json_schema", "json_object", "prompt"]
@@ -35,6 +36,16 @@ _STATUSES = frozenset({400, 422, 500})
 def refuses(status: int, message: str) -> bool:
     """The endpoint refused the request for its structured-output part."""
     return status in _STATUSES and _NAMES_IT.search(message) is not None
+
+
+def is_json(text: str) -> bool:
+    """``text`` is JSON (a fenced or padded object counts: validation reads those)."""
+    stripped = text.strip().removeprefix("```json").removeprefix("```").removesuffix("```").strip()
+    try:
+        loads(stripped)
+    except ValueError:
+        return False
+    return True
 
 
 def instruction(schema: Mapping[str, Any]) -> str:

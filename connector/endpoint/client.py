@@ -165,7 +165,7 @@ class EndpointClient:
         notice: Notice | None = None,
     ) -> None:
         self._dialect = dialect
-        self._notice: Notice = notice or no_notice
+        self.notice: Notice = notice or no_notice  # says what the run changed on its own (a LOG line)
         self._url = self._dialect.endpoint_url
         self._models_url = self._dialect.models_url
         self._timeout = settings.timeout
@@ -320,7 +320,7 @@ class EndpointClient:
                 change = self._adapt(exc) if adapted < _MAX_ADAPTATIONS else None
                 if change is not None:
                     adapted += 1
-                    self._notice("WARN", f"{change} (the request was sent again; {exc.message})")
+                    self.notice("WARN", f"{change} (the request was sent again; {exc.message})")
                     continue
                 if not exc.retryable or attempts >= self._max_attempts:
                     exc.attempts = attempts

@@ -29,7 +29,7 @@ from typing import Any
 from connector import errors
 from connector.answers.cache import AnswerCache, SingleFlight, cache_key
 from connector.answers.extract import ResponseExtractor
-from connector.answers.judge import judged
+from connector.answers.judge import content_of, judged
 from connector.answers.outcomes import RowOutcome, Status, model_name
 from connector.answers.prices import PriceList, Spend
 from connector.answers.records import ROW_NUMBER, Enriched, Record
@@ -223,6 +223,9 @@ class RowEnricher:
         retries = self._check.retries
         while (retry_body := self._check.ask_again(body, answer.reply, problem, retries)) is not None:
             retries -= 1
+            change = self._dialect.answered_free_text(content_of(answer.reply))
+            if change is not None:  # the retry, and every request after it, goes in the next mode
+                self._client.notice("WARN", change)
             try:
                 again = await self._answer(retry_body, spend)
             except errors.EndpointError as exc:
