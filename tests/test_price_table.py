@@ -80,3 +80,14 @@ def test_the_table_is_read_with_no_network() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert "input_per_million=0.15" in done.stdout
+
+
+def test_a_config_price_without_cache_rates_takes_the_listed_models_own_ratio() -> None:
+    # gpt-4.1's cached input is a quarter of its input price (not the 0.5 default): a config price of
+    # $4 input gets $1 cached input. Claude Sonnet 4.5: cache reads 0.1x, writes 1.25x.
+    listed = PriceList({"*": Price(input_per_million=4, output_per_million=8)}, PriceTable(OPENAI)).lookup("gpt-4.1")
+    assert listed is not None and listed[0].cached_input_per_million == pytest.approx(1.0) and listed[1] == "config"
+    anthropic = PriceTable("https://api.anthropic.com/v1/messages")
+    found = PriceList({"*": Price(input_per_million=10, output_per_million=50)}, anthropic).lookup("claude-sonnet-4-5")
+    assert found is not None
+    assert (found[0].cached_input_per_million, found[0].cache_write_per_million) == pytest.approx((1.0, 12.5))

@@ -49,6 +49,7 @@ class PriceList:
     def __init__(self, configured: Prices, table: PriceTable | None = None) -> None:
         self.configured = configured
         self._table = table
+        self._found: dict[str, tuple[Price, str] | None] = {}  # model -> its price: looked up once a run
 
     @classmethod
     def at(cls, configured: Prices, url: str) -> PriceList:
@@ -57,11 +58,13 @@ class PriceList:
 
     def lookup(self, model: object) -> tuple[Price, str] | None:
         """``model``'s price and where it came from (``config``, ``genai-prices <version>``), or None."""
-        price = price_for(self.configured, model)
-        if price is not None:
-            return price, CONFIG
-        found = self._table.price(str(model)) if self._table is not None else None
-        return (found, source() or "") if found is not None else None
+        name = str(model)
+        if name not in self._found:
+            listed = self._table.price(name) if self._table is not None else None
+            price = price_for(self.configured, name)
+            self._found[name] = (_cache_ratios_of(price, listed), CONFIG) if price is not None \
+                else (listed, source() or "") if listed is not None else None
+        return self._found[name]
 
 
 def billed_as_batch(tier: object, batch: bool = False) -> bool:
@@ -165,6 +168,19 @@ class Spend:
         if self.priced < self.paid:
             return None, None  # bought, but not all of it can be priced: unknown, not free
         return self.cost, "+".join(sorted(self.sources))
+
+
+def _cache_ratios_of(price: Price, listed: Price | None) -> Price:
+    """A config price without cache rates takes the listed model's own ratios to its input price (OpenAI's
+    cached input is 0.5x, 0.25x or 0.1x input by model), where the table lists the model."""
+    if listed is None or not listed.input_per_million:
+        return price
+    update = {}
+    for field in ("cached_input_per_million", "cache_write_per_million"):
+        rate = getattr(listed, field)
+        if getattr(price, field) is None and rate is not None:
+            update[field] = price.input_per_million * rate / listed.input_per_million
+    return price.model_copy(update=update) if update else price
 
 
 def _plus(total: int | None, part: int | None) -> int | None:
