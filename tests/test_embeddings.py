@@ -301,3 +301,57 @@ def test_a_read_resumed_from_its_state_sends_only_the_rows_after_it(tmp_path: Pa
     rows = records(asyncio.run(resumed()))
     assert server.inputs == [TEXTS[3:5]]
     assert [r["id"] for r in rows] == [4, 5]
+
+
+class FakeGeminiEmbeddings:
+    """POST /v1beta/models/{model}:batchEmbedContents as the Gemini API reference describes it."""
+
+    def __init__(self, usage: bool = False) -> None:
+        self.inputs: list[list[str]] = []
+        self.usage = usage
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/v1beta/models/embedder:batchEmbedContents", request.url
+        assert request.headers["x-goog-api-key"] == "sk-test-embeddings-1234"
+        assert "authorization" not in request.headers
+        body = json.loads(request.content)
+        assert set(body) == {"requests"}, body
+        texts = []
+        for one in body["requests"]:
+            text = one["content"]["parts"][0]["text"]
+            assert one == {"model": "models/embedder", "content": {"parts": [{"text": text}]},
+                           "outputDimensionality": DIM}, one
+            texts.append(text)
+        self.inputs.append(texts)
+        answer: dict[str, Any] = {"embeddings": [{"values": vector(t)} for t in texts]}
+        if self.usage:
+            answer["usageMetadata"] = {"promptTokenCount": sum(len(t.split()) for t in texts)}
+        return httpx.Response(200, json=answer)
+
+
+def gemini_config(tmp_path: Path, **embeddings: Any) -> dict[str, Any]:
+    return config(tmp_path, url="http://embed.test/v1beta", api_compatibility="gemini_embeddings",
+                  embeddings={"dimensions": DIM, **embeddings})
+
+
+def test_gemini_embeddings_share_batch_embed_contents_requests(tmp_path: Path) -> None:
+    server = FakeGeminiEmbeddings()
+    rows = records(read_through(gemini_config(tmp_path), server)[0])
+    assert server.inputs == [TEXTS[0:2], TEXTS[2:4], TEXTS[4:5]]
+    assert [r["embedding"] for r in rows] == [vector(t) for t in TEXTS]
+    # The reply said nothing of tokens: unknown, not free.
+    assert all(r["_status"] == "ok" and r["_prompt_tokens"] is None and r["_cost"] is None for r in rows)
+
+
+def test_gemini_embeddings_share_the_tokens_its_usage_metadata_counts(tmp_path: Path) -> None:
+    rows = records(read_through(gemini_config(tmp_path), FakeGeminiEmbeddings(usage=True))[0])
+    assert sum(r["_prompt_tokens"] for r in rows) == sum(len(t.split()) for t in TEXTS)
+
+
+def test_gemini_embeddings_have_no_encoding_format(tmp_path: Path) -> None:
+    from connector.config.parts import parts_of
+    from connector.dialects import dialect_for
+
+    cfg = gemini_config(tmp_path, encoding_format="base64")
+    with pytest.raises(ConfigError, match=r"embeddings\.encoding_format"):
+        dialect_for(parts_of(load_config(cfg, lambda _: None)).request)

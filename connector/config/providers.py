@@ -25,6 +25,7 @@ ApiShape = Literal[
     "amazon_bedrock",
     "google_vertex",
     "openai_embeddings",
+    "gemini_embeddings",
 ]
 API_SHAPES: tuple[str, ...] = get_args(ApiShape)
 DEFAULT_SHAPE = "openai_chat_completions"
@@ -35,6 +36,7 @@ _DEFAULT_BASE = {
     "openai_chat_completions": "https://api.openai.com/v1",
     "openai_responses": "https://api.openai.com/v1",
     "openai_embeddings": "https://api.openai.com/v1",
+    "gemini_embeddings": "https://generativelanguage.googleapis.com/v1beta",
     "anthropic_messages": "https://api.anthropic.com/v1",
     "gemini_generate_content": "https://generativelanguage.googleapis.com/v1beta",
 }

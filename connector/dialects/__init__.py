@@ -72,6 +72,10 @@ def _dialect_for(config: RequestPart) -> ChatDialect:
         from connector.dialects.embeddings import EmbeddingsDialect
 
         return EmbeddingsDialect(config)
+    if shape == "gemini_embeddings":
+        from connector.dialects.gemini_embeddings import GeminiEmbeddingsDialect
+
+        return GeminiEmbeddingsDialect(config)
     if shape == "amazon_bedrock":
         from connector.dialects.bedrock import BedrockDialect
 

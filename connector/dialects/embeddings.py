@@ -33,7 +33,7 @@ from connector.dialects.openai_chat import ChatDialect
 from connector.dialects.replies import usage_of
 from connector.errors import BadReply
 
-__all__ = ["EmbeddingsDialect", "RequestLimits", "shares", "vector_schema"]
+__all__ = ["EmbeddingsDialect", "RequestLimits", "as_vector", "shares", "vector_schema"]
 
 # The reply path of a row's vector, and the JSON schema of a vector column: numbers, float32
 # ("format": "float", as OpenAPI writes a 32-bit float), a fixed length when it is known.
@@ -120,7 +120,9 @@ class EmbeddingsDialect(ChatDialect):
                 raise BadReply(f"the endpoint returned an error with status 200: {self.error_message(raw)}")
             raise BadReply(f"the reply has no 'data' list of embeddings: {preview(raw)}", retryable=False)
         items = sorted(data, key=lambda d: d.get("index", 0) if isinstance(d, dict) else 0)
-        vectors = [{"object": "embedding", "index": i, "embedding": _vector(item)} for i, item in enumerate(items)]
+        vectors = [{"object": "embedding", "index": i,
+                    "embedding": as_vector(item.get("embedding") if isinstance(item, dict) else None)}
+                   for i, item in enumerate(items)]
         usage = usage_of(reply.get("usage"))
         out: Reply = {"object": "list", "model": reply.get("model"), "data": vectors}
         if usage is not None and usage.get("prompt_tokens") is not None:
@@ -170,9 +172,8 @@ def shares(total: int, weights: Sequence[int]) -> list[int]:
     return parts
 
 
-def _vector(item: Any) -> list[float]:
-    """A vector from one ``data`` item: a list of numbers, or base64 of little-endian float32."""
-    value = item.get("embedding") if isinstance(item, dict) else None
+def as_vector(value: Any) -> list[float]:
+    """A vector from a reply: a list of numbers, or base64 of little-endian float32; BadReply otherwise."""
     if isinstance(value, str):
         try:
             raw = base64.b64decode(value, validate=True)

@@ -80,6 +80,7 @@ RULES: dict[str, MediaRules | None] = {
     "amazon_bedrock": MediaRules(urls=frozenset(), image_bytes=int(3.75 * MB), images=20, document_bytes=int(4.5 * MB),
                                  documents=5),
     "openai_embeddings": None,
+    "gemini_embeddings": None,
 }
 
 
