@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import orjson
 
+from connector.config.parts import RequestPart
 from connector.dialects.base import (
     JSON_HEADERS,
     Prepared,
@@ -153,8 +154,7 @@ class GeminiDialect(ChatDialect):
         return Prepared(self.url(f"/models/{model}:{method}", {"alt": "sse"} if stream else None), wire, stream)
 
     def auth_headers(self) -> dict[str, str]:
-        key = self.config.api_key.get_secret_value() if self.config.api_key is not None else ""
-        return {"x-goog-api-key": key} if key else {}
+        return key_header(self.config)
 
     async def headers(self, method: str, url: str, payload: bytes | None) -> dict[str, str]:
         headers = dict(JSON_HEADERS) if payload is not None else {"Accept": "application/json"}
@@ -176,6 +176,12 @@ class GeminiDialect(ChatDialect):
 
     def error_message(self, body: bytes | str) -> str:
         return generic_error_message(body)
+
+
+def key_header(config: RequestPart) -> dict[str, str]:
+    """The Gemini API's key header (``x-goog-api-key``), empty without a key."""
+    key = config.api_key.get_secret_value() if config.api_key is not None else ""
+    return {"x-goog-api-key": key} if key else {}
 
 
 def _content(message: Mapping[str, Any]) -> dict[str, Any]:

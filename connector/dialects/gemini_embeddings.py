@@ -19,8 +19,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from connector.config.parts import RequestPart
-from connector.dialects.base import JSON_HEADERS, Prepared, Reply, load_object, preview
+from connector.dialects.base import Prepared, Reply, load_object, preview
 from connector.dialects.embeddings import EmbeddingsDialect, RequestLimits, as_vector
+from connector.dialects.gemini import key_header
 from connector.dialects.usage import token_count
 from connector.errors import BadReply, ConfigError
 
@@ -59,14 +60,7 @@ class GeminiEmbeddingsDialect(EmbeddingsDialect):
         return Prepared(self.url(f"/models/{model}:batchEmbedContents"), {"requests": requests}, False)
 
     def auth_headers(self) -> dict[str, str]:
-        key = self.config.api_key.get_secret_value() if self.config.api_key is not None else ""
-        return {"x-goog-api-key": key} if key else {}
-
-    async def headers(self, method: str, url: str, payload: bytes | None) -> dict[str, str]:
-        headers = dict(JSON_HEADERS) if payload is not None else {"Accept": "application/json"}
-        headers.update(self.auth_headers())
-        headers.update(self.extra_headers)
-        return headers
+        return key_header(self.config)
 
     def parse_reply(self, raw: bytes) -> Reply:
         reply = load_object(raw)
