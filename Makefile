@@ -13,6 +13,8 @@ LITELLM_VENV := .venv-litellm
 LITELLM_STAMP := $(LITELLM_VENV)/.installed
 STORAGE_VENV := .venv-storage
 STORAGE_STAMP := $(STORAGE_VENV)/.installed
+AZURITE_DIR := tests/storage/azurite
+AZURITE_STAMP := $(AZURITE_DIR)/node_modules/.installed
 LCP_STAMP := .venv-llama-cpp-python/.installed
 TRANSFORMERS_STAMP := .venv-transformers/.installed
 
@@ -87,11 +89,17 @@ $(TRANSFORMERS_STAMP): Makefile
 	$(call side_venv,torch==2.13.0 'transformers[serving]==5.24.0' gguf==0.19.0)
 
 # The storage servers of tests/test_remote_inputs.py (tests/storage_servers.py): moto's S3 server
-# (its IAM user made with boto3, which moto[server] brings) and asyncssh's SFTP server. ~1 min, ~320 MB.
+# (its IAM user made with boto3, which moto[server] brings), asyncssh's SFTP server and the GCS emulator.
+# ~1 min, ~330 MB.
 $(STORAGE_STAMP): Makefile
-	$(call side_venv,'moto[server]==5.2.6' 'asyncssh==2.24.1')
+	$(call side_venv,'moto[server]==5.2.6' 'asyncssh==2.24.1' 'gcp-storage-emulator==2026.7.19')
 
-storage: $(STORAGE_STAMP)
+# Azurite (Azure Blob) from npm, into a folder with its own package.json. ~30-60 s, ~190 MB.
+$(AZURITE_STAMP): $(AZURITE_DIR)/package.json
+	npm install --prefix $(AZURITE_DIR) --no-audit --no-fund --loglevel=error
+	touch $@
+
+storage: $(STORAGE_STAMP) $(AZURITE_STAMP)
 
 compat-table: install local-llm $(LITELLM_STAMP) $(LCP_STAMP) $(TRANSFORMERS_STAMP)
 	$(BIN)/python scripts/compat_table.py --write
@@ -119,4 +127,4 @@ spec: install
 	$(BIN)/python -m connector.config.specification
 
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV) $(SCALE_VENV) $(LITELLM_VENV) $(STORAGE_VENV) $(dir $(LCP_STAMP)) $(dir $(TRANSFORMERS_STAMP)) .pytest_cache
+	rm -rf $(VENV) $(COMPAT_VENV) $(SCALE_VENV) $(LITELLM_VENV) $(STORAGE_VENV) $(AZURITE_DIR)/node_modules $(dir $(LCP_STAMP)) $(dir $(TRANSFORMERS_STAMP)) .pytest_cache

@@ -45,7 +45,9 @@ SECRET_FIELDS = ("api_key", "headers", "bedrock.access_key_id", "bedrock.secret_
                  "input.s3.access_key_id", "input.s3.secret_access_key", "input.s3.session_token",
                  "input.https.headers", "input.https.password",
                  "input.sftp.password", "input.sftp.private_key", "input.sftp.private_key_passphrase",
-                 "input.database.password")
+                 "input.database.password", "input.gcs.access_token",
+                 "input.azure.account_key", "input.azure.sas_token", "input.azure.client_secret",
+                 "input.azure.tenant_id")
 
 # Config fields holding URLs whose credentials (userinfo, key-carrying query values) are secret.
 URL_FIELDS = ("url", "input.path", "input.database.url")

@@ -3,6 +3,10 @@
 - :func:`start_moto`: moto's standalone S3 server (``.venv-storage``, ``make storage``), with
   ``INITIAL_NO_AUTH_ACTION_COUNT`` set and an IAM user made, so a wrong secret is refused
   (``SignatureDoesNotMatch``) as AWS refuses it;
+- :func:`start_gcs`: ``gcp-storage-emulator`` (``.venv-storage``). It never checks credentials:
+  the tests of ``gs://`` prove reading, listing and missing buckets, not refused credentials;
+- :func:`start_azurite`: Azurite's blob service (npm, ``tests/storage/azurite``); a wrong account key
+  is refused (``AuthorizationFailure``);
 - :func:`start_https`: a stdlib HTTPS file server (tests/storage/https_server.py) with a
   certificate signed by a CA that openssl makes for the test;
 - :func:`start_sftp`: asyncssh's SFTP server (tests/storage/sftp_server.py), password and key login.
@@ -90,6 +94,31 @@ def start_moto(workdir: Path) -> Running:
     if made.returncode != 0:
         raise ServerFailed(f"making moto's IAM user failed:\n{made.stderr[-3000:]}")
     return Running(port, pid, workdir / "moto.log", {"endpoint_url": endpoint, **json.loads(made.stdout)})
+
+
+def start_gcs(workdir: Path) -> Running:
+    """gcp-storage-emulator, in memory; ``facts["endpoint_url"]`` is where it answers."""
+    port = free_port()
+    emulator = str(Path(_python()).parent / "gcp-storage-emulator")
+    pid = _start([emulator, "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"], port,
+                 workdir / "gcs.log")
+    return Running(port, pid, workdir / "gcs.log", {"endpoint_url": f"http://127.0.0.1:{port}"})
+
+
+AZURITE = ROOT / "tests" / "storage" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
+# Azurite's one account and its published development key (not a secret: every Azurite has it).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def start_azurite(workdir: Path) -> Running:
+    """Azurite's blob service, in memory; ``facts["endpoint_url"]`` is where it answers."""
+    if not AZURITE.exists():
+        raise ServerFailed(f"{AZURITE} is missing: run `make storage` first")
+    port = free_port()
+    pid = _start([str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
+                  "--skipApiVersionCheck"], port, workdir / "azurite.log")
+    return Running(port, pid, workdir / "azurite.log", {"endpoint_url": f"http://127.0.0.1:{port}"})
 
 
 def make_ca(workdir: Path) -> tuple[Path, Path, Path]:

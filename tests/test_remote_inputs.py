@@ -22,7 +22,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.servers import free_port, stop
-from tests.storage_servers import Running, check, records, start_https, start_moto, start_sftp
+from tests.storage_servers import (
+    AZURITE_ACCOUNT,
+    AZURITE_KEY,
+    Running,
+    check,
+    records,
+    start_azurite,
+    start_gcs,
+    start_https,
+    start_moto,
+    start_sftp,
+)
 
 pytestmark = pytest.mark.storage
 
@@ -51,6 +62,15 @@ def write_tables(folder: Path) -> None:
     table = pa.Table.from_pylist(ROWS)
     pq.write_table(table.slice(0, 4), folder / "part-1.parquet", row_group_size=2)
     pq.write_table(table.slice(4), folder / "part-2.parquet", row_group_size=2)
+
+
+def upload_tables(fs: pafs.FileSystem, workdir: Path) -> None:
+    """The tables of :func:`write_tables` in bucket ``data`` under ``tables/`` (and a local copy)."""
+    fs.create_dir("data")
+    write_tables(workdir / "local")
+    for item in (workdir / "local").iterdir():
+        with fs.open_output_stream(f"data/tables/{item.name}") as out:
+            out.write(item.read_bytes())
 
 
 def enriched(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -140,6 +160,83 @@ def test_s3_check_names_an_endpoint_nobody_listens_on(moto: Running) -> None:
 def test_s3_check_succeeds_with_the_right_keys(moto: Running) -> None:
     status = check(config("s3://data/tables/part-*.parquet", s3=s3(moto)))
     assert status["status"] == "SUCCEEDED", status["message"]
+
+
+# Google Cloud Storage (the emulator never checks credentials) ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    workdir = tmp_path_factory.mktemp("gcs")
+    server = start_gcs(workdir)
+    try:
+        fs = pafs.GcsFileSystem(anonymous=True, endpoint_override=server.address, scheme="http", project_id="test")
+        upload_tables(fs, workdir)
+        yield server
+    finally:
+        stop(server.pid)
+
+
+@pytest.mark.parametrize("name, path", [("rows.csv", "rows.csv"), ("part-*.parquet", "part-*.parquet")])
+def test_gcs_rows_are_read_exactly_as_the_local_file_gives_them(gcs: Running, name: str, path: str) -> None:
+    settings = {"endpoint_url": gcs.facts["endpoint_url"], "anonymous": True}
+    remote = records(config(f"gs://data/tables/{path}", gcs=settings))
+    assert enriched(remote) == enriched(local_records(gcs.log.parent, name))
+    assert [r["id"] for r in remote] == list(range(1, 8))
+
+
+def test_gcs_check_names_a_missing_bucket_object_and_endpoint(gcs: Running) -> None:
+    settings = {"endpoint_url": gcs.facts["endpoint_url"], "anonymous": True}
+    for path in ("gs://nobucket/tables/rows.csv", "gs://nobucket/tables/*.parquet"):
+        status = check(config(path, gcs=settings))
+        assert f"bucket 'nobucket' does not exist (at {gcs.facts['endpoint_url']})" in status["message"]
+    status = check(config("gs://data/tables/missing.csv", gcs=settings))
+    assert "object 'tables/missing.csv' does not exist in bucket 'data'" in status["message"]
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    status = check(config("gs://data/tables/rows.csv", gcs={"endpoint_url": endpoint, "anonymous": True}))
+    assert status["status"] == "FAILED"
+    assert f"cannot connect to {endpoint}; check input.gcs.endpoint_url" in status["message"]
+
+
+# Azure Blob Storage (Azurite) -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    workdir = tmp_path_factory.mktemp("azurite")
+    server = start_azurite(workdir)
+    try:
+        fs = pafs.AzureFileSystem(account_name=AZURITE_ACCOUNT, account_key=AZURITE_KEY,
+                                  blob_storage_authority=server.address, blob_storage_scheme="http",
+                                  dfs_storage_authority=server.address, dfs_storage_scheme="http")
+        upload_tables(fs, workdir)
+        yield server
+    finally:
+        stop(server.pid)
+
+
+def azure(server: Running, **override: str) -> dict[str, str]:
+    return {"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY, "endpoint_url": server.facts["endpoint_url"],
+            **override}
+
+
+@pytest.mark.parametrize("path", ["az://data/tables/part-*.parquet",
+                                  f"abfs://data@{AZURITE_ACCOUNT}.dfs.core.windows.net/tables/part-*.parquet"])
+def test_azure_rows_are_read_exactly_as_the_local_file_gives_them(azurite: Running, path: str) -> None:
+    remote = records(config(path, azure=azure(azurite)))
+    assert enriched(remote) == enriched(local_records(azurite.log.parent, "part-*.parquet"))
+    assert len(remote) == 7
+
+
+def test_azure_check_names_a_wrong_key_and_a_missing_container(azurite: Running) -> None:
+    wrong = "d3Jvbmcta2V5LWZvci10ZXN0cy0wMDAwMDAwMDAwMDA="
+    status = check(config("az://data/tables/rows.csv", azure=azure(azurite, account_key=wrong)))
+    assert status["status"] == "FAILED"
+    assert f"authentication failed at {azurite.facts['endpoint_url']}: the credentials were refused; check " \
+           "input.azure" in status["message"]
+    assert wrong not in status["message"]
+    status = check(config("az://nothere/rows.csv", azure=azure(azurite)))
+    assert f"bucket 'nothere' does not exist (at {azurite.facts['endpoint_url']})" in status["message"]
 
 
 # HTTPS ----------------------------------------------------------------------------------------

@@ -8,7 +8,15 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from connector.config.database import DatabaseConnection
 from connector.config.sections import Strict, TLSConfig
-from connector.config.storage import REMOTE_SCHEMES, HttpsStorage, S3Storage, SftpStorage, scheme_of
+from connector.config.storage import (
+    REMOTE_SCHEMES,
+    AzureStorage,
+    GcsStorage,
+    HttpsStorage,
+    S3Storage,
+    SftpStorage,
+    scheme_of,
+)
 
 # The types input.columns can declare (connector.rows.kinds says what each accepts).
 InputColumnType = Literal["string", "integer", "number", "boolean", "date", "timestamp", "decimal", "object",
@@ -24,7 +32,8 @@ class InputConfig(Strict):
         description=(
             "A CSV, JSONL or Parquet file, a glob (data/*.parquet) or a directory; '-' reads standard input "
             "(JSON lines, or the Airbyte messages of another connector's read). Remote: s3://bucket/key (a "
-            "glob or prefix too; input.s3), https://host/file.csv (input.https), sftp://host/path (input.sftp)."
+            "glob or prefix too; input.s3), gs://bucket/key (input.gcs), "
+            "az://container/path (input.azure), https://host/file.csv (input.https), sftp://host/path (input.sftp)."
         ),
         json_schema_extra={"order": 0, "examples": ["data/reviews.csv", "data/part-*.parquet", "-",
                                                     "s3://bucket/tickets/*.parquet"]},
@@ -109,6 +118,11 @@ class InputConfig(Strict):
 
     s3: S3Storage | None = Field(None, title="S3", description="How to reach an s3:// input.path.",
                                  json_schema_extra={"order": 9})
+    gcs: GcsStorage | None = Field(None, title="Google Cloud Storage", description="How to reach a gs:// input.path.",
+                                   json_schema_extra={"order": 16})
+    azure: AzureStorage | None = Field(None, title="Azure Blob Storage",
+                                       description="How to reach an az:// or abfs:// input.path.",
+                                       json_schema_extra={"order": 15})
     https: HttpsStorage | None = Field(None, title="HTTPS", description="How to reach an https:// input.path.",
                                        json_schema_extra={"order": 10})
     sftp: SftpStorage | None = Field(None, title="SFTP", description="How to reach an sftp:// input.path.",

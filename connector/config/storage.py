@@ -1,6 +1,6 @@
 """Where a remote input lives: the settings of ``input.s3``, ``input.https`` and ``input.sftp``.
 
-``input.path`` names the location (``s3://bucket/key``, ``https://host/file.csv``,
+``input.path`` names the location (``s3://bucket/key``, ``gs://bucket/key``, ``az://container/path``, ``https://host/file.csv``,
 ``sftp://host/dir/*.parquet``); these sections say how to reach it. Every credential is a
 secret (``airbyte_secret`` in the spec, masked by :mod:`connector.secrets` in every output);
 without one, the platform's ambient credentials are used where the store has them (S3: the
@@ -17,7 +17,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from connector.config.sections import Strict
 
-REMOTE_SCHEMES = ("s3", "https", "http", "sftp")
+REMOTE_SCHEMES = ("s3", "gs", "az", "abfs", "abfss", "https", "http", "sftp")
 
 
 def scheme_of(path: str) -> str | None:
@@ -57,6 +57,35 @@ class S3Storage(Strict):
             raise ValueError("give access_key_id and secret_access_key together (or neither, for the AWS "
                              "default credential chain)")
         return self
+
+
+class GcsStorage(Strict):
+    """Google Cloud Storage (``gs://``): an OAuth access token, or Application Default Credentials."""
+
+    endpoint_url: str | None = Field(None, description="Another endpoint (an emulator), e.g. http://127.0.0.1:4443.")
+    access_token: SecretStr | None = Field(
+        None, description="An OAuth 2 access token (valid for an hour). Without it, Application Default Credentials "
+        "(GOOGLE_APPLICATION_CREDENTIALS, workload identity, the metadata server) are used.",
+        json_schema_extra={"airbyte_secret": True})
+    project_id: str | None = Field(None, description="The project, where the credentials do not say it.")
+    anonymous: bool = Field(False, description="Public buckets: send no credentials at all.")
+
+
+class AzureStorage(Strict):
+    """Azure Blob Storage / ADLS Gen2 (``az://container/path``, ``abfs://container@account.dfs.core.windows.net/path``):
+    an account key, a SAS token, a service principal, or the default credential chain."""
+
+    account_name: str | None = Field(None, description="The storage account. Default: from an abfs:// URL's host.")
+    account_key: SecretStr | None = Field(None, json_schema_extra={"airbyte_secret": True})
+    sas_token: SecretStr | None = Field(None, description="A SAS token (the query string, without '?').",
+                                        json_schema_extra={"airbyte_secret": True})
+    tenant_id: SecretStr | None = Field(None, description="A service principal's tenant (with client_id and "
+                                        "client_secret).", json_schema_extra={"airbyte_secret": True})
+    client_id: str | None = Field(None)
+    client_secret: SecretStr | None = Field(None, json_schema_extra={"airbyte_secret": True})
+    endpoint_url: str | None = Field(
+        None, description="Another blob endpoint (Azurite: http://127.0.0.1:10000). Without credentials here, the "
+        "default chain (environment, managed identity, workload identity) is used.")
 
 
 class HttpsStorage(Strict):

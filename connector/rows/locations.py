@@ -33,6 +33,14 @@ def resolve(config: InputConfig) -> list[SourceFile]:
         from connector.rows.object_store import s3_files
 
         return s3_files(config.path, config.s3)
+    if scheme == "gs":
+        from connector.rows.object_store import gcs_files
+
+        return gcs_files(config.path, config.gcs)
+    if scheme in ("az", "abfs", "abfss"):
+        from connector.rows.object_store import azure_files
+
+        return azure_files(config.path, config.azure)
     if scheme in ("https", "http"):
         from connector.rows.https_files import https_files
 

@@ -1,4 +1,5 @@
-"""``s3://`` inputs through Arrow's own S3 client (``pyarrow.fs.S3FileSystem``).
+"""Object stores through Arrow's own clients: ``s3://`` (``pyarrow.fs.S3FileSystem``), ``gs://``
+(``GcsFileSystem``), ``az://`` and ``abfs://`` (``AzureFileSystem``).
 
 Why Arrow's client and not the fsspec family (s3fs): it ships inside pyarrow, which the
 connector already needs, so the image gains nothing; it is C++ with its own threads, reads a
@@ -14,31 +15,90 @@ keys listed under the part before the first wildcard) or a prefix (``s3://b/t/``
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 
-from connector.config.storage import S3Storage
+from connector.config.storage import AzureStorage, GcsStorage, S3Storage
 from connector.errors import InputError
 from connector.rows.source_file import SourceFile, has_pattern, matching, readable_kind
 
 STREAM_READ = 8 << 20
 _AWS_ERROR = re.compile(r"AWS Error (\w+)")
+_GOOGLE_ERROR = re.compile(r"Status\((\w+)")
+_AZURE_ERROR = re.compile(r"Azure Error: \[(\w+)\]")
+_AZURE_CODES = {"AuthorizationFailure": "UNAUTHENTICATED", "AuthenticationFailed": "UNAUTHENTICATED",
+                "AuthorizationPermissionMismatch": "ACCESS_DENIED", "ContainerNotFound": "NO_SUCH_BUCKET"}
+# Google's status codes in the words of S3's (the causes below).
+_GOOGLE_CODES = {"NOT_FOUND": "NO_SUCH_BUCKET", "PERMISSION_DENIED": "ACCESS_DENIED",
+                 "UNAUTHENTICATED": "UNAUTHENTICATED", "UNAVAILABLE": "NETWORK_CONNECTION"}
 
-# What each S3 error code means for the person who set the config.
+# What each error code means for the person who set the config ({section}: input.s3 or input.gcs).
 _CAUSES = {
-    "NO_SUCH_BUCKET": "bucket '{bucket}' does not exist (at {where}); check the bucket name and input.s3.region",
+    "NO_SUCH_BUCKET": "bucket '{bucket}' does not exist (at {where}); check the bucket name{region}",
     "NO_SUCH_KEY": "object '{key}' does not exist in bucket '{bucket}'",
     "ACCESS_DENIED": "access denied to '{url}' by {where}: the credentials may not read it; check the bucket "
-                     "policy and input.s3 keys",
+                     "policy and {section}'s credentials",
+    "UNAUTHENTICATED": "authentication failed at {where}: the credentials were refused; check {section}",
     "SIGNATURE_DOES_NOT_MATCH": "authentication failed at {where}: the secret access key does not match the "
                                 "access key id; check input.s3.secret_access_key",
     "INVALID_ACCESS_KEY_ID": "authentication failed at {where}: the access key id is unknown there; check "
                              "input.s3.access_key_id (and input.s3.endpoint_url)",
-    "NETWORK_CONNECTION": "cannot connect to {where}; check input.s3.endpoint_url (or the network)",
+    "NETWORK_CONNECTION": "cannot connect to {where}; check {section}.endpoint_url (or the network)",
     "INVALID_ACCESS_KEY": "authentication failed at {where}: the access key id is unknown there; check "
                           "input.s3.access_key_id",
 }
+
+
+def _code(text: str) -> str:
+    aws = _AWS_ERROR.search(text)
+    if aws:
+        return aws.group(1)
+    google = _GOOGLE_ERROR.search(text)
+    if google:
+        return _GOOGLE_CODES.get(google.group(1), "")
+    azure = _AZURE_ERROR.search(text)
+    if azure:
+        return _AZURE_CODES.get(azure.group(1), "")
+    return "NETWORK_CONNECTION" if "Connection refused" in text or "Couldn't connect" in text else ""
+
+
+def _endpoint(url: str | None) -> dict[str, object]:
+    """Arrow's endpoint_override and scheme for another endpoint (an emulator, an S3-compatible store)."""
+    if not url:
+        return {}
+    parts = urlsplit(url)
+    return {"endpoint_override": parts.netloc + parts.path.rstrip("/"), "scheme": parts.scheme}
+
+
+def _gcs_filesystem(settings: GcsStorage) -> pafs.GcsFileSystem:
+    kwargs: dict[str, object] = {"retry_time_limit": timedelta(seconds=30)}
+    if settings.anonymous:
+        kwargs["anonymous"] = True
+    elif settings.access_token is not None:
+        kwargs["access_token"] = settings.access_token.get_secret_value()
+        # Google's access tokens live an hour; Arrow wants to know when this one ends.
+        kwargs["credential_token_expiration"] = datetime.now(timezone.utc) + timedelta(hours=1)
+    if settings.project_id:
+        kwargs["project_id"] = settings.project_id
+    kwargs.update(_endpoint(settings.endpoint_url))
+    return pafs.GcsFileSystem(**kwargs)
+
+
+def _azure_filesystem(settings: AzureStorage, account: str) -> pafs.AzureFileSystem:
+    kwargs: dict[str, object] = {"account_name": account}
+    for name in ("account_key", "sas_token", "client_secret", "tenant_id"):
+        secret = getattr(settings, name)
+        if secret is not None:
+            kwargs[name] = secret.get_secret_value()
+    if settings.client_id:
+        kwargs["client_id"] = settings.client_id
+    if settings.endpoint_url:
+        parts = urlsplit(settings.endpoint_url)
+        kwargs["blob_storage_authority"] = kwargs["dfs_storage_authority"] = parts.netloc
+        kwargs["blob_storage_scheme"] = kwargs["dfs_storage_scheme"] = parts.scheme
+    return pafs.AzureFileSystem(**kwargs)
 
 
 def _filesystem(settings: S3Storage) -> pafs.S3FileSystem:
@@ -52,36 +112,31 @@ def _filesystem(settings: S3Storage) -> pafs.S3FileSystem:
             kwargs["session_token"] = settings.session_token.get_secret_value()
     if settings.region:
         kwargs["region"] = settings.region
-    if settings.endpoint_url:
-        parts = urlsplit(settings.endpoint_url)
-        kwargs["endpoint_override"] = parts.netloc + parts.path.rstrip("/")
-        kwargs["scheme"] = parts.scheme
+    kwargs.update(_endpoint(settings.endpoint_url))
     return pafs.S3FileSystem(**kwargs)
 
 
 class _Bucket:
     """One bucket of one store: listing, facts about a key, errors worded for the config."""
 
-    def __init__(self, url: str, settings: S3Storage) -> None:
+    def __init__(self, url: str, fs: pafs.FileSystem, where: str, section: str) -> None:
         parts = urlsplit(url)
-        self.url = url
+        self.url, self.scheme = url, parts.scheme
         self.bucket = parts.netloc
         self.key = parts.path.lstrip("/")
         if not self.bucket:
-            raise InputError(f"input.path: '{url}' names no bucket; write s3://bucket/key")
-        self.where = settings.endpoint_url or "AWS S3"
-        self.fs = _filesystem(settings)
+            raise InputError(f"input.path: '{url}' names no bucket; write {self.scheme}://bucket/key")
+        self.where, self.section, self.fs = where, section, fs
+        self.region = " and input.s3.region" if section == "input.s3" else ""
 
     def error(self, exc: OSError, key: str | None = None) -> InputError:
         text = str(exc)
-        match = _AWS_ERROR.search(text)
-        code = match.group(1) if match else ""
-        cause = _CAUSES.get(code)
+        cause = _CAUSES.get(_code(text))
         if cause is None:
             detail = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
             cause = f"cannot read '{{url}}' at {{where}}: {detail}"
         return InputError("input.path: " + cause.format(bucket=self.bucket, key=key or self.key, url=self.url,
-                                                        where=self.where))
+                                                        where=self.where, section=self.section, region=self.region))
 
     def listing(self, prefix: str, recursive: bool = True) -> list[pafs.FileInfo]:
         """Every object under ``prefix``; a missing bucket or refused listing is an InputError."""
@@ -97,12 +152,17 @@ class _Bucket:
         or the credentials are refused, which a HEAD's bodiless 403 or 404 cannot say."""
         if self.listing(self.key.rsplit("/", 1)[0] if "/" in self.key else "", recursive=False):
             return
+        self.check_bucket()
+
+    def check_bucket(self) -> None:
+        """InputError when the bucket is missing (an empty listing does not say so on every store)."""
         try:
             bucket = self.fs.get_file_info(self.bucket)
         except OSError as exc:
             raise self.error(exc) from None
-        if bucket.type == pafs.FileType.NotFound:  # an empty listing does not tell a missing bucket apart
-            raise InputError("input.path: " + _CAUSES["NO_SUCH_BUCKET"].format(bucket=self.bucket, where=self.where))
+        if bucket.type == pafs.FileType.NotFound:
+            raise InputError("input.path: " + _CAUSES["NO_SUCH_BUCKET"].format(bucket=self.bucket, where=self.where,
+                                                                               region=self.region))
 
     def explain_missing(self) -> InputError:
         """Why ``key`` was not found: the bucket is missing, or the credentials are refused, or only the key."""
@@ -113,7 +173,7 @@ class _Bucket:
     def source(self, info: pafs.FileInfo) -> SourceFile:
         path = info.path
         return SourceFile(
-            name=f"s3://{path}",
+            name=f"{self.scheme}://{path}",
             size=info.size,
             mtime_ns=info.mtime_ns,
             # Each read of an S3 stream is one GET: 8 MB reads keep a CSV's requests few.
@@ -124,13 +184,40 @@ class _Bucket:
 
 def s3_files(url: str, settings: S3Storage | None) -> list[SourceFile]:
     """The objects an ``s3://`` path names, in key order."""
-    store = _Bucket(url, settings or S3Storage())
+    settings = settings or S3Storage()
+    return _objects(_Bucket(url, _filesystem(settings), settings.endpoint_url or "AWS S3", "input.s3"))
+
+
+def gcs_files(url: str, settings: GcsStorage | None) -> list[SourceFile]:
+    """The objects a ``gs://`` path names, in name order."""
+    settings = settings or GcsStorage()
+    where = settings.endpoint_url or "Google Cloud Storage"
+    return _objects(_Bucket(url, _gcs_filesystem(settings), where, "input.gcs"))
+
+
+def azure_files(url: str, settings: AzureStorage | None) -> list[SourceFile]:
+    """The blobs an ``az://container/path`` (or ``abfs://container@account.dfs.core.windows.net/path``) names."""
+    settings = settings or AzureStorage()
+    parts = urlsplit(url)
+    container, _, host = parts.netloc.partition("@")
+    account = settings.account_name or host.split(".", 1)[0]
+    if not account:
+        raise InputError("input.azure.account_name: give the storage account (or write abfs://container@account"
+                         ".dfs.core.windows.net/path)")
+    plain = f"az://{container}{parts.path}"
+    where = settings.endpoint_url or f"Azure account '{account}'"
+    return _objects(_Bucket(plain, _azure_filesystem(settings, account), where, "input.azure"))
+
+
+def _objects(store: _Bucket) -> list[SourceFile]:
+    url = store.url
     if has_pattern(store.key):
         static = re.split(r"[*?\[]", store.key, maxsplit=1)[0]
         prefix = static.rsplit("/", 1)[0] if "/" in static else ""
         infos = {i.path: i for i in store.listing(prefix)}
         names = matching(list(infos), f"{store.bucket}/{store.key}")
         if not names:
+            store.check_bucket()
             raise InputError(f"input.path: no object matches '{url}' (at {store.where}); check the pattern")
         return [store.source(infos[n]) for n in names]
     if store.key and not store.key.endswith("/"):
