@@ -392,3 +392,13 @@ def test_a_string_false_sync_complete_does_not_restart_from_row_1(tmp_path: Path
     messages, error, asked = sync(tmp_path, [stream_state({"position": 2, "sync_complete": "false"})],
                                   mode="full_refresh")
     assert isinstance(error, StateError) and rows_of(messages) == [] and asked == 0
+
+
+def test_a_rows_fingerprint_is_its_values_as_text_and_every_row_has_one() -> None:
+    from connector.rows.fingerprint import row_bytes
+
+    assert row_bytes({"id": 7, "ok": True, "v": None}) == row_bytes({"n": "7", "b": "true", "x": None}) == \
+        b'["7","true",null]'
+    assert row_bytes({"v": "null"}) != row_bytes({"v": None})
+    assert row_bytes({"v": "a,b"}) != row_bytes({"v": "a", "w": "b"})
+    assert row_bytes({"v": "\ud800"}) != row_bytes({"v": "\ud801"})  # a lone surrogate: tagged bytes, no error

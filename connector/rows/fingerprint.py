@@ -12,8 +12,11 @@ The row hash is a chain over the rows in input order::
     h_i = SHA-256(h_(i-1) || row_bytes(row_i))
     rows_sha256 = hex(h_N)
 
-:func:`row_bytes` is each value as text (the text a CSV cell holds, a JSON value
-as compact JSON), tagged and length-prefixed, in column order. Text, not the
+:func:`row_bytes` is the row's values in column order as a compact JSON array of
+text: a string as it is, a boolean ``"true"``/``"false"``, any other number or
+JSON value as its compact JSON text, null as null (``[null,"7","a text"]``); a row
+holding a string JSON cannot write (a lone surrogate) is each value tagged and
+length-prefixed instead. Text, not the
 typed value, so that appending a row which changes a CSV column's inferred type
 (``1`` becoming ``"1"``) does not read as an edit of every earlier row. Column
 names are not hashed (a renamed header changes no row); a column added or removed
@@ -33,6 +36,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
+
 from connector import jsonbytes
 from connector.errors import StateError
 
@@ -41,7 +46,25 @@ _NULL = b"\x00"
 
 
 def row_bytes(row: Mapping[str, Any]) -> bytes:
-    """The bytes of one row the chain hashes: each value as text, tagged and length-prefixed."""
+    """The bytes of one row the chain hashes: its values as a JSON array of text (see the module doc)."""
+    try:
+        return orjson.dumps([_as_text(value) for value in row.values()])
+    except orjson.JSONEncodeError:  # a lone surrogate: no JSON text, so bytes of its own
+        return _tagged(row)
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return jsonbytes.dumps(value).decode("utf-8")
+
+
+def _tagged(row: Mapping[str, Any]) -> bytes:
+    """Each value as text, tagged and length-prefixed (for a row JSON cannot write)."""
     parts: list[bytes] = []
     for value in row.values():
         if value is None:
