@@ -21,6 +21,11 @@ Replies that once crashed the connector or were accepted with a wrong type
   ``content`` a list of text parts (Mistral), ``content`` the number 42
 - ``json-to-stream``: a ``stream: true`` request answered with one ``application/json`` body
 
+Streams and replies that end in an error or hold no answer (issue 20)
+- ``sse-error-event``: part of the answer, then ``event: error``, then the rest and ``[DONE]``
+- ``after-done``: a whole stream, then more text after ``data: [DONE]``
+- ``content-null``: ``content: null`` with ``finish_reason: stop`` (streamed: no content deltas)
+
 Wire forms that already worked (kept working)
 - ``gzip``, ``deflate``: a compressed body; ``chunked``: a JSON body in chunked pieces;
   ``http10``: an HTTP/1.0 answer ended by closing the connection
@@ -49,9 +54,9 @@ from aiohttp import web
 
 WIRE_MODES = ("gzip", "deflate", "chunked", "http10")
 STREAM_MODES = ("crlf-sse", "cr-sse", "sse-comments", "sse-event-lines", "multiline-data", "usage-only-final",
-                "no-done", "keepalive-stream", "json-to-stream")
+                "no-done", "keepalive-stream", "json-to-stream", "sse-error-event", "after-done")
 REPLY_MODES = ("usage-na", "usage-list", "usage-string-tokens", "bad-utf8", "lone-surrogate", "message-string",
-               "content-parts", "content-number")
+               "content-parts", "content-number", "content-null")
 MODES = ("trickle-json", "redirect-302", *WIRE_MODES, *STREAM_MODES, *REPLY_MODES)
 PREFIXES = ("ratelimited-", "budget-exhausted-")
 TRICKLE_EVERY = 0.5  # seconds between bytes or keep-alive comments
@@ -91,6 +96,8 @@ def _reply_body(mode: str, body: dict[str, Any], text: str) -> bytes:
                                                     {"type": "text", "text": text[5:]}]}
     elif mode == "content-number":
         message = {"role": "assistant", "content": 42}
+    elif mode == "content-null":
+        message = {"role": "assistant", "content": None}
     raw = json.dumps(_completion(body, message, usage)).encode()
     if mode == "bad-utf8":
         raw = raw.replace(b"echo:", b"echo\xff\xfe:", 1)
@@ -173,7 +180,9 @@ async def _http10(request: web.Request, raw: bytes, count: Callable[[], None]) -
 def _events(mode: str, body: dict[str, Any], text: str) -> list[dict[str, Any]]:
     base = {"id": "chatcmpl-hostile", "object": "chat.completion.chunk", "model": body.get("model") or "m"}
     events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
-    events += [{**base, "choices": [{"index": 0, "delta": {"content": text[i:i + 4]}}]} for i in range(0, len(text), 4)]
+    if mode != "content-null":
+        events += [{**base, "choices": [{"index": 0, "delta": {"content": text[i:i + 4]}}]}
+                   for i in range(0, len(text), 4)]
     events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
     events.append({**base, "choices": [], "usage": _usage(body, text)})  # the usage-only final chunk
     return events
@@ -183,6 +192,8 @@ def _sse_payload(mode: str, body: dict[str, Any], text: str) -> bytes:
     end = {"crlf-sse": "\r\n", "cr-sse": "\r"}.get(mode, "\n")
     lines: list[str] = []
     for n, event in enumerate(_events(mode, body, text)):
+        if mode == "sse-error-event" and n == 2:
+            lines += ["event: error", 'data: {"message": "upstream model crashed (hostile)"}', ""]
         data = json.dumps(event, ensure_ascii=False)
         if mode == "sse-comments":
             lines.append(": keep-alive")
@@ -196,6 +207,9 @@ def _sse_payload(mode: str, body: dict[str, Any], text: str) -> bytes:
         lines.append("")
     if mode != "no-done":
         lines += ["data: [DONE]", ""]
+    if mode == "after-done":
+        extra = {"choices": [{"index": 0, "delta": {"content": " AFTER-DONE"}}]}
+        lines += [f"data: {json.dumps(extra)}", ""]
     payload = end.join(lines) + end
     if mode in ("bad-utf8", "lone-surrogate"):
         return _corrupt(mode, payload.encode())

@@ -208,3 +208,86 @@ def test_aiohttp_errors_are_translated_the_same_way() -> None:
     translated = _translate_aiohttp(exc, "http://h:1/v1", 1.0)
     assert isinstance(translated, errors.LocalResourcesExhausted)
     assert "Too many open files" in translated.message
+
+
+# Streams that end in an error, or go on after their end, in every API shape ------------------
+
+
+def _chat_events(text: str) -> list[dict[str, Any]]:
+    return [{"choices": [{"index": 0, "delta": {"content": piece}}]} for piece in (text[:3], text[3:])] + \
+        [{"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}]
+
+
+def _responses_events(text: str) -> list[dict[str, Any]]:
+    final = {"status": "completed", "output": [{"type": "message", "content": [{"type": "output_text",
+                                                                                  "text": text}]}]}
+    return [{"type": "response.output_text.delta", "delta": text[:3]},
+            {"type": "response.output_text.delta", "delta": text[3:]},
+            {"type": "response.completed", "response": final}]
+
+
+def _anthropic_events(text: str) -> list[dict[str, Any]]:
+    return [{"type": "message_start", "message": {"id": "msg", "usage": {"input_tokens": 3}}},
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text[:3]}},
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text[3:]}},
+            {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 2}},
+            {"type": "message_stop"}]
+
+
+def _gemini_events(text: str) -> list[dict[str, Any]]:
+    return [{"candidates": [{"content": {"parts": [{"text": text[:3]}]}}]},
+            {"candidates": [{"content": {"parts": [{"text": text[3:]}]}, "finishReason": "STOP"}]}]
+
+
+# Per shape: the events of a whole answer, and its end marker when the shape has one.
+STREAMS = {
+    "openai_chat_completions": (_chat_events, b"data: [DONE]\n\n"),
+    "openai_responses": (_responses_events, b""),
+    "anthropic_messages": (_anthropic_events, b""),
+    "gemini_generate_content": (_gemini_events, b""),
+}
+# One more piece of text, in each shape's own event.
+MORE_TEXT = {
+    "openai_chat_completions": {"choices": [{"index": 0, "delta": {"content": " EXTRA"}}]},
+    "openai_responses": {"type": "response.output_text.delta", "delta": " EXTRA"},
+    "anthropic_messages": {"type": "content_block_delta", "index": 0,
+                           "delta": {"type": "text_delta", "text": " EXTRA"}},
+    "gemini_generate_content": {"candidates": [{"content": {"parts": [{"text": " EXTRA"}]}}]},
+}
+
+
+def _streamed(*pieces: bytes) -> httpx.Response:
+    return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=b"".join(pieces))
+
+
+def _events(events: list[dict[str, Any]]) -> bytes:
+    return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+
+
+@pytest.mark.parametrize("shape", list(STREAMS))
+@pytest.mark.parametrize("error", [
+    b'event: error\ndata: {"message": "upstream overloaded"}\n\n',  # the SSE event type says it
+    b'data: {"error": {"message": "upstream overloaded", "type": "server_error"}}\n\n',  # an error object
+])
+async def test_a_stream_that_reports_an_error_midway_is_not_an_answer(shape: str, error: bytes) -> None:
+    """Before: the partial text before the error became an ok answer in every shape but chat."""
+    events, end = STREAMS[shape]
+    whole = events("partial answer")
+    rec = Recorder(_streamed(_events(whole[:2]), error, _events(whole[2:]), end))
+    client, _ = make_client(rec, api_compatibility=shape, stream=True, max_retries=0)
+    with pytest.raises(errors.BadReply, match="error mid-stream: upstream overloaded"):
+        await client.complete(STREAM_BODY)
+
+
+@pytest.mark.parametrize("shape", list(STREAMS))
+async def test_data_after_the_end_of_a_stream_is_not_appended(shape: str) -> None:
+    """Before: text after [DONE], message_stop, response.completed or finishReason joined the answer."""
+    events, end = STREAMS[shape]
+    after = _events([MORE_TEXT[shape]])
+    if end or shape != "gemini_generate_content":  # Gemini has no end marker: an error after is an error
+        after += b'event: error\ndata: {"message": "late"}\n\n'
+    rec = Recorder(_streamed(_events(events("whole answer")), end, after))
+    client, _ = make_client(rec, api_compatibility=shape, stream=True)
+    completion = await client.complete(STREAM_BODY)
+    assert completion.reply["choices"][0]["message"]["content"] == "whole answer"

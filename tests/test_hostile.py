@@ -90,9 +90,10 @@ def rows_for(token: str, modes: list[str]) -> list[str]:
 
 PLAIN_OK = ["budget-exhausted-3s", "usage-na", "usage-list", "usage-string-tokens", "bad-utf8", "lone-surrogate",
             "content-parts", "gzip", "deflate", "chunked", "http10"]
-PLAIN_BAD = ["message-string", "content-number"]
+PLAIN_BAD = ["message-string", "content-number", "content-null"]
 STREAM_OK = ["crlf-sse", "cr-sse", "sse-comments", "sse-event-lines", "multiline-data", "usage-only-final",
-             "no-done", "json-to-stream", "bad-utf8", "lone-surrogate", "http10", "gzip"]
+             "no-done", "json-to-stream", "bad-utf8", "lone-surrogate", "http10", "gzip", "after-done"]
+STREAM_BAD = ["sse-error-event", "content-null"]
 
 
 def test_plain_replies_are_read_right_and_bought_once(server: str, tmp_path: Path) -> None:
@@ -125,9 +126,13 @@ def test_plain_replies_are_read_right_and_bought_once(server: str, tmp_path: Pat
 
 def test_stream_forms_are_read_right_and_bought_once(server: str, tmp_path: Path) -> None:
     token = "stream-forms"
-    run, elapsed = run_cli(tmp_path, "read", config(server, rows_for(token, STREAM_OK), stream=True))
+    run, elapsed = run_cli(tmp_path, "read", config(server, rows_for(token, STREAM_OK + STREAM_BAD), stream=True,
+                                                    max_retries=0))
     assert run.code == 0, run.stdout[-2000:]
-    for mode, row in by_mode(run).items():
+    rows = by_mode(run)
+    assert rows.pop("sse-error-event")["_error_class"] == "bad_reply"  # before: the partial text was ok
+    assert rows.pop("content-null")["_error_class"] == "bad_reply"  # before: ok with an empty answer
+    for mode, row in rows.items():
         assert row["_status"] == "ok", (mode, row)
         expected = f"echo: Say {row['text']}"
         if mode in ("bad-utf8", "lone-surrogate"):

@@ -409,3 +409,25 @@ def test_a_validation_retry_replays_the_answer_in_the_shapes_own_turns(
     assert retry[:len(first)] == first and len(retry) == len(first) + 2
     assert retry[-2] == replayed
     assert ask.items() <= retry[-1].items() and "could not be used" in json.dumps(retry[-1])
+
+
+# An empty answer is not ok ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_reply_with_no_text_and_a_stop_finish_is_bad_reply_not_an_empty_ok(shape: str) -> None:
+    """Before: content null (or no text block, no output item, no part) with a normal finish was ok with ''."""
+    empty = shape_reply(shape, "")
+    if shape == "openai_chat_completions":
+        empty["choices"][0]["message"]["content"] = None
+    (record,) = enrich([{"text": "x"}], Recorder(lambda _b, _n: httpx.Response(200, json=empty)), **shaped(shape))
+    assert (record["_status"], record["_error_class"]) == ("error", "bad_reply"), record
+    assert "holds no answer" in record["_error"] and record["answer"] in (None, "")
+
+
+def test_a_refusal_in_place_of_content_is_content_filter() -> None:
+    refused = chat_reply(None)
+    refused["choices"][0]["message"]["refusal"] = "I can't help with that."
+    (record,) = enrich([{"text": "x"}], Recorder(lambda _b, _n: httpx.Response(200, json=refused)))
+    assert (record["_status"], record["_error_class"]) == ("error", "content_filter")
+    assert "refused to answer: I can't help with that." in record["_error"]

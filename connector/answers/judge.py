@@ -2,8 +2,9 @@
 
 The status comes from how the answer ended and whether it could be used: ``truncated`` when
 cut off by the token limit (never ``ok``), ``error`` of class ``content_filter`` when the
-provider withheld it, ``error`` of class ``validation`` when a structured answer could not be
-read; else ``ok``. Tokens and cost are what this run bought for the row (every attempt that
+provider withheld it, ``error`` of class ``bad_reply`` when the reply holds no text and no tool
+call (``content_filter`` for a refusal), ``error`` of class ``validation`` when a structured
+answer could not be read; else ``ok``. Tokens and cost are what this run bought for the row (every attempt that
 got an answer); for an answer from the cache, or shared with an identical row, the tokens are
 what that answer had used and the cost is 0.
 """
@@ -16,6 +17,7 @@ from typing import Any
 from connector.answers.extract import CONTENT_PATH, dig
 from connector.answers.outcomes import RowOutcome, model_name
 from connector.answers.prices import PriceList, Spend
+from connector.dialects.replies import missing_answer
 from connector.dialects.usage import usage_from
 from connector.endpoint.client import Completion
 
@@ -42,6 +44,8 @@ def judged(reply: Mapping[str, Any], asked_model: object, problem: str | None, *
     elif finish == "content_filter":
         outcome.status, outcome.error_class = "error", "content_filter"
         outcome.error = "the provider's content filter withheld the answer"
+    elif (missing := missing_answer(reply)) is not None:  # no text: never ok with an empty answer
+        outcome.status, (outcome.error_class, outcome.error) = "error", missing
     elif problem:
         outcome.status, outcome.error_class, outcome.error = "error", "validation", problem
     if problem and outcome.status == "error":  # kept so the unusable answer is not lost

@@ -240,7 +240,13 @@ class AnthropicStream:
         self._usage: dict[str, Any] = {}
         self._stopped = False
 
+    @property
+    def finished(self) -> bool:
+        return self._stopped
+
     def feed(self, data: str) -> None:
+        if self._stopped:
+            return  # events after message_stop are not part of the answer
         event = load_object(data, "a stream event is")
         kind = event.get("type")
         if kind == "message_start":
@@ -260,7 +266,7 @@ class AnthropicStream:
             self._usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
         elif kind == "message_stop":
             self._stopped = True
-        elif kind == "error":
+        elif kind == "error" or (kind is None and "error" in event):
             raise BadReply(f"the endpoint reported an error mid-stream: {generic_error_message(event)}")
 
     def _delta(self, index: int, delta: Mapping[str, Any]) -> None:

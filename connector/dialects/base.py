@@ -63,8 +63,14 @@ class StreamAssembler(Protocol):
 
     got_first_token: bool
 
+    @property
+    def finished(self) -> bool:
+        """The shape's end marker was seen ([DONE], response.completed, message_stop): the answer
+        is whole, and whatever the server sends after it is not part of it."""
+
     def feed(self, data: str) -> None:
-        """One event's data; sets ``got_first_token`` when the first generated text arrives."""
+        """One event's data; sets ``got_first_token`` when the first generated text arrives.
+        Ignored once ``finished``."""
 
     def result(self) -> Reply:
         """The assembled reply; BadReply when the stream ended before the answer was complete."""

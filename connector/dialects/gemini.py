@@ -296,6 +296,7 @@ class GeminiStream:
         self._last: dict[str, Any] = {}
         self._finish: Any = None
         self._blocked = False
+        self.finished = False  # a Gemini stream has no end marker: its end is the connection's
 
     def feed(self, data: str) -> None:
         chunk = load_object(data, "a stream event is")
@@ -306,6 +307,8 @@ class GeminiStream:
                 self._last[key] = chunk[key]
         if (chunk.get("promptFeedback") or {}).get("blockReason"):
             self._blocked = True
+        if self._finish is not None:
+            return  # text after the chunk that carried finishReason is not part of the answer
         for candidate in (chunk.get("candidates") or [])[:1]:  # the first candidate is the answer
             for part in (candidate.get("content") or {}).get("parts") or ():
                 self._parts.append(part)

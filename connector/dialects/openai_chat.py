@@ -150,7 +150,7 @@ class StreamAssembler:
     """Builds one normalised reply from the ``data:`` payloads of a chat-completions stream."""
 
     def __init__(self) -> None:
-        self.done = False
+        self.finished = False
         self.got_first_token = False
         self._content: list[str] = []
         self._reasoning: list[str] = []
@@ -162,8 +162,10 @@ class StreamAssembler:
 
     def feed(self, data: str) -> None:
         """One event's data. Sets ``got_first_token`` when the first text arrives."""
+        if self.finished:
+            return  # data after [DONE] is not part of the answer
         if data.strip() == "[DONE]":
-            self.done = True
+            self.finished = True
             return
         try:
             chunk = loads(data)
@@ -213,7 +215,7 @@ class StreamAssembler:
 
     def result(self) -> Reply:
         """The assembled reply; raises when the stream ended before it was complete."""
-        if not self.done and self._finish_reason is None:
+        if not self.finished and self._finish_reason is None:
             raise BadReply("the stream ended before [DONE] and before any finish_reason: answer incomplete")
         message: dict[str, Any] = {"role": self._role, "content": "".join(self._content)}
         if self._reasoning:

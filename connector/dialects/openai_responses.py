@@ -215,7 +215,13 @@ class ResponsesStream:
         self._final: Mapping[str, Any] | None = None
         self._text: list[str] = []
 
+    @property
+    def finished(self) -> bool:
+        return self._final is not None
+
     def feed(self, data: str) -> None:
+        if self.finished:
+            return  # events after the final one are not part of the answer
         if data.strip() == "[DONE]":
             return  # not in the spec, but some gateways add it
         event = load_object(data, "a stream event is")

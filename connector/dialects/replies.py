@@ -26,7 +26,7 @@ from typing import Any
 
 from connector.dialects.base import Reply, preview
 from connector.dialects.usage import token_count
-from connector.errors import BadReply
+from connector.errors import BadReply, ErrorClass
 
 _TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
 # Part types whose text is the answer; other parts (images, reasoning, refusals) are not.
@@ -97,6 +97,34 @@ def normalise(reply: Reply) -> Reply:
     else:
         out["usage"] = usage
     return out
+
+
+def missing_answer(reply: Mapping[str, Any]) -> tuple[ErrorClass, str] | None:
+    """``(error class, why)`` when a well-formed reply holds no answer, else None.
+
+    ``content`` null or blank with no tool call, whatever ``finish_reason`` says (a gateway
+    whose upstream failed sends ``content: null`` with ``stop``; Responses, Messages and
+    generateContent replies with no text normalise to the same), is ``bad_reply``; OpenAI's
+    ``refusal`` in place of content is ``content_filter``. A ``length`` cut is left to the
+    truncation rule, and a ``content_filter`` finish already says why there is nothing.
+    """
+    choices = reply.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return None  # not a text reply (embeddings): its own dialect judged it
+    choice = choices[0]
+    finish = choice.get("finish_reason")
+    if finish in ("length", "content_filter"):
+        return None
+    message = choice.get("message") or {}
+    content = message.get("content")
+    if (isinstance(content, str) and content.strip()) or message.get("tool_calls"):
+        return None
+    refusal = message.get("refusal")
+    if isinstance(refusal, str) and refusal.strip():
+        return "content_filter", f"the model refused to answer: {preview(refusal)}"
+    said = "null" if content is None else "empty"
+    return "bad_reply", (f"the reply holds no answer (content {said}, finish_reason {finish}): "
+                         "an empty answer is not reported as ok")
 
 
 def _kind(value: Any) -> str:

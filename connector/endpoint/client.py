@@ -32,7 +32,7 @@ import email.utils
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +44,7 @@ from connector.dialects.openai_chat import Reply, error_message
 from connector.endpoint.classify import is_quota, rejects_key
 from connector.endpoint.deadlines import Deadlines
 from connector.endpoint.limits import Limiter, SpendBudget, TokenEstimator, WaitCap
-from connector.endpoint.sse import SSEParser
+from connector.endpoint.sse import SSEEvent, SSEParser
 from connector.endpoint.transport import Response, Transport, origin
 from connector.jsonbytes import dumps
 
@@ -280,19 +280,23 @@ class EndpointClient:
         parser, assembler = SSEParser(), self._dialect.stream_assembler()
         ttft: float | None = None
 
-        def feed(chunk: bytes) -> None:
+        def feed(events: Iterable[SSEEvent]) -> None:
             nonlocal ttft
-            for event in parser.feed(chunk):
+            for event in events:
+                if assembler.finished:
+                    return  # after the end marker: not part of the answer
+                if event.event == "error":  # any shape: the stream ends in an error, not an answer
+                    raise errors.BadReply("the endpoint reported an error mid-stream: "
+                                          f"{self._dialect.error_message(event.data)}")
                 assembler.feed(event.data)
                 if ttft is None and assembler.got_first_token:
                     ttft = (time.perf_counter() - started) * 1000
 
         try:
-            feed(first)
+            feed(parser.feed(first))
             async for chunk in rest:  # transport failures arrive as TransportError, not caught below
-                feed(chunk)
-            for event in parser.close():
-                assembler.feed(event.data)
+                feed(parser.feed(chunk))
+            feed(parser.close())
             return self._dialect.normalise(assembler.result()), ttft
         except _SHAPE_ERRORS as exc:
             raise self._shape_error(exc) from exc
