@@ -238,14 +238,10 @@ class AnthropicStream:
         self._blocks: dict[int, dict[str, Any]] = {}
         self._json: dict[int, list[str]] = {}
         self._usage: dict[str, Any] = {}
-        self._stopped = False
-
-    @property
-    def finished(self) -> bool:
-        return self._stopped
+        self.finished = False
 
     def feed(self, data: str) -> None:
-        if self._stopped:
+        if self.finished:
             return  # events after message_stop are not part of the answer
         event = load_object(data, "a stream event is")
         kind = event.get("type")
@@ -265,7 +261,7 @@ class AnthropicStream:
                 self._message["stop_reason"] = delta["stop_reason"]
             self._usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
         elif kind == "message_stop":
-            self._stopped = True
+            self.finished = True
         elif kind == "error" or (kind is None and "error" in event):
             raise BadReply(f"the endpoint reported an error mid-stream: {generic_error_message(event)}")
 
@@ -283,7 +279,7 @@ class AnthropicStream:
         self.got_first_token = True
 
     def result(self) -> Reply:
-        if not self._stopped and self._message.get("stop_reason") is None:
+        if not self.finished and self._message.get("stop_reason") is None:
             raise BadReply("the stream ended before message_stop and before a stop_reason: answer incomplete")
         for index, pieces in self._json.items():
             text = "".join(pieces)

@@ -62,15 +62,10 @@ class StreamAssembler(Protocol):
     """Builds one normalised reply from the ``data:`` payloads of a stream."""
 
     got_first_token: bool
-
-    @property
-    def finished(self) -> bool:
-        """The shape's end marker was seen ([DONE], response.completed, message_stop): the answer
-        is whole, and whatever the server sends after it is not part of it."""
+    finished: bool  # the end marker ([DONE], response.completed, message_stop) seen: the rest is not the answer
 
     def feed(self, data: str) -> None:
-        """One event's data; sets ``got_first_token`` when the first generated text arrives.
-        Ignored once ``finished``."""
+        """One event's data (ignored once ``finished``); sets ``got_first_token`` at the first generated text."""
 
     def result(self) -> Reply:
         """The assembled reply; BadReply when the stream ended before the answer was complete."""

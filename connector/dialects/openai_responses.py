@@ -214,10 +214,7 @@ class ResponsesStream:
         self.got_first_token = False
         self._final: Mapping[str, Any] | None = None
         self._text: list[str] = []
-
-    @property
-    def finished(self) -> bool:
-        return self._final is not None
+        self.finished = False
 
     def feed(self, data: str) -> None:
         if self.finished:
@@ -235,7 +232,7 @@ class ResponsesStream:
             response = event.get("response")
             if not isinstance(response, dict):
                 raise BadReply(f"a {kind} event without its response: {preview(data)}")
-            self._final = response
+            self._final, self.finished = response, True
         elif kind == "error" or (kind is None and "error" in event):
             raise BadReply(f"the endpoint reported an error mid-stream: {generic_error_message(event)}")
 
