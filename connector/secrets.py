@@ -25,6 +25,8 @@ A :class:`Redactor` masks each secret in every form it may be echoed in: as is, 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import re
 import threading
@@ -168,6 +170,26 @@ def config_secrets(config: object) -> list[str]:
     # so a message written before or after validation never shows it.
     found += [value.strip() for value in found if value != value.strip()]
     return found
+
+
+# The key of the requester hash: it makes the hash of a credential useless outside this
+# connector's cache keys (no table of precomputed hashes matches it).
+_REQUESTER_KEY = b"source-openai-compatible/answer-cache/requester/v1"
+
+
+def requester_identity(config: object) -> str:
+    """Who asks, as the answer cache keys it: a keyed hash (HMAC-SHA256) of every credential of
+    the config (:func:`config_secrets`) and every configured header, name and value.
+
+    Another key, another account's credentials or another routing header (``X-Route: model-b``)
+    give another identity, so two jobs that differ only there never share answers; the hash,
+    never the secret, is what goes into a cache key.
+    """
+    headers = _field(config, "headers")
+    named = sorted((str(k).lower(), str(v)) for k, v in dict(headers).items()) if isinstance(headers, Mapping) else []
+    secrets = sorted(set(config_secrets(config)))
+    message = json.dumps([named, secrets], ensure_ascii=False).encode()
+    return hmac.new(_REQUESTER_KEY, message, hashlib.sha256).hexdigest()
 
 
 class SecretRegistry:

@@ -218,12 +218,13 @@ def enricher_for(config: Any, transport: Any, cache: Any = None) -> Any:
     from connector.answers.extract import ResponseExtractor
     from connector.config.parts import parts_of
     from connector.pipeline.enrich import RowEnricher
-    from connector.secrets import Redactor
+    from connector.secrets import Redactor, requester_identity
 
     parts, client = parts_of(config), client_for(config, transport)
     extractor = ResponseExtractor(parts.output.response_template, ExtraOutputs.from_config(parts.output))
     template = template_for(config, client.dialect.conversation_key)
-    return RowEnricher(parts.rows, client, template, extractor, Redactor(), cache)
+    return RowEnricher(parts.rows, client, template, extractor, Redactor(), cache,
+                       requester=requester_identity(parts.request))
 
 
 def template_for(config: Any, conversation_key: str = "messages") -> Any:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from connector.airbyte import commands
 from connector.answers.cache import AnswerCache, SingleFlight, cache_key
@@ -96,18 +97,62 @@ def test_a_locked_cache_degrades_to_no_cache(tmp_path: Path) -> None:
 
 def test_time_to_live_expires_answers(tmp_path: Path) -> None:
     cache = AnswerCache(tmp_path / "a.sqlite", ttl_seconds=60)
-    cache.put("k", {"v": 1})
-    assert cache.get("k") == {"v": 1}
+    cache.put("k", chat_reply("v"))
+    assert cache.get("k") == chat_reply("v")
     cache._db.execute("UPDATE answers SET created = created - 3600")  # type: ignore[union-attr]
     assert cache.get("k") is None
 
 
 def test_cache_key_is_canonical_and_covers_model_and_parameters() -> None:
-    a = cache_key("u", "chat", {"model": "m", "messages": [1], "temperature": 0})
-    assert a == cache_key("u", "chat", {"temperature": 0, "messages": [1], "model": "m"})
-    assert a != cache_key("u", "chat", {"model": "m2", "messages": [1], "temperature": 0})
-    assert a != cache_key("u", "chat", {"model": "m", "messages": [1], "temperature": 1})
-    assert a != cache_key("u2", "chat", {"model": "m", "messages": [1], "temperature": 0})
+    a = cache_key("u", "chat", {"model": "m", "messages": [1], "temperature": 0}, "r")
+    assert a == cache_key("u", "chat", {"temperature": 0, "messages": [1], "model": "m"}, "r")
+    assert a != cache_key("u", "chat", {"model": "m2", "messages": [1], "temperature": 0}, "r")
+    assert a != cache_key("u", "chat", {"model": "m", "messages": [1], "temperature": 1}, "r")
+    assert a != cache_key("u2", "chat", {"model": "m", "messages": [1], "temperature": 0}, "r")
+    assert a != cache_key("u", "chat", {"model": "m", "messages": [1], "temperature": 0}, "r2")
+
+
+def _read_in_process(config: dict[str, Any], handler: Any) -> list[dict[str, Any]]:
+    async def collect() -> list[dict[str, Any]]:
+        return [m async for m in commands.read(config, catalog_for(), None, mock_transport(handler))]
+
+    return asyncio.run(collect())
+
+
+def _records(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m["record"]["data"] for m in messages if m["type"] == "RECORD"]
+
+
+@pytest.mark.parametrize("other", [
+    {"headers": {"X-Route": "model-b"}},  # a gateway routes by header to another model
+    {"headers": {"X-Route": "model-a", "X-Team": "two"}},  # one more header
+    {"api_key": "sk-second-tenant-key-222"},  # another key (another account, another tenant)
+    {"url": "http://other-llm.local/v1"},  # another endpoint
+])
+def test_jobs_that_differ_only_in_who_asks_and_how_do_not_share_answers(tmp_path: Path, other: dict[str, Any]) -> None:
+    """Before: a second job routed elsewhere by a header, or with another key, got the first job's
+    answers, marked cached and ok. The cache file holds no credential either way."""
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:  # the answer depends on who asks and how
+        sent.append(request)
+        route = str(request.headers.get("x-route")).upper() + str(request.headers.get("x-team")).upper()
+        who = f"{request.url.host} {route} {str(request.headers.get('authorization'))[-3:]}"
+        return httpx.Response(200, json=chat_reply(f"answer for {who}"))
+
+    cache = {"path": str(tmp_path / "answers.sqlite")}
+    first = {"url": "http://llm.local/v1", "api_key": "sk-first-tenant-key-111", "headers": {"X-Route": "model-a"},
+             "prompt": "{{t}}", "input": {"rows": [{"t": "same question"}]}, "cache": cache}
+    assert [r["_cached"] for r in _records(_read_in_process(first, handler))] == [False]
+    again = _records(_read_in_process(first, handler))
+    assert [r["_cached"] for r in again] == [True] and len(sent) == 1  # the same job: from the cache
+
+    second = _records(_read_in_process({**first, **other}, handler))
+    assert [r["_cached"] for r in second] == [False] and len(sent) == 2
+    assert second[0]["answer"] != again[0]["answer"]
+    stored = (tmp_path / "answers.sqlite").read_bytes() + b"".join(
+        p.read_bytes() for p in tmp_path.glob("answers.sqlite-*"))
+    assert b"tenant-key" not in stored and b"model-a" not in stored
 
 
 def test_single_flight_shares_one_call_and_its_failure() -> None:
@@ -246,3 +291,80 @@ def test_answers_are_stored_before_records_are_emitted() -> None:
 
     data = asyncio.run(run())
     assert data["answer"] == "hello" and order == ["stored", "emitted"] and len(stored) == 1
+
+
+def _warnings(messages: list[dict[str, Any]]) -> list[str]:
+    return [m["log"]["message"] for m in messages if m["type"] == "LOG" and m["log"]["level"] == "WARN"]
+
+
+def test_a_damaged_cache_entry_is_a_logged_miss_and_a_cached_reply_is_judged_like_a_fresh_one(tmp_path: Path) -> None:
+    """Before: one entry that was not JSON crashed every later sync, and a cached reply with no
+    choices was served as ok with an empty answer."""
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content)["messages"][0]["content"])
+        return httpx.Response(200, json=chat_reply(f"answer to {sent[-1]}"))
+
+    path = tmp_path / "answers.sqlite"
+    rows = [{"t": f"q{i}"} for i in range(5)]
+    config = {"url": "http://llm.local/v1", "prompt": "{{t}}", "input": {"rows": rows}, "cache": {"path": str(path)}}
+    assert len(_records(_read_in_process(config, handler))) == 5 and len(sent) == 5
+    db = sqlite3.connect(str(path), isolation_level=None)
+    keys = [k for (k,) in db.execute("SELECT key FROM answers ORDER BY rowid")]
+    damage: list[Any] = [b"\x00\xffnot json", b'{"choices": []}', b"[1, 2]", 42]
+    for key, value in zip(keys[:4], damage, strict=True):
+        db.execute("UPDATE answers SET reply = ? WHERE key = ?", (value, key))
+    db.close()
+
+    messages = _read_in_process(config, handler)
+    records = _records(messages)
+    assert [r["_status"] for r in records] == ["ok"] * 5
+    assert [r["_cached"] for r in records] == [False] * 4 + [True]  # the damaged four were asked again
+    assert [r["answer"] for r in records] == [f"answer to q{i}" for i in range(5)]
+    assert len(sent) == 9
+    assert sum("holds a damaged entry" in w for w in _warnings(messages)) == 4
+    assert "damaged cache entries asked again: 4" in [m for m in messages if m["type"] == "LOG"][-1]["log"]["message"]
+    again = _records(_read_in_process(config, handler))  # repaired: the new answers were stored
+    assert [r["_cached"] for r in again] == [True] * 5 and len(sent) == 9
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Any:
+    """A real 192 KiB filesystem (tmpfs) that fills up while a read stores its answers."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=192k", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_cache_whose_disk_fills_up_mid_read_says_so_at_once_and_in_the_summary(small_disk: Path) -> None:
+    """Before: with the cache's disk full in the middle of a read, the read ended normally with no
+    warning (it was raised, then dropped) and the next read paid again for most answers."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        question = json.loads(request.content)["messages"][0]["content"]
+        return httpx.Response(200, json=chat_reply(f"{question}: " + "a long answer " * 100))
+
+    rows = [{"t": f"question {i}"} for i in range(400)]
+    config = {"url": "http://llm.local/v1", "prompt": "{{t}}", "input": {"rows": rows},
+              "cache": {"path": str(small_disk / "answers.sqlite")}}
+    messages = _read_in_process(config, handler)
+    records = _records(messages)
+    assert [r["_status"] for r in records] == ["ok"] * 400  # nothing bought is lost from this run's output
+    warned = [i for i, m in enumerate(messages) if m["type"] == "LOG" and m["log"]["level"] == "WARN"
+              and "stopped storing answers" in m["log"]["message"]]
+    assert len(warned) == 1 and "full" in messages[warned[0]]["log"]["message"]
+    last_record = max(i for i, m in enumerate(messages) if m["type"] == "RECORD")
+    assert warned[0] < last_record  # said when it happened, not dropped
+    summary = [m for m in messages if m["type"] == "LOG"][-1]["log"]["message"]
+    unkept = int(summary.split("ANSWER CACHE STOPPED STORING: ")[1].split(" answers")[0])
+    kept = sum(r["_cached"] for r in _records(_read_in_process(config, handler)))
+    assert unkept > 0 and kept + unkept == 400  # the summary counted exactly the answers a rerun pays again

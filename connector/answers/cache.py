@@ -1,13 +1,19 @@
 """Answers already paid for: an on-disk cache, and one request per distinct body per run.
 
-The key is a SHA-256 over a canonical JSON of (endpoint URL, dialect, request
-body); the body includes the model and every parameter, so a different prompt,
-model or temperature is a different key. An answer is stored (and committed)
+The key is a SHA-256 over a canonical JSON of who asks and what: the endpoint URL,
+the dialect, the requester's identity (:func:`connector.secrets.requester_identity`:
+a keyed hash of the credentials and of every configured header, so another key or a
+routing header is another key, and no credential is stored) and the request body,
+which includes the model and every parameter. An answer is stored (and committed)
 before its record is emitted: a resumed or repeated run pays nothing for it.
 
 The store is sqlite in WAL mode. Anything wrong with the file (corrupt, locked,
 read-only, a directory in the way) degrades to "no cache" with a warning, never
-a crash: the cache saves money, it must not cost a sync.
+a crash: the cache saves money, it must not cost a sync. When it stops storing in
+the middle of a run (a full disk), :attr:`AnswerCache.failure` says why and
+:attr:`AnswerCache.unkept` counts the answers bought that it could not keep, for the
+run's summary. A damaged entry (not JSON, not a reply) is a miss, with a warning, and
+a cached reply is normalised like a fresh one before it is used.
 """
 
 from __future__ import annotations
@@ -25,6 +31,10 @@ from typing import Any, TypeVar
 import orjson
 
 from connector.config.sections import CacheConfig
+from connector.dialects.replies import normalise as normalise_text
+from connector.errors import BadReply
+
+Normalise = Callable[[dict[str, Any]], dict[str, Any]]
 
 T = TypeVar("T")
 
@@ -47,29 +57,39 @@ def cache_path(cache: CacheConfig) -> Path:
     return Path(cache.path).expanduser() if cache.path else default_cache_path()
 
 
-def open_cache(cache: CacheConfig, warn: Callable[[str], None]) -> AnswerCache | None:
-    """The answer cache the config asks for (None when it is off)."""
+def open_cache(cache: CacheConfig, warn: Callable[[str], None],
+               normalise: Normalise = normalise_text) -> AnswerCache | None:
+    """The answer cache the config asks for (None when it is off); ``normalise`` is the run's dialect's,
+    which judges a cached reply as it judges a fresh one."""
     if not cache.enabled:
         return None
-    return AnswerCache(cache_path(cache), cache.ttl_seconds, warn=warn)
+    return AnswerCache(cache_path(cache), cache.ttl_seconds, warn=warn, normalise=normalise)
 
 
-def cache_key(url: str, dialect: str, body: Any) -> str:
-    canonical = orjson.dumps([url, dialect, body], option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
-                             default=str)
+def cache_key(url: str, dialect: str, body: Any, requester: str) -> str:
+    """The key of the answer to ``body`` sent by ``requester`` (:func:`~connector.secrets.requester_identity`)
+    to ``url`` in the ``dialect`` API shape."""
+    canonical = orjson.dumps([url, dialect, requester, body],
+                             option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
     return hashlib.sha256(canonical).hexdigest()
 
 
 class AnswerCache:
     """sqlite-backed answers with an optional time to live. Thread-unsafe by design: one event loop."""
 
-    def __init__(self, path: Path, ttl_seconds: float | None = None, warn: Callable[[str], None] = print) -> None:
+    def __init__(self, path: Path, ttl_seconds: float | None = None, warn: Callable[[str], None] = print,
+                 normalise: Normalise = normalise_text) -> None:
         self.path = path
+        self._normalise = normalise
         self.ttl = ttl_seconds
         self._warn = warn
         self._db: sqlite3.Connection | None = None
         self.hits = 0
         self.stores = 0
+        self.damaged = 0  # entries that could not be read back: misses
+        self.failure: str | None = None  # why the cache stopped storing in the middle of the run
+        self.unkept = 0  # answers put after (or in the transaction of) that failure: not kept
+        self._uncommitted = 0
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(str(path), timeout=1.0, isolation_level=None, check_same_thread=False)
@@ -87,6 +107,9 @@ class AnswerCache:
 
     def _disable(self, message: str) -> None:
         self._warn(message)
+        if self._db is not None:  # it opened: the run is buying answers that a repeated run pays for again
+            self.failure = message
+            self.unkept += self._uncommitted
         if self._db is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
@@ -104,13 +127,20 @@ class AnswerCache:
             return None
         if self.ttl is not None and time.time() - row[1] > self.ttl:
             return None
+        try:
+            reply = self._normalise(_stored_reply(row[0]))  # judged like a fresh reply
+        except (ValueError, TypeError, BadReply) as exc:
+            self.damaged += 1
+            self._warn(f"the answer cache at {self.path} holds a damaged entry ({_reason(exc)}): "
+                       "asking the endpoint again")
+            return None
         self.hits += 1
-        reply: dict[str, Any] = orjson.loads(row[0])
         return reply
 
     def put(self, key: str, reply: dict[str, Any]) -> None:
         """Store an answer in the open transaction; :meth:`commit` makes it durable."""
         if self._db is None:
+            self.unkept += self.failure is not None
             return
         try:
             if not self._db.in_transaction:
@@ -120,8 +150,10 @@ class AnswerCache:
                 (key, orjson.dumps(reply), time.time()),
             )
             self.stores += 1
+            self._uncommitted += 1
         except sqlite3.Error as exc:
-            self._disable(f"the answer cache at {self.path} failed ({exc}); running without a cache")
+            self._uncommitted += 1
+            self._disable(self._stopped(exc))
 
     def commit(self) -> None:
         """Make every stored answer durable. Called before each record is emitted: answers
@@ -131,8 +163,21 @@ class AnswerCache:
             return
         try:
             self._db.execute("COMMIT")
+            self._uncommitted = 0
         except sqlite3.Error as exc:
-            self._disable(f"the answer cache at {self.path} failed ({exc}); running without a cache")
+            self._disable(self._stopped(exc))
+
+    def _stopped(self, exc: sqlite3.Error) -> str:
+        return (f"the answer cache at {self.path} stopped storing answers ({exc}): answers bought from now on "
+                "are not kept, and a repeated run pays for them again; free space there or set cache.path")
+
+    def trouble(self) -> str:
+        """What went wrong with the cache during the run, for the summary ("" when nothing did)."""
+        text = f"; damaged cache entries asked again: {self.damaged}" if self.damaged else ""
+        if self.failure is not None:
+            text += (f"; ANSWER CACHE STOPPED STORING: {self.unkept} answers bought in this run are not kept "
+                     f"(a repeated run pays for them again): {self.failure}")
+        return text
 
     def close(self) -> None:
         if self._db is not None:
@@ -140,6 +185,17 @@ class AnswerCache:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _stored_reply(raw: Any) -> dict[str, Any]:
+    value = orjson.loads(raw)
+    if not isinstance(value, dict):
+        raise TypeError(f"a JSON {type(value).__name__}, not a reply object")
+    return value
+
+
+def _reason(exc: Exception) -> str:
+    return exc.message if isinstance(exc, BadReply) else f"{type(exc).__name__}: {exc}"
 
 
 class SingleFlight:

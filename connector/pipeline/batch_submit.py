@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector import errors
-from connector.answers.cache import AnswerCache, cache_key
+from connector.answers.cache import AnswerCache
 from connector.callbacks import Clock
 from connector.config.parts import RunPolicy
 from connector.endpoint.batch import BatchAPI, BatchRequest, Chunker, Submission, fingerprint
@@ -59,7 +59,7 @@ class BatchContext:
 
     def key_of(self, body: Any) -> str:
         """The answer-cache key of a request body (as a normal request's)."""
-        return cache_key(self.url, self.dialect, body)
+        return self.enricher.answer_key(body)
 
 
 @dataclass

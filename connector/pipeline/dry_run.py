@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.answers.cache import cache_key
 from connector.answers.prices import CONFIG, PriceList, Rates, billed_as_batch, cost_of, rates_of
 from connector.dialects.embeddings import EmbeddingsDialect
 from connector.dialects.usage import TokenUsage
@@ -258,7 +257,7 @@ class Planner:
     def _cached(self, body: dict[str, Any]) -> bool:
         if self._cache is None:
             return False
-        return self._cache.get(cache_key(self._url, self._dialect.name, body)) is not None
+        return self._cache.get(self._enricher.answer_key(body)) is not None
 
     async def _sample(self, row_number: int, body: dict[str, Any]) -> Sample:
         prepared = self._dialect.prepare(body)

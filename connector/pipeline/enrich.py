@@ -79,7 +79,8 @@ class RowEnricher:
     """
 
     def __init__(self, policy: RowPolicy, client: EndpointClient, template: RequestTemplate,
-                 extractor: ResponseExtractor, redactor: Redactor, cache: AnswerCache | None = None) -> None:
+                 extractor: ResponseExtractor, redactor: Redactor, cache: AnswerCache | None = None, *,
+                 requester: str) -> None:
         self._policy = policy
         self._dialect = client.dialect  # the run's one dialect: bodies are built for the shape the client speaks
         self._template = template
@@ -88,6 +89,7 @@ class RowEnricher:
         self._prices = PriceList.at(policy.prices, client.url)
         self._redact = redactor
         self._cache = cache if cache is not None and cache.enabled else None
+        self._requester = requester  # secrets.requester_identity: a keyed hash, no credential in any cache key
         self._single_flight = SingleFlight()
         self._used_columns = sorted(template.columns)
         self._media = dict(policy.media_columns)
@@ -193,9 +195,14 @@ class RowEnricher:
         done.outcome.model = model_name(tried)  # every model failed: the last one asked (not one passed over)
         return done
 
+    def answer_key(self, body: Body) -> str:
+        """The answer-cache key of ``body`` as this run sends it: the same body to another URL, in
+        another shape, with another key or routing header is another request."""
+        return cache_key(self._client.url, self._dialect.name, body, self._requester)
+
     async def _answer(self, body: Body, spend: Spend) -> _Answer:
         """From the cache, from an identical request in flight, or from the endpoint (added to ``spend``)."""
-        key = cache_key(self._client.url, self._dialect.name, body)  # the same body, another shape: another request
+        key = self.answer_key(body)
         cache = self._cache
         if cache is not None:
             reply = cache.get(key)

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector import errors
-from connector.answers.cache import AnswerCache, cache_key
+from connector.answers.cache import AnswerCache
 from connector.answers.records import Enriched
 from connector.dialects.embeddings import EmbeddingsDialect
 from connector.endpoint.classify import fatal, is_fatal
@@ -125,7 +125,7 @@ class InputGroups:
         planned = self._enricher.plan(item)
         if isinstance(planned, Enriched):
             return _Row(planned)
-        key = cache_key(self._client.url, self._dialect.name, planned.body)
+        key = self._enricher.answer_key(planned.body)
         return _Row(planned, key, self._cache.get(key) if self._cache is not None else None)
 
     def _full(self, group: _Group, body: dict[str, Any]) -> bool:

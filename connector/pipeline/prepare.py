@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import BinaryIO, Literal
 
-from connector.answers.cache import AnswerCache, cache_path, open_cache
+from connector.answers.cache import AnswerCache, Normalise, cache_path, open_cache
 from connector.answers.extra_columns import ExtraOutputs
 from connector.answers.extract import ResponseExtractor
 from connector.answers.records import META_COLUMNS
@@ -37,7 +37,7 @@ from connector.pipeline.enrich import RowEnricher
 from connector.requests.templates import RequestTemplate
 from connector.rows.fingerprint import InputFingerprint
 from connector.rows.opening import open_input
-from connector.secrets import Redactor
+from connector.secrets import Redactor, requester_identity
 
 TransportFactory = Callable[[Limits], Transport]
 # What the run is for decides its answer cache: a read or run opens (or creates) it; a dry run
@@ -135,25 +135,37 @@ async def prepare(config: SourceConfig, transport_factory: TransportFactory = de
         primary_key(parts.output, table.schema)
     async with connect(parts, Redactor.for_config(config), dialect, transport_factory, notice=notice) as endpoint:
         parts = endpoint.parts if purpose != "import" else endpoint.parts.without_validation_retries()
-        cache = _cache_for(purpose, parts.cache, notes.append)
+        running: list[bool] = []  # once the context is handed out, notes are no longer read
+
+        def warn(text: str) -> None:  # the cache's: when it opens, and whenever it fails while running
+            if running and notice is not None:
+                notice("WARN", endpoint.redact(text))
+            else:
+                notes.append(text)
+
+        cache = _cache_for(purpose, parts.cache, warn, dialect.normalise)
         try:
             extractor = ResponseExtractor(parts.output.response_template, ExtraOutputs.from_config(parts.output))
             enricher = RowEnricher(parts.rows, endpoint.client, template, extractor, endpoint.redact,
-                                   None if purpose == "dry_run" else cache)
-            yield RunContext(parts, dialect, template, table, schema, endpoint.transport, endpoint.client,
-                             endpoint.redact, cache, enricher, start, saved, [endpoint.redact(n) for n in notes],
-                             saved_input)
+                                   None if purpose == "dry_run" else cache, requester=requester_identity(parts.request))
+            context = RunContext(parts, dialect, template, table, schema, endpoint.transport, endpoint.client,
+                                 endpoint.redact, cache, enricher, start, saved, [endpoint.redact(n) for n in notes],
+                                 saved_input)
+            running.append(True)
+            yield context
         finally:
             if cache is not None:
                 cache.close()
 
 
-def _cache_for(purpose: Purpose, settings: CacheConfig, warn: Callable[[str], None]) -> AnswerCache | None:
+def _cache_for(purpose: Purpose, settings: CacheConfig, warn: Callable[[str], None],
+               normalise: Normalise) -> AnswerCache | None:
     """The answer cache for ``purpose`` (None when off or not needed); ``warn`` hears why it could not be used."""
     if purpose == "export":
         return None
     if purpose == "dry_run":  # a dry run creates nothing: only a cache file that exists is looked into
         if not settings.enabled or not cache_path(settings).is_file():
             return None
-        return AnswerCache(cache_path(settings), settings.ttl_seconds, warn=lambda _message: None)
-    return open_cache(settings, warn)
+        return AnswerCache(cache_path(settings), settings.ttl_seconds, warn=lambda _message: None,
+                           normalise=normalise)
+    return open_cache(settings, warn, normalise)

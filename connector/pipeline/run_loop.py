@@ -30,6 +30,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
+from connector.answers.cache import AnswerCache
 from connector.answers.records import Enriched, Record, Tally
 from connector.callbacks import Clock
 from connector.errors import ConnectorError, RowFailed, SyncFailed
@@ -221,14 +222,14 @@ class _Loop:
             yield Checkpoint(self.position, self.since, input=self.hasher.fingerprint())
         for line in self.progress.finish(self.tally):
             yield Note(line)
-        yield Finished(False, _summary(self.name, self.tally, self.clock() - self.started), self.tally)
+        yield Finished(False, _summary(self.name, self.tally, self.clock() - self.started, self.cache), self.tally)
 
     def end(self, full_refresh: bool) -> Iterator[Event]:
         """Every answer is in (or a spend guard stopped the run): the last checkpoint and the summary."""
         tally, position = self.tally, self.position
         for line in self.progress.finish(tally):
             yield Note(line)
-        summary = _summary(self.name, tally, self.clock() - self.started)
+        summary = _summary(self.name, tally, self.clock() - self.started, self.cache)
         if self.stopped_by is not None:
             if position != self.committed:
                 yield Checkpoint(position, self.since, input=self.hasher.fingerprint())
@@ -244,6 +245,7 @@ class _Loop:
             raise SyncFailed(f"every row failed ({tally.rows} rows); first errors: {' | '.join(tally.first_errors)}")
 
 
-def _summary(name: str, tally: Tally, elapsed: float) -> str:
+def _summary(name: str, tally: Tally, elapsed: float, cache: AnswerCache | None) -> str:
     rate = f"{tally.rows / elapsed:.1f}" if elapsed else "-"
-    return f"{name}: {tally.rows} rows in {elapsed:.1f} s ({rate} rows/s): {tally.summary()}"
+    trouble = cache.trouble() if cache is not None else ""  # damaged entries; a cache that stopped storing
+    return f"{name}: {tally.rows} rows in {elapsed:.1f} s ({rate} rows/s): {tally.summary()}{trouble}"

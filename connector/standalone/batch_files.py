@@ -53,7 +53,6 @@ def _openai_dialect(ctx: RunContext, flag: str) -> ChatDialect:
 async def export_requests(ctx: RunContext, path: str) -> tuple[int, Counter[str]]:
     """Write the batch input file of the context's rows to ``path`` (whole, or not at all); the requests
     written and the rows skipped by status."""
-    from connector.answers.cache import cache_key
 
     dialect = _openai_dialect(ctx, "--export-batch")
     enricher = ctx.enricher
@@ -68,7 +67,7 @@ async def export_requests(ctx: RunContext, path: str) -> tuple[int, Counter[str]
                 if not isinstance(planned, Ask):
                     skipped[planned.outcome.status] += 1
                     continue
-                key = cache_key(ctx.client.url, dialect.name, planned.body)
+                key = ctx.enricher.answer_key(planned.body)
                 out.write(input_line(dialect, custom_id(position + 1, key), planned.body).entry + b"\n")
                 written += 1
         os.replace(partial, target)
@@ -135,9 +134,7 @@ class ImportSource:
             yield Note(f"{unused:,} lines of {self._path} answer no row of this input with this config", "WARN")
 
     async def _row(self, planned: Ask) -> Enriched:
-        from connector.answers.cache import cache_key
-
-        key = cache_key(self._client.url, self._client.dialect.name, planned.body)
+        key = self._enricher.answer_key(planned.body)
         cid = custom_id(planned.number, key)
         result = self._results.get(cid)
         self.used += result is not None
