@@ -25,6 +25,7 @@ Streams and replies that end in an error or hold no answer (issue 20)
 - ``sse-error-event``: part of the answer, then ``event: error``, then the rest and ``[DONE]``
 - ``after-done``: a whole stream, then more text after ``data: [DONE]``
 - ``content-null``: ``content: null`` with ``finish_reason: stop`` (streamed: no content deltas)
+- ``model-object``, ``model-number``: ``model`` is an object (``{"id": ..., "provider": ...}``) or a number
 
 Wire forms that already worked (kept working)
 - ``gzip``, ``deflate``: a compressed body; ``chunked``: a JSON body in chunked pieces;
@@ -56,7 +57,7 @@ WIRE_MODES = ("gzip", "deflate", "chunked", "http10")
 STREAM_MODES = ("crlf-sse", "cr-sse", "sse-comments", "sse-event-lines", "multiline-data", "usage-only-final",
                 "no-done", "keepalive-stream", "json-to-stream", "sse-error-event", "after-done")
 REPLY_MODES = ("usage-na", "usage-list", "usage-string-tokens", "bad-utf8", "lone-surrogate", "message-string",
-               "content-parts", "content-number", "content-null")
+               "content-parts", "content-number", "content-null", "model-object", "model-number")
 MODES = ("trickle-json", "redirect-302", *WIRE_MODES, *STREAM_MODES, *REPLY_MODES)
 PREFIXES = ("ratelimited-", "budget-exhausted-")
 TRICKLE_EVERY = 0.5  # seconds between bytes or keep-alive comments
@@ -73,9 +74,13 @@ def _usage(body: dict[str, Any], text: str) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": len(text) // 4, "total_tokens": prompt + len(text) // 4}
 
 
-def _completion(body: dict[str, Any], message: Any, usage: Any) -> dict[str, Any]:
+def _model(mode: str, body: dict[str, Any]) -> Any:
+    return {"model-object": {"id": "m-obj", "provider": "p"}, "model-number": 7}.get(mode) or body.get("model") or "m"
+
+
+def _completion(body: dict[str, Any], message: Any, usage: Any, mode: str = "") -> dict[str, Any]:
     return {"id": "chatcmpl-hostile", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model") or "fake-model",
+            "model": _model(mode, body),
             "choices": [{"index": 0, "message": message, "finish_reason": "stop"}], "usage": usage}
 
 
@@ -98,7 +103,7 @@ def _reply_body(mode: str, body: dict[str, Any], text: str) -> bytes:
         message = {"role": "assistant", "content": 42}
     elif mode == "content-null":
         message = {"role": "assistant", "content": None}
-    raw = json.dumps(_completion(body, message, usage)).encode()
+    raw = json.dumps(_completion(body, message, usage, mode)).encode()
     if mode == "bad-utf8":
         raw = raw.replace(b"echo:", b"echo\xff\xfe:", 1)
     elif mode == "lone-surrogate":
@@ -178,7 +183,7 @@ async def _http10(request: web.Request, raw: bytes, count: Callable[[], None]) -
 
 
 def _events(mode: str, body: dict[str, Any], text: str) -> list[dict[str, Any]]:
-    base = {"id": "chatcmpl-hostile", "object": "chat.completion.chunk", "model": body.get("model") or "m"}
+    base = {"id": "chatcmpl-hostile", "object": "chat.completion.chunk", "model": _model(mode, body)}
     events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
     if mode != "content-null":
         events += [{**base, "choices": [{"index": 0, "delta": {"content": text[i:i + 4]}}]}

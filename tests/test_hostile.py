@@ -144,6 +144,31 @@ def test_stream_forms_are_read_right_and_bought_once(server: str, tmp_path: Path
     assert elapsed < FAR
 
 
+_JSON_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_record_columns_keep_their_schema_types_whatever_the_server_sends(server: str, tmp_path: Path,
+                                                                          stream: bool) -> None:
+    """Before: a ``model`` sent as an object (or a number) was emitted as one in ``_model``, declared a string."""
+    from connector.answers.records import META_COLUMNS
+
+    token = f"types-{stream}"
+    run, _ = run_cli(tmp_path, "read", config(server, rows_for(token, ["model-object", "model-number"]),
+                                              stream=stream))
+    assert run.code == 0, run.stdout[-2000:]
+    rows = by_mode(run)
+    assert rows["model-object"]["_model"] == '{"id":"m-obj","provider":"p"}'
+    assert rows["model-number"]["_model"] == "7"
+    for record in run.records:
+        for column, schema in META_COLUMNS.items():
+            kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+            allowed = tuple(t for k in kinds for t in (_JSON_TYPES[k] if isinstance(_JSON_TYPES[k], tuple)
+                                                      else (_JSON_TYPES[k],)))
+            assert isinstance(record[column], allowed) and not (
+                isinstance(record[column], bool) and "boolean" not in kinds), (column, record[column])
+
+
 def test_prompt_tokens_as_text_reach_a_parquet_file_as_integers(server: str, tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 

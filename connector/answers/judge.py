@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from connector.answers.extract import CONTENT_PATH, dig
-from connector.answers.outcomes import RowOutcome, model_name
+from connector.answers.outcomes import RowOutcome, as_text, model_name
 from connector.answers.prices import PriceList, Spend
 from connector.dialects.replies import missing_answer
 from connector.dialects.usage import usage_from
@@ -25,7 +25,7 @@ from connector.endpoint.client import Completion
 def finish_reason(reply: Mapping[str, Any]) -> str | None:
     """Why the answer ended (``stop``, ``length``, ...), as the normalised reply says."""
     value = dig(reply, ("choices", 0, "finish_reason"))
-    return str(value) if value is not None else None
+    return as_text(value) if value is not None else None
 
 
 def content_of(reply: Mapping[str, Any]) -> Any:

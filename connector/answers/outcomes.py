@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+import orjson
+
 from connector.errors import ErrorClass
 
 Status = Literal["ok", "error", "truncated", "skipped_null", "skipped_too_long"]
@@ -89,4 +91,13 @@ def model_name(value: object) -> str | None:
     """A model as the ``_model`` column holds it: text, or None when there is none."""
     if value is None or value == "":
         return None
-    return value if isinstance(value, str) else str(value)
+    return as_text(value)
+
+
+def as_text(value: object) -> str:
+    """A value the server sent for a text column, as text whatever its JSON type: a string as it is,
+    anything else (an object, a number) as its JSON text, so the column's type never drifts from the
+    discovered schema."""
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value, default=str, option=orjson.OPT_SORT_KEYS).decode()
