@@ -27,6 +27,10 @@ Streams and replies that end in an error or hold no answer (issue 20)
 - ``content-null``: ``content: null`` with ``finish_reason: stop`` (streamed: no content deltas)
 - ``model-object``, ``model-number``: ``model`` is an object (``{"id": ..., "provider": ...}``) or a number
 
+Replies too large to hold (issue 20)
+- ``gzip-bomb``: a 1 MB gzip body (``Content-Encoding: gzip``) that decompresses to a 1 GiB answer
+- ``stream-flood``: a stream of 64 KiB content deltas, 128 MiB in all, then ``[DONE]``
+
 Wire forms that already worked (kept working)
 - ``gzip``, ``deflate``: a compressed body; ``chunked``: a JSON body in chunked pieces;
   ``http10``: an HTTP/1.0 answer ended by closing the connection
@@ -55,10 +59,10 @@ from aiohttp import web
 
 WIRE_MODES = ("gzip", "deflate", "chunked", "http10")
 STREAM_MODES = ("crlf-sse", "cr-sse", "sse-comments", "sse-event-lines", "multiline-data", "usage-only-final",
-                "no-done", "keepalive-stream", "json-to-stream", "sse-error-event", "after-done")
+                "no-done", "keepalive-stream", "json-to-stream", "sse-error-event", "after-done", "stream-flood")
 REPLY_MODES = ("usage-na", "usage-list", "usage-string-tokens", "bad-utf8", "lone-surrogate", "message-string",
                "content-parts", "content-number", "content-null", "model-object", "model-number")
-MODES = ("trickle-json", "redirect-302", *WIRE_MODES, *STREAM_MODES, *REPLY_MODES)
+MODES = ("trickle-json", "redirect-302", "gzip-bomb", *WIRE_MODES, *STREAM_MODES, *REPLY_MODES)
 PREFIXES = ("ratelimited-", "budget-exhausted-")
 TRICKLE_EVERY = 0.5  # seconds between bytes or keep-alive comments
 TRICKLE_FOR = 120.0  # a trickle stops after this long even if the client is still listening
@@ -124,6 +128,10 @@ async def answer(mode: str, request: web.Request, body: dict[str, Any], text: st
         return web.Response(status=302, headers={"Location": f"http://127.0.0.2:{port}{request.path}"})
     if mode == "trickle-json":
         return await _trickle(request, _reply_body(mode, body, text))
+    if mode == "gzip-bomb":
+        return web.Response(body=_gzip_bomb(), content_type="application/json", headers={"Content-Encoding": "gzip"})
+    if stream and mode == "stream-flood":
+        return await _flood(request, body)
     if stream and mode != "json-to-stream" and mode not in WIRE_MODES:
         return await _sse(request, mode, body, text, count)
     headers: dict[str, str] = {}
@@ -152,6 +160,46 @@ async def answer(mode: str, request: web.Request, body: dict[str, Any], text: st
     except ConnectionError:
         return web.Response()
     count()
+    return resp
+
+
+_BOMB: list[bytes] = []
+
+
+def _gzip_bomb(blocks: int = 1024) -> bytes:
+    """A valid gzip body of a chat completion whose content is ``blocks`` MiB of spaces, about 1 KB
+    per MiB: each MiB is deflated once after a full flush (so every copy is the same bytes), and
+    the gzip header and trailer (CRC-32, size) are written by hand."""
+    if not _BOMB:
+        prefix = b'{"choices":[{"index":0,"message":{"role":"assistant","content":"'
+        suffix = b'"},"finish_reason":"stop"}]}'
+        block = b" " * (1 << 20)
+        deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+        head = deflate.compress(prefix) + deflate.flush(zlib.Z_FULL_FLUSH)
+        middle = deflate.compress(block) + deflate.flush(zlib.Z_FULL_FLUSH)
+        tail = deflate.compress(suffix) + deflate.flush()
+        crc = zlib.crc32(prefix)
+        for _ in range(blocks):
+            crc = zlib.crc32(block, crc)
+        size = (len(prefix) + blocks * len(block) + len(suffix)) & 0xFFFFFFFF
+        trailer = crc.to_bytes(4, "little") + size.to_bytes(4, "little")
+        _BOMB.append(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + head + middle * blocks + tail + trailer)
+    return _BOMB[0]
+
+
+async def _flood(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+    """128 MiB of 64 KiB content deltas, then a normal end: only a size limit stops the client early."""
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    event = json.dumps({"model": body.get("model") or "m",
+                        "choices": [{"index": 0, "delta": {"content": "x" * 65536}}]}).encode()
+    try:
+        for _ in range(2048):
+            await resp.write(b"data: " + event + b"\n\n")
+        await resp.write(b'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}\n\ndata: [DONE]\n\n')
+        await resp.write_eof()
+    except ConnectionError:
+        pass  # the client stopped reading: what it has is no answer
     return resp
 
 

@@ -331,3 +331,46 @@ def test_a_low_open_files_limit_sizes_the_pool_and_fails_no_row(tmp_path: Path) 
     assert [r["_status"] for r in records] == ["ok"] * len(rows)
     warnings = [m["log"]["message"] for m in messages if m["type"] == "LOG" and m["log"]["level"] == "WARN"]
     assert any(f"may open only {limit} files" in w and "running 96 requests at once" in w for w in warnings)
+
+
+# Replies too large to hold: cut off at max_reply_bytes, the row's error, memory bounded ------------
+
+
+def test_a_gzip_bomb_is_cut_off_at_max_reply_bytes_and_memory_stays_bounded(server: str, tmp_path: Path) -> None:
+    """A 1 MB gzip reply that decompresses to 1 GiB. Before: the process grew past 2 GB and the row was
+    ok. Measured as the connector process's own peak resident memory."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    raw = config(server, rows_for("bomb", ["gzip-bomb"]), max_retries=1)
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    (tmp_path / "catalog.json").write_text(json.dumps(catalog_for()))
+    peak = ("import atexit, resource, runpy, sys; atexit.register(lambda: print('PEAK_KB', "
+            "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)); "
+            "sys.argv = ['connector', *sys.argv[1:]]; runpy.run_module('connector', run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", peak, "read", "--config", str(tmp_path / "config.json"),
+                           "--catalog", str(tmp_path / "catalog.json")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=FAR * 2, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    records = {r["text"]: r for r in (json.loads(line)["record"]["data"] for line in proc.stdout.splitlines()
+                                      if '"type":"RECORD"' in line.replace(" ", ""))}
+    bomb = records["bomb gzip-bomb [[fake:gzip-bomb]]"]
+    assert (bomb["_status"], bomb["_error_class"], bomb["_attempts"]) == ("error", "bad_reply", 1), bomb
+    assert "larger than max_reply_bytes (67,108,864 bytes)" in bomb["_error"]
+    assert records["bomb normal"]["_status"] == "ok"
+    peak_mb = int(proc.stderr.split("PEAK_KB ")[1].split()[0]) / 1024
+    assert peak_mb < 512, peak_mb  # the limit (64 MiB) and what one read decompresses at once, not 1 GiB
+
+
+def test_a_stream_beyond_max_reply_bytes_is_cut_off_as_the_rows_error(server: str, tmp_path: Path) -> None:
+    raw = config(server, rows_for("flood", ["stream-flood"]), stream=True, max_reply_bytes=1 << 20)
+    run, elapsed = run_cli(tmp_path, "read", raw)
+    assert run.code == 0, run.stdout[-2000:]
+    rows = by_mode(run)
+    assert (rows["stream-flood"]["_status"], rows["stream-flood"]["_error_class"]) == ("error", "bad_reply")
+    assert "a stream of more than 1,048,576 bytes" in rows["stream-flood"]["_error"]
+    assert rows["stream-flood"]["_attempts"] == 1  # not asked again: the same server would send it again
+    assert rows["normal"]["_status"] == "ok"
+    assert elapsed < FAR

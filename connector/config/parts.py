@@ -56,6 +56,7 @@ class ClientPart:
     timeout: float
     max_retries: int
     max_wait_seconds: float
+    max_reply_bytes: int = 64 * 1024 * 1024  # a reply larger than this (decompressed) is the row's error
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,5 +161,5 @@ def parts_of(config: SourceConfig) -> Parts:
                      dict(config.media_columns))
     run = RunPolicy(config.stream_name, config.concurrency, config.on_row_error, config.max_error_rate,
                     config.max_retries, config.batch)
-    client = ClientPart(float(config.timeout), config.max_retries, config.max_wait_seconds)
+    client = ClientPart(float(config.timeout), config.max_retries, config.max_wait_seconds, config.max_reply_bytes)
     return Parts(request, client, output, limits, rows, run, config.input, config.cache)

@@ -75,6 +75,17 @@ class RunSettings(Strict):
         ),
         json_schema_extra={"order": 36},
     )
+    max_reply_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        title="Largest reply accepted (bytes)",
+        description=(
+            "Cap on one reply's size, as sent (Content-Length) and as decompressed, streamed or not. A larger "
+            "reply (a gzip bomb, a runaway stream) is cut off and that row is an error (bad_reply), so memory "
+            "stays bounded. Raise it for very large answers (many embeddings in one request)."
+        ),
+        json_schema_extra={"order": 38},
+    )
     on_row_error: Literal["emit", "skip", "fail"] = Field(
         "emit",
         title="When a row fails after retries",

@@ -45,7 +45,7 @@ from connector.endpoint.classify import is_quota, rejects_key
 from connector.endpoint.deadlines import Deadlines
 from connector.endpoint.limits import Limiter, SpendBudget, TokenEstimator, WaitCap
 from connector.endpoint.sse import SSEEvent, SSEParser
-from connector.endpoint.transport import Response, Transport, origin
+from connector.endpoint.transport import Response, Transport, origin, too_large
 from connector.jsonbytes import dumps
 
 
@@ -105,7 +105,7 @@ def _answers_whole(headers: Mapping[str, str], first: bytes) -> bool:
 async def _status_error(
     url: str, response: Response, describe: Callable[[bytes], str] = error_message
 ) -> errors.HTTPStatusError:
-    body = (await response.read())[:4096]
+    body = await response.head(4096)
     return http_error(url, response.status, body, response.headers, describe)
 
 
@@ -169,6 +169,7 @@ class EndpointClient:
         self._url = self._dialect.endpoint_url
         self._models_url = self._dialect.models_url
         self._timeout = settings.timeout
+        self._max_reply = settings.max_reply_bytes
         self._deadlines = Deadlines(self._timeout)  # the deadline of every attempt, one watchdog for all
         self._max_attempts = settings.max_retries + 1
         self._transport = transport
@@ -266,7 +267,7 @@ class EndpointClient:
             chunks = resp.iter_chunks()
             first = await anext(chunks, b"") if prepared.stream else b""
             if not prepared.stream or _answers_whole(resp.headers, first):
-                raw = first + await resp.read()
+                raw = first + await resp.read(self._max_reply, already=len(first))
                 try:
                     reply = dialect.normalise(dialect.parse_reply(raw))
                 except _SHAPE_ERRORS as exc:
@@ -294,7 +295,11 @@ class EndpointClient:
 
         try:
             feed(parser.feed(first))
+            size = len(first)
             async for chunk in rest:  # transport failures arrive as TransportError, not caught below
+                size += len(chunk)
+                if size > self._max_reply:
+                    raise too_large(self._max_reply, f"a stream of more than {self._max_reply:,} bytes")
                 feed(parser.feed(chunk))
             feed(parser.close())
             return self._dialect.normalise(assembler.result()), ttft
@@ -377,7 +382,7 @@ class EndpointClient:
                 return None
             if resp.status >= 300:
                 raise await _status_error(url, resp, self._dialect.error_message)
-            return await resp.read()
+            return await resp.read(self._max_reply)
 
 
 def retry_delay(failed_attempts: int, exc: errors.EndpointError, waits: WaitCap, url: str) -> float:

@@ -37,11 +37,43 @@ class Response:
     headers: Mapping[str, str]
     _chunks: AsyncIterator[bytes]
 
-    async def read(self) -> bytes:
-        return b"".join([chunk async for chunk in self._chunks])
+    async def read(self, limit: int | None = None, already: int = 0) -> bytes:
+        """The (rest of the) body, decompressed; BadReply as soon as it passes ``limit`` bytes (``already``
+        read included), as announced (Content-Length) or as read, so a gzip bomb or a runaway body never
+        fills memory."""
+        if limit is None:
+            return b"".join([chunk async for chunk in self._chunks])
+        announced = self.headers.get("content-length", "")
+        if announced.isdigit() and int(announced) > limit:
+            raise too_large(limit, f"{int(announced):,} bytes announced by Content-Length")
+        parts: list[bytes] = []
+        size = already
+        async for chunk in self._chunks:
+            size += len(chunk)
+            if size > limit:
+                raise too_large(limit, f"more than {limit:,} bytes after decompression")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def head(self, size: int) -> bytes:
+        """The first ``size`` bytes of the body (an error body's words), the rest left unread."""
+        parts: list[bytes] = []
+        got = 0
+        async for chunk in self._chunks:
+            parts.append(chunk)
+            got += len(chunk)
+            if got >= size:
+                break
+        return b"".join(parts)[:size]
 
     def iter_chunks(self) -> AsyncIterator[bytes]:
         return self._chunks
+
+
+def too_large(limit: int, what: str) -> errors.BadReply:
+    """The error of a reply beyond ``max_reply_bytes``: the row's, not retried (it would come again)."""
+    return errors.BadReply(f"the reply is larger than max_reply_bytes ({limit:,} bytes): {what}; it was cut off "
+                           "unread. Raise max_reply_bytes if answers this large are expected", retryable=False)
 
 
 class Transport(Protocol):
