@@ -45,7 +45,7 @@ from connector.endpoint.classify import is_quota, rejects_key
 from connector.endpoint.deadlines import Deadlines
 from connector.endpoint.limits import Limiter, SpendBudget, TokenEstimator, WaitCap
 from connector.endpoint.sse import SSEEvent, SSEParser
-from connector.endpoint.transport import Response, Transport, origin, too_large
+from connector.endpoint.transport import Response, Transport, bounded, origin
 from connector.jsonbytes import dumps
 
 
@@ -295,11 +295,8 @@ class EndpointClient:
 
         try:
             feed(parser.feed(first))
-            size = len(first)
-            async for chunk in rest:  # transport failures arrive as TransportError, not caught below
-                size += len(chunk)
-                if size > self._max_reply:
-                    raise too_large(self._max_reply, f"a stream of more than {self._max_reply:,} bytes")
+            # Transport failures arrive as TransportError, not caught below; max_reply_bytes bounds the stream.
+            async for chunk in bounded(rest, self._max_reply, len(first)):
                 feed(parser.feed(chunk))
             feed(parser.close())
             return self._dialect.normalise(assembler.result()), ttft

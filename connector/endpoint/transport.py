@@ -46,14 +46,7 @@ class Response:
         announced = self.headers.get("content-length", "")
         if announced.isdigit() and int(announced) > limit:
             raise too_large(limit, f"{int(announced):,} bytes announced by Content-Length")
-        parts: list[bytes] = []
-        size = already
-        async for chunk in self._chunks:
-            size += len(chunk)
-            if size > limit:
-                raise too_large(limit, f"more than {limit:,} bytes after decompression")
-            parts.append(chunk)
-        return b"".join(parts)
+        return b"".join([chunk async for chunk in bounded(self._chunks, limit, already)])
 
     async def head(self, size: int) -> bytes:
         """The first ``size`` bytes of the body (an error body's words), the rest left unread."""
@@ -68,6 +61,16 @@ class Response:
 
     def iter_chunks(self) -> AsyncIterator[bytes]:
         return self._chunks
+
+
+async def bounded(chunks: AsyncIterator[bytes], limit: int, already: int = 0) -> AsyncIterator[bytes]:
+    """``chunks`` as they come, BadReply once they (with ``already`` bytes read before) pass ``limit``."""
+    size = already
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit, f"more than {limit:,} bytes after decompression")
+        yield chunk
 
 
 def too_large(limit: int, what: str) -> errors.BadReply:
