@@ -32,11 +32,13 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import SecretStr
 
 MASK = "****"
+T = TypeVar("T")
 
 # Secrets shorter than this are not masked: "abc" would blank out ordinary words.
 MIN_LENGTH = 4
@@ -279,3 +281,21 @@ class Redactor:
 
     def __bool__(self) -> bool:
         return self._compiled() is not None
+
+    def masked(self, value: T) -> T:
+        """``value`` (JSON-like: dicts, lists, text) with every secret in every string masked, for data
+        the endpoint sent (an answer that echoes the key) before it reaches a record, a file or the cache."""
+        regex = self._compiled()
+        return value if regex is None else _masked(regex, value)
+
+
+def _masked(regex: re.Pattern[str], value: Any) -> Any:
+    if isinstance(value, str):
+        return regex.sub(MASK, value)
+    if isinstance(value, dict):
+        return {_masked(regex, k): _masked(regex, v) for k, v in value.items()}
+    if isinstance(value, list):
+        if value and type(value[0]) is float:
+            return value  # an embedding vector: numbers only, and walking 3,072 of them per row costs
+        return [_masked(regex, item) for item in value]
+    return value

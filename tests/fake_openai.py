@@ -21,6 +21,8 @@ message, so one server serves every test:
 - ``json-answer``: answer with a JSON object of fields sentiment/score
 - ``model-ignored``: answer whatever model is asked for, as a single-model server does
 - ``model-400``: refuse an unknown model with 400 in LiteLLM's words, as gateways do
+- ``echo-answer``: a 200 whose answer is what ``echo-request`` says (chat completions and
+  generateContent): an echoed secret in the answer itself
 - ``echo-request``: a 400 whose error message echoes the request line (URL and query) and
   every header, as JSON and again percent-encoded, as some gateways do; also on any path the
   server does not know, chosen there by the header or by the marker anywhere in the body
@@ -151,14 +153,19 @@ def _error(status: int, message: str, code: str, headers: dict[str, str] | None 
 openai_error = _error  # the public name, for tests/fake_batch*.py
 
 
-def _echo(request: web.Request) -> web.Response:
-    """400 with the request line and headers in the message, raw (JSON) and percent-encoded."""
+def _seen(request: web.Request) -> str:
+    """The request line and headers, raw (JSON) and percent-encoded: what an echoing gateway repeats."""
     from urllib.parse import quote
 
     STATS["echoed"] += 1
     headers = json.dumps(dict(request.headers))
     seen = f"{request.method} {request.url} headers: {headers}"
-    return _error(400, f"echo: {seen} | encoded: {quote(seen, safe='')}", "echo")
+    return f"echo: {seen} | encoded: {quote(seen, safe='')}"
+
+
+def _echo(request: web.Request) -> web.Response:
+    """400 with the request line and headers in the message."""
+    return _error(400, _seen(request), "echo")
 
 
 def answer_for(user: object, json_wanted: bool) -> str:
@@ -234,6 +241,8 @@ def make_app(api_key: str | None, latency_ms: float, models: list[str],
                 extra["Retry-After"] = b.removeprefix("retry-after-")
         if "echo-request" in behaviours:
             return _echo(request)
+        if "echo-answer" in behaviours:  # a 200 whose answer repeats the request, secrets and all
+            return web.json_response(chat_completion(body, _seen(request)))
         for b in behaviours:
             if b.startswith("status-"):
                 code = int(b.removeprefix("status-"))
@@ -336,6 +345,8 @@ def make_app(api_key: str | None, latency_ms: float, models: list[str],
         if request.method == "POST" and request.path.endswith(":generateContent"):  # Gemini, Vertex
             contents = json.loads(raw).get("contents") or [{}]
             text = "echo: " + "".join(p.get("text", "") for p in contents[-1].get("parts", []))
+            if b"[[fake:echo-answer]]" in raw:
+                text = _seen(request)
             return web.json_response({"candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
                                                       "finishReason": "STOP"}],
                                       "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 2}})

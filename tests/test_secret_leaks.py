@@ -191,6 +191,34 @@ def test_no_secret_in_any_command_output(echo_server: str, tmp_path: Path, which
 
 
 @pytest.mark.parametrize("which", ["key", "userinfo", "bedrock", "vertex"])
+def test_a_secret_echoed_in_an_answer_is_masked_in_records_files_and_the_cache(echo_server: str, tmp_path: Path,
+                                                                                which: str) -> None:
+    """Before: an endpoint that answered 200 with the request's headers put the key, unmasked, into the
+    record's answer, the run's output files and the answer cache."""
+    case = next(c for c in cases(echo_server) if c.name == which)
+    cache = tmp_path / "answers.sqlite"
+    rows = [{"review": "[[fake:echo-answer]] one"}, {"review": "fine"}]
+    config = write(tmp_path, "config.json", {**case.raw, "input": {"rows": rows}, "cache": {"path": str(cache)}})
+    catalog = write(tmp_path, "catalog.json", catalog_for())
+    outputs: dict[str, str | bytes] = {}
+    for attempt in ("bought", "from the cache"):
+        code, out, err = cli("read", "--config", config, "--catalog", catalog)
+        records = [json.loads(line)["record"]["data"] for line in out.splitlines() if b'"RECORD"' in line]
+        assert code == 0 and [r["_status"] for r in records] == ["ok", "ok"], out
+        assert "echo: POST" in records[0]["answer"] and MASK in records[0]["answer"], records[0]["answer"]
+        assert records[0]["_cached"] is (attempt == "from the cache")
+        outputs[f"read ({attempt})"] = out + err.encode()
+    for fmt in ("parquet", "jsonl"):
+        target = tmp_path / f"out.{fmt}"
+        code, out, err = cli("run", "--config", config, "--output", str(target))
+        assert code == 0, err
+        outputs[f"run --output {target.name}"] = target.read_bytes()
+    outputs["the answer cache"] = b"".join(p.read_bytes() for p in tmp_path.glob("answers.sqlite*"))
+    for where, text in outputs.items():
+        assert_no_marker(where, text, case)
+
+
+@pytest.mark.parametrize("which", ["key", "userinfo", "bedrock", "vertex"])
 def test_no_secret_in_what_a_scale_out_worker_returns(echo_server: str, which: str) -> None:
     """What a Spark task or Ray actor runs, in process: BatchEnricher."""
     case = next(c for c in cases(echo_server) if c.name == which)

@@ -36,6 +36,10 @@ from connector.errors import BadReply
 
 Normalise = Callable[[dict[str, Any]], dict[str, Any]]
 
+
+def _as_is(reply: dict[str, Any]) -> dict[str, Any]:
+    return reply
+
 T = TypeVar("T")
 
 _SCHEMA = """
@@ -57,13 +61,14 @@ def cache_path(cache: CacheConfig) -> Path:
     return Path(cache.path).expanduser() if cache.path else default_cache_path()
 
 
-def open_cache(cache: CacheConfig, warn: Callable[[str], None],
-               normalise: Normalise = normalise_text) -> AnswerCache | None:
+def open_cache(cache: CacheConfig, warn: Callable[[str], None], normalise: Normalise = normalise_text,
+               mask: Normalise = _as_is) -> AnswerCache | None:
     """The answer cache the config asks for (None when it is off); ``normalise`` is the run's dialect's,
-    which judges a cached reply as it judges a fresh one."""
+    which judges a cached reply as it judges a fresh one; ``mask`` (the run's Redactor.masked) takes the
+    run's secrets out of a reply before it is stored."""
     if not cache.enabled:
         return None
-    return AnswerCache(cache_path(cache), cache.ttl_seconds, warn=warn, normalise=normalise)
+    return AnswerCache(cache_path(cache), cache.ttl_seconds, warn=warn, normalise=normalise, mask=mask)
 
 
 def cache_key(url: str, dialect: str, body: Any, requester: str) -> str:
@@ -78,9 +83,10 @@ class AnswerCache:
     """sqlite-backed answers with an optional time to live. Thread-unsafe by design: one event loop."""
 
     def __init__(self, path: Path, ttl_seconds: float | None = None, warn: Callable[[str], None] = print,
-                 normalise: Normalise = normalise_text) -> None:
+                 normalise: Normalise = normalise_text, mask: Normalise = _as_is) -> None:
         self.path = path
         self._normalise = normalise
+        self._mask = mask  # an answer that echoes a secret is stored masked
         self.ttl = ttl_seconds
         self._warn = warn
         self._db: sqlite3.Connection | None = None
@@ -147,7 +153,7 @@ class AnswerCache:
                 self._db.execute("BEGIN")
             self._db.execute(
                 "INSERT OR REPLACE INTO answers (key, reply, created) VALUES (?, ?, ?)",
-                (key, orjson.dumps(reply), time.time()),
+                (key, orjson.dumps(self._mask(reply)), time.time()),
             )
             self.stores += 1
             self._uncommitted += 1

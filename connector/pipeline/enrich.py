@@ -250,10 +250,11 @@ class RowEnricher:
 
     def _judged(self, ask: Ask, columns: Record, body: Body, answer: _Answer, problem: str | None,
                 spend: Spend) -> Enriched:
-        ask.values.update(columns)
+        # An endpoint that echoes the key into its answer: masked in every column and _raw_answer.
+        ask.values.update(self._redact.masked(columns))
         headers = answer.completion.headers if answer.completion is not None else None  # None: from the cache
-        outcome = judged(answer.reply, body.get("model"), problem, attempts=answer.attempts, cached=answer.cached,
-                         completion=answer.completion, spend=spend, prices=self._prices,
+        outcome = judged(self._redact.masked(answer.reply), body.get("model"), problem, attempts=answer.attempts,
+                         cached=answer.cached, completion=answer.completion, spend=spend, prices=self._prices,
                          request_id=self._dialect.request_id(headers) if headers is not None else None)
         outcome.input_truncated = ask.truncated
         if outcome.status == "ok" and not answer.cached:

@@ -143,7 +143,7 @@ async def prepare(config: SourceConfig, transport_factory: TransportFactory = de
             else:
                 notes.append(text)
 
-        cache = _cache_for(purpose, parts.cache, warn, dialect.normalise)
+        cache = _cache_for(purpose, parts.cache, warn, dialect.normalise, endpoint.redact.masked)
         try:
             extractor = ResponseExtractor(parts.output.response_template, ExtraOutputs.from_config(parts.output))
             enricher = RowEnricher(parts.rows, endpoint.client, template, extractor, endpoint.redact,
@@ -159,7 +159,7 @@ async def prepare(config: SourceConfig, transport_factory: TransportFactory = de
 
 
 def _cache_for(purpose: Purpose, settings: CacheConfig, warn: Callable[[str], None],
-               normalise: Normalise) -> AnswerCache | None:
+               normalise: Normalise, mask: Normalise) -> AnswerCache | None:
     """The answer cache for ``purpose`` (None when off or not needed); ``warn`` hears why it could not be used."""
     if purpose == "export":
         return None
@@ -168,4 +168,4 @@ def _cache_for(purpose: Purpose, settings: CacheConfig, warn: Callable[[str], No
             return None
         return AnswerCache(cache_path(settings), settings.ttl_seconds, warn=lambda _message: None,
                            normalise=normalise)
-    return open_cache(settings, warn, normalise)
+    return open_cache(settings, warn, normalise, mask)
