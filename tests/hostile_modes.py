@@ -294,3 +294,56 @@ async def _sse(request: web.Request, mode: str, body: dict[str, Any], text: str,
         return resp
     count()
     return resp
+
+
+class PlainHttpStallingTls:
+    """A plain HTTP server on 127.0.0.1 (a free port) that answers HTTP requests and, like some servers
+    behind a raw TCP port, says nothing to anything else: a TLS ClientHello waits forever (until the
+    client gives up). The ``check`` of an ``https://`` URL at it stalls in the handshake. A thread of
+    this process; ``close()`` stops it."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self.port = self._socket.getsockname()[1]
+        self._open: list[Any] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self._socket.accept()
+            except OSError:
+                return  # closed
+            self._open.append(conn)
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: Any) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+                if not data[:8].split(b" ")[0].isalpha():
+                    conn.recv(65536)  # a TLS hello: no answer, until the client hangs up
+                    return
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            while len(body) < length:
+                body += conn.recv(65536)
+            reply = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
+                                             "finish_reason": "length"}], "model": "m"}).encode()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                         b"Content-Length: " + str(len(reply)).encode() + b"\r\n\r\n" + reply)
+
+    def close(self) -> None:
+        self._socket.close()
+        for conn in self._open:
+            conn.close()

@@ -228,3 +228,29 @@ def test_a_dropped_connection_at_a_plain_server_gets_no_https_hint() -> None:
 
 async def _collect(messages: Any) -> list[dict[str, Any]]:
     return [m async for m in messages]
+
+
+def test_an_https_url_at_a_plain_http_server_that_stalls_the_handshake_says_use_http() -> None:
+    """Before: the whole timeout, then "Is the server overloaded, or is timeout too short?"."""
+    from tests.hostile_modes import PlainHttpStallingTls
+
+    server = PlainHttpStallingTls()
+    try:
+        config = {**base_config(url=f"https://127.0.0.1:{server.port}/v1"), "timeout": 2}
+        (message,) = asyncio.run(_collect(commands.check(config)))
+    finally:
+        server.close()
+    text = message["connectionStatus"]["message"]
+    assert text.startswith("The server does not speak TLS here; if it serves plain HTTP use "
+                           f"http://127.0.0.1:{server.port}/v1"), text
+
+
+def test_an_https_url_at_a_plain_http_server_that_answers_says_use_http_before_the_certificate() -> None:
+    """Before: "TLS failure ... Check the certificate (or use http:// for a local server)"."""
+    with spawn() as (base, _pid):
+        https = base.replace("http://", "https://")
+        config = {**base_config(url=https), "timeout": 10}
+        (message,) = asyncio.run(_collect(commands.check(config)))
+    text = message["connectionStatus"]["message"]
+    assert text.startswith(f"The server does not speak TLS here; if it serves plain HTTP use {base}"), text
+    assert text.index("plain HTTP use") < text.find("certificate") or "certificate" not in text

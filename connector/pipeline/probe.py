@@ -99,6 +99,17 @@ class _Prober:
                 return url
         return None
 
+    async def plain_http_at(self, url: str) -> bool:
+        """A plain HTTP server answers at ``url`` (an ``http://`` URL): any status, but not a TLS port's
+        complaint about plain HTTP (nginx's 400), which proves the opposite."""
+        headers = await self._dialect.headers("POST", url, self._payload)
+        try:
+            async with self._transport.request("POST", url, headers, self._payload, self._timeout) as resp:
+                said = await resp.head(4096)
+        except errors.EndpointError:
+            return False
+        return not (resp.status == 400 and b"https port" in said.lower())
+
     async def tls_at(self, url: str) -> str | None:
         """"trusted" or "untrusted" when a TLS server answers at ``url`` (its certificate verified or
         not: either proves one); None when none does."""
@@ -154,6 +165,16 @@ def _https_twin(url: str) -> str | None:
     return urlunsplit(("https", parts.netloc, parts.path, parts.query, "")) if parts.scheme == "http" else None
 
 
+def _http_twin(url: str) -> str | None:
+    parts = urlsplit(url)
+    return urlunsplit(("http", parts.netloc, parts.path, parts.query, "")) if parts.scheme == "https" else None
+
+
+# What an https:// URL at a plain HTTP server looks like: a TLS error (the server answered the hello
+# in plain text: "wrong version number"), or a handshake that never ends (it waits for a request line).
+_NO_TLS_SIGNS = (errors.TLSFailed, errors.ConnectTimeout, errors.ReadTimeout)
+
+
 def _hung_up(exc: errors.EndpointError) -> bool:
     """What plain HTTP to a TLS port looks like: a dropped connection, or nginx's 400 saying so."""
     if isinstance(exc, errors.HTTPStatusError):
@@ -171,6 +192,12 @@ async def _explained(exc: errors.EndpointError, config: SourceConfig, models: li
         fix = f" Did you mean {better}? It answered." if better else ""
         return (f"Wrong path: POST {client.url} returned 404.{fix} "
                 "Set url to the chat-completions URL or the API base (…/v1).")
+    plain = _http_twin(url) if isinstance(exc, _NO_TLS_SIGNS) else None
+    if plain is not None and await prober.plain_http_at(plain):
+        address = Address.parse(config.endpoint.url)
+        http = address.url(base="http" + address.base.removeprefix("https"))
+        return (f"The server does not speak TLS here; if it serves plain HTTP use {http} (it answered plain HTTP "
+                f"there). Over https:// it failed: {message}")
     twin = _https_twin(url)
     tls = await prober.tls_at(twin) if twin is not None and _hung_up(exc) else None
     if tls is not None:
