@@ -102,11 +102,10 @@ def _answers_whole(headers: Mapping[str, str], first: bytes) -> bool:
     return "json" in kind or first.lstrip()[:1] == b"{"
 
 
-async def _status_error(
-    url: str, response: Response, describe: Callable[[bytes], str] = error_message
-) -> errors.HTTPStatusError:
-    body = await response.head(4096)
-    return http_error(url, response.status, body, response.headers, describe)
+async def _status_error(url: str, response: Response, describe: Callable[[bytes], str] = error_message
+                        ) -> errors.HTTPStatusError:
+    """The error of a non-2xx answer, from the first 4 KB of its body (the rest is never read)."""
+    return http_error(url, response.status, await response.head(4096), response.headers, describe)
 
 
 def http_error(
@@ -131,12 +130,8 @@ def http_error(
         429: "rate limited",
     }.get(status) or ("API key rejected" if rejects_key(status, text) else  # a gateway's 400 (LiteLLM)
                       "server error" if status >= 500 else "request rejected")
-    error = errors.HTTPStatusError(
-        f"{meaning} ({status}) at {where}: {detail}",
-        status=status,
-        retry_after=retry_after_seconds(headers),
-        body=text,
-    )
+    error = errors.HTTPStatusError(f"{meaning} ({status}) at {where}: {detail}", status=status,
+                                   retry_after=retry_after_seconds(headers), body=text)
     if is_quota(error):
         error.retryable = False  # a 429 that means "out of credit" does not pass with waiting
     return error
@@ -284,8 +279,8 @@ class EndpointClient:
         def feed(events: Iterable[SSEEvent]) -> None:
             nonlocal ttft
             for event in events:
-                if assembler.finished:
-                    return  # after the end marker: not part of the answer
+                if assembler.finished:  # after the end marker: not part of the answer
+                    return
                 if event.event == "error":  # any shape: the stream ends in an error, not an answer
                     raise errors.BadReply("the endpoint reported an error mid-stream: "
                                           f"{self._dialect.error_message(event.data)}")
