@@ -25,7 +25,7 @@
 #   PORT=8089         local server port
 #   PARALLEL=4        local server slots (requests decoded together)
 #   CONCURRENCY=$PARALLEL  requests the connector keeps in flight
-#   THREADS=1         llama.cpp threads
+#   THREADS=          llama.cpp threads (local_llm.sh's default: nproc-1, min 1)
 #@MEASURED@
 #   EVERY=5           longest silence between two lines, in seconds
 #   SHOW_ROWS=20      rows of the result table printed (all are in the files)
@@ -38,7 +38,6 @@ PY=${PY:-.venv/bin/python}
 DEMO_ROWS=${DEMO_ROWS:-60}
 PARALLEL=${PARALLEL:-4}
 CONCURRENCY=${CONCURRENCY:-$PARALLEL}
-THREADS=${THREADS:-1}
 EVERY=${EVERY:-5}
 SHOW_ROWS=${SHOW_ROWS:-20}
 OUT=${OUT:-out}
@@ -104,7 +103,7 @@ else
     api_key="sk-demo-$("$PY" -c 'import secrets; print(secrets.token_hex(12))')"
     model=${MODEL:-smollm2-135m-instruct}
     say "starting the local llama.cpp server on 127.0.0.1:$port (the first run compiles it once, progress below)"
-    PORT=$port API_KEY=$api_key PARALLEL=$PARALLEL THREADS=$THREADS PIDFILE="$work/server.pid" LOG="$work/server.log" \
+    PORT=$port API_KEY=$api_key PARALLEL=$PARALLEL PIDFILE="$work/server.pid" LOG="$work/server.log" \
         scripts/local_llm.sh start >/dev/null
     server_pid=$(cat "$work/server.pid")
     base_url="http://127.0.0.1:$port/v1"
