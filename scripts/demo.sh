@@ -26,7 +26,11 @@
 #   PARALLEL=4        local server slots (requests decoded together)
 #   CONCURRENCY=$PARALLEL  requests the connector keeps in flight
 #   THREADS=          llama.cpp threads (local_llm.sh's default: nproc-1, min 1)
-#@MEASURED@
+#     Measured here (40 rows of the demo config, 2 cores shared with ~8 other sessions, load
+#     11-13): 1 thread with 2 slots 0.52 rows/s, 4 slots 0.43, 8 slots (8 in flight) 0.40;
+#     again at load 8-10: 2 slots 0.67, 4 slots 0.83. 2 threads with 4 slots: 0.07 (llama.cpp's
+#     threads wait for each other when another process holds a core). Slot counts tie within
+#     what the load swings; 2 threads lose by far.
 #   EVERY=5           longest silence between two lines, in seconds
 #   SHOW_ROWS=20      rows of the result table printed (all are in the files)
 #   OUT=out           where demo_messages.jsonl, demo_enriched.parquet and demo.duckdb go
