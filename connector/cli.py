@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import gc
 import sys
-import traceback
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
@@ -184,36 +183,51 @@ async def _drive(messages: AsyncIterator[dict[str, Any]], writer: _Writer) -> No
             await messages.aclose()
 
 
-def _spec_message() -> dict[str, Any]:
-    """The SPEC message. Platforms call ``spec`` often, so it reads the checked-in
-    spec/spec.json (a test keeps it equal to the model's schema) instead of
-    importing pydantic and asyncio; an install without the file generates it."""
-    import orjson
+# The specification as one line of JSON, generated from the config model into the package
+# (connector/config/specification.py; its --check and a test keep it equal to the model).
+_PACKAGED_SPEC = Path(__file__).resolve().parent / "config" / "spec_compact.json"
 
-    from connector.airbyte.protocol import spec
 
+def _spec_line() -> bytes:
+    """The SPEC message. Platforms call ``spec`` often, each time in a fresh process, so it is the
+    packaged specification in an envelope: no pydantic, asyncio or JSON library on its path
+    (tests/test_cold_start.py). An install without the file generates it."""
     try:
-        return spec(orjson.loads((Path(__file__).resolve().parent.parent / "spec" / "spec.json").read_bytes()))
-    except (OSError, orjson.JSONDecodeError):
+        body = _PACKAGED_SPEC.read_bytes().strip()
+    except OSError:
+        from connector.airbyte.protocol import serialize, spec
         from connector.config.specification import specification
 
-        return spec(specification())
+        return serialize(spec(specification()))
+    return b'{"type":"SPEC","spec":' + body + b"}\n"
+
+
+def _write_spec(out: BinaryIO, err: TextIO) -> int:
+    try:
+        out.write(_spec_line())
+        out.flush()
+    except BrokenPipeError:
+        return _reader_went_away()
+    except OSError as exc:  # a full disk, /dev/full
+        err.write(f"source-openai-compatible: cannot write to standard output: {exc.strerror or exc}\n")
+        _stdout_gone(out)
+        return 1
+    return 0
 
 
 def run(argv: Sequence[str] | None = None, out: BinaryIO | None = None, err: TextIO | None = None,
         stdin: BinaryIO | None = None) -> int:
     """Run one command; returns the exit code."""
-    from connector.airbyte.protocol import trace_error
-
     args = _parser().parse_args(argv)
     err = err or sys.stderr
+    if args.command == "spec":
+        return _write_spec(out or sys.stdout.buffer, err)
+    from connector.airbyte.protocol import trace_error
+
     if args.command == "run":
         return _run_standalone(args, stdin or sys.stdin.buffer, out or sys.stdout.buffer, err)
     writer = _Writer(out or sys.stdout.buffer)
     try:
-        if args.command == "spec":
-            writer.write(_spec_message())
-            return 0
         import asyncio
 
         asyncio.run(_drive(_messages(args, writer, stdin or sys.stdin.buffer, err), writer))
@@ -235,6 +249,8 @@ def run(argv: Sequence[str] | None = None, out: BinaryIO | None = None, err: Tex
     except BrokenPipeError:
         return _reader_went_away()
     except Exception as exc:
+        import traceback
+
         stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         writer.write(trace_error(_internal_error(exc) + " and the stack trace", "system_error",
                                  internal_message=stack))
@@ -264,6 +280,8 @@ def _messages(args: argparse.Namespace, writer: _Writer, stdin: BinaryIO, err: T
 
 def _internal_error(exc: BaseException) -> str:
     """One line for a bug: what was raised and where, and what to do."""
+    import traceback
+
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
     return f"internal error in source-openai-compatible ({type(exc).__name__}: {exc}){where}; please report it"

@@ -35,8 +35,6 @@ from functools import lru_cache
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from pydantic import SecretStr
-
 MASK = "****"
 T = TypeVar("T")
 
@@ -131,9 +129,15 @@ def _field(config: object, path: str) -> object:
     return node
 
 
+def _revealed(value: object) -> object:
+    """A pydantic ``SecretStr``'s value, found by its method: importing pydantic here would put it on
+    every command's path, ``spec``'s too (docs/BENCHMARKS.md, cold start)."""
+    reveal = getattr(value, "get_secret_value", None)
+    return reveal() if callable(reveal) else value
+
+
 def _leaves(value: object) -> list[str]:
-    if isinstance(value, SecretStr):
-        value = value.get_secret_value()
+    value = _revealed(value)
     if isinstance(value, Mapping):
         return [leaf for item in value.values() for leaf in _leaves(item)]
     if isinstance(value, (list, tuple)):
@@ -143,8 +147,7 @@ def _leaves(value: object) -> list[str]:
 
 def _credential_parts(value: object) -> list[str]:
     """The secret parts of Google credentials given as JSON text (or, in a raw config, as an object)."""
-    if isinstance(value, SecretStr):
-        value = value.get_secret_value()
+    value = _revealed(value)
     info = value
     if isinstance(value, str):
         try:

@@ -253,6 +253,13 @@ def test_spec_json_is_generated_from_the_model() -> None:
         "spec/spec.json is stale: run `python -m connector.config.specification`")
 
 
+def test_packaged_spec_is_generated_from_the_model() -> None:
+    """The one-line copy `spec` prints (no pydantic on its path) is the model's too."""
+    on_disk = specification.PACKAGED_SPEC_PATH.read_text(encoding="utf-8")
+    assert on_disk == specification.render_compact(), (
+        "connector/config/spec_compact.json is stale: run `python -m connector.config.specification`")
+
+
 def test_api_key_is_an_airbyte_secret_in_the_spec() -> None:
     spec = json.loads(specification.SPEC_PATH.read_text())
     props = spec["connectionSpecification"]["properties"]

@@ -1,6 +1,8 @@
 """The Airbyte connector specification, generated from :class:`SourceConfig`.
 
-Run ``python -m connector.config.specification`` to regenerate ``spec/spec.json``.
+Run ``python -m connector.config.specification`` to regenerate ``spec/spec.json`` and its
+one-line copy shipped in the package, ``connector/config/spec_compact.json``, which the
+``spec`` command prints without importing pydantic (``--check`` keeps both equal to the model).
 Pydantic's JSON schema is reshaped into the strict schema configs are validated
 against: ``$ref``s are inlined and ``Optional[X]`` becomes plain ``X`` (absence
 already means null in a config). The published spec is made from it by
@@ -19,6 +21,8 @@ from connector.config.airbyte_form import published
 from connector.config.model import SourceConfig
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "spec" / "spec.json"
+# Package data (pyproject.toml): the installed package has no spec/ folder. connector/cli.py reads it.
+PACKAGED_SPEC_PATH = Path(__file__).resolve().parent / "spec_compact.json"
 
 
 def _inline(node: Any, defs: dict[str, Any]) -> Any:
@@ -88,6 +92,11 @@ def render() -> str:
     return json.dumps(specification(), indent=2, sort_keys=False) + "\n"
 
 
+def render_compact() -> str:
+    """``connector/config/spec_compact.json``: the same specification on one line."""
+    return json.dumps(specification(), separators=(",", ":"), ensure_ascii=False) + "\n"
+
+
 DOC_PATH = SPEC_PATH.parent.parent / "docs" / "CONFIGURATION.md"
 _START, _END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 
@@ -132,10 +141,13 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--check"]:
         if SPEC_PATH.read_text() != render():
             sys.exit("spec/spec.json is stale: run `python -m connector.config.specification`")
+        if PACKAGED_SPEC_PATH.read_text(encoding="utf-8") != render_compact():
+            sys.exit("connector/config/spec_compact.json is stale: run `python -m connector.config.specification`")
         if readme_with_reference(readme) != readme:
             sys.exit("docs/CONFIGURATION.md's config reference is stale: "
                      "run `python -m connector.config.specification`")
     else:
         SPEC_PATH.write_text(render())
+        PACKAGED_SPEC_PATH.write_text(render_compact(), encoding="utf-8")
         DOC_PATH.write_text(readme_with_reference(readme))
         print(f"wrote {SPEC_PATH} and the config reference in {DOC_PATH}")

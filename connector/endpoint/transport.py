@@ -115,8 +115,38 @@ def _local_exhaustion(exc: BaseException) -> errors.LocalResourcesExhausted | No
     return None
 
 
+# What ssl.create_default_context and aiohttp call to load the system's CA certificates.
+_LOAD_CAS = "set_default_verify_paths"
+
+
+def _aiohttp() -> Any:
+    """aiohttp, imported without loading the system's CA certificates.
+
+    Importing aiohttp.connector builds two TLS contexts, each loading the CA bundle (~85 ms
+    apiece at load 12 here), which an http:// endpoint never uses and ``spec``/``check``/
+    ``discover`` pay in every fresh container. While it is imported, loading the default CA
+    paths does nothing, so those two contexts trust no one; an https request never uses them:
+    :meth:`AiohttpTransport._tls_for` gives each one a context of its own, built on first use.
+    Were one used after all, its handshake would fail (nothing trusted), never pass unchecked.
+    """
+    import sys
+
+    if "aiohttp" in sys.modules:
+        return sys.modules["aiohttp"]
+    own = ssl.SSLContext.__dict__.get(_LOAD_CAS)
+    setattr(ssl.SSLContext, _LOAD_CAS, lambda _self: None)
+    try:
+        import aiohttp
+    finally:
+        if own is None:
+            delattr(ssl.SSLContext, _LOAD_CAS)
+        else:
+            setattr(ssl.SSLContext, _LOAD_CAS, own)
+    return aiohttp
+
+
 def _translate_aiohttp(exc: BaseException, url: str, timeout: float) -> errors.TransportError:
-    import aiohttp
+    aiohttp = _aiohttp()
 
     local = _local_exhaustion(exc)
     if local is not None:
@@ -153,10 +183,21 @@ class AiohttpTransport:
     def __init__(self, max_connections: int = 0, verify_tls: bool | ssl.SSLContext = True) -> None:
         self._max_connections = max_connections
         self._verify = verify_tls
+        self._verified: ssl.SSLContext | None = None
         self._session: Any = None
 
+    def _tls_for(self, url: str) -> bool | ssl.SSLContext:
+        """aiohttp's ``ssl`` for a request: for https with verification, the system's CAs loaded
+        here on first use (see :func:`_aiohttp`); an http:// request builds no TLS context."""
+        if self._verify is not True or url[:6].lower() != "https:":
+            return self._verify
+        if self._verified is None:
+            self._verified = ssl.create_default_context()
+            self._verified.set_alpn_protocols(["http/1.1"])  # as aiohttp's own default context
+        return self._verified
+
     def _get_session(self) -> Any:
-        import aiohttp
+        aiohttp = _aiohttp()
 
         if self._session is None:
             # ssl=True: verify certificates with the default context; False: no verification.
@@ -184,27 +225,27 @@ class AiohttpTransport:
         ``resend=False``: a batch create the server acted on before it dropped the connection
         would be a second batch, every answer bought twice.
         """
-        import aiohttp
+        aiohttp = _aiohttp()
+        tls = self._tls_for(url)
 
         for _ in range(3 if resend else 0):  # each failure discards a dead pooled connection; few are left at once
             reused = {"reused": False}
             try:
                 return await session.request(method, url, headers=headers, data=body, timeout=limits,
-                                             trace_request_ctx=reused, allow_redirects=False)
+                                             trace_request_ctx=reused, allow_redirects=False, ssl=tls)
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
                 if not reused["reused"]:
                     raise
         # Redirects are never followed: the key must not reach a host the config did not name.
         return await session.request(method, url, headers=headers, data=body, timeout=limits,
-                                     allow_redirects=False)
+                                     allow_redirects=False, ssl=tls)
 
     @asynccontextmanager
     async def request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float,
         resend: bool = True,
     ) -> AsyncIterator[Response]:
-        import aiohttp
-
+        aiohttp = _aiohttp()
         session = self._get_session()
         # connect: time to open the connection; sock_read: longest silence while
         # waiting for (more of) the answer. The total (a stream that talks forever,

@@ -1,0 +1,99 @@
+"""The cold start: each command imports only what it needs (docs/BENCHMARKS.md, cold start).
+
+A platform runs ``spec``, ``check`` and ``discover`` in a fresh process each time, so what
+they import is their start-up time. These tests run the real command in a subprocess and
+look at what it loaded by the time it exited, not at a clock: a heavy import put back on one
+of these paths fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from connector.airbyte.protocol import spec
+from connector.config.specification import specification
+from tests.conftest import ROOT, Server
+from tests.fake_openai import spawn
+from tests.test_check import _self_signed
+
+# Runs ``python -m connector ARGS`` and, at exit, prints on stderr the modules it imported and how
+# often the system's CA certificates were loaded (ssl.create_default_context and aiohttp do it
+# through SSLContext.set_default_verify_paths).
+_WRAPPER = """
+import atexit, runpy, ssl, sys
+loads = []
+real = ssl.SSLContext.set_default_verify_paths
+def counting(self):
+    loads.append(1)
+    return real(self)
+ssl.SSLContext.set_default_verify_paths = counting
+def report():
+    sys.stderr.write("\\nCOLD " + " ".join(sorted(sys.modules)) + f" CA_LOADS={len(loads)}\\n")
+atexit.register(report)
+sys.argv = ["connector", *sys.argv[1:]]
+runpy.run_module("connector", run_name="__main__", alter_sys=True)
+"""
+
+
+def _cold(*args: str, env: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], set[str], int]:
+    """The command's messages, the modules it imported and its CA certificate loads."""
+    done = subprocess.run([sys.executable, "-c", _WRAPPER, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = done.stderr.rsplit("\nCOLD ", 1)[1].split()
+    loads = int(report.pop().removeprefix("CA_LOADS="))
+    return [json.loads(line) for line in done.stdout.splitlines()], set(report), loads
+
+
+def _top_level(modules: set[str]) -> set[str]:
+    return {name.partition(".")[0] for name in modules}
+
+
+def _config(tmp_path: Path, url: str, api_key: str | None = None) -> str:
+    csv = tmp_path / "small.csv"
+    csv.write_text("id,text\n1,good\n2,bad\n3,fine\n4,poor\n5,great\n")
+    config = {"url": url, "model": "fake-model", "prompt": "Rate: {{text}}", "input": {"path": str(csv)},
+              "cache": {"enabled": False}, "timeout": 20}
+    if api_key:
+        config["api_key"] = api_key
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+def test_spec_prints_the_models_specification_without_pydantic_or_asyncio() -> None:
+    messages, modules, loads = _cold("spec")
+    assert messages == [json.loads(json.dumps(spec(specification())))]
+    assert not _top_level(modules) & {"pydantic", "pydantic_core", "asyncio", "aiohttp", "pyarrow", "orjson"}
+    assert loads == 0
+
+
+def test_check_and_discover_of_an_http_endpoint_load_no_ca_certificates(tmp_path: Path,
+                                                                        fake_server: Server) -> None:
+    config = _config(tmp_path, fake_server.base_url, fake_server.api_key)
+    (status,), checked, check_loads = _cold("check", "--config", config)
+    assert status["connectionStatus"]["status"] == "SUCCEEDED", status
+    assert "aiohttp" in _top_level(checked)  # the production transport did the talking
+    catalog, _, discover_loads = _cold("discover", "--config", config)
+    assert catalog[-1]["type"] == "CATALOG"
+    assert [check_loads, discover_loads] == [0, 0]
+
+
+def test_an_https_endpoint_is_still_verified_against_the_system_certificates(tmp_path: Path) -> None:
+    """The CA paths skipped at aiohttp's import are loaded for https: SSL_CERT_FILE (the system
+    store's override) naming the server's certificate is what makes it trusted."""
+    cert, key = _self_signed(tmp_path)
+    with spawn("--tls-cert", str(cert), "--tls-key", str(key)) as (base, _pid):
+        config = _config(tmp_path, base)
+        system = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+        (trusted,), _, loads = _cold("check", "--config", config, env={**system, "SSL_CERT_FILE": str(cert)})
+        (untrusted,), _, _ = _cold("check", "--config", config, env=system)
+    assert trusted["connectionStatus"]["status"] == "SUCCEEDED", trusted
+    assert loads >= 1
+    assert untrusted["connectionStatus"]["status"] == "FAILED"
+    assert "TLS" in untrusted["connectionStatus"]["message"]
