@@ -72,7 +72,30 @@ def _parser() -> argparse.ArgumentParser:
                             help="a progress line on stderr this often when no bar is drawn (0: never)")
     for cmd in (read, standalone):
         cmd.add_argument("--no-progress-bar", action="store_true", help="no live bar on stderr, even on a terminal")
+        cmd.add_argument("--limit", type=_positive, metavar="N",
+                         help="read only the input's first N rows (a sample; with --dry-run too): the config's "
+                              "input.limit")
     return parser
+
+
+def _positive(text: str) -> int:
+    """A --limit value: a whole number above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of rows above 0, got {text!r}")
+    return value
+
+
+def _config_of(args: argparse.Namespace) -> Any:
+    """The config file's content, with ``--limit`` put where the config model reads it (input.limit)."""
+    raw = _load_json(args.config, "config")
+    limit = getattr(args, "limit", None)
+    if limit is not None and isinstance(raw, dict) and isinstance(raw.get("input"), dict):
+        raw = {**raw, "input": {**raw["input"], "limit": limit}}
+    return raw
 
 
 def _progress(args: argparse.Namespace, err: TextIO) -> Any:
@@ -103,7 +126,7 @@ def _run_standalone(args: argparse.Namespace, stdin: BinaryIO, out: BinaryIO, er
 
     raw_config: Any = None
     try:
-        raw_config = _load_json(args.config, "config")
+        raw_config = _config_of(args)
         result = asyncio.run(standalone.run(raw_config, args.output, args.format, dry_run=args.dry_run,
                                             progress=_progress(args, err), notice=notice, stdin=stdin, stdout=out,
                                             export_batch=args.export_batch, import_batch=args.import_batch))
@@ -266,7 +289,7 @@ def _messages(args: argparse.Namespace, writer: _Writer, stdin: BinaryIO, err: T
     from connector.airbyte.protocol import log
     from connector.secrets import Redactor
 
-    raw_config = _load_json(args.config, "config")
+    raw_config = _config_of(args)
     writer.redact = Redactor.for_config(raw_config)  # raw: masked even when invalid
     if args.command == "check":
         return commands.check(raw_config)

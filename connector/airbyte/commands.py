@@ -198,7 +198,8 @@ async def _read_enriched(ctx: RunContext, full_refresh: bool, checkpointing: Che
                 yield protocol.stream_status(name, "RUNNING")
             yield protocol.record(name, event.data)
         elif isinstance(event, Checkpoint):
-            position = StreamPosition(event.position, event.sync_complete, event.batches, event.input)
+            position = StreamPosition(event.position, event.sync_complete, event.batches, event.input,
+                                      ctx.parts.input.limit)
             yield protocol.state(name, position.as_state(), event.records)
         elif isinstance(event, Note):
             yield protocol.log(redact(event.text), event.level)

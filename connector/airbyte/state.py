@@ -7,12 +7,17 @@ cursor. The stream state this source writes (version 2)::
      "position": 150,                  # rows 1..150 are in the destination
      "sync_complete": true,            # only after a full-refresh sync that finished
      "batches": [...],                 # only in batch mode: provider batches holding rows after the position
+     "limit": 20,                      # only for a sample (input.limit / --limit): never a finished sync
      "input": {                        # what rows 1..position were (connector.rows.fingerprint)
        "rows_sha256": "<64 hex>",      # the chain hash of rows 1..position, values as text
        "files": [{"name": "data.csv", "size": 5120, "mtime_ns": 1733475600000000000, "rows": 150}]}}
 
 A full-refresh sync that finished records ``"sync_complete": true`` so the next one
-starts over; an incremental sync continues after row N, picking up rows appended
+starts over. A run limited to the input's first N rows (input.limit, ``--limit``) records
+``"limit": N`` and never ``sync_complete``: a later full-refresh sync starts over rather than
+take the sample for a finished or an interrupted sync; an incremental one continues after the
+rows the sample emitted (they are in the destination), up to its own limit if it has one.
+Otherwise an incremental sync continues after row N, picking up rows appended
 since, once rows 1..N of the input are found to hash to ``input.rows_sha256``
 (:mod:`connector.pipeline.resume`; a mismatch is a StateError naming what changed).
 ``files`` lists the files rows 1..N came from (none for stdin or inline rows), for that
@@ -47,6 +52,7 @@ class StreamPosition:
     sync_complete: bool = False
     batches: tuple[SavedBatch, ...] = ()
     input: InputFingerprint | None = None  # None: a version-1 state, or no state
+    limit: int | None = None  # the run read only the input's first N rows (a sample)
 
     def as_state(self) -> dict[str, Any]:
         """The stream state (version 2; version 1 without a fingerprint, which only tests build)."""
@@ -54,6 +60,8 @@ class StreamPosition:
         out["position"] = self.position
         if self.sync_complete:
             out["sync_complete"] = True
+        if self.limit is not None:
+            out["limit"] = self.limit
         if self.batches:
             out["batches"] = [batch.as_state() for batch in self.batches]
         if self.input is not None:
@@ -97,8 +105,8 @@ def position_for(raw: Any, stream: str, sync_mode: str) -> StreamPosition:
     if entry is None:
         return StreamPosition()
     saved = _parsed(entry, f"state for stream '{stream}'")
-    if sync_mode == "full_refresh" and saved.sync_complete:
-        return StreamPosition()
+    if sync_mode == "full_refresh" and (saved.sync_complete or saved.limit is not None):
+        return StreamPosition()  # finished, or a sample: a full refresh reads the input from the start
     return saved
 
 
@@ -121,6 +129,10 @@ def _parsed(entry: Any, where: str) -> StreamPosition:
     batches = entry.get("batches") or []
     if not isinstance(batches, list):
         raise StateError(f"{where}: batches must be a list; pass the state this source emitted")
+    limit = entry.get("limit")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise StateError(f"{where}: limit must be a positive integer, got {str(limit)[:40]!r}; pass the state this "
+                         "source emitted, or none to start over")
     bound = entry.get("input")
     if version >= 2 and bound is None:
         raise StateError(f"{where}: a version {version} state must have 'input' (its fingerprint); pass the "
@@ -128,7 +140,7 @@ def _parsed(entry: Any, where: str) -> StreamPosition:
     return StreamPosition(
         position, bool(complete),
         tuple(SavedBatch.from_state(raw, f"{where}, batches.{i}") for i, raw in enumerate(batches)),
-        None if bound is None else InputFingerprint.from_state(bound, f"{where}, input"))
+        None if bound is None else InputFingerprint.from_state(bound, f"{where}, input"), limit)
 
 
 def check_resume(start: StreamPosition, rows: int | None, stream: str, sync_mode: str) -> str | None:

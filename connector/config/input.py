@@ -135,6 +135,19 @@ class InputConfig(Strict):
     database: DatabaseConnection | None = Field(
         None, title="Database", description="Where input.sql runs: PostgreSQL or SQLite.",
         json_schema_extra={"order": 13})
+    limit: int | None = Field(
+        None,
+        gt=0,
+        title="Row limit (a sample)",
+        description=(
+            "Read only the first N rows of the input (read, run and the dry run; the input is not changed), to "
+            "try a prompt on a sample. The STATE of such a run carries the limit and is never a finished sync: a "
+            "later full-refresh sync starts over, an incremental one continues after the rows it emitted. The "
+            "command line's --limit sets it too."
+        ),
+        json_schema_extra={"order": 16, "examples": [20]},
+    )
+
     # The top-level tls section, set by SourceConfig: one TLS setting for every HTTPS connection.
     _tls: TLSConfig = PrivateAttr(default_factory=TLSConfig)
 

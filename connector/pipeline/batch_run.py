@@ -64,7 +64,7 @@ async def run_batches(
     table, start, ledger, client = ctx.input, ctx.start, Ledger(ctx.saved), ctx.client
     retry = BatchRetry(ctx.parts.run.max_retries, WaitCap(ctx.parts.limits.max_wait_seconds), client.url, sleep)
     batch = BatchContext(ctx.parts.run, ctx.enricher, api, ledger, ctx.cache, client.url, client.dialect.name, retry,
-                         client.budget, now)
+                         client.budget, now, ctx.parts.input.limit)
     sized = table.estimate_rows()
     yield Started(None if sized is None else max(sized[0] - start, 0), sized is not None and sized[1], start)
     submitter = Submitter(batch, start)

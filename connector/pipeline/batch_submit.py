@@ -56,6 +56,7 @@ class BatchContext:
     retry: BatchRetry  # the run's retry policy for every call of the batch API
     budget: SpendBudget | None = None
     now: Clock = time.time  # the wall clock: batches are matched by their creation time
+    limit: int | None = None  # input.limit: rows after it are not read (a sample)
 
     def key_of(self, body: Any) -> str:
         """The answer-cache key of a request body (as a normal request's)."""
@@ -137,7 +138,8 @@ class Submitter:
         chunker = Chunker(ctx.api.limits)
         asked: set[int] = set()  # requests asked by an earlier row (a prefix of their cache keys)
         check = _Check({b.fingerprint: b for b in ctx.ledger.batches}, stale)
-        rows = numbered_rows(table.batches(skip=self.start), self.start, lambda: False)
+        rows = numbered_rows(table.batches(skip=self.start), self.start, lambda: False,
+                             self.ctx.limit)
         if not isinstance(rows, AsyncIterator):
             rows = _aiter(rows)
         async for position, row in rows:

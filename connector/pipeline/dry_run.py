@@ -293,5 +293,6 @@ async def plan(rows: Iterator[tuple[int, dict[str, Any]]] | AsyncIterator[tuple[
 async def dry_run_report(ctx: RunContext) -> list[str]:
     """The dry-run report's lines for the context's table from its start on, secrets masked."""
     table = ctx.input
-    report = await plan(numbered_rows(table.batches(skip=ctx.start), ctx.start, lambda: False), Planner(ctx))
+    report = await plan(numbered_rows(table.batches(skip=ctx.start), ctx.start, lambda: False,
+                                      ctx.parts.input.limit), Planner(ctx))
     return [ctx.redact(line) for line in report.log_lines()]

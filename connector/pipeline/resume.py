@@ -65,11 +65,11 @@ class RowHasher:
 
 
 async def verified_rows(table: Table, hasher: RowHasher, start: int, saved: InputFingerprint | None,
-                        stream: str, stop: Callable[[], bool]) -> Rows:
+                        stream: str, stop: Callable[[], bool], limit: int | None = None) -> Rows:
     """The input's rows after row ``start``, once rows 1..``start`` are read and found to be those
     ``saved`` covers (when the STATE has a fingerprint; one written before fingerprints is taken
-    as it is, and the next STATE carries one)."""
-    rows = hasher.follow(numbered_rows(table.batches(), 0, stop))
+    as it is, and the next STATE carries one); none past row ``limit`` (input.limit)."""
+    rows = hasher.follow(numbered_rows(table.batches(), 0, stop, limit))
     if isinstance(rows, AsyncIterator):
         while hasher.emitted < start and await anext(rows, None) is not None:
             hasher.advance()

@@ -125,7 +125,8 @@ async def run_rows(
     the records come from ``source`` when given (batch mode), else from the row enricher. Rows 1..start
     are read first and must match ``ctx.saved_input``, the STATE's fingerprint (when it has one)."""
     loop = _Loop(ctx, checkpointing, progress, clock)
-    rows = await verified_rows(ctx.input, loop.hasher, ctx.start, ctx.saved_input, loop.name, loop.stop_feeding)
+    rows = await verified_rows(ctx.input, loop.hasher, ctx.start, ctx.saved_input, loop.name, loop.stop_feeding,
+                               ctx.parts.input.limit)
     for event in loop.begin(legacy_state=ctx.saved_input is None):
         yield event
     answers = source(rows) if source is not None else ordered_map(rows, ctx.enricher, ctx.parts.run.concurrency)
@@ -150,6 +151,7 @@ class _Loop:
     def __init__(self, ctx: RunContext, checkpointing: Checkpointing, progress: Progress, clock: Clock) -> None:
         self.policy, self.cache, self.budget = ctx.parts.run, ctx.cache, ctx.client.budget
         self.name, self.table, self.start = ctx.parts.run.stream_name, ctx.input, ctx.start
+        self.limit = ctx.parts.input.limit  # a sample: never a finished sync
         self.checkpointing, self.progress, self.clock = checkpointing, progress, clock
         self.tally = Tally()
         self.hasher = RowHasher(ctx.input.files)  # the fingerprint of the rows done, for each checkpoint
@@ -166,6 +168,10 @@ class _Loop:
         sized = self.table.estimate_rows()
         total = None if sized is None else max(sized[0] - start, 0)
         estimated = sized is not None and sized[1]
+        if self.limit is not None:
+            total, estimated = max(min(self.limit, sized[0] if sized else self.limit) - start, 0), False
+            if sized is not None and sized[1] and sized[0] < self.limit:
+                estimated = True  # the input may hold fewer rows than the limit
         yield Started(total, estimated, start)
         if estimated:
             yield Note(f"{name}: about {total:,} rows to read (an estimate from the input's file sizes)")
@@ -239,7 +245,8 @@ class _Loop:
             return
         failed_whole = bool(tally.rows) and tally.failed == tally.rows
         if not failed_whole and (self.since or full_refresh or position == self.start):
-            yield Checkpoint(position, self.since, sync_complete=full_refresh, input=self.hasher.fingerprint())
+            yield Checkpoint(position, self.since, sync_complete=full_refresh and self.limit is None,
+                             input=self.hasher.fingerprint())
         yield Finished(not failed_whole, summary, tally)
         if failed_whole:
             raise SyncFailed(f"every row failed ({tally.rows} rows); first errors: {' | '.join(tally.first_errors)}")

@@ -35,33 +35,40 @@ def numbered_rows(
     batches: Iterator[list[Row]] | AsyncIterator[list[Row]],
     start: int,
     stop: Callable[[], bool],
+    limit: int | None = None,
 ) -> Iterator[tuple[int, Row]] | AsyncIterator[tuple[int, Row]]:
-    """(position, row) pairs from ``start`` on, until the batches end or ``stop()`` says so.
+    """(position, row) pairs from ``start`` on, until the batches end, ``stop()`` says so or
+    ``limit`` rows of the input (input.limit, a sample) have been numbered.
 
     Stays a plain iterator over a file's batches (no await per row) and becomes an async
     one over stdin's.
     """
     if isinstance(batches, AsyncIterator):
-        return _numbered_async(batches, start, stop)
-    return _numbered(batches, start, stop)
+        return _numbered_async(batches, start, stop, limit)
+    return _numbered(batches, start, stop, limit)
 
 
-def _numbered(batches: Iterator[list[Row]], start: int, stop: Callable[[], bool]) -> Iterator[tuple[int, Row]]:
+def _numbered(batches: Iterator[list[Row]], start: int, stop: Callable[[], bool],
+              limit: int | None) -> Iterator[tuple[int, Row]]:
     position = start
+    if limit is not None and position >= limit:
+        return  # not one batch is read: a sample already done reads nothing
     for batch in batches:
         for row in batch:
-            if stop():
+            if stop() or (limit is not None and position >= limit):
                 return
             yield position, row
             position += 1
 
 
 async def _numbered_async(batches: AsyncIterator[list[Row]], start: int,
-                          stop: Callable[[], bool]) -> AsyncIterator[tuple[int, Row]]:
+                          stop: Callable[[], bool], limit: int | None) -> AsyncIterator[tuple[int, Row]]:
     position = start
+    if limit is not None and position >= limit:
+        return
     async for batch in batches:
         for row in batch:
-            if stop():
+            if stop() or (limit is not None and position >= limit):
                 return
             yield position, row
             position += 1

@@ -56,7 +56,7 @@ async def export_requests(ctx: RunContext, path: str) -> tuple[int, Counter[str]
 
     dialect = _openai_dialect(ctx, "--export-batch")
     enricher = ctx.enricher
-    rows = numbered_rows(ctx.input.batches(skip=ctx.start), ctx.start, lambda: False)
+    rows = numbered_rows(ctx.input.batches(skip=ctx.start), ctx.start, lambda: False, ctx.parts.input.limit)
     target = Path(path)
     partial = target.with_name(target.name + ".partial")
     written, skipped = 0, Counter[str]()
