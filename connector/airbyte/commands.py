@@ -35,8 +35,9 @@ async def spec() -> AsyncIterator[Message]:
 
 async def check(raw_config: Any, transport_factory: TransportFactory = default_transport) -> AsyncIterator[Message]:
     """CONNECTION_STATUS, SUCCEEDED or FAILED with a precise, safe message."""
+    from connector.answers.schema import task_outputs
     from connector.config.load import load_config
-    from connector.config.parts import parts_of
+    from connector.config.parts import first_task, parts_of
     from connector.dialects import dialect_for
     from connector.pipeline.prepare import connect
     from connector.pipeline.probe import run_check
@@ -45,6 +46,8 @@ async def check(raw_config: Any, transport_factory: TransportFactory = default_t
     notes: list[str] = []
     try:
         config = load_config(raw_config, notes.append)
+        task_outputs(parts_of(config).output.tasks)  # two tasks writing one column
+        config = first_task(config)  # with tasks, the first task asked is the probe
         parts = parts_of(config)
         dialect = dialect_for(parts.request)  # what the API shape cannot express fails here
     except ConfigError as exc:

@@ -5,7 +5,8 @@ These names are a public contract (downstream SQL filters on them); add, never r
 Statuses: ``ok``, ``error``, ``truncated`` (the answer was cut off by the token
 limit), ``skipped_null`` (a cell the template uses is null or empty and
 ``null_policy`` is ``skip``), ``skipped_too_long`` (the prompt does not fit the
-context window and ``too_long_policy`` is ``skip``).
+context window and ``too_long_policy`` is ``skip``), ``skipped_upstream`` (a task not asked
+because a task whose answer it uses is not ``ok``; :mod:`connector.answers.task_columns`).
 
 Error classes (:data:`connector.errors.ErrorClass`): ``rate_limit``, ``quota``, ``auth``,
 ``timeout``, ``connection``, ``server``, ``bad_request``, ``not_found``, ``context_length``,
@@ -27,7 +28,7 @@ import orjson
 
 from connector.errors import ErrorClass
 
-Status = Literal["ok", "error", "truncated", "skipped_null", "skipped_too_long"]
+Status = Literal["ok", "error", "truncated", "skipped_null", "skipped_too_long", "skipped_upstream"]
 STATUSES: tuple[Status, ...] = get_args(Status)
 ERROR_CLASSES: tuple[ErrorClass, ...] = get_args(ErrorClass)
 

@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from connector.answers.extra_columns import extra_output_columns
 from connector.answers.records import META_COLUMNS, ROW_NUMBER
+from connector.answers.task_columns import TASK_META
 from connector.config.parts import OutputPart
 from connector.config.sections import ResponseTemplate
 from connector.dialects.embeddings import VECTOR_STEP, vector_schema
@@ -51,18 +52,37 @@ def output_columns(template: ResponseTemplate, dimensions: int | None = None) ->
 def enriched_schema(input_schema: pa.Schema, output: OutputPart) -> dict[str, Any]:
     """The enriched stream's JSON schema; fails when an output column shadows an input one."""
     properties: dict[str, Any] = {f.name: field_schema(f) for f in input_schema}
-    outputs = output_columns(output.response_template, output.dimensions)
-    outputs.update(extra_output_columns(output))  # output_schema properties, _tool_calls
+    outputs = task_outputs(output.tasks) if output.tasks else _outputs(output)
     clash = sorted((set(outputs) | set(META_COLUMNS)) & set(properties))
     if clash:
         raise ConfigError(
-            f"response_template: output column(s) {', '.join(clash)} have the name of an input column; "
-            "rename them in response_template.columns or json_columns"
-        )
+            f"{'tasks' if output.tasks else 'response_template'}: output column(s) {', '.join(clash)} have the name "
+            "of an input column; rename " + ("the task" if output.tasks else
+                                              "them in response_template.columns or json_columns"))
     properties.update(outputs)
     properties.update(META_COLUMNS)
     return {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
             "additionalProperties": True, "properties": properties}
+
+
+def _outputs(output: OutputPart) -> dict[str, dict[str, Any]]:
+    outputs = output_columns(output.response_template, output.dimensions)
+    outputs.update(extra_output_columns(output))  # output_schema properties, _tool_calls
+    return outputs
+
+
+def task_outputs(tasks: tuple[tuple[str, OutputPart], ...]) -> dict[str, dict[str, Any]]:
+    """Every task's columns (:mod:`connector.answers.task_columns`); a name two tasks would both
+    write is a ConfigError."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, output in tasks:
+        for column, schema in [*_outputs(output).items(), *TASK_META.items()]:
+            key = f"{name}_{column}"
+            if key in out or key in META_COLUMNS:
+                raise ConfigError(f"tasks: task '{name}' would write column '{key}', which another task (or the "
+                                  "row's metadata) writes too; rename a task")
+            out[key] = schema
+    return out
 
 
 def primary_key(output: OutputPart, input_schema: pa.Schema) -> str:

@@ -1,12 +1,11 @@
 """The connector's configuration: one pydantic model, the single source of truth.
 
-:class:`SourceConfig` holds what to ask and where (endpoint, templates, input, API
-shape); it inherits the run-policy fields from :class:`~connector.config.run_settings.RunSettings`,
-and its sections live in :mod:`connector.config.sections` and :mod:`connector.config.input`.
-Validated, every field holds a parsed value: templates and the output schema are
-objects (JSON text is accepted on input), the response template a
-:class:`~connector.config.sections.ResponseTemplate`. The model never changes its own
-fields: the endpoint a provider preset or shape settings imply is :attr:`SourceConfig.endpoint`.
+:class:`SourceConfig` holds what to ask and where (endpoint, templates, input, API shape); it
+inherits the run-policy fields (:mod:`connector.config.run_settings`) and ``tasks``
+(:mod:`connector.config.tasks`); its sections live in :mod:`connector.config.sections` and
+:mod:`connector.config.input`. Validated, every field holds a parsed value: templates and the output
+schema are objects (JSON text is accepted on input). The model never changes its own fields: the
+endpoint a provider preset or shape settings imply is :attr:`SourceConfig.endpoint`.
 
 ``spec/spec.json`` is generated from :class:`SourceConfig` (``make spec``)
 and checked in; a test fails when the two drift. Loading a config is two steps,
@@ -42,6 +41,7 @@ from connector.config.providers import ApiShape, presets
 from connector.config.run_settings import RunSettings
 from connector.config.sections import Parameters, ResponseTemplate
 from connector.config.shape_settings import AzureSettings, BedrockSettings, VertexSettings
+from connector.config.tasks import TaskSettings, check_tasks
 
 MODELS_STREAM = "models"  # the stream of GET /models, offered beside stream_name
 CHAT_PATH = "/chat/completions"
@@ -85,7 +85,7 @@ HeaderMap = Annotated[
     }),
 ]
 
-class SourceConfig(RunSettings):
+class SourceConfig(RunSettings, TaskSettings):
     """Configuration of source-openai-compatible."""
 
     model_config = ConfigDict(
@@ -364,7 +364,9 @@ class SourceConfig(RunSettings):
 
     @model_validator(mode="after")
     def _one_request_form(self) -> SourceConfig:
-        if self.request_template is None and self.prompt is None:
+        if self.tasks is not None:  # each task has its prompt (connector.config.tasks)
+            check_tasks(self.tasks, self.prompt, self.request_template, self.batch.enabled, self.embeddings)
+        elif self.request_template is None and self.prompt is None:
             raise ValueError("give a prompt (short form) or a request_template (full request body)")
         if self.request_template is not None and (self.prompt or self.system_prompt):
             raise ValueError("give either prompt/system_prompt or request_template, not both")

@@ -20,6 +20,7 @@ from connector.config.input import InputConfig
 from connector.config.model import SourceConfig
 from connector.config.sections import CacheConfig, Parameters, Price, ResponseTemplate, TLSConfig
 from connector.config.shape_settings import AzureSettings, BedrockSettings, VertexSettings
+from connector.config.tasks import TaskConfig, task_order
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,7 @@ class OutputPart:
     tools: bool  # the request template asks for tools: a _tool_calls column
     primary_key: str | None
     dimensions: int | None = None  # embeddings.dimensions: the vector column's fixed length
+    tasks: tuple[tuple[str, OutputPart], ...] = ()  # each task's name and output, in dependency order
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +153,9 @@ def parts_of(config: SourceConfig) -> Parts:
         dict(config.headers), float(config.timeout), config.azure, config.bedrock, config.vertex, config.batch,
         config.embeddings, config.prompt_cache)
     output = OutputPart(config.response_template, config.output_schema, "tools" in (config.request_template or ()),
-                        config.input.primary_key, config.embeddings.dimensions if config.embeddings else None)
+                        config.input.primary_key, config.embeddings.dimensions if config.embeddings else None,
+                        tuple((t.name, parts_of(task_config(config, t)).output)
+                              for t in task_order(config.tasks or [])))
     limits = Limits(config.concurrency, config.min_concurrency, config.adaptive_concurrency,
                     config.requests_per_minute, config.tokens_per_minute, config.max_retries,
                     config.max_wait_seconds, config.max_requests, config.max_total_tokens, config.tls)
@@ -163,3 +167,18 @@ def parts_of(config: SourceConfig) -> Parts:
                     config.max_retries, config.batch)
     client = ClientPart(float(config.timeout), config.max_retries, config.max_wait_seconds, config.max_reply_bytes)
     return Parts(request, client, output, limits, rows, run, config.input, config.cache)
+
+
+def task_config(config: SourceConfig, task: TaskConfig) -> SourceConfig:
+    """The one-task config ``task`` of a config with tasks asks by: its prompt, and its own system prompt,
+    model, parameters and output schema where it gives them, the config's otherwise."""
+    return config.model_copy(update={
+        "prompt": task.prompt, "system_prompt": task.system_prompt or config.system_prompt,
+        "model": task.model or config.model, "parameters": task.parameters or config.parameters,
+        "output_schema": config.output_schema if task.output_schema is None else task.output_schema,
+        "tasks": None})
+
+
+def first_task(config: SourceConfig) -> SourceConfig:
+    """The config itself, or with tasks, the one-task config of the first task asked (check probes with it)."""
+    return task_config(config, task_order(config.tasks)[0]) if config.tasks else config

@@ -16,6 +16,7 @@ from connector.endpoint.client import EndpointClient
 from connector.endpoint.transport import Transport
 from connector.pipeline.batch_ledger import SavedBatch
 from connector.pipeline.enrich import RowEnricher
+from connector.pipeline.tasks import TaskEnricher
 from connector.requests.templates import RequestTemplate
 from connector.rows.fingerprint import InputFingerprint
 from connector.rows.table import Table
@@ -46,6 +47,7 @@ class RunContext:
     saved: tuple[SavedBatch, ...] = ()
     notes: list[str] = field(default_factory=list)
     saved_input: InputFingerprint | None = None
+    tasks: TaskEnricher | None = None  # the config's tasks (connector.pipeline.tasks): the run loop's enricher then
 
     @property
     def input(self) -> Table:

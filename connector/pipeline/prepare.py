@@ -24,16 +24,19 @@ from connector.answers.records import META_COLUMNS
 from connector.answers.schema import enriched_schema, primary_key
 from connector.callbacks import Notice, no_notice
 from connector.config.model import SourceConfig
-from connector.config.parts import Limits, Parts, parts_of
+from connector.config.parts import Limits, Parts, first_task, parts_of, task_config
 from connector.config.sections import CacheConfig
+from connector.config.tasks import needs, task_order
 from connector.dialects import Dialect, dialect_for
 from connector.endpoint.client import EndpointClient
 from connector.endpoint.limits import ConcurrencyGate, Limiter, SpendBudget, TokenBucket, WaitCap
 from connector.endpoint.resources import connections_that_fit
 from connector.endpoint.transport import AiohttpTransport, Transport
+from connector.errors import ConfigError
 from connector.pipeline.batch_ledger import SavedBatch
 from connector.pipeline.context import RunContext
 from connector.pipeline.enrich import RowEnricher
+from connector.pipeline.tasks import Task, TaskEnricher
 from connector.requests.templates import RequestTemplate
 from connector.rows.fingerprint import InputFingerprint
 from connector.rows.opening import open_input
@@ -77,6 +80,7 @@ class Endpoint:
     redact: Redactor
     client: EndpointClient
     transport: Transport
+    limiter: Limiter | None = None  # the client's: other clients of the run (its tasks') share it
 
 
 @asynccontextmanager
@@ -96,10 +100,10 @@ async def connect(parts: Parts, redact: Redactor, dialect: Dialect,
             parts = parts.with_concurrency(fitted)
     transport = transport_factory(parts.limits)
     try:
-        client = EndpointClient(parts.client, transport, dialect, limiter=limiter_for(parts.limits, notice)
-                                if limited else None, budget=budget_for(parts.limits) if limited else None,
-                                notice=notice)
-        yield Endpoint(parts, redact, client, transport)
+        limiter = limiter_for(parts.limits, notice) if limited else None
+        client = EndpointClient(parts.client, transport, dialect, limiter=limiter,
+                                budget=budget_for(parts.limits) if limited else None, notice=notice)
+        yield Endpoint(parts, redact, client, transport, limiter)
     finally:
         await transport.aclose()
 
@@ -109,8 +113,9 @@ def requests_of(config: SourceConfig) -> tuple[Parts, Dialect, RequestTemplate]:
     read or anything sent: ConfigError when the API shape cannot express the config, TemplateError for
     a template that does not compile."""
     parts = parts_of(config)
-    dialect = dialect_for(parts.request)
-    return parts, dialect, RequestTemplate.from_config(parts.request, dialect.conversation_key)
+    request = parts_of(first_task(config)).request if config.tasks else parts.request  # with tasks: the first's
+    dialect = dialect_for(request)
+    return parts, dialect, RequestTemplate.from_config(request, dialect.conversation_key)
 
 
 @asynccontextmanager
@@ -123,6 +128,9 @@ async def prepare(config: SourceConfig, transport_factory: TransportFactory = de
     ``start``, ``saved`` and ``saved_input`` are the starting position, the provider batches and the
     input fingerprint of the STATE.
     """
+    if config.tasks and purpose != "read":
+        raise ConfigError(f"tasks: {_NO_TASKS_YET[purpose]} does not support tasks yet; run it with one config per "
+                          "task, or read / run the tasks without it")
     parts, dialect, template = requests_of(config)
     table, schema, notes = None, {}, []
     if purpose != "worker":
@@ -148,14 +156,41 @@ async def prepare(config: SourceConfig, transport_factory: TransportFactory = de
             extractor = ResponseExtractor(parts.output.response_template, ExtraOutputs.from_config(parts.output))
             enricher = RowEnricher(parts.rows, endpoint.client, template, extractor, endpoint.redact,
                                    None if purpose == "dry_run" else cache, requester=requester_identity(parts.request))
+            tasks = _tasks_of(config, table.columns, endpoint, cache) if config.tasks and table else None
             context = RunContext(parts, dialect, template, table, schema, endpoint.transport, endpoint.client,
                                  endpoint.redact, cache, enricher, start, saved, [endpoint.redact(n) for n in notes],
-                                 saved_input)
+                                 saved_input, tasks)
             running.append(True)
             yield context
         finally:
             if cache is not None:
                 cache.close()
+
+
+_NO_TASKS_YET = {"dry_run": "the dry run (--dry-run)", "export": "--export-batch", "import": "--import-batch",
+                 "worker": "scale-out (Spark / Ray workers)", "read": ""}
+
+
+def _tasks_of(config: SourceConfig, columns: list[str], endpoint: Endpoint, cache: AnswerCache | None) -> TaskEnricher:
+    """The row enricher of each task, in dependency order: its own template (checked against the input's
+    columns and the answers it uses), dialect and client, sharing the run's limiter and spend budget."""
+    tasks = config.tasks or []
+    names, built = {t.name for t in tasks}, dict[str, Task]()
+    for task in task_order(tasks):
+        uses = needs(task, names)
+        parts, dialect, template = requests_of(task_config(config, task))
+        try:
+            template.check_columns([*columns, *(f"{name}.{column}" for name in uses
+                                                for column in built[name].enricher.output_columns)])
+        except ConfigError as exc:
+            raise ConfigError(f"tasks ({task.name}): {exc.message}") from None
+        client = EndpointClient(parts.client, endpoint.transport, dialect, limiter=endpoint.limiter,
+                                budget=endpoint.client.budget)
+        extractor = ResponseExtractor(parts.output.response_template, ExtraOutputs.from_config(parts.output))
+        enricher = RowEnricher(parts.rows, client, template, extractor, endpoint.redact, cache,
+                               requester=requester_identity(parts.request))
+        built[task.name] = Task(task.name, uses, enricher)
+    return TaskEnricher(list(built.values()))
 
 
 def _cache_for(purpose: Purpose, settings: CacheConfig, warn: Callable[[str], None],

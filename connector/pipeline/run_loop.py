@@ -129,7 +129,8 @@ async def run_rows(
                                ctx.parts.input.limit)
     for event in loop.begin(legacy_state=ctx.saved_input is None):
         yield event
-    answers = source(rows) if source is not None else ordered_map(rows, ctx.enricher, ctx.parts.run.concurrency)
+    enrich = ctx.tasks or ctx.enricher  # with tasks, a row's record is done when all its tasks are
+    answers = source(rows) if source is not None else ordered_map(rows, enrich, ctx.parts.run.concurrency)
     try:
         async for done in answers:
             for event in loop.take(done):

@@ -1,0 +1,156 @@
+"""tasks: several requests per row in one pass (connector.config.tasks, connector.pipeline.tasks), against the
+fake OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connector.config.load import load_config
+from connector.errors import ConfigError
+from tests.conftest import Server, catalog_for, run_cli
+
+MOOD_SCHEMA = {"type": "object", "properties": {"sentiment": {"type": "string"}, "score": {"type": "number"}},
+               "required": ["sentiment", "score"]}
+# Two independent tasks, one task using one of them, one using both.
+FOUR = [{"name": "summary", "prompt": "Sum {{text}} {{flag}}"},
+        {"name": "lang", "prompt": "Lang {{text}}"},
+        {"name": "short", "prompt": "Short {{summary.answer}}"},
+        {"name": "both", "prompt": "Both {{summary.answer}} / {{lang.answer}}", "system_prompt": "Be brief."}]
+
+
+def config_for(server: Server, tmp_path: Path, tasks: list[dict[str, Any]], flags: list[str] | None = None,
+               **extra: Any) -> str:
+    texts, flags = ["one", "two", "three"], flags or ["-"] * 3
+    rows = [{"text": text, "flag": flag} for text, flag in zip(texts, flags, strict=True)]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"url": server.base_url, "api_key": server.api_key, "model": "fake-model",
+                                "input": {"rows": rows}, "tasks": tasks, **extra}))
+    (tmp_path / "catalog.json").write_text(json.dumps(catalog_for()))
+    return str(path)
+
+
+def read(config: str, tmp_path: Path) -> list[dict[str, Any]]:
+    run = run_cli(["read", "--config", config, "--catalog", str(tmp_path / "catalog.json")])
+    assert run.code == 0, run.stdout + run.stderr
+    return run.records
+
+
+def test_four_tasks_ask_rows_times_tasks_and_the_dependent_prompts_hold_the_answers(fake_server: Server,
+                                                                                   tmp_path: Path) -> None:
+    config = config_for(fake_server, tmp_path, FOUR, cache={"enabled": False})
+    before = fake_server.stats().get("chat", 0)
+    records = read(config, tmp_path)
+    assert fake_server.stats().get("chat", 0) - before == 3 * 4  # rows x tasks
+    first = records[0]
+    assert first["summary_answer"] == "echo: Sum one -" and first["lang_answer"] == "echo: Lang one"
+    assert first["short_answer"] == "echo: Short echo: Sum one -"
+    assert first["both_answer"] == "echo: Both echo: Sum one - / echo: Lang one"
+    assert [r["_row_number"] for r in records] == [1, 2, 3] and {r["_status"] for r in records} == {"ok"}
+    for name in ("summary", "lang", "short", "both"):
+        assert first[f"{name}_status"] == "ok" and first[f"{name}_attempts"] == 1
+        assert first[f"{name}_prompt_tokens"] > 0 and first[f"{name}_error_class"] is None
+    assert first["_prompt_tokens"] == sum(first[f"{n}_prompt_tokens"] for n in ("summary", "lang", "short", "both"))
+    assert first["_attempts"] == 4
+
+
+def test_the_answer_cache_works_per_task_request(fake_server: Server, tmp_path: Path) -> None:
+    cache = {"enabled": True, "path": str(tmp_path / "cache.sqlite")}
+    read(config_for(fake_server, tmp_path, FOUR, cache=cache), tmp_path)
+    before = fake_server.stats().get("chat", 0)
+    changed = [*FOUR[:3], {**FOUR[3], "prompt": "Both again {{summary.answer}} / {{lang.answer}}"}]
+    records = read(config_for(fake_server, tmp_path, changed, cache=cache), tmp_path)
+    assert fake_server.stats().get("chat", 0) - before == 3  # only the changed task's request, per row
+    assert records[0]["summary_cached"] is True and records[0]["both_cached"] is False
+    assert records[0]["both_answer"] == "echo: Both again echo: Sum one - / echo: Lang one"
+
+
+def test_a_failing_upstream_task_skips_the_tasks_that_use_its_answer(fake_server: Server, tmp_path: Path) -> None:
+    config = config_for(fake_server, tmp_path, FOUR, flags=["-", "[[fake:status-400]]", "-"],
+                        cache={"enabled": False})
+    before = fake_server.stats().get("chat", 0)
+    records = read(config, tmp_path)
+    assert fake_server.stats().get("chat", 0) - before == 3 * 4 - 2  # row 2: short and both are not asked
+    bad = records[1]
+    assert bad["summary_status"] == "error" and bad["summary_error_class"] == "bad_request"
+    assert bad["lang_status"] == "ok" and bad["lang_answer"] == "echo: Lang two"
+    assert bad["short_status"] == bad["both_status"] == "skipped_upstream"
+    assert bad["short_answer"] is None and "task 'summary'" in bad["both_error"]
+    assert bad["_status"] == "error" and bad["_error_class"] == "bad_request"
+    assert bad["_error"].startswith("summary: error: ")
+    assert records[0]["_status"] == records[2]["_status"] == "ok"
+
+
+def test_a_task_with_its_own_model_and_output_schema(fake_server: Server, tmp_path: Path) -> None:
+    tasks = [{"name": "summary", "prompt": "Sum {{text}}"},
+             {"name": "mood", "prompt": "Mood of {{text}}", "model": "other-model", "output_schema": MOOD_SCHEMA}]
+    config = config_for(fake_server, tmp_path, tasks, cache={"enabled": False})
+    records = read(config, tmp_path)
+    first = records[0]
+    assert first["summary_answer"] == "echo: Sum one" and first["summary_model"] == "fake-model"
+    assert first["mood_model"] == "other-model" and first["mood_status"] == "ok"
+    assert first["mood_sentiment"] in ("positive", "negative") and isinstance(first["mood_score"], float)
+    assert first["_model"] is None  # two models: each task's is in its own column
+    run = run_cli(["discover", "--config", config])
+    (catalog,) = run.of_type("CATALOG")
+    properties = catalog["catalog"]["streams"][0]["json_schema"]["properties"]
+    assert properties["mood_score"]["type"] == ["null", "number"] and "summary_answer" in properties
+    assert "skipped_upstream" in properties["summary_status"]["enum"]
+
+
+def test_check_probes_the_first_task_and_refuses_two_tasks_writing_one_column(fake_server: Server,
+                                                                              tmp_path: Path) -> None:
+    good = config_for(fake_server, tmp_path, FOUR)
+    (status,) = run_cli(["check", "--config", good]).of_type("CONNECTION_STATUS")
+    assert status["connectionStatus"]["status"] == "SUCCEEDED", status
+    clash = [{"name": "a_b", "prompt": "{{text}}"},
+             {"name": "a", "prompt": "{{text}}",
+              "output_schema": {"type": "object", "properties": {"b_answer": {"type": "string"}}}}]
+    (status,) = run_cli(["check", "--config", config_for(fake_server, tmp_path, clash)]).of_type("CONNECTION_STATUS")
+    assert status["connectionStatus"]["status"] == "FAILED"
+    assert "column 'a_b_answer'" in status["connectionStatus"]["message"]
+
+
+def base(**extra: Any) -> dict[str, Any]:
+    return {"url": "http://fake.local/v1", "model": "m", "input": {"rows": [{"text": "x"}]}, **extra}
+
+
+@pytest.mark.parametrize(("extra", "fragment"), [
+    ({"tasks": [{"name": "a", "prompt": "{{b.answer}}"}, {"name": "b", "prompt": "{{a.answer}}"}]},
+     "tasks: a, b wait for each other's answers (a cycle)"),
+    ({"tasks": [{"name": "a", "prompt": "{{a.answer}}"}]}, "tasks.0.prompt: task 'a' uses its own answer"),
+    ({"tasks": [{"name": "a", "prompt": "{{text}}"}, {"name": "a", "prompt": "{{text}}"}]},
+     "tasks.1.name: 'a' names two tasks"),
+    ({"prompt": "{{text}}", "tasks": [{"name": "a", "prompt": "{{text}}"}]}, "tasks: give each task its prompt"),
+    ({"batch": {"enabled": True}, "tasks": [{"name": "a", "prompt": "{{text}}"}]},
+     "tasks: batch mode (batch.enabled) does not support tasks yet"),
+    ({"tasks": [{"name": "Bad-Name", "prompt": "{{text}}"}]}, "tasks.0.name"),
+    ({"tasks": []}, "tasks"),
+])
+def test_a_tasks_mistake_is_a_config_error_naming_the_field(extra: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(base(**extra))
+    assert fragment in caught.value.message
+
+
+def test_a_task_reaching_into_an_unknown_task_is_refused_before_any_request(fake_server: Server,
+                                                                            tmp_path: Path) -> None:
+    config = config_for(fake_server, tmp_path, [{"name": "a", "prompt": "{{text}}"},
+                                                {"name": "b", "prompt": "{{sumary.answer}}"}])
+    before = fake_server.stats().get("chat", 0)
+    run = run_cli(["read", "--config", config, "--catalog", str(tmp_path / "catalog.json")])
+    (error,) = run.trace_errors
+    assert run.code == 1 and error["failure_type"] == "config_error"
+    assert error["message"].startswith("tasks (b): ") and "sumary" in error["message"]
+    assert fake_server.stats().get("chat", 0) == before
+
+
+@pytest.mark.parametrize("flag", ["--dry-run", "--export-batch"])
+def test_modes_without_tasks_support_refuse_them_by_name(fake_server: Server, tmp_path: Path, flag: str) -> None:
+    config = config_for(fake_server, tmp_path, FOUR)
+    args = ["run", "--config", config, "--output", str(tmp_path / "out.jsonl"), flag]
+    run = run_cli([*args, str(tmp_path / "requests.jsonl")] if flag == "--export-batch" else args)
+    assert run.code == 1 and "tasks: " in run.stderr and "does not support tasks yet" in run.stderr
