@@ -3,15 +3,18 @@ fake OpenAI-compatible server."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from connector.config.load import load_config
+from connector.endpoint.transport import HttpxTransport
 from connector.errors import ConfigError
-from tests.conftest import Server, catalog_for, run_cli
+from tests.conftest import Server, catalog_for, chat_reply, run_cli
 
 MOOD_SCHEMA = {"type": "object", "properties": {"sentiment": {"type": "string"}, "score": {"type": "number"}},
                "required": ["sentiment", "score"]}
@@ -128,7 +131,7 @@ def base(**extra: Any) -> dict[str, Any]:
     ({"batch": {"enabled": True}, "tasks": [{"name": "a", "prompt": "{{text}}"}]},
      "tasks: batch mode (batch.enabled) does not support tasks yet"),
     ({"tasks": [{"name": "Bad-Name", "prompt": "{{text}}"}]}, "tasks.0.name"),
-    ({"tasks": []}, "tasks"),
+    ({"tasks": []}, "tasks: [] should be non-empty"),
 ])
 def test_a_tasks_mistake_is_a_config_error_naming_the_field(extra: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -154,3 +157,38 @@ def test_modes_without_tasks_support_refuse_them_by_name(fake_server: Server, tm
     args = ["run", "--config", config, "--output", str(tmp_path / "out.jsonl"), flag]
     run = run_cli([*args, str(tmp_path / "requests.jsonl")] if flag == "--export-batch" else args)
     assert run.code == 1 and "tasks: " in run.stderr and "does not support tasks yet" in run.stderr
+
+
+def test_a_rows_independent_tasks_are_in_flight_together_and_a_dependent_one_after_them() -> None:
+    """One row, concurrency 4: 'a' and 'b' each wait (up to 10 s) for the other to arrive before answering;
+    'c', which uses both answers, arrives only once both are answered."""
+    from connector.airbyte import commands
+
+    arrived: list[str] = []
+    both_in = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        text = json.loads(request.content)["messages"][-1]["content"]
+        arrived.append(text.split()[0])
+        if {"a", "b"} <= set(arrived):
+            both_in.set()
+        if text.split()[0] in ("a", "b"):
+            try:
+                await asyncio.wait_for(both_in.wait(), 10)
+            except asyncio.TimeoutError:
+                return httpx.Response(500, json={"error": {"message": "asked one after the other"}})
+        return httpx.Response(200, json=chat_reply(f"echo: {text}"))
+
+    config = {**base(), "cache": {"enabled": False}, "concurrency": 4, "max_retries": 0,
+              "tasks": [{"name": "a", "prompt": "a {{text}}"}, {"name": "b", "prompt": "b {{text}}"},
+                        {"name": "c", "prompt": "c {{a.answer}} {{b.answer}}"}]}
+
+    async def records() -> list[dict[str, Any]]:
+        transport = lambda _limits: HttpxTransport(httpx.AsyncClient(transport=httpx.MockTransport(handler)))  # noqa: E731
+        return [m["record"]["data"] async for m in commands.read(config, catalog_for(), None, transport)
+                if m["type"] == "RECORD"]
+
+    (record,) = asyncio.run(records())
+    assert record["a_status"] == record["b_status"] == record["c_status"] == "ok"
+    assert sorted(arrived[:2]) == ["a", "b"] and arrived[2] == "c"
+    assert record["c_answer"] == "echo: c echo: a x echo: b x"

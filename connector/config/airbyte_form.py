@@ -36,7 +36,7 @@ Path = tuple[str, ...]
 GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("endpoint", "Endpoint", ("url", "api_key", "model", "provider", "api_compatibility", "headers", "timeout",
                               "model_mapping", "tls", "azure", "bedrock", "vertex")),
-    ("request", "Request and answer", ("prompt", "system_prompt", "request_template", "response_template",
+    ("request", "Request and answer", ("prompt", "system_prompt", "request_template", "tasks", "response_template",
                                        "output_schema", "parameters", "stream", "prompt_cache", "extra_body",
                                        "validation_retries", "null_policy", "null_literal", "embeddings",
                                        "media_columns")),
@@ -52,6 +52,8 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 _PLACE = {field: (gid, i) for gid, _, fields in GROUPS for i, field in enumerate(fields)}
 DEFAULT_GROUP = "request"  # a field added to the model without a place here still renders, last in this group
 _ALWAYS_SHOW = ("url", "api_key", "model", "prompt")
+# A list of objects whose items hold fields of two types (tasks: their parameters) is a JSON text area.
+_AS_TEXT: tuple[Path, ...] = (("tasks",),)
 _JSON_NOTE = " In a form: its JSON text."
 
 
@@ -104,9 +106,11 @@ def _reshape(schema: dict[str, Any], path: Path, text_fields: list[Path]) -> Non
             if json_text:
                 text_fields.append(here)
             schema["properties"][name] = _untyped(prop, json_text)
-        elif _is_map(prop) or _is_list_of_maps(prop):
+        elif _is_map(prop) or _is_list_of_maps(prop) or here in _AS_TEXT:
             text_fields.append(here)
             schema["properties"][name] = _untyped(prop, True)
+            if here in _AS_TEXT:
+                schema["properties"][name].pop("items", None)
         elif kind == "object":
             _reshape(prop, here, text_fields)
         _open_nested(schema["properties"][name])

@@ -145,7 +145,7 @@ class InputConfig(Strict):
             "later full-refresh sync starts over, an incremental one continues after the rows it emitted. The "
             "command line's --limit sets it too."
         ),
-        json_schema_extra={"order": 16, "examples": [20]},
+        json_schema_extra={"order": 17, "examples": [20]},
     )
 
     # The top-level tls section, set by SourceConfig: one TLS setting for every HTTPS connection.
