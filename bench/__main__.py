@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench [STAGE ...]
 
-Stages: capacity, matrix, sweep, spec, million, llm, profile (default: all that the
+Stages: capacity, matrix, sweep, spec, cold, million, llm, profile (default: all that the
 environment switches on; see ``STAGES_DOC`` in bench/report.py, also printed in the
 report). Progress goes to stderr, the Markdown report to stdout. Exit code 1 when a run
 produced the wrong number of records or failed rows, 2 on bad usage.
@@ -34,7 +34,7 @@ from bench.stages import Launch
 from bench.venv import ensure_bench_venv, versions
 
 ROOT = Path(__file__).resolve().parent.parent
-ALL_STAGES = ("capacity", "matrix", "sweep", "spec", "million", "llm", "profile", "scan")
+ALL_STAGES = ("capacity", "matrix", "sweep", "spec", "cold", "million", "llm", "profile", "scan")
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         header["machine"]["commit"] = f"{_short(ref)} (BENCH_CONNECTOR_REF={ref}, exported with git archive)"
     log(f"bench: machine {header['machine']}")
 
-    from bench import llm, profile, scan
+    from bench import cold, llm, profile, scan
     from bench import stages as st
 
     started = time.monotonic()
@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             "matrix": lambda: st.stage_matrix(ctx),
             "sweep": lambda: st.stage_sweep(ctx, done.get("matrix")),
             "spec": lambda: st.stage_spec(ctx),
+            "cold": lambda: cold.measure(ctx.base_url(0), 5 if quick else 21, work),
             "million": lambda: st.stage_million(
                 ctx, int(os.environ.get("BENCH_MILLION_ROWS") or 1_000_000),
                 int(os.environ.get("BENCH_MILLION_CONCURRENCY") or 512)),

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 PLOT = ROOT / "docs" / "throughput_vs_concurrency.png"
-STAGE_ORDER = ("capacity", "matrix", "sweep", "spec", "million", "llm", "profile", "scan")
+STAGE_ORDER = ("capacity", "matrix", "sweep", "spec", "cold", "million", "llm", "profile", "scan")
 
 
 def machine() -> dict[str, Any]:
@@ -268,6 +268,12 @@ def _million_section(result: dict[str, Any]) -> str:
     )
 
 
+def _cold_section(result: dict[str, Any]) -> str:
+    from bench.cold import render
+
+    return render(result["data"])
+
+
 def _spec_section(result: dict[str, Any]) -> str:
     d = result["data"]
     return (f"`source-openai-compatible spec`, median of {d['runs']} runs: **{_n(d['spec_ms'])} ms** wall "
@@ -391,6 +397,7 @@ def render(results: dict[str, dict[str, Any]], header: dict[str, Any]) -> str:
         ("sweep", "Throughput vs concurrency (50 ms)", _sweep_section),
         ("million", "A long read (1,000,000 rows) against a zero-latency mock", _million_section),
         ("spec", "`spec` start-up", _spec_section),
+        ("cold", "Cold start: `spec`, `check`, `discover` of a 5-row CSV (bench/cold.py)", _cold_section),
         ("llm", "Real local endpoint (llama.cpp)", _llm_section),
         ("profile", "Where the connector's CPU goes (512 in flight)", _profile_section),
         ("scan", "`discover` on large CSV and JSONL files (whole-file schema)", _scan_section),
@@ -436,4 +443,5 @@ Environment:
   one more client in the matrix's rotation, and judge "CPU per row no worse than that commit" from the same
   run. Runs on one VM drift by 2x from day to day; only a comparison inside one run says anything.
 - Stages can also be named: `.venv/bin/python -m bench million` runs that one alone
-  (capacity, matrix, sweep, spec, million, llm, profile, scan)."""
+  (capacity, matrix, sweep, spec, cold, million, llm, profile, scan); `.venv/bin/python -m bench.cold [RUNS]`
+  measures the cold start alone, against its own mock."""
