@@ -187,8 +187,8 @@ def catalog_for(stream: str = "enriched_rows", sync_mode: str = "full_refresh") 
 
 
 def progress_of(stream_state: dict[str, Any]) -> dict[str, Any]:
-    """A stream state without its input fingerprint (``state_version``, ``input``): what it says is done."""
-    return {key: value for key, value in stream_state.items() if key not in ("state_version", "input")}
+    """A stream state without its fingerprints (``state_version``, ``input``, ``request``): what it says is done."""
+    return {key: value for key, value in stream_state.items() if key not in ("state_version", "input", "request")}
 
 
 def mock_transport(handler: Callable[[httpx.Request], httpx.Response]) -> Callable[[Any], HttpxTransport]:

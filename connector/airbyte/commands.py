@@ -23,6 +23,7 @@ from connector.pipeline.run_loop import DEFAULT_CHECKPOINTING, Checkpointing
 if TYPE_CHECKING:
     from connector.airbyte.catalog import SelectedStream
     from connector.airbyte.state import StreamPosition
+    from connector.config.model import SourceConfig
     from connector.endpoint.client import EndpointClient
     from connector.pipeline.context import RunContext
 
@@ -117,7 +118,6 @@ async def read(
     is where ``input.path: "-"`` reads (default: the process's).
     """
     from connector.airbyte.catalog import MODELS_STREAM, SYNC_MODES, selected_streams
-    from connector.airbyte.state import position_for
     from connector.config.load import load_config
     from connector.pipeline.prepare import prepare
 
@@ -128,8 +128,8 @@ async def read(
     # PyAirbyte asks for incremental on every stream; models is then simply listed again.
     selected = selected_streams(catalog, {config.stream_name: SYNC_MODES, MODELS_STREAM: SYNC_MODES})
     enriched = next((s for s in selected if s.name != MODELS_STREAM), None)
-    saved = position_for(state, enriched.name, enriched.sync_mode) if enriched is not None else None
     held: list[Message] = []
+    saved = _saved_position(config, state, enriched, held)  # a WARN for a changed request joins held
     async with prepare(config, transport_factory, purpose="dry_run" if dry_run else "read", stdin=stdin,
                        notice=notice or _into(held), start=saved.position if saved else 0,
                        saved=saved.batches if saved else (), saved_input=saved.input if saved else None) as ctx:
@@ -166,6 +166,25 @@ async def _stream(ctx: RunContext, stream: SelectedStream, saved: StreamPosition
         yield message
 
 
+def _saved_position(config: SourceConfig, state: Any, enriched: SelectedStream | None,
+                    held: list[Message]) -> StreamPosition | None:
+    """Where the enriched stream resumes: the STATE's position, or row 1 when the request changed since
+    and on_request_change says reenrich (a WARN for a change goes to ``held``)."""
+    from connector.airbyte.state import StreamPosition, position_for
+    from connector.config.parts import parts_of
+    from connector.requests.request_fingerprint import on_change, request_fingerprint
+
+    if enriched is None:
+        return None
+    saved = position_for(state, enriched.name, enriched.sync_mode)
+    parts = parts_of(config)
+    current = request_fingerprint(parts.request, parts.output)
+    again, warning = on_change(saved.request, current, config.on_request_change, enriched.name, saved.position)
+    if warning:
+        held.append(protocol.log(warning, "WARN"))
+    return StreamPosition() if again else saved
+
+
 def _into(messages: list[Message]) -> Notice:
     """A notice that keeps its lines as LOG messages, for the command to yield."""
     return lambda level, text: messages.append(protocol.log(text, level))
@@ -190,6 +209,7 @@ async def _read_enriched(ctx: RunContext, full_refresh: bool, checkpointing: Che
     from connector.airbyte.state import StreamPosition
     from connector.pipeline.events import run_events
     from connector.pipeline.run_loop import Checkpoint, Finished, Note, RecordOut, Started
+    from connector.requests.request_fingerprint import request_fingerprint
 
     name, redact = ctx.parts.run.stream_name, ctx.redact
     yield protocol.stream_status(name, "STARTED")
@@ -202,7 +222,8 @@ async def _read_enriched(ctx: RunContext, full_refresh: bool, checkpointing: Che
             yield protocol.record(name, event.data)
         elif isinstance(event, Checkpoint):
             position = StreamPosition(event.position, event.sync_complete, event.batches, event.input,
-                                      ctx.parts.input.limit)
+                                      ctx.parts.input.limit,
+                                      request_fingerprint(ctx.parts.request, ctx.parts.output))
             yield protocol.state(name, position.as_state(), event.records)
         elif isinstance(event, Note):
             yield protocol.log(redact(event.text), event.level)

@@ -10,7 +10,9 @@ cursor. The stream state this source writes (version 2)::
      "limit": 20,                      # only for a sample (input.limit / --limit): never a finished sync
      "input": {                        # what rows 1..position were (connector.rows.fingerprint)
        "rows_sha256": "<64 hex>",      # the chain hash of rows 1..position, values as text
-       "files": [{"name": "data.csv", "size": 5120, "mtime_ns": 1733475600000000000, "rows": 150}]}}
+       "files": [{"name": "data.csv", "size": 5120, "mtime_ns": 1733475600000000000, "rows": 150}]},
+     "request": {"parts": {"model": "<hex>", "prompt": "<hex>", ...}}}   # what decided the answers
+                                       # (connector.requests.request_fingerprint; on_request_change)
 
 A full-refresh sync that finished records ``"sync_complete": true`` so the next one
 starts over. A run limited to the input's first N rows (input.limit, ``--limit``) records
@@ -41,6 +43,7 @@ from typing import Any
 
 from connector.errors import StateError
 from connector.pipeline.batch_ledger import SavedBatch
+from connector.requests.request_fingerprint import RequestFingerprint
 from connector.rows.fingerprint import InputFingerprint
 
 STATE_VERSION = 2
@@ -53,6 +56,7 @@ class StreamPosition:
     batches: tuple[SavedBatch, ...] = ()
     input: InputFingerprint | None = None  # None: a version-1 state, or no state
     limit: int | None = None  # the run read only the input's first N rows (a sample)
+    request: RequestFingerprint | None = None  # None: a state written before request fingerprints
 
     def as_state(self) -> dict[str, Any]:
         """The stream state (version 2; version 1 without a fingerprint, which only tests build)."""
@@ -66,6 +70,8 @@ class StreamPosition:
             out["batches"] = [batch.as_state() for batch in self.batches]
         if self.input is not None:
             out["input"] = self.input.as_state()
+        if self.request is not None:
+            out["request"] = self.request.as_state()
         return out
 
 
@@ -137,10 +143,12 @@ def _parsed(entry: Any, where: str) -> StreamPosition:
     if version >= 2 and bound is None:
         raise StateError(f"{where}: a version {version} state must have 'input' (its fingerprint); pass the "
                          "state this source emitted, or none to start over")
+    request = entry.get("request")
     return StreamPosition(
         position, bool(complete),
         tuple(SavedBatch.from_state(raw, f"{where}, batches.{i}") for i, raw in enumerate(batches)),
-        None if bound is None else InputFingerprint.from_state(bound, f"{where}, input"), limit)
+        None if bound is None else InputFingerprint.from_state(bound, f"{where}, input"), limit,
+        None if request is None else RequestFingerprint.from_state(request, f"{where}, request"))
 
 
 def check_resume(start: StreamPosition, rows: int | None, stream: str, sync_mode: str) -> str | None:

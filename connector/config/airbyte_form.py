@@ -44,6 +44,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("reliability", "Reliability and throughput", ("concurrency", "adaptive_concurrency", "min_concurrency",
                                                    "requests_per_minute", "tokens_per_minute", "max_retries",
                                                    "max_wait_seconds", "max_reply_bytes", "on_row_error",
+                                                   "on_request_change",
                                                    "max_error_rate", "fallback_models", "fallback_on",
                                                    "context_window", "context_windows", "too_long_policy",
                                                    "truncate_column")),

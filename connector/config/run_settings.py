@@ -86,6 +86,17 @@ class RunSettings(Strict):
         ),
         json_schema_extra={"order": 38},
     )
+    on_request_change: Literal["warn", "fail", "reenrich"] = Field(
+        "warn",
+        title="When the request changed since the last sync",
+        description=(
+            "An incremental sync compares what decides an answer (model, prompt, system prompt, request template, "
+            "parameters, output schema, API shape, response columns) with the STATE's. warn: read on, with a WARN "
+            "naming what changed (earlier rows keep their answers; default); fail: stop with a config error; "
+            "reenrich: enrich every row again from row 1."
+        ),
+        json_schema_extra={"order": 60},
+    )
     on_row_error: Literal["emit", "skip", "fail"] = Field(
         "emit",
         title="When a row fails after retries",
