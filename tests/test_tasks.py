@@ -37,17 +37,24 @@ def config_for(server: Server, tmp_path: Path, tasks: list[dict[str, Any]], flag
 
 
 def read(config: str, tmp_path: Path) -> list[dict[str, Any]]:
+    return read_run(config, tmp_path).records
+
+
+def read_run(config: str, tmp_path: Path) -> Any:
     run = run_cli(["read", "--config", config, "--catalog", str(tmp_path / "catalog.json")])
     assert run.code == 0, run.stdout + run.stderr
-    return run.records
+    return run
 
 
 def test_four_tasks_ask_rows_times_tasks_and_the_dependent_prompts_hold_the_answers(fake_server: Server,
                                                                                    tmp_path: Path) -> None:
     config = config_for(fake_server, tmp_path, FOUR, cache={"enabled": False})
     before = fake_server.stats().get("chat", 0)
-    records = read(config, tmp_path)
+    run = read_run(config, tmp_path)
+    records = run.records
     assert fake_server.stats().get("chat", 0) - before == 3 * 4  # rows x tasks
+    (summary,) = [m["log"]["message"] for m in run.of_type("LOG") if " rows in " in m["log"]["message"]]
+    assert "rows by status: 3 ok" in summary and "rows retried: 0" in summary  # four requests are no retry
     first = records[0]
     assert first["summary_answer"] == "echo: Sum one -" and first["lang_answer"] == "echo: Lang one"
     assert first["short_answer"] == "echo: Short echo: Sum one -"

@@ -57,6 +57,7 @@ class RowOutcome:
     raw_answer: str | None = None  # kept when a structured answer could not be used
     batch_id: str | None = None
     input_truncated: str | None = None  # too_long_policy truncate cut a cell to fit: which, and how much
+    requests: int = 1  # the requests the row needs (with tasks: those asked): more attempts than this are retries
 
     @property
     def failed(self) -> bool:

@@ -136,7 +136,7 @@ class Tally:
             self.batched += 1
         if outcome.cached:
             self.cached += 1
-        elif outcome.attempts > 1:
+        elif outcome.attempts > max(outcome.requests, 1):
             self.retried += 1
         if not outcome.cached:
             self._add_tokens(outcome)

@@ -60,4 +60,5 @@ def row_outcome(tasks: Sequence[tuple[str, RowOutcome]]) -> RowOutcome:
         cache_write_tokens=_total([o.cache_write_tokens for o in outcomes]),
         reasoning_tokens=_total([o.reasoning_tokens for o in outcomes]),
         cost=_total([o.cost for o in outcomes]),
-        cost_source=next((o.cost_source for o in outcomes if o.cost_source), None))
+        cost_source=next((o.cost_source for o in outcomes if o.cost_source), None),
+        requests=sum(1 for o in outcomes if o.attempts))
