@@ -199,3 +199,18 @@ def test_a_rows_independent_tasks_are_in_flight_together_and_a_dependent_one_aft
     assert record["a_status"] == record["b_status"] == record["c_status"] == "ok"
     assert sorted(arrived[:2]) == ["a", "b"] and arrived[2] == "c"
     assert record["c_answer"] == "echo: c echo: a x echo: b x"
+
+
+def test_a_changed_task_prompt_is_a_changed_request_for_on_request_change(tmp_path: Path) -> None:
+    from tests.test_request_change import config as one_prompt
+    from tests.test_request_change import sync
+
+    def with_tasks(rows: int, second: str, **extra: Any) -> dict[str, Any]:
+        cfg = {k: v for k, v in one_prompt(rows, cache={"enabled": False}, **extra).items() if k != "prompt"}
+        return {**cfg, "tasks": [{"name": "a", "prompt": "A {{text}}"}, {"name": "b", "prompt": second}]}
+
+    _, _, state = sync(with_tasks(2, "B {{text}}"))
+    records, warns, _ = sync(with_tasks(3, "B {{text}}"), state)
+    assert [r["_row_number"] for r in records] == [3] and warns == []
+    with pytest.raises(ConfigError, match=r"the request changed since the last sync of stream '\w+' \(tasks\)"):
+        sync(with_tasks(3, "B again {{text}}", on_request_change="fail"), state)

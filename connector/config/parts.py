@@ -48,6 +48,7 @@ class RequestPart:
     batch: BatchConfig
     embeddings: EmbeddingsConfig | None = None  # api_compatibility openai_embeddings
     prompt_cache: bool = False  # mark the prefix every row shares as cacheable (Anthropic cache_control)
+    tasks: tuple[dict[str, Any], ...] = ()  # the config's tasks as given: part of the request's fingerprint
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +152,7 @@ def parts_of(config: SourceConfig) -> Parts:
         dict(config.model_mapping), config.prompt, config.system_prompt, config.request_template,
         config.parameters, config.output_schema, config.stream, dict(config.extra_body),
         dict(config.headers), float(config.timeout), config.azure, config.bedrock, config.vertex, config.batch,
-        config.embeddings, config.prompt_cache)
+        config.embeddings, config.prompt_cache, tuple(t.model_dump(mode="json") for t in config.tasks or ()))
     output = OutputPart(config.response_template, config.output_schema, "tools" in (config.request_template or ()),
                         config.input.primary_key, config.embeddings.dimensions if config.embeddings else None,
                         tuple((t.name, parts_of(task_config(config, t)).output)

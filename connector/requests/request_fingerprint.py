@@ -28,7 +28,8 @@ from connector import jsonbytes
 from connector.config.parts import OutputPart, RequestPart
 from connector.errors import ConfigError, StateError
 
-PARTS = ("model", "prompt", "system_prompt", "request_template", "parameters", "output_schema", "api", "columns")
+PARTS = ("model", "prompt", "system_prompt", "request_template", "parameters", "output_schema", "api", "columns",
+         "tasks")
 
 
 def _digest(value: Any) -> str:
@@ -70,6 +71,7 @@ def request_fingerprint(request: RequestPart, output: OutputPart) -> RequestFing
         "output_schema": _digest(request.output_schema),
         "api": _digest([request.api_compatibility, request.endpoint.shape]),
         "columns": _digest(output.response_template.model_dump()),
+        **({"tasks": _digest(list(request.tasks))} if request.tasks else {}),  # a config without tasks: as before
     })
 
 
