@@ -22,10 +22,16 @@ CHARS_PER_TOKEN = 4.0
 def cut_at(reported: int | None, prompt_chars: int) -> int | None:
     """The round cap ``reported`` prompt tokens were cut to, when the prompt (``prompt_chars`` JSON
     characters) is far longer; None when nothing says the prompt was cut."""
-    if reported is None:
+    cap = round_cap_near(reported)
+    if cap is None or reported is None:
         return None
-    estimate = prompt_chars / CHARS_PER_TOKEN
-    if estimate < reported * _MARGIN:
+    return cap if prompt_chars / CHARS_PER_TOKEN >= reported * _MARGIN else None
+
+
+def round_cap_near(reported: int | None) -> int | None:
+    """The round cap ``reported`` prompt tokens sit just under, if any: a cheap test on a count, so the
+    prompt's size is measured only for the few rows it could concern."""
+    if reported is None:
         return None
     for cap in ROUND_CAPS:
         if cap * (1 - _SLACK) <= reported <= cap:

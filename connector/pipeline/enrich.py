@@ -33,7 +33,7 @@ from connector.answers.judge import content_of, judged
 from connector.answers.outcomes import RowOutcome, Status, model_name
 from connector.answers.prices import PriceList, Spend
 from connector.answers.records import ROW_NUMBER, Enriched, Record
-from connector.answers.truncation import cut_at, explained
+from connector.answers.truncation import cut_at, explained, round_cap_near
 from connector.config.parts import RowPolicy
 from connector.dialects.media import problem as media_problem
 from connector.dialects.media import tokens as media_tokens
@@ -263,7 +263,10 @@ class RowEnricher:
 
     def _flag_cut_prompt(self, outcome: RowOutcome, body: Body) -> None:
         """A prompt the server cut without saying so (Ollama's num_ctx) makes the row an error."""
-        reported, chars = outcome.prompt_tokens, self._dialect.prompt_chars(body)
+        reported = outcome.prompt_tokens
+        if round_cap_near(reported) is None:
+            return  # nearly every row: its prompt is not measured (a serialisation per row saved)
+        chars = self._dialect.prompt_chars(body)
         cap = cut_at(reported, chars)
         if cap is not None and reported is not None:
             outcome.status, outcome.error_class = "error", "context_length"
