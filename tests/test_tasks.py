@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +159,7 @@ def test_a_task_reaching_into_an_unknown_task_is_refused_before_any_request(fake
     assert fake_server.stats().get("chat", 0) == before
 
 
-@pytest.mark.parametrize("flag", ["--dry-run", "--export-batch"])
+@pytest.mark.parametrize("flag", ["--export-batch"])
 def test_modes_without_tasks_support_refuse_them_by_name(fake_server: Server, tmp_path: Path, flag: str) -> None:
     config = config_for(fake_server, tmp_path, FOUR)
     args = ["run", "--config", config, "--output", str(tmp_path / "out.jsonl"), flag]
@@ -214,3 +215,39 @@ def test_a_changed_task_prompt_is_a_changed_request_for_on_request_change(tmp_pa
     assert [r["_row_number"] for r in records] == [3] and warns == []
     with pytest.raises(ConfigError, match=r"the request changed since the last sync of stream '\w+' \(tasks\)"):
         sync(with_tasks(3, "B again {{text}}", on_request_change="fail"), state)
+
+
+def dry_run(config: str, tmp_path: Path) -> str:
+    run = run_cli(["read", "--config", config, "--catalog", str(tmp_path / "catalog.json"), "--dry-run"])
+    assert run.code == 0, run.stderr
+    return "\n".join(m["log"]["message"] for m in run.of_type("LOG"))
+
+
+def test_the_dry_run_reports_each_tasks_requests_tokens_and_cost_and_their_total(fake_server: Server,
+                                                                                  tmp_path: Path) -> None:
+    prices = {"*": {"input_per_million": 1000, "output_per_million": 2000}}
+    config = config_for(fake_server, tmp_path, FOUR, cache={"path": str(tmp_path / "c.sqlite")}, prices=prices,
+                        parameters={"max_tokens": 50})
+    before = fake_server.stats().get("chat", 0)
+    run = dry_run(config, tmp_path)
+    assert fake_server.stats().get("chat", 0) == before  # nothing sent
+    lines = run.splitlines()
+    assert lines[1] == "rows: 3; requests: 12; skipped: none skipped"
+    tasks = {line.split(":")[0][5:]: line for line in lines if line.startswith("task ")}
+    assert list(tasks) == ["summary", "lang", "short", "both"]
+    numbers = {name: [int(n.replace(",", "")) for n in re.findall(r"~([\d,]+),? ", line)[:2]]
+               for name, line in tasks.items()}
+    assert all(line.startswith(f"task {n}: 3 requests (0 in the answer cache)") for n, line in tasks.items())
+    assert {out for _, out in numbers.values()} == {150}  # 3 x max_tokens
+    total_in = int(re.search(r"input tokens: ~([\d,]+)", run)[1].replace(",", ""))  # type: ignore[index]
+    assert total_in == sum(prompt for prompt, _ in numbers.values())
+    # A prompt using an answer counts it as long as the answer may be: 50 tokens at 4 characters each.
+    assert numbers["short"][0] >= 3 * 50 and numbers["both"][0] >= 3 * 100 > numbers["lang"][0]
+    costs = [float(re.search(r", ~([\d.]+) as normal", line)[1]) for line in tasks.values()]  # type: ignore[index]
+    total = float(re.search(r"estimated cost: ~([\d.]+)", run)[1])  # type: ignore[index]
+    assert abs(sum(costs) - total) < 0.0005 and all(c > 0 for c in costs)
+    # After a read, the answers are in the cache: the dependents' prompts are then the real ones, and free.
+    read(config, tmp_path)
+    again = dry_run(config, tmp_path)
+    assert "already answered in the answer cache (free): 12 of the requests" in again
+    assert "task both: 3 requests (3 in the answer cache)" in again

@@ -7,7 +7,7 @@ policies) is the config's. A task uses an earlier task's answer by writing
 unknown names and cycles. A config without ``tasks`` is one task, as it always was.
 
 What tasks cannot do yet is refused here, naming the field: batch mode (``batch.enabled``) and
-embeddings; ``--dry-run``, ``--export-batch``, ``--import-batch`` and the Spark/Ray workers are
+embeddings; ``--export-batch``, ``--import-batch`` and the Spark/Ray workers are
 refused where the run is prepared (:mod:`connector.pipeline.prepare`).
 """
 

@@ -29,7 +29,7 @@ from connector.endpoint.limits import TokenEstimator
 from connector.errors import RowTooLong
 from connector.jsonbytes import dumps
 from connector.pipeline.context import RunContext
-from connector.pipeline.enrich import Ask
+from connector.pipeline.enrich import Ask, RowEnricher
 from connector.rows.opening import numbered_rows
 from connector.secrets import MASK, is_auth_header
 
@@ -50,6 +50,34 @@ class Sample:
     def text(self) -> str:
         headers = "; ".join(f"{k}: {v}" for k, v in self.headers.items())
         return f"{self.method} {self.url}\n  headers: {headers}\n  body: {self.body}"
+
+
+@dataclass
+class TaskPlan:
+    """One task's share of a dry run (a config with ``tasks``)."""
+
+    requests: int = 0
+    cached: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    batch_cost: float = 0.0
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def add(self, prompt: int, output: int, cached: bool, cost: float, batch_cost: float) -> None:
+        self.requests += 1
+        self.cached += cached
+        self.input_tokens += prompt
+        self.output_tokens += output
+        self.cost += cost
+        self.batch_cost += batch_cost
+
+    def line(self, name: str, priced: bool) -> str:
+        skipped = ", ".join(f"{n} {status}" for status, n in sorted(self.skipped.items()))
+        cost = f", ~{self.cost:.4f} as normal requests (~{self.batch_cost:.4f} batch)" if priced else ""
+        return (f"task {name}: {self.requests:,} requests ({self.cached:,} in the answer cache), input tokens "
+                f"~{self.input_tokens:,}, output tokens ~{self.output_tokens:,}{cost}"
+                + (f"; skipped: {skipped}" if skipped else ""))
 
 
 @dataclass
@@ -78,6 +106,7 @@ class DryRun:
     chars_per_token: float = TokenEstimator().chars_per_token
     samples: list[Sample] = field(default_factory=list)
     rows_per_request: int = 1  # embeddings.inputs_per_request: rows merged into one request
+    tasks: dict[str, TaskPlan] = field(default_factory=dict)  # with tasks: each task's share, in dependency order
 
     def lines(self) -> list[str]:
         """The report, one line per fact."""
@@ -119,8 +148,17 @@ class DryRun:
         if self.would_fail_at is not None:
             out.append(f"row {self.would_fail_at} does not fit context_window and too_long_policy is fail: "
                        "a real read stops there")
+        out.extend(self._task_lines())
         out.append("retries, validation retries and fallback models can add requests beyond these")
         return out
+
+    def _task_lines(self) -> list[str]:
+        if not self.tasks:
+            return []
+        lines = [plan.line(name, bool(self.priced)) for name, plan in self.tasks.items()]
+        return [*lines, "a task using another's answer is estimated with that answer as long as its output "
+                        "estimate (max_tokens, or the default), in characters at the estimate's characters per "
+                        "token, unless the answer is in the answer cache; the figures above are all tasks' total"]
 
     def _cache_lines(self) -> list[str]:
         if self.shared_tokens < _WORTH_CACHING or not self.cache_saving:
@@ -180,6 +218,7 @@ class Planner:
     def __init__(self, ctx: RunContext, samples: int = SAMPLES) -> None:
         self._prices = PriceList.at(ctx.parts.rows.prices, ctx.client.url)
         self._enricher = ctx.enricher
+        self._tasks = ctx.tasks  # with tasks: each row's requests are its tasks' (dependency order)
         self._dialect = ctx.client.dialect
         self._url = ctx.client.url
         self._redact = ctx.redact
@@ -195,19 +234,40 @@ class Planner:
         self._shared_chars = 0
 
     async def add(self, item: tuple[int, dict[str, Any]]) -> None:
+        self.result.rows += 1
+        if self._tasks is None:
+            await self._request(self._enricher, item)
+            return
+        answers: dict[str, dict[str, Any] | None] = {}  # a task's answer columns, real or estimated
+        for task in self._tasks.tasks:  # dependency order: what a task uses is known when it comes
+            tally = self.result.tasks.setdefault(task.name, TaskPlan())
+            if any(answers[name] is None for name in task.needs):
+                tally.skipped["skipped_upstream"] += 1
+                answers[task.name] = None
+                continue
+            used = {f"{name}.{column}": value for name in task.needs for column, value in (answers[name] or {}).items()}
+            answers[task.name] = await self._request(task.enricher, (item[0], {**item[1], **used}), tally)
+
+    async def _request(self, enricher: RowEnricher, item: tuple[int, dict[str, Any]],
+                       tally: TaskPlan | None = None) -> dict[str, Any] | None:
+        """Count the request of ``item`` (also into a task's ``tally``); the answer's columns as a task using
+        them sees them: the cached answer's, or each its output estimate long (None: no request)."""
         result = self.result
-        result.rows += 1
         try:
-            planned = self._enricher.plan(item)
+            planned = enricher.plan(item)
         except RowTooLong:
             if result.would_fail_at is None:
                 result.would_fail_at = item[0] + 1
             result.skipped["too_long_fail"] += 1
-            return
+            if tally is not None:
+                tally.skipped["too_long_fail"] += 1
+            return None
         if not isinstance(planned, Ask):
             outcome = planned.outcome
             result.skipped[outcome.error_class or outcome.status] += 1  # bad_input: a value that does not fit
-            return
+            if tally is not None:
+                tally.skipped[outcome.error_class or outcome.status] += 1
+            return None
         body = planned.body
         result.requests += 1
         # As the context-window fit counts: the text, and the estimate of the row's images and documents.
@@ -216,13 +276,19 @@ class Planner:
         cap = cap if cap is not None and cap >= 0 else None  # 0: the shape generates nothing (embeddings)
         output = cap if cap is not None else self._estimator.default_output
         result.output_capped += cap is not None
-        cached = self._cached(body)
-        result.cached += cached
+        reply = self._cached(enricher, body)
+        result.cached += reply is not None
         result.input_tokens += prompt
         result.output_tokens += output
-        self._price(_model(body), body, TokenUsage(prompt, output), cached)
+        cost, batch_cost = result.cost, result.batch_cost
+        self._price(_model(body), body, TokenUsage(prompt, output), reply is not None)
+        if tally is not None:
+            tally.add(prompt, output, reply is not None, result.cost - cost, result.batch_cost - batch_cost)
         if len(result.samples) < self._samples:
             result.samples.append(await self._sample(item[0] + 1, body))
+        columns = enricher.columns_of(reply) if reply is not None else None
+        # Not answered yet: each column as long as the answer may be (its output estimate in characters).
+        return columns or dict.fromkeys(enricher.output_columns, "x" * int(output * self._estimator.chars_per_token))
 
     def _price(self, model: str, body: dict[str, Any], usage: TokenUsage, cached: bool) -> None:
         """Add the request's estimated cost, as a normal request and through the batch API."""
@@ -254,10 +320,11 @@ class Planner:
             self.result.cache_saving += (rates.input - rates.cached_input) / 1_000_000
         self.result.shared_tokens = int(self._shared_chars / self._estimator.chars_per_token)
 
-    def _cached(self, body: dict[str, Any]) -> bool:
+    def _cached(self, enricher: RowEnricher, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The answer to ``body`` in the answer cache, if any."""
         if self._cache is None:
-            return False
-        return self._cache.get(self._enricher.answer_key(body)) is not None
+            return None
+        return self._cache.get(enricher.answer_key(body))
 
     async def _sample(self, row_number: int, body: dict[str, Any]) -> Sample:
         prepared = self._dialect.prepare(body)

@@ -101,6 +101,12 @@ class RowEnricher:
     def output_columns(self) -> list[str]:
         return self._check.column_names
 
+    def columns_of(self, reply: dict[str, Any]) -> Record | None:
+        """The output columns of ``reply`` (an answer from the cache), or None when it does not pass
+        validation (the dry run's view of an answer a later task uses)."""
+        columns, problem = self._check.check(reply)
+        return columns if problem is None else None
+
     def body_for(self, row: Mapping[str, Any]) -> Body:
         if self._media:  # media columns: their stand-ins become content parts (connector.requests.media)
             return self._dialect.build(place(self._template.render(row), media_of(row)))

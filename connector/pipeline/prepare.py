@@ -128,7 +128,7 @@ async def prepare(config: SourceConfig, transport_factory: TransportFactory = de
     ``start``, ``saved`` and ``saved_input`` are the starting position, the provider batches and the
     input fingerprint of the STATE.
     """
-    if config.tasks and purpose != "read":
+    if config.tasks and purpose not in ("read", "dry_run"):
         raise ConfigError(f"tasks: {_NO_TASKS_YET[purpose]} does not support tasks yet; run it with one config per "
                           "task, or read / run the tasks without it")
     parts, dialect, template = requests_of(config)
@@ -167,7 +167,7 @@ async def prepare(config: SourceConfig, transport_factory: TransportFactory = de
                 cache.close()
 
 
-_NO_TASKS_YET = {"dry_run": "the dry run (--dry-run)", "export": "--export-batch", "import": "--import-batch",
+_NO_TASKS_YET = {"export": "--export-batch", "import": "--import-batch",
                  "worker": "scale-out (Spark / Ray workers)", "read": ""}
 
 

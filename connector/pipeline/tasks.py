@@ -41,6 +41,11 @@ class TaskEnricher:
         self._tasks = tuple(tasks)
         self._by_name = {task.name: task for task in tasks}
 
+    @property
+    def tasks(self) -> tuple[Task, ...]:
+        """The tasks, in dependency order."""
+        return self._tasks
+
     async def __call__(self, item: Item) -> Enriched | None:
         runs: dict[str, asyncio.Future[Enriched | None]] = {}
         for task in self._tasks:  # a task is created after those it needs: it can await them
