@@ -52,7 +52,8 @@ connection on a route, before or after the work, and ``POST /_quirks {echo_metad
 a provider that does not echo batch metadata (tests/fake_batch_faults.py);
 ``POST /_advance {id?, steps?}`` moves batches along; ``--advance-every N`` also advances a
 batch on every Nth poll of it (0: only ``/_advance``). ``GET /_batches`` lists every batch
-with its items' outcomes. ``GET /_stats`` (fake_openai's) adds ``batch_files_uploaded``,
+with its items' outcomes, ``GET /_bodies`` every item's request body by custom_id. ``GET /_stats``
+(fake_openai's) adds ``batch_files_uploaded``,
 ``batch_created[_<api>]``, ``batch_requests``, ``batch_custom_ids_twice``,
 ``batch_requests_per_custom_id_max``, ``batch_polls``, ``batch_downloads``, ``batch_cancels``,
 ``batch_items_<outcome>``, ``batch_faults``; a successful item counts in ``answers`` / ``bodies_answered_twice``
@@ -158,6 +159,10 @@ def make_batch_app(store: Store) -> web.Application:
             {"id": b.id, "api": b.api, "stage": b.stage, "status": b.native, "plan": b.plan,
              "items": {i.custom_id: i.outcome for i in b.items}} for b in store.batches.values()]})
 
+    async def bodies(_: web.Request) -> web.Response:
+        """Each item's request as the provider holds it (an OpenAI line's body, Anthropic params, Gemini request)."""
+        return web.json_response({i.custom_id: i.body for b in store.batches.values() for i in b.items})
+
     async def delay(request: web.Request) -> web.Response:
         body = await request.json()
         store.delays.update({k: float(v) for k, v in body.items() if k in ("upload", "create")})
@@ -170,6 +175,7 @@ def make_batch_app(store: Store) -> web.Application:
         app.router.add_post("/_delay", delay)
         app.router.add_post("/_advance", advance)
         app.router.add_get("/_batches", listing)
+        app.router.add_get("/_bodies", bodies)
         store.faults.add(app)
 
     return make_app(store.api_key, 0, [], more_routes=routes)
@@ -192,6 +198,10 @@ class Control:
 
     def batches(self) -> list[dict[str, Any]]:
         return list(self.call("/_batches")["batches"])
+
+    def bodies(self) -> dict[str, dict[str, Any]]:
+        """Every batch item's request body by custom_id."""
+        return self.call("/_bodies")
 
     def advance(self, batch_id: str | None = None, steps: int = 1) -> list[dict[str, Any]]:
         body: dict[str, Any] = {"steps": steps, **({"id": batch_id} if batch_id else {})}

@@ -94,13 +94,18 @@ def records(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # What each shape's reference shows for one image given as bytes, and one PDF.
-IMAGE_PART = {
-    "openai_chat_completions": {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64(PHOTO)}"}},
-    "openai_responses": {"type": "input_image", "image_url": f"data:image/png;base64,{b64(PHOTO)}"},
-    "anthropic_messages": {"type": "image", "source": {"type": "base64", "media_type": "image/png",
-                                                       "data": b64(PHOTO)}},
-    "gemini_generate_content": {"inlineData": {"mimeType": "image/png", "data": b64(PHOTO)}},
-}
+def image_part(shape: str, data: bytes) -> dict[str, Any]:
+    return {
+        "openai_chat_completions": {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64(data)}"}},
+        "openai_responses": {"type": "input_image", "image_url": f"data:image/png;base64,{b64(data)}"},
+        "anthropic_messages": {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                                           "data": b64(data)}},
+        "gemini_generate_content": {"inlineData": {"mimeType": "image/png", "data": b64(data)}},
+    }[shape]
+
+
+IMAGE_PART = {shape: image_part(shape, PHOTO) for shape in ("openai_chat_completions", "openai_responses",
+                                                            "anthropic_messages", "gemini_generate_content")}
 
 
 def document_part(shape: str, data: bytes, name: str) -> dict[str, Any]:
@@ -266,3 +271,13 @@ def test_the_context_window_counts_an_image_by_its_estimate_not_its_base64() -> 
     cfg["context_window"] = 700
     [record] = records(read_through(cfg, endpoint)[0])
     assert record["_status"] == "skipped_too_long" and "~765 for its media" in record["_error"]
+
+
+def test_base64_text_longer_than_a_file_name_is_decoded_not_taken_for_a_path() -> None:
+    """Base64 of 256 to 4,095 characters is no file name this system can have (NAME_MAX 255): asking whether
+    it is a file raised 'File name too long' and ended the sync instead of decoding the cell."""
+    text = b64(png(40, 40, padding=1800))
+    assert 255 < len(text) < 4096
+    assert load(text, "image", "photo").mime == "image/png"
+    with pytest.raises(MediaError, match="not a URL, a file that exists, or base64"):
+        load("not base64 " * 30, "image", "photo")

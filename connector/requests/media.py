@@ -138,7 +138,7 @@ def _bytes_of(value: str | bytes, column: str, kind: str, base: Path | None) -> 
     path = Path(value).expanduser()
     if base is not None and not path.is_absolute():
         path = base / path
-    if len(value) < 4096 and path.is_file():
+    if len(value) < 4096 and _is_file(path):
         try:
             return path.read_bytes(), path.name
         except OSError as exc:
@@ -148,6 +148,14 @@ def _bytes_of(value: str | bytes, column: str, kind: str, base: Path | None) -> 
     except MediaError:
         raise MediaError(f"column {column!r} is declared {kind}, and '{value[:80]}' is not a URL, a file that "
                          "exists, or base64 text") from None
+
+
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; False for text no file can be named (base64 longer than NAME_MAX)."""
+    try:
+        return path.is_file()
+    except OSError:  # ENAMETOOLONG and the like: not a path, perhaps base64
+        return False
 
 
 def _decoded(text: str, column: str) -> bytes:

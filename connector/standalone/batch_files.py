@@ -29,8 +29,8 @@ from connector import errors
 from connector.answers.records import Enriched
 from connector.config.providers import canonical
 from connector.dialects.openai_chat import ChatDialect
-from connector.endpoint.batch import ItemResult
-from connector.endpoint.batch.openai_batches import input_line, output_line
+from connector.endpoint.batch import BatchLimits, ItemResult
+from connector.endpoint.batch.openai_batches import LIMITS, input_line, output_line
 from connector.pipeline.batch_ledger import SavedBatch, cache_key_of, custom_id
 from connector.pipeline.context import RunContext
 from connector.pipeline.enrich import Ask
@@ -77,6 +77,20 @@ async def export_requests(ctx: RunContext, path: str) -> tuple[int, Counter[str]
         with contextlib.suppress(OSError):
             partial.unlink()
     return written, skipped
+
+
+def over_upload_limits(path: str, requests: int, limits: BatchLimits = LIMITS) -> str | None:
+    """What an exported file exceeds of OpenAI's batch input limits (media rows make large lines), or None:
+    an offline engine reads any size, the upload does not."""
+    size = Path(path).stat().st_size
+    over = [f"{requests:,} requests (at most {limits.max_requests:,})"] \
+        if limits.max_requests is not None and requests > limits.max_requests else []
+    if size > limits.max_bytes:
+        over.append(f"{size / 1024 / 1024:,.1f} MB (at most {limits.max_bytes / 1024 / 1024:,.0f} MB)")
+    if not over:
+        return None
+    return (f"{path} holds {' and '.join(over)}: more than OpenAI's Batch API takes in one input file; split it "
+            "into files within both limits before uploading it there (vllm run-batch reads it whole)")
 
 
 def read_results(ctx: RunContext, path: str) -> dict[str, ItemResult]:

@@ -107,12 +107,15 @@ async def _dry_run(ctx: RunContext, output: str | None) -> Result:
 
 
 async def _export(ctx: RunContext, path: str, notice: Notice) -> Result:
-    from connector.standalone.batch_files import export_requests
+    from connector.standalone.batch_files import export_requests, over_upload_limits
 
     written, skipped = await export_requests(ctx, path)
     left = ", ".join(f"{n} {status}" for status, n in sorted(skipped.items()))
     notice("INFO", f"wrote {written:,} requests to {path} (OpenAI batch input format; nothing was sent)"
                    + (f"; rows without a request: {left}" if left else ""))
+    over = over_upload_limits(path, written)
+    if over is not None:
+        notice("WARN", over)
     return Result(0, True, path)
 
 
