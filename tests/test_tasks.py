@@ -136,8 +136,8 @@ def base(**extra: Any) -> dict[str, Any]:
     ({"tasks": [{"name": "a", "prompt": "{{text}}"}, {"name": "a", "prompt": "{{text}}"}]},
      "tasks.1.name: 'a' names two tasks"),
     ({"prompt": "{{text}}", "tasks": [{"name": "a", "prompt": "{{text}}"}]}, "tasks: give each task its prompt"),
-    ({"batch": {"enabled": True}, "tasks": [{"name": "a", "prompt": "{{text}}"}]},
-     "tasks: batch mode (batch.enabled) does not support tasks yet"),
+    ({"batch": {"enabled": True}, "cache": {"enabled": False}, "tasks": [{"name": "a", "prompt": "{{text}}"}]},
+     "tasks: batch mode (batch.enabled) with tasks needs the answer cache"),
     ({"tasks": [{"name": "Bad-Name", "prompt": "{{text}}"}]}, "tasks.0.name"),
     ({"tasks": []}, "tasks: [] should be non-empty"),
 ])

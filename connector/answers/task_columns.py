@@ -42,7 +42,8 @@ def row_outcome(tasks: Sequence[tuple[str, RowOutcome]]) -> RowOutcome:
     comes first). ``_error_class`` is the first failed task's; ``_error`` names every task not ok.
     Attempts, tokens and cost add up the tasks' (null when no task knows them); ``_cached`` is
     true when every task's answer came from the cache; ``_model`` is the model when all tasks
-    used one, else null (each task's is in ``{task}_model``).
+    used one, else null (each task's is in ``{task}_model``); ``_batch_id`` is the first task's that a
+    provider batch answered.
     """
     outcomes = [o for _, o in tasks]
     failed = [o for o in outcomes if o.status == "error"]
@@ -61,4 +62,5 @@ def row_outcome(tasks: Sequence[tuple[str, RowOutcome]]) -> RowOutcome:
         reasoning_tokens=_total([o.reasoning_tokens for o in outcomes]),
         cost=_total([o.cost for o in outcomes]),
         cost_source=next((o.cost_source for o in outcomes if o.cost_source), None),
+        batch_id=next((o.batch_id for o in outcomes if o.batch_id), None),
         requests=sum(1 for o in outcomes if o.attempts))

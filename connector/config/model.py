@@ -365,7 +365,7 @@ class SourceConfig(RunSettings, TaskSettings):
     @model_validator(mode="after")
     def _one_request_form(self) -> SourceConfig:
         if self.tasks is not None:  # each task has its prompt (connector.config.tasks)
-            check_tasks(self.tasks, self.prompt, self.request_template, self.batch.enabled, self.embeddings)
+            check_tasks(self.tasks, self.prompt, self.request_template, self.batch, self.embeddings, self.cache)
         elif self.request_template is None and self.prompt is None:
             raise ValueError("give a prompt (short form) or a request_template (full request body)")
         if self.request_template is not None and (self.prompt or self.system_prompt):

@@ -6,7 +6,8 @@ policies) is the config's. A task uses an earlier task's answer by writing
 ``{{summary.answer}}`` (task name, dot, output column): the tasks form a graph, checked here for
 unknown names and cycles. A config without ``tasks`` is one task, as it always was.
 
-What tasks cannot do yet is refused here, naming the field: batch mode (``batch.enabled``) and
+What tasks cannot do yet is refused here, naming the field: batch mode without the answer cache
+(``batch.enabled`` and not ``cache.enabled``: the cache carries one wave's answers to the next) and
 embeddings; ``--export-batch``, ``--import-batch`` and the Spark/Ray workers are
 refused where the run is prepared (:mod:`connector.pipeline.prepare`).
 """
@@ -14,11 +15,19 @@ refused where the run is prepared (:mod:`connector.pipeline.prepare`).
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import Field, model_validator
 
 from connector.config.sections import Parameters, Strict
+
+
+class Switch(Protocol):
+    """A config section that is on or off (``batch``, ``cache``)."""
+
+    @property
+    def enabled(self) -> bool: ...
+
 
 # A placeholder reaching into a task's answer: {{name.column}} (its head is the task's name).
 _REACHES = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\.")
@@ -95,15 +104,16 @@ def task_order(tasks: list[TaskConfig]) -> list[TaskConfig]:
     return ordered
 
 
-def check_tasks(tasks: list[TaskConfig], prompt: str | None, request_template: object, batch: bool,
-                embeddings: object) -> None:
-    """What a config with tasks must not also say, and the tasks' graph; ValueError naming the field."""
+def check_tasks(tasks: list[TaskConfig], prompt: str | None, request_template: object, batch: Switch,
+                embeddings: object, cache: Switch) -> None:
+    """What a config with tasks must not also say, and the tasks' graph; ValueError naming the field
+    (``batch`` and ``cache``: the config's sections of those names)."""
     if prompt is not None or request_template is not None:
         raise ValueError("tasks: give each task its prompt; the top-level prompt and request_template are the "
                          "one-task form, not used with tasks (a top-level system_prompt is every task's default)")
-    if batch:
-        raise ValueError("tasks: batch mode (batch.enabled) does not support tasks yet; run the tasks without batch "
-                         "mode, or one config per task in batch mode")
+    if batch.enabled and not cache.enabled:
+        raise ValueError("tasks: batch mode (batch.enabled) with tasks needs the answer cache (cache.enabled): one "
+                         "wave's answers are the next wave's inputs, and the next sync's")
     if embeddings is not None:
         raise ValueError("tasks: embeddings does not support tasks yet; use one config per embedding")
     seen: set[str] = set()

@@ -70,6 +70,7 @@ class SavedBatch:
     id: str | None = None  # None until the provider's answer to the create was seen
     state: str = SUBMITTING  # the provider's last word on it
     anchor: str | None = None  # what finds it before its id is known (BatchAPI.prepare): its input file, ...
+    task: str | None = None  # with tasks: the task whose requests it holds (pipeline/batch_tasks.py)
 
     @property
     def first(self) -> int:
@@ -90,6 +91,8 @@ class SavedBatch:
     def as_state(self) -> dict[str, Any]:
         out = {"id": self.id, "fingerprint": self.fingerprint, "since": self.since, "size": self.size,
                "rows": [list(r) for r in self.rows], "state": self.state}
+        if self.task is not None:
+            out["task"] = self.task
         return out if self.anchor is None else {**out, "anchor": self.anchor}
 
     @classmethod
@@ -107,14 +110,15 @@ class SavedBatch:
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise problem
         batch_id, fingerprint, state = raw.get("id"), raw.get("fingerprint"), raw.get("state", SUBMITTING)
-        anchor = raw.get("anchor")
+        anchor, task = raw.get("anchor"), raw.get("task")
         if not (batch_id is None or isinstance(batch_id, str)) or not isinstance(fingerprint, str) \
-                or not isinstance(state, str) or not (anchor is None or isinstance(anchor, str)):
+                or not isinstance(state, str) or not (anchor is None or isinstance(anchor, str)) \
+                or not (task is None or isinstance(task, str)):
             raise problem
         ranges = tuple((int(a), int(b)) for a, b in rows)
         if any(b2[0] <= b1[1] for b1, b2 in itertools.pairwise(ranges)):
             raise problem
-        return cls(fingerprint, float(since), size, ranges, batch_id, state, anchor)
+        return cls(fingerprint, float(since), size, ranges, batch_id, state, anchor, task)
 
 
 def _is_range(value: Any) -> bool:

@@ -31,6 +31,7 @@ from connector.errors import ConnectorError
 from connector.pipeline.batch_ledger import Ledger
 from connector.pipeline.batch_source import BatchSource
 from connector.pipeline.batch_submit import BatchContext, Submitter
+from connector.pipeline.batch_tasks import TaskBatches, task_waves
 from connector.pipeline.context import RunContext
 from connector.pipeline.progress import NO_PROGRESS, Progress
 from connector.pipeline.run_loop import (
@@ -61,6 +62,16 @@ async def run_batches(
 ) -> AsyncIterator[Event]:
     """Enrich the context's table from its ``start`` on through provider batches, the STATE's ``saved``
     ones first."""
+    if ctx.tasks is not None:  # every task's requests in batches, wave by wave (pipeline/batch_tasks.py)
+        batches = TaskBatches(ctx, api, sleep, now, progress)
+        async for event in task_waves(batches, clock):
+            yield event
+        if not batches.pending:
+            async for event in run_rows(batches.final_context(), full_refresh=full_refresh,
+                                        checkpointing=checkpointing, progress=progress, clock=clock):
+                if not isinstance(event, Started):  # said before the waves
+                    yield event
+        return
     table, start, ledger, client = ctx.input, ctx.start, Ledger(ctx.saved), ctx.client
     retry = BatchRetry(ctx.parts.run.max_retries, WaitCap(ctx.parts.limits.max_wait_seconds), client.url, sleep)
     batch = BatchContext(ctx.parts.run, ctx.enricher, api, ledger, ctx.cache, client.url, client.dialect.name, retry,

@@ -57,6 +57,7 @@ class BatchContext:
     budget: SpendBudget | None = None
     now: Clock = time.time  # the wall clock: batches are matched by their creation time
     limit: int | None = None  # input.limit: rows after it are not read (a sample)
+    task: str | None = None  # with tasks: the task whose requests these batches hold (pipeline/batch_tasks.py)
 
     def key_of(self, body: Any) -> str:
         """The answer-cache key of a request body (as a normal request's)."""
@@ -83,7 +84,7 @@ class Submitter:
             self._allowance = max(budget.max_requests - budget.requests, 0)
         changed = False
         for saved in [b for b in self.ctx.ledger.batches if b.id is None]:
-            yield await self._reattach(saved)
+            yield await self.reattach(saved)
             changed = True
         if changed:
             yield self._checkpoint()
@@ -94,13 +95,14 @@ class Submitter:
             if not stale:
                 break
             for saved in stale:  # then scan again: their rows are in no batch now
-                yield await self._forget(saved)
+                yield await self.forget(saved)
             yield self._checkpoint()
         if self.unsent:
             yield Note(f"{self.ctx.policy.stream_name}: spend guard: max_requests reached; {self.unsent:,} rows were "
                        "not submitted (a later run submits them)", "WARN")
 
-    async def _reattach(self, saved: SavedBatch) -> Note:
+    async def reattach(self, saved: SavedBatch) -> Note:
+        """A batch of the STATE whose create had no clear answer: found at the provider (its id kept), or dropped."""
         name, ledger = self.ctx.policy.stream_name, self.ctx.ledger
         found = await self.ctx.retry.call(lambda: self.ctx.api.find(self._submission(saved), self._known(saved)))
         if found is not None:
@@ -119,7 +121,7 @@ class Submitter:
         return frozenset(b.id for b in self.ctx.ledger.batches
                          if b.id is not None and b.fingerprint != saved.fingerprint)
 
-    async def _forget(self, saved: SavedBatch) -> Note:
+    async def forget(self, saved: SavedBatch) -> Note:
         """A batch whose rows ask other requests now: cancelled (what it has not run is not bought), dropped."""
         if saved.id is not None:
             batch_id = saved.id
@@ -169,10 +171,10 @@ class Submitter:
             self._allowance -= 1
             closed = chunker.add(ctx.api.request(custom_id(number, key), body))
             if closed is not None:
-                async for event in self._submit(closed):
+                async for event in self.submit(closed):
                     yield event
         for batch in chunker.flush():
-            async for event in self._submit(batch):
+            async for event in self.submit(batch):
                 yield event
         if chunker.too_large:
             self.too_large += len(chunker.too_large)
@@ -180,12 +182,13 @@ class Submitter:
                        f"({ctx.api.limits.max_bytes:,} bytes): they are sent as normal requests", "WARN")
         check.passed(self.end)
 
-    async def _submit(self, requests: list[BatchRequest]) -> AsyncIterator[Event]:
+    async def submit(self, requests: list[BatchRequest]) -> AsyncIterator[Event]:
+        """One batch of ``requests`` created, in the STATE before its create leaves (see the module doc)."""
         ctx = self.ctx
         ids = [r.custom_id for r in requests]
         since = round(ctx.now(), 3)
         saved = SavedBatch(fingerprint(ids, _salt(since)), since, len(ids),
-                           ranges_of(int(i[1:i.index("-")]) for i in ids))
+                           ranges_of(int(i[1:i.index("-")]) for i in ids), task=ctx.task)
         ctx.ledger.put(saved)
         yield self._checkpoint()  # in the STATE before the create request leaves
         try:
