@@ -27,6 +27,15 @@ Streams and replies that end in an error or hold no answer (issue 20)
 - ``content-null``: ``content: null`` with ``finish_reason: stop`` (streamed: no content deltas)
 - ``model-object``, ``model-number``: ``model`` is an object (``{"id": ..., "provider": ...}``) or a number
 
+Attempts cut after the endpoint began answering, billed all the same (issue 20)
+- ``stall-after-<n>``: a stream of ``n`` content deltas of 40 characters each (no usage), then
+  ``: keep-alive`` every half second: cut by the client's deadline
+- ``stall-before-done``: the whole stream, its usage chunk included, but no ``[DONE]``: keep-alive
+  comments instead, until the deadline
+- ``reset-after-<n>``: ``n`` content deltas of 40 characters, then the connection is reset
+- ``cut-json``: a 200 JSON answer whose ``Content-Length`` promises more than is sent, then the
+  connection is closed mid-body
+
 Replies too large to hold (issue 20)
 - ``gzip-bomb``: a 1 MB gzip body (``Content-Encoding: gzip``) that decompresses to a 1 GiB answer
 - ``stream-flood``: a stream of 64 KiB content deltas, 128 MiB in all, then ``[DONE]``
@@ -62,8 +71,10 @@ STREAM_MODES = ("crlf-sse", "cr-sse", "sse-comments", "sse-event-lines", "multil
                 "no-done", "keepalive-stream", "json-to-stream", "sse-error-event", "after-done", "stream-flood")
 REPLY_MODES = ("usage-na", "usage-list", "usage-string-tokens", "bad-utf8", "lone-surrogate", "message-string",
                "content-parts", "content-number", "content-null", "model-object", "model-number")
-MODES = ("trickle-json", "redirect-302", "gzip-bomb", *WIRE_MODES, *STREAM_MODES, *REPLY_MODES)
-PREFIXES = ("ratelimited-", "budget-exhausted-")
+MODES = ("trickle-json", "redirect-302", "gzip-bomb", "stall-before-done", "cut-json", *WIRE_MODES, *STREAM_MODES,
+         *REPLY_MODES)
+PREFIXES = ("ratelimited-", "budget-exhausted-", "stall-after-", "reset-after-")
+FILLER = "0123456789 abcdefghij 0123456789 abcdefg"  # one 40-character delta of a cut stream
 TRICKLE_EVERY = 0.5  # seconds between bytes or keep-alive comments
 TRICKLE_FOR = 120.0  # a trickle stops after this long even if the client is still listening
 
@@ -132,6 +143,10 @@ async def answer(mode: str, request: web.Request, body: dict[str, Any], text: st
         return web.Response(body=_gzip_bomb(), content_type="application/json", headers={"Content-Encoding": "gzip"})
     if stream and mode == "stream-flood":
         return await _flood(request, body)
+    if mode == "cut-json":
+        return await _cut_json(request, _reply_body(mode, body, text))
+    if stream and mode.startswith(("stall-after-", "reset-after-")):
+        return await _cut_stream(request, mode, body)
     if stream and mode != "json-to-stream" and mode not in WIRE_MODES:
         return await _sse(request, mode, body, text, count)
     headers: dict[str, str] = {}
@@ -200,6 +215,45 @@ async def _flood(request: web.Request, body: dict[str, Any]) -> web.StreamRespon
         await resp.write_eof()
     except ConnectionError:
         pass  # the client stopped reading: what it has is no answer
+    return resp
+
+
+async def _keep_alive(resp: web.StreamResponse) -> None:
+    """``: keep-alive`` comments every half second, until the client hangs up (or TRICKLE_FOR passed)."""
+    started = time.monotonic()
+    while time.monotonic() - started < TRICKLE_FOR:
+        await asyncio.sleep(TRICKLE_EVERY)
+        await resp.write(b": keep-alive\n\n")
+
+
+async def _cut_stream(request: web.Request, mode: str, body: dict[str, Any]) -> web.StreamResponse:
+    """``n`` deltas of FILLER, then a stall (``stall-after-n``) or a reset connection (``reset-after-n``)."""
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    base = {"id": "chatcmpl-cut", "object": "chat.completion.chunk", "model": body.get("model") or "m"}
+    try:
+        for _ in range(int(mode.rpartition("-")[2])):
+            event = {**base, "choices": [{"index": 0, "delta": {"content": FILLER}}]}
+            await resp.write(f"data: {json.dumps(event)}\n\n".encode())
+        if mode.startswith("stall-after-"):
+            await _keep_alive(resp)
+        elif request.transport is not None:
+            await asyncio.sleep(0.2)  # the deltas reach the client before the reset
+            request.transport.abort()
+    except ConnectionError:
+        pass  # the client gave up at its deadline: no complete answer was sent
+    return resp
+
+
+async def _cut_json(request: web.Request, raw: bytes) -> web.StreamResponse:
+    """Half of a JSON answer under a Content-Length for all of it, then the connection closed."""
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    resp.content_length = len(raw)
+    await resp.prepare(request)
+    await resp.write(raw[:len(raw) // 2])
+    await asyncio.sleep(0.2)
+    if request.transport is not None:
+        request.transport.abort()
     return resp
 
 
@@ -281,12 +335,13 @@ async def _sse(request: web.Request, mode: str, body: dict[str, Any], text: str,
         if mode == "keepalive-stream":
             first = _events(mode, body, text)[1]
             await resp.write(f"data: {json.dumps(first)}\n\n".encode())
-            started = time.monotonic()
-            while time.monotonic() - started < TRICKLE_FOR:
-                await asyncio.sleep(TRICKLE_EVERY)
-                await resp.write(b": keep-alive\n\n")
+            await _keep_alive(resp)
             return resp
         payload = _sse_payload(mode, body, text)
+        if mode == "stall-before-done":  # every event, the usage chunk included, but no end
+            await resp.write(payload.removesuffix(b"data: [DONE]\n\n"))
+            await _keep_alive(resp)
+            return resp
         for i in range(0, len(payload), 37):  # events split across reads, CRLF pairs too
             await resp.write(payload[i:i + 37])
         await resp.write_eof()

@@ -16,7 +16,8 @@ import pytest
 
 from connector import errors
 from connector.config.load import load_config
-from connector.endpoint.client import EndpointClient, retry_after_seconds
+from connector.endpoint.client import EndpointClient
+from connector.endpoint.retry_policy import retry_after_seconds
 from tests.conftest import chat_reply, client_for, dialect_of, mock_transport, template_for
 
 # A safety net only (no test waits on the clock): a broken cancel would hang, not fail.

@@ -24,7 +24,7 @@ from connector import errors
 from connector.airbyte import commands
 from connector.config.load import load_config
 from connector.endpoint.classify import classify, is_fatal, rejects_key
-from connector.endpoint.client import retry_after_seconds
+from connector.endpoint.retry_policy import retry_after_seconds
 from tests.conftest import chat_reply, client_for, mock_transport, read_through
 
 KEY = "sk-gateway-wrong-key-4242"

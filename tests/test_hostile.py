@@ -377,3 +377,95 @@ def test_a_stream_beyond_max_reply_bytes_is_cut_off_as_the_rows_error(server: st
     assert rows["stream-flood"]["_attempts"] == 1  # not asked again: the same server would send it again
     assert rows["normal"]["_status"] == "ok"
     assert elapsed < FAR
+
+
+# Attempts cut after the endpoint began answering: what the provider billed is counted (issue 20) --------
+
+# One unit of cost per input token and two per output token: a row's _cost reads as its tokens.
+PER_TOKEN = {"*": {"input_per_million": 1_000_000.0, "output_per_million": 2_000_000.0}}
+
+
+def _cut_run(server: str, tmp_path: Path, token: str, mode: str, **extra: Any) -> tuple[Run, dict[str, Any]]:
+    """A read of the cut row, then a normal one (one at a time: the token estimate is not moved by the
+    normal answer before the cut row is counted), each attempt 1 s long at most, one retry."""
+    texts = [f"{token} {mode} [[fake:{mode}]]", f"{token} normal"]
+    raw = config(server, texts, stream=True, timeout=1, max_retries=1, concurrency=1, prices=PER_TOKEN, **extra)
+    run, elapsed = run_cli(tmp_path, "read", raw)
+    assert elapsed < FAR
+    return run, by_mode(run)
+
+
+def _summary(run: Run) -> str:
+    return next(m["log"]["message"] for m in run.of_type("LOG") if "rows by status" in m["log"]["message"])
+
+
+def test_a_stream_cut_by_the_deadline_counts_the_tokens_it_was_billed(server: str, tmp_path: Path) -> None:
+    from tests.hostile_modes import FILLER
+
+    run, rows = _cut_run(server, tmp_path, "cut-stall", "stall-after-3")
+    assert run.code == 0, run.stdout[-2000:]
+    row = rows["stall-after-3"]
+    assert (row["_status"], row["_error_class"], row["_attempts"]) == ("error", "timeout", 2), row
+    # No usage arrived: each attempt's completion is estimated from the text received (3 deltas), at the
+    # estimator's 4 characters per token rounded up; the prompt as the dry run estimates it.
+    per_attempt = len(3 * FILLER) // 4 + 1
+    assert row["_completion_tokens"] == 2 * per_attempt, row  # was None: the two cut attempts were not counted
+    assert row["_prompt_tokens"] > 0 and row["_prompt_tokens"] % 2 == 0, row
+    assert row["_cost"] == row["_prompt_tokens"] + 2 * row["_completion_tokens"]
+    assert row["_cost_source"] == "config+estimated"
+    normal = rows["normal"]
+    summary = _summary(run)
+    assert f"tokens in {row['_prompt_tokens'] + normal['_prompt_tokens']}" in summary, summary
+    assert f"out {row['_completion_tokens'] + normal['_completion_tokens']}" in summary, summary
+
+
+def test_a_stream_cut_after_its_usage_counts_the_usage_it_reported(server: str, tmp_path: Path) -> None:
+    from tests.hostile_modes import _usage
+
+    token = "cut-usage"
+    run, rows = _cut_run(server, tmp_path, token, "stall-before-done")
+    assert run.code == 0, run.stdout[-2000:]
+    row = rows["stall-before-done"]
+    assert (row["_status"], row["_error_class"], row["_attempts"]) == ("error", "timeout", 2), row
+    sent = next(json.loads(body) for body in asked(server, token) if "stall-before-done" in body)
+    billed = _usage(sent, f"echo: Say {token} stall-before-done [[fake:stall-before-done]]")
+    assert (row["_prompt_tokens"], row["_completion_tokens"]) == (2 * billed["prompt_tokens"],
+                                                                 2 * billed["completion_tokens"]), row
+    assert row["_cost_source"] == "config"  # the server's own counts: nothing estimated
+
+
+def test_the_spend_guard_counts_the_tokens_of_a_cut_stream(server: str, tmp_path: Path) -> None:
+    # 200 deltas of 40 characters: about 2,000 output tokens billed for an attempt that brought no answer.
+    token, mode = "cut-budget", "stall-after-200"
+    texts = [f"{token} first", f"{token} {mode} [[fake:{mode}]]", f"{token} last"]
+    raw = config(server, texts, stream=True, timeout=1, max_retries=1, concurrency=1, max_total_tokens=1500)
+    run, elapsed = run_cli(tmp_path, "read", raw)
+    assert run.code == 0, run.stdout[-2000:]
+    assert [r["text"] for r in run.records] == [f"{token} first"]  # the run stops before the cut row
+    sent = {body.split(f"{token} ")[1].split(" ")[0].split('"')[0]: n for body, n in asked(server, token).items()}
+    assert sent == {"first": 1, mode: 1}, sent  # was 2 and "last" 1: the cut attempt counted as 0 tokens
+    assert any("max_total_tokens (1500) reached" in m["log"]["message"] for m in run.of_type("LOG")), run.stdout
+    assert run.of_type("STATE")[-1]["state"]["stream"]["stream_state"]["position"] == 1  # resumable from there
+    assert elapsed < FAR
+
+
+@pytest.mark.parametrize(("mode", "stream", "error_class"), [("reset-after-3", True, "connection"),
+                                                             ("cut-json", False, "connection")])
+def test_an_answer_cut_by_a_reset_counts_the_tokens_it_was_billed(server: str, tmp_path: Path, mode: str,
+                                                                  stream: bool, error_class: str) -> None:
+    from tests.hostile_modes import FILLER
+
+    token = f"cut-{mode}"
+    texts = [f"{token} {mode} [[fake:{mode}]]", f"{token} normal"]
+    raw = config(server, texts, stream=stream, timeout=5, max_retries=1, concurrency=1, prices=PER_TOKEN,
+                 parameters={"max_tokens": 50})
+    run, elapsed = run_cli(tmp_path, "read", raw)
+    assert run.code == 0, run.stdout[-2000:]
+    row = by_mode(run)[mode]
+    assert (row["_status"], row["_error_class"], row["_attempts"]) == ("error", error_class, 2), row
+    # A stream: the text received (3 deltas) at 4 characters per token. A plain answer was generated whole
+    # before it was sent: its max_tokens, what the spend guard reserves for it.
+    per_attempt = len(3 * FILLER) // 4 + 1 if stream else 50
+    assert row["_completion_tokens"] == 2 * per_attempt, row  # was None
+    assert row["_prompt_tokens"] > 0 and row["_cost_source"] == "config+estimated", row
+    assert elapsed < FAR

@@ -18,7 +18,7 @@ from connector.answers.extract import CONTENT_PATH, dig
 from connector.answers.outcomes import RowOutcome, as_text, model_name
 from connector.answers.prices import PriceList, Spend
 from connector.dialects.replies import missing_answer
-from connector.dialects.usage import usage_from
+from connector.dialects.usage import TokenUsage, usage_from
 from connector.endpoint.client import Completion
 
 
@@ -31,6 +31,14 @@ def finish_reason(reply: Mapping[str, Any]) -> str | None:
 def content_of(reply: Mapping[str, Any]) -> Any:
     """The answer's text (None when the reply has none)."""
     return dig(reply, CONTENT_PATH)
+
+
+def charge(outcome: RowOutcome, used: TokenUsage, spend: Spend, prices: PriceList, model: object) -> None:
+    """The row's tokens (``used``) and cost (``spend``'s, at ``prices``) into its outcome."""
+    outcome.prompt_tokens, outcome.completion_tokens = used.prompt, used.completion
+    outcome.cached_tokens, outcome.cache_write_tokens, outcome.reasoning_tokens = used.cached, used.cache_write, \
+        used.reasoning
+    outcome.cost, outcome.cost_source = spend.row_cost(prices, model)
 
 
 def judged(reply: Mapping[str, Any], asked_model: object, problem: str | None, *, attempts: int, cached: bool,
@@ -53,11 +61,7 @@ def judged(reply: Mapping[str, Any], asked_model: object, problem: str | None, *
         outcome.raw_answer = content if isinstance(content, str) or content is None else str(content)
     # What this run bought for the row, every attempt included (unknown without usage); from the cache or
     # shared with an identical row: what that answer had used.
-    used = spend.usage() if spend.paid else usage_from(reply)
-    outcome.prompt_tokens, outcome.completion_tokens = used.prompt, used.completion
-    outcome.cached_tokens, outcome.cache_write_tokens, outcome.reasoning_tokens = used.cached, used.cache_write, \
-        used.reasoning
-    outcome.cost, outcome.cost_source = spend.row_cost(prices, asked_model)
+    charge(outcome, spend.usage() if spend.paid else usage_from(reply), spend, prices, asked_model)
     outcome.request_id = request_id
     if completion is not None:
         outcome.latency_ms = round(completion.latency_ms, 1)

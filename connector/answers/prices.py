@@ -35,6 +35,7 @@ Prices = Mapping[str, Price]
 
 CONFIG = "config"  # the price came from `prices`
 REPORTED = "endpoint"  # the endpoint reported the cost itself
+ESTIMATED = "estimated"  # added to a source: some tokens priced are an estimate (an attempt cut before its usage)
 
 
 def price_for(prices: Prices, model: object) -> Price | None:
@@ -116,7 +117,7 @@ def cost_of(price: Price, usage: TokenUsage, cache: CachePricing, batch: bool = 
 class Spend:
     """What the answers bought for one row cost, summed over every attempt that got one."""
 
-    __slots__ = ("cache_write_tokens", "cached_tokens", "completion_tokens", "cost", "paid", "priced",
+    __slots__ = ("cache_write_tokens", "cached_tokens", "completion_tokens", "cost", "estimated", "paid", "priced",
                  "prompt_tokens", "reasoning_tokens", "reported", "sources")
 
     def __init__(self) -> None:
@@ -130,11 +131,14 @@ class Spend:
         self.reported = 0  # of those, the answers whose usage said what they used
         self.priced = 0  # of those, the answers with a known cost
         self.sources: set[str] = set()  # where their costs came from
+        self.estimated = False  # some tokens are an offline estimate (an attempt cut before its usage came)
 
     def add(self, prices: PriceList, cache: CachePricing, model: object, tier: object, usage: TokenUsage,
             batch: bool = False) -> None:
-        """One answer bought, with the usage its reply reported."""
+        """One answer bought, with the usage its reply reported (or, for an attempt cut before its end, what
+        it was billed for: ``usage.estimated`` when some counts are estimates)."""
         self.paid += 1
+        self.estimated = self.estimated or usage.estimated
         self.reported += usage.reported
         self.prompt_tokens += usage.prompt or 0
         self.completion_tokens += usage.completion or 0
@@ -161,13 +165,14 @@ class Spend:
 
     def row_cost(self, prices: PriceList, model: object) -> tuple[float | None, str | None]:
         """The row's ``_cost`` and ``_cost_source``: what this run paid for it (0 for a cached answer of a
-        priced model); None when any answer bought for it has no known cost (no price, or no usage)."""
+        priced model); None when any answer bought for it has no known cost (no price, or no usage). The
+        source ends in ``+estimated`` when some of the tokens priced are an offline estimate."""
         if not self.paid:
             found = prices.lookup(model)
             return (0.0, found[1]) if found is not None else (None, None)
         if self.priced < self.paid:
             return None, None  # bought, but not all of it can be priced: unknown, not free
-        return self.cost, "+".join(sorted(self.sources))
+        return self.cost, "+".join([*sorted(self.sources), *([ESTIMATED] if self.estimated else [])])
 
 
 def _cache_ratios_of(price: Price, listed: Price | None) -> Price:

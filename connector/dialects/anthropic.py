@@ -34,7 +34,7 @@ from connector.dialects.base import (
     tool_call,
 )
 from connector.dialects.openai_chat import ChatDialect
-from connector.dialects.usage import CachePricing
+from connector.dialects.usage import CachePricing, TokenUsage, token_count
 from connector.errors import BadReply, ConfigError
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -238,6 +238,7 @@ class AnthropicStream:
         self._blocks: dict[int, dict[str, Any]] = {}
         self._json: dict[int, list[str]] = {}
         self._usage: dict[str, Any] = {}
+        self._output_counted = False  # a message_delta said the output tokens (message_start's are a placeholder)
         self.finished = False
 
     def feed(self, data: str) -> None:
@@ -260,6 +261,7 @@ class AnthropicStream:
             if "stop_reason" in delta:
                 self._message["stop_reason"] = delta["stop_reason"]
             self._usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
+            self._output_counted = self._output_counted or "output_tokens" in (event.get("usage") or {})
         elif kind == "message_stop":
             self.finished = True
         elif kind == "error" or (kind is None and "error" in event):
@@ -277,6 +279,19 @@ class AnthropicStream:
         else:
             return
         self.got_first_token = True
+
+    def received(self) -> tuple[TokenUsage, int]:
+        """The input tokens message_start reported, the output tokens once a message_delta said them, and
+        the characters of text, thinking and tool input received."""
+        counts = usage_counts(self._usage)
+        output = self._output_counted
+        usage = TokenUsage(token_count(counts["prompt_tokens"]),
+                           token_count(counts["completion_tokens"]) if output else None,
+                           token_count(counts["cached_tokens"]), token_count(counts["cache_write_tokens"]),
+                           token_count(counts["cache_write_1h_tokens"]),
+                           token_count(counts["reasoning_tokens"]) if output else None)
+        chars = sum(len(str(b.get("text", ""))) + len(str(b.get("thinking", ""))) for b in self._blocks.values())
+        return usage, chars + sum(len(p) for pieces in self._json.values() for p in pieces)
 
     def result(self) -> Reply:
         if not self.finished and self._message.get("stop_reason") is None:

@@ -37,7 +37,7 @@ from connector.dialects.bodies import loads as loads
 from connector.dialects.bodies import preview as preview
 from connector.dialects.media import prompt_chars
 from connector.dialects.structured import Mode
-from connector.dialects.usage import OPENAI_CACHE, CachePricing, usage_block
+from connector.dialects.usage import OPENAI_CACHE, CachePricing, TokenUsage, usage_block
 from connector.errors import ConfigError
 from connector.jsonbytes import dumps
 
@@ -69,6 +69,11 @@ class StreamAssembler(Protocol):
 
     def result(self) -> Reply:
         """The assembled reply; BadReply when the stream ended before the answer was complete."""
+
+    def received(self) -> tuple[TokenUsage, int]:
+        """What the stream brought so far, complete or not: the usage it reported (a count a later event
+        would still change, such as Anthropic's output tokens at ``message_start``, left None) and the
+        characters of generated text (answer, reasoning, tool calls). What an attempt cut now was billed for."""
 
 
 class Dialect(Protocol):

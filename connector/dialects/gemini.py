@@ -35,7 +35,7 @@ from connector.dialects.base import (
     tool_call,
 )
 from connector.dialects.openai_chat import ChatDialect
-from connector.dialects.usage import CachePricing
+from connector.dialects.usage import CachePricing, TokenUsage, token_count
 from connector.errors import BadReply, ConfigError
 
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
@@ -316,6 +316,16 @@ class GeminiStream:
                     self.got_first_token = True
             if candidate.get("finishReason"):
                 self._finish = candidate["finishReason"]
+
+    def received(self) -> tuple[TokenUsage, int]:
+        """The counts of the last usageMetadata (each chunk's counts what was generated so far), and the
+        characters of the parts received."""
+        counts = usage_counts(self._last.get("usageMetadata") or {})
+        usage = TokenUsage(token_count(counts["prompt_tokens"]), token_count(counts["completion_tokens"]),
+                           token_count(counts["cached_tokens"]), reasoning=token_count(counts["reasoning_tokens"]))
+        chars = sum(len(str(p.get("text", ""))) + (len(orjson.dumps(p["functionCall"])) if "functionCall" in p else 0)
+                    for p in self._parts)
+        return usage, chars
 
     def result(self) -> Reply:
         if self._finish is None and not self._blocked:

@@ -25,6 +25,7 @@ from connector.dialects.base import (
 from connector.dialects.base import StreamAssembler as Assembler
 from connector.dialects.replies import content_text, normalise
 from connector.dialects.structured import MODES, SAID, is_json, on_wire, refuses
+from connector.dialects.usage import TokenUsage, usage_from
 from connector.errors import BadReply
 
 __all__ = ["ChatDialect", "Reply", "StreamAssembler", "error_message", "parse_reply"]
@@ -212,6 +213,12 @@ class StreamAssembler:
         fn = call.get("function") or {}
         slot["function"]["name"] += fn.get("name") or ""
         slot["function"]["arguments"] += fn.get("arguments") or ""
+
+    def received(self) -> tuple[TokenUsage, int]:
+        """The usage chunk's counts, if one came, and the characters of text, reasoning and tool calls."""
+        calls = sum(len(c["function"]["name"]) + len(c["function"]["arguments"]) for c in self._tool_calls.values())
+        chars = sum(map(len, self._content)) + sum(map(len, self._reasoning)) + calls
+        return usage_from({"usage": self._usage}), chars
 
     def result(self) -> Reply:
         """The assembled reply; raises when the stream ended before it was complete."""

@@ -31,7 +31,7 @@ from connector.dialects.base import (
     tool_call,
 )
 from connector.dialects.openai_chat import ChatDialect
-from connector.dialects.usage import detail
+from connector.dialects.usage import TokenUsage, detail
 from connector.errors import BadReply
 
 
@@ -214,6 +214,7 @@ class ResponsesStream:
         self.got_first_token = False
         self._final: Mapping[str, Any] | None = None
         self._text: list[str] = []
+        self._chars = 0  # of every delta: text, refusal, tool arguments, reasoning summary
         self.finished = False
 
     def feed(self, data: str) -> None:
@@ -225,8 +226,10 @@ class ResponsesStream:
         kind = event.get("type")
         if kind in ("response.output_text.delta", "response.refusal.delta",
                     "response.function_call_arguments.delta", "response.reasoning_summary_text.delta"):
+            delta = str(event.get("delta", ""))
             if kind == "response.output_text.delta":
-                self._text.append(str(event.get("delta", "")))
+                self._text.append(delta)
+            self._chars += len(delta)
             self.got_first_token = True
         elif kind in ("response.completed", "response.incomplete", "response.failed"):
             response = event.get("response")
@@ -235,6 +238,11 @@ class ResponsesStream:
             self._final, self.finished = response, True
         elif kind == "error" or (kind is None and "error" in event):
             raise BadReply(f"the endpoint reported an error mid-stream: {generic_error_message(event)}")
+
+    def received(self) -> tuple[TokenUsage, int]:
+        """No usage before the final event (which carries it: the stream was complete), and the characters
+        of every delta."""
+        return TokenUsage(), self._chars
 
     def result(self) -> Reply:
         if self._final is None:

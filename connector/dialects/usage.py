@@ -84,7 +84,8 @@ class TokenUsage:
     of it read from and written to the provider's prompt cache (``cache_write_1h``: the part of the
     writes kept for an hour). ``completion`` counts every output token; ``reasoning`` is the part the
     model spent thinking. ``reported_cost`` is what the endpoint said it charged, when it says so.
-    None: not reported.
+    None: not reported. ``estimated``: some counts are an offline estimate, not the server's (an
+    attempt cut before its usage arrived, :meth:`connector.endpoint.streaming.Reception.billed`).
     """
 
     prompt: int | None = None
@@ -94,6 +95,7 @@ class TokenUsage:
     cache_write_1h: int | None = None
     reasoning: int | None = None
     reported_cost: float | None = None
+    estimated: bool = False
 
     @property
     def reported(self) -> bool:

@@ -29,7 +29,7 @@ from typing import Any
 from connector import errors
 from connector.answers.cache import AnswerCache, SingleFlight, cache_key
 from connector.answers.extract import ResponseExtractor
-from connector.answers.judge import content_of, judged
+from connector.answers.judge import charge, content_of, judged
 from connector.answers.outcomes import RowOutcome, Status, model_name
 from connector.answers.prices import PriceList, Spend
 from connector.answers.records import ROW_NUMBER, Enriched, Record
@@ -37,7 +37,7 @@ from connector.answers.truncation import cut_at, explained, round_cap_near
 from connector.config.parts import RowPolicy
 from connector.dialects.media import problem as media_problem
 from connector.dialects.media import tokens as media_tokens
-from connector.dialects.usage import usage_from
+from connector.dialects.usage import TokenUsage, usage_from
 from connector.endpoint.classify import classify, fatal, is_fatal
 from connector.endpoint.client import Completion, EndpointClient
 from connector.errors import ErrorClass
@@ -199,6 +199,8 @@ class RowEnricher:
                                     f"the prompt fits no model's context window: {', '.join(passed_over)}")
         done = self._unanswered(ask.number, ask.values, "error", error[1], error[0], attempts)
         done.outcome.model = model_name(tried)  # every model failed: the last one asked (not one passed over)
+        if spend.paid:  # attempts cut before their answer were still billed
+            charge(done.outcome, spend.usage(), spend, self._prices, tried)
         return done
 
     def answer_key(self, body: Body) -> str:
@@ -214,7 +216,10 @@ class RowEnricher:
             reply = cache.get(key)
             if reply is not None:
                 return _Answer(reply, None, 0, cached=True)
-        completion, shared = await self._single_flight.run(key, lambda: self._client.complete(body))
+        def billed(usage: TokenUsage) -> None:  # an attempt cut before its answer, billed all the same
+            self._count(spend, body, usage)
+
+        completion, shared = await self._single_flight.run(key, lambda: self._client.complete(body, billed))
         if shared:
             return _Answer(completion.reply, completion, 0, cached=True)
         if cache is not None:
@@ -225,9 +230,12 @@ class RowEnricher:
     def _spend(self, spend: Spend, body: Mapping[str, Any], reply: Mapping[str, Any],
                headers: Mapping[str, str] | None = None, batch: bool = False) -> None:
         usage = usage_from(reply, headers)
+        self._count(spend, body, usage, batch)
+        self._fit.observe(body, usage.prompt, usage.completion)
+
+    def _count(self, spend: Spend, body: Mapping[str, Any], usage: TokenUsage, batch: bool = False) -> None:
         spend.add(self._prices, self._dialect.CACHE_PRICING, body.get("model"), body.get("service_tier"),
                   usage, batch)
-        self._fit.observe(body, usage.prompt, usage.completion)
 
     async def _validated(self, ask: Ask, body: Body, answer: _Answer, spend: Spend) -> Enriched:
         """Validate the answer (asking again with feedback, :mod:`connector.pipeline.validate`), then judge

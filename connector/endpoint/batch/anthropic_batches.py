@@ -48,7 +48,7 @@ from connector.endpoint.batch.protocol_base import (
     nearest,
     unix_time,
 )
-from connector.endpoint.client import http_error
+from connector.endpoint.retry_policy import http_error
 
 _ENVELOPE = len(b'{"requests":[]}')
 LIMITS = BatchLimits(max_requests=100_000, max_bytes=256 * 1024 * 1024, one_model=False, overhead=_ENVELOPE)

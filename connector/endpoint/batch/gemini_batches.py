@@ -41,7 +41,7 @@ from connector.endpoint.batch.protocol_base import (
     nearest,
     unix_time,
 )
-from connector.endpoint.client import http_error
+from connector.endpoint.retry_policy import http_error
 
 # The envelope around the requests, a 64-character displayName and the model in the URL included.
 _ENVELOPE = len(b'{"batch":{"displayName":"","inputConfig":{"requests":{"requests":[]}}}}') + 64

@@ -2,7 +2,7 @@
 
 JSON in and out, a multipart file upload and a plain download; the dialect gives the headers
 (authentication included) and reads error bodies; a non-2xx answer becomes
-:func:`connector.endpoint.client.http_error`'s :class:`~connector.errors.HTTPStatusError`, a 2xx whose
+:func:`connector.endpoint.retry_policy.http_error`'s :class:`~connector.errors.HTTPStatusError`, a 2xx whose
 body is not the JSON object promised a :class:`~connector.errors.BadReply`. No call is retried
 here: the run loop decides (a create is never repeated blindly, see ``BatchAPI.find``).
 """
@@ -19,7 +19,7 @@ import orjson
 from connector import errors
 from connector.dialects import Dialect
 from connector.dialects.base import load_object
-from connector.endpoint.client import http_error
+from connector.endpoint.retry_policy import http_error
 from connector.endpoint.transport import Transport
 
 

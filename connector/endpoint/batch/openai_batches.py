@@ -48,7 +48,7 @@ from connector.endpoint.batch.protocol_base import (
     complete,
     id_in,
 )
-from connector.endpoint.client import http_error
+from connector.endpoint.retry_policy import http_error
 
 LIMITS = BatchLimits(max_requests=50_000, max_bytes=200 * 1024 * 1024, one_model=True)
 METADATA_KEY = "source_openai_compatible"  # the chunk's fingerprint, to find a batch again

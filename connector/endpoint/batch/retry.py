@@ -1,7 +1,7 @@
 """The run's retry policy for the batch protocols' calls, and the one rule for a create whose answer is unclear.
 
 Every call is retried as a normal request is (``max_retries`` times, the client's backoff with
-``Retry-After`` as a floor and ``max_wait_seconds`` as a cap: :func:`~connector.endpoint.client.
+``Retry-After`` as a floor and ``max_wait_seconds`` as a cap: :func:`~connector.endpoint.retry_policy.
 retry_delay`) when what it does is safe to repeat: a poll, a list, a download, a cancel, and an
 upload (a second copy of an input file costs nothing and nothing refers to the first).
 
@@ -28,8 +28,8 @@ from typing import TypeVar
 from connector import errors
 from connector.callbacks import Sleep
 from connector.endpoint.batch.protocol_base import BatchAPI, BatchRequest, Submission
-from connector.endpoint.client import retry_delay
 from connector.endpoint.limits import WaitCap
+from connector.endpoint.retry_policy import retry_delay
 
 T = TypeVar("T")
 _NEVER_SENT = (errors.ConnectFailed, errors.ConnectTimeout, errors.TLSFailed, errors.LocalResourcesExhausted)
