@@ -22,14 +22,19 @@ from connector.errors import CatalogError
 
 SYNC_MODES = ("full_refresh", "incremental")
 
-def enriched_stream(name: str, output: OutputPart, input_schema: pa.Schema) -> dict[str, Any]:
-    """The enriched stream ``name`` over an input of ``input_schema``."""
+
+def enriched_stream(name: str, output: OutputPart, input_schema: pa.Schema,
+                    cursor: str | None = None) -> dict[str, Any]:
+    """The enriched stream ``name`` over an input of ``input_schema``.
+
+    With ``input.cursor`` set the source defines the cursor (that column); without it the row number
+    is the default and a configured catalog may pick an input column as ``cursor_field`` instead."""
     return {
         "name": name,
         "json_schema": enriched_schema(input_schema, output),
         "supported_sync_modes": list(SYNC_MODES),
-        "source_defined_cursor": True,
-        "default_cursor_field": [ROW_NUMBER],
+        "source_defined_cursor": cursor is not None,
+        "default_cursor_field": [cursor or ROW_NUMBER],
         "source_defined_primary_key": [[primary_key(output, input_schema)]],
         "is_resumable": True,
     }
@@ -55,6 +60,22 @@ def models_stream() -> dict[str, Any]:
 class SelectedStream:
     name: str
     sync_mode: str
+    cursor_field: tuple[str, ...] = ()  # the configured catalog's, when it gives one
+
+
+def cursor_of(stream: SelectedStream, configured: str | None) -> str | None:
+    """The cursor column a sync of ``stream`` uses: none in full refresh; else the catalog's
+    ``cursor_field`` when it names an input column, or ``input.cursor`` (``configured``)."""
+    chosen = stream.cursor_field
+    if stream.sync_mode == "full_refresh" or chosen in ((), (ROW_NUMBER,)):
+        return configured if stream.sync_mode != "full_refresh" else None
+    if len(chosen) != 1:
+        raise CatalogError(f"catalog: stream '{stream.name}' has cursor_field {list(chosen)}; a cursor is one "
+                           "top-level input column")
+    if configured is not None and chosen[0] != configured:
+        raise CatalogError(f"catalog: stream '{stream.name}' has cursor_field ['{chosen[0]}'] but input.cursor is "
+                           f"'{configured}'; run discover again and keep its cursor, or change input.cursor")
+    return chosen[0]
 
 
 def selected_streams(catalog: Any, known: Mapping[str, tuple[str, ...]]) -> list[SelectedStream]:
@@ -85,5 +106,8 @@ def selected_streams(catalog: Any, known: Mapping[str, tuple[str, ...]]) -> list
                 f"catalog.streams.{i}: stream '{name}' does not support sync_mode '{mode}'; "
                 f"use one of: {', '.join(known[name])}"
             )
-        out.append(SelectedStream(name, mode))
+        cursor = entry.get("cursor_field") or []
+        if not isinstance(cursor, list) or not all(isinstance(part, str) for part in cursor):
+            raise CatalogError(f"catalog.streams.{i}: cursor_field must be a list of column names")
+        out.append(SelectedStream(name, mode, tuple(cursor)))
     return out

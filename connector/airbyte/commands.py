@@ -86,7 +86,7 @@ async def discover(raw_config: Any, transport_factory: TransportFactory = defaul
         template.check_columns(table.columns)
     for warning in template.warnings:
         yield protocol.log(warning, "WARN")
-    streams = [enriched_stream(parts.run.stream_name, parts.output, table.schema)]
+    streams = [enriched_stream(parts.run.stream_name, parts.output, table.schema, parts.input.cursor)]
     async with connect(parts, Redactor.for_config(config), dialect, transport_factory, limited=False) as endpoint:
         try:
             if await endpoint.client.list_models() is not None:
@@ -128,11 +128,13 @@ async def read(
     # PyAirbyte asks for incremental on every stream; models is then simply listed again.
     selected = selected_streams(catalog, {config.stream_name: SYNC_MODES, MODELS_STREAM: SYNC_MODES})
     enriched = next((s for s in selected if s.name != MODELS_STREAM), None)
+    config = _with_cursor(config, enriched)
     held: list[Message] = []
     saved = _saved_position(config, state, enriched, held)  # a WARN for a changed request joins held
     async with prepare(config, transport_factory, purpose="dry_run" if dry_run else "read", stdin=stdin,
                        notice=notice or _into(held), start=saved.position if saved else 0,
-                       saved=saved.batches if saved else (), saved_input=saved.input if saved else None) as ctx:
+                       saved=saved.batches if saved else (), saved_input=saved.input if saved else None,
+                       saved_cursor=saved.cursor if saved else None) as ctx:
         for note in ctx.notes:
             yield protocol.log(note, "WARN")
         for stream in selected:
@@ -170,19 +172,33 @@ def _saved_position(config: SourceConfig, state: Any, enriched: SelectedStream |
                     held: list[Message]) -> StreamPosition | None:
     """Where the enriched stream resumes: the STATE's position, or row 1 when the request changed since
     and on_request_change says reenrich (a WARN for a change goes to ``held``)."""
-    from connector.airbyte.state import StreamPosition, position_for
+    from connector.airbyte.state import StreamPosition, check_cursor_mode, position_for
     from connector.config.parts import parts_of
     from connector.requests.request_fingerprint import on_change, request_fingerprint
 
     if enriched is None:
         return None
     saved = position_for(state, enriched.name, enriched.sync_mode)
+    check_cursor_mode(saved, config.input.cursor, enriched.name)
     parts = parts_of(config)
     current = request_fingerprint(parts.request, parts.output)
     again, warning = on_change(saved.request, current, config.on_request_change, enriched.name, saved.position)
     if warning:
         held.append(protocol.log(warning, "WARN"))
     return StreamPosition() if again else saved
+
+
+def _with_cursor(config: SourceConfig, enriched: SelectedStream | None) -> SourceConfig:
+    """The config with the cursor the sync uses (input.cursor or the catalog's cursor_field; none in full
+    refresh), so every later stage reads it from input.cursor alone."""
+    from connector.airbyte.catalog import cursor_of
+
+    cursor = None if enriched is None else cursor_of(enriched, config.input.cursor)
+    if cursor == config.input.cursor:
+        return config
+    if cursor is not None and config.input.is_stdin:
+        raise CatalogError("catalog: cursor_field needs an input that can be read again; standard input cannot")
+    return config.model_copy(update={"input": config.input.model_copy(update={"cursor": cursor})})
 
 
 def _into(messages: list[Message]) -> Notice:
@@ -223,7 +239,7 @@ async def _read_enriched(ctx: RunContext, full_refresh: bool, checkpointing: Che
         elif isinstance(event, Checkpoint):
             position = StreamPosition(event.position, event.sync_complete, event.batches, event.input,
                                       ctx.parts.input.limit,
-                                      request_fingerprint(ctx.parts.request, ctx.parts.output))
+                                      request_fingerprint(ctx.parts.request, ctx.parts.output), event.cursor)
             yield protocol.state(name, position.as_state(), event.records)
         elif isinstance(event, Note):
             yield protocol.log(redact(event.text), event.level)

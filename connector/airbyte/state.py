@@ -11,8 +11,13 @@ cursor. The stream state this source writes (version 2)::
      "input": {                        # what rows 1..position were (connector.rows.fingerprint)
        "rows_sha256": "<64 hex>",      # the chain hash of rows 1..position, values as text
        "files": [{"name": "data.csv", "size": 5120, "mtime_ns": 1733475600000000000, "rows": 150}]},
-     "request": {"parts": {"model": "<hex>", "prompt": "<hex>", ...}}}   # what decided the answers
+     "request": {"parts": {"model": "<hex>", "prompt": "<hex>", ...}},   # what decided the answers
                                        # (connector.requests.request_fingerprint; on_request_change)
+     "cursor": {"column": "updated_at", "type": "timestamp", "keyed_by": "id", "input": "<hex>",
+                "value": "2025-01-02T10:00:00+00:00", "keys_at_value": ["17", "42"]}}
+                                       # only with input.cursor (connector.rows.cursor): the highest value
+                                       # enriched and the keys of the rows at it; "position" then counts
+                                       # the rows after that mark ("selected_from" while a file's sync runs)
 
 A full-refresh sync that finished records ``"sync_complete": true`` so the next one
 starts over. A run limited to the input's first N rows (input.limit, ``--limit``) records
@@ -44,6 +49,7 @@ from typing import Any
 from connector.errors import StateError
 from connector.pipeline.batch_ledger import SavedBatch
 from connector.requests.request_fingerprint import RequestFingerprint
+from connector.rows.cursor import CursorState
 from connector.rows.fingerprint import InputFingerprint
 
 STATE_VERSION = 2
@@ -57,6 +63,7 @@ class StreamPosition:
     input: InputFingerprint | None = None  # None: a version-1 state, or no state
     limit: int | None = None  # the run read only the input's first N rows (a sample)
     request: RequestFingerprint | None = None  # None: a state written before request fingerprints
+    cursor: CursorState | None = None  # an input.cursor sync's mark (connector.rows.cursor)
 
     def as_state(self) -> dict[str, Any]:
         """The stream state (version 2; version 1 without a fingerprint, which only tests build)."""
@@ -72,6 +79,8 @@ class StreamPosition:
             out["input"] = self.input.as_state()
         if self.request is not None:
             out["request"] = self.request.as_state()
+        if self.cursor is not None:
+            out["cursor"] = self.cursor.as_state()
         return out
 
 
@@ -111,8 +120,8 @@ def position_for(raw: Any, stream: str, sync_mode: str) -> StreamPosition:
     if entry is None:
         return StreamPosition()
     saved = _parsed(entry, f"state for stream '{stream}'")
-    if sync_mode == "full_refresh" and (saved.sync_complete or saved.limit is not None):
-        return StreamPosition()  # finished, or a sample: a full refresh reads the input from the start
+    if sync_mode == "full_refresh" and (saved.sync_complete or saved.limit is not None or saved.cursor is not None):
+        return StreamPosition()  # finished, a sample, or an incremental cursor: a full refresh reads every row
     return saved
 
 
@@ -143,12 +152,28 @@ def _parsed(entry: Any, where: str) -> StreamPosition:
     if version >= 2 and bound is None:
         raise StateError(f"{where}: a version {version} state must have 'input' (its fingerprint); pass the "
                          "state this source emitted, or none to start over")
-    request = entry.get("request")
+    request, cursor = entry.get("request"), entry.get("cursor")
     return StreamPosition(
         position, bool(complete),
         tuple(SavedBatch.from_state(raw, f"{where}, batches.{i}") for i, raw in enumerate(batches)),
         None if bound is None else InputFingerprint.from_state(bound, f"{where}, input"), limit,
-        None if request is None else RequestFingerprint.from_state(request, f"{where}, request"))
+        None if request is None else RequestFingerprint.from_state(request, f"{where}, request"),
+        None if cursor is None else CursorState.from_state(cursor, f"{where}, cursor"))
+
+
+def check_cursor_mode(saved: StreamPosition, cursor: str | None, stream: str) -> None:
+    """StateError when the STATE was written by a sync of the other kind: a row-number state for a cursor
+    sync (which rows it covered cannot be told by their cursor), or a cursor state for a row-number sync."""
+    if cursor is not None and saved.cursor is None and saved.position:
+        raise StateError(f"state for stream '{stream}' counts rows done ({saved.position:,}), written by a sync "
+                         f"without input.cursor; a sync with input.cursor '{cursor}' cannot tell which rows those "
+                         "were. Reset the stream's state (run without --state, or clear it in the platform) to read "
+                         "every row once with the cursor (answers already cached are not bought again), or leave "
+                         "input.cursor unset")
+    if cursor is None and saved.cursor is not None:
+        raise StateError(f"state for stream '{stream}' was written by a sync with input.cursor "
+                         f"'{saved.cursor.column}'; set input.cursor to it again (or the catalog's cursor_field), or "
+                         "reset the stream's state to start over by row number")
 
 
 def check_resume(start: StreamPosition, rows: int | None, stream: str, sync_mode: str) -> str | None:

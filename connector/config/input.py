@@ -148,6 +148,21 @@ class InputConfig(Strict):
         json_schema_extra={"order": 17, "examples": [20]},
     )
 
+    cursor: str | None = Field(
+        None,
+        title="Cursor column (incremental syncs)",
+        description=(
+            "A column whose value grows when a row is added or changed (an updated_at, or an id that only "
+            "grows). An incremental sync then reads only the rows past the highest value the last sync enriched "
+            "(input.sql: pushed into the query as a bound parameter; files: filtered as they are read); the STATE "
+            "keeps that value and the keys of the rows at it, so rows with the same value are neither lost nor "
+            "enriched twice. Rows with a null value are read only by a sync without a saved value. Compared in "
+            "the column's type (integer, number, text, date, timestamp). The configured catalog's cursor_field "
+            "may name it instead. A full-refresh sync reads every row."
+        ),
+        json_schema_extra={"order": 18, "examples": ["updated_at"]},
+    )
+
     # The top-level tls section, set by SourceConfig: one TLS setting for every HTTPS connection.
     _tls: TLSConfig = PrivateAttr(default_factory=TLSConfig)
 
@@ -192,6 +207,9 @@ class InputConfig(Strict):
         if self.is_stdin and self.format not in ("auto", "jsonl", "airbyte"):
             raise ValueError("input.format: standard input carries JSON lines or Airbyte messages "
                              "(auto, jsonl or airbyte)")
+        if self.cursor is not None and self.is_stdin:
+            raise ValueError("input.cursor: standard input is read once, so a sync cannot pick the rows past a "
+                             "cursor from it; give a file, inline rows or input.sql")
         scheme = self.scheme
         if scheme is not None and scheme not in REMOTE_SCHEMES:
             raise ValueError(f"input.path: {scheme}:// is not a location this connector reads; use s3://, "

@@ -15,6 +15,7 @@ from connector.dialects import Dialect
 from connector.endpoint.client import EndpointClient
 from connector.endpoint.transport import Transport
 from connector.pipeline.batch_ledger import SavedBatch
+from connector.pipeline.cursor_sync import CursorTracker
 from connector.pipeline.enrich import RowEnricher
 from connector.pipeline.tasks import TaskEnricher
 from connector.requests.templates import RequestTemplate
@@ -48,6 +49,7 @@ class RunContext:
     notes: list[str] = field(default_factory=list)
     saved_input: InputFingerprint | None = None
     tasks: TaskEnricher | None = None  # the config's tasks (connector.pipeline.tasks): the run loop's enricher then
+    cursor: CursorTracker | None = None  # input.cursor in an incremental sync: the mark the rows emitted reach
 
     @property
     def input(self) -> Table:

@@ -35,11 +35,15 @@ from connector.endpoint.transport import AiohttpTransport, Transport
 from connector.errors import ConfigError
 from connector.pipeline.batch_ledger import SavedBatch
 from connector.pipeline.context import RunContext
+from connector.pipeline.cursor_sync import CursorTracker
 from connector.pipeline.enrich import RowEnricher
 from connector.pipeline.tasks import Task, TaskEnricher
 from connector.requests.templates import RequestTemplate
+from connector.rows.cursor import CursorState
+from connector.rows.cursor_table import CursorTable
 from connector.rows.fingerprint import InputFingerprint
 from connector.rows.opening import open_input
+from connector.rows.table import Table
 from connector.secrets import Redactor, requester_identity
 
 TransportFactory = Callable[[Limits], Transport]
@@ -122,11 +126,13 @@ def requests_of(config: SourceConfig) -> tuple[Parts, Dialect, RequestTemplate]:
 async def prepare(config: SourceConfig, transport_factory: TransportFactory = default_transport, *,
                   purpose: Purpose = "read", stdin: BinaryIO | None = None, notice: Notice | None = None,
                   start: int = 0, saved: tuple[SavedBatch, ...] = (),
-                  saved_input: InputFingerprint | None = None) -> AsyncIterator[RunContext]:
+                  saved_input: InputFingerprint | None = None,
+                  saved_cursor: CursorState | None = None) -> AsyncIterator[RunContext]:
     """The run context of ``config`` (see the module doc); its transport and cache are closed on the way out.
 
-    ``start``, ``saved`` and ``saved_input`` are the starting position, the provider batches and the
-    input fingerprint of the STATE.
+    ``start``, ``saved``, ``saved_input`` and ``saved_cursor`` are the starting position, the provider
+    batches, the input fingerprint and the cursor mark of the STATE. With ``input.cursor`` set, the
+    table is the rows past that mark and the context's ``cursor`` follows the mark the run reaches.
     """
     if config.tasks and purpose not in ("read", "dry_run"):
         raise ConfigError(f"tasks: {_NO_TASKS_YET[purpose]} does not support tasks yet; run it with one config per "
@@ -134,7 +140,7 @@ async def prepare(config: SourceConfig, transport_factory: TransportFactory = de
     parts, dialect, template = requests_of(config)
     table, schema, notes = None, {}, []
     if purpose != "worker":
-        table = open_input(parts.input, stdin, META_COLUMNS)
+        table = open_input(parts.input, stdin, META_COLUMNS, saved_cursor)
         await table.start()  # stdin without input.columns infers them from its first rows
         notes += table.notes
         template.check_columns(table.columns)
@@ -159,12 +165,22 @@ async def prepare(config: SourceConfig, transport_factory: TransportFactory = de
             tasks = _tasks_of(config, table.columns, endpoint, cache) if config.tasks and table else None
             context = RunContext(parts, dialect, template, table, schema, endpoint.transport, endpoint.client,
                                  endpoint.redact, cache, enricher, start, saved, [endpoint.redact(n) for n in notes],
-                                 saved_input, tasks)
+                                 saved_input, tasks, _tracker(parts, table))
             running.append(True)
             yield context
         finally:
             if cache is not None:
                 cache.close()
+
+
+def _tracker(parts: Parts, table: Table | None) -> CursorTracker | None:
+    """The mark a cursor sync's rows reach (None without input.cursor); batch mode keeps none yet."""
+    if not isinstance(table, CursorTable):
+        return None
+    if parts.run.batch.enabled:
+        raise ConfigError("input.cursor: batch mode (batch.enabled) does not keep a cursor yet; run the cursor "
+                          "sync without batch mode, or leave input.cursor unset")
+    return CursorTracker(table)
 
 
 _NO_TASKS_YET = {"export": "--export-batch", "import": "--import-batch",

@@ -49,19 +49,27 @@ class RowHasher:
 
     def follow(self, rows: Rows) -> Rows:
         """``rows``, each seen on its way through."""
-        if isinstance(rows, AsyncIterator):
-            return self._follow_async(rows)
-        return self._follow(rows)
+        return follow(rows, self.see)
 
-    def _follow(self, rows: Iterator[tuple[int, Row]]) -> Iterator[tuple[int, Row]]:
-        for item in rows:
-            self.see(item[1])
-            yield item
 
-    async def _follow_async(self, rows: AsyncIterator[tuple[int, Row]]) -> AsyncIterator[tuple[int, Row]]:
-        async for item in rows:
-            self.see(item[1])
-            yield item
+def follow(rows: Rows, see: Callable[[Row], None]) -> Rows:
+    """``rows`` (a plain or an async iterator), each handed to ``see`` on its way through."""
+    if isinstance(rows, AsyncIterator):
+        return _follow_async(rows, see)
+    return _follow(rows, see)
+
+
+def _follow(rows: Iterator[tuple[int, Row]], see: Callable[[Row], None]) -> Iterator[tuple[int, Row]]:
+    for item in rows:
+        see(item[1])
+        yield item
+
+
+async def _follow_async(rows: AsyncIterator[tuple[int, Row]],
+                        see: Callable[[Row], None]) -> AsyncIterator[tuple[int, Row]]:
+    async for item in rows:
+        see(item[1])
+        yield item
 
 
 async def verified_rows(table: Table, hasher: RowHasher, start: int, saved: InputFingerprint | None,

@@ -38,7 +38,8 @@ from connector.pipeline.batch_ledger import SavedBatch
 from connector.pipeline.context import RunContext
 from connector.pipeline.ordered import ordered_map
 from connector.pipeline.progress import NO_PROGRESS, Progress
-from connector.pipeline.resume import RowHasher, verified_rows
+from connector.pipeline.resume import RowHasher, follow, verified_rows
+from connector.rows.cursor import CursorState
 from connector.rows.fingerprint import InputFingerprint
 from connector.rows.table import Row
 
@@ -94,6 +95,7 @@ class Checkpoint:
     sync_complete: bool = False
     batches: tuple[SavedBatch, ...] = ()
     input: InputFingerprint | None = None
+    cursor: CursorState | None = None  # a cursor sync's mark (connector.pipeline.cursor_sync)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,8 @@ async def run_rows(
     loop = _Loop(ctx, checkpointing, progress, clock)
     rows = await verified_rows(ctx.input, loop.hasher, ctx.start, ctx.saved_input, loop.name, loop.stop_feeding,
                                ctx.parts.input.limit)
+    if ctx.cursor is not None:
+        rows = follow(rows, ctx.cursor.see)  # after the rows a resumed sync had done: the state's mark has them
     for event in loop.begin(legacy_state=ctx.saved_input is None):
         yield event
     enrich = ctx.tasks or ctx.enricher  # with tasks, a row's record is done when all its tasks are
@@ -156,6 +160,7 @@ class _Loop:
         self.checkpointing, self.progress, self.clock = checkpointing, progress, clock
         self.tally = Tally()
         self.hasher = RowHasher(ctx.input.files)  # the fingerprint of the rows done, for each checkpoint
+        self.cursor = ctx.cursor  # a cursor sync's mark, for each checkpoint
         self.stopped_by: str | None = None  # why a spend guard refused a row's request
         self.position = self.committed = ctx.start  # rows done; the position the last checkpoint carried
         self.since = 0  # records since the last checkpoint
@@ -176,6 +181,8 @@ class _Loop:
         yield Started(total, estimated, start)
         if estimated:
             yield Note(f"{name}: about {total:,} rows to read (an estimate from the input's file sizes)")
+        if self.cursor is not None:
+            yield Note(f"{name}: {self.cursor.opening()}")
         if start:
             yield Note(f"{name}: resuming after row {start} (from state)")
         if start and legacy_state:
@@ -202,6 +209,8 @@ class _Loop:
             raise RowFailed(f"row {done.number} failed and on_row_error is 'fail': {done.outcome.error}")
         self.position += 1
         self.hasher.advance()
+        if self.cursor is not None:
+            self.cursor.advance()
         if failed and policy.on_row_error == "skip":
             tally.skipped += 1
         else:
@@ -212,7 +221,7 @@ class _Loop:
         self._judge_error_rate()
         now = self.clock()
         if self.since >= self.checkpointing.rows or now - self.last_checkpoint >= self.checkpointing.seconds:
-            yield Checkpoint(self.position, self.since, input=self.hasher.fingerprint())
+            yield self._checkpoint()
             self.since, self.last_checkpoint, self.committed = 0, now, self.position
         for line in self.progress.advance(tally):
             yield Note(line)
@@ -226,28 +235,42 @@ class _Loop:
     def interrupted(self) -> Iterator[Event]:
         """The run stops on an error: the rows done are committed (the row that stopped it is not)."""
         if self.position != self.committed:
-            yield Checkpoint(self.position, self.since, input=self.hasher.fingerprint())
+            yield self._checkpoint()
         for line in self.progress.finish(self.tally):
             yield Note(line)
-        yield Finished(False, _summary(self.name, self.tally, self.clock() - self.started, self.cache), self.tally)
+        yield Finished(False, self._summary(), self.tally)
+
+    def _checkpoint(self, *, finished: bool = False, sync_complete: bool = False) -> Checkpoint:
+        """A checkpoint for the rows done; ``finished`` when the input was read to its end."""
+        position, fingerprint = self.position, self.hasher.fingerprint()
+        if self.cursor is None:
+            return Checkpoint(position, self.since, sync_complete=sync_complete, input=fingerprint)
+        position, fingerprint, cursor = self.cursor.checkpoint(position, fingerprint, finished)
+        return Checkpoint(position, self.since, input=fingerprint, cursor=cursor)
+
+    def _summary(self) -> str:
+        summary = _summary(self.name, self.tally, self.clock() - self.started, self.cache)
+        return summary if self.cursor is None else summary + self.cursor.summary(self.tally.rows)
 
     def end(self, full_refresh: bool) -> Iterator[Event]:
         """Every answer is in (or a spend guard stopped the run): the last checkpoint and the summary."""
         tally, position = self.tally, self.position
         for line in self.progress.finish(tally):
             yield Note(line)
-        summary = _summary(self.name, tally, self.clock() - self.started, self.cache)
+        summary = self._summary()
         if self.stopped_by is not None:
             if position != self.committed:
-                yield Checkpoint(position, self.since, input=self.hasher.fingerprint())
+                yield self._checkpoint()
             yield Note(f"{self.name}: spend guard: {self.stopped_by}; stopped after row {position}. "
                        "Run again (with the last state) to continue.", "WARN")
             yield Finished(False, summary, tally)
             return
         failed_whole = bool(tally.rows) and tally.failed == tally.rows
-        if not failed_whole and (self.since or full_refresh or position == self.start):
-            yield Checkpoint(position, self.since, sync_complete=full_refresh and self.limit is None,
-                             input=self.hasher.fingerprint())
+        finished = self.limit is None
+        # a file's cursor sync saves its mark only now, even when the last checkpoint came with the last row
+        promote = finished and self.cursor is not None and not self.cursor.table.ordered
+        if not failed_whole and (self.since or full_refresh or position == self.start or promote):
+            yield self._checkpoint(finished=finished, sync_complete=full_refresh and finished)
         yield Finished(not failed_whole, summary, tally)
         if failed_whole:
             raise SyncFailed(f"every row failed ({tally.rows} rows); first errors: {' | '.join(tally.first_errors)}")

@@ -14,7 +14,7 @@ gives it as None); a row with a value that does not fit is a
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -187,6 +187,22 @@ class InputTable:
                 continue
             yield from jsonl_source.read(scanned, maker, self._encoding, skip, size)
             skip = 0
+
+    def cursor_field(self, column: str) -> pa.Field | None:
+        """The field of input column ``column`` as its values come (None: no such column)."""
+        if self._sql is not None:
+            return self._sql.cursor_field(column)
+        name = self._names.get(column, column)
+        return self._schema.field(name) if name in self._schema.names else None
+
+    def narrow(self, column: str, start: Any, order_also: str | None) -> tuple[int, int] | None:
+        """For input.sql: the query narrowed to the rows from ``start`` on, in ``column``'s order
+        (:meth:`SqlQuery.narrow`); None for files, which are filtered as they are read."""
+        if self._sql is None:
+            return None
+        counts = self._sql.narrow(column, start, order_also)
+        self._rows = self._sql.rows
+        return counts
 
     def first_row(self) -> Row | None:
         for rows in self.batches():

@@ -85,7 +85,7 @@ def arrow_type(kind: str) -> pa.DataType:
 _INT_TEXT = re.compile(r"\s*[+-]?\d+\s*")
 _NUMBER_TEXT = re.compile(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*")
 _DATE_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}")
-_TIMESTAMP_TEXT = re.compile(r"(\d{4}-\d{2}-\d{2})[T ](\d{2}):(\d{2})(:(\d{2})(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?")
+TIMESTAMP_TEXT = re.compile(r"(\d{4}-\d{2}-\d{2})[T ](\d{2}):(\d{2})(:(\d{2})(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?")
 _TRUE, _FALSE = frozenset({"true", "1"}), frozenset({"false", "0"})
 
 
@@ -201,7 +201,7 @@ def _as_timestamp(value: Any) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, str):
-        match = _TIMESTAMP_TEXT.fullmatch(value)
+        match = TIMESTAMP_TEXT.fullmatch(value)
         if match:
             try:
                 date.fromisoformat(match[1])

@@ -12,22 +12,30 @@ from typing import Any, BinaryIO
 
 from connector.config.input import InputConfig
 from connector.errors import InputError
+from connector.rows.cursor import CursorState
 from connector.rows.files import InputTable
 from connector.rows.keys import check_keys
 from connector.rows.stdin import StdinTable
 from connector.rows.table import Row, Table
 
 
-def open_input(config: InputConfig, stdin: BinaryIO | None = None, reserved: Collection[str] = ()) -> Table:
+def open_input(config: InputConfig, stdin: BinaryIO | None = None, reserved: Collection[str] = (),
+               cursor: CursorState | None = None) -> Table:
     """The input table the config names; stdin is only read once a read starts.
 
     ``reserved``: the names of the columns the run adds to each record; input columns with
-    those names are kept under ``input.metadata_prefix``."""
+    those names are kept under ``input.metadata_prefix``. With ``input.cursor`` set, the rows after
+    the mark of ``cursor`` (the STATE's; every row without one): a
+    :class:`~connector.rows.cursor_table.CursorTable`."""
     if config.is_stdin:
         return StdinTable(config, stdin, reserved)  # its keys are checked as rows arrive
     table = InputTable(config, reserved)
     if config.primary_key is not None and config.primary_key in table.columns:
         check_keys(table.batches(), config.primary_key)  # before anything is sent
+    if config.cursor is not None:
+        from connector.rows.cursor_table import CursorTable
+
+        return CursorTable(table, config, cursor)
     return table
 
 

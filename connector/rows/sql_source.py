@@ -28,7 +28,7 @@ from connector.config.database import DatabaseConnection
 from connector.errors import InputError
 from connector.rows import kinds
 from connector.rows.arrow_values import column_values, json_schema_for, unsupported
-from connector.rows.columns import Column, flag, unfit_message
+from connector.rows.columns import SCHEMA_KEY, Column, flag, unfit_message
 from connector.rows.table import Row
 
 _PG_TYPE = "POSTGRESQL:type"
@@ -67,6 +67,13 @@ def _position(exc: BaseException) -> str:
     return f" (line {match.group(1)}, column {column}{' of the shown part' if shown.startswith('...') else ''})"
 
 
+_PARAM = {"postgresql": "$1", "sqlite": "?"}
+
+
+def _schema_meta(column: Column) -> dict[bytes, bytes]:
+    return {SCHEMA_KEY: orjson.dumps(dict(column.schema))}
+
+
 def _kind(field: pa.Field) -> str | None:
     meta = field.metadata or {}
     pg_type = meta.get(_PG_TYPE.encode(), b"").decode()
@@ -98,11 +105,17 @@ def _json_value(text: Any) -> Any:
         raise kinds.Unfit(f"{text[:40]!r} is not JSON ({exc.msg})") from None
 
 
+def quoted(name: str) -> str:
+    """A column name as an SQL identifier (PostgreSQL and SQLite: double quotes, doubled inside)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 class SqlQuery:
     """The rows of one query, typed by the database."""
 
     def __init__(self, sql: str, connection: DatabaseConnection, declared: Mapping[str, str]) -> None:
         self._sql = sql.strip().rstrip(";")
+        self._query, self._params = self._sql, tuple[Any, ...]()  # what batches() runs (narrow() may change it)
         self._connection = connection
         self._declared = dict(declared)
         with _connect(connection) as con, con.cursor() as cur:
@@ -130,11 +143,46 @@ class SqlQuery:
         except Exception as exc:
             raise InputError(f"input.sql: counting its rows failed: {_reason(exc)}") from None
 
+    def cursor_field(self, column: str) -> pa.Field | None:
+        """The Arrow field of ``column`` as its values come (SQLite types values, not columns: the type of
+        its first non-null value there); None when the query has no such column."""
+        found = next((c for c in self.columns if c.name == column), None)
+        if found is None or self._connection.driver != "sqlite" or column in self._declared:
+            return None if found is None else pa.field(column, found.arrow, metadata=_schema_meta(found))
+        with _connect(self._connection) as con, con.cursor() as cur:
+            cur.execute(f"SELECT q.{quoted(column)} FROM ({self._sql}) AS q WHERE q.{quoted(column)} IS NOT NULL "
+                        "LIMIT 1")
+            kind = cur.fetch_arrow_table().schema.field(0).type
+        return pa.field(column, kind, metadata=_schema_meta(Column(column, json_schema_for(kind), kind)))
+
+    def narrow(self, column: str, start: Any, order_also: str | None) -> tuple[int, int]:
+        """Read only the rows whose ``column`` is ``>= start`` (every row when ``start`` is None, nulls
+        first), in the column's order (then ``order_also``'s); ``start`` is a bound parameter, never
+        pasted into the query. Returns (rows before ``start``, rows with a null ``column``)."""
+        mark = _PARAM[self._connection.driver]
+        at = f"q.{quoted(column)}"
+        order = f" ORDER BY {at}{' NULLS FIRST' if start is None else ''}" + (
+            f", q.{quoted(order_also)}" if order_also else "")
+        where = "" if start is None else f" WHERE {at} >= {mark}"
+        self._query, self._params = f"SELECT * FROM ({self._sql}) AS q{where}{order}", (
+            () if start is None else (start,))
+        counted = f"sum(CASE WHEN {at} >= {mark} THEN 1 ELSE 0 END)" if start is not None else "count(*)"
+        with _connect(self._connection) as con, con.cursor() as cur:
+            try:
+                cur.execute(f"SELECT count(*), sum(CASE WHEN {at} IS NULL THEN 1 ELSE 0 END), {counted} "
+                            f"FROM ({self._sql}) AS q", self._params)
+                total, nulls, selected = (int(n or 0) for n in cur.fetchone())
+            except Exception as exc:
+                raise InputError(f"input.cursor: reading the rows after the saved cursor failed: {_reason(exc)}; "
+                                 "the column's type may have changed since the STATE was saved") from None
+        self.rows = selected
+        return total - selected - (0 if start is None else nulls), 0 if start is None else nulls
+
     def batches(self, skip: int, size: int, names: Mapping[str, str]) -> Iterator[list[Row]]:
         """The query's rows after ``skip`` rows, in lists of up to ``size``."""
         with _connect(self._connection) as con, con.cursor() as cur:
             try:
-                cur.execute(self._sql)
+                cur.execute(self._query, self._params)
                 reader = cur.fetch_record_batch()
             except Exception as exc:
                 raise InputError(f"input.sql: {_reason(exc)}{_position(exc)}") from None
