@@ -22,7 +22,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,6 +195,20 @@ def start_postgres(password: str) -> Running:
     pid = _start(["postgres", "-D", str(workdir / "data"), "-p", str(port), "-k", str(workdir),
                   "-c", "listen_addresses=127.0.0.1"], port, log, user=user)
     return Running(port, pid, log, {"workdir": str(workdir)})
+
+
+def running_postgres(password: str) -> Iterator[Running]:
+    """:func:`start_postgres` for a fixture: stopped by PID and its directory removed afterwards."""
+    import shutil
+
+    from tests.servers import stop
+
+    server = start_postgres(password)
+    try:
+        yield server
+    finally:
+        stop(server.pid)
+        shutil.rmtree(server.facts["workdir"], ignore_errors=True)
 
 
 # Driving the connector against them: an endpoint that echoes the prompt, check and read in process.

@@ -215,3 +215,16 @@ def test_bad_cursor_configs_and_states_are_config_errors_saying_what_to_do(tmp_p
     nested = [{"id": 1, "text": "a", "v": {"x": 1}}]
     with pytest.raises(ConfigError, match="column 'v' holds object values, which cannot order rows"):
         sync(config({"rows": nested, "cursor": "v"}))
+
+
+def test_a_changed_request_between_cursor_syncs_is_seen_by_on_request_change() -> None:
+    rows = [{"id": 1, "text": "a", "v": 1}]
+    _, _, state = sync(config({"rows": rows, "cursor": "v"}))
+    more = [*rows, {"id": 2, "text": "b", "v": 2}]
+    records, messages, _ = sync(config({"rows": more, "cursor": "v"}, prompt="Say {{text}}"), state)
+    assert [r["answer"] for r in records] == ["Say b"]
+    assert any("the request changed since the last sync (prompt); the rows up to v 1 keep the answers" in line
+               for line in logs(messages))
+    records, _, _ = sync(config({"rows": more, "cursor": "v"}, prompt="Say {{text}}", on_request_change="reenrich"),
+                         state)
+    assert [r["answer"] for r in records] == ["Say a", "Say b"]

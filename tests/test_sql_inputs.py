@@ -4,7 +4,6 @@ syntax error's position and a refused password without showing it."""
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from collections.abc import Iterator
 from decimal import Decimal
@@ -13,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers import stop
-from tests.storage_servers import Running, check, records, start_postgres
+from tests.storage_servers import Running, check, records, running_postgres
 
 pytestmark = pytest.mark.storage
 
@@ -27,13 +25,8 @@ def config(sql: str, **database: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    server = start_postgres(PASSWORD)
-    try:
-        yield server
-    finally:
-        stop(server.pid)
-        shutil.rmtree(server.facts["workdir"], ignore_errors=True)
+def postgres() -> Iterator[Running]:
+    yield from running_postgres(PASSWORD)
 
 
 def pg(server: Running, password: str = PASSWORD) -> dict[str, Any]:

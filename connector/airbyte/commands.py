@@ -182,10 +182,18 @@ def _saved_position(config: SourceConfig, state: Any, enriched: SelectedStream |
     check_cursor_mode(saved, config.input.cursor, enriched.name)
     parts = parts_of(config)
     current = request_fingerprint(parts.request, parts.output)
-    again, warning = on_change(saved.request, current, config.on_request_change, enriched.name, saved.position)
+    again, warning = on_change(saved.request, current, config.on_request_change, enriched.name, _done(saved))
     if warning:
         held.append(protocol.log(warning, "WARN"))
     return StreamPosition() if again else saved
+
+
+def _done(saved: StreamPosition) -> str | None:
+    """The rows a STATE covers, in words (None: none): rows 1..N, or those up to a cursor value."""
+    cursor = saved.cursor
+    if cursor is not None and (cursor.mark.value is not None or cursor.mark.keys):
+        return f"the rows up to {cursor.column} {cursor.mark.value!r}"
+    return f"rows 1..{saved.position:,}" if saved.position else None
 
 
 def _with_cursor(config: SourceConfig, enriched: SelectedStream | None) -> SourceConfig:

@@ -76,9 +76,10 @@ def request_fingerprint(request: RequestPart, output: OutputPart) -> RequestFing
 
 
 def on_change(saved: RequestFingerprint | None, current: RequestFingerprint, policy: str, stream: str,
-              position: int) -> tuple[bool, str | None]:
-    """(start again from row 1?, a WARN to show) for a resumed sync; ConfigError when ``policy`` is fail."""
-    if saved is None or position == 0:
+              done: str | None) -> tuple[bool, str | None]:
+    """(start again from row 1?, a WARN to show) for a resumed sync whose STATE says ``done`` (the rows it
+    covers, e.g. ``rows 1..150``; None: none yet); ConfigError when ``policy`` is fail."""
+    if saved is None or done is None:
         return False, None
     changed = current.changed_since(saved)
     if not changed:
@@ -86,11 +87,11 @@ def on_change(saved: RequestFingerprint | None, current: RequestFingerprint, pol
     what = ", ".join(changed)
     if policy == "fail":
         raise ConfigError(f"on_request_change: the request changed since the last sync of stream '{stream}' "
-                          f"({what}); rows 1..{position:,} were answered by the old one. Set on_request_change to "
+                          f"({what}); {done} were answered by the old one. Set on_request_change to "
                           "warn (read on) or reenrich (answer every row again), or reset the stream's state")
     if policy == "reenrich":
         return True, (f"{stream}: the request changed since the last sync ({what}): every row is enriched again "
                       f"from row 1 (on_request_change reenrich)")
-    return False, (f"{stream}: the request changed since the last sync ({what}); rows 1..{position:,} keep the "
+    return False, (f"{stream}: the request changed since the last sync ({what}); {done} keep the "
                    "answers of the old request, new rows get the new one (on_request_change warn; reenrich "
                    "answers every row again)")
