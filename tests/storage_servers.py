@@ -96,6 +96,16 @@ def start_moto(workdir: Path) -> Running:
     return Running(port, pid, workdir / "moto.log", {"endpoint_url": endpoint, **json.loads(made.stdout)})
 
 
+def moto_fs(server: Running) -> Any:
+    """A ``pyarrow.fs.S3FileSystem`` on moto's server as its IAM user (it may create buckets)."""
+    import pyarrow.fs as pafs
+
+    facts = server.facts
+    return pafs.S3FileSystem(access_key=facts["access_key_id"], secret_key=facts["secret_access_key"],
+                             endpoint_override=server.address, scheme="http", region="us-east-1",
+                             allow_bucket_creation=True)
+
+
 def start_gcs(workdir: Path) -> Running:
     """gcp-storage-emulator, in memory; ``facts["endpoint_url"]`` is where it answers."""
     port = free_port()

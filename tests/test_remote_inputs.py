@@ -27,6 +27,7 @@ from tests.storage_servers import (
     AZURITE_KEY,
     Running,
     check,
+    moto_fs,
     records,
     start_azurite,
     start_gcs,
@@ -85,10 +86,7 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     workdir = tmp_path_factory.mktemp("moto")
     server = start_moto(workdir)
     try:
-        facts = server.facts
-        fs = pafs.S3FileSystem(access_key=facts["access_key_id"], secret_key=facts["secret_access_key"],
-                               endpoint_override=server.address, scheme="http", region="us-east-1",
-                               allow_bucket_creation=True)
+        fs = moto_fs(server)
         fs.create_dir("data")
         local = workdir / "local"
         write_tables(local)

@@ -81,6 +81,7 @@ RULES: dict[str, MediaRules | None] = {
                                  documents=5),
     "openai_embeddings": None,
     "gemini_embeddings": None,
+    "bedrock_embeddings": None,
 }
 
 
@@ -108,6 +109,18 @@ def problem(shape: str, media: Sequence[MediaFacts]) -> str | None:
     if rules.inline_bytes is not None and inline > rules.inline_bytes:
         return f"{_mb(inline)} of media in one request, over the {shape} limit of {_mb(rules.inline_bytes)}"
     return None
+
+
+def byte_limit(shape: str, kind: str, default: int) -> int:
+    """The most bytes one media cell of ``kind`` may hold in ``shape`` (a store object is downloaded up to it):
+    the per-image or per-document limit, else the per-request one, else ``default``."""
+    rules = RULES.get(shape)
+    if rules is None:
+        return default
+    cap = (rules.image_bytes if kind == "image" else rules.document_bytes) or rules.inline_bytes
+    if cap is None:
+        return default
+    return cap * 3 // 4 if rules.base64_limits else cap  # base64 is 4 characters per 3 bytes
 
 
 def tokens(shape: str, media: Sequence[MediaFacts]) -> int:

@@ -35,6 +35,7 @@ from connector.answers.prices import PriceList, Spend
 from connector.answers.records import ROW_NUMBER, Enriched, Record
 from connector.answers.truncation import cut_at, explained, round_cap_near
 from connector.config.parts import RowPolicy
+from connector.dialects.media import byte_limit
 from connector.dialects.media import problem as media_problem
 from connector.dialects.media import tokens as media_tokens
 from connector.dialects.usage import TokenUsage, usage_from
@@ -43,7 +44,7 @@ from connector.endpoint.client import Completion, EndpointClient
 from connector.errors import ErrorClass
 from connector.pipeline.fit import ContextFit
 from connector.pipeline.validate import AnswerCheck
-from connector.requests.media import MediaError, load, media_of, place, stand_ins
+from connector.requests.media import DEFAULT_LIMIT, MediaError, StoreReader, load, media_of, place, stand_ins
 from connector.requests.templates import RequestTemplate
 from connector.rows.columns import FlawedRow
 from connector.secrets import Redactor
@@ -80,7 +81,7 @@ class RowEnricher:
 
     def __init__(self, policy: RowPolicy, client: EndpointClient, template: RequestTemplate,
                  extractor: ResponseExtractor, redactor: Redactor, cache: AnswerCache | None = None, *,
-                 requester: str) -> None:
+                 requester: str, store: StoreReader | None = None) -> None:
         self._policy = policy
         self._dialect = client.dialect  # the run's one dialect: bodies are built for the shape the client speaks
         self._template = template
@@ -93,6 +94,7 @@ class RowEnricher:
         self._single_flight = SingleFlight()
         self._used_columns = sorted(template.columns)
         self._media = dict(policy.media_columns)
+        self._store = store  # media cells naming s3:// (gs://, az://) objects are read through it
         self._fallbacks = policy.fallback_models
         self._fit = ContextFit(self._dialect, self.body_for, policy.context_window, policy.context_windows,
                                policy.too_long_policy, policy.truncate_column)
@@ -163,9 +165,14 @@ class RowEnricher:
     def _with_media(self, row: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
         """The row with its media loaded, and their estimated tokens; MediaError when they cannot be sent
         in this API shape (nothing is)."""
-        media = [load(row.get(column), kind, column) for column, kind in self._media.items()
+        shape = self._dialect.name
+        refused = media_problem(shape, [])  # a shape that takes no media: nothing is read or downloaded
+        if refused is not None:
+            raise MediaError(refused)
+        media = [load(row.get(column), kind, column, store=self._store, limit=byte_limit(shape, kind, DEFAULT_LIMIT))
+                 for column, kind in self._media.items()
                  if column in self._used_columns and not _is_blank(row.get(column))]
-        problem = media_problem(self._dialect.name, media)
+        problem = media_problem(shape, media)
         if problem is not None:
             raise MediaError(problem)
         return stand_ins(row, {m.column: m for m in media}), media_tokens(self._dialect.name, media)

@@ -38,6 +38,7 @@ from connector.pipeline.context import RunContext
 from connector.pipeline.cursor_sync import CursorTracker
 from connector.pipeline.enrich import RowEnricher
 from connector.pipeline.tasks import Task, TaskEnricher
+from connector.requests.media import StoreReader
 from connector.requests.templates import RequestTemplate
 from connector.rows.cursor import CursorState
 from connector.rows.cursor_table import CursorTable
@@ -161,7 +162,8 @@ async def prepare(config: SourceConfig, transport_factory: TransportFactory = de
         try:
             extractor = ResponseExtractor(parts.output.response_template, ExtraOutputs.from_config(parts.output))
             enricher = RowEnricher(parts.rows, endpoint.client, template, extractor, endpoint.redact,
-                                   None if purpose == "dry_run" else cache, requester=requester_identity(parts.request))
+                                   None if purpose == "dry_run" else cache, requester=requester_identity(parts.request),
+                                   store=_media_store(parts))
             tasks = _tasks_of(config, table.columns, endpoint, cache) if config.tasks and table else None
             context = RunContext(parts, dialect, template, table, schema, endpoint.transport, endpoint.client,
                                  endpoint.redact, cache, enricher, start, saved, [endpoint.redact(n) for n in notes],
@@ -204,9 +206,18 @@ def _tasks_of(config: SourceConfig, columns: list[str], endpoint: Endpoint, cach
                                 budget=endpoint.client.budget)
         extractor = ResponseExtractor(parts.output.response_template, ExtraOutputs.from_config(parts.output))
         enricher = RowEnricher(parts.rows, client, template, extractor, endpoint.redact, cache,
-                               requester=requester_identity(parts.request))
+                               requester=requester_identity(parts.request), store=_media_store(parts))
         built[task.name] = Task(task.name, uses, enricher)
     return TaskEnricher(list(built.values()))
+
+
+def _media_store(parts: Parts) -> StoreReader | None:
+    """Where media cells naming s3:// (gs://, az://) objects are read: with the input's store settings."""
+    if not parts.rows.media_columns:
+        return None
+    from connector.rows.media_files import StoreMedia
+
+    return StoreMedia(parts.input)
 
 
 def _cache_for(purpose: Purpose, settings: CacheConfig, warn: Callable[[str], None],

@@ -5,7 +5,9 @@
 - a URL (``http://``, ``https://``): kept as a URL, for the providers that fetch it;
 - a data URL (``data:image/png;base64,...``) or base64 text (what a Parquet binary column becomes
   in a row): decoded;
-- a path to a local file: read.
+- a path to a local file: read;
+- an object in a store (``s3://``, ``gs://``, ``az://``), when the run gives a :class:`StoreReader`
+  (the input's store settings): downloaded, at most the API shape's limit of it.
 
 The media type comes from the bytes (their magic numbers: PNG, JPEG, GIF, WebP, PDF), never from a
 name or an extension; a declared image that holds a PDF, or bytes of no known type, is the row's
@@ -31,7 +33,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
+
+from connector.errors import InputError
 
 MediaKind = Literal["image", "document"]
 _OPEN, _CLOSE = "\ue000", "\ue001"  # private-use characters around a media column's name in rendered text
@@ -107,14 +111,34 @@ def pdf_pages(data: bytes) -> int:
     return max(1, len(_PAGE.findall(data)))
 
 
-def load(value: Any, kind: MediaKind, column: str, base: Path | None = None) -> Media:
-    """The media a cell gives; MediaError naming the column and what to do."""
+class StoreReader(Protocol):
+    """Reads a media cell that names an object in a store (``connector.rows.media_files.StoreMedia``); each
+    method raises :class:`~connector.errors.InputError` naming the column and the object."""
+
+    @property
+    def schemes(self) -> frozenset[str]: ...
+
+    def size(self, url: str, column: str) -> int | None: ...
+
+    def read(self, url: str, column: str, limit: int) -> bytes: ...
+
+
+DEFAULT_LIMIT = 64 * 1024 * 1024  # a store object's bytes when the API shape names no limit
+
+
+def load(value: Any, kind: MediaKind, column: str, base: Path | None = None, *, store: StoreReader | None = None,
+         limit: int = DEFAULT_LIMIT) -> Media:
+    """The media a cell gives; MediaError naming the column and what to do. A cell naming an object in a
+    store ``store`` reads (``s3://bucket/key``) is downloaded, never more than ``limit`` bytes of it."""
     if not isinstance(value, (str, bytes)):
         raise MediaError(f"column {column!r} is declared {kind} but holds {type(value).__name__}; give a URL, a "
                          "path, base64 text or bytes")
     if isinstance(value, str) and value.startswith(("http://", "https://")):
         return Media(kind, column, url=value, name=value.rsplit("/", 1)[-1] or column)
-    data, name = _bytes_of(value, column, kind, base)
+    if isinstance(value, str) and store is not None and value.split("://", 1)[0].lower() in store.schemes:
+        data, name = _stored(value, column, kind, store, limit), value.rsplit("/", 1)[-1] or column
+    else:
+        data, name = _bytes_of(value, column, kind, base)
     mime = sniff(data)
     if mime is None:
         raise MediaError(f"column {column!r}: the bytes are none of PNG, JPEG, GIF, WebP or PDF (their first bytes "
@@ -125,6 +149,22 @@ def load(value: Any, kind: MediaKind, column: str, base: Path | None = None) -> 
                          f"{'document' if kind == 'image' else 'image'} or fix the input")
     pages = pdf_pages(data) if mime == "application/pdf" else None
     return Media(kind, column, data=data, mime=mime, pages=pages, name=name)
+
+
+def _stored(url: str, column: str, kind: str, store: StoreReader, limit: int) -> bytes:
+    """An object's bytes from its store; MediaError when it cannot be read or is over ``limit``."""
+    over = (f"column {column!r}: '{url}' is over {limit / 1024 / 1024:.1f} MB, the most this API shape takes per "
+            f"{kind}")
+    try:
+        size = store.size(url, column)
+        if size is not None and size > limit:
+            raise MediaError(f"{over} (it holds {size / 1024 / 1024:.1f} MB); nothing was downloaded")
+        data = store.read(url, column, limit)
+    except InputError as exc:
+        raise MediaError(exc.message) from None
+    if len(data) > limit:
+        raise MediaError(f"{over}; the download stopped there")
+    return data
 
 
 def _bytes_of(value: str | bytes, column: str, kind: str, base: Path | None) -> tuple[bytes, str]:

@@ -29,18 +29,10 @@ def resolve(config: InputConfig) -> list[SourceFile]:
     """The files ``input.path`` names, in name order; InputError when there are none or they cannot be reached."""
     assert config.path is not None
     scheme = config.scheme
-    if scheme == "s3":
-        from connector.rows.object_store import s3_files
+    if scheme in ("s3", "gs", "az", "abfs", "abfss"):
+        from connector.rows.object_store import object_files
 
-        return s3_files(config.path, config.s3)
-    if scheme == "gs":
-        from connector.rows.object_store import gcs_files
-
-        return gcs_files(config.path, config.gcs)
-    if scheme in ("az", "abfs", "abfss"):
-        from connector.rows.object_store import azure_files
-
-        return azure_files(config.path, config.azure)
+        return object_files(config)
     if scheme in ("https", "http"):
         from connector.rows.https_files import https_files
 

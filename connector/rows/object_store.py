@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 
+from connector.config.input import InputConfig
 from connector.config.storage import AzureStorage, GcsStorage, S3Storage
 from connector.errors import InputError
 from connector.rows.source_file import SourceFile, has_pattern, matching, readable_kind
@@ -119,13 +120,14 @@ def _filesystem(settings: S3Storage) -> pafs.S3FileSystem:
 class _Bucket:
     """One bucket of one store: listing, facts about a key, errors worded for the config."""
 
-    def __init__(self, url: str, fs: pafs.FileSystem, where: str, section: str) -> None:
+    def __init__(self, url: str, fs: pafs.FileSystem, where: str, section: str, field: str = "input.path") -> None:
         parts = urlsplit(url)
         self.url, self.scheme = url, parts.scheme
         self.bucket = parts.netloc
         self.key = parts.path.lstrip("/")
+        self.field = field  # what the messages name: input.path, or the media column that holds the URL
         if not self.bucket:
-            raise InputError(f"input.path: '{url}' names no bucket; write {self.scheme}://bucket/key")
+            raise InputError(f"{field}: '{url}' names no bucket; write {self.scheme}://bucket/key")
         self.where, self.section, self.fs = where, section, fs
         self.region = " and input.s3.region" if section == "input.s3" else ""
 
@@ -135,7 +137,7 @@ class _Bucket:
         if cause is None:
             detail = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
             cause = f"cannot read '{{url}}' at {{where}}: {detail}"
-        return InputError("input.path: " + cause.format(bucket=self.bucket, key=key or self.key, url=self.url,
+        return InputError(f"{self.field}: " + cause.format(bucket=self.bucket, key=key or self.key, url=self.url,
                                                         where=self.where, section=self.section, region=self.region))
 
     def listing(self, prefix: str, recursive: bool = True) -> list[pafs.FileInfo]:
@@ -161,14 +163,15 @@ class _Bucket:
         except OSError as exc:
             raise self.error(exc) from None
         if bucket.type == pafs.FileType.NotFound:
-            raise InputError("input.path: " + _CAUSES["NO_SUCH_BUCKET"].format(bucket=self.bucket, where=self.where,
+            raise InputError(f"{self.field}: " + _CAUSES["NO_SUCH_BUCKET"].format(bucket=self.bucket, where=self.where,
                                                                                region=self.region))
 
     def explain_missing(self) -> InputError:
         """Why ``key`` was not found: the bucket is missing, or the credentials are refused, or only the key."""
         self.probe_parent()
-        return InputError(f"input.path: object '{self.key}' does not exist in bucket '{self.bucket}' (at "
-                          f"{self.where}); check the key, or end a folder with '/'")
+        return InputError(f"{self.field}: object '{self.key}' does not exist in bucket '{self.bucket}' (at "
+                          f"{self.where}); check the key" + (", or end a folder with '/'" if self.field == "input.path"
+                                                             else ""))
 
     def source(self, info: pafs.FileInfo) -> SourceFile:
         path = info.path
@@ -182,31 +185,34 @@ class _Bucket:
         )
 
 
-def s3_files(url: str, settings: S3Storage | None) -> list[SourceFile]:
-    """The objects an ``s3://`` path names, in key order."""
-    settings = settings or S3Storage()
-    return _objects(_Bucket(url, _filesystem(settings), settings.endpoint_url or "AWS S3", "input.s3"))
-
-
-def gcs_files(url: str, settings: GcsStorage | None) -> list[SourceFile]:
-    """The objects a ``gs://`` path names, in name order."""
-    settings = settings or GcsStorage()
-    where = settings.endpoint_url or "Google Cloud Storage"
-    return _objects(_Bucket(url, _gcs_filesystem(settings), where, "input.gcs"))
-
-
-def azure_files(url: str, settings: AzureStorage | None) -> list[SourceFile]:
-    """The blobs an ``az://container/path`` (or ``abfs://container@account.dfs.core.windows.net/path``) names."""
-    settings = settings or AzureStorage()
+def bucket_of(url: str, input_: InputConfig, field: str = "input.path", fs: pafs.FileSystem | None = None) -> _Bucket:
+    """The store ``url`` (s3://, gs://, az://, abfs://) lives in, reached with the input's settings for that
+    scheme (``input.s3``, ``input.gcs``, ``input.azure``; the ambient credentials without them), or through
+    ``fs``, a client made for it before."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "s3":
+        s3 = input_.s3 or S3Storage()
+        return _Bucket(url, fs or _filesystem(s3), s3.endpoint_url or "AWS S3", "input.s3", field)
+    if scheme == "gs":
+        gcs = input_.gcs or GcsStorage()
+        return _Bucket(url, fs or _gcs_filesystem(gcs), gcs.endpoint_url or "Google Cloud Storage", "input.gcs",
+                       field)
+    azure = input_.azure or AzureStorage()
     parts = urlsplit(url)
     container, _, host = parts.netloc.partition("@")
-    account = settings.account_name or host.split(".", 1)[0]
+    account = azure.account_name or host.split(".", 1)[0]
     if not account:
         raise InputError("input.azure.account_name: give the storage account (or write abfs://container@account"
                          ".dfs.core.windows.net/path)")
-    plain = f"az://{container}{parts.path}"
-    where = settings.endpoint_url or f"Azure account '{account}'"
-    return _objects(_Bucket(plain, _azure_filesystem(settings, account), where, "input.azure"))
+    where = azure.endpoint_url or f"Azure account '{account}'"
+    return _Bucket(f"az://{container}{parts.path}", fs or _azure_filesystem(azure, account), where, "input.azure",
+                   field)
+
+
+def object_files(config: InputConfig) -> list[SourceFile]:
+    """The objects ``input.path`` (s3://, gs://, az://, abfs://) names, in key order."""
+    assert config.path is not None
+    return _objects(bucket_of(config.path, config))
 
 
 def _objects(store: _Bucket) -> list[SourceFile]:
