@@ -17,6 +17,8 @@ BATCH_SHAPES = ("openai_chat_completions", "openai_responses", "azure_openai", "
 NO_BATCH = {
     "amazon_bedrock": "Bedrock batch inference (CreateModelInvocationJob) reads its input from and writes its "
                       "output to S3 buckets, which this connector does not manage",
+    "bedrock_embeddings": "Bedrock batch inference (CreateModelInvocationJob) reads its input from and writes its "
+                          "output to S3 buckets, which this connector does not manage",
     "google_vertex": "Vertex AI batch prediction reads its input from and writes its output to Cloud Storage "
                      "buckets or BigQuery, which this connector does not manage",
 }

@@ -16,7 +16,7 @@ from pydantic import Field
 from connector.config.providers import canonical
 from connector.config.sections import Strict
 
-EMBEDDING_SHAPES = ("openai_embeddings", "gemini_embeddings")
+EMBEDDING_SHAPES = ("openai_embeddings", "gemini_embeddings", "bedrock_embeddings")
 # The output column an embeddings config gets when it names none: the vector of each row.
 DEFAULT_COLUMNS = {"embedding": "data.0.embedding"}
 
@@ -79,8 +79,8 @@ def check_embeddings(config: _Embeddable, json_columns: Mapping[str, str]) -> No
     """ValueError (worded for the config) for settings an embeddings request cannot carry."""
     if not is_embeddings(config.api_compatibility):
         if config.embeddings is not None:
-            raise ValueError("embeddings: these settings apply to api_compatibility openai_embeddings or "
-                             "gemini_embeddings only; remove them or set api_compatibility")
+            raise ValueError("embeddings: these settings apply to api_compatibility openai_embeddings, "
+                             "gemini_embeddings or bedrock_embeddings only; remove them or set api_compatibility")
         return
     refused = [("system_prompt", bool(config.system_prompt), "an embedding has no system message"),
                ("stream", config.stream, "an embeddings answer is never streamed"),

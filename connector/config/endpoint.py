@@ -97,14 +97,8 @@ def resolve_endpoint(config: EndpointSettings) -> ApiEndpoint:
             url = endpoint
         if not azure.deployment and not config.model and config.request_template is None:
             raise ValueError("azure.deployment: give the deployment name (or model, used as the deployment)")
-    elif shape == "amazon_bedrock":
-        if config.bedrock is None:
-            raise ValueError("bedrock.region: api_compatibility amazon_bedrock needs bedrock.region, e.g. us-west-2")
-        if not url_given:
-            url = providers.bedrock_base(config.bedrock.region)
-        keys = (config.bedrock.access_key_id, config.bedrock.secret_access_key)
-        if (keys[0] is None) != (keys[1] is None):
-            raise ValueError("bedrock: give both access_key_id and secret_access_key, or neither")
+    elif shape in ("amazon_bedrock", "bedrock_embeddings"):
+        url = _bedrock_url(config, shape, url if url_given else None, has_key)
     elif shape == "google_vertex":
         vertex = config.vertex or VertexSettings()
         if vertex.project is None and not has_key:
@@ -121,6 +115,24 @@ def resolve_endpoint(config: EndpointSettings) -> ApiEndpoint:
     if preset is not None and preset.needs_key and not has_key and not any(map(is_auth_header, config.headers)):
         raise ValueError(f"api_key: provider '{preset.name}' needs an API key")
     return ApiEndpoint(shape, url)
+
+
+def _bedrock_url(config: EndpointSettings, shape: str, url: str | None, has_key: bool) -> str:
+    """The URL of a Bedrock shape (``url`` when given, else the region's); ValueError for what it lacks."""
+    bedrock = config.bedrock
+    if shape == "bedrock_embeddings":  # InvokeModel with a Bedrock API key
+        if not has_key:
+            raise ValueError("api_key: api_compatibility bedrock_embeddings authenticates with an Amazon Bedrock API "
+                             "key (a bearer token); set api_key (SigV4 signing is not offered for embeddings here)")
+        if url is None and bedrock is None:
+            raise ValueError("bedrock.region: api_compatibility bedrock_embeddings needs bedrock.region, e.g. "
+                             "us-east-1 (or url set to the runtime endpoint)")
+        return url or providers.bedrock_runtime(bedrock.region if bedrock else "")
+    if bedrock is None:
+        raise ValueError("bedrock.region: api_compatibility amazon_bedrock needs bedrock.region, e.g. us-west-2")
+    if (bedrock.access_key_id is None) != (bedrock.secret_access_key is None):
+        raise ValueError("bedrock: give both access_key_id and secret_access_key, or neither")
+    return url or providers.bedrock_base(bedrock.region)
 
 
 def _check_google_credentials(text: str) -> None:

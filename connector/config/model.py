@@ -199,9 +199,9 @@ class SourceConfig(RunSettings, TaskSettings):
         description=(
             "Which API the endpoint speaks: openai_chat_completions (openai_compatible is an alias), "
             "openai_responses, anthropic_messages, gemini_generate_content, azure_openai, amazon_bedrock, "
-            "google_vertex; openai_embeddings and gemini_embeddings embed the prompt's text instead (a vector "
-            "column). Every chat "
-            "shape gives the same output columns."
+            "google_vertex; openai_embeddings, gemini_embeddings and bedrock_embeddings (InvokeModel, Titan or "
+            "Cohere) embed the prompt's text instead (a vector column). Every chat shape gives the same output "
+            "columns."
         ),
         json_schema_extra={"order": 50},
     )

@@ -26,6 +26,7 @@ ApiShape = Literal[
     "google_vertex",
     "openai_embeddings",
     "gemini_embeddings",
+    "bedrock_embeddings",
 ]
 API_SHAPES: tuple[str, ...] = get_args(ApiShape)
 DEFAULT_SHAPE = "openai_chat_completions"
@@ -80,6 +81,11 @@ def azure_endpoint(resource: str | None, endpoint: str | None) -> str | None:
     if resource:
         return f"https://{resource}.openai.azure.com"
     return None
+
+
+def bedrock_runtime(region: str) -> str:
+    """Bedrock's runtime endpoint in a region (InvokeModel: ``/model/{modelId}/invoke``)."""
+    return f"https://bedrock-runtime.{region}.amazonaws.com"
 
 
 def bedrock_base(region: str) -> str:

@@ -76,6 +76,10 @@ def _dialect_for(config: RequestPart) -> ChatDialect:
         from connector.dialects.gemini_embeddings import GeminiEmbeddingsDialect
 
         return GeminiEmbeddingsDialect(config)
+    if shape == "bedrock_embeddings":
+        from connector.dialects.bedrock_embeddings import BedrockEmbeddingsDialect
+
+        return BedrockEmbeddingsDialect(config)
     if shape == "amazon_bedrock":
         from connector.dialects.bedrock import BedrockDialect
 
