@@ -16,7 +16,7 @@ from connector.airbyte import commands
 from connector.answers.records import META_COLUMNS
 from connector.dialects.openai_chat import ChatDialect
 from connector.endpoint.batch import BatchLimits
-from connector.errors import BatchFailed
+from connector.errors import BatchFailed, StateError
 from tests.batch_runs import KEY, batch_config, delta, fake_batch_server, read, rows_of, server_fixture
 from tests.conftest import catalog_for, progress_of
 from tests.fake_batch import Control
@@ -187,6 +187,17 @@ def test_old_states_without_batches_still_resume_at_their_position(auto: Control
                                            "stream_state": {"position": 3}}}]
     sync = read(batch_config(auto.origin, rows_of(5, "old state")), state)
     assert [r["_row_number"] for r in sync.records] == [4, 5]
+
+
+def test_a_state_of_another_input_is_refused_before_any_batch_is_submitted(auto: Control) -> None:
+    first = read(batch_config(auto.origin, rows_of(3, "foreign state")))
+    assert first.error is None and first.stream_state["position"] == 3
+    before = auto.stats()
+    other = read(batch_config(auto.origin, rows_of(5, "another input")), first.state)  # rows 1..3 differ
+    assert isinstance(other.error, StateError) and "does not belong to this input" in other.error.message
+    assert other.records == []
+    # Was 1 batch of rows 4..5 created (and paid) before pass two refused the state.
+    assert delta(auto.stats(), before, *BOUGHT) == dict.fromkeys(BOUGHT, 0)
 
 
 @pytest.mark.parametrize("shape", ["openai_chat_completions", "anthropic_messages"])

@@ -6,7 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from connector.airbyte import commands
+from connector.errors import StateError
 from tests.conftest import FAKE_KEY, Server, catalog_for, run_cli
 
 
@@ -82,6 +85,23 @@ async def test_dry_run_respects_the_state(fake_server: Server) -> None:
     text = logs([m async for m in commands.read(config, catalog_for(sync_mode="incremental"), state, dry_run=True)])
     assert text[1] == "rows: 3; requests: 3; skipped: none skipped"
     assert text[-3].startswith("dry run request 1 (row 8)")
+
+
+async def test_a_dry_run_refuses_a_state_of_another_input_as_the_read_would(fake_server: Server) -> None:
+    catalog = catalog_for(sync_mode="incremental")
+    old = [{"text": f"old {i}"} for i in range(5)]
+    first = [m async for m in commands.read(config_for(fake_server, old), catalog)]
+    state = [[m for m in first if m["type"] == "STATE"][-1]]
+    grown = config_for(fake_server, [*old, {"text": "appended"}])  # the same rows 1..5: the state is this input's
+    text = logs([m async for m in commands.read(grown, catalog, state, dry_run=True)])
+    assert text[1] == "rows: 1; requests: 1; skipped: none skipped"
+    other = config_for(fake_server, [{"text": f"new {i}"} for i in range(8)])
+    errors = []
+    for dry_run in (True, False):
+        with pytest.raises(StateError) as caught:
+            [m async for m in commands.read(other, catalog, state, dry_run=dry_run)]
+        errors.append(caught.value.message)
+    assert errors[0] == errors[1] and "does not belong to this input" in errors[0]  # was a report of rows 6..8
 
 
 def test_the_run_summary_reports_real_tokens_and_cost(fake_server: Server, write_json) -> None:

@@ -34,6 +34,7 @@ from connector.pipeline.batch_submit import BatchContext, Submitter
 from connector.pipeline.batch_tasks import TaskBatches, task_waves
 from connector.pipeline.context import RunContext
 from connector.pipeline.progress import NO_PROGRESS, Progress
+from connector.pipeline.resume import verify_resume
 from connector.pipeline.run_loop import (
     DEFAULT_CHECKPOINTING,
     Checkpoint,
@@ -62,6 +63,8 @@ async def run_batches(
 ) -> AsyncIterator[Event]:
     """Enrich the context's table from its ``start`` on through provider batches, the STATE's ``saved``
     ones first."""
+    # Rows 1..start are the STATE's before anything is submitted: a foreign state is refused unpaid.
+    await verify_resume(ctx.input, ctx.start, ctx.saved_input, ctx.parts.run.stream_name, ctx.parts.input.limit)
     if ctx.tasks is not None:  # every task's requests in batches, wave by wave (pipeline/batch_tasks.py)
         batches = TaskBatches(ctx, api, sleep, now, progress)
         async for event in task_waves(batches, clock):

@@ -30,7 +30,7 @@ from connector.errors import RowTooLong
 from connector.jsonbytes import dumps
 from connector.pipeline.context import RunContext
 from connector.pipeline.enrich import Ask, RowEnricher
-from connector.rows.opening import numbered_rows
+from connector.pipeline.resume import RowHasher, verified_rows
 from connector.secrets import MASK, is_auth_header
 
 SAMPLES = 3
@@ -358,8 +358,11 @@ async def plan(rows: Iterator[tuple[int, dict[str, Any]]] | AsyncIterator[tuple[
 
 
 async def dry_run_report(ctx: RunContext) -> list[str]:
-    """The dry-run report's lines for the context's table from its start on, secrets masked."""
+    """The dry-run report's lines for the context's table from its start on, secrets masked. Rows 1..start
+    are read first and checked against the STATE's fingerprint, as a read checks them: a state that does
+    not belong to this input is the read's StateError here too, so the dry run does not price the wrong rows."""
     table = ctx.input
-    report = await plan(numbered_rows(table.batches(skip=ctx.start), ctx.start, lambda: False,
-                                      ctx.parts.input.limit), Planner(ctx))
+    rows = await verified_rows(table, RowHasher(table.files), ctx.start, ctx.saved_input, ctx.parts.run.stream_name,
+                               lambda: False, ctx.parts.input.limit)
+    report = await plan(rows, Planner(ctx))
     return [ctx.redact(line) for line in report.log_lines()]

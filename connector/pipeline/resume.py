@@ -14,7 +14,7 @@ and rows 1..N are not kept.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 
 from connector.errors import StateError
 from connector.rows.fingerprint import ZERO, InputFile, InputFingerprint, chain, changes, covering
@@ -87,6 +87,20 @@ async def verified_rows(table: Table, hasher: RowHasher, start: int, saved: Inpu
     if saved is not None:
         _check(hasher, start, saved, table.files, stream)
     return rows
+
+
+async def verify_resume(table: Table, start: int, saved: InputFingerprint | None, stream: str,
+                        limit: int | None = None) -> None:
+    """Rows 1..``start`` checked against the STATE's fingerprint ``saved`` and nothing read beyond: the
+    same :class:`~connector.errors.StateError` a read gives, before batch mode's pass one submits anything
+    (the table is read again after it: batch mode takes no stdin)."""
+    if saved is None or not start:
+        return
+    rows = await verified_rows(table, RowHasher(table.files), start, saved, stream, lambda: False, limit)
+    if isinstance(rows, AsyncGenerator):
+        await rows.aclose()
+    elif isinstance(rows, Generator):
+        rows.close()
 
 
 def _check(hasher: RowHasher, start: int, saved: InputFingerprint, files: tuple[InputFile, ...],
