@@ -228,3 +228,23 @@ def test_a_changed_request_between_cursor_syncs_is_seen_by_on_request_change() -
     records, _, _ = sync(config({"rows": more, "cursor": "v"}, prompt="Say {{text}}", on_request_change="reenrich"),
                          state)
     assert [r["answer"] for r in records] == ["Say a", "Say b"]
+
+
+def test_parquet_row_groups_wholly_before_the_mark_are_not_read(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    day1 = {"text": ["a", "b", "c", "d"], "n": [1, 2, 3, 4]}
+    pq.write_table(pa.table(day1), path, row_group_size=2)
+    cfg = config({"path": str(path), "cursor": "n"})
+    _, _, state = sync(cfg)
+    pq.write_table(pa.table({"text": [*day1["text"], "e"], "n": [*day1["n"], 5]}), path, row_group_size=2,
+                   compression="none")
+    # Damage the first row group's pages (n in 1..2, all before the mark 4): reading it would fail the sync.
+    chunk = pq.ParquetFile(path).metadata.row_group(0).column(0)
+    with path.open("r+b") as damaged:
+        damaged.seek(chunk.data_page_offset)
+        damaged.write(b"\xff" * 8)
+    server = Server()
+    records, messages, _ = sync(cfg, state, server)
+    assert [r["text"] for r in records] == ["e"] and server.asked == ["e"]
+    assert any("5 rows read, 4 skipped as already enriched (at or before 4), 1 enriched" in line
+               for line in logs(messages))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import pyarrow as pa
@@ -34,6 +35,7 @@ from connector.rows.cursor import (
 )
 from connector.rows.files import InputTable
 from connector.rows.fingerprint import InputFile
+from connector.rows.parquet_source import Prune
 from connector.rows.table import Row
 
 
@@ -53,6 +55,7 @@ class CursorTable:
         assert config.cursor is not None
         column = self.column = config.cursor
         self._table = table
+        self._declared = set(config.columns or {})
         field = table.cursor_field(column)
         if field is None:
             raise ConfigError(f"input.cursor: column {column!r} is not in the input; its columns are: "
@@ -128,6 +131,28 @@ class CursorTable:
         self._read.before += 1
         return False
 
+    def _prune(self) -> Prune | None:
+        """For Parquet: skip the row groups whose statistics put every cursor value before the mark
+        (values as the file holds them: not for a column input.columns converts)."""
+        if self._start_key is None or self.ordered or self.column in self._declared:
+            return None
+        return self.column, self._group_needed
+
+    def _group_needed(self, stats: Any, rows: int) -> bool:
+        if stats is None or not stats.has_min_max:
+            return True
+        try:
+            high = stats.max
+            high = high.isoformat() if isinstance(high, date) else high
+            if sort_key(self.kind, high) >= self._start_key:
+                return True
+        except (ValueError, TypeError, ArithmeticError):  # a statistic this kind cannot read: read the group
+            return True
+        nulls = stats.null_count if stats.has_null_count else 0
+        self._read.nulls += nulls
+        self._read.before += rows - nulls
+        return False
+
     def _unseen(self, row: Row) -> bool:
         if self.after.keys and row_key(row, self.key_column) in self.after.keys:
             self._read.before += 1
@@ -173,7 +198,7 @@ class CursorTable:
         """The selected rows in order, in the input's batches, after ``skip`` of them."""
         self._read = Skipped()
         number = 0
-        for rows in self._table.batches():
+        for rows in self._table.batches(prune=self._prune()):
             kept = []
             for row in rows:
                 number += 1

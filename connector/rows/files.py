@@ -24,7 +24,7 @@ from connector.rows import csv_source, jsonl_source
 from connector.rows.columns import Column, arrow_schema, rename_notes, renames
 from connector.rows.fingerprint import InputFile
 from connector.rows.locations import resolve
-from connector.rows.parquet_source import ParquetFiles
+from connector.rows.parquet_source import ParquetFiles, Prune
 from connector.rows.source_file import EXTENSIONS, SourceFile
 from connector.rows.spool import Spool
 from connector.rows.table import Row
@@ -157,14 +157,15 @@ class InputTable:
         """(rows, is_estimate): always exact, counted when the table was opened."""
         return self._rows, False
 
-    def batches(self, skip: int = 0) -> Iterator[list[Row]]:
-        """Rows in input order, in lists of up to ``batch_size``, after skipping ``skip`` rows."""
+    def batches(self, skip: int = 0, prune: Prune | None = None) -> Iterator[list[Row]]:
+        """Rows in input order, in lists of up to ``batch_size``, after skipping ``skip`` rows; ``prune``
+        leaves out the Parquet row groups whose statistics it refuses (a cursor sync's)."""
         size = self._config.batch_size
         if self._sql is not None:
             yield from self._sql.batches(skip, size, self._names)
             return
         if self._parquet is not None:
-            yield from self._parquet.batches(skip, size, self._names)
+            yield from self._parquet.batches(skip, size, self._names, prune)
             return
         if self._csv:
             for found in self._csv:

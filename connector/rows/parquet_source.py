@@ -10,7 +10,7 @@ and row.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -27,6 +27,19 @@ from connector.rows.table import Row
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+# A column, and whether a row group must be read given that column's statistics there and its rows.
+Prune = tuple[str, Callable[[Any, int], bool]]
+
+
+def _kept(parquet: Any, group: int, rows: int, prune: Prune) -> bool:
+    meta = parquet.metadata.row_group(group)
+    for i in range(meta.num_columns):
+        chunk = meta.column(i)
+        if chunk.path_in_schema == prune[0]:
+            return prune[1](chunk.statistics if chunk.is_stats_set else None, rows)
+    return True
 
 
 class ParquetFiles:
@@ -67,8 +80,10 @@ class ParquetFiles:
                                  "(e.g. string)")
             self.columns.append(Column(f.name, json_schema_for(f.type), f.type))
 
-    def batches(self, skip: int, size: int, names: Mapping[str, str]) -> Iterator[list[Row]]:
-        """Rows in file order after ``skip`` rows, in lists of up to ``size``."""
+    def batches(self, skip: int, size: int, names: Mapping[str, str], prune: Prune | None = None
+                ) -> Iterator[list[Row]]:
+        """Rows in file order after ``skip`` rows, in lists of up to ``size``; with ``prune`` (a column and
+        a judge of its statistics in a row group), the row groups it refuses are not read at all."""
         convert = {name: kinds.converter(kind, from_text=False) for name, kind in self._declared.items()}
         for source in self._files:
             path = source.name
@@ -80,8 +95,8 @@ class ParquetFiles:
                 file_row = 0
                 for group in range(parquet.num_row_groups):
                     count = parquet.metadata.row_group(group).num_rows
-                    if skip >= count:
-                        skip -= count
+                    if skip >= count or (prune is not None and not _kept(parquet, group, count, prune)):
+                        skip -= min(skip, count)
                         file_row += count
                         continue
                     yield from self._group(parquet, path, group, file_row, skip, size, convert, names)
