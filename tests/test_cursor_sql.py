@@ -104,3 +104,18 @@ def test_a_cursor_the_query_does_not_have_is_named_with_the_query_columns(postgr
     with pytest.raises(ConfigError, match=re.escape("input.cursor: column 'changed' is not in the input; its "
                                                     "columns are: id, text, updated_at")):
         sync(config({"sql": SQL, "database": database, "cursor": "changed"}))
+
+
+def test_sqlite_number_cursor_is_bound_as_sqlite_compares_it(tmp_path: Path) -> None:
+    path = tmp_path / "scores.db"
+    execute = sqlite_execute(path)
+    execute("CREATE TABLE scores (id integer PRIMARY KEY, text text, score real)")
+    execute("INSERT INTO scores VALUES (1, 'a', 1.5), (2, 'b', 10.25)")
+    cfg = config({"sql": "SELECT * FROM scores", "database": {"url": f"sqlite:///{path}"}, "cursor": "score",
+                  "primary_key": "id"})
+    _, _, state = sync(cfg)
+    assert cursor_of(state)["type"] == "number" and cursor_of(state)["value"] == "10.25"
+    execute("INSERT INTO scores VALUES (3, 'c', 10.25), (4, 'd', 9.5), (5, 'e', 11)")
+    server = Server()
+    records, _, _ = sync(cfg, state, server)
+    assert [r["id"] for r in records] == [3, 5] and server.asked == ["c", "e"]

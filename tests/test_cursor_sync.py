@@ -120,8 +120,9 @@ def test_rows_without_a_key_are_told_apart_by_their_hash_at_the_boundary() -> No
     _, _, state = sync(config({"rows": rows, "cursor": "n"}))
     assert cursor_of(state)["keyed_by"] == "row_sha256" and len(cursor_of(state)["keys_at_value"]) == 2
     server = Server()
-    records, _, _ = sync(config({"rows": [*rows, {"text": "d", "n": 2}], "cursor": "n"}), state, server)
+    records, messages, _ = sync(config({"rows": [*rows, {"text": "d", "n": 2}], "cursor": "n"}), state, server)
     assert [r["text"] for r in records] == ["d"] and server.asked == ["d"]
+    assert any("without input.primary_key: _row_number counts the rows of each sync" in line for line in logs(messages))
 
 
 def test_a_sync_stopped_midway_resumes_inside_its_selection_and_saves_the_mark_only_at_the_end(

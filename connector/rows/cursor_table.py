@@ -63,6 +63,10 @@ class CursorTable:
         self.kind = cursor_kind(pa.schema([field]), column)
         self.keyed_by, self.source = config.primary_key or ROW_HASH, source_of(config)
         self.notes = list(table.notes)
+        if config.primary_key is None:
+            self.notes.append("input.cursor is set without input.primary_key: _row_number counts the rows of each "
+                              "sync, so a destination that deduplicates on it would merge rows of different syncs; "
+                              "set input.primary_key")
         self.reached = self._checked(saved)  # the mark the STATE reached: the tracker goes on from it
         start = (saved.selected_from or saved.mark) if saved is not None else Mark()
         if saved is not None and saved.keyed_by != self.keyed_by:
@@ -75,7 +79,7 @@ class CursorTable:
         names = table.renamed
         self.name, self.key_column = names.get(column, column), names.get(config.primary_key or "", config.primary_key)
         pushed = table.narrow(column, None if self._start_key is None else bind_value(self.kind, self._start_key),
-                              config.primary_key)
+                              config.primary_key, start.value)
         self.ordered = pushed is not None  # rows come in cursor order: every checkpoint can move the mark
         self._pushed = Skipped(*pushed) if pushed else Skipped()
         self._read = Skipped()

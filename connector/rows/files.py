@@ -196,12 +196,12 @@ class InputTable:
         name = self._names.get(column, column)
         return self._schema.field(name) if name in self._schema.names else None
 
-    def narrow(self, column: str, start: Any, order_also: str | None) -> tuple[int, int] | None:
+    def narrow(self, column: str, start: Any, order_also: str | None, raw: Any = None) -> tuple[int, int] | None:
         """For input.sql: the query narrowed to the rows from ``start`` on, in ``column``'s order
         (:meth:`SqlQuery.narrow`); None for files, which are filtered as they are read."""
         if self._sql is None:
             return None
-        counts = self._sql.narrow(column, start, order_also)
+        counts = self._sql.narrow(column, start, order_also, raw)
         self._rows = self._sql.rows
         return counts
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -68,6 +70,14 @@ def _position(exc: BaseException) -> str:
 
 
 _PARAM = {"postgresql": "$1", "sqlite": "?"}
+
+
+def _sqlite_value(start: Any, raw: Any) -> Any:
+    """A parameter SQLite compares as its rows: a float for a decimal (SQLite has none), and a date or
+    timestamp as the text the rows held (SQLite keeps them as text)."""
+    if isinstance(start, Decimal):
+        return float(start)
+    return raw if isinstance(start, date) else start
 
 
 def _schema_meta(column: Column) -> dict[bytes, bytes]:
@@ -155,11 +165,14 @@ class SqlQuery:
             kind = cur.fetch_arrow_table().schema.field(0).type
         return pa.field(column, kind, metadata=_schema_meta(Column(column, json_schema_for(kind), kind)))
 
-    def narrow(self, column: str, start: Any, order_also: str | None) -> tuple[int, int]:
+    def narrow(self, column: str, start: Any, order_also: str | None, raw: Any = None) -> tuple[int, int]:
         """Read only the rows whose ``column`` is ``>= start`` (every row when ``start`` is None, nulls
         first), in the column's order (then ``order_also``'s); ``start`` is a bound parameter, never
-        pasted into the query. Returns (rows before ``start``, rows with a null ``column``)."""
+        pasted into the query (``raw``: the value as the rows held it). Returns (rows before ``start``,
+        rows with a null ``column``)."""
         mark = _PARAM[self._connection.driver]
+        if self._connection.driver == "sqlite" and start is not None:
+            start = _sqlite_value(start, raw)
         at = f"q.{quoted(column)}"
         order = f" ORDER BY {at}{' NULLS FIRST' if start is None else ''}" + (
             f", q.{quoted(order_also)}" if order_also else "")
