@@ -16,7 +16,7 @@ from connector.airbyte.protocol import Message
 from connector.callbacks import Notice
 from connector.config.specification import specification
 from connector.errors import CatalogError, CheckFailed, ConfigError, EndpointError
-from connector.pipeline.prepare import TransportFactory, default_transport
+from connector.pipeline.prepare import TransportFactory, default_transport, oneshot_transport
 from connector.pipeline.progress import NO_PROGRESS, Progress
 from connector.pipeline.run_loop import DEFAULT_CHECKPOINTING, Checkpointing
 
@@ -34,7 +34,7 @@ async def spec() -> AsyncIterator[Message]:
     yield protocol.spec(specification())
 
 
-async def check(raw_config: Any, transport_factory: TransportFactory = default_transport) -> AsyncIterator[Message]:
+async def check(raw_config: Any, transport_factory: TransportFactory = oneshot_transport) -> AsyncIterator[Message]:
     """CONNECTION_STATUS, SUCCEEDED or FAILED with a precise, safe message."""
     from connector.answers.schema import task_outputs
     from connector.config.load import load_config
@@ -63,7 +63,7 @@ async def check(raw_config: Any, transport_factory: TransportFactory = default_t
             yield protocol.connection_status(False, endpoint.redact(exc.message))
 
 
-async def discover(raw_config: Any, transport_factory: TransportFactory = default_transport) -> AsyncIterator[Message]:
+async def discover(raw_config: Any, transport_factory: TransportFactory = oneshot_transport) -> AsyncIterator[Message]:
     """CATALOG: the enriched stream, plus ``models`` when the endpoint lists models."""
     from connector.airbyte.catalog import enriched_stream, models_stream
     from connector.answers.records import META_COLUMNS

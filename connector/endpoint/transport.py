@@ -98,7 +98,7 @@ class Transport(Protocol):
 _LOCAL_EXHAUSTION = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.EADDRNOTAVAIL})
 
 
-def _local_exhaustion(exc: BaseException) -> errors.LocalResourcesExhausted | None:
+def local_exhaustion(exc: BaseException) -> errors.LocalResourcesExhausted | None:
     """The LocalResourcesExhausted error when ``exc`` (or what it wraps) is one of those OS errors."""
     seen: BaseException | None = exc
     for _ in range(8):  # aiohttp keeps the OSError in os_error, httpx in the exception chain
@@ -148,7 +148,7 @@ def _aiohttp() -> Any:
 def _translate_aiohttp(exc: BaseException, url: str, timeout: float) -> errors.TransportError:
     aiohttp = _aiohttp()
 
-    local = _local_exhaustion(exc)
+    local = local_exhaustion(exc)
     if local is not None:
         return local
     if isinstance(exc, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError, ssl.SSLError)):
@@ -277,7 +277,7 @@ class AiohttpTransport:
 def _translate_httpx(exc: BaseException, url: str, timeout: float) -> errors.TransportError:
     import httpx
 
-    local = _local_exhaustion(exc)
+    local = local_exhaustion(exc)
     if local is not None:
         return local
     if isinstance(exc, httpx.ConnectTimeout):

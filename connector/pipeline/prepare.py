@@ -30,6 +30,7 @@ from connector.config.tasks import needs, task_order
 from connector.dialects import Dialect, dialect_for
 from connector.endpoint.client import EndpointClient
 from connector.endpoint.limits import ConcurrencyGate, Limiter, SpendBudget, TokenBucket, WaitCap
+from connector.endpoint.oneshot import OneShotTransport
 from connector.endpoint.resources import connections_that_fit
 from connector.endpoint.transport import AiohttpTransport, Transport
 from connector.errors import ConfigError
@@ -57,6 +58,11 @@ Purpose = Literal["read", "dry_run", "export", "import", "worker"]
 def default_transport(limits: Limits) -> Transport:
     """aiohttp, with a connection pool as large as the concurrency and the config's TLS settings."""
     return AiohttpTransport(max_connections=limits.concurrency, verify_tls=limits.tls.verification())
+
+
+def oneshot_transport(limits: Limits) -> Transport:
+    """A connection per request, no aiohttp import: for a command that sends one or two (``discover``)."""
+    return OneShotTransport(verify_tls=limits.tls.verification())
 
 
 def limiter_for(limits: Limits, notice: Notice | None = None) -> Limiter:
