@@ -117,3 +117,22 @@ async def test_tls_is_verified_against_the_configured_trust(tmp_path: Path) -> N
         trusted = ssl.create_default_context(cafile=str(cert))
         assert (await fetch(base, OneShotTransport(trusted)))[::2] == (200, b"ok")
         assert (await fetch(base, OneShotTransport(False)))[::2] == (200, b"ok")  # tls.verify: false
+
+
+async def test_a_trickled_body_ends_at_the_attempts_deadline() -> None:
+    """The client's deadline cancels the attempt while bytes keep arriving (a cancellation that
+    lands as a read completes must not be lost: asyncio.wait_for on 3.11 can swallow it)."""
+    from connector.endpoint.deadlines import Deadlines
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n")
+        while not writer.is_closing():
+            writer.write(b" ")
+            await writer.drain()
+            await asyncio.sleep(0)
+
+    async with serving(trickle) as base:
+        for _ in range(5):
+            with pytest.raises(TimeoutError):
+                await Deadlines(0.2).run(fetch(base, timeout=5))

@@ -1,6 +1,6 @@
-"""A transport for the few requests of a one-shot command (``discover``), on asyncio streams.
+"""A transport for the few requests of a one-shot command (``check``, ``discover``), on asyncio streams.
 
-``discover`` asks one thing of the endpoint, ``GET /models``, in a fresh process that a platform
+``check`` and ``discover`` ask one or two things of the endpoint, in a fresh process that a platform
 starts for every form it shows. aiohttp's import is a large part of that process's start-up
 (docs/BENCHMARKS.md, cold start), and a pool of keep-alive connections buys nothing for one
 request, so this transport speaks HTTP/1.1 itself on the event loop's own streams: one
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import sys
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -82,7 +83,13 @@ class OneShotTransport:
 
 
 async def _within(step: Awaitable[T], timeout: float, late: errors.TransportError) -> T:
+    """``step`` within ``timeout`` seconds, else ``late``. asyncio.timeout, not wait_for: on 3.11
+    wait_for loses a cancellation that lands as its step completes, so the client's deadline for the
+    attempt would be lost while a trickling server keeps each read short."""
     try:
+        if sys.version_info >= (3, 11):
+            async with asyncio.timeout(timeout):
+                return await step
         return await asyncio.wait_for(step, timeout)
     except asyncio.TimeoutError:
         raise late from None
