@@ -11,15 +11,9 @@ import pytest
 from connector import errors
 from connector.config.load import load_config
 from connector.endpoint.client import EndpointClient
-from connector.endpoint.limits import (
-    ConcurrencyGate,
-    Limiter,
-    TokenBucket,
-    TokenEstimator,
-    WaitCap,
-    hints_from_headers,
-    parse_reset,
-)
+from connector.endpoint.limits import ConcurrencyGate, TokenBucket, TokenEstimator, WaitCap
+from connector.endpoint.pacing import Limiter
+from connector.endpoint.rate_headers import hints_from_headers, parse_reset
 from tests.conftest import chat_reply, client_for, mock_transport
 
 

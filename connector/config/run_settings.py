@@ -43,7 +43,8 @@ class RunSettings(Strict):
         None,
         gt=0,
         title="Requests per minute",
-        description="Budget for requests started per minute (token bucket); unset means no budget.",
+        description=("Budget for requests started per minute (token bucket, paced at 99 %); unset: the limit the "
+                     "endpoint announces in its rate-limit headers (x-ratelimit-*, anthropic-ratelimit-*), if any."),
         json_schema_extra={"order": 16},
     )
     tokens_per_minute: int | None = Field(
@@ -52,7 +53,8 @@ class RunSettings(Strict):
         title="Tokens per minute",
         description=(
             "Budget for prompt + completion tokens per minute. Each request is estimated before sending "
-            "(prompt length, plus max_tokens) and corrected from the reply's usage."
+            "(prompt length, plus max_tokens) and corrected from the reply's usage. Unset: the limits the "
+            "endpoint announces in its headers (Anthropic's input and output token limits apart)."
         ),
         json_schema_extra={"order": 17},
     )

@@ -47,7 +47,8 @@ from connector.dialects import Dialect, Prepared
 from connector.dialects.openai_chat import Reply
 from connector.dialects.usage import TokenUsage
 from connector.endpoint.deadlines import Deadlines
-from connector.endpoint.limits import Limiter, SpendBudget, TokenEstimator, WaitCap
+from connector.endpoint.limits import SpendBudget, TokenEstimator, WaitCap
+from connector.endpoint.pacing import Estimate, Limiter
 from connector.endpoint.retry_policy import OVERLOAD_STATUSES, retry_delay, status_error, why
 from connector.endpoint.streaming import SHAPE_ERRORS, Reception, answers_whole, assemble, shape_error
 from connector.endpoint.transport import Transport, origin
@@ -68,6 +69,7 @@ class Completion:
     headers: Mapping[str, str] | None = None
 
 
+_NO_ESTIMATE = Estimate()  # no budget needs the tokens: none estimated
 _MAX_ADAPTATIONS = 3  # max_completion_tokens, then two structured-output modes
 
 
@@ -128,20 +130,20 @@ class EndpointClient:
         payload = dumps(prepared.body)
         limiter, budget = self._limiter, self._budget
         max_out = self._dialect.max_output_tokens(body)
-        estimated = 0
-        if (limiter is not None and limiter.tpm is not None) or (budget is not None and budget.needs_estimates):
-            estimated = self._estimator.prompt_tokens(len(payload)) + self._estimator.output_tokens(max_out)
-        ticket = await limiter.before(estimated) if limiter is not None else 0
+        estimate = _NO_ESTIMATE
+        if (limiter is not None and limiter.needs_estimates) or (budget is not None and budget.needs_estimates):
+            estimate = Estimate(self._estimator.prompt_tokens(len(payload)), self._estimator.output_tokens(max_out))
+        ticket = await limiter.before(estimate) if limiter is not None else 0
         overloaded = clean = unsent = False
         retry_after: float | None = None
         reason = ""
         headers: Mapping[str, str] | None = None
-        actual: int | None = None
+        actual = prompt = output = None
         reserved: int | None = None
         reception = Reception()
         try:
             if budget is not None:
-                reserved = budget.reserve(estimated)  # SpendLimitReached: nothing is sent
+                reserved = budget.reserve(estimate.total)  # SpendLimitReached: nothing is sent
             completion = await self._send(prepared, payload, reception)
             clean, headers = True, completion.headers
             usage = completion.reply.get("usage") or {}  # normalised: whole counts or None
@@ -157,19 +159,22 @@ class EndpointClient:
             overloaded = overloaded or isinstance(exc, (errors.ReadTimeout, errors.ConnectTimeout,
                                                         errors.LocalResourcesExhausted))
             unsent = isinstance(exc, errors.LocalResourcesExhausted)
-            actual = self._cut(exc, reception, body, max_out, billed)
+            cut = self._cut(exc, reception, body, max_out, billed)
+            if cut is not None:
+                prompt, output = cut.prompt, cut.completion
+                actual = (prompt or 0) + (output or 0)
             raise
         finally:
             if limiter is not None:
                 limiter.after(ticket, overloaded=overloaded, clean=clean, headers=headers, retry_after=retry_after,
                               why=reason)
-                limiter.settle_tokens(estimated, actual)
+                limiter.settle(estimate, prompt, output)
             if budget is not None and reserved is not None:
                 budget.settle(reserved, actual if clean or actual is not None else 0)
                 budget.requests -= unsent  # nothing left this machine: not a request sent
 
     def _cut(self, exc: errors.EndpointError, reception: Reception, body: dict[str, Any], max_out: int | None,
-             billed: Billed | None) -> int | None:
+             billed: Billed | None) -> TokenUsage | None:
         """The tokens an attempt that failed with ``exc`` was billed for (told to ``billed``), or None."""
         estimator = self._estimator
         cut = reception.billed(exc, estimator.prompt_tokens(self._dialect.prompt_chars(body)),
@@ -178,7 +183,7 @@ class EndpointClient:
             return None
         if billed is not None:
             billed(cut)
-        return (cut.prompt or 0) + (cut.completion or 0)
+        return cut
 
     async def _send(self, prepared: Prepared, payload: bytes, reception: Reception) -> Completion:
         """One attempt under the ``timeout`` deadline; ``reception`` follows what it received."""

@@ -10,11 +10,13 @@ driven by an injectable clock and sleep so tests never wait for real:
   429s for requests already in flight halves the cap once, not once per reply.
   A server's ``Retry-After`` pauses *every* new request until it has passed, so
   workers do not stampede back together.
-- :class:`TokenBucket`: requests-per-minute and tokens-per-minute budgets.
-  A request's tokens are estimated before sending and corrected from the
-  reply's ``usage`` afterwards.
-- :func:`hints_from_headers`: ``x-ratelimit-remaining-*`` / ``x-ratelimit-reset-*``
-  read as hints: an exhausted budget pauses the gate until its reset.
+- :class:`TokenBucket`: a per-minute budget (requests, tokens) paced at 99 % of it.
+  A request's tokens are estimated before sending (:class:`TokenEstimator`) and
+  corrected from the reply's ``usage`` afterwards.
+
+:mod:`connector.endpoint.pacing`'s ``Limiter`` puts them in front of each attempt, with
+the budgets the endpoint's rate-limit headers announce (:mod:`connector.endpoint.rate_headers`;
+an exhausted one there pauses the gate until its reset).
 
 Every wait the *endpoint* asks for (``Retry-After``, an exhausted budget) passes
 :class:`WaitCap`: announced when it is a second or more, and refused with
@@ -26,11 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 import time
 from collections import deque
-from collections.abc import Mapping
-from typing import Any
 
 from connector.callbacks import Clock, Notice, Sleep, no_notice
 from connector.errors import WaitTooLong
@@ -184,44 +183,57 @@ class TokenBucket:
     """A per-minute budget that holds over *any* 60-second window; FIFO for waiters.
 
     A plain bucket holding a minute's budget lets a sliding minute see twice the
-    budget (a full burst, then a minute of refill). Here the burst is a tenth of
-    the budget and the refill rate the other nine tenths per minute, so
-    ``burst + rate * 60 == budget``: no 60-second window ever spends more.
+    budget (a full burst, then a minute of refill). Here the burst is a hundredth of
+    the budget and the refill rate the other 99 hundredths per minute, so
+    ``burst + rate * 60 == budget``: no 60-second window ever spends more (but for
+    the overrun of its last request, see :meth:`take`), and a long run holds 99 %
+    of the budget. A provider that counts with a bucket of a whole minute's budget
+    (OpenAI, Anthropic) therefore never refuses a request for the rate.
     """
 
-    BURST_FRACTION = 0.1
+    BURST_FRACTION = 0.01
 
     def __init__(self, per_minute: float, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
         if per_minute <= 0:
             raise ValueError("per_minute must be > 0")
+        self.per_minute = per_minute
         self.capacity = max(1.0, per_minute * self.BURST_FRACTION)
         self.rate = max(per_minute - self.capacity, 1.0) / 60.0
-        self.tokens = self.capacity
+        self.tokens = self._ceiling = self.capacity  # the ceiling: the burst, or a credit's start
         self._clock, self._sleep = clock, sleep
         self._stamp = clock()
         self._lock = asyncio.Lock()
 
     def _refill(self) -> None:
         now = self._clock()
-        self.tokens = min(self.capacity, self.tokens + (now - self._stamp) * self.rate)
+        if self.tokens < self.capacity:  # a credit above the burst (see credit) is spent, never refilled
+            self.tokens = min(self.capacity, self.tokens + (now - self._stamp) * self.rate)
         self._stamp = now
 
+    def credit(self, amount: float) -> None:
+        """Start with ``amount`` to spend at once, beyond the burst: what the endpoint says is left
+        of its own allowance (its ``remaining`` header) when the budget is learnt from it."""
+        self._refill()
+        self.tokens = max(self.tokens, amount)
+        self._ceiling = max(self._ceiling, self.tokens)
+
     async def take(self, amount: float) -> None:
-        """Wait until ``amount`` is available, then spend it (more than capacity waits for a full bucket)."""
-        amount = min(amount, self.capacity)
+        """Wait until ``amount`` is available, then spend it. More than the burst waits for a full
+        bucket and leaves a debt the next requests wait out, so a large request is paid in full."""
+        need = min(amount, self.capacity)
         async with self._lock:
             self._refill()
             # The tolerance matters: after sleeping exactly the computed time, float
             # rounding can leave the bucket a hair short, and a sleep too small to
             # move the clock would then spin forever.
-            while self.tokens < amount - 1e-6:
-                await self._sleep(max((amount - self.tokens) / self.rate, 0.001))
+            while self.tokens < need - 1e-6:
+                await self._sleep(max((need - self.tokens) / self.rate, 0.001))
                 self._refill()
             self.tokens -= amount
 
     def adjust(self, estimated: float, actual: float) -> None:
         """Correct a spend once the real cost is known (may go negative: a debt paid by waiting)."""
-        self.tokens = min(self.capacity, self.tokens + estimated - actual)
+        self.tokens = min(self._ceiling, self.tokens + estimated - actual)
 
 
 class TokenEstimator:
@@ -251,87 +263,6 @@ class TokenEstimator:
         if completion_tokens is not None:
             prev = self._out_tokens
             self._out_tokens = completion_tokens if prev is None else prev + 0.1 * (completion_tokens - prev)
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-
-
-def parse_reset(value: str) -> float | None:
-    """Seconds from a reset header: ``1s``, ``6m0s``, ``20ms``, ``0.5`` (seconds)."""
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return seconds if seconds > 0 else 0.0  # NaN too; "1e400" is infinite, and WaitCap refuses it
-    parts = _DURATION.findall(value)
-    if not parts:
-        return None
-    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    return sum(float(n) * scale[u] for n, u in parts)
-
-
-def hints_from_headers(headers: Mapping[str, str]) -> tuple[float, str] | None:
-    """Seconds to pause when the server says a budget is exhausted, and which budget; else None."""
-    pause: tuple[float, str] | None = None
-    for kind in ("requests", "tokens"):
-        remaining = headers.get(f"x-ratelimit-remaining-{kind}")
-        reset = headers.get(f"x-ratelimit-reset-{kind}")
-        if remaining is None or reset is None:
-            continue
-        try:
-            exhausted = float(remaining) <= 0
-        except ValueError:
-            continue
-        seconds = parse_reset(reset)
-        if exhausted and seconds and (pause is None or seconds > pause[0]):
-            pause = (seconds, f"x-ratelimit-remaining-{kind} is {remaining.strip()}, "
-                              f"x-ratelimit-reset-{kind} {reset.strip()}")
-    return pause
-
-
-class Limiter:
-    """Everything that stands in front of one HTTP attempt."""
-
-    def __init__(
-        self,
-        gate: ConcurrencyGate,
-        requests_per_minute: TokenBucket | None = None,
-        tokens_per_minute: TokenBucket | None = None,
-        estimator: TokenEstimator | None = None,
-    ) -> None:
-        self.gate = gate
-        self.rpm = requests_per_minute
-        self.tpm = tokens_per_minute
-        self.estimator = estimator or TokenEstimator()
-
-    async def before(self, estimated_tokens: int) -> int:
-        """Wait for the budgets and a slot; returns the gate's ticket."""
-        if self.rpm is not None:
-            await self.rpm.take(1)
-        if self.tpm is not None:
-            await self.tpm.take(estimated_tokens)
-        return await self.gate.acquire()
-
-    @property
-    def waits(self) -> WaitCap:
-        """The cap on waits the endpoint asks for (the gate's)."""
-        return self.gate.waits
-
-    def after(self, ticket: int, *, overloaded: bool, clean: bool, headers: Mapping[str, Any] | None = None,
-              retry_after: float | None = None, why: str = "Retry-After") -> None:
-        self.gate.release(ticket, overloaded=overloaded, clean=clean)
-        if retry_after:
-            self.gate.pause(retry_after, why)
-        if headers:
-            hint = hints_from_headers(headers)
-            if hint:
-                self.gate.pause(*hint)
-
-    def settle_tokens(self, estimated: int, actual: int | None) -> None:
-        if self.tpm is not None and actual is not None:
-            self.tpm.adjust(estimated, actual)
 
 
 class SpendBudget:

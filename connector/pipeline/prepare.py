@@ -29,8 +29,9 @@ from connector.config.sections import CacheConfig
 from connector.config.tasks import needs, task_order
 from connector.dialects import Dialect, dialect_for
 from connector.endpoint.client import EndpointClient
-from connector.endpoint.limits import ConcurrencyGate, Limiter, SpendBudget, TokenBucket, WaitCap
+from connector.endpoint.limits import ConcurrencyGate, SpendBudget, WaitCap
 from connector.endpoint.oneshot import OneShotTransport
+from connector.endpoint.pacing import Limiter
 from connector.endpoint.resources import connections_that_fit
 from connector.endpoint.transport import AiohttpTransport, Transport
 from connector.errors import ConfigError
@@ -65,15 +66,16 @@ def oneshot_transport(limits: Limits) -> Transport:
     return OneShotTransport(verify_tls=limits.tls.verification())
 
 
-def limiter_for(limits: Limits, notice: Notice | None = None) -> Limiter:
+def limiter_for(limits: Limits, notice: Notice | None = None, learn: bool = True) -> Limiter:
     """The concurrency gate and rate budgets a run's requests pass through; ``notice`` hears of
-    long waits the endpoint asks for."""
+    long waits the endpoint asks for and of the limits learnt from its headers (``learn``: the
+    budgets left unset are taken from them; not in a scaled-out worker, which would take the whole
+    limit for its share)."""
     waits = WaitCap(limits.max_wait_seconds, notice) if notice else WaitCap(limits.max_wait_seconds)
     gate = ConcurrencyGate(limits.concurrency, limits.min_concurrency, adaptive=limits.adaptive_concurrency,
                            waits=waits)
-    rpm = TokenBucket(limits.requests_per_minute) if limits.requests_per_minute else None
-    tpm = TokenBucket(limits.tokens_per_minute) if limits.tokens_per_minute else None
-    return Limiter(gate, rpm, tpm)
+    budgets = {"requests": limits.requests_per_minute, "tokens": limits.tokens_per_minute}
+    return Limiter(gate, budgets, notice=notice or no_notice, learn=learn)
 
 
 def budget_for(limits: Limits) -> SpendBudget | None:
@@ -97,7 +99,7 @@ class Endpoint:
 @asynccontextmanager
 async def connect(parts: Parts, redact: Redactor, dialect: Dialect,
                   transport_factory: TransportFactory = default_transport, *, limited: bool = True,
-                  notice: Notice | None = None) -> AsyncIterator[Endpoint]:
+                  notice: Notice | None = None, learn: bool = True) -> AsyncIterator[Endpoint]:
     """An endpoint client speaking the run's one ``dialect``, through the limiter and spend budget
     unless ``limited`` is off; the transport is closed on the way out.
 
@@ -111,7 +113,7 @@ async def connect(parts: Parts, redact: Redactor, dialect: Dialect,
             parts = parts.with_concurrency(fitted)
     transport = transport_factory(parts.limits)
     try:
-        limiter = limiter_for(parts.limits, notice) if limited else None
+        limiter = limiter_for(parts.limits, notice, learn) if limited else None
         client = EndpointClient(parts.client, transport, dialect, limiter=limiter,
                                 budget=budget_for(parts.limits) if limited else None, notice=notice)
         yield Endpoint(parts, redact, client, transport, limiter)
@@ -154,7 +156,8 @@ async def prepare(config: SourceConfig, transport_factory: TransportFactory = de
         notes += template.warnings
         schema = enriched_schema(table.schema, parts.output)  # the same name and column checks as discover
         primary_key(parts.output, table.schema)
-    async with connect(parts, Redactor.for_config(config), dialect, transport_factory, notice=notice) as endpoint:
+    async with connect(parts, Redactor.for_config(config), dialect, transport_factory, notice=notice,
+                       learn=purpose != "worker") as endpoint:
         parts = endpoint.parts if purpose != "import" else endpoint.parts.without_validation_retries()
         running: list[bool] = []  # once the context is handed out, notes are no longer read
 
