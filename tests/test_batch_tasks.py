@@ -5,6 +5,7 @@ twice (counted at the server)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from connector.config.load import load_config
 from connector.errors import ConfigError
 from tests.batch_runs import batch_config, delta, read, rows_of, server_fixture
-from tests.conftest import progress_of
+from tests.conftest import progress_of, run_cli
 from tests.fake_batch import Control
 
 pytestmark = pytest.mark.timeout(120)
@@ -93,3 +94,42 @@ def test_batch_mode_with_tasks_needs_the_answer_cache() -> None:
            "batch": {"enabled": True}, "cache": {"enabled": False}}
     with pytest.raises(ConfigError, match=r"tasks: batch mode \(batch.enabled\) with tasks needs the answer cache"):
         load_config(raw)
+
+
+def test_export_then_import_with_independent_tasks_writes_a_line_per_task_request(tmp_path: Path) -> None:
+    from tests.test_batch_files import jsonl, offline_config, run_offline
+
+    tasks = [{"name": "summary", "prompt": "Sum {{text}}"}, {"name": "lang", "prompt": "Lang {{text}}"}]
+    config = offline_config(tmp_path, rows_of(3, "offline tasks"), prompt=None, tasks=tasks)
+    requests = tmp_path / "requests.jsonl"
+    exported = run_cli(["run", "--config", config, "--export-batch", str(requests)])
+    assert exported.code == 0, exported.stderr
+    lines = jsonl(requests)
+    assert [line["body"]["messages"][-1]["content"] for line in lines] == [
+        f"{task} offline tasks row {i}" for i in range(1, 4) for task in ("Sum", "Lang")]
+    assert len({line["custom_id"] for line in lines}) == 6  # each task's request has its own id
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(x) + "\n" for x in run_offline(lines, fail="Lang offline tasks row 2")))
+    output = tmp_path / "enriched.jsonl"
+    imported = run_cli(["run", "--config", config, "--import-batch", str(results), "--output", str(output)])
+    assert imported.code == 0, imported.stderr
+    assert "5 task requests answered by the file" in imported.stderr
+    records = jsonl(output)
+    assert [r["summary_answer"] for r in records] == [f"echo: Sum offline tasks row {i}" for i in range(1, 4)]
+    assert [r["lang_status"] for r in records] == ["ok", "error", "ok"]
+    assert [r["_status"] for r in records] == ["ok", "error", "ok"] and records[0]["_batch_id"] == "file:results.jsonl"
+
+
+@pytest.mark.parametrize(("tasks", "fragment"), [
+    ([*TASKS[:1], {"name": "short", "prompt": "Short {{summary.answer}}"}],
+     "--export-batch cannot hold task 'short': its prompt uses the answer of task 'summary'"),
+    (TASKS[:2], "--export-batch: the tasks ask 2 models (m, m2); OpenAI's Batch API takes one model per file"),
+])
+def test_an_export_the_file_cannot_hold_is_refused_saying_why(tmp_path: Path, tasks: list[dict[str, Any]],
+                                                             fragment: str) -> None:
+    from tests.test_batch_files import offline_config
+
+    config = offline_config(tmp_path, rows_of(2, "refused"), prompt=None, model="m", tasks=tasks)
+    requests = tmp_path / "requests.jsonl"
+    run = run_cli(["run", "--config", config, "--export-batch", str(requests)])
+    assert run.code == 1 and fragment in run.stderr and not requests.exists()

@@ -159,12 +159,16 @@ def test_a_task_reaching_into_an_unknown_task_is_refused_before_any_request(fake
     assert fake_server.stats().get("chat", 0) == before
 
 
-@pytest.mark.parametrize("flag", ["--export-batch"])
-def test_modes_without_tasks_support_refuse_them_by_name(fake_server: Server, tmp_path: Path, flag: str) -> None:
-    config = config_for(fake_server, tmp_path, FOUR)
-    args = ["run", "--config", config, "--output", str(tmp_path / "out.jsonl"), flag]
-    run = run_cli([*args, str(tmp_path / "requests.jsonl")] if flag == "--export-batch" else args)
-    assert run.code == 1 and "tasks: " in run.stderr and "does not support tasks yet" in run.stderr
+def test_the_scale_out_workers_refuse_tasks_by_name(fake_server: Server, tmp_path: Path) -> None:
+    from connector.pipeline.prepare import prepare
+
+    async def prepared() -> None:
+        async with prepare(load_config(json.loads(Path(config_for(fake_server, tmp_path, FOUR)).read_text())),
+                           purpose="worker"):
+            raise AssertionError("a worker was prepared with tasks")
+
+    with pytest.raises(ConfigError, match=r"^tasks: scale-out \(Spark / Ray workers\) does not support tasks yet"):
+        asyncio.run(prepared())
 
 
 def test_a_rows_independent_tasks_are_in_flight_together_and_a_dependent_one_after_them() -> None:

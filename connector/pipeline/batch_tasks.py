@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from connector import errors
@@ -44,13 +44,22 @@ from connector.endpoint.limits import WaitCap
 from connector.pipeline.batch_ledger import Ledger, SavedBatch, cache_key_of, custom_id
 from connector.pipeline.batch_submit import BatchContext, Submitter
 from connector.pipeline.context import RunContext
-from connector.pipeline.enrich import Ask
+from connector.pipeline.enrich import Ask, RowEnricher
 from connector.pipeline.progress import Progress
 from connector.pipeline.run_loop import Checkpoint, Event, Finished, Note, Started
-from connector.pipeline.tasks import BatchAnswer, Task, TaskEnricher
+from connector.pipeline.tasks import Task, TaskEnricher
 from connector.rows.opening import numbered_rows
 
 Item = tuple[int, dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchAnswer:
+    """What a provider batch of this sync made of one task request: its batch, and the error the request
+    ended with there (None: answered, the answer in the cache)."""
+
+    batch_id: str
+    error: errors.EndpointError | None = None
 
 
 def waves_of(tasks: tuple[Task, ...]) -> dict[str, int]:
@@ -254,21 +263,27 @@ class TaskBatches:
                 continue
             if result.reply is not None:
                 self.cache.put(key, result.reply)
-            self.bought[key] = BatchAnswer(saved.id or "", None, result.error)
+            self.bought[key] = BatchAnswer(saved.id or "", result.error)
         self.cache.commit()
 
     def final_context(self) -> RunContext:
         """The context of the last pass: the tasks' enricher taking the answers of this sync's batches."""
         assert self.ctx.tasks is not None
-        return replace(self.ctx, tasks=TaskEnricher(self.ctx.tasks.tasks, bought=self.answer))
+        return replace(self.ctx, tasks=TaskEnricher(self.ctx.tasks.tasks, answerer=self.answer))
 
-    def answer(self, key: str) -> BatchAnswer | None:
-        """What a batch of this sync made of the request ``key`` (its reply from the cache), or None."""
+    async def answer(self, enricher: RowEnricher, planned: Ask) -> Enriched | None:
+        """A task request done: with the answer a batch of this sync bought (priced at the batch price), or
+        the error it ended with there; asked as a read asks it when no batch answered it, or the batch
+        left it unfinished or ended it with a retryable error (the retry policy)."""
+        key = enricher.answer_key(planned.body)
         found = self.bought.get(key)
-        if found is None or found.error is not None:
-            return found
-        reply = self.cache.get(key)
-        return None if reply is None else replace(found, reply=reply)
+        reply = self.cache.get(key) if found is not None and found.error is None else None
+        if found is not None and reply is not None:
+            return await enricher.finish_batch(planned, reply, found.batch_id)
+        error = found.error if found is not None else None
+        if error is None or isinstance(error, errors.BatchItemUnfinished) or error.retryable:
+            return await enricher.ask(planned)
+        return enricher.batch_error(planned, error, found.batch_id if found is not None else "")
 
 
 async def task_waves(batches: TaskBatches, clock: Clock) -> AsyncIterator[Event]:

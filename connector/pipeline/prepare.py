@@ -26,7 +26,7 @@ from connector.callbacks import Notice, no_notice
 from connector.config.model import SourceConfig
 from connector.config.parts import Limits, Parts, first_task, parts_of, task_config
 from connector.config.sections import CacheConfig
-from connector.config.tasks import needs, task_order
+from connector.config.tasks import TaskConfig, needs, task_order
 from connector.dialects import Dialect, dialect_for
 from connector.endpoint.client import EndpointClient
 from connector.endpoint.limits import ConcurrencyGate, SpendBudget, WaitCap
@@ -143,9 +143,11 @@ async def prepare(config: SourceConfig, transport_factory: TransportFactory = de
     batches, the input fingerprint and the cursor mark of the STATE. With ``input.cursor`` set, the
     table is the rows past that mark and the context's ``cursor`` follows the mark the run reaches.
     """
-    if config.tasks and purpose not in ("read", "dry_run"):
-        raise ConfigError(f"tasks: {_NO_TASKS_YET[purpose]} does not support tasks yet; run it with one config per "
-                          "task, or read / run the tasks without it")
+    if config.tasks and purpose == "worker":
+        raise ConfigError("tasks: scale-out (Spark / Ray workers) does not support tasks yet; run it with one "
+                          "config per task, or read / run the tasks without it")
+    if config.tasks and purpose in ("export", "import"):
+        _no_dependents(config.tasks, "--export-batch" if purpose == "export" else "--import-batch")
     parts, dialect, template = requests_of(config)
     table, schema, notes = None, {}, []
     if purpose != "worker":
@@ -194,8 +196,16 @@ def _tracker(parts: Parts, table: Table | None) -> CursorTracker | None:
     return CursorTracker(table)
 
 
-_NO_TASKS_YET = {"export": "--export-batch", "import": "--import-batch",
-                 "worker": "scale-out (Spark / Ray workers)", "read": ""}
+def _no_dependents(tasks: list[TaskConfig], flag: str) -> None:
+    """A batch file holds requests known before it runs: no task that uses another's answer (ConfigError)."""
+    names = {t.name for t in tasks}
+    for task in tasks:
+        used = needs(task, names)
+        if used:
+            raise ConfigError(f"tasks: {flag} cannot hold task '{task.name}': its prompt uses the answer of task "
+                              f"'{used[0]}', which is known only once the batch file has been run; use batch mode "
+                              "(batch.enabled), which submits a dependent task once its input answers are in, or "
+                              "export and import a config without the dependent tasks")
 
 
 def _tasks_of(config: SourceConfig, columns: list[str], endpoint: Endpoint, cache: AnswerCache | None) -> TaskEnricher:

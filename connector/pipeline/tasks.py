@@ -12,31 +12,22 @@ is done (and its record emitted, and the STATE moved past it) when all its tasks
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from connector import errors
 from connector.answers.outcomes import RowOutcome
 from connector.answers.records import ROW_NUMBER, Enriched
 from connector.answers.task_columns import row_outcome, task_meta
-from connector.pipeline.enrich import RowEnricher
+from connector.pipeline.enrich import Ask, RowEnricher
 
 Item = tuple[int, dict[str, Any]]
 
 
-@dataclass(frozen=True, slots=True)
-class BatchAnswer:
-    """What a provider batch of this sync made of one task request (batch mode, :mod:`connector.pipeline.
-    batch_tasks`): its answer, or the error the request ended with there."""
-
-    batch_id: str
-    reply: dict[str, Any] | None
-    error: errors.EndpointError | None = None
-
-
-# A task request's answer-cache key -> what a provider batch of this sync made of it (None: none did).
-Bought = Callable[[str], BatchAnswer | None]
+# How a planned task request is answered instead of asked as a read asks it: by the provider batches of
+# this sync (batch mode, connector.pipeline.batch_tasks) or by a results file (--import-batch); None when
+# a spend guard refused the request.
+Answerer = Callable[[RowEnricher, Ask], Awaitable[Enriched | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +43,10 @@ class TaskEnricher:
     """Callable that turns (position, row) into the row's record over all ``tasks`` (in dependency
     order); None when a spend guard refused one of its requests (the row is not done)."""
 
-    def __init__(self, tasks: Sequence[Task], bought: Bought | None = None) -> None:
+    def __init__(self, tasks: Sequence[Task], answerer: Answerer | None = None) -> None:
         self._tasks = tuple(tasks)
         self._by_name = {task.name: task for task in tasks}
-        self._bought = bought  # batch mode: answers the provider's batches bought, priced at the batch price
+        self._answerer = answerer
 
     @property
     def tasks(self) -> tuple[Task, ...]:
@@ -95,21 +86,13 @@ class TaskEnricher:
         return await self._ask(task.enricher, (position, {**row, **answers}))
 
     async def _ask(self, enricher: RowEnricher, item: Item) -> Enriched | None:
-        """The task's request done: from a provider batch of this sync when one answered it, else as a read does."""
-        if self._bought is None:
+        """The task's request done: by the answerer when there is one, else as a read asks it."""
+        if self._answerer is None:
             return await enricher(item)
         planned = enricher.plan(item)
         if isinstance(planned, Enriched):
             return planned
-        found = self._bought(enricher.answer_key(planned.body))
-        if found is None:
-            return await enricher.ask(planned)
-        if found.reply is not None:
-            return await enricher.finish_batch(planned, found.reply, found.batch_id)
-        error = found.error
-        if error is None or isinstance(error, errors.BatchItemUnfinished) or error.retryable:
-            return await enricher.ask(planned)  # the retry policy: asked again as a normal request
-        return enricher.batch_error(planned, error, found.batch_id)
+        return await self._answerer(enricher, planned)
 
     def _record(self, item: Item, done: list[tuple[str, Enriched]]) -> Enriched:
         position, row = item

@@ -33,9 +33,10 @@ from connector.endpoint.batch import BatchLimits, ItemResult
 from connector.endpoint.batch.openai_batches import LIMITS, input_line, output_line
 from connector.pipeline.batch_ledger import SavedBatch, cache_key_of, custom_id
 from connector.pipeline.context import RunContext
-from connector.pipeline.enrich import Ask
+from connector.pipeline.enrich import Ask, RowEnricher
 from connector.pipeline.ordered import as_async
 from connector.pipeline.run_loop import Note, Rows
+from connector.pipeline.tasks import TaskEnricher
 from connector.rows.opening import numbered_rows
 
 OPENAI_FORMAT = ("openai_chat_completions", "openai_responses", "azure_openai", "openai_embeddings")
@@ -55,21 +56,27 @@ async def export_requests(ctx: RunContext, path: str) -> tuple[int, Counter[str]
     written and the rows skipped by status."""
 
     dialect = _openai_dialect(ctx, "--export-batch")
-    enricher = ctx.enricher
+    enrichers = [t.enricher for t in ctx.tasks.tasks] if ctx.tasks else [ctx.enricher]  # with tasks: each one's line
     rows = numbered_rows(ctx.input.batches(skip=ctx.start), ctx.start, lambda: False, ctx.parts.input.limit)
     target = Path(path)
     partial = target.with_name(target.name + ".partial")
-    written, skipped = 0, Counter[str]()
+    written, skipped, models = 0, Counter[str](), dict[str, str]()
     try:
         with partial.open("wb") as out:
             async for position, row in as_async(rows):
-                planned = enricher.plan((position, row))
-                if not isinstance(planned, Ask):
-                    skipped[planned.outcome.status] += 1
-                    continue
-                key = ctx.enricher.answer_key(planned.body)
-                out.write(input_line(dialect, custom_id(position + 1, key), planned.body).entry + b"\n")
-                written += 1
+                for enricher in enrichers:
+                    planned = enricher.plan((position, row))
+                    if not isinstance(planned, Ask):
+                        skipped[planned.outcome.status] += 1
+                        continue
+                    key = enricher.answer_key(planned.body)
+                    out.write(input_line(dialect, custom_id(position + 1, key), planned.body).entry + b"\n")
+                    models.setdefault(str(planned.body.get("model")), f"row {position + 1}")
+                    written += 1
+        if ctx.tasks and len(models) > 1:
+            raise errors.ConfigError(f"--export-batch: the tasks ask {len(models)} models ({', '.join(models)}); "
+                                     "OpenAI's Batch API takes one model per file: give the tasks one model, or "
+                                     "export one config per model")
         os.replace(partial, target)
     except OSError as exc:
         raise errors.OutputError(f"--export-batch: cannot write '{path}': {exc.strerror}") from None
@@ -123,6 +130,8 @@ class ImportSource:
 
     def __init__(self, ctx: RunContext, results: dict[str, ItemResult], path: str) -> None:
         self._client, self._enricher, self._results, self._cache = ctx.client, ctx.enricher, results, ctx.cache
+        # With tasks, each task's request of a row is looked up (its own line); counts are then per request.
+        self._tasks = TaskEnricher(ctx.tasks.tasks, answerer=self._row) if ctx.tasks else None
         self._label = f"file:{Path(path).name}"
         self._path = path
         self.used = 0
@@ -136,41 +145,44 @@ class ImportSource:
                     self._cache.put(key, found.reply)
             self._cache.commit()
         async for position, row in as_async(rows):
+            if self._tasks is not None:
+                yield await self._tasks((position, row))
+                continue
             planned = self._enricher.plan((position, row))
             if not isinstance(planned, Ask):
                 self.counts["no request"] += 1
                 yield planned
                 continue
-            yield await self._row(planned)
+            yield await self._row(self._enricher, planned)
         yield Note(self.summary())
         unused = len(self._results) - self.used
         if unused:
             yield Note(f"{unused:,} lines of {self._path} answer no row of this input with this config", "WARN")
 
-    async def _row(self, planned: Ask) -> Enriched:
-        key = self._enricher.answer_key(planned.body)
+    async def _row(self, enricher: RowEnricher, planned: Ask) -> Enriched:
+        key = enricher.answer_key(planned.body)
         cid = custom_id(planned.number, key)
         result = self._results.get(cid)
         self.used += result is not None
         if result is not None and result.reply is not None:
             self.counts["file"] += 1
-            return await self._enricher.finish_batch(planned, result.reply, self._label)
+            return await enricher.finish_batch(planned, result.reply, self._label)
         if result is not None and result.error is not None:
             self.counts["failed"] += 1
-            return self._enricher.batch_error(planned, result.error, self._label)
+            return enricher.batch_error(planned, result.error, self._label)
         cached = self._cache.get(key) if self._cache is not None else None
         if cached is not None:
             self.counts["cache"] += 1
-            return await self._enricher.finish_shared(planned, cached, None)  # bought before: nothing is sent
+            return await enricher.finish_shared(planned, cached, None)  # bought before: nothing is sent
         self.counts["missing"] += 1
-        return self._enricher.batch_error(planned, errors.BatchItemUnfinished(
+        return enricher.batch_error(planned, errors.BatchItemUnfinished(
             f"{self._path} has no line with custom_id {cid} and the answer cache has no answer to its request "
             "(was the file run from the one --export-batch wrote with this config?)"), self._label)
 
     def summary(self) -> str:
         """Where the rows' answers came from, each row counted once."""
-        c = self.counts
-        return (f"--import-batch {Path(self._path).name}: {c['file']:,} rows answered by the file, "
+        c, what = self.counts, "task requests" if self._tasks else "rows"
+        return (f"--import-batch {Path(self._path).name}: {c['file']:,} {what} answered by the file, "
                 f"{c['cache']:,} from the answer cache, {c['failed']:,} failed in the file (an error line), "
                 f"{c['missing']:,} with no answer (no line in the file, nothing in the cache), "
                 f"{c['no request']:,} needed no request")
