@@ -14,6 +14,11 @@ the middle of a run (a full disk), :attr:`AnswerCache.failure` says why and
 :attr:`AnswerCache.unkept` counts the answers bought that it could not keep, for the
 run's summary. A damaged entry (not JSON, not a reply) is a miss, with a warning, and
 a cached reply is normalised like a fresh one before it is used.
+
+Beside the answers, ``kept`` maps the key of a request *without* its output-token cap to the
+answer that ended on its own under some cap (:meth:`AnswerCache.keep`): raising ``max_tokens``
+after some answers were cut off then asks again only those
+(:meth:`connector.pipeline.enrich.RowEnricher.cached_answer` decides when such an answer fits).
 """
 
 from __future__ import annotations
@@ -47,6 +52,14 @@ CREATE TABLE IF NOT EXISTS answers (
     key TEXT PRIMARY KEY,
     reply BLOB NOT NULL,
     created REAL NOT NULL
+)
+"""
+# An answer that ended on its own, by the key of its request without the output-token cap: the request with
+# a larger cap (raised after other rows were cut off) finds it instead of buying it again.
+_KEPT = """
+CREATE TABLE IF NOT EXISTS kept (
+    key TEXT PRIMARY KEY,
+    answer TEXT NOT NULL
 )
 """
 
@@ -102,6 +115,7 @@ class AnswerCache:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process; cheap commits
             db.execute(_SCHEMA)
+            db.execute(_KEPT)
             db.execute("SELECT count(*) FROM answers LIMIT 1").fetchone()
             self._db = db
         except (sqlite3.Error, OSError) as exc:
@@ -121,14 +135,18 @@ class AnswerCache:
                 self._db.close()
         self._db = None
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def _one(self, query: str, key: str) -> Any:
+        """The row ``query`` finds for ``key`` (None: none, or the cache failed and is off now)."""
         if self._db is None:
             return None
         try:
-            row = self._db.execute("SELECT reply, created FROM answers WHERE key = ?", (key,)).fetchone()
+            return self._db.execute(query, (key,)).fetchone()
         except sqlite3.Error as exc:
             self._disable(f"the answer cache at {self.path} failed ({exc}); running without a cache")
             return None
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        row = self._one("SELECT reply, created FROM answers WHERE key = ?", key)
         if row is None:
             return None
         if self.ttl is not None and time.time() - row[1] > self.ttl:
@@ -160,6 +178,23 @@ class AnswerCache:
         except sqlite3.Error as exc:
             self._uncommitted += 1
             self._disable(self._stopped(exc))
+
+    def keep(self, free_key: str, key: str) -> None:
+        """Remember that the answer stored under ``key`` ended on its own, by ``free_key`` (its request's key
+        without the output-token cap), in the open transaction."""
+        if self._db is None:
+            return
+        try:
+            if not self._db.in_transaction:
+                self._db.execute("BEGIN")
+            self._db.execute("INSERT OR REPLACE INTO kept (key, answer) VALUES (?, ?)", (free_key, key))
+        except sqlite3.Error as exc:
+            self._disable(self._stopped(exc))
+
+    def kept(self, free_key: str) -> str | None:
+        """The key of an answer that ended on its own for the request whose key without the cap is ``free_key``."""
+        row = self._one("SELECT answer FROM kept WHERE key = ?", free_key)
+        return None if row is None else str(row[0])
 
     def commit(self) -> None:
         """Make every stored answer durable. Called before each record is emitted: answers

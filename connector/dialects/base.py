@@ -128,6 +128,10 @@ class Dialect(Protocol):
     def max_output_tokens(self, body: Mapping[str, Any]) -> int | None:
         """The output-token cap a built body asks for, in the shape's own field (budgets leave room for it)."""
 
+    def without_output_limit(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``body`` without its output-token cap: the request an answer that ended on its own also answers
+        under any cap it fits (the answer cache's key for it, :meth:`RowEnricher.cached_answer`)."""
+
     def prompt_chars(self, body: Mapping[str, Any]) -> int:
         """Size of a built body's prompt (conversation and system text) in JSON characters."""
 
@@ -352,6 +356,9 @@ class DialectBase:
 
     def max_output_tokens(self, body: Mapping[str, Any]) -> int | None:
         return max_tokens_of(body)
+
+    def without_output_limit(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in body.items() if k not in ("max_tokens", "max_completion_tokens")}
 
     def prompt_chars(self, body: Mapping[str, Any]) -> int:
         if self.conversation_key not in body:

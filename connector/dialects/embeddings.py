@@ -103,6 +103,9 @@ class EmbeddingsDialect(ChatDialect):
     def max_output_tokens(self, body: Mapping[str, Any]) -> int | None:
         return 0  # nothing is generated: no room to leave, no output to estimate
 
+    def without_output_limit(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(body)  # no output limit: an embedding is the same under any
+
     def prompt_chars(self, body: Mapping[str, Any]) -> int:
         return len(str(body.get("input", "")))
 

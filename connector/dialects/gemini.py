@@ -143,6 +143,12 @@ class GeminiDialect(ChatDialect):
         value = (body.get("generationConfig") or {}).get("maxOutputTokens")
         return value if isinstance(value, int) else None
 
+    def without_output_limit(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        config = body.get("generationConfig")
+        if not isinstance(config, dict) or "maxOutputTokens" not in config:
+            return dict(body)
+        return {**body, "generationConfig": {k: v for k, v in config.items() if k != "maxOutputTokens"}}
+
     def feedback_turns(self, answer: str, ask: str) -> list[dict[str, Any]]:
         return [{"role": "model", "parts": [{"text": answer}]}, {"role": "user", "parts": [{"text": ask}]}]
 

@@ -100,6 +100,9 @@ class ResponsesDialect(ChatDialect):
         value = body.get("max_output_tokens")
         return value if isinstance(value, int) else None
 
+    def without_output_limit(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in body.items() if k != "max_output_tokens"}
+
     def with_feedback(self, body: Mapping[str, Any], answer: str, ask: str) -> dict[str, Any] | None:
         before = body.get("input")
         if isinstance(before, str):

@@ -162,7 +162,7 @@ class Submitter:
                 continue
             if ctx.cache is not None:
                 short = int(key[:16], 16)
-                if short in asked or ctx.cache.get(key) is not None:
+                if short in asked or ctx.enricher.cached_answer(body, key) is not None:
                     continue  # answered in pass two from the cache
                 asked.add(short)
             if self._allowance <= 0:

@@ -153,7 +153,7 @@ class TaskBatches:
                 continue
             key = task.enricher.answer_key(planned.body)
             short = int(key[:16], 16)
-            if short in asked or key in self.bought or self.cache.get(key) is not None:
+            if short in asked or key in self.bought or task.enricher.cached_answer(planned.body, key) is not None:
                 continue
             asked.add(short)
             if allowance <= 0:
@@ -201,7 +201,7 @@ class TaskBatches:
             planned = task.enricher.plan(ready)
         except errors.RowTooLong:
             return None
-        if not isinstance(planned, Ask) or self.cache.get(task.enricher.answer_key(planned.body)) is None:
+        if not isinstance(planned, Ask) or task.enricher.cached_answer(planned.body) is None:
             return None
         done = await task.enricher.ask(planned)  # from the cache
         return done if done is not None and done.outcome.status == "ok" else None

@@ -321,10 +321,10 @@ class Planner:
         self.result.shared_tokens = int(self._shared_chars / self._estimator.chars_per_token)
 
     def _cached(self, enricher: RowEnricher, body: dict[str, Any]) -> dict[str, Any] | None:
-        """The answer to ``body`` in the answer cache, if any."""
+        """The answer to ``body`` in the answer cache, if any (one bought under a smaller max_tokens too)."""
         if self._cache is None:
             return None
-        return self._cache.get(enricher.answer_key(body))
+        return enricher.cached_answer(body)
 
     async def _sample(self, row_number: int, body: dict[str, Any]) -> Sample:
         prepared = self._dialect.prepare(body)

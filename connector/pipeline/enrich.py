@@ -29,7 +29,7 @@ from typing import Any
 from connector import errors
 from connector.answers.cache import AnswerCache, SingleFlight, cache_key
 from connector.answers.extract import ResponseExtractor
-from connector.answers.judge import charge, content_of, judged
+from connector.answers.judge import charge, content_of, finish_reason, judged
 from connector.answers.outcomes import RowOutcome, Status, model_name
 from connector.answers.prices import PriceList, Spend
 from connector.answers.records import ROW_NUMBER, Enriched, Record
@@ -220,7 +220,7 @@ class RowEnricher:
         key = self.answer_key(body)
         cache = self._cache
         if cache is not None:
-            reply = cache.get(key)
+            reply = self.cached_answer(body, key)
             if reply is not None:
                 return _Answer(reply, None, 0, cached=True)
         def billed(usage: TokenUsage) -> None:  # an attempt cut before its answer, billed all the same
@@ -231,8 +231,35 @@ class RowEnricher:
             return _Answer(completion.reply, completion, 0, cached=True)
         if cache is not None:
             cache.put(key, completion.reply)  # stored before the record exists: never paid twice
+            self._keep(cache, body, key, completion.reply)
         self._spend(spend, body, completion.reply, completion.headers)
         return _Answer(completion.reply, completion, completion.attempts, cached=False)
+
+    def cached_answer(self, body: Body, key: str | None = None) -> dict[str, Any] | None:
+        """The answer to ``body`` in the answer cache: its own, or one bought with another output-token cap
+        that ended on its own (not cut off) within this body's cap; None when there is none.
+
+        So raising ``max_tokens`` after some answers were cut off asks again only those: the others
+        ended before the old cap, and would have ended there under the new one too."""
+        if self._cache is None:
+            return None
+        reply = self._cache.get(key or self.answer_key(body))
+        if reply is not None:
+            return reply
+        target = self._cache.kept(self.answer_key(self._dialect.without_output_limit(body)))
+        reply = self._cache.get(target) if target is not None else None
+        if reply is None or finish_reason(reply) == "length":
+            return None
+        cap, used = self._dialect.max_output_tokens(body), usage_from(reply).completion
+        return reply if cap is None or (used is not None and used <= cap) else None
+
+    def _keep(self, cache: AnswerCache, body: Body, key: str, reply: dict[str, Any]) -> None:
+        """An answer that ended on its own, with its output tokens known, is found by its request without the cap."""
+        if finish_reason(reply) in ("length", None) or usage_from(reply).completion is None:
+            return
+        free = self.answer_key(self._dialect.without_output_limit(body))
+        if free != key:
+            cache.keep(free, key)
 
     def _spend(self, spend: Spend, body: Mapping[str, Any], reply: Mapping[str, Any],
                headers: Mapping[str, str] | None = None, batch: bool = False) -> None:

@@ -172,9 +172,8 @@ async def prepare(config: SourceConfig, transport_factory: TransportFactory = de
         cache = _cache_for(purpose, parts.cache, warn, dialect.normalise, endpoint.redact.masked)
         try:
             extractor = ResponseExtractor(parts.output.response_template, ExtraOutputs.from_config(parts.output))
-            enricher = RowEnricher(parts.rows, endpoint.client, template, extractor, endpoint.redact,
-                                   None if purpose == "dry_run" else cache, requester=requester_identity(parts.request),
-                                   store=_media_store(parts))
+            enricher = RowEnricher(parts.rows, endpoint.client, template, extractor, endpoint.redact, cache,
+                                   requester=requester_identity(parts.request), store=_media_store(parts))
             tasks = _tasks_of(config, table.columns, endpoint, cache) if config.tasks and table else None
             context = RunContext(parts, dialect, template, table, schema, endpoint.transport, endpoint.client,
                                  endpoint.redact, cache, enricher, start, saved, [endpoint.redact(n) for n in notes],

@@ -1,0 +1,121 @@
+"""Re-ask only what failed: after some answers were cut off by ``max_tokens``, raising it and running again
+asks only those rows (or tasks); the answers that ended on their own come from the answer cache
+(RowEnricher.cached_answer). The endpoint is an httpx MockTransport that counts every request and
+cuts an answer longer than the request's max_tokens (one token a word), as a server does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from connector.airbyte import commands
+from connector.endpoint.transport import HttpxTransport
+from tests.conftest import catalog_for
+
+TEXTS = ["short", "a much longer text that needs many more words than the cap allows", "tiny too"]
+
+
+class CuttingServer:
+    """Answers ``echo: <prompt>``, one token a word, cut at the request's max_tokens (finish_reason length)."""
+
+    def __init__(self) -> None:
+        self.asked: Counter[str] = Counter()  # prompt -> requests
+
+    async def handler(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        prompt = body["messages"][-1]["content"]
+        self.asked[prompt] += 1
+        if "refused" in prompt and body["model"] == "m":  # what only another model answers
+            return httpx.Response(400, json={"error": {"message": "this model refuses", "type": "invalid_request"}})
+        words, cap = f"echo: {prompt}".split(), body.get("max_tokens") or 10_000
+        finish = "length" if len(words) > cap else "stop"
+        return httpx.Response(200, json={
+            "id": "x", "object": "chat.completion", "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": " ".join(words[:cap])},
+                         "finish_reason": finish}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": min(len(words), cap),
+                      "total_tokens": 5 + min(len(words), cap)}})
+
+    def read(self, config: dict[str, Any], state: Any = None,
+             sync_mode: str = "full_refresh") -> tuple[list[dict[str, Any]], Any]:
+        records, states, _ = self.messages(config, state, sync_mode)
+        return records, states[-1:] or None
+
+    def dry_run(self, config: dict[str, Any]) -> list[str]:
+        return self.messages(config, dry_run=True)[2]
+
+    def messages(self, config: dict[str, Any], state: Any = None, sync_mode: str = "full_refresh",
+                 dry_run: bool = False) -> tuple[list[dict[str, Any]], list[Any], list[str]]:
+        async def go() -> tuple[list[dict[str, Any]], list[Any], list[str]]:
+            transport = lambda _limits: HttpxTransport(httpx.AsyncClient(transport=httpx.MockTransport(self.handler)))  # noqa: E731
+            records, states, logs = [], [], []
+            async for m in commands.read(config, catalog_for(sync_mode=sync_mode), state, transport, dry_run=dry_run):
+                if m["type"] == "RECORD":
+                    records.append(m["record"]["data"])
+                elif m["type"] == "STATE":
+                    states.append(m["state"])
+                elif m["type"] == "LOG":
+                    logs.append(m["log"]["message"])
+            return records, states, logs
+
+        return asyncio.run(go())
+
+
+def config(tmp_path: Path, max_tokens: int, **extra: Any) -> dict[str, Any]:
+    return {"url": "http://fake.local/v1", "api_key": "sk-reask", "model": "m", "prompt": "{{text}}",
+            "input": {"rows": [{"text": t} for t in TEXTS]}, "max_retries": 0,
+            "parameters": {"max_tokens": max_tokens}, "cache": {"path": str(tmp_path / "answers.sqlite")}, **extra}
+
+
+def test_raising_max_tokens_asks_again_only_the_rows_that_were_cut_off(tmp_path: Path) -> None:
+    server = CuttingServer()
+    first, _ = server.read(config(tmp_path, 5))
+    assert [r["_status"] for r in first] == ["ok", "truncated", "ok"]
+    assert sum(server.asked.values()) == 3
+    dry = server.dry_run(config(tmp_path, 50))  # what the rerun will buy, before it
+    assert "already answered in the answer cache (free): 2 of the requests" in dry
+    second, _ = server.read(config(tmp_path, 50))
+    assert [r["_status"] for r in second] == ["ok", "ok", "ok"]
+    assert server.asked == Counter({TEXTS[0]: 1, TEXTS[1]: 2, TEXTS[2]: 1})  # only the cut row twice
+    assert [r["_cached"] for r in second] == [True, False, True]
+    assert [r["answer"] for r in second] == [f"echo: {t}" for t in TEXTS]
+    # A cap below what an answer used is not that answer's: the request is asked (and cut) again.
+    third, _ = server.read(config(tmp_path, 2))
+    assert [r["_status"] for r in third] == ["ok", "truncated", "truncated"]
+    assert server.asked == Counter({TEXTS[0]: 1, TEXTS[1]: 3, TEXTS[2]: 2})
+
+
+def test_with_tasks_and_an_incremental_sync_only_the_cut_task_requests_are_asked_again(tmp_path: Path) -> None:
+    """The recipe for an incremental sync: on_request_change reenrich reads every row again (the changed
+    max_tokens is a changed request); only the task requests that were cut off are bought again."""
+    server = CuttingServer()
+    tasks = [{"name": "copy", "prompt": "copy {{text}}"}, {"name": "first", "prompt": "first of {{copy.answer}}"}]
+    raw = {k: v for k, v in config(tmp_path, 7, on_request_change="reenrich").items() if k != "prompt"}
+    first, state = server.read({**raw, "tasks": tasks}, sync_mode="incremental")
+    assert [r["copy_status"] for r in first] == ["ok", "truncated", "ok"]
+    assert [r["first_status"] for r in first] == ["ok", "skipped_upstream", "ok"]
+    asked = sum(server.asked.values())
+    assert asked == 5  # 3 copies, 2 dependents (the cut one's is skipped)
+    second, _ = server.read({**raw, "parameters": {"max_tokens": 60}, "tasks": tasks}, state, "incremental")
+    assert [r["_row_number"] for r in second] == [1, 2, 3] and {r["_status"] for r in second} == {"ok"}
+    # The cut copy, and the dependent task that now has its answer: nothing else.
+    assert sum(server.asked.values()) - asked == 2
+    assert [r["copy_cached"] for r in second] == [True, False, True]
+    assert [r["first_cached"] for r in second] == [True, False, True]
+
+
+def test_errors_another_model_avoids_go_to_it_while_the_ok_rows_keep_their_cached_answers(tmp_path: Path) -> None:
+    """The recipe for errors: keep model, add the other one as a fallback model."""
+    server = CuttingServer()
+    rows = {"input": {"rows": [{"text": "fine"}, {"text": "refused here"}]}}
+    first, _ = server.read(config(tmp_path, 50, **rows))
+    assert [r["_status"] for r in first] == ["ok", "error"] and first[1]["_error_class"] == "bad_request"
+    second, _ = server.read(config(tmp_path, 50, fallback_models=["m2"], fallback_on=["bad_request"], **rows))
+    assert [r["_status"] for r in second] == ["ok", "ok"] and [r["_model"] for r in second] == ["m", "m2"]
+    assert second[0]["_cached"] is True
+    assert server.asked == Counter({"fine": 1, "refused here": 3})  # m, then m again and m2
