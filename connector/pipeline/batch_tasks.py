@@ -47,7 +47,7 @@ from connector.pipeline.context import RunContext
 from connector.pipeline.enrich import Ask, RowEnricher
 from connector.pipeline.progress import Progress
 from connector.pipeline.run_loop import Checkpoint, Event, Finished, Note, Started
-from connector.pipeline.tasks import Task, TaskEnricher
+from connector.pipeline.tasks import Task
 from connector.rows.opening import numbered_rows
 
 Item = tuple[int, dict[str, Any]]
@@ -269,7 +269,7 @@ class TaskBatches:
     def final_context(self) -> RunContext:
         """The context of the last pass: the tasks' enricher taking the answers of this sync's batches."""
         assert self.ctx.tasks is not None
-        return replace(self.ctx, tasks=TaskEnricher(self.ctx.tasks.tasks, answerer=self.answer))
+        return replace(self.ctx, tasks=self.ctx.tasks.answered_by(self.answer))
 
     async def answer(self, enricher: RowEnricher, planned: Ask) -> Enriched | None:
         """A task request done: with the answer a batch of this sync bought (priced at the batch price), or

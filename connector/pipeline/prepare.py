@@ -226,7 +226,7 @@ def _tasks_of(config: SourceConfig, columns: list[str], endpoint: Endpoint, cach
         enricher = RowEnricher(parts.rows, client, template, extractor, endpoint.redact, cache,
                                requester=requester_identity(parts.request), store=_media_store(parts))
         built[task.name] = Task(task.name, uses, enricher)
-    return TaskEnricher(list(built.values()))
+    return TaskEnricher(list(built.values()), commit=cache.commit if cache is not None else None)
 
 
 def _media_store(parts: Parts) -> StoreReader | None:

@@ -43,10 +43,16 @@ class TaskEnricher:
     """Callable that turns (position, row) into the row's record over all ``tasks`` (in dependency
     order); None when a spend guard refused one of its requests (the row is not done)."""
 
-    def __init__(self, tasks: Sequence[Task], answerer: Answerer | None = None) -> None:
+    def __init__(self, tasks: Sequence[Task], answerer: Answerer | None = None,
+                 commit: Callable[[], None] | None = None) -> None:
         self._tasks = tuple(tasks)
         self._by_name = {task.name: task for task in tasks}
         self._answerer = answerer
+        self._commit = commit  # the answer cache's: a task's answer is durable while the row's others run
+
+    def answered_by(self, answerer: Answerer) -> TaskEnricher:
+        """The same tasks, each request answered by ``answerer`` (a batch's answers, a results file)."""
+        return TaskEnricher(self._tasks, answerer, self._commit)
 
     @property
     def tasks(self) -> tuple[Task, ...]:
@@ -70,6 +76,13 @@ class TaskEnricher:
         return self._record(item, [(name, enriched) for name, enriched in done if enriched is not None])
 
     async def _one(self, task: Task, item: Item, runs: dict[str, asyncio.Future[Enriched | None]]) -> Enriched | None:
+        done = await self._run(task, item, runs)
+        if self._commit is not None and sum(not run.done() for run in runs.values()) > 1:
+            # Others of the row still run (a dependent one may take long): a kill meanwhile keeps this answer.
+            self._commit()
+        return done
+
+    async def _run(self, task: Task, item: Item, runs: dict[str, asyncio.Future[Enriched | None]]) -> Enriched | None:
         position, row = item
         if not task.needs:
             return await self._ask(task.enricher, item)

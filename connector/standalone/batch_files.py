@@ -36,7 +36,6 @@ from connector.pipeline.context import RunContext
 from connector.pipeline.enrich import Ask, RowEnricher
 from connector.pipeline.ordered import as_async
 from connector.pipeline.run_loop import Note, Rows
-from connector.pipeline.tasks import TaskEnricher
 from connector.rows.opening import numbered_rows
 
 OPENAI_FORMAT = ("openai_chat_completions", "openai_responses", "azure_openai", "openai_embeddings")
@@ -131,7 +130,7 @@ class ImportSource:
     def __init__(self, ctx: RunContext, results: dict[str, ItemResult], path: str) -> None:
         self._client, self._enricher, self._results, self._cache = ctx.client, ctx.enricher, results, ctx.cache
         # With tasks, each task's request of a row is looked up (its own line); counts are then per request.
-        self._tasks = TaskEnricher(ctx.tasks.tasks, answerer=self._row) if ctx.tasks else None
+        self._tasks = ctx.tasks.answered_by(self._row) if ctx.tasks else None
         self._label = f"file:{Path(path).name}"
         self._path = path
         self.used = 0
