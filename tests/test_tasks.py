@@ -255,3 +255,18 @@ def test_the_dry_run_reports_each_tasks_requests_tokens_and_cost_and_their_total
     again = dry_run(config, tmp_path)
     assert "already answered in the answer cache (free): 12 of the requests" in again
     assert "task both: 3 requests (3 in the answer cache)" in again
+
+
+def test_check_probes_every_tasks_model_not_only_the_first(fake_server: Server, tmp_path: Path) -> None:
+    tasks = [{"name": "summary", "prompt": "Sum {{text}}"}, {"name": "mood", "prompt": "Mood {{text}}",
+                                                             "model": "other-model"},
+             {"name": "short", "prompt": "Short {{summary.answer}}", "model": "other-model"}]
+    (status,) = run_cli(["check", "--config", config_for(fake_server, tmp_path, tasks)]).of_type("CONNECTION_STATUS")
+    assert status["connectionStatus"]["status"] == "SUCCEEDED", status
+    assert "the model of task(s) mood answered too" in status["connectionStatus"]["message"]
+    missing = [*tasks[:2], {"name": "late", "prompt": "Late {{summary.answer}}", "model": "no-such-model"}]
+    (status,) = run_cli(["check", "--config", config_for(fake_server, tmp_path, missing)]).of_type(
+        "CONNECTION_STATUS")
+    assert status["connectionStatus"]["status"] == "FAILED"
+    message = status["connectionStatus"]["message"]
+    assert message.startswith("task 'late': ") and "no-such-model" in message

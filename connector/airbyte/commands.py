@@ -38,7 +38,7 @@ async def check(raw_config: Any, transport_factory: TransportFactory = oneshot_t
     """CONNECTION_STATUS, SUCCEEDED or FAILED with a precise, safe message."""
     from connector.answers.schema import task_outputs
     from connector.config.load import load_config
-    from connector.config.parts import first_task, parts_of
+    from connector.config.parts import first_task, other_models, parts_of
     from connector.dialects import dialect_for
     from connector.pipeline.prepare import connect
     from connector.pipeline.probe import run_check
@@ -48,15 +48,17 @@ async def check(raw_config: Any, transport_factory: TransportFactory = oneshot_t
     try:
         config = load_config(raw_config, notes.append)
         task_outputs(parts_of(config).output.tasks)  # two tasks writing one column
-        config = first_task(config)  # with tasks, the first task asked is the probe
+        others = other_models(config)  # with tasks: the first task asked is the probe, every other model too
+        config = first_task(config)
         parts = parts_of(config)
         dialect = dialect_for(parts.request)  # what the API shape cannot express fails here
+        tasks = [(name, dialect_for(parts_of(task).request)) for name, task in others]
     except ConfigError as exc:
         yield protocol.connection_status(False, exc.message)
         return
     async with connect(parts, Redactor.for_config(config), dialect, transport_factory, limited=False) as endpoint:
         try:
-            message = await run_check(config, endpoint.client, endpoint.transport)
+            message = await run_check(config, endpoint.client, endpoint.transport, tasks)
             message += "".join(f" Note: {note}." for note in notes)
             yield protocol.connection_status(True, endpoint.redact(message))
         except (CheckFailed, ConfigError) as exc:

@@ -180,6 +180,19 @@ def task_config(config: SourceConfig, task: TaskConfig) -> SourceConfig:
         "tasks": None})
 
 
+def other_models(config: SourceConfig) -> list[tuple[str, SourceConfig]]:
+    """With tasks: the one-task config of each task (by name) whose model no task before it asks, the
+    first task left out (``check`` probes each of their models)."""
+    tasks = [(t.name, task_config(config, t)) for t in task_order(config.tasks or [])]
+    seen = {tasks[0][1].model} if tasks else set()
+    out = []
+    for name, task in tasks[1:]:
+        if task.model not in seen:
+            seen.add(task.model)
+            out.append((name, task))
+    return out
+
+
 def first_task(config: SourceConfig) -> SourceConfig:
     """The config itself, or with tasks, the one-task config of the first task asked (check probes with it)."""
     return task_config(config, task_order(config.tasks)[0]) if config.tasks else config

@@ -14,6 +14,7 @@ one that answered is offered. An ``http://`` URL whose server hung up is tried o
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,6 +25,7 @@ from connector.answers.records import META_COLUMNS
 from connector.config.address import Address
 from connector.config.model import CHAT_PATH, SourceConfig
 from connector.config.parts import parts_of
+from connector.dialects import Dialect
 from connector.dialects.bodies import loads
 from connector.dialects.structured import SAID
 from connector.endpoint.classify import is_rejected_key, is_unknown_model
@@ -244,9 +246,11 @@ def _detail(exc: errors.HTTPStatusError) -> str:
     return exc.message.split(": ", 1)[-1]
 
 
-async def run_check(config: SourceConfig, client: EndpointClient, transport: Transport) -> str:
+async def run_check(config: SourceConfig, client: EndpointClient, transport: Transport,
+                    tasks: Sequence[tuple[str, Dialect]] = ()) -> str:
     """Return a success message, or raise CheckFailed / ConfigError. ``transport`` is the client's,
-    for trying a suggested URL before suggesting it."""
+    for trying a suggested URL before suggesting it. ``config`` is the first task's with tasks; ``tasks``
+    are the other tasks of another model, each with its dialect: their model is probed too."""
     template = RequestTemplate.from_config(parts_of(config).request, client.dialect.conversation_key)
     first = row_for_check(config.input, template, META_COLUMNS)  # stdin is never read: a stand-in row
     if first is None:
@@ -271,6 +275,7 @@ async def run_check(config: SourceConfig, client: EndpointClient, transport: Tra
         raise errors.CheckFailed(await _explained(exc, config, models, client, prober, client.url)) from exc
     reply = completion.reply
     notes = [*template.warnings, *changes, *_path_notes(config, reply), *_model_notes(body.get("model"), models)]
+    notes += await _probe_tasks(tasks, template.render(first), config, client, models)
     if config.output_schema is not None and dialect.name in _CHAT_SHAPES:
         notes.append(f"structured output: output_schema is asked for with {SAID[dialect.structured_mode]}.")
     if config.provider == "ollama":
@@ -317,6 +322,24 @@ def _path_notes(config: SourceConfig, reply: dict[str, Any]) -> list[str]:
     cut = dig(reply, ("choices", 0, "finish_reason")) == "length"
     why = " (the probe was cut short by max_tokens 1; a full answer may have it)" if cut else ""
     return [f"{finding}{why}." for finding in findings]
+
+
+async def _probe_tasks(tasks: Sequence[tuple[str, Dialect]], rendered: Any, config: SourceConfig,
+                       client: EndpointClient, models: list[str] | None) -> list[str]:
+    """Each task's own model probed with the first row's prompt (its own may need other tasks' answers);
+    CheckFailed naming the task whose model fails; the notes."""
+    notes: list[str] = []
+    for name, dialect in tasks:
+        body = dialect.probe_body(dialect.build(rendered))
+        try:
+            await _probe(client, body)
+        except errors.EndpointError as exc:
+            other = config.model_copy(update={"model": body.get("model")})
+            raise errors.CheckFailed(f"task '{name}': {explain(exc, other, models, client.url)}") from exc
+        notes += _model_notes(body.get("model"), models)
+    if tasks:
+        notes.append(f"the model of task(s) {', '.join(name for name, _ in tasks)} answered too.")
+    return notes
 
 
 def _model_notes(sent: object, models: list[str] | None) -> list[str]:
