@@ -64,6 +64,31 @@ def test_batch_enricher_runs_the_engine_and_keeps_order(fake_server: Server) -> 
         BatchEnricher(config_for(fake_server), pa.schema([("other", pa.string())]))
 
 
+def test_a_worker_embeds_several_rows_of_its_batch_per_request() -> None:
+    """The engine groups embedding rows as a read does: 10 rows at 4 per request are 3 requests, not 10; a
+    group never spans two batches the engine hands over."""
+    from tests.conftest import mock_transport
+    from tests.test_embeddings import FakeEmbeddings, vector
+
+    server = FakeEmbeddings()
+    schema = pa.schema([("id", pa.int64()), ("text", pa.string())])
+    config = {"url": "http://embed.test/v1", "api_key": "sk-test-embeddings-1234", "model": "embedder",
+              "api_compatibility": "openai_embeddings", "prompt": "{{text}}", "cache": {"enabled": False},
+              "embeddings": {"inputs_per_request": 4, "dimensions": 4}}  # a worker's schema is fixed up front
+    enricher = BatchEnricher(config, schema, concurrency=2, transport_factory=mock_transport(server))
+    texts = [f"review {i} " + "word " * i for i in range(12)]
+    batch = pa.record_batch([pa.array(range(12)), pa.array(texts)], schema=schema)
+    try:
+        first, second = enricher.enrich(batch.slice(0, 10)), enricher.enrich(batch.slice(10))
+    finally:
+        enricher.close()
+    assert server.inputs == [texts[0:4], texts[4:8], texts[8:10], texts[10:12]]
+    rows = first.to_pylist() + second.to_pylist()
+    assert [r["embedding"] for r in rows] == [vector(t) for t in texts]
+    assert [r["_prompt_tokens"] for r in rows] == [len(t.split()) for t in texts]  # each row's share
+    assert first.schema.field("embedding").type == pa.list_(pa.float32(), 4)
+
+
 def _scale_python() -> Path:
     if not SCALE_PYTHON.exists():
         pytest.fail(f"{SCALE_PYTHON} is missing: run `make scale` to create .venv-scale (pyspark, ray); "
@@ -71,9 +96,10 @@ def _scale_python() -> Path:
     return SCALE_PYTHON
 
 
-def _run_job(script: str, server: Server, tmp_path: Path, **extra: Any) -> dict[str, Any]:
+def _run_job(script: str, server: Server | None, tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    """The job's result; without ``server``, ``extra`` is the whole config."""
     config = tmp_path / "config.json"
-    config.write_text(json.dumps(config_for(server, **extra)))
+    config.write_text(json.dumps(config_for(server, **extra) if server is not None else extra))
     out = tmp_path / "out.json"
     started = time.monotonic()
     proc = subprocess.run([str(_scale_python()), str(JOBS / script), str(config), str(out)], cwd=ROOT,
@@ -112,3 +138,24 @@ def test_ray_map_batches_local(fake_server: Server, tmp_path: Path) -> None:
     result = _run_job("ray_job.py", fake_server, tmp_path, requests_per_minute=12_000,
                       prices={"*": {"input_per_million": 1, "output_per_million": 2}})
     _check_rows(result, before, fake_server)
+
+
+@pytest.mark.scale
+@pytest.mark.parametrize("script", ["spark_job.py", "ray_job.py"])
+def test_spark_and_ray_workers_embed_several_rows_per_request(script: str, tmp_path: Path) -> None:
+    """60 rows, handed to the workers in Arrow batches of at most 16 (Spark's maxRecordsPerBatch, Ray's
+    batch_size), 16 rows a request: each batch is one request, so a handful of requests, not 60."""
+    from tests.batch_runs import KEY, fake_batch_server
+    from tests.fake_batch_answers import embedding_for
+
+    with fake_batch_server() as server:  # fake_openai's app with /v1/embeddings
+        config = {"url": f"{server.origin}/v1", "api_key": KEY, "model": "embedder", "prompt": "{{review}}",
+                  "api_compatibility": "openai_embeddings", "cache": {"enabled": False},
+                  "embeddings": {"inputs_per_request": 16, "dimensions": 3}}
+        result = _run_job(script, None, tmp_path, **config)
+        requests = server.stats().get("sync_answers", 0)
+    rows = result["rows"]
+    assert sorted(r["id"] for r in rows) == list(range(1, 61))
+    assert all(r["_status"] == "ok" for r in rows)
+    assert all([float(x) for x in r["embedding"]] == embedding_for(r["review"]) for r in rows)
+    assert 4 <= requests <= 8  # 60 rows in batches of at most 16 (Ray's blocks of 15): 4 to 8 batches

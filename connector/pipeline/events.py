@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from connector.dialects.embeddings import EmbeddingsDialect
 from connector.endpoint.batch import batch_api
 from connector.pipeline.batch_run import run_batches
 from connector.pipeline.context import RunContext
-from connector.pipeline.input_groups import InputGroups
+from connector.pipeline.input_groups import grouped
 from connector.pipeline.progress import NO_PROGRESS, Progress
-from connector.pipeline.run_loop import DEFAULT_CHECKPOINTING, AnswerSource, Checkpointing, Event, Note, run_rows
+from connector.pipeline.run_loop import DEFAULT_CHECKPOINTING, Checkpointing, Event, Note, run_rows
 
 
 def run_events(ctx: RunContext, *, full_refresh: bool = False, checkpointing: Checkpointing = DEFAULT_CHECKPOINTING,
@@ -22,18 +21,10 @@ def run_events(ctx: RunContext, *, full_refresh: bool = False, checkpointing: Ch
     """The run's events (resuming the STATE's provider batches, ``ctx.saved``, in batch mode)."""
     if not ctx.parts.run.batch.enabled:
         events = run_rows(ctx, full_refresh=full_refresh, checkpointing=checkpointing, progress=progress,
-                          source=_grouped(ctx))
+                          source=grouped(ctx))
         return _forsaken(ctx, events) if ctx.saved else events
     api = batch_api(ctx.parts.request, ctx.transport, ctx.dialect)
     return run_batches(ctx, api, full_refresh=full_refresh, checkpointing=checkpointing, progress=progress)
-
-
-def _grouped(ctx: RunContext) -> AnswerSource | None:
-    """Rows several to a request, when the API shape takes several inputs (embeddings); else None."""
-    dialect = ctx.dialect
-    if not isinstance(dialect, EmbeddingsDialect) or dialect.limits.inputs < 2:
-        return None
-    return InputGroups(ctx.enricher, ctx.client, dialect, ctx.cache, ctx.parts.run.concurrency)
 
 
 async def _forsaken(ctx: RunContext, events: AsyncIterator[Event]) -> AsyncIterator[Event]:

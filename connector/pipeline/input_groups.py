@@ -41,6 +41,7 @@ from connector.dialects.embeddings import EmbeddingsDialect
 from connector.endpoint.classify import fatal, is_fatal
 from connector.endpoint.client import Completion, EndpointClient
 from connector.endpoint.limits import TokenEstimator
+from connector.pipeline.context import RunContext
 from connector.pipeline.enrich import Ask, RowEnricher
 from connector.pipeline.ordered import as_async, ordered_map
 from connector.pipeline.run_loop import Note, Rows
@@ -82,6 +83,15 @@ class _Group:
     tokens: int = 0
     shape: tuple[Any, ...] | None = None
     stop: errors.ConnectorError | None = None  # planning this row stopped the run (too_long_policy fail)
+
+
+def grouped(ctx: RunContext) -> InputGroups | None:
+    """Rows several to a request, when the API shape takes several inputs (embeddings); else None (one
+    request a row). ``read``, ``run`` and the Spark/Ray workers all ask here."""
+    dialect = ctx.dialect
+    if not isinstance(dialect, EmbeddingsDialect) or dialect.limits.inputs < 2:
+        return None
+    return InputGroups(ctx.enricher, ctx.client, dialect, ctx.cache, ctx.parts.run.concurrency)
 
 
 class InputGroups:

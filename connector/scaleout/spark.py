@@ -10,8 +10,8 @@ default: the context's ``defaultParallelism``): each task gets ``concurrency``
 requests in flight and ``1/workers`` of ``requests_per_minute`` and
 ``tokens_per_minute``. The output schema is fixed before any row is read: the
 input's columns, then the output and metadata columns (see
-:mod:`connector.standalone.writers`). Needs the optional extra ``spark`` (pyspark); the
-connector must be installed on the executors too.
+:mod:`connector.standalone.writers`); an embedding vector is Spark's ``array<float>``.
+Needs the optional extra ``spark`` (pyspark); the connector must be installed on the executors too.
 """
 
 from __future__ import annotations
@@ -27,8 +27,15 @@ ArrowMap = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 
 
 def output_schema(config: Mapping[str, Any], input_schema: pa.Schema) -> pa.Schema:
-    """The Arrow schema of the enriched rows."""
-    return BatchEnricher(config, input_schema).schema
+    """The Arrow schema of the enriched rows, as Spark takes it (:func:`for_spark`)."""
+    return for_spark(BatchEnricher(config, input_schema).schema)
+
+
+def for_spark(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with each fixed-size list (an embedding vector) as a plain list: Spark's Arrow conversion
+    refuses FixedSizeList (UNSUPPORTED_ARROWTYPE, seen with pyspark 4.3), and Spark has no fixed-size array."""
+    return pa.schema([f.with_type(pa.list_(f.type.value_field)) if pa.types.is_fixed_size_list(f.type) else f
+                      for f in schema], metadata=schema.metadata)
 
 
 def enrich_function(config: Mapping[str, Any], input_schema: pa.Schema, *, workers: int = 1,
@@ -36,12 +43,14 @@ def enrich_function(config: Mapping[str, Any], input_schema: pa.Schema, *, worke
     """The function to pass to ``DataFrame.mapInArrow``: each task enriches its batches in order."""
     enricher = BatchEnricher(config, input_schema, workers=workers, concurrency=concurrency)  # validates now
 
+    schema = for_spark(enricher.schema)
+
     def enrich_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         worker = BatchEnricher(enricher.raw_config, input_schema)  # fresh per task: its own loop and pool
         try:
             for batch in batches:
                 if batch.num_rows:
-                    yield worker.enrich(batch)
+                    yield worker.enrich(batch).cast(schema)
         finally:
             worker.close()
 
