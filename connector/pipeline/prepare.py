@@ -143,11 +143,7 @@ async def prepare(config: SourceConfig, transport_factory: TransportFactory = de
     batches, the input fingerprint and the cursor mark of the STATE. With ``input.cursor`` set, the
     table is the rows past that mark and the context's ``cursor`` follows the mark the run reaches.
     """
-    if config.tasks and purpose == "worker":
-        raise ConfigError("tasks: scale-out (Spark / Ray workers) does not support tasks yet; run it with one "
-                          "config per task, or read / run the tasks without it")
-    if config.tasks and purpose in ("export", "import"):
-        _no_dependents(config.tasks, "--export-batch" if purpose == "export" else "--import-batch")
+    _tasks_allowed(config, purpose)
     parts, dialect, template = requests_of(config)
     table, schema, notes = None, {}, []
     if purpose != "worker":
@@ -183,6 +179,15 @@ async def prepare(config: SourceConfig, transport_factory: TransportFactory = de
         finally:
             if cache is not None:
                 cache.close()
+
+
+def _tasks_allowed(config: SourceConfig, purpose: Purpose) -> None:
+    """ConfigError when ``purpose`` cannot run the config's tasks."""
+    if config.tasks and purpose == "worker":
+        raise ConfigError("tasks: scale-out (Spark / Ray workers) does not support tasks yet; run it with one "
+                          "config per task, or read / run the tasks without it")
+    if config.tasks and purpose in ("export", "import"):
+        _no_dependents(config.tasks, "--export-batch" if purpose == "export" else "--import-batch")
 
 
 def _tracker(parts: Parts, table: Table | None) -> CursorTracker | None:
