@@ -13,6 +13,7 @@ from typing import Any, BinaryIO
 from connector.config.input import InputConfig
 from connector.errors import InputError
 from connector.rows.cursor import CursorState
+from connector.rows.cursor_table import CursorTable
 from connector.rows.files import InputTable
 from connector.rows.keys import check_keys
 from connector.rows.stdin import StdinTable
@@ -29,13 +30,11 @@ def open_input(config: InputConfig, stdin: BinaryIO | None = None, reserved: Col
     :class:`~connector.rows.cursor_table.CursorTable`."""
     if config.is_stdin:
         return StdinTable(config, stdin, reserved)  # its keys are checked as rows arrive
-    table = InputTable(config, reserved)
+    opened = InputTable(config, reserved)
+    # A cursor sync checks the keys of the rows it reads: a changed row keeps its key on purpose.
+    table = opened if config.cursor is None else CursorTable(opened, config, cursor)
     if config.primary_key is not None and config.primary_key in table.columns:
         check_keys(table.batches(), config.primary_key)  # before anything is sent
-    if config.cursor is not None:
-        from connector.rows.cursor_table import CursorTable
-
-        return CursorTable(table, config, cursor)
     return table
 
 
