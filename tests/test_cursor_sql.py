@@ -119,3 +119,61 @@ def test_sqlite_number_cursor_is_bound_as_sqlite_compares_it(tmp_path: Path) -> 
     server = Server()
     records, _, _ = sync(cfg, state, server)
     assert [r["id"] for r in records] == [3, 5] and server.asked == ["c", "e"]
+
+
+def test_a_killed_cursor_sync_resumes_with_every_row_once_ties_included(tmp_path: Path) -> None:
+    """SIGKILL at seeded moments (tests/test_kill_resume.py's harness), resumed from the last STATE a destination
+    saw: 7 rows share each updated_at, so the 1,000-row checkpoints fall inside groups of tied rows."""
+    import json
+    import os
+    import random
+
+    from tests.conftest import catalog_for
+    from tests.fake_openai import spawn
+    from tests.test_kill_resume import _run_round, _split
+
+    rows = 3000
+    path = tmp_path / "shop.db"
+    with sqlite3.connect(path) as con:
+        con.execute("CREATE TABLE tickets (id integer PRIMARY KEY, text text, updated_at text)")
+        con.executemany("INSERT INTO tickets VALUES (?, ?, ?)",
+                        [(i, f"ticket {i}", f"2025-01-01 00:{i // 420:02d}:{i // 7 % 60:02d}") for i in range(rows)])
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps(catalog_for(sync_mode="incremental")))
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    rng = random.Random(2121)
+    with spawn("--latency-ms", "30") as (url, _pid):
+        config = tmp_path / "config.json"
+        config.write_text(json.dumps({
+            "url": url, "api_key": "sk-x", "model": "m", "prompt": "Answer {{text}}", "concurrency": 32,
+            "cache": {"path": str(tmp_path / "answers.sqlite")},
+            "input": {"sql": SQL, "database": {"url": f"sqlite:///{path}"}, "cursor": "updated_at",
+                      "primary_key": "id", "batch_size": 333}}))
+        committed: list[dict[str, Any]] = []
+        printed_not_committed: set[int] = set()
+        state: dict[str, Any] | None = None
+        log: list[str] = []
+        marks: list[dict[str, Any]] = []  # the cursor of the STATE each round ended with
+        for round_number in range(4):
+            args = ["read", "--config", str(config), "--catalog", str(catalog)]
+            if state is not None:
+                (tmp_path / "state.json").write_text(json.dumps([state["state"]]))
+                args += ["--state", str(tmp_path / "state.json")]
+            stdout, completed, how = _run_round(args, env, None if round_number == 3 else rng)
+            records, last_state, after = _split(stdout)
+            again = [r for r in records + after if r["id"] in printed_not_committed]
+            assert all(r["_cached"] and r["_attempts"] == 0 for r in again), how  # paid once
+            printed_not_committed.update(r["id"] for r in after)
+            committed += records
+            state = last_state or state
+            mark = state["state"]["stream"]["stream_state"]["cursor"] if state else {"keys_at_value": []}
+            marks.append(mark)
+            log.append(f"round {round_number}: {how}; {len(records)} committed; mark {mark.get('value')} with "
+                       f"{len(mark.get('keys_at_value', []))} keys")
+            if completed:
+                break
+    ids = [r["id"] for r in committed]
+    assert sorted(ids) == list(range(rows)), log  # every row once: none lost at a tie, none twice
+    assert ids == sorted(ids, key=lambda i: (i // 7, i)), log  # in cursor order, ties by key
+    tied = [len(m["keys_at_value"]) for m in marks[:-1]]
+    assert any(0 < n < 7 for n in tied), log  # a kill came after a STATE saved inside a group of tied rows
