@@ -177,3 +177,17 @@ def test_a_killed_cursor_sync_resumes_with_every_row_once_ties_included(tmp_path
     assert ids == sorted(ids, key=lambda i: (i // 7, i)), log  # in cursor order, ties by key
     tied = [len(m["keys_at_value"]) for m in marks[:-1]]
     assert any(0 < n < 7 for n in tied), log  # a kill came after a STATE saved inside a group of tied rows
+
+
+def test_a_first_sync_of_an_empty_sqlite_table_does_not_pin_the_cursor_type(tmp_path: Path) -> None:
+    # SQLite types values, not columns: with no row yet the cursor's type is a guess; a state that saved no
+    # value cannot misplace a row, so the type the first rows bring is taken without a 'type changed' error.
+    path = tmp_path / "shop.db"
+    execute = sqlite_execute(path)
+    execute("CREATE TABLE tickets (id integer PRIMARY KEY, text text, updated_at text)")
+    cfg = config({"sql": SQL, "database": {"url": f"sqlite:///{path}"}, "cursor": "updated_at", "primary_key": "id"})
+    records, _, state = sync(cfg)
+    assert records == [] and cursor_of(state)["value"] is None
+    execute("INSERT INTO tickets VALUES (1, 'a', '2025-01-01 10:00:00')")
+    records, _, state = sync(cfg, state)
+    assert [r["id"] for r in records] == [1] and cursor_of(state)["type"] == "string"

@@ -83,6 +83,7 @@ class CursorTable:
         self.ordered = pushed is not None  # rows come in cursor order: every checkpoint can move the mark
         self._pushed = Skipped(*pushed) if pushed else Skipped()
         self._read = Skipped()
+        self._number = 0
 
     def _checked(self, saved: CursorState | None) -> Mark:
         if saved is None:
@@ -92,7 +93,9 @@ class CursorTable:
                              "database): reading on from it would skip rows this input never had enriched. Reset the "
                              "stream's state (run without --state, or clear it in the platform) to read it from the "
                              "start")
-        if saved.column != self.column or saved.kind != self.kind:
+        valued = saved.mark.value is not None or (saved.selected_from is not None
+                                                  and saved.selected_from.value is not None)
+        if valued and (saved.column != self.column or saved.kind != self.kind):  # a value to misplace rows
             was, now = f"{saved.column!r} ({saved.kind})", f"{self.column!r} ({self.kind})"
             raise ConfigError(f"input.cursor: the state's cursor is {was}, the config's is {now}; a value saved for "
                               "one cannot place rows of the other. Set input.cursor back, cast the column in the "
@@ -153,6 +156,7 @@ class CursorTable:
         except (ValueError, TypeError, ArithmeticError):  # a statistic this kind cannot read: read the group
             return True
         nulls = stats.null_count if stats.has_null_count else 0
+        self._number += rows
         self._read.nulls += nulls
         self._read.before += rows - nulls
         return False
@@ -201,12 +205,12 @@ class CursorTable:
     def batches(self, skip: int = 0) -> Iterator[list[Row]]:
         """The selected rows in order, in the input's batches, after ``skip`` of them."""
         self._read = Skipped()
-        number = 0
+        self._number = 0  # rows of the input passed, skipped row groups included (for messages)
         for rows in self._table.batches(prune=self._prune()):
             kept = []
             for row in rows:
-                number += 1
-                if self.selected(row, number):
+                self._number += 1
+                if self.selected(row, self._number):
                     kept.append(row)
             if skip >= len(kept):
                 skip -= len(kept)
