@@ -93,6 +93,7 @@ def test_check_and_discover_talk_without_aiohttp(tmp_path: Path, fake_server: Se
     catalog, discovered, _ = _cold("discover", "--config", config)
     assert [s["name"] for s in catalog[-1]["catalog"]["streams"]] == ["enriched_rows", "models"]
     assert not (_top_level(checked) | _top_level(discovered)) & {"aiohttp", "httpx", "multidict", "yarl"}
+    assert "pyarrow.parquet" not in discovered  # a CSV input loads no Parquet reader
 
 
 def test_an_https_endpoint_is_still_verified_against_the_system_certificates(tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from connector.errors import InputError
 from connector.rows import kinds
@@ -48,6 +47,8 @@ class ParquetFiles:
     def __init__(self, files: list[SourceFile], declared: Mapping[str, str]) -> None:
         self._files = files
         self._declared = dict(declared)
+        import pyarrow.parquet as pq  # here, not at the top: a CSV or JSONL run never loads Parquet (15 ms)
+
         schemas, self.rows = [], 0
         self.file_rows: list[int] = []  # rows per file, in order
         for source in files:
@@ -84,6 +85,8 @@ class ParquetFiles:
                 ) -> Iterator[list[Row]]:
         """Rows in file order after ``skip`` rows, in lists of up to ``size``; with ``prune`` (a column and
         a judge of its statistics in a row group), the row groups it refuses are not read at all."""
+        import pyarrow.parquet as pq
+
         convert = {name: kinds.converter(kind, from_text=False) for name, kind in self._declared.items()}
         for source in self._files:
             path = source.name
