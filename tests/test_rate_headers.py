@@ -196,3 +196,25 @@ def test_a_request_larger_than_the_burst_is_paid_in_full() -> None:
 
     asyncio.run(run())
     assert clock.now >= 9 * 990 / bucket.rate - 1  # each 990 waited out, not 60
+
+
+def test_what_the_endpoint_has_left_is_spent_at_once_less_what_is_in_flight() -> None:
+    """A learnt budget starts with the allowance the reply says is left (OpenAI's and Anthropic's buckets
+    hold a whole minute), less the requests still in flight, which the endpoint may not have counted yet."""
+    clock = FakeClock()
+    gate = ConcurrencyGate(1000, clock=clock, sleep=clock.sleep)
+    limiter = Limiter(gate, clock=clock, sleep=clock.sleep)
+    left = {"x-ratelimit-limit-requests": "600", "x-ratelimit-remaining-requests": "500",
+            "x-ratelimit-reset-requests": "10s"}
+
+    async def run() -> int:
+        for _ in range(10):
+            await limiter.before(Estimate())  # ten requests in flight when the first reply comes
+        limiter.after(await limiter.before(Estimate()), overloaded=False, clean=True, headers=left)
+        sent = 0
+        while clock.now == 0:
+            await limiter.before(Estimate())
+            sent += 1
+        return sent
+
+    assert asyncio.run(run()) == 490 + 1  # 500 left, 10 in flight; the next waits for the refill
