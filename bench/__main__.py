@@ -34,7 +34,7 @@ from bench.stages import Launch
 from bench.venv import ensure_bench_venv, versions
 
 ROOT = Path(__file__).resolve().parent.parent
-ALL_STAGES = ("capacity", "matrix", "sweep", "spec", "cold", "million", "llm", "profile", "scan")
+ALL_STAGES = ("capacity", "matrix", "sweep", "spec", "cold", "million", "llm", "profile", "scan", "ratelimits")
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -120,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         header["machine"]["commit"] = f"{_short(ref)} (BENCH_CONNECTOR_REF={ref}, exported with git archive)"
     log(f"bench: machine {header['machine']}")
 
-    from bench import cold, llm, profile, scan
+    from bench import cold, llm, profile, ratelimits, scan
     from bench import stages as st
+    from bench.venv import ensure_curator_venv
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
@@ -143,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
             "llm": lambda: llm.stage_llm(ctx),
             "profile": lambda: profile.stage_profile(ctx),
             "scan": lambda: scan.stage_scan(ctx, int(os.environ.get("BENCH_SCAN_MB") or (64 if quick else 1024))),
+            "ratelimits": lambda: ratelimits.measure(
+                ensure_curator_venv(log), int(os.environ.get("BENCH_RATE_ROWS") or (120 if quick else ratelimits.ROWS)),
+                int(os.environ.get("BENCH_RATE_RPM") or ratelimits.RPM), work, log),
         }
         try:
             if ref:

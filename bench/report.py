@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 PLOT = ROOT / "docs" / "throughput_vs_concurrency.png"
-STAGE_ORDER = ("capacity", "matrix", "sweep", "spec", "cold", "million", "llm", "profile", "scan")
+STAGE_ORDER = ("capacity", "matrix", "sweep", "spec", "cold", "million", "llm", "profile", "scan", "ratelimits")
 
 
 def machine() -> dict[str, Any]:
@@ -268,6 +268,12 @@ def _million_section(result: dict[str, Any]) -> str:
     )
 
 
+def _ratelimits_section(result: dict[str, Any]) -> str:
+    from bench.ratelimits import render
+
+    return render(result["data"])
+
+
 def _cold_section(result: dict[str, Any]) -> str:
     from bench.cold import render
 
@@ -401,6 +407,8 @@ def render(results: dict[str, dict[str, Any]], header: dict[str, Any]) -> str:
         ("llm", "Real local endpoint (llama.cpp)", _llm_section),
         ("profile", "Where the connector's CPU goes (512 in flight)", _profile_section),
         ("scan", "`discover` on large CSV and JSONL files (whole-file schema)", _scan_section),
+        ("ratelimits", "Rate limits: a mock with OpenAI-style buckets and headers (bench/ratelimits.py)",
+         _ratelimits_section),
     ]
     for stage, title, fn in sections:
         out += [f"## {title}", ""]
@@ -436,6 +444,10 @@ Environment:
 - `BENCH_PROFILE=1|0`: py-spy and cProfile of the connector; on by default in a full run.
 - `BENCH_SCAN_MB=N`: the size of the CSV and JSONL files the scan stage discovers (default 1,024; 64 in a
   quick run). The files are written into the bench's temporary folder and deleted after.
+- `BENCH_RATE_ROWS=N` (default 1,200; 120 in a quick run), `BENCH_RATE_RPM=N` (default 600): the rate-limit
+  stage (~6 minutes), in its own `.venv-curator` (bespokelabs-curator, aiohttp, tiktoken: Curator pins older
+  litellm and aiohttp than the peers above get). `BENCH_COOKBOOK=<path>`: a copy of OpenAI's cookbook
+  `examples/api_request_parallel_processor.py`, run as one more client (not shipped with the project).
 - `BENCH_CONNECTOR_REF=<commit>` (e.g. `HEAD`): measure the connector as committed there, exported with
   `git archive` and run by the same `.venv` (`python -m connector`), instead of the working tree, which
   other people may be editing mid-run.
@@ -443,5 +455,6 @@ Environment:
   one more client in the matrix's rotation, and judge "CPU per row no worse than that commit" from the same
   run. Runs on one VM drift by 2x from day to day; only a comparison inside one run says anything.
 - Stages can also be named: `.venv/bin/python -m bench million` runs that one alone
-  (capacity, matrix, sweep, spec, cold, million, llm, profile, scan); `.venv/bin/python -m bench.cold [RUNS]`
-  measures the cold start alone, against its own mock."""
+  (capacity, matrix, sweep, spec, cold, million, llm, profile, scan, ratelimits); `.venv/bin/python -m bench.cold
+  [RUNS]` measures the cold start alone, against its own mock, and `.venv/bin/python -m bench.ratelimits [ROWS
+  [RPM]]` the rate limits alone."""

@@ -13,24 +13,39 @@ BENCH_PYTHON = BENCH_VENV / "bin" / "python"
 # py-spy profiles the connector process from outside; psutil is not needed (we read /proc).
 # tenacity: bench/retry_wrapper.py measures what it would cost every row (not a connector dependency).
 REQUIREMENTS = ["openai", "litellm", "aiohttp", "orjson", "pyarrow", "uvloop", "matplotlib", "py-spy", "tenacity"]
-_STAMP = BENCH_VENV / ".installed"
+# The rate-limit stage's own venv (bench/ratelimits.py): Curator pins older litellm and aiohttp than the
+# matrix's peers would get, so it lives apart. tiktoken is Curator's (and the cookbook script's) tokenizer;
+# its cl100k_base file comes from litellm's bundled copy (TIKTOKEN_CACHE_DIR), since nothing is downloaded.
+CURATOR_VENV = ROOT / ".venv-curator"
+CURATOR_REQUIREMENTS = ["bespokelabs-curator", "aiohttp", "tiktoken"]
 
 
 def ensure_bench_venv(log: object = print) -> Path:
     """Create .venv-bench and install REQUIREMENTS unless its stamp already lists them."""
-    wanted = "\n".join(REQUIREMENTS)
-    if BENCH_PYTHON.exists() and _STAMP.exists() and _STAMP.read_text() == wanted:
-        return BENCH_PYTHON
-    log(f"creating {BENCH_VENV.name} with {', '.join(REQUIREMENTS)} (first use; a minute or two)")  # type: ignore[operator]
-    if not BENCH_PYTHON.exists():
+    return ensure_venv(BENCH_VENV, REQUIREMENTS, log)
+
+
+def ensure_curator_venv(log: object = print) -> Path:
+    """Create .venv-curator (Curator, the rate-limit mock and the cookbook script's needs) on first use."""
+    return ensure_venv(CURATOR_VENV, CURATOR_REQUIREMENTS, log)
+
+
+def ensure_venv(venv: Path, requirements: list[str], log: object = print) -> Path:
+    """Create ``venv`` and install ``requirements`` unless its stamp already lists them; its python."""
+    python, stamp = venv / "bin" / "python", venv / ".installed"
+    wanted = "\n".join(requirements)
+    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return python
+    log(f"creating {venv.name} with {', '.join(requirements)} (first use; a minute or two)")  # type: ignore[operator]
+    if not python.exists():
         # The base interpreter, not .venv's: a venv made from inside a venv is still a plain venv.
         base = getattr(sys, "_base_executable", sys.executable)
-        subprocess.run([base, "-m", "venv", str(BENCH_VENV)], check=True)
-    pip = [str(BENCH_PYTHON), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        subprocess.run([base, "-m", "venv", str(venv)], check=True)
+    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, *REQUIREMENTS], check=True)
-    _STAMP.write_text(wanted)
-    return BENCH_PYTHON
+    subprocess.run([*pip, *requirements], check=True)
+    stamp.write_text(wanted)
+    return python
 
 
 def versions() -> dict[str, str]:
