@@ -30,11 +30,18 @@ Streams and replies that end in an error or hold no answer (issue 20)
 Attempts cut after the endpoint began answering, billed all the same (issue 20)
 - ``stall-after-<n>``: a stream of ``n`` content deltas of 40 characters each (no usage), then
   ``: keep-alive`` every half second: cut by the client's deadline
+- ``stall-after-usage``: two deltas of 40 characters, a chunk with the usage so far (as vLLM's
+  ``continuous_usage_stats`` sends), a third delta, then keep-alive comments until the deadline
 - ``stall-before-done``: the whole stream, its usage chunk included, but no ``[DONE]``: keep-alive
-  comments instead, until the deadline
+  comments instead, until the deadline (the answer is complete: it must not be bought again)
+- ``done-then-hang``: the whole stream and ``[DONE]``, then the connection kept open with keep-alive
+  comments
 - ``reset-after-<n>``: ``n`` content deltas of 40 characters, then the connection is reset
 - ``cut-json``: a 200 JSON answer whose ``Content-Length`` promises more than is sent, then the
   connection is closed mid-body
+- ``json-then-reset``, ``json-then-hang``: a whole JSON answer in chunked encoding, but not its last
+  (empty) chunk: the connection is reset, or kept open and silent (the answer is complete: it must not
+  be bought again)
 
 Replies too large to hold (issue 20)
 - ``gzip-bomb``: a 1 MB gzip body (``Content-Encoding: gzip``) that decompresses to a 1 GiB answer
@@ -71,8 +78,9 @@ STREAM_MODES = ("crlf-sse", "cr-sse", "sse-comments", "sse-event-lines", "multil
                 "no-done", "keepalive-stream", "json-to-stream", "sse-error-event", "after-done", "stream-flood")
 REPLY_MODES = ("usage-na", "usage-list", "usage-string-tokens", "bad-utf8", "lone-surrogate", "message-string",
                "content-parts", "content-number", "content-null", "model-object", "model-number")
-MODES = ("trickle-json", "redirect-302", "gzip-bomb", "stall-before-done", "cut-json", *WIRE_MODES, *STREAM_MODES,
-         *REPLY_MODES)
+MODES = ("trickle-json", "redirect-302", "gzip-bomb", "stall-before-done", "stall-after-usage", "done-then-hang",
+         "cut-json", "json-then-reset", "json-then-hang", *WIRE_MODES, *STREAM_MODES, *REPLY_MODES)
+USAGE_SO_FAR = {"prompt_tokens": 21, "completion_tokens": 17, "total_tokens": 38}  # stall-after-usage's
 PREFIXES = ("ratelimited-", "budget-exhausted-", "stall-after-", "reset-after-")
 FILLER = "0123456789 abcdefghij 0123456789 abcdefg"  # one 40-character delta of a cut stream
 TRICKLE_EVERY = 0.5  # seconds between bytes or keep-alive comments
@@ -145,7 +153,9 @@ async def answer(mode: str, request: web.Request, body: dict[str, Any], text: st
         return await _flood(request, body)
     if mode == "cut-json":
         return await _cut_json(request, _reply_body(mode, body, text))
-    if stream and mode.startswith(("stall-after-", "reset-after-")):
+    if mode in ("json-then-reset", "json-then-hang"):
+        return await _unended_json(request, mode, _reply_body(mode, body, text), count)
+    if stream and mode.startswith(("stall-after-", "reset-after-")):  # stall-after-usage too
         return await _cut_stream(request, mode, body)
     if stream and mode != "json-to-stream" and mode not in WIRE_MODES:
         return await _sse(request, mode, body, text, count)
@@ -231,9 +241,11 @@ async def _cut_stream(request: web.Request, mode: str, body: dict[str, Any]) -> 
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await resp.prepare(request)
     base = {"id": "chatcmpl-cut", "object": "chat.completion.chunk", "model": body.get("model") or "m"}
+    delta = {**base, "choices": [{"index": 0, "delta": {"content": FILLER}}]}
+    events = [delta] * int(mode.rpartition("-")[2]) if mode != "stall-after-usage" else \
+        [delta, delta, {**base, "choices": [], "usage": USAGE_SO_FAR}, delta]
     try:
-        for _ in range(int(mode.rpartition("-")[2])):
-            event = {**base, "choices": [{"index": 0, "delta": {"content": FILLER}}]}
+        for event in events:
             await resp.write(f"data: {json.dumps(event)}\n\n".encode())
         if mode.startswith("stall-after-"):
             await _keep_alive(resp)
@@ -252,6 +264,24 @@ async def _cut_json(request: web.Request, raw: bytes) -> web.StreamResponse:
     await resp.prepare(request)
     await resp.write(raw[:len(raw) // 2])
     await asyncio.sleep(0.2)
+    if request.transport is not None:
+        request.transport.abort()
+    return resp
+
+
+async def _unended_json(request: web.Request, mode: str, raw: bytes, count: Callable[[], None]) -> web.StreamResponse:
+    """All of a JSON answer in chunks, without the last chunk: then a reset, or silence until the client leaves."""
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    await resp.write(raw)
+    count()  # the whole answer was sent
+    await asyncio.sleep(0.2)
+    if mode == "json-then-hang":
+        started = time.monotonic()
+        while time.monotonic() - started < TRICKLE_FOR and request.transport is not None \
+                and not request.transport.is_closing():
+            await asyncio.sleep(TRICKLE_EVERY)
     if request.transport is not None:
         request.transport.abort()
     return resp
@@ -338,8 +368,9 @@ async def _sse(request: web.Request, mode: str, body: dict[str, Any], text: str,
             await _keep_alive(resp)
             return resp
         payload = _sse_payload(mode, body, text)
-        if mode == "stall-before-done":  # every event, the usage chunk included, but no end
-            await resp.write(payload.removesuffix(b"data: [DONE]\n\n"))
+        if mode in ("stall-before-done", "done-then-hang"):  # no end: the end marker, or the connection's
+            await resp.write(payload.removesuffix(b"data: [DONE]\n\n") if mode == "stall-before-done" else payload)
+            count()  # the whole answer was sent
             await _keep_alive(resp)
             return resp
         for i in range(0, len(payload), 37):  # events split across reads, CRLF pairs too

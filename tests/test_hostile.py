@@ -389,7 +389,8 @@ def _cut_run(server: str, tmp_path: Path, token: str, mode: str, **extra: Any) -
     """A read of the cut row, then a normal one (one at a time: the token estimate is not moved by the
     normal answer before the cut row is counted), each attempt 1 s long at most, one retry."""
     texts = [f"{token} {mode} [[fake:{mode}]]", f"{token} normal"]
-    raw = config(server, texts, stream=True, timeout=1, max_retries=1, concurrency=1, prices=PER_TOKEN, **extra)
+    raw = config(server, texts, **{"stream": True, "timeout": 1, "max_retries": 1, "concurrency": 1,
+                                   "prices": PER_TOKEN, **extra})
     run, elapsed = run_cli(tmp_path, "read", raw)
     assert elapsed < FAR
     return run, by_mode(run)
@@ -419,19 +420,33 @@ def test_a_stream_cut_by_the_deadline_counts_the_tokens_it_was_billed(server: st
     assert f"out {row['_completion_tokens'] + normal['_completion_tokens']}" in summary, summary
 
 
-def test_a_stream_cut_after_its_usage_counts_the_usage_it_reported(server: str, tmp_path: Path) -> None:
-    from tests.hostile_modes import _usage
+def test_a_stream_cut_after_a_usage_chunk_counts_the_usage_it_reported(server: str, tmp_path: Path) -> None:
+    from tests.hostile_modes import FILLER, USAGE_SO_FAR
 
-    token = "cut-usage"
-    run, rows = _cut_run(server, tmp_path, token, "stall-before-done")
+    run, rows = _cut_run(server, tmp_path, "cut-usage", "stall-after-usage")
     assert run.code == 0, run.stdout[-2000:]
-    row = rows["stall-before-done"]
+    row = rows["stall-after-usage"]
     assert (row["_status"], row["_error_class"], row["_attempts"]) == ("error", "timeout", 2), row
-    sent = next(json.loads(body) for body in asked(server, token) if "stall-before-done" in body)
-    billed = _usage(sent, f"echo: Say {token} stall-before-done [[fake:stall-before-done]]")
-    assert (row["_prompt_tokens"], row["_completion_tokens"]) == (2 * billed["prompt_tokens"],
-                                                                 2 * billed["completion_tokens"]), row
-    assert row["_cost_source"] == "config"  # the server's own counts: nothing estimated
+    # The server's own counts as it last reported them (the delta after them is not estimated on top).
+    assert (row["_prompt_tokens"], row["_completion_tokens"]) == (2 * USAGE_SO_FAR["prompt_tokens"],
+                                                                 2 * USAGE_SO_FAR["completion_tokens"]), row
+    assert row["_cost_source"] == "config" and len(FILLER) == 40  # nothing estimated
+
+
+@pytest.mark.parametrize(("mode", "stream"), [("stall-before-done", True), ("done-then-hang", True),
+                                              ("json-then-reset", False), ("json-then-hang", False)])
+def test_an_answer_that_came_whole_but_never_ended_is_the_answer_bought_once(server: str, tmp_path: Path,
+                                                                             mode: str, stream: bool) -> None:
+    token = f"complete-{mode}"
+    run, rows = _cut_run(server, tmp_path, token, mode, stream=stream)
+    assert run.code == 0, run.stdout[-2000:]
+    row = rows[mode]
+    # Was a timeout or a broken connection, asked again (and paid twice): the answer had come whole, only
+    # its end marker (or the end of the connection, or a chunked body's last chunk) had not.
+    assert (row["_status"], row["_attempts"]) == ("ok", 1), row
+    assert row["answer"] == f"echo: Say {token} {mode} [[fake:{mode}]]"
+    assert row["_prompt_tokens"] > 0 and row["_cost_source"] == "config"  # its usage chunk had come
+    assert [n for body, n in asked(server, token).items() if f"[[fake:{mode}]]" in body] == [1]
 
 
 def test_the_spend_guard_counts_the_tokens_of_a_cut_stream(server: str, tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ from connector.endpoint.deadlines import Deadlines
 from connector.endpoint.limits import SpendBudget, TokenEstimator, WaitCap
 from connector.endpoint.pacing import Estimate, Limiter
 from connector.endpoint.retry_policy import OVERLOAD_STATUSES, retry_delay, status_error, why
-from connector.endpoint.streaming import SHAPE_ERRORS, Reception, answers_whole, assemble, shape_error
+from connector.endpoint.streaming import Reception, answers_whole, assemble, read_whole, whole
 from connector.endpoint.transport import Transport, origin
 from connector.jsonbytes import dumps
 
@@ -191,7 +191,11 @@ class EndpointClient:
         try:
             return await self._deadlines.run(self._attempt(prepared, payload, reception))
         except asyncio.TimeoutError:
-            raise self._deadline_passed(prepared.url) from None
+            reply = whole(self._dialect, reception)  # complete, but its end never came: the answer all the same
+            if reply is None:
+                raise self._deadline_passed(prepared.url) from None
+            return Completion(reply, (time.perf_counter() - reception.started) * 1000, reception.ttft,
+                              headers=reception.headers)
         except errors.LocalResourcesExhausted:
             self.requests_sent -= 1  # nothing left this machine: not a request the spend guard counts
             raise
@@ -203,19 +207,15 @@ class EndpointClient:
     async def _attempt(self, prepared: Prepared, payload: bytes, reception: Reception) -> Completion:
         dialect, url = self._dialect, prepared.url
         headers = await dialect.headers("POST", url, payload)
-        started = time.perf_counter()
+        started = reception.started = time.perf_counter()
         async with self._transport.request("POST", url, headers, payload, self._timeout) as resp:
             if resp.status >= 300:
                 raise await status_error(url, resp, dialect.error_message)
-            reception.answered = True
+            reception.answered, reception.headers = True, resp.headers
             chunks = resp.iter_chunks()
             first = await anext(chunks, b"") if prepared.stream else b""
             if not prepared.stream or answers_whole(resp.headers, first):
-                raw = first + await resp.read(self._max_reply, already=len(first))
-                try:
-                    reply = dialect.normalise(dialect.parse_reply(raw))
-                except SHAPE_ERRORS as exc:
-                    raise shape_error(dialect, exc) from exc
+                reply = await read_whole(dialect, reception, resp, first, self._max_reply)
                 return Completion(reply, (time.perf_counter() - started) * 1000, None, headers=resp.headers)
             reply, ttft = await assemble(dialect, reception, first, chunks, started, self._max_reply)
             return Completion(reply, (time.perf_counter() - started) * 1000, ttft, headers=resp.headers)

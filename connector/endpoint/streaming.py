@@ -22,7 +22,7 @@ from connector.dialects.base import Reply, StreamAssembler
 from connector.dialects.usage import TokenUsage
 from connector.endpoint.limits import TokenEstimator
 from connector.endpoint.sse import SSEEvent, SSEParser
-from connector.endpoint.transport import bounded
+from connector.endpoint.transport import Response, bounded
 
 # What reading a reply of an unexpected shape raises (JSON errors are BadReply already).
 SHAPE_ERRORS = (TypeError, AttributeError, KeyError, IndexError, ValueError)
@@ -45,12 +45,16 @@ def shape_error(dialect: Dialect, exc: Exception) -> errors.BadReply:
 class Reception:
     """What one attempt has received so far: whether a 2xx answer began, and its stream's events."""
 
-    __slots__ = ("answered", "assembler", "events")
+    __slots__ = ("answered", "assembler", "body", "events", "headers", "started", "ttft")
 
     def __init__(self) -> None:
         self.answered = False  # a 2xx status arrived: the endpoint is producing (and billing) an answer
+        self.headers: Mapping[str, str] = {}  # its headers
+        self.started = 0.0  # perf_counter when the attempt began
         self.assembler: StreamAssembler | None = None  # a streamed answer's, once it began
         self.events = 0  # stream events fed to it
+        self.ttft: float | None = None  # ms to its first token
+        self.body: list[bytes] = []  # a plain answer's bytes as they came
 
     def billed(self, failure: errors.EndpointError, prompt_estimate: int, output_estimate: int,
                estimator: TokenEstimator) -> TokenUsage | None:
@@ -82,13 +86,16 @@ class Reception:
 
 async def assemble(dialect: Dialect, reception: Reception, first: bytes, rest: AsyncIterator[bytes], started: float,
                    max_reply: int) -> tuple[Reply, float | None]:
-    """A streamed reply from its SSE events, and the time to its first token (ms)."""
+    """A streamed reply from its SSE events, and the time to its first token (ms).
+
+    Reading stops at the stream's end marker (``[DONE]``, ``message_stop``, ``response.completed``): a
+    server that keeps the connection open after it is not waited for, and a connection that breaks after
+    the answer was complete (its finish seen) leaves the answer, not a failure to buy again."""
     parser = SSEParser()
     assembler = reception.assembler = dialect.stream_assembler()
-    ttft: float | None = None
+    reception.ttft = None
 
     def feed(events: Iterable[SSEEvent]) -> None:
-        nonlocal ttft
         for event in events:
             if assembler.finished:  # after the end marker: not part of the answer
                 return
@@ -96,15 +103,55 @@ async def assemble(dialect: Dialect, reception: Reception, first: bytes, rest: A
             if event.event == "error":  # any shape: the stream ends in an error, not an answer
                 raise errors.BadReply(f"the endpoint reported an error mid-stream: {dialect.error_message(event.data)}")
             assembler.feed(event.data)
-            if ttft is None and assembler.got_first_token:
-                ttft = (time.perf_counter() - started) * 1000
+            if reception.ttft is None and assembler.got_first_token:
+                reception.ttft = (time.perf_counter() - started) * 1000
 
+    chunks = bounded(rest, max_reply, len(first))  # max_reply_bytes bounds the stream
     try:
         feed(parser.feed(first))
-        # Transport failures arrive as TransportError, not caught below; max_reply_bytes bounds the stream.
-        async for chunk in bounded(rest, max_reply, len(first)):
+        while not assembler.finished:
+            chunk = await anext(chunks, None)
+            if chunk is None:
+                feed(parser.close())
+                break
             feed(parser.feed(chunk))
-        feed(parser.close())
-        return dialect.normalise(assembler.result()), ttft
+        return dialect.normalise(assembler.result()), reception.ttft
+    except errors.TransportError:  # a reset, a silence past the timeout
+        reply = whole(dialect, reception)
+        if reply is None:
+            raise
+        return reply, reception.ttft
     except SHAPE_ERRORS as exc:
         raise shape_error(dialect, exc) from exc
+    finally:
+        await chunks.aclose()
+
+
+async def read_whole(dialect: Dialect, reception: Reception, response: Response, first: bytes, max_reply: int) -> Reply:
+    """A plain (not streamed) answer; one whose bytes all came before the connection broke or went silent
+    (a chunked body without its last chunk) is the answer, not a failure to buy again."""
+    reception.body = [first]
+    try:
+        raw = await response.read(max_reply, already=len(first), into=reception.body)
+    except errors.TransportError:
+        reply = whole(dialect, reception)
+        if reply is None:
+            raise
+        return reply
+    try:
+        return dialect.normalise(dialect.parse_reply(raw))
+    except SHAPE_ERRORS as exc:
+        raise shape_error(dialect, exc) from exc
+
+
+def whole(dialect: Dialect, reception: Reception) -> Reply | None:
+    """The answer of an attempt cut after it was complete: a stream whose finish was seen (though not its
+    end marker or the end of the connection: a stream that simply ends there is accepted too), a plain
+    body that parses as a whole reply (JSON cut short does not); None when it was not complete."""
+    try:
+        if reception.assembler is not None:
+            return dialect.normalise(reception.assembler.result()) if reception.events else None
+        body = b"".join(reception.body)
+        return dialect.normalise(dialect.parse_reply(body)) if body.strip() else None
+    except (errors.BadReply, *SHAPE_ERRORS):
+        return None

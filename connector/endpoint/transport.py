@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -37,16 +37,20 @@ class Response:
     headers: Mapping[str, str]
     _chunks: AsyncIterator[bytes]
 
-    async def read(self, limit: int | None = None, already: int = 0) -> bytes:
+    async def read(self, limit: int | None = None, already: int = 0, into: list[bytes] | None = None) -> bytes:
         """The (rest of the) body, decompressed; BadReply as soon as it passes ``limit`` bytes (``already``
         read included), as announced (Content-Length) or as read, so a gzip bomb or a runaway body never
-        fills memory."""
+        fills memory. ``into``: a list the chunks are appended to as they come (what arrived before a
+        failure stays there), returned joined."""
         if limit is None:
             return b"".join([chunk async for chunk in self._chunks])
         announced = self.headers.get("content-length", "")
         if announced.isdigit() and int(announced) > limit:
             raise too_large(limit, f"{int(announced):,} bytes announced by Content-Length")
-        return b"".join([chunk async for chunk in bounded(self._chunks, limit, already)])
+        parts = into if into is not None else []
+        async for chunk in bounded(self._chunks, limit, already):
+            parts.append(chunk)
+        return b"".join(parts)
 
     async def head(self, size: int) -> bytes:
         """The first ``size`` bytes of the body (an error body's words), the rest left unread."""
@@ -63,7 +67,7 @@ class Response:
         return self._chunks
 
 
-async def bounded(chunks: AsyncIterator[bytes], limit: int, already: int = 0) -> AsyncIterator[bytes]:
+async def bounded(chunks: AsyncIterator[bytes], limit: int, already: int = 0) -> AsyncGenerator[bytes, None]:
     """``chunks`` as they come, BadReply once they (with ``already`` bytes read before) pass ``limit``."""
     size = already
     async for chunk in chunks:
