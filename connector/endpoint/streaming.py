@@ -12,6 +12,9 @@ bills the prompt and the text it generated, whether or not the client stayed for
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sys
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import replace
@@ -23,6 +26,9 @@ from connector.dialects.usage import TokenUsage
 from connector.endpoint.limits import TokenEstimator
 from connector.endpoint.sse import SSEEvent, SSEParser
 from connector.endpoint.transport import Response, bounded
+
+# How long what follows a stream's end marker is waited for (see _drain).
+_DRAIN_SECONDS = 0.5
 
 # What reading a reply of an unexpected shape raises (JSON errors are BadReply already).
 SHAPE_ERRORS = (TypeError, AttributeError, KeyError, IndexError, ValueError)
@@ -115,6 +121,8 @@ async def assemble(dialect: Dialect, reception: Reception, first: bytes, rest: A
                 feed(parser.close())
                 break
             feed(parser.feed(chunk))
+        else:
+            await _drain(chunks)
         return dialect.normalise(assembler.result()), reception.ttft
     except errors.TransportError:  # a reset, a silence past the timeout
         reply = whole(dialect, reception)
@@ -142,6 +150,21 @@ async def read_whole(dialect: Dialect, reception: Reception, response: Response,
         return dialect.normalise(dialect.parse_reply(raw))
     except SHAPE_ERRORS as exc:
         raise shape_error(dialect, exc) from exc
+
+
+async def _drain(chunks: AsyncIterator[bytes]) -> None:
+    """What follows a stream's end marker, read and dropped for a moment: a body read to its end leaves
+    its connection reusable (most servers end it at once), one that does not end is left at that."""
+    async def rest() -> None:
+        async for _ in chunks:
+            pass
+
+    with contextlib.suppress(asyncio.TimeoutError, errors.ConnectorError):
+        if sys.version_info >= (3, 11):  # a timer in this task, not a task of its own
+            async with asyncio.timeout(_DRAIN_SECONDS):
+                await rest()
+        else:
+            await asyncio.wait_for(rest(), _DRAIN_SECONDS)
 
 
 def whole(dialect: Dialect, reception: Reception) -> Reply | None:
