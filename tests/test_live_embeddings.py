@@ -60,14 +60,24 @@ def run(workdir: Path, server: Started, name: str, *args: str) -> subprocess.Com
                           timeout=1800, check=False)
 
 
+def inputs_embedded(server: Started) -> int:
+    """How many inputs the server has embedded so far: llama-server logs a slot launch per input it
+    processes (``launch_slot_``, one per row of a merged request), whatever the client says."""
+    return server.log.read_text(errors="replace").count("launch_slot_")
+
+
 @pytest.fixture(scope="module")
 def runs(workdir: Path, server: Started) -> dict[str, Any]:
-    """The dry run, the first run and the rerun, in that order (the cache is empty before the first)."""
-    out: dict[str, Any] = {"dry": run(workdir, server, "dry", "--dry-run")}
+    """The dry run, the first run and the rerun, in that order (the cache is empty before the first), and
+    the inputs the server embedded after each."""
+    out: dict[str, Any] = {"before": inputs_embedded(server), "dry": run(workdir, server, "dry", "--dry-run")}
+    out["dry_embedded"] = inputs_embedded(server)
     for name in ("first", "again"):
         target = workdir / f"{name}.parquet"
         out[name] = run(workdir, server, name, "--output", str(target))
         out[f"{name}_table"] = pq.read_table(target) if target.exists() else None
+        out[f"{name}_embedded"] = inputs_embedded(server)
+        out[f"{name}_path"] = target
     return out
 
 
@@ -90,6 +100,11 @@ def test_duckdb_reads_the_vectors_as_arrays_of_the_models_dimension(runs: dict[s
     assert kind == f"FLOAT[{DIMENSION}]" and rows == sample_size()
     [(same,)] = duckdb.sql("SELECT min(array_cosine_similarity(embedding, embedding)) FROM vectors").fetchall()
     assert same == pytest.approx(1.0, abs=1e-4)
+    # DuckDB's own Parquet reader: a list (Parquet has no fixed-size list) of the same length, cast for arrays.
+    [(kind, shortest, longest, cast)] = duckdb.sql(
+        f"SELECT any_value(typeof(embedding)), min(len(embedding)), max(len(embedding)), "
+        f"any_value(typeof(embedding::FLOAT[{DIMENSION}])) FROM '{runs['first_path']}'").fetchall()
+    assert (kind, shortest, longest, cast) == ("FLOAT[]", DIMENSION, DIMENSION, f"FLOAT[{DIMENSION}]")
 
 
 def test_the_cost_is_the_price_of_the_tokens_the_server_counted(runs: dict[str, Any]) -> None:
@@ -109,6 +124,8 @@ def test_a_rerun_costs_nothing(runs: dict[str, Any]) -> None:
     assert sum(table.column("_cost").to_pylist()) == 0
     assert table.column("embedding").to_pylist() == runs["first_table"].column("embedding").to_pylist()
     assert f"answers from cache: {sample_size()}" in again.stderr
+    assert runs["again_embedded"] == runs["first_embedded"]  # the server embedded nothing more
+    assert runs["first_embedded"] - runs["dry_embedded"] == sample_size()  # the first run: each row once
 
 
 def test_the_dry_run_prices_it_before_anything_is_sent(runs: dict[str, Any]) -> None:
@@ -118,3 +135,5 @@ def test_the_dry_run_prices_it_before_anything_is_sent(runs: dict[str, Any]) -> 
     estimate = float(dry.stdout.split("estimated cost: ~")[1].split(" ")[0])
     paid = sum(runs["first_table"].column("_cost").to_pylist())
     assert estimate > 0 and 0.25 < estimate / paid < 4  # an offline estimate: characters over 4
+    assert runs["dry_embedded"] == runs["before"]  # priced without sending anything
+    assert f"requests: {-(-sample_size() // 16)} or more (up to 16 rows each)" in dry.stdout
