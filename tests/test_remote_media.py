@@ -1,4 +1,5 @@
-"""Media cells naming objects in S3 (moto's server, started here on 127.0.0.1 and stopped by PID): read
+"""Media cells naming objects in S3 (moto's server; gs:// and az:// too, against Google's storage emulator and
+Azurite), each started here on 127.0.0.1 and stopped by PID: read
 through the input's store settings (``input.s3``) beside a local input, each API shape's byte limit
 holding before a download completes, a missing object that row's ``bad_input`` naming it, and no
 credential in any message.
@@ -19,9 +20,9 @@ from connector.config.input import InputConfig
 from connector.errors import InputError
 from connector.rows.media_files import StoreMedia
 from tests.servers import stop
-from tests.storage_servers import Running, moto_fs, start_moto
+from tests.storage_servers import AZURITE_ACCOUNT, AZURITE_KEY, Running, moto_fs, start_azurite, start_gcs, start_moto
 from tests.test_media import Endpoint, b64, pdf, png
-from tests.test_remote_inputs import s3
+from tests.test_remote_inputs import azure, s3
 
 pytestmark = pytest.mark.storage
 
@@ -46,6 +47,12 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
 def read_rows(moto: Running, shape: str, rows: list[dict[str, Any]], tmp_path: Path,
               **s3_override: str) -> tuple[Endpoint, list[dict[str, Any]], str]:
     """A read of a local Parquet file whose cells name S3 objects; the endpoint, the records, every message."""
+    return read_stored(shape, rows, tmp_path, {"s3": s3(moto, **s3_override)})
+
+
+def read_stored(shape: str, rows: list[dict[str, Any]], tmp_path: Path,
+                stores: dict[str, Any]) -> tuple[Endpoint, list[dict[str, Any]], str]:
+    """A read of a local Parquet file whose cells name objects in the stores ``stores`` (input's sections)."""
     from tests.conftest import read_through
 
     table = tmp_path / "rows.parquet"
@@ -53,7 +60,7 @@ def read_rows(moto: Running, shape: str, rows: list[dict[str, Any]], tmp_path: P
     url = "http://media.test/v1beta" if shape == "gemini_generate_content" else "http://media.test/v1"
     config = {"url": url, "api_key": "sk-remote-media-0123456789", "model": "m", "api_compatibility": shape,
               "prompt": "Describe {{sku}}: {{photo}}", "media_columns": {"photo": "image"},
-              "input": {"path": str(table), "s3": s3(moto, **s3_override)}, "cache": {"enabled": False},
+              "input": {"path": str(table), **stores}, "cache": {"enabled": False},
               "max_retries": 0, "on_row_error": "emit"}
     endpoint = Endpoint(shape)
     messages, error = read_through(config, endpoint)
@@ -107,3 +114,42 @@ def test_refused_credentials_are_named_without_the_secret(moto: Running, tmp_pat
     assert wrong not in everything and moto.facts["secret_access_key"] not in everything
     with pytest.raises(InputError, match="column 'photo': bucket 'nowhere' does not exist"):
         StoreMedia(InputConfig.model_validate({"rows": [{}], "s3": s3(moto)})).size("s3://nowhere/a.png", "photo")
+
+
+@pytest.fixture(scope="module")
+def gcs_and_azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Running, Running]]:
+    """Google's storage emulator and Azurite, each holding media/photos/a.png."""
+    import pyarrow.fs as pafs
+
+    gcs = start_gcs(tmp_path_factory.mktemp("gcs-media"))
+    try:
+        blob = start_azurite(tmp_path_factory.mktemp("azurite-media"))
+        try:
+            for fs in (pafs.GcsFileSystem(anonymous=True, endpoint_override=gcs.address, scheme="http",
+                                          project_id="test"),
+                       pafs.AzureFileSystem(account_name=AZURITE_ACCOUNT, account_key=AZURITE_KEY,
+                                            blob_storage_authority=blob.address, blob_storage_scheme="http",
+                                            dfs_storage_authority=blob.address, dfs_storage_scheme="http")):
+                fs.create_dir("media")
+                with fs.open_output_stream("media/photos/a.png") as out:
+                    out.write(PHOTO)
+            yield gcs, blob
+        finally:
+            stop(blob.pid)
+    finally:
+        stop(gcs.pid)
+
+
+def test_gs_and_az_objects_are_read_with_input_gcs_and_input_azure(gcs_and_azurite: tuple[Running, Running],
+                                                                   tmp_path: Path) -> None:
+    gcs, blob = gcs_and_azurite
+    rows = [{"sku": "g", "photo": "gs://media/photos/a.png"}, {"sku": "z", "photo": "az://media/photos/a.png"},
+            {"sku": "m", "photo": "gs://media/photos/missing.png"}]
+    stores = {"gcs": {"endpoint_url": gcs.facts["endpoint_url"], "anonymous": True}, "azure": azure(blob)}
+    endpoint, records, everything = read_stored("openai_chat_completions", rows, tmp_path, stores)
+    assert [r["_status"] for r in records] == ["ok", "ok", "error"]
+    image = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64(PHOTO)}"}}
+    assert [parts[1] for parts in endpoint.parts()] == [image, image]
+    assert records[2]["_error"] == (f"column 'photo': object 'photos/missing.png' does not exist in bucket 'media' "
+                                    f"(at {gcs.facts['endpoint_url']}); check the key")
+    assert AZURITE_KEY not in everything
