@@ -289,7 +289,26 @@ class Redactor:
         """``value`` (JSON-like: dicts, lists, text) with every secret in every string masked, for data
         the endpoint sent (an answer that echoes the key) before it reaches a record, a file or the cache."""
         regex = self._compiled()
-        return value if regex is None else _masked(regex, value)
+        if regex is None or regex.search("\x00".join(_strings(value, []))) is None:
+            return value  # nearly every answer: one search over its strings, nothing rebuilt
+        walked: T = _masked(regex, value)
+        return walked
+
+
+def _strings(value: Any, found: list[str]) -> list[str]:
+    """Every string :func:`_masked` would mask in ``value`` (dict keys too), added to ``found``: a match in
+    none of them is no match in their NUL-joined text, so one search there says whether to walk at all."""
+    if isinstance(value, str):
+        found.append(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str):
+                found.append(key)
+            _strings(item, found)
+    elif isinstance(value, list) and not (value and type(value[0]) is float):  # an embedding vector: see below
+        for item in value:
+            _strings(item, found)
+    return found
 
 
 def _masked(regex: re.Pattern[str], value: Any) -> Any:

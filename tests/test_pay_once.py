@@ -269,7 +269,7 @@ def test_answers_are_stored_before_records_are_emitted() -> None:
     order: list[str] = []
 
     class Recording(AnswerCache):
-        def put(self, key: str, reply: dict[str, Any]) -> None:
+        def put(self, key: str, reply: dict[str, Any], masked: bool = False) -> None:
             stored.append(key)
             order.append("stored")
 

@@ -120,3 +120,30 @@ def test_an_sftp_user_name_is_not_a_secret_but_its_password_is() -> None:
     assert url_secrets("sftp://loader@files.example/x.csv") == []
     assert "pw-1234" in url_secrets("sftp://loader:pw-1234@files.example/x.csv")
     assert url_secrets("https://TOKEN1234@files.example/x.csv") == ["TOKEN1234"]
+
+
+# Redactor.masked searches an answer's strings once and walks it only on a hit: it must mask
+# exactly what the walk masks, wherever the secret sits in the answer.
+_ANSWERS = [
+    {"choices": [{"message": {"content": f"the key is {json.dumps(KEY)}"}}]},  # JSON-escaped inside a string
+    {"choices": [{"message": {"content": "fine", "tool_calls": [{"arguments": {"h": quote(KEY)}}]}}]},
+    {KEY: "a secret as a key", "n": 3, "none": None, "flag": True},
+    ["first", ["nested", {"deeper": [html.escape(KEY)]}]],
+    {"data": [{"embedding": [0.5, 0.25]}], "model": f"Bearer {KEY}"},
+    f"Bearer {KEY}",
+]
+
+
+@pytest.mark.parametrize("answer", _ANSWERS)
+def test_an_answer_is_masked_wherever_the_secret_sits_in_it(answer: object) -> None:
+    masked = Redactor([KEY], SecretRegistry()).masked(answer)
+    assert MASK in json.dumps(masked)
+    for part in ("a/b", "c=d", "e%f", "0123"):
+        assert part not in json.dumps(masked), (answer, masked)
+
+
+def test_an_answer_without_a_secret_is_returned_as_it_is() -> None:
+    """Nothing rebuilt (the row path's common case), also when a secret's halves sit in two strings."""
+    answer = {"choices": [{"message": {"content": "sk-a/b+c="}}], "usage": {"prompt_tokens": 3},
+              "parts": ["sk-a/b+c=", "d e%f\"g\\h-0123"], "vector": [0.1, 0.2]}
+    assert Redactor([KEY], SecretRegistry()).masked(answer) is answer

@@ -161,8 +161,9 @@ class AnswerCache:
         self.hits += 1
         return reply
 
-    def put(self, key: str, reply: dict[str, Any]) -> None:
-        """Store an answer in the open transaction; :meth:`commit` makes it durable."""
+    def put(self, key: str, reply: dict[str, Any], masked: bool = False) -> None:
+        """Store an answer in the open transaction; :meth:`commit` makes it durable. ``masked``: the caller
+        already masked the reply with the run's redactor (the enricher does, once for cache and record)."""
         if self._db is None:
             self.unkept += self.failure is not None
             return
@@ -171,7 +172,7 @@ class AnswerCache:
                 self._db.execute("BEGIN")
             self._db.execute(
                 "INSERT OR REPLACE INTO answers (key, reply, created) VALUES (?, ?, ?)",
-                (key, orjson.dumps(self._mask(reply)), time.time()),
+                (key, orjson.dumps(reply if masked else self._mask(reply)), time.time()),
             )
             self.stores += 1
             self._uncommitted += 1

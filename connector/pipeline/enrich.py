@@ -66,10 +66,12 @@ class Ask:
 class _Answer:
     """An answer and what it took."""
 
-    __slots__ = ("attempts", "cached", "completion", "reply")
+    __slots__ = ("attempts", "cached", "completion", "reply", "shown")
 
-    def __init__(self, reply: dict[str, Any], completion: Completion | None, attempts: int, cached: bool) -> None:
+    def __init__(self, reply: dict[str, Any], completion: Completion | None, attempts: int, cached: bool,
+                 shown: dict[str, Any] | None = None) -> None:
         self.reply, self.completion, self.attempts, self.cached = reply, completion, attempts, cached
+        self.shown = shown  # the reply with the run's secrets masked, once it was (None: not yet)
 
 
 class RowEnricher:
@@ -229,11 +231,12 @@ class RowEnricher:
         completion, shared = await self._single_flight.run(key, lambda: self._client.complete(body, billed))
         if shared:
             return _Answer(completion.reply, completion, 0, cached=True)
+        shown = self._redact.masked(completion.reply)  # masked once, for the cache and the record alike
         if cache is not None:
-            cache.put(key, completion.reply)  # stored before the record exists: never paid twice
+            cache.put(key, shown, masked=True)  # stored before the record exists: never paid twice
             self._keep(cache, body, key, completion.reply)
         self._spend(spend, body, completion.reply, completion.headers)
-        return _Answer(completion.reply, completion, completion.attempts, cached=False)
+        return _Answer(completion.reply, completion, completion.attempts, cached=False, shown=shown)
 
     def cached_answer(self, body: Body, key: str | None = None) -> dict[str, Any] | None:
         """The answer to ``body`` in the answer cache: its own, or one bought with another output-token cap
@@ -301,7 +304,8 @@ class RowEnricher:
         # An endpoint that echoes the key into its answer: masked in every column and _raw_answer.
         ask.values.update(self._redact.masked(columns))
         headers = answer.completion.headers if answer.completion is not None else None  # None: from the cache
-        outcome = judged(self._redact.masked(answer.reply), body.get("model"), problem, attempts=answer.attempts,
+        shown = answer.shown if answer.shown is not None else self._redact.masked(answer.reply)
+        outcome = judged(shown, body.get("model"), problem, attempts=answer.attempts,
                          cached=answer.cached, completion=answer.completion, spend=spend, prices=self._prices,
                          request_id=self._dialect.request_id(headers) if headers is not None else None)
         outcome.input_truncated = ask.truncated
