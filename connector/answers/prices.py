@@ -25,7 +25,7 @@ reasoning tokens are part of ``completion`` and billed as output everywhere.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from connector.answers.price_table import PriceTable, source
 from connector.config.sections import Price
@@ -73,8 +73,7 @@ def billed_as_batch(tier: object, batch: bool = False) -> bool:
     return batch or tier == "flex"
 
 
-@dataclass(frozen=True, slots=True)
-class Rates:
+class Rates(NamedTuple):  # a NamedTuple: immutable, and built per row ~3x faster than a frozen dataclass
     """One model's prices per million tokens."""
 
     input: float

@@ -22,8 +22,7 @@ URL, such as Gemini, move them there in :meth:`Dialect.prepare`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import orjson
 
@@ -49,8 +48,7 @@ FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "other")
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
+class Prepared(NamedTuple):  # a NamedTuple: immutable, and built per row ~3x faster than a frozen dataclass
     """A body ready for the wire: where it goes, what is sent, whether the answer streams."""
 
     url: str

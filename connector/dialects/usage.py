@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +76,7 @@ def usage_block(prompt: int | None, completion: int | None, total: int | None, *
     return usage
 
 
-@dataclass(frozen=True, slots=True)
-class TokenUsage:
+class TokenUsage(NamedTuple):  # a NamedTuple: immutable, and built per row ~3x faster than a frozen dataclass
     """What one answer used, from its normalised ``usage`` (see :mod:`connector.dialects.base`).
 
     ``prompt`` counts every input token however priced; ``cached`` and ``cache_write`` are the parts

@@ -29,6 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from connector.answers.cache import AnswerCache
 from connector.answers.records import Enriched, Record, Tally
@@ -77,8 +78,7 @@ class Note:
     level: str = "INFO"
 
 
-@dataclass(frozen=True, slots=True)
-class RecordOut:
+class RecordOut(NamedTuple):  # a NamedTuple: immutable, and built per row ~3x faster than a frozen dataclass
     """One enriched row, to emit."""
 
     data: Record
