@@ -91,3 +91,23 @@ def test_a_config_price_without_cache_rates_takes_the_listed_models_own_ratio() 
     found = PriceList({"*": Price(input_per_million=10, output_per_million=50)}, anthropic).lookup("claude-sonnet-4-5")
     assert found is not None
     assert (found[0].cached_input_per_million, found[0].cache_write_per_million) == pytest.approx((1.0, 12.5))
+
+
+def test_only_addresses_the_table_could_know_load_it() -> None:
+    """The table costs ~0.2-0.3 s of CPU to load, on a run's first answer: a local http:// server never
+    loads it. Before, every run paid it (the matrix's per-row CPU after start-up counted it)."""
+    from genai_prices import data_snapshot
+
+    from connector.answers.price_table import may_be_listed
+
+    for provider in data_snapshot.get_snapshot().providers:  # the rule holds for every provider listed
+        pattern = provider.api_pattern
+        assert pattern.startswith("https://") or "azure" in pattern, (provider.id, pattern)
+    assert may_be_listed("https://api.openai.com/v1") and may_be_listed("http://x.openai.azure.com/openai")
+    code = ("import sys\n"
+            "from connector.answers.price_table import PriceTable\n"
+            "assert PriceTable('http://127.0.0.1:8000/v1').price('gpt-4o') is None\n"
+            "print('genai_prices' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

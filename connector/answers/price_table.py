@@ -37,13 +37,24 @@ class PriceTable:
 
     def __init__(self, url: str) -> None:
         self._url = url
+        self._listed = may_be_listed(url)
         self._found: dict[str, Price | None] = {}
 
     def price(self, model: str) -> Price | None:
         """``model``'s list price at this endpoint's provider; None when the table has none."""
         if model not in self._found:
-            self._found[model] = _lookup(self._url, model) if source() is not None else None
+            self._found[model] = _lookup(self._url, model) if self._listed and source() is not None else None
         return self._found[model]
+
+
+def may_be_listed(url: str) -> bool:
+    """Whether the table can know the provider at ``url``, decided without loading it: loading it costs
+    ~0.2-0.3 s of CPU, paid on a run's first answer, which a local server (``http://localhost``) never
+    needs. Every provider of the bundled table answers at an ``https://`` address; Azure's alone also
+    admits ``http://``, on host names with ``azure`` in them (tests/test_price_table.py checks the
+    table's patterns against this)."""
+    lowered = url.lower()
+    return lowered.startswith("https://") or "azure" in lowered
 
 
 def _lookup(url: str, model: str) -> Price | None:
