@@ -17,7 +17,6 @@ import contextlib
 import sys
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import replace
 
 from connector import errors
 from connector.dialects import Dialect
@@ -86,8 +85,8 @@ class Reception:
         prompt = reported.prompt if reported.prompt is not None else prompt_estimate
         completion = reported.completion if reported.completion is not None else \
             estimator.prompt_tokens(chars) if chars else 0  # text, counted as a prompt's text is
-        return replace(reported, prompt=prompt, completion=completion,
-                       estimated=reported.prompt is None or reported.completion is None)
+        return reported._replace(prompt=prompt, completion=completion,
+                                 estimated=reported.prompt is None or reported.completion is None)
 
 
 async def assemble(dialect: Dialect, reception: Reception, first: bytes, rest: AsyncIterator[bytes], started: float,
