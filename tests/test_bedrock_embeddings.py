@@ -112,3 +112,21 @@ def test_what_the_shape_cannot_do_is_a_config_error(change: dict[str, Any], mess
     _, error = read_through(cfg, bedrock)
     assert error is not None and message in str(error), error
     assert bedrock.requests == [] and KEY not in str(error)
+
+
+def test_the_dry_run_prices_it_as_normal_requests_only() -> None:
+    """Bedrock embeddings have no batch mode here: the dry run offers no batch price for them."""
+    import asyncio
+
+    from connector.standalone.command import run as standalone_run
+    from tests.conftest import mock_transport
+
+    bedrock = Bedrock()
+    result = asyncio.run(standalone_run(config("cohere.embed-english-v3", embeddings={"inputs_per_request": 3}),
+                                        None, dry_run=True, transport_factory=mock_transport(bedrock)))
+    report = result.report or ""
+    assert bedrock.requests == []
+    assert "rows: 5; requests: 2 or more (up to 3 rows each)" in report and "output tokens: ~0" in report
+    tokens = int(report.split("input tokens: ~")[1].split(" ")[0])
+    assert f"estimated cost: ~{float(tokens):.4f} as normal requests (prices of" in report  # 1 per token here
+    assert "batch" not in report.split("estimated cost:")[1].split("\n")[0]

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector.answers.prices import CONFIG, PriceList, Rates, billed_as_batch, cost_of, rates_of
+from connector.config.batch import BATCH_SHAPES
 from connector.dialects.embeddings import EmbeddingsDialect
 from connector.dialects.usage import TokenUsage
 from connector.endpoint.limits import TokenEstimator
@@ -106,6 +107,7 @@ class DryRun:
     chars_per_token: float = TokenEstimator().chars_per_token
     samples: list[Sample] = field(default_factory=list)
     rows_per_request: int = 1  # embeddings.inputs_per_request: rows merged into one request
+    batch_api: bool = True  # the API shape has a batch mode here (config.batch.BATCH_SHAPES)
     tasks: dict[str, TaskPlan] = field(default_factory=dict)  # with tasks: each task's share, in dependency order
 
     def lines(self) -> list[str]:
@@ -134,11 +136,11 @@ class DryRun:
             out.append(f"output tokens: ~{self.output_tokens:,} ({how})")
         if self.priced:
             models = ", ".join(f"{m} from {_said(self.price_sources.get(m))}" for m in sorted(self.priced))
-            out.append(f"estimated cost: ~{self.cost:.4f} as normal requests, ~{self.batch_cost:.4f} through the "
-                       f"provider's batch API (prices of {models}; answers in the cache cost 0; every input "
-                       "token at the input price: prompt-cache hits can only lower it)")
+            batch = f", ~{self.batch_cost:.4f} through the provider's batch API" if self.batch_api else ""
+            out.append(f"estimated cost: ~{self.cost:.4f} as normal requests{batch} (prices of {models}; answers in "
+                       "the cache cost 0; every input token at the input price: prompt-cache hits can only lower it)")
             out.extend(self._cache_lines())
-            if self.no_batch_price:
+            if self.no_batch_price and self.batch_api:
                 out.append(f"no batch price for: {', '.join(sorted(self.no_batch_price))} (its batch cost is shown at "
                            "the normal price); set batch_discount (0.5 at OpenAI, Anthropic, Gemini) or "
                            "batch_input_per_million and batch_output_per_million")
@@ -229,7 +231,8 @@ class Planner:
         self.result = DryRun(ctx.parts.run.stream_name, chars_per_token=self._estimator.chars_per_token,
                              default_output=self._estimator.default_output,
                              rows_per_request=dialect.limits.inputs if isinstance(dialect, EmbeddingsDialect) else 1,
-                             caches=self._dialect.name != "anthropic_messages" or ctx.parts.request.prompt_cache)
+                             caches=self._dialect.name != "anthropic_messages" or ctx.parts.request.prompt_cache,
+                             batch_api=dialect.name in BATCH_SHAPES)
         self._first_prompt: str | None = None  # the first request's prompt text, to find the shared prefix
         self._shared_chars = 0
 
