@@ -116,7 +116,7 @@ test-fast: install
 demo: install
 	scripts/demo.sh
 
-bench: install
+bench: install storage
 	$(BIN)/python -m bench
 
 lint: install

@@ -34,7 +34,8 @@ from bench.stages import Launch
 from bench.venv import ensure_bench_venv, versions
 
 ROOT = Path(__file__).resolve().parent.parent
-ALL_STAGES = ("capacity", "matrix", "sweep", "spec", "cold", "million", "llm", "profile", "scan", "ratelimits")
+ALL_STAGES = ("capacity", "matrix", "sweep", "spec", "cold", "million", "llm", "profile", "scan", "ratelimits",
+              "remote")
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         header["machine"]["commit"] = f"{_short(ref)} (BENCH_CONNECTOR_REF={ref}, exported with git archive)"
     log(f"bench: machine {header['machine']}")
 
-    from bench import cold, llm, profile, ratelimits, scan
+    from bench import cold, llm, profile, ratelimits, remote, scan
     from bench import stages as st
     from bench.venv import ensure_curator_venv
 
@@ -147,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
             "ratelimits": lambda: ratelimits.measure(
                 ensure_curator_venv(log), int(os.environ.get("BENCH_RATE_ROWS") or (120 if quick else ratelimits.ROWS)),
                 int(os.environ.get("BENCH_RATE_RPM") or ratelimits.RPM), work, log),
+            "remote": lambda: remote.stage_remote(
+                ctx, int(os.environ.get("BENCH_REMOTE_MB") or (64 if quick else 1024)),
+                int(os.environ.get("BENCH_REMOTE_PG_ROWS") or (100_000 if quick else 1_000_000)),
+                int(os.environ.get("BENCH_REMOTE_ENRICH_ROWS") or (2_000 if quick else 20_000))),
         }
         try:
             if ref:

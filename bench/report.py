@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 PLOT = ROOT / "docs" / "throughput_vs_concurrency.png"
-STAGE_ORDER = ("capacity", "matrix", "sweep", "spec", "cold", "million", "llm", "profile", "scan", "ratelimits")
+STAGE_ORDER = ("capacity", "matrix", "sweep", "spec", "cold", "million", "llm", "profile", "scan", "ratelimits",
+               "remote")
 
 
 def machine() -> dict[str, Any]:
@@ -298,6 +299,12 @@ def _scan_section(result: dict[str, Any]) -> str:
             "it. Discover reads every byte: the encoding check, then every cell's type.\n\n" + _table(head, rows))
 
 
+def _remote_section(result: dict[str, Any]) -> str:
+    from bench.remote import section
+
+    return section(result)
+
+
 def _llm_section(result: dict[str, Any]) -> str:
     d = result["data"]
     if "skipped" in d:
@@ -409,6 +416,7 @@ def render(results: dict[str, dict[str, Any]], header: dict[str, Any]) -> str:
         ("scan", "`discover` on large CSV and JSONL files (whole-file schema)", _scan_section),
         ("ratelimits", "Rate limits: a mock with OpenAI-style buckets and headers (bench/ratelimits.py)",
          _ratelimits_section),
+        ("remote", "Reading where the table lives: S3 (moto) and PostgreSQL beside local files", _remote_section),
     ]
     for stage, title, fn in sections:
         out += [f"## {title}", ""]
@@ -448,6 +456,10 @@ Environment:
   stage (~6 minutes), in its own `.venv-curator` (bespokelabs-curator, aiohttp, tiktoken: Curator pins older
   litellm and aiohttp than the peers above get). `BENCH_COOKBOOK=<path>`: a copy of OpenAI's cookbook
   `examples/api_request_parallel_processor.py`, run as one more client (not shipped with the project).
+- `BENCH_REMOTE_MB=N` (default 1,024; 64 quick), `BENCH_REMOTE_PG_ROWS=N` (default 1,000,000; 100,000
+  quick), `BENCH_REMOTE_ENRICH_ROWS=N` (default 20,000; 2,000 quick): the remote stage's Parquet file (read
+  locally and from moto's S3 server), PostgreSQL table, and the rows `read` enriches from each at 512 in
+  flight. Needs `make storage` (moto; PostgreSQL from Debian).
 - `BENCH_CONNECTOR_REF=<commit>` (e.g. `HEAD`): measure the connector as committed there, exported with
   `git archive` and run by the same `.venv` (`python -m connector`), instead of the working tree, which
   other people may be editing mid-run.
@@ -455,6 +467,6 @@ Environment:
   one more client in the matrix's rotation, and judge "CPU per row no worse than that commit" from the same
   run. Runs on one VM drift by 2x from day to day; only a comparison inside one run says anything.
 - Stages can also be named: `.venv/bin/python -m bench million` runs that one alone
-  (capacity, matrix, sweep, spec, cold, million, llm, profile, scan, ratelimits); `.venv/bin/python -m bench.cold
-  [RUNS]` measures the cold start alone, against its own mock, and `.venv/bin/python -m bench.ratelimits [ROWS
-  [RPM]]` the rate limits alone."""
+  (capacity, matrix, sweep, spec, cold, million, llm, profile, scan, ratelimits, remote); `.venv/bin/python -m
+  bench.cold [RUNS]` measures the cold start alone, against its own mock, and `.venv/bin/python -m
+  bench.ratelimits [ROWS [RPM]]` the rate limits alone."""

@@ -15,10 +15,11 @@ from typing import Any
 import pyarrow as pa
 
 from connector.answers.records import ROW_NUMBER
-from connector.answers.schema import enriched_schema, primary_key
+from connector.answers.schema import enriched_schema, record_key
 from connector.config.model import MODELS_STREAM as MODELS_STREAM
 from connector.config.parts import OutputPart
 from connector.errors import CatalogError
+from connector.rows.file_columns import FILE_MODIFIED
 
 SYNC_MODES = ("full_refresh", "incremental")
 
@@ -27,15 +28,17 @@ def enriched_stream(name: str, output: OutputPart, input_schema: pa.Schema,
                     cursor: str | None = None) -> dict[str, Any]:
     """The enriched stream ``name`` over an input of ``input_schema``.
 
-    With ``input.cursor`` set the source defines the cursor (that column); without it the row number
-    is the default and a configured catalog may pick an input column as ``cursor_field`` instead."""
+    With ``input.cursor`` set the source defines the cursor (that column), with input.incremental files
+    the file's modification time; otherwise the row number is the default and a configured catalog may
+    pick an input column as ``cursor_field`` instead."""
+    by_files = FILE_MODIFIED in input_schema.names  # input.incremental files: the file's time is the cursor
     return {
         "name": name,
         "json_schema": enriched_schema(input_schema, output),
         "supported_sync_modes": list(SYNC_MODES),
-        "source_defined_cursor": cursor is not None,
-        "default_cursor_field": [cursor or ROW_NUMBER],
-        "source_defined_primary_key": [[primary_key(output, input_schema)]],
+        "source_defined_cursor": cursor is not None or by_files,
+        "default_cursor_field": [cursor or (FILE_MODIFIED if by_files else ROW_NUMBER)],
+        "source_defined_primary_key": record_key(output, input_schema),
         "is_resumable": True,
     }
 
@@ -67,7 +70,7 @@ def cursor_of(stream: SelectedStream, configured: str | None) -> str | None:
     """The cursor column a sync of ``stream`` uses: none in full refresh; else the catalog's
     ``cursor_field`` when it names an input column, or ``input.cursor`` (``configured``)."""
     chosen = stream.cursor_field
-    if stream.sync_mode == "full_refresh" or chosen in ((), (ROW_NUMBER,)):
+    if stream.sync_mode == "full_refresh" or chosen in ((), (ROW_NUMBER,), (FILE_MODIFIED,)):
         return configured if stream.sync_mode != "full_refresh" else None
     if len(chosen) != 1:
         raise CatalogError(f"catalog: stream '{stream.name}' has cursor_field {list(chosen)}; a cursor is one "

@@ -134,9 +134,8 @@ async def read(
     held: list[Message] = []
     saved = _saved_position(config, state, enriched, held)  # a WARN for a changed request joins held
     async with prepare(config, transport_factory, purpose="dry_run" if dry_run else "read", stdin=stdin,
-                       notice=notice or _into(held), start=saved.position if saved else 0,
-                       saved=saved.batches if saved else (), saved_input=saved.input if saved else None,
-                       saved_cursor=saved.cursor if saved else None) as ctx:
+                       notice=notice or _into(held), start=saved.position, saved=saved.batches,
+                       saved_input=saved.input, saved_cursor=saved.cursor, file_history=saved.history) as ctx:
         for note in ctx.notes:
             yield protocol.log(note, "WARN")
         for stream in selected:
@@ -171,15 +170,15 @@ async def _stream(ctx: RunContext, stream: SelectedStream, saved: StreamPosition
 
 
 def _saved_position(config: SourceConfig, state: Any, enriched: SelectedStream | None,
-                    held: list[Message]) -> StreamPosition | None:
+                    held: list[Message]) -> StreamPosition:
     """Where the enriched stream resumes: the STATE's position, or row 1 when the request changed since
-    and on_request_change says reenrich (a WARN for a change goes to ``held``)."""
+    and on_request_change says reenrich (a WARN for a change goes to ``held``); row 1 when it is not read."""
     from connector.airbyte.state import StreamPosition, check_cursor_mode, position_for
     from connector.config.parts import parts_of
     from connector.requests.request_fingerprint import on_change, request_fingerprint
 
     if enriched is None:
-        return None
+        return StreamPosition()
     saved = position_for(state, enriched.name, enriched.sync_mode)
     check_cursor_mode(saved, config.input.cursor, enriched.name)
     parts = parts_of(config)
@@ -249,7 +248,8 @@ async def _read_enriched(ctx: RunContext, full_refresh: bool, checkpointing: Che
         elif isinstance(event, Checkpoint):
             position = StreamPosition(event.position, event.sync_complete, event.batches, event.input,
                                       ctx.parts.input.limit,
-                                      request_fingerprint(ctx.parts.request, ctx.parts.output), event.cursor)
+                                      request_fingerprint(ctx.parts.request, ctx.parts.output), event.cursor,
+                                      event.history)
             yield protocol.state(name, position.as_state(), event.records)
         elif isinstance(event, Note):
             yield protocol.log(redact(event.text), event.level)

@@ -14,10 +14,13 @@ cursor. The stream state this source writes (version 2)::
      "request": {"parts": {"model": "<hex>", "prompt": "<hex>", ...}},   # what decided the answers
                                        # (connector.requests.request_fingerprint; on_request_change)
      "cursor": {"column": "updated_at", "type": "timestamp", "keyed_by": "id", "input": "<hex>",
-                "value": "2025-01-02T10:00:00+00:00", "keys_at_value": ["17", "42"]}}
+                "value": "2025-01-02T10:00:00+00:00", "keys_at_value": ["17", "42"]},
                                        # only with input.cursor (connector.rows.cursor): the highest value
                                        # enriched and the keys of the rows at it; "position" then counts
                                        # the rows after that mark ("selected_from" while a file's sync runs)
+     "file_history": {"files": {...}, "cutoff_mtime_ns": null}}   # only with input.incremental files
+                                       # (connector.rows.file_history): the files read whole; position and
+                                       # input then count rows of the file being read only
 
 A full-refresh sync that finished records ``"sync_complete": true`` so the next one
 starts over. A run limited to the input's first N rows (input.limit, ``--limit``) records
@@ -50,6 +53,7 @@ from connector.errors import StateError
 from connector.pipeline.batch_ledger import SavedBatch
 from connector.requests.request_fingerprint import RequestFingerprint
 from connector.rows.cursor import CursorState
+from connector.rows.file_history import FileHistory
 from connector.rows.fingerprint import InputFingerprint
 
 STATE_VERSION = 2
@@ -64,6 +68,7 @@ class StreamPosition:
     limit: int | None = None  # the run read only the input's first N rows (a sample)
     request: RequestFingerprint | None = None  # None: a state written before request fingerprints
     cursor: CursorState | None = None  # an input.cursor sync's mark (connector.rows.cursor)
+    history: FileHistory | None = None  # input.incremental files: the files read whole
 
     def as_state(self) -> dict[str, Any]:
         """The stream state (version 2; version 1 without a fingerprint, which only tests build)."""
@@ -81,6 +86,8 @@ class StreamPosition:
             out["request"] = self.request.as_state()
         if self.cursor is not None:
             out["cursor"] = self.cursor.as_state()
+        if self.history is not None:
+            out["file_history"] = self.history.as_state()
         return out
 
 
@@ -153,12 +160,14 @@ def _parsed(entry: Any, where: str) -> StreamPosition:
         raise StateError(f"{where}: a version {version} state must have 'input' (its fingerprint); pass the "
                          "state this source emitted, or none to start over")
     request, cursor = entry.get("request"), entry.get("cursor")
+    history = entry.get("file_history")
     return StreamPosition(
         position, bool(complete),
         tuple(SavedBatch.from_state(raw, f"{where}, batches.{i}") for i, raw in enumerate(batches)),
         None if bound is None else InputFingerprint.from_state(bound, f"{where}, input"), limit,
         None if request is None else RequestFingerprint.from_state(request, f"{where}, request"),
-        None if cursor is None else CursorState.from_state(cursor, f"{where}, cursor"))
+        None if cursor is None else CursorState.from_state(cursor, f"{where}, cursor"),
+        None if history is None else FileHistory.from_state(history, f"{where}, file_history"))
 
 
 def check_cursor_mode(saved: StreamPosition, cursor: str | None, stream: str) -> None:

@@ -19,6 +19,7 @@ from connector.config.sections import ResponseTemplate
 from connector.dialects.embeddings import VECTOR_STEP, vector_schema
 from connector.errors import ConfigError
 from connector.rows.columns import field_schema
+from connector.rows.file_columns import FILE_ROW, FILE_URL
 
 _PATH_TYPES = {
     "content": {"type": ["null", "string"]},
@@ -83,6 +84,14 @@ def task_outputs(tasks: tuple[tuple[str, OutputPart], ...]) -> dict[str, dict[st
                                   "row's metadata) writes too; rename a task")
             out[key] = schema
     return out
+
+
+def record_key(output: OutputPart, input_schema: pa.Schema) -> list[list[str]]:
+    """The records' primary key as the catalog declares it: :func:`primary_key`, or with input.incremental
+    files and no input.primary_key, the row's file and its row in it (connector.rows.file_columns)."""
+    if output.primary_key is None and FILE_ROW in input_schema.names:
+        return [[FILE_URL], [FILE_ROW]]
+    return [[primary_key(output, input_schema)]]
 
 
 def primary_key(output: OutputPart, input_schema: pa.Schema) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from connector.config.input import InputConfig
 from connector.config.providers import canonical
 
 BATCH_SHAPES = ("openai_chat_completions", "openai_responses", "azure_openai", "anthropic_messages",
@@ -65,10 +66,11 @@ class BatchConfig(BaseModel):
     )
 
 
-def check_batch(batch: BatchConfig, api_compatibility: str, *, stdin: bool, stream: bool) -> None:
+def check_batch(batch: BatchConfig, api_compatibility: str, source: InputConfig, *, stream: bool) -> None:
     """ValueError (worded for the config) when batch mode is on where it cannot work."""
     if not batch.enabled:
         return
+    stdin, by_files = source.is_stdin, source.incremental == "files"
     shape = canonical(api_compatibility)
     if shape in NO_BATCH:
         raise ValueError(f"batch.enabled: the {shape} API shape has no batch mode here: {NO_BATCH[shape]}. Turn "
@@ -85,3 +87,7 @@ def check_batch(batch: BatchConfig, api_compatibility: str, *, stdin: bool, stre
                          "point input.path at it")
     if stream:
         raise ValueError("batch.enabled: a batch answers whole replies, never a stream; set stream to false")
+    if by_files:
+        raise ValueError("batch.enabled: input.incremental files is not supported in batch mode yet (its STATE "
+                         "lists provider batches by row of the whole input); use input.incremental rows, or turn "
+                         "batch off")

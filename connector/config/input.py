@@ -147,6 +147,17 @@ class InputConfig(Strict):
         ),
         json_schema_extra={"order": 17, "examples": [20]},
     )
+    incremental: Literal["rows", "files"] = Field(
+        "rows",
+        title="Incremental by",
+        description=(
+            "What an incremental sync reads after the last one. 'rows': the rows after the last row emitted "
+            "(rows appended to the input). 'files' (a folder, glob or bucket prefix): the files not read "
+            "before and those changed since (size, modification time or ETag), each whole; files unchanged "
+            "since they were read are skipped. The STATE keeps the files read (docs/INPUT.md)."
+        ),
+        json_schema_extra={"order": 20},
+    )
 
     cursor: str | None = Field(
         None,
@@ -210,6 +221,12 @@ class InputConfig(Strict):
         if self.cursor is not None and self.is_stdin:
             raise ValueError("input.cursor: standard input is read once, so a sync cannot pick the rows past a "
                              "cursor from it; give a file, inline rows or input.sql")
+        if self.incremental == "files" and (self.path is None or self.is_stdin):
+            raise ValueError("input.incremental files needs input.path naming files (a file, glob, folder or "
+                             "bucket prefix), not standard input, input.rows or input.sql")
+        if self.incremental == "files" and self.cursor is not None:
+            raise ValueError("input.incremental files and input.cursor are two ways to pick what a sync reads; "
+                             "set one of them")
         scheme = self.scheme
         if scheme is not None and scheme not in REMOTE_SCHEMES:
             raise ValueError(f"input.path: {scheme}:// is not a location this connector reads; use s3://, "

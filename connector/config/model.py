@@ -344,7 +344,7 @@ class SourceConfig(RunSettings, TaskSettings):
 
     @model_validator(mode="after")
     def _batch_mode(self) -> SourceConfig:
-        check_batch(self.batch, self.api_compatibility, stdin=self.input.is_stdin, stream=self.stream)
+        check_batch(self.batch, self.api_compatibility, self.input, stream=self.stream)
         check_embeddings(self, self.response_template.json_columns)
         return self
 

@@ -17,6 +17,7 @@ from connector.endpoint.transport import Transport
 from connector.pipeline.batch_ledger import SavedBatch
 from connector.pipeline.cursor_sync import CursorTracker
 from connector.pipeline.enrich import RowEnricher
+from connector.pipeline.file_sync import FileSync
 from connector.pipeline.tasks import TaskEnricher
 from connector.requests.templates import RequestTemplate
 from connector.rows.fingerprint import InputFingerprint
@@ -50,6 +51,7 @@ class RunContext:
     saved_input: InputFingerprint | None = None
     tasks: TaskEnricher | None = None  # the config's tasks (connector.pipeline.tasks): the run loop's enricher then
     cursor: CursorTracker | None = None  # input.cursor in an incremental sync: the mark the rows emitted reach
+    files: FileSync | None = None  # input.incremental files: which files this sync reads, the history it leaves
 
     @property
     def input(self) -> Table:

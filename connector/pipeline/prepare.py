@@ -39,11 +39,13 @@ from connector.pipeline.batch_ledger import SavedBatch
 from connector.pipeline.context import RunContext
 from connector.pipeline.cursor_sync import CursorTracker
 from connector.pipeline.enrich import RowEnricher
+from connector.pipeline.file_sync import file_sync_for
 from connector.pipeline.tasks import Task, TaskEnricher
 from connector.requests.media import StoreReader
 from connector.requests.templates import RequestTemplate
 from connector.rows.cursor import CursorState
 from connector.rows.cursor_table import CursorTable
+from connector.rows.file_history import FileHistory
 from connector.rows.fingerprint import InputFingerprint
 from connector.rows.opening import open_input
 from connector.rows.table import Table
@@ -135,19 +137,19 @@ def requests_of(config: SourceConfig) -> tuple[Parts, Dialect, RequestTemplate]:
 async def prepare(config: SourceConfig, transport_factory: TransportFactory = default_transport, *,
                   purpose: Purpose = "read", stdin: BinaryIO | None = None, notice: Notice | None = None,
                   start: int = 0, saved: tuple[SavedBatch, ...] = (),
-                  saved_input: InputFingerprint | None = None,
-                  saved_cursor: CursorState | None = None) -> AsyncIterator[RunContext]:
+                  saved_input: InputFingerprint | None = None, saved_cursor: CursorState | None = None,
+                  file_history: FileHistory | None = None) -> AsyncIterator[RunContext]:
     """The run context of ``config`` (see the module doc); its transport and cache are closed on the way out.
-
-    ``start``, ``saved``, ``saved_input`` and ``saved_cursor`` are the starting position, the provider
-    batches, the input fingerprint and the cursor mark of the STATE. With ``input.cursor`` set, the
-    table is the rows past that mark and the context's ``cursor`` follows the mark the run reaches.
-    """
+    ``start``, ``saved``, ``saved_input``, ``saved_cursor``, ``file_history``: the STATE's position, provider
+    batches, input fingerprint, cursor mark (the table is then the rows past it, the context's ``cursor``
+    follows the mark reached) and files read (input.incremental files, the context's ``files``)."""
     _tasks_allowed(config, purpose)
     parts, dialect, template = requests_of(config)
     table, schema, notes = None, {}, []
+    files = file_sync_for(parts.input.incremental, file_history, start, saved_input, purpose in ("read", "dry_run"))
     if purpose != "worker":
-        table = open_input(parts.input, stdin, META_COLUMNS, saved_cursor)
+        table = open_input(parts.input, stdin, META_COLUMNS, saved_cursor, files.choose if files else None)
+        start, saved_input = (files.start, files.saved_input) if files else (start, saved_input)  # within a file
         await table.start()  # stdin without input.columns infers them from its first rows
         notes += table.notes
         template.check_columns(table.columns)
@@ -173,7 +175,7 @@ async def prepare(config: SourceConfig, transport_factory: TransportFactory = de
             tasks = _tasks_of(config, table.columns, endpoint, cache) if config.tasks and table else None
             context = RunContext(parts, dialect, template, table, schema, endpoint.transport, endpoint.client,
                                  endpoint.redact, cache, enricher, start, saved, [endpoint.redact(n) for n in notes],
-                                 saved_input, tasks, _tracker(parts, table))
+                                 saved_input, tasks, _tracker(parts, table), files)
             running.append(True)
             yield context
         finally:

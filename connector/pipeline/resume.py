@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
+from itertools import accumulate
 
 from connector.errors import StateError
 from connector.rows.fingerprint import ZERO, InputFile, InputFingerprint, chain, changes, covering
@@ -25,16 +26,25 @@ Rows = Iterator[tuple[int, Row]] | AsyncIterator[tuple[int, Row]]
 
 
 class RowHasher:
-    """The chain over the rows read so far, and its value at the last row emitted."""
+    """The chain over the rows read so far, and its value at the last row emitted.
 
-    def __init__(self, files: tuple[InputFile, ...] = ()) -> None:
+    ``per_file`` (input.incremental files): the chain starts again at each file's first row, and
+    the fingerprint covers the rows emitted of the file being read only (:meth:`split`)."""
+
+    def __init__(self, files: tuple[InputFile, ...] = (), per_file: bool = False) -> None:
         self._files = files
         self._read = ZERO
         self._ahead: deque[bytes] = deque()  # h_i of rows read but not yet emitted
         self._done = ZERO
         self.emitted = 0
+        self._per_file = per_file
+        self._seen = 0
+        self._firsts = set(accumulate((f.rows for f in files), initial=0)) if per_file else set()
 
     def see(self, row: Row) -> None:
+        if self._seen in self._firsts:
+            self._read = ZERO  # a file's first row (per_file)
+        self._seen += 1
         self._read = chain(self._read, row)
         self._ahead.append(self._read)
 
@@ -44,8 +54,20 @@ class RowHasher:
         self.emitted += 1
 
     def fingerprint(self) -> InputFingerprint:
-        """The fingerprint of the rows emitted so far."""
-        return InputFingerprint(self._done.hex(), covering(self._files, self.emitted))
+        """The fingerprint of the rows emitted so far (per_file: of the file being read)."""
+        if not self._per_file:
+            return InputFingerprint(self._done.hex(), covering(self._files, self.emitted))
+        _done, within, current = self.split()
+        return InputFingerprint((self._done if within else ZERO).hex(), (current,) if current and within else ())
+
+    def split(self) -> tuple[tuple[InputFile, ...], int, InputFile | None]:
+        """(the files whose rows are all emitted, rows emitted of the next one, that file or None)."""
+        held = 0
+        for i, found in enumerate(self._files):
+            if self.emitted < held + found.rows:
+                return self._files[:i], self.emitted - held, found
+            held += found.rows
+        return self._files, 0, None
 
     def follow(self, rows: Rows) -> Rows:
         """``rows``, each seen on its way through."""

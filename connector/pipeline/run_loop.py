@@ -41,6 +41,7 @@ from connector.pipeline.ordered import ordered_map
 from connector.pipeline.progress import NO_PROGRESS, Progress
 from connector.pipeline.resume import RowHasher, follow, verified_rows
 from connector.rows.cursor import CursorState
+from connector.rows.file_history import FileHistory
 from connector.rows.fingerprint import InputFingerprint
 from connector.rows.table import Row
 
@@ -96,6 +97,7 @@ class Checkpoint:
     batches: tuple[SavedBatch, ...] = ()
     input: InputFingerprint | None = None
     cursor: CursorState | None = None  # a cursor sync's mark (connector.pipeline.cursor_sync)
+    history: FileHistory | None = None  # input.incremental files: position and input count rows of one file
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +161,8 @@ class _Loop:
         self.limit = ctx.parts.input.limit  # a sample: never a finished sync
         self.checkpointing, self.progress, self.clock = checkpointing, progress, clock
         self.tally = Tally()
-        self.hasher = RowHasher(ctx.input.files)  # the fingerprint of the rows done, for each checkpoint
+        self.files = ctx.files  # input.incremental files
+        self.hasher = RowHasher(ctx.input.files, per_file=self.files is not None)  # for each checkpoint
         self.cursor = ctx.cursor  # a cursor sync's mark, for each checkpoint
         self.stopped_by: str | None = None  # why a spend guard refused a row's request
         self.position = self.committed = ctx.start  # rows done; the position the last checkpoint carried
@@ -179,12 +182,15 @@ class _Loop:
             if sized is not None and sized[1] and sized[0] < self.limit:
                 estimated = True  # the input may hold fewer rows than the limit
         yield Started(total, estimated, start)
+        for level, text in self.files.notes(name) if self.files else ():
+            yield Note(text, level)
         if estimated:
             yield Note(f"{name}: about {total:,} rows to read (an estimate from the input's file sizes)")
         if self.cursor is not None:
             yield Note(f"{name}: {self.cursor.opening()}")
         if start:
-            yield Note(f"{name}: resuming after row {start} (from state)")
+            yield Note(f"{name}: resuming after row {start} (from state)" if not self.files else
+                       f"{name}: resuming after row {start} of '{self.table.files[0].name}' (from state)")
         if start and legacy_state:
             yield Note(f"{name}: the state has no input fingerprint (an earlier version wrote it): rows 1..{start} "
                        "are taken to be those it covered; the next state is bound to them", "WARN")
@@ -238,11 +244,17 @@ class _Loop:
             yield self._checkpoint()
         for line in self.progress.finish(self.tally):
             yield Note(line)
+        yield from self._said()
         yield Finished(False, self._summary(), self.tally)
 
     def _checkpoint(self, *, finished: bool = False, sync_complete: bool = False) -> Checkpoint:
-        """A checkpoint for the rows done; ``finished`` when the input was read to its end."""
+        """A checkpoint for the rows done; ``finished`` when the input was read to its end (input.incremental
+        files: the files read whole go into the history; the position counts rows of the file being read)."""
         position, fingerprint = self.position, self.hasher.fingerprint()
+        if self.files is not None:
+            done, within, _current = self.hasher.split()
+            return Checkpoint(within, self.since, sync_complete=sync_complete, input=fingerprint,
+                              history=self.files.history_after(done))
         if self.cursor is None:
             return Checkpoint(position, self.since, sync_complete=sync_complete, input=fingerprint)
         position, fingerprint, cursor = self.cursor.checkpoint(position, fingerprint, finished)
@@ -261,6 +273,7 @@ class _Loop:
         if self.stopped_by is not None:
             if position != self.committed:
                 yield self._checkpoint()
+            yield from self._said()
             yield Note(f"{self.name}: spend guard: {self.stopped_by}; stopped after row {position}. "
                        "Run again (with the last state) to continue.", "WARN")
             yield Finished(False, summary, tally)
@@ -271,9 +284,15 @@ class _Loop:
         promote = finished and self.cursor is not None and not self.cursor.table.ordered
         if not failed_whole and (self.since or full_refresh or position == self.start or promote):
             yield self._checkpoint(finished=finished, sync_complete=full_refresh and finished)
+        yield from self._said()
         yield Finished(not failed_whole, summary, tally)
         if failed_whole:
             raise SyncFailed(f"every row failed ({tally.rows} rows); first errors: {' | '.join(tally.first_errors)}")
+
+    def _said(self) -> Iterator[Note]:
+        """What the sync did with the input's files (input.incremental files)."""
+        if self.files is not None:
+            yield Note(self.files.summary(self.name, self.table.count_rows() or 0, self.tally.rows))
 
 
 def _summary(name: str, tally: Tally, elapsed: float, cache: AnswerCache | None) -> str:

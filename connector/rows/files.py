@@ -13,7 +13,7 @@ gives it as None); a row with a value that does not fit is a
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -22,6 +22,8 @@ from connector.config.input import InputConfig
 from connector.errors import InputError
 from connector.rows import csv_source, jsonl_source
 from connector.rows.columns import Column, arrow_schema, rename_notes, renames
+from connector.rows.file_columns import tagged, with_file_columns
+from connector.rows.file_history import FileVersion
 from connector.rows.fingerprint import InputFile
 from connector.rows.locations import resolve
 from connector.rows.parquet_source import ParquetFiles, Prune
@@ -31,6 +33,9 @@ from connector.rows.table import Row
 
 if TYPE_CHECKING:
     from connector.rows.sql_source import SqlQuery
+
+# input.incremental files: given the files listed now, the names of those to read, in order.
+Chooser = Callable[[Sequence[FileVersion]], Sequence[str]]
 
 
 def _seen(source: SourceFile) -> InputFile:
@@ -59,8 +64,11 @@ def _format(files: list[SourceFile], configured: str) -> str:
 class InputTable:
     """A table read lazily, with its columns decided when it is opened."""
 
-    def __init__(self, config: InputConfig, reserved: Collection[str] = ()) -> None:
+    def __init__(self, config: InputConfig, reserved: Collection[str] = (), choose: Chooser | None = None) -> None:
         self._config = config
+        self._choose = choose
+        self._no_rows = False  # input.incremental files, and no file to read: the columns of the last one
+        self._by_files = config.incremental == "files"  # each row says which file it came from (file_columns)
         self._declared = dict(config.columns or {})
         self._encoding = config.encoding
         self._inline: list[dict[str, object]] | None = None
@@ -83,14 +91,15 @@ class InputTable:
             columns, self._rows = self._sql.columns, self._sql.rows
         else:
             columns = self._open_files(config)
-        names = [c.name for c in columns]
+        shown = with_file_columns(columns) if self._by_files else columns  # the file's columns after the input's
+        names = [c.name for c in shown]
         missing = [name for name in self._declared if name not in names]
         if missing:
             raise InputError(f"input.columns: {', '.join(map(repr, missing))} not in the input; its columns are: "
                              f"{', '.join(names) or '(none)'}")
         self._columns = columns
         self._names = renames(names, reserved, config.metadata_prefix)
-        self._schema = arrow_schema(columns, self._names)
+        self._schema = arrow_schema(shown, self._names)
         self.notes = rename_notes(self._names) + (self._spool.notes if self._spool else [])  # for the read
 
     def _open_files(self, config: InputConfig) -> list[Column]:
@@ -98,8 +107,12 @@ class InputTable:
         assert config.path is not None
         files = resolve(config)
         kind = _format(files, config.format)
+        if self._choose is not None:
+            files = self._chosen(files, self._choose)
         self._spool = Spool(config.spool_max_mb)  # kept with the table: its copies live as long as it does
-        files = [SourceFile(self._spool.readable_again(f.name)) if f.is_local else f for f in files]
+        spool = self._spool
+        files = [SourceFile(spool.readable_again(f.name)) if f.is_local else f if kind == "parquet" else
+                 spool.downloaded(f) for f in files]  # a remote CSV or JSONL: one download for every pass
         sizes = [_seen(f) for f in files]  # before reading: what the rows were read from
         columns: list[Column]
         if kind == "csv":
@@ -121,7 +134,23 @@ class InputTable:
         per_file = self._parquet.file_rows if self._parquet else [s.rows for s in self._csv or self._jsonl]
         self._files = tuple(InputFile(f.name, f.size, f.mtime_ns, rows) for f, rows in zip(sizes, per_file,
                                                                                           strict=True))
+        if self._no_rows:
+            self._rows, self._files = 0, ()
         return columns
+
+    def _chosen(self, files: list[SourceFile], choose: Chooser) -> list[SourceFile]:
+        """The files ``choose`` picks of those listed, in its order; none picked: the last one listed, for
+        the columns only (the table then has no rows)."""
+        versions = []
+        for found in files:
+            seen = _seen(found)
+            versions.append(FileVersion(found.name, seen.size, seen.mtime_ns, found.etag))
+        by_name = {f.name: f for f in files}
+        picked = [by_name[name] for name in choose(versions)]
+        if not picked:
+            self._no_rows = True
+            return files[-1:]
+        return picked
 
     @property
     def schema(self) -> pa.Schema:
@@ -159,7 +188,14 @@ class InputTable:
 
     def batches(self, skip: int = 0, prune: Prune | None = None) -> Iterator[list[Row]]:
         """Rows in input order, in lists of up to ``batch_size``, after skipping ``skip`` rows; ``prune``
-        leaves out the Parquet row groups whose statistics it refuses (a cursor sync's)."""
+        leaves out the Parquet row groups whose statistics it refuses (a cursor sync's, never with
+        input.incremental files, whose row numbers count every row)."""
+        if self._no_rows:
+            return
+        rows = self._batches(skip, prune)
+        yield from tagged(rows, self._files, skip) if self._by_files else rows
+
+    def _batches(self, skip: int, prune: Prune | None) -> Iterator[list[Row]]:
         size = self._config.batch_size
         if self._sql is not None:
             yield from self._sql.batches(skip, size, self._names)

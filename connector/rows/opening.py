@@ -14,23 +14,24 @@ from connector.config.input import InputConfig
 from connector.errors import InputError
 from connector.rows.cursor import CursorState
 from connector.rows.cursor_table import CursorTable
-from connector.rows.files import InputTable
+from connector.rows.files import Chooser, InputTable
 from connector.rows.keys import check_keys
 from connector.rows.stdin import StdinTable
 from connector.rows.table import Row, Table
 
 
 def open_input(config: InputConfig, stdin: BinaryIO | None = None, reserved: Collection[str] = (),
-               cursor: CursorState | None = None) -> Table:
+               cursor: CursorState | None = None, choose: Chooser | None = None) -> Table:
     """The input table the config names; stdin is only read once a read starts.
 
     ``reserved``: the names of the columns the run adds to each record; input columns with
     those names are kept under ``input.metadata_prefix``. With ``input.cursor`` set, the rows after
     the mark of ``cursor`` (the STATE's; every row without one): a
-    :class:`~connector.rows.cursor_table.CursorTable`."""
+    :class:`~connector.rows.cursor_table.CursorTable`. ``choose``: which of the files listed to
+    read (input.incremental files, :mod:`connector.pipeline.file_sync`); default all."""
     if config.is_stdin:
         return StdinTable(config, stdin, reserved)  # its keys are checked as rows arrive
-    opened = InputTable(config, reserved)
+    opened = InputTable(config, reserved, choose)
     # A cursor sync checks the keys of the rows it reads: a changed row keeps its key on purpose.
     table = opened if config.cursor is None else CursorTable(opened, config, cursor)
     if config.primary_key is not None and config.primary_key in table.columns:
