@@ -453,7 +453,8 @@ def test_the_spend_guard_counts_the_tokens_of_a_cut_stream(server: str, tmp_path
     # 200 deltas of 40 characters: about 2,000 output tokens billed for an attempt that brought no answer.
     token, mode = "cut-budget", "stall-after-200"
     texts = [f"{token} first", f"{token} {mode} [[fake:{mode}]]", f"{token} last"]
-    raw = config(server, texts, stream=True, timeout=1, max_retries=1, concurrency=1, max_total_tokens=1500)
+    raw = config(server, texts, stream=True, timeout=1, max_retries=1, concurrency=1, max_total_tokens=1500,
+                 prices=PER_TOKEN)
     run, elapsed = run_cli(tmp_path, "read", raw)
     assert run.code == 0, run.stdout[-2000:]
     assert [r["text"] for r in run.records] == [f"{token} first"]  # the run stops before the cut row
@@ -461,6 +462,16 @@ def test_the_spend_guard_counts_the_tokens_of_a_cut_stream(server: str, tmp_path
     assert sent == {"first": 1, mode: 1}, sent  # was 2 and "last" 1: the cut attempt counted as 0 tokens
     assert any("max_total_tokens (1500) reached" in m["log"]["message"] for m in run.of_type("LOG")), run.stdout
     assert run.of_type("STATE")[-1]["state"]["stream"]["stream_state"]["position"] == 1  # resumable from there
+    # What the refused row's cut attempt was billed is in the summary, apart from the rows emitted.
+    from tests.hostile_modes import FILLER
+
+    summary = _summary(run)
+    unemitted = summary.split("bought for rows not emitted")[1]  # was absent: the bill had 2,000 tokens more
+    tokens_in = int(unemitted.split("tokens in ")[1].split(",")[0])
+    tokens_out = int(unemitted.split(", out ")[1].split(",")[0])
+    # 8,000 characters of text at the learnt characters per token (row 1's usage moved it from 4)
+    assert 1500 < tokens_out <= len(200 * FILLER) // 4 + 1 and tokens_in > 0, summary
+    assert f"cost {tokens_in + 2 * tokens_out:.4f}" in unemitted, summary
     assert elapsed < FAR
 
 

@@ -168,6 +168,21 @@ def test_max_total_tokens_holds_within_the_estimates_of_requests_in_flight() -> 
     assert tokens <= used[0]
 
 
+def test_answers_bought_for_rows_after_a_spend_guard_stop_are_in_the_summary() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if b"row 0" in request.content:  # the first row waits for a retry the guard then refuses
+            return httpx.Response(503, headers={"retry-after-ms": "0"}, json={"error": {"message": "busy"}})
+        return httpx.Response(200, json=reply_with_usage("ok", 20, 10))
+
+    rows = [{"text": f"row {i}"} for i in range(10)]
+    messages, error = read_through(base_config(rows, max_requests=4, concurrency=4, max_retries=2), handler)
+    assert error is None and records(messages) == []  # row 1 cannot be emitted: the guard stopped at it
+    summary = next(line for line in logs(messages) if "rows by status" in line)
+    # Rows 2..4 were answered (and paid) before the stop: their answers wait in the cache for the next run.
+    # Was nowhere: the summary said 0 tokens while 90 were bought.
+    assert "bought for rows not emitted" in summary and summary.endswith("tokens in 60, out 30"), summary
+
+
 @pytest.mark.parametrize(
     ("status", "body", "extra"),
     [

@@ -98,6 +98,29 @@ class Tally:
     cost_sources: Counter[str] = field(default_factory=Counter)  # rows by where their cost came from
     unpriced: Counter[str] = field(default_factory=Counter)  # model -> rows bought without a known cost
     first_failures: dict[str, list[str]] = field(default_factory=dict)
+    # Bought for rows a spend guard stopped the run before (not emitted): an answer kept in the answer
+    # cache for a row after the stop, an attempt of the refused row cut before its answer.
+    unemitted_tokens: tuple[int, int] = (0, 0)  # in, out
+    unemitted_cost: float | None = 0.0  # None: some of it has no known cost
+
+    def observe_unemitted(self, outcome: RowOutcome) -> None:
+        """A row's outcome bought in this run but not emitted (the spend guard stopped before it)."""
+        if outcome.cached or not outcome.attempts:
+            return
+        tokens_in, tokens_out = self.unemitted_tokens
+        self.unemitted_tokens = (tokens_in + (outcome.prompt_tokens or 0),
+                                 tokens_out + (outcome.completion_tokens or 0))
+        cost = self.unemitted_cost
+        self.unemitted_cost = None if cost is None or outcome.cost is None else cost + outcome.cost
+
+    def _unemitted_text(self) -> str:
+        if self.unemitted_tokens == (0, 0):
+            return ""
+        cost = self.unemitted_cost
+        priced = f", cost {cost:.4f}" if cost is not None else ", cost unknown" if self.priced else ""
+        return (f"; bought for rows not emitted (the spend guard stopped before them: answers kept in the answer "
+                f"cache, attempts cut before their answer), not counted above: tokens in {self.unemitted_tokens[0]}, "
+                f"out {self.unemitted_tokens[1]}{priced}")
 
     @property
     def ok(self) -> int:
@@ -184,4 +207,4 @@ class Tally:
         if self.by_error_class:
             text += "; errors by class: " + ", ".join(f"{c} {n}" for c, n in self.by_error_class.most_common())
             text += f"; first errors: {' | '.join(self.first_errors)}"
-        return text
+        return text + self._unemitted_text()

@@ -94,6 +94,8 @@ class RowEnricher:
         self._cache = cache if cache is not None and cache.enabled else None
         self._requester = requester  # secrets.requester_identity: a keyed hash, no credential in any cache key
         self._single_flight = SingleFlight()
+        # Rows a spend guard refused after some of their attempts were billed (cut before their answer).
+        self.refused: list[RowOutcome] = []
         self._used_columns = sorted(template.columns)
         self._media = dict(policy.media_columns)
         self._store = store  # media cells naming s3:// (gs://, az://) objects are read through it
@@ -130,7 +132,7 @@ class RowEnricher:
         try:
             done = await self._ask(ask)
         except errors.SpendLimitReached:
-            return None
+            return None  # what its cut attempts were billed is in self.refused
         done.outcome.input_truncated = ask.truncated  # also when it failed: the prompt it failed with was cut
         return done
 
@@ -195,6 +197,10 @@ class RowEnricher:
             tried = model
             try:
                 answer = await self._answer(asked, spend)
+            except errors.SpendLimitReached:
+                if spend.paid:  # attempts cut before their answer were billed: the summary says so
+                    self.refused.append(self._charged(RowOutcome("error"), spend, tried))
+                raise
             except errors.EndpointError as exc:
                 attempts += exc.attempts
                 error = (self._classify(exc), self._redact(exc.message))
@@ -209,8 +215,14 @@ class RowEnricher:
         done = self._unanswered(ask.number, ask.values, "error", error[1], error[0], attempts)
         done.outcome.model = model_name(tried)  # every model failed: the last one asked (not one passed over)
         if spend.paid:  # attempts cut before their answer were still billed
-            charge(done.outcome, spend.usage(), spend, self._prices, tried)
+            self._charged(done.outcome, spend, tried)
         return done
+
+    def _charged(self, outcome: RowOutcome, spend: Spend, model: object) -> RowOutcome:
+        """``outcome`` with the tokens and cost of what ``spend`` bought."""
+        charge(outcome, spend.usage(), spend, self._prices, model)
+        outcome.attempts = max(outcome.attempts, spend.paid)
+        return outcome
 
     def answer_key(self, body: Body) -> str:
         """The answer-cache key of ``body`` as this run sends it: the same body to another URL, in

@@ -165,6 +165,7 @@ class _Loop:
         self.hasher = RowHasher(ctx.input.files, per_file=self.files is not None)  # for each checkpoint
         self.cursor = ctx.cursor  # a cursor sync's mark, for each checkpoint
         self.stopped_by: str | None = None  # why a spend guard refused a row's request
+        self.refused = ctx.enricher.refused  # what refused rows' cut attempts were billed
         self.position = self.committed = ctx.start  # rows done; the position the last checkpoint carried
         self.since = 0  # records since the last checkpoint
         self.last_checkpoint = self.started = 0.0  # set as the run begins
@@ -203,7 +204,9 @@ class _Loop:
             yield done
             return
         if self.stopped_by is not None:
-            return  # a later row's answer is cached; it cannot be emitted before the one refused
+            if done is not None:  # a later row's answer is cached; it cannot be emitted before the one refused
+                self.tally.observe_unemitted(done.outcome)
+            return
         if done is None:  # a spend guard refused this row's request
             budget = self.budget
             self.stopped_by = budget.reason if budget is not None and budget.reason else "a spend guard"
@@ -269,6 +272,9 @@ class _Loop:
         tally, position = self.tally, self.position
         for line in self.progress.finish(tally):
             yield Note(line)
+        if self.stopped_by is not None:
+            for outcome in self.refused:
+                tally.observe_unemitted(outcome)
         summary = self._summary()
         if self.stopped_by is not None:
             if position != self.committed:
