@@ -495,3 +495,20 @@ def test_an_answer_cut_by_a_reset_counts_the_tokens_it_was_billed(server: str, t
     assert row["_completion_tokens"] == 2 * per_attempt, row  # was None
     assert row["_prompt_tokens"] > 0 and row["_cost_source"] == "config+estimated", row
     assert elapsed < FAR
+
+
+@pytest.mark.parametrize("mode", ["message-string", "content-number"])
+def test_a_reply_refused_for_its_shape_counts_the_usage_it_reported(server: str, tmp_path: Path, mode: str) -> None:
+    from tests.hostile_modes import _usage
+
+    token = f"refused-{mode}"
+    raw = config(server, [f"{token} [[fake:{mode}]]", f"{token} normal"], prices=PER_TOKEN, concurrency=1)
+    run, _ = run_cli(tmp_path, "read", raw)
+    assert run.code == 0, run.stdout[-2000:]
+    row = by_mode(run)[mode]
+    assert (row["_status"], row["_error_class"], row["_attempts"]) == ("error", "bad_reply", 1), row
+    sent = next(json.loads(body) for body in asked(server, token) if f"[[fake:{mode}]]" in body)
+    billed = _usage(sent, f"echo: Say {token} [[fake:{mode}]]")
+    # The answer was generated and billed, though unusable: its usage counts (was None).
+    assert (row["_prompt_tokens"], row["_completion_tokens"]) == (billed["prompt_tokens"], billed["completion_tokens"])
+    assert row["_cost"] == billed["prompt_tokens"] + 2 * billed["completion_tokens"] and row["_cost_source"] == "config"

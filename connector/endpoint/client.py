@@ -177,7 +177,7 @@ class EndpointClient:
              billed: Billed | None) -> TokenUsage | None:
         """The tokens an attempt that failed with ``exc`` was billed for (told to ``billed``), or None."""
         estimator = self._estimator
-        cut = reception.billed(exc, estimator.prompt_tokens(self._dialect.prompt_chars(body)),
+        cut = reception.billed(exc, self._dialect, estimator.prompt_tokens(self._dialect.prompt_chars(body)),
                                estimator.output_tokens(max_out), estimator)
         if cut is None:
             return None

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from connector import errors
 from connector.dialects import Dialect
 from connector.dialects.base import Reply, StreamAssembler
-from connector.dialects.usage import TokenUsage
+from connector.dialects.usage import TokenUsage, usage_from
 from connector.endpoint.limits import TokenEstimator
 from connector.endpoint.sse import SSEEvent, SSEParser
 from connector.endpoint.transport import Response, bounded
@@ -61,11 +61,12 @@ class Reception:
         self.ttft: float | None = None  # ms to its first token
         self.body: list[bytes] = []  # a plain answer's bytes as they came
 
-    def billed(self, failure: errors.EndpointError, prompt_estimate: int, output_estimate: int,
+    def billed(self, failure: errors.EndpointError, dialect: Dialect, prompt_estimate: int, output_estimate: int,
                estimator: TokenEstimator) -> TokenUsage | None:
         """What the provider bills for this attempt, which ended in ``failure`` without an answer; None
         when nothing says an answer was being produced (no 2xx, or a stream that sent no event, or a
-        plain body read whole but unusable: a proxy's error page).
+        plain body read whole but unusable and with no usage: a proxy's error page). A whole body
+        refused for its shape (a ``message`` that is a string) counts the usage it reported.
 
         A stream counts the usage it reported, and each count it did not report is estimated (and the
         usage marked ``estimated``): the prompt as the dry run estimates it (``prompt_estimate``), the
@@ -77,7 +78,7 @@ class Reception:
             return None
         if self.assembler is None:
             if not isinstance(failure, errors.TransportError):
-                return None
+                return self._refused(dialect)
             return TokenUsage(prompt_estimate, output_estimate, estimated=True)
         if not self.events:
             return None
@@ -87,6 +88,15 @@ class Reception:
             estimator.prompt_tokens(chars) if chars else 0  # text, counted as a prompt's text is
         return reported._replace(prompt=prompt, completion=completion,
                                  estimated=reported.prompt is None or reported.completion is None)
+
+
+    def _refused(self, dialect: Dialect) -> TokenUsage | None:
+        """The usage a whole 2xx body reported although its reply was refused (a field of the wrong type)."""
+        try:
+            usage = usage_from(dialect.parse_reply(b"".join(self.body)))
+        except (errors.BadReply, *SHAPE_ERRORS):
+            return None
+        return usage if usage.reported else None
 
 
 async def assemble(dialect: Dialect, reception: Reception, first: bytes, rest: AsyncIterator[bytes], started: float,
