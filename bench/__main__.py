@@ -138,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
             "matrix": lambda: st.stage_matrix(ctx),
             "sweep": lambda: st.stage_sweep(ctx, done.get("matrix")),
             "spec": lambda: st.stage_spec(ctx),
-            "cold": lambda: cold.measure(ctx.base_url(0), 5 if quick else 21, work),
+            "cold": lambda: {**cold.measure(ctx.base_url(0), 5 if quick else 21, work,
+                                            ctx.baseline.cwd if ctx.baseline else None),
+                             "baseline": ctx.baseline_ref},
             "million": lambda: st.stage_million(
                 ctx, int(os.environ.get("BENCH_MILLION_ROWS") or 1_000_000),
                 int(os.environ.get("BENCH_MILLION_CONCURRENCY") or 512)),
