@@ -83,6 +83,17 @@ def test_modules_stay_small() -> None:
     assert all(sizes[name] > MAX_LINES for name in LARGE_MODULES), "an exception is small now: remove it"
 
 
+def test_module_names_are_unique() -> None:
+    """A module's name says what it holds, once in the tree: two ``media.py`` (one loading a row's
+    images, one the rules of each API shape) read as one in a traceback, a profile or an import."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "connector").rglob("*.py")):
+        if path.name != "__init__.py":
+            seen.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    repeated = {name: paths for name, paths in seen.items() if len(paths) > 1}
+    assert repeated == {}, f"rename these modules so each name says what it holds: {repeated}"
+
+
 # A function longer than this mixes jobs: split it into the steps it takes.
 MAX_FUNCTION_LINES = 50
 # The whole config is known to config/, the run's preparation and the commands that load it;

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from connector.dialects.media import problem, tokens
+from connector.dialects.media_rules import problem, tokens
 from connector.requests.media import MediaError, load, pdf_pages, sniff
 from tests.conftest import chat_reply, read_through
 from tests.test_dialects import ANTHROPIC_REPLY, GEMINI_REPLY, RESPONSES_REPLY

@@ -1,4 +1,4 @@
-"""tasks: several requests per row in one pass (connector.config.tasks, connector.pipeline.tasks), against the
+"""tasks: several requests per row in one pass (connector.config.task_settings, connector.pipeline.tasks), against the
 fake OpenAI-compatible server."""
 
 from __future__ import annotations

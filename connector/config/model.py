@@ -2,7 +2,7 @@
 
 :class:`SourceConfig` holds what to ask and where (endpoint, templates, input, API shape); it
 inherits the run-policy fields (:mod:`connector.config.run_settings`) and ``tasks``
-(:mod:`connector.config.tasks`); its sections live in :mod:`connector.config.sections` and
+(:mod:`connector.config.task_settings`); its sections live in :mod:`connector.config.sections` and
 :mod:`connector.config.input`. Validated, every field holds a parsed value: templates and the output
 schema are objects (JSON text is accepted on input). The model never changes its own fields: the
 endpoint a provider preset or shape settings imply is :attr:`SourceConfig.endpoint`.
@@ -34,14 +34,14 @@ from connector import secrets
 from connector.config import header_values
 from connector.config.address import Address, is_private_host
 from connector.config.batch import BatchConfig, check_batch
-from connector.config.embeddings import EmbeddingsConfig, check_embeddings, default_columns
+from connector.config.embedding_settings import EmbeddingsConfig, check_embeddings, default_columns
 from connector.config.endpoint import DEFAULT_URL, ApiEndpoint, resolve_endpoint, signs_with_cloud_credentials
 from connector.config.input import InputConfig
 from connector.config.providers import ApiShape, presets
 from connector.config.run_settings import RunSettings
 from connector.config.sections import Parameters, ResponseTemplate
 from connector.config.shape_settings import AzureSettings, BedrockSettings, VertexSettings
-from connector.config.tasks import TaskSettings, check_tasks
+from connector.config.task_settings import TaskSettings, check_tasks
 
 MODELS_STREAM = "models"  # the stream of GET /models, offered beside stream_name
 CHAT_PATH = "/chat/completions"
@@ -364,7 +364,7 @@ class SourceConfig(RunSettings, TaskSettings):
 
     @model_validator(mode="after")
     def _one_request_form(self) -> SourceConfig:
-        if self.tasks is not None:  # each task has its prompt (connector.config.tasks)
+        if self.tasks is not None:  # each task has its prompt (connector.config.task_settings)
             check_tasks(self.tasks, self.prompt, self.request_template, self.batch, self.embeddings, self.cache)
         elif self.request_template is None and self.prompt is None:
             raise ValueError("give a prompt (short form) or a request_template (full request body)")

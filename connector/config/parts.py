@@ -14,13 +14,13 @@ from typing import Any, Literal
 from pydantic import SecretStr
 
 from connector.config.batch import BatchConfig
-from connector.config.embeddings import EmbeddingsConfig
+from connector.config.embedding_settings import EmbeddingsConfig
 from connector.config.endpoint import ApiEndpoint
 from connector.config.input import InputConfig
 from connector.config.model import SourceConfig
 from connector.config.sections import CacheConfig, Parameters, Price, ResponseTemplate, TLSConfig
 from connector.config.shape_settings import AzureSettings, BedrockSettings, VertexSettings
-from connector.config.tasks import TaskConfig, task_order
+from connector.config.task_settings import TaskConfig, task_order
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from connector.dialects.bodies import generic_error_message as generic_error_mes
 from connector.dialects.bodies import load_object as load_object
 from connector.dialects.bodies import loads as loads
 from connector.dialects.bodies import preview as preview
-from connector.dialects.media import prompt_chars
+from connector.dialects.media_rules import prompt_chars
 from connector.dialects.structured import Mode
 from connector.dialects.usage import OPENAI_CACHE, CachePricing, TokenUsage, usage_block
 from connector.errors import ConfigError

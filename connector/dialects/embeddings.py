@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from connector.config.embeddings import EmbeddingsConfig
+from connector.config.embedding_settings import EmbeddingsConfig
 from connector.config.parts import RequestPart
 from connector.dialects.base import FIRST_CLASS, Prepared, Reply, load_object, preview, text_of
 from connector.dialects.openai_chat import ChatDialect

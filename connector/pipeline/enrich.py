@@ -35,9 +35,9 @@ from connector.answers.prices import PriceList, Spend
 from connector.answers.records import ROW_NUMBER, Enriched, Record
 from connector.answers.truncation import cut_at, explained, round_cap_near
 from connector.config.parts import RowPolicy
-from connector.dialects.media import byte_limit
-from connector.dialects.media import problem as media_problem
-from connector.dialects.media import tokens as media_tokens
+from connector.dialects.media_rules import byte_limit
+from connector.dialects.media_rules import problem as media_problem
+from connector.dialects.media_rules import tokens as media_tokens
 from connector.dialects.usage import TokenUsage, usage_from
 from connector.endpoint.classify import classify, fatal, is_fatal
 from connector.endpoint.client import Completion, EndpointClient

@@ -26,7 +26,7 @@ from connector.callbacks import Notice, no_notice
 from connector.config.model import SourceConfig
 from connector.config.parts import Limits, Parts, first_task, parts_of, task_config
 from connector.config.sections import CacheConfig
-from connector.config.tasks import TaskConfig, needs, task_order
+from connector.config.task_settings import TaskConfig, needs, task_order
 from connector.dialects import Dialect, dialect_for
 from connector.endpoint.client import EndpointClient
 from connector.endpoint.limits import ConcurrencyGate, SpendBudget, WaitCap

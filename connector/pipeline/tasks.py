@@ -1,7 +1,7 @@
 """A row's tasks in one pass: each task a row enricher of its own, the row one record.
 
 :class:`TaskEnricher` is what the run loop calls for a row when the config has ``tasks``
-(:mod:`connector.config.tasks`): the row's tasks start together, a task that uses another's
+(:mod:`connector.config.task_settings`): the row's tasks start together, a task that uses another's
 answer waits for it (``{{summary.answer}}`` is that task's ``answer`` column), and independent
 tasks are in flight at the same time. Every task's requests go through the one limiter and spend
 budget of the run (their clients share them), and through the answer cache, one entry per task
