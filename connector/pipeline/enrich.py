@@ -233,8 +233,10 @@ class RowEnricher:
         """From the cache, from an identical request in flight, or from the endpoint (added to ``spend``)."""
         key = self.answer_key(body)
         cache = self._cache
+        free = ""  # the key without the output-token cap: made once a row, for the lookup and the keep
         if cache is not None:
-            reply = self.cached_answer(body, key)
+            free = self._free_key(body)
+            reply = self.cached_answer(body, key, free)
             if reply is not None:
                 return _Answer(reply, None, 0, cached=True)
         def billed(usage: TokenUsage) -> None:  # an attempt cut before its answer, billed all the same
@@ -244,13 +246,14 @@ class RowEnricher:
         if shared:
             return _Answer(completion.reply, completion, 0, cached=True)
         shown = self._redact.masked(completion.reply)  # masked once, for the cache and the record alike
+        usage = usage_from(completion.reply, completion.headers)  # read once, for the keep and the spend
         if cache is not None:
             cache.put(key, shown, masked=True)  # stored before the record exists: never paid twice
-            self._keep(cache, body, key, completion.reply)
-        self._spend(spend, body, completion.reply, completion.headers)
+            self._keep(cache, free, key, completion.reply, usage)
+        self._spend(spend, body, completion.reply, usage=usage)
         return _Answer(completion.reply, completion, completion.attempts, cached=False, shown=shown)
 
-    def cached_answer(self, body: Body, key: str | None = None) -> dict[str, Any] | None:
+    def cached_answer(self, body: Body, key: str | None = None, free: str | None = None) -> dict[str, Any] | None:
         """The answer to ``body`` in the answer cache: its own, or one bought with another output-token cap
         that ended on its own (not cut off) within this body's cap; None when there is none.
 
@@ -261,24 +264,28 @@ class RowEnricher:
         reply = self._cache.get(key or self.answer_key(body))
         if reply is not None:
             return reply
-        target = self._cache.kept(self.answer_key(self._dialect.without_output_limit(body)))
+        target = self._cache.kept(free or self._free_key(body))
         reply = self._cache.get(target) if target is not None else None
         if reply is None or finish_reason(reply) == "length":
             return None
         cap, used = self._dialect.max_output_tokens(body), usage_from(reply).completion
         return reply if cap is None or (used is not None and used <= cap) else None
 
-    def _keep(self, cache: AnswerCache, body: Body, key: str, reply: dict[str, Any]) -> None:
-        """An answer that ended on its own, with its output tokens known, is found by its request without the cap."""
-        if finish_reason(reply) in ("length", None) or usage_from(reply).completion is None:
+    def _free_key(self, body: Body) -> str:
+        """The answer-cache key of ``body`` without its output-token cap (see :meth:`cached_answer`)."""
+        return self.answer_key(self._dialect.without_output_limit(body))
+
+    def _keep(self, cache: AnswerCache, free: str, key: str, reply: dict[str, Any], usage: TokenUsage) -> None:
+        """An answer that ended on its own, with its output tokens known, is found by its request without the cap
+        (``free``: that request's key)."""
+        if finish_reason(reply) in ("length", None) or usage.completion is None:
             return
-        free = self.answer_key(self._dialect.without_output_limit(body))
         if free != key:
             cache.keep(free, key)
 
     def _spend(self, spend: Spend, body: Mapping[str, Any], reply: Mapping[str, Any],
-               headers: Mapping[str, str] | None = None, batch: bool = False) -> None:
-        usage = usage_from(reply, headers)
+               headers: Mapping[str, str] | None = None, batch: bool = False, usage: TokenUsage | None = None) -> None:
+        usage = usage if usage is not None else usage_from(reply, headers)
         self._count(spend, body, usage, batch)
         self._fit.observe(body, usage.prompt, usage.completion)
 
