@@ -19,8 +19,10 @@ attempt (connect, send, every byte of the answer) is the client's, above both.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import errno
 import ssl
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -168,9 +170,33 @@ def _translate_aiohttp(exc: BaseException, url: str, timeout: float) -> errors.T
     return errors.StreamBroken(f"connection to {origin(url)} broke: {type(exc).__name__}: {exc}")
 
 
-async def _note_reuse(_session: Any, context: Any, _params: Any) -> None:
-    if isinstance(context.trace_request_ctx, dict):
-        context.trace_request_ctx["reused"] = True
+# Whether the current task's request went out on a pooled (reused) connection: set by the connector below.
+_REUSED: contextvars.ContextVar[bool] = contextvars.ContextVar("reused", default=False)
+
+
+def _pool_aware_connector(**options: Any) -> Any:
+    """aiohttp's TCPConnector, saying in ``_REUSED`` whether each request's connection came from the pool.
+
+    aiohttp says it through a TraceConfig, but any trace config makes every request send ~8 trace
+    signals with their parameter objects: ~4 % of a row's CPU at 512 in flight (py-spy, make bench's
+    workload). Here: a set lookup per request. Called after :func:`_aiohttp` imported aiohttp.
+    """
+    from aiohttp import ClientRequest, ClientTimeout, TCPConnector
+    from aiohttp.connector import Connection
+
+    class PoolAwareConnector(TCPConnector):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self._used: weakref.WeakSet[Any] = weakref.WeakSet()  # the connections' protocols seen before
+
+        async def connect(self, req: ClientRequest, traces: Any, timeout: ClientTimeout) -> Connection:
+            conn = await super().connect(req, traces, timeout)
+            protocol = conn.protocol
+            _REUSED.set(protocol in self._used)  # same task as the request: its caller reads it
+            self._used.add(protocol)
+            return conn
+
+    return PoolAwareConnector(**options)
 
 
 def origin(url: str) -> str:
@@ -189,6 +215,7 @@ class AiohttpTransport:
         self._verify = verify_tls
         self._verified: ssl.SSLContext | None = None
         self._session: Any = None
+        self._timeouts: dict[float, Any] = {}
 
     def _tls_for(self, url: str) -> bool | ssl.SSLContext:
         """aiohttp's ``ssl`` for a request: for https with verification, the system's CAs loaded
@@ -205,15 +232,12 @@ class AiohttpTransport:
 
         if self._session is None:
             # ssl=True: verify certificates with the default context; False: no verification.
-            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300, ssl=self._verify)
-            reuse = aiohttp.TraceConfig()
-            reuse.on_connection_reuseconn.append(_note_reuse)
+            connector = _pool_aware_connector(limit=self._max_connections, ttl_dns_cache=300, ssl=self._verify)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 auto_decompress=True,
                 skip_auto_headers=("User-Agent",),
                 headers={"User-Agent": "source-openai-compatible"},
-                trace_configs=[reuse],
             )
         return self._session
 
@@ -233,12 +257,12 @@ class AiohttpTransport:
         tls = self._tls_for(url)
 
         for _ in range(3 if resend else 0):  # each failure discards a dead pooled connection; few are left at once
-            reused = {"reused": False}
+            _REUSED.set(False)
             try:
                 return await session.request(method, url, headers=headers, data=body, timeout=limits,
-                                             trace_request_ctx=reused, allow_redirects=False, ssl=tls)
+                                             allow_redirects=False, ssl=tls)
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
-                if not reused["reused"]:
+                if not _REUSED.get():
                     raise
         # Redirects are never followed: the key must not reach a host the config did not name.
         return await session.request(method, url, headers=headers, data=body, timeout=limits,
@@ -254,7 +278,9 @@ class AiohttpTransport:
         # connect: time to open the connection; sock_read: longest silence while
         # waiting for (more of) the answer. The total (a stream that talks forever,
         # a body trickled a byte at a time) is the client's deadline for the attempt.
-        limits = aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
+        limits = self._timeouts.get(timeout)
+        if limits is None:  # immutable: one per timeout, not one per request
+            limits = self._timeouts[timeout] = aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
         try:
             async with await self._send(session, method, url, headers, body, limits, resend) as resp:
 
