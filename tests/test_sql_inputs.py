@@ -97,3 +97,60 @@ def test_a_resumed_read_skips_the_rows_already_done_in_query_order(tmp_path: Pat
     table = open_input(cfg.input)
     assert table.count_rows() == 10
     assert [row["id"] for batch in table.batches(skip=7) for row in batch] == [8, 9, 10]
+
+
+def discovered(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The properties ``discover`` declares for the stream."""
+    import asyncio
+
+    from connector.airbyte import commands
+
+    async def collect() -> list[dict[str, Any]]:
+        return [m async for m in commands.discover(cfg)]
+
+    (message,) = asyncio.run(collect())
+    return dict(message["catalog"]["streams"][0]["json_schema"]["properties"])
+
+
+def test_sqlite_columns_are_typed_by_the_values_they_hold(tmp_path: Path) -> None:
+    # ADBC's SQLite driver types a `LIMIT 0` result int64 in every column: discover said `integer` for text.
+    db = tmp_path / "shop.db"
+    rows = [(1, "first", 2.5, "2025-01-31", None), (2, "007", 3.0, "2025-02-01", None)]
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE t (id INTEGER, text TEXT, price REAL, day TEXT, gone TEXT)")
+        con.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?)", rows)
+    cfg = config("SELECT * FROM t ORDER BY id", url=f"sqlite:///{db}")
+    props = discovered(cfg)
+    assert {name: props[name]["type"] for name in ("id", "text", "price", "day", "gone")} == {
+        "id": ["null", "integer"], "text": ["null", "string"], "price": ["null", "number"],
+        "day": ["null", "string"], "gone": ["null", "string"]}
+    got = records(cfg)
+    assert [(r["id"], r["text"], r["price"], r["day"], r["gone"]) for r in got] == rows
+    assert isinstance(got[1]["price"], float) and isinstance(got[0]["id"], int)
+
+
+def test_a_sqlite_column_of_mixed_value_types_is_refused_by_name(tmp_path: Path) -> None:
+    # The driver would send 1 and 2.5 in one column as the text '1' and '2.500000e+00'.
+    db = tmp_path / "mixed.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE t (id INTEGER, text TEXT, amount)")
+        con.executemany("INSERT INTO t VALUES (?, ?, ?)", [(1, "a", 1), (2, "b", 2.5), (3, "c", "x")])
+    status = check(config("SELECT * FROM t", url=f"sqlite:///{db}"))
+    assert status["status"] == "FAILED"
+    assert status["message"] == (
+        "input.sql: column 'amount' holds SQLite values of more than one type (integer, real, text); SQLite types "
+        "each value, not its column, and a value is never changed to fit one type. Cast it in the query "
+        "(e.g. CAST(amount AS TEXT)) or select the types apart")
+    assert records(config("SELECT id, text, CAST(amount AS TEXT) AS amount FROM t ORDER BY id",
+                          url=f"sqlite:///{db}"))[1]["amount"] == "2.5"
+
+
+def test_a_sqlite_column_null_in_its_first_rows_keeps_its_later_text(tmp_path: Path) -> None:
+    # ADBC's driver typed the column int64 from its first 1,024 rows and stopped at 'late' (type mismatch).
+    db = tmp_path / "late.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE t (id INTEGER, text TEXT)")
+        con.executemany("INSERT INTO t VALUES (?, ?)", [(i, None) for i in range(2000)] + [(2000, "late")])
+    cfg = config("SELECT * FROM t ORDER BY id", url=f"sqlite:///{db}")
+    cfg["prompt"] = "Say {{id}}"
+    assert records(cfg)[-1]["text"] == "late"

@@ -8,17 +8,22 @@ declared ``decimal`` column: a JSON number with every digit), ``json``/``jsonb``
 it holds. The query is sent as written, never with values pasted into it; rows stream in the
 driver's batches (PostgreSQL: COPY), never as a whole result.
 
-Opening a table asks the database three things: the result's columns (the query prepared,
-not run: PostgreSQL; on SQLite the query wrapped as ``SELECT * FROM (...) LIMIT 0``), and the
-row count (``SELECT count(*) FROM (...)``). A syntax error is named with its line and column
-in the query as the database reports it. Resuming at row N runs the query again and skips N
-rows: the query needs an ``ORDER BY`` that gives every row one place.
+Opening a table asks the database for the result's columns (the query prepared, not run:
+PostgreSQL; on SQLite the query wrapped as ``SELECT * FROM (...) LIMIT 0``, for the names) and
+the row count (``SELECT count(*) FROM (...)``). SQLite types values, not columns, and its driver
+says int64 for every column of an empty result: there the count's pass also gathers each column's
+storage classes (``typeof``), which give its type; a column holding more than one class is refused
+(a value is never changed to fit), one holding only nulls is a null column (declared as text), and
+its rows are read through the standard library's ``sqlite3`` with those types. A syntax error
+is named with its line and column in the query as the database reports it. Resuming at row N
+runs the query again and skips N rows: the query needs an ``ORDER BY`` that gives every row one place.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from contextlib import closing
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -69,6 +74,7 @@ def _position(exc: BaseException) -> str:
     return f" (line {match.group(1)}, column {column}{' of the shown part' if shown.startswith('...') else ''})"
 
 
+_SQLITE_BATCH = 10_000  # rows fetched at once from SQLite
 _PARAM = {"postgresql": "$1", "sqlite": "?"}
 
 
@@ -78,6 +84,22 @@ def _sqlite_value(start: Any, raw: Any) -> Any:
     if isinstance(start, Decimal):
         return float(start)
     return raw if isinstance(start, date) else start
+
+
+_SQLITE_TYPES = {"integer": pa.int64(), "real": pa.float64(), "text": pa.string(), "blob": pa.binary()}
+
+
+def _sqlite_type(name: str, held: str | None) -> pa.DataType:
+    """One column's Arrow type from the storage classes its values have (``held``: SQLite's
+    ``group_concat(DISTINCT typeof(...))``); null when every value is null. More than one class is
+    refused: the driver would send 1 and 2.5 as the text '1' and '2.500000e+00', or stop mid-read."""
+    classes = [c for c in _SQLITE_TYPES if c in (held or "").split(",")]
+    if len(classes) > 1:
+        held_types = ", ".join(classes)
+        raise InputError(f"input.sql: column {name!r} holds SQLite values of more than one type ({held_types}); "
+                         "SQLite types each value, not its column, and a value is never changed to fit one type. "
+                         f"Cast it in the query (e.g. CAST({name} AS TEXT)) or select the types apart")
+    return _SQLITE_TYPES[classes[0]] if classes else pa.null()
 
 
 def _schema_meta(column: Column) -> dict[bytes, bytes]:
@@ -130,7 +152,10 @@ class SqlQuery:
         self._declared = dict(declared)
         with _connect(connection) as con, con.cursor() as cur:
             schema = self._schema(cur)
-            self.rows = self._count(cur)
+            if connection.driver == "sqlite":
+                schema, self.rows = self._sqlite_typed(cur, schema)
+            else:
+                self.rows = self._count(cur)
         self.columns = [_column(f, self._declared) for f in schema]
         # numeric arrives as text, json as its text: each given its meaning once, like a declared column's.
         self._converters: dict[str, kinds.Convert] = {
@@ -146,6 +171,18 @@ class SqlQuery:
         except Exception as exc:  # the driver's ProgrammingError / OperationalError / ...
             raise InputError(f"input.sql: {_reason(exc)}{_position(exc)}; fix the query") from None
 
+    def _sqlite_typed(self, cur: Any, schema: pa.Schema) -> tuple[pa.Schema, int]:
+        """The result's columns typed by the SQLite storage classes of their values, and its row count, in
+        one pass: a `LIMIT 0` result says int64 for every column, since the driver types from rows."""
+        classes = ", ".join(f"group_concat(DISTINCT typeof(q.{quoted(n)}))" for n in schema.names)
+        try:
+            cur.execute(f"SELECT count(*){', ' if classes else ''}{classes} FROM ({self._sql}) AS q")
+            total, *found = cur.fetchone()
+        except Exception as exc:
+            raise InputError(f"input.sql: counting its rows failed: {_reason(exc)}") from None
+        fields = [pa.field(name, _sqlite_type(name, held)) for name, held in zip(schema.names, found, strict=True)]
+        return pa.schema(fields), int(total)
+
     def _count(self, cur: Any) -> int:
         try:
             cur.execute(f"SELECT count(*) FROM ({self._sql}) AS counted")
@@ -154,16 +191,9 @@ class SqlQuery:
             raise InputError(f"input.sql: counting its rows failed: {_reason(exc)}") from None
 
     def cursor_field(self, column: str) -> pa.Field | None:
-        """The Arrow field of ``column`` as its values come (SQLite types values, not columns: the type of
-        its first non-null value there); None when the query has no such column."""
+        """The Arrow field of ``column`` as its values come; None when the query has no such column."""
         found = next((c for c in self.columns if c.name == column), None)
-        if found is None or self._connection.driver != "sqlite" or column in self._declared:
-            return None if found is None else pa.field(column, found.arrow, metadata=_schema_meta(found))
-        with _connect(self._connection) as con, con.cursor() as cur:
-            cur.execute(f"SELECT q.{quoted(column)} FROM ({self._sql}) AS q WHERE q.{quoted(column)} IS NOT NULL "
-                        "LIMIT 1")
-            kind = cur.fetch_arrow_table().schema.field(0).type
-        return pa.field(column, kind, metadata=_schema_meta(Column(column, json_schema_for(kind), kind)))
+        return None if found is None else pa.field(column, found.arrow, metadata=_schema_meta(found))
 
     def narrow(self, column: str, start: Any, order_also: str | None, raw: Any = None) -> tuple[int, int]:
         """Read only the rows whose ``column`` is ``>= start`` (every row when ``start`` is None, nulls
@@ -193,21 +223,44 @@ class SqlQuery:
 
     def batches(self, skip: int, size: int, names: Mapping[str, str]) -> Iterator[list[Row]]:
         """The query's rows after ``skip`` rows, in lists of up to ``size``."""
+        done = 0
+        for batch in self._record_batches():
+            first, done = done, done + batch.num_rows
+            if done <= skip:
+                continue
+            if first < skip:
+                batch, first = batch.slice(skip - first), skip
+            for start in range(0, batch.num_rows, size):
+                yield self._rows(batch.slice(start, size), first + start, names)
+
+    def _record_batches(self) -> Iterator[pa.RecordBatch]:
+        if self._connection.driver == "sqlite":
+            yield from self._sqlite_batches()
+            return
         with _connect(self._connection) as con, con.cursor() as cur:
             try:
                 cur.execute(self._query, self._params)
                 reader = cur.fetch_record_batch()
             except Exception as exc:
                 raise InputError(f"input.sql: {_reason(exc)}{_position(exc)}") from None
-            done = 0
-            for batch in reader:
-                first, done = done, done + batch.num_rows
-                if done <= skip:
-                    continue
-                if first < skip:
-                    batch, first = batch.slice(skip - first), skip
-                for start in range(0, batch.num_rows, size):
-                    yield self._rows(batch.slice(start, size), first + start, names)
+            yield from reader
+
+    def _sqlite_batches(self) -> Iterator[pa.RecordBatch]:
+        """SQLite's rows through the standard library, each column built with the type decided from all its
+        values: ADBC's driver types a column from its first 1,024 rows and stops at a later value of another
+        type (a text column whose first rows are null)."""
+        import sqlite3
+
+        schema = pa.schema([pa.field(c.name, c.arrow) for c in self.columns])
+        with closing(sqlite3.connect(self._connection.sqlite_path())) as con:
+            try:
+                cur = con.execute(self._query, self._params)
+            except sqlite3.Error as exc:
+                raise InputError(f"input.sql: {_reason(exc)}") from None
+            while rows := cur.fetchmany(_SQLITE_BATCH):
+                columns = zip(*rows, strict=True)
+                arrays = [pa.array(list(v), f.type) for v, f in zip(columns, schema, strict=True)]
+                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     def _rows(self, batch: pa.RecordBatch, first: int, names: Mapping[str, str]) -> list[Row]:
         values: list[list[Any]] = []
