@@ -211,7 +211,23 @@ def section(result: dict[str, Any]) -> str:
             "PostgreSQL 15 runs on this machine (tests/storage_servers.py). A child's peak RSS includes what it "
             f"inherited from the harness at fork ({max(r.get('harness_rss_mb', 0) for r in d['reads'].values()):,.0f} "
             "MB at most here). Load average (1, 5, 15 min, `uptime`) at the stage's start "
-            f"{_load(d.get('load_start'))}, at its end {_load(d.get('load_end'))}, on 2 cores.\n\n" + table)
+            f"{_load(d.get('load_start'))}, at its end {_load(d.get('load_end'))}, on 2 cores.\n\n" + table
+            + "\n\n" + _verdict(d))
+
+
+def _verdict(d: dict[str, Any]) -> str:
+    """Is reading the bottleneck at 512 in flight? The slowest read against the fastest enrichment."""
+    reads, enrich = d["reads"], d["enrich"]
+    slowest = min(r["rows_per_s"] for r in reads.values())
+    fastest = max(e["rows_per_s"] for e in enrich.values())
+    s3 = enrich["parquet_s3"]["rows_per_s"] / enrich["parquet_local"]["rows_per_s"]
+    pg = enrich["postgresql"]["rows_per_s"] / enrich["pg_local_parquet"]["rows_per_s"]
+    return (f"The slowest read ({slowest:,.0f} rows/s) is {slowest / fastest:,.0f}x the fastest enrichment at 512 in "
+            f"flight ({fastest:,.0f} rows/s) in the same run; enriching from S3 ran at {s3:.0%} of the rate from "
+            f"the local file, from PostgreSQL at {pg:.0%} of the rate from the same rows in a local file. moto "
+            "answers a ranged GET of a large object in seconds (it was 1-2 s per GET of the 1 GB object in the "
+            "run of 2026-12-06, seen in its log), so its read time counts its GETs: the reader's CPU is the local "
+            "file's.")
 
 
 def _load(values: Any) -> str:
