@@ -179,8 +179,37 @@ def answer_for(user: object, json_wanted: bool) -> str:
 def _answer_text(body: dict[str, Any], behaviours: set[str]) -> str:
     messages = body.get("messages") or []
     user = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
+    form = body.get("response_format") or {}
+    if (form.get("json_schema") or {}).get("name") == "answers_by_id":
+        return packed_answer(str(user), form["json_schema"]["schema"])
     json_wanted = (body.get("response_format") or {}).get("type", "").startswith("json")
     return answer_for(user, "json-answer" in behaviours or json_wanted)
+
+
+def packed_answer(user: str, schema: dict[str, Any]) -> str:
+    """The answer to a packed request (``rows_per_request``): each id's row answered as alone, as JSON text
+    written pair by pair so a row's marker can break it: ``[[pack:drop]]`` leaves its id out,
+    ``[[pack:dup]]`` gives it twice, ``[[pack:swap]]`` swaps its answer with the next row's,
+    ``[[pack:extra]]`` adds an id not asked for, ``[[pack:bad]]`` answers a number."""
+    STATS["packed"] += 1
+    rows: dict[str, str] = json.loads(user[user.index("\n\n{") + 2:])
+    ids = list(rows)
+    wants_json = [schema["properties"][i].get("type") == "object" for i in ids]
+    values = [json.loads(answer_for(t, w)) if w else answer_for(t, False)
+              for t, w in zip(rows.values(), wants_json, strict=True)]
+    for k, text in enumerate(rows.values()):
+        if "[[pack:swap]]" in text and k + 1 < len(ids):
+            values[k], values[k + 1] = values[k + 1], values[k]
+    pairs: list[tuple[str, Any]] = []
+    for i, text, value in zip(ids, rows.values(), values, strict=True):
+        if "[[pack:drop]]" in text:
+            continue
+        pairs.append((i, 7 if "[[pack:bad]]" in text else value))
+        if "[[pack:dup]]" in text:
+            pairs.append((i, value))
+        if "[[pack:extra]]" in text:
+            pairs.append(("999999", value))
+    return "{" + ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in pairs) + "}"
 
 
 def chat_completion(body: dict[str, Any], text: str) -> dict[str, Any]:

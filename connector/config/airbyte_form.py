@@ -48,7 +48,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
                                                    "max_error_rate", "fallback_models", "fallback_on",
                                                    "context_window", "context_windows", "too_long_policy",
                                                    "truncate_column")),
-    ("cost", "Cost and cache", ("max_requests", "max_total_tokens", "prices", "batch", "cache")),
+    ("cost", "Cost and cache", ("max_requests", "max_total_tokens", "prices", "batch", "rows_per_request", "cache")),
 )
 _PLACE = {field: (gid, i) for gid, _, fields in GROUPS for i, field in enumerate(fields)}
 DEFAULT_GROUP = "request"  # a field added to the model without a place here still renders, last in this group

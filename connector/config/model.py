@@ -20,15 +20,7 @@ import json
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import (
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationInfo,
-    WithJsonSchema,
-    field_validator,
-    model_validator,
-)
+from pydantic import ConfigDict, Field, SecretStr, ValidationInfo, WithJsonSchema, field_validator, model_validator
 
 from connector import secrets
 from connector.config import header_values
@@ -37,6 +29,7 @@ from connector.config.batch import BatchConfig, check_batch
 from connector.config.embedding_settings import EmbeddingsConfig, check_embeddings, default_columns
 from connector.config.endpoint import DEFAULT_URL, ApiEndpoint, resolve_endpoint, signs_with_cloud_credentials
 from connector.config.input import InputConfig
+from connector.config.packing import check_packing
 from connector.config.providers import ApiShape, presets
 from connector.config.run_settings import RunSettings
 from connector.config.sections import Parameters, ResponseTemplate
@@ -346,6 +339,10 @@ class SourceConfig(RunSettings, TaskSettings):
     def _batch_mode(self) -> SourceConfig:
         check_batch(self.batch, self.api_compatibility, self.input, stream=self.stream)
         check_embeddings(self, self.response_template.json_columns)
+        body = {**(self.request_template or {}), **self.parameters.as_body(), **self.extra_body}
+        check_packing(self.rows_per_request, self.endpoint.shape, tasks=self.tasks is not None,
+                      batch=self.batch.enabled, media=bool(self.media_columns),
+                      request_template=body, columns=self.response_template.columns)
         return self
 
     @model_validator(mode="after")

@@ -116,6 +116,7 @@ class RunPolicy:
     max_error_rate: float | None
     max_retries: int
     batch: BatchConfig
+    rows_per_request: int = 1  # chat rows packed into one request (connector.pipeline.row_packs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +166,7 @@ def parts_of(config: SourceConfig) -> Parts:
                      frozenset(config.fallback_on), config.validation_retries, dict(config.prices),
                      dict(config.media_columns))
     run = RunPolicy(config.stream_name, config.concurrency, config.on_row_error, config.max_error_rate,
-                    config.max_retries, config.batch)
+                    config.max_retries, config.batch, config.rows_per_request)
     client = ClientPart(float(config.timeout), config.max_retries, config.max_wait_seconds, config.max_reply_bytes)
     return Parts(request, client, output, limits, rows, run, config.input, config.cache)
 

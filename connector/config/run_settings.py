@@ -30,6 +30,22 @@ class RunSettings(Strict):
         ),
         json_schema_extra={"order": 13},
     )
+    rows_per_request: int = Field(
+        1,
+        ge=1,
+        le=1000,
+        title="Rows per request",
+        description=(
+            "Chat rows packed into one request (openai_chat_completions, azure_openai): the rows' prompts sent "
+            "under their row numbers, the answer asked for as one JSON object keyed by them (a JSON schema), "
+            "each row's answer, status, cache entry and record still its own; tokens and cost shared out by "
+            "length; a row missing or malformed in the answer is asked again alone. For short rows that share "
+            "long instructions (put them in system_prompt). The ids are the contract: an answer the model put "
+            "under another row's id cannot be detected (docs/PROMISES.md, Several rows per request). 1: one "
+            "request a row."
+        ),
+        json_schema_extra={"order": 39},
+    )
     min_concurrency: int = Field(
         1, ge=1, le=4096, title="Minimum requests in flight", json_schema_extra={"order": 14}
     )

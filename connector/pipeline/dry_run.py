@@ -32,6 +32,7 @@ from connector.jsonbytes import dumps
 from connector.pipeline.context import RunContext
 from connector.pipeline.enrich import Ask, RowEnricher
 from connector.pipeline.resume import RowHasher, verified_rows
+from connector.pipeline.row_packs import PackPlan
 from connector.secrets import MASK, is_auth_header
 
 SAMPLES = 3
@@ -106,8 +107,9 @@ class DryRun:
     unpriced: Counter[str] = field(default_factory=Counter)  # model -> requests without a price
     chars_per_token: float = TokenEstimator().chars_per_token
     samples: list[Sample] = field(default_factory=list)
-    rows_per_request: int = 1  # embeddings.inputs_per_request: rows merged into one request
+    rows_per_request: int = 1  # embeddings.inputs_per_request or rows_per_request: rows merged into one request
     batch_api: bool = True  # the API shape has a batch mode here (config.batch.BATCH_SHAPES)
+    packing: PackPlan | None = None  # rows_per_request above 1: what packing saves
     tasks: dict[str, TaskPlan] = field(default_factory=dict)  # with tasks: each task's share, in dependency order
 
     def lines(self) -> list[str]:
@@ -151,6 +153,8 @@ class DryRun:
             out.append(f"row {self.would_fail_at} does not fit context_window and too_long_policy is fail: "
                        "a real read stops there")
         out.extend(self._task_lines())
+        if self.packing is not None:
+            out.append(self.packing.line(self.rows_per_request))
         out.append("retries, validation retries and fallback models can add requests beyond these")
         return out
 
@@ -228,9 +232,11 @@ class Planner:
         self._estimator = TokenEstimator()
         self._cache = ctx.cache  # only a cache file that exists: a dry run creates nothing
         dialect = self._dialect  # a shape that merges rows into one request (embeddings) says how many
+        packing = ctx.parts.run.rows_per_request
+        merged = dialect.limits.inputs if isinstance(dialect, EmbeddingsDialect) else packing
         self.result = DryRun(ctx.parts.run.stream_name, chars_per_token=self._estimator.chars_per_token,
-                             default_output=self._estimator.default_output,
-                             rows_per_request=dialect.limits.inputs if isinstance(dialect, EmbeddingsDialect) else 1,
+                             default_output=self._estimator.default_output, rows_per_request=merged,
+                             packing=PackPlan() if packing > 1 else None,
                              caches=self._dialect.name != "anthropic_messages" or ctx.parts.request.prompt_cache,
                              batch_api=dialect.name in BATCH_SHAPES)
         self._first_prompt: str | None = None  # the first request's prompt text, to find the shared prefix
@@ -281,6 +287,8 @@ class Planner:
         result.output_capped += cap is not None
         reply = self._cached(enricher, body)
         result.cached += reply is not None
+        if result.packing is not None and reply is None:
+            result.packing.add(self._estimator, body, prompt)
         result.input_tokens += prompt
         result.output_tokens += output
         cost, batch_cost = result.cost, result.batch_cost

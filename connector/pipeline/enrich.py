@@ -104,6 +104,11 @@ class RowEnricher:
                                policy.too_long_policy, policy.truncate_column)
 
     @property
+    def redact(self) -> Redactor:
+        """The run's mask for anything said about a row (error messages)."""
+        return self._redact
+
+    @property
     def output_columns(self) -> list[str]:
         return self._check.column_names
 
@@ -127,10 +132,12 @@ class RowEnricher:
             return planned
         return await self.ask(planned)
 
-    async def ask(self, ask: Ask) -> Enriched | None:
-        """A planned row done, asked alone; None when a spend guard refused its request."""
+    async def ask(self, ask: Ask, prior: Mapping[str, Any] | None = None) -> Enriched | None:
+        """A planned row done, asked alone; None when a spend guard refused its request. ``prior``: the row's
+        share of a packed request's usage that gave it no usable answer (:mod:`connector.pipeline.row_packs`),
+        counted in its tokens and cost."""
         try:
-            done = await self._ask(ask)
+            done = await self._ask(ask, prior)
         except errors.SpendLimitReached:
             return None  # what its cut attempts were billed is in self.refused
         done.outcome.input_truncated = ask.truncated  # also when it failed: the prompt it failed with was cut
@@ -181,12 +188,14 @@ class RowEnricher:
             raise MediaError(problem)
         return stand_ins(row, {m.column: m for m in media}), media_tokens(self._dialect.name, media)
 
-    async def _ask(self, ask: Ask) -> Enriched:
+    async def _ask(self, ask: Ask, prior: Mapping[str, Any] | None = None) -> Enriched:
         """Ask the primary model, then each fallback the error class allows."""
         body, attempts = ask.body, 0
         error: tuple[ErrorClass, str] | None = None
         passed_over: list[str] = []
         spend = Spend()
+        if prior is not None:
+            self._count(spend, body, usage_from({"usage": prior}))
         tried: object = None  # the last model asked (a body's model is whatever JSON the template gave)
         for model in [body.get("model"), *self._fallbacks]:
             asked = body if model == body.get("model") else {**body, "model": model}

@@ -13,6 +13,7 @@ from connector.pipeline.batch_run import run_batches
 from connector.pipeline.context import RunContext
 from connector.pipeline.input_groups import grouped
 from connector.pipeline.progress import NO_PROGRESS, Progress
+from connector.pipeline.row_packs import packed
 from connector.pipeline.run_loop import DEFAULT_CHECKPOINTING, Checkpointing, Event, Note, run_rows
 
 
@@ -21,7 +22,7 @@ def run_events(ctx: RunContext, *, full_refresh: bool = False, checkpointing: Ch
     """The run's events (resuming the STATE's provider batches, ``ctx.saved``, in batch mode)."""
     if not ctx.parts.run.batch.enabled:
         events = run_rows(ctx, full_refresh=full_refresh, checkpointing=checkpointing, progress=progress,
-                          source=grouped(ctx))
+                          source=grouped(ctx) or packed(ctx))
         return _forsaken(ctx, events) if ctx.saved else events
     api = batch_api(ctx.parts.request, ctx.transport, ctx.dialect)
     return run_batches(ctx, api, full_refresh=full_refresh, checkpointing=checkpointing, progress=progress)

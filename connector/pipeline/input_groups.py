@@ -52,8 +52,8 @@ MAX_ROWS_PER_GROUP = 4096
 
 
 @dataclass(slots=True)
-class _Row:
-    """One row of a group: done without a request, or its request (with the answer cache's reply)."""
+class Planned:
+    """One row of a shared request: done without a request, or its request (with the answer cache's reply)."""
 
     planned: Enriched | Ask
     key: str = ""
@@ -63,6 +63,27 @@ class _Row:
     def asks(self) -> Ask | None:
         """The request still to buy for this row, or None."""
         return self.planned if isinstance(self.planned, Ask) and self.reply is None else None
+
+
+def plan_row(enricher: RowEnricher, item: tuple[int, dict[str, Any]]) -> Planned:
+    """The row planned alone, and looked up in the answer cache under the key of the request it would send
+    alone (so the rows per request may change between runs without buying an answer again)."""
+    planned = enricher.plan(item)
+    if isinstance(planned, Enriched):
+        return Planned(planned)
+    key = enricher.answer_key(planned.body)
+    return Planned(planned, key, enricher.cached_answer(planned.body, key))
+
+
+async def answered_alone(enricher: RowEnricher, row: Planned, prior: dict[str, Any] | None = None) -> Enriched | None:
+    """The row done without its shared request: as planned, from the cache, or asked alone (``prior``: its
+    share of a shared request's usage that gave it no usable answer)."""
+    planned = row.planned
+    if isinstance(planned, Enriched):
+        return planned
+    if row.reply is not None:
+        return await enricher.finish_shared(planned, row.reply, None)
+    return await enricher.ask(planned, prior=prior)
 
 
 @dataclass(slots=True)
@@ -78,7 +99,7 @@ class _Bought:
 
 @dataclass(slots=True)
 class _Group:
-    rows: list[_Row] = field(default_factory=list)
+    rows: list[Planned] = field(default_factory=list)
     asked: int = 0  # distinct requests to merge
     tokens: int = 0
     shape: tuple[Any, ...] | None = None
@@ -115,7 +136,7 @@ class InputGroups:
         group = _Group()
         async for item in as_async(rows):
             try:
-                row = self._plan(item)
+                row = plan_row(self._enricher, item)
             except errors.ConnectorError as exc:
                 if group.rows:
                     yield group
@@ -131,13 +152,6 @@ class InputGroups:
         if group.rows:
             yield group
 
-    def _plan(self, item: tuple[int, dict[str, Any]]) -> _Row:
-        planned = self._enricher.plan(item)
-        if isinstance(planned, Enriched):
-            return _Row(planned)
-        key = self._enricher.answer_key(planned.body)
-        return _Row(planned, key, self._cache.get(key) if self._cache is not None else None)
-
     def _full(self, group: _Group, body: dict[str, Any]) -> bool:
         """Whether ``body`` cannot join ``group``'s request."""
         if not group.asked:
@@ -147,7 +161,7 @@ class InputGroups:
         return group.asked >= limits.inputs or self._dialect.group_key(body) != group.shape or \
             (limits.tokens is not None and group.tokens + tokens > limits.tokens)
 
-    def _add(self, group: _Group, row: _Row) -> None:
+    def _add(self, group: _Group, row: Planned) -> None:
         group.rows.append(row)
         ask = row.asks
         if ask is not None and not any(other.key == row.key for other in group.rows[:-1]):
@@ -161,7 +175,7 @@ class InputGroups:
         asked = {row.key: ask.body for row in group.rows if (ask := row.asks) is not None}
         bought = await self._buy(asked) if asked else _Bought()
         if bought.failed:  # each row alone: one row the server refuses fails alone
-            return list(await asyncio.gather(*(self._alone(row) for row in group.rows)))
+            return list(await asyncio.gather(*(answered_alone(self._enricher, row) for row in group.rows)))
         return [await self._record(row, bought) for row in group.rows]
 
     async def _buy(self, asked: dict[str, dict[str, Any]]) -> _Bought:
@@ -181,23 +195,13 @@ class InputGroups:
                 self._cache.put(key, reply)  # stored before the record exists: never paid twice
         return _Bought(dict(zip(asked, replies, strict=True)), completion)
 
-    async def _record(self, row: _Row, bought: _Bought) -> Enriched | None:
-        planned = row.planned
-        if isinstance(planned, Enriched):
-            return planned
-        if row.reply is not None:
-            return await self._enricher.finish_shared(planned, row.reply, None)
+    async def _record(self, row: Planned, bought: _Bought) -> Enriched | None:
+        planned = row.asks
+        if planned is None:
+            return await answered_alone(self._enricher, row)
         if bought.refused:
             return None  # a spend guard refused the shared request: the run stops before this row
         first = row.key not in bought.given  # an identical row later in the group shares the answer
         bought.given.add(row.key)
         return await self._enricher.finish_shared(planned, bought.replies[row.key],
                                                   bought.completion if first else None)
-
-    async def _alone(self, row: _Row) -> Enriched | None:
-        planned = row.planned
-        if isinstance(planned, Enriched):
-            return planned
-        if row.reply is not None:
-            return await self._enricher.finish_shared(planned, row.reply, None)
-        return await self._enricher.ask(planned)

@@ -161,11 +161,12 @@ class _Runtime:
         from connector.answers.records import Enriched
         from connector.pipeline.input_groups import grouped
         from connector.pipeline.ordered import ordered_map
+        from connector.pipeline.row_packs import packed
 
         items = iter(enumerate(rows, start))
         ctx = self._ctx
         assert ctx is not None, "set up in __init__"
-        groups = grouped(ctx)  # embeddings: several rows of the batch to a request, as in a read
+        groups = grouped(ctx) or packed(ctx)  # several rows of the batch to a request, as in a read
         results = groups(items) if groups is not None else ordered_map(items, ctx.enricher, ctx.parts.run.concurrency)
         out: list[Enriched] = []
         async for done in results:

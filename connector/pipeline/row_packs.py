@@ -1,0 +1,195 @@
+"""Several chat rows in one request (``rows_per_request`` above 1): packed, answered by id, mapped back.
+
+The run loop's records come from here instead of one request per row when ``rows_per_request`` is above 1
+(:func:`packed`). Consecutive rows form a pack of at most ``rows_per_request`` distinct requests whose bodies
+differ only in the last user message (:func:`~connector.dialects.packing.pack_key`); a pack is also cut before
+a row whose planning stopped the run, and after :data:`MAX_ROWS_PER_PACK` rows in all. Packs run
+``concurrency`` at a time and their records come out in input order, so the run loop, its checkpoints and
+resume are unchanged. The packed request and its answer are :mod:`connector.dialects.packing`'s.
+
+Each row keeps the per-row contract:
+
+- a row is planned alone (null policy, context window, bad input) and looked up in the answer cache under the
+  key of the request it would send alone, so ``rows_per_request`` may change between runs without buying an
+  answer again; each answer taken from a pack is stored under that key before its record exists;
+- rows of a pack with the same request are asked once (the others are ``_cached``);
+- a row whose id is missing from the packed answer, given twice, or whose answer does not pass the row's own
+  check (its columns, its output schema) is asked again alone, as if packing were off; so is every row of a
+  pack whose request failed in a way its rows alone may not (after its retries). A failure no later row
+  would escape (key, quota, URL, model) ends the run as always; a spend guard that refuses a pack refuses its
+  rows (the run stops before the first). A pack the endpoint refuses outright (a 4xx that is no rate limit)
+  turns packing off for the rest of the run, said in a WARN;
+- a row's tokens and cost are its share of the packed request's (the rule is
+  :mod:`connector.dialects.packing`'s), added to its own request's when it was asked again alone;
+  ``_attempts`` and ``_latency_ms`` are the packed request's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from connector import errors
+from connector.answers.cache import AnswerCache
+from connector.answers.records import Enriched
+from connector.dialects.packing import INSTRUCTION, Unpacked, pack, pack_key, prompt_weights, unpack
+from connector.endpoint.classify import fatal, is_fatal
+from connector.endpoint.client import Completion, EndpointClient
+from connector.endpoint.limits import TokenEstimator
+from connector.pipeline.context import RunContext
+from connector.pipeline.enrich import Ask, RowEnricher
+from connector.pipeline.input_groups import Planned, answered_alone, plan_row
+from connector.pipeline.ordered import as_async, ordered_map
+from connector.pipeline.run_loop import Note, Rows
+
+MAX_ROWS_PER_PACK = 4096  # rows in all (skipped and cached ones included): memory bounded, records flowing
+
+
+@dataclass(slots=True)
+class _Pack:
+    rows: list[Planned] = field(default_factory=list)
+    asked: dict[str, Ask] = field(default_factory=dict)  # distinct requests by answer-cache key
+    shape: tuple[str, ...] | None = None
+    stop: errors.ConnectorError | None = None
+
+
+@dataclass(slots=True)
+class _Bought:
+    parts: dict[str, Unpacked] = field(default_factory=dict)  # by answer-cache key
+    completion: Completion | None = None
+    refused: bool = False
+    failed: bool = False
+    note: Note | None = None
+    given: set[str] = field(default_factory=set)
+
+
+def packed(ctx: RunContext) -> RowPacks | None:
+    """The answer source when ``rows_per_request`` is above 1; None otherwise (one request a row)."""
+    n = ctx.parts.run.rows_per_request
+    return RowPacks(ctx.enricher, ctx.client, ctx.cache, n, ctx.parts.run.concurrency) if n > 1 else None
+
+
+class RowPacks:
+    """The run loop's answer source when rows are packed (see the module doc)."""
+
+    def __init__(self, enricher: RowEnricher, client: EndpointClient, cache: AnswerCache | None, rows: int,
+                 concurrency: int) -> None:
+        self._enricher = enricher
+        self._client = client
+        self._cache = cache if cache is not None and cache.enabled else None
+        self._rows = rows
+        self._concurrency = concurrency
+        self._off = False  # the endpoint refused a packed request: every row alone from then on
+
+    async def __call__(self, rows: Rows) -> AsyncIterator[Enriched | Note | None]:
+        async for records in ordered_map(self._packs(rows), self._answer, self._concurrency):
+            for record in records:
+                yield record
+
+    async def _packs(self, rows: Rows) -> AsyncIterator[_Pack]:
+        pack_ = _Pack()
+        async for item in as_async(rows):
+            try:
+                row = plan_row(self._enricher, item)
+            except errors.ConnectorError as exc:
+                if pack_.rows:
+                    yield pack_
+                yield _Pack(stop=exc)
+                return
+            ask = row.asks
+            if ask is not None and row.key not in pack_.asked:
+                shape = pack_key(ask.body)
+                if pack_.asked and (shape is None or shape != pack_.shape or len(pack_.asked) >= self._rows):
+                    yield pack_
+                    pack_ = _Pack()
+                pack_.asked[row.key], pack_.shape = ask, shape
+            pack_.rows.append(row)
+            if len(pack_.rows) >= MAX_ROWS_PER_PACK or (ask is not None and pack_.shape is None):
+                yield pack_  # a row that cannot be packed goes alone
+                pack_ = _Pack()
+        if pack_.rows:
+            yield pack_
+
+    async def _answer(self, pack_: _Pack) -> list[Enriched | Note | None]:
+        if pack_.stop is not None:
+            raise pack_.stop
+        bought = await self._buy(pack_.asked) if len(pack_.asked) > 1 and not self._off else _Bought()
+        if bought.failed:  # each row alone: one row the server refuses fails alone
+            records = list(await asyncio.gather(*(answered_alone(self._enricher, row) for row in pack_.rows)))
+        else:
+            records = [await self._record(row, bought) for row in pack_.rows]
+        return [bought.note, *records] if bought.note is not None else list(records)
+
+    async def _buy(self, asked: dict[str, Ask]) -> _Bought:
+        """The packed request for ``asked``, and each row's part of its answer (by answer-cache key)."""
+        keys, asks = list(asked), list(asked.values())
+        ids = [str(a.number) for a in asks]  # the row numbers: the ids the answer must come back under
+        bodies = [a.body for a in asks]
+        try:
+            completion = await self._client.complete(pack(bodies, ids))
+        except errors.SpendLimitReached:
+            return _Bought(refused=True)
+        except errors.EndpointError as exc:
+            if is_fatal(exc):
+                raise fatal(exc) from exc
+            return self._refused(exc)
+        schema = "response_format" in bodies[0] and bodies[0]["response_format"].get("type") == "json_schema"
+        parts = unpack(completion.reply, ids, prompt_weights(bodies, ids), schema, completion.headers)
+        for key, part in zip(keys, parts, strict=True):
+            if part.reply is not None and self._enricher.columns_of(part.reply) is None:
+                part.reply = None  # an answer the row's own check refuses: asked again alone
+            if part.reply is not None and self._cache is not None:
+                self._cache.put(key, part.reply)  # stored before the record exists: never paid twice
+        return _Bought(dict(zip(keys, parts, strict=True)), completion)
+
+    def _refused(self, exc: errors.EndpointError) -> _Bought:
+        """A packed request that failed: its rows alone; packing off when the endpoint refused the request."""
+        if isinstance(exc, errors.HTTPStatusError) and 400 <= exc.status < 500 and not exc.retryable:
+            self._off = True
+            return _Bought(failed=True, note=Note(
+                f"rows_per_request: the endpoint refused a packed request ({self._enricher.redact(exc.message)}); "
+                "every row is sent alone from now on", "WARN"))
+        return _Bought(failed=True)
+
+    async def _record(self, row: Planned, bought: _Bought) -> Enriched | None:
+        planned = row.asks
+        if planned is None:
+            return await answered_alone(self._enricher, row)
+        if bought.refused:
+            return None  # a spend guard refused the packed request: the run stops before this row
+        part = bought.parts.get(row.key)
+        first = row.key not in bought.given  # an identical row later in the pack shares the answer
+        bought.given.add(row.key)
+        if part is None or part.reply is None or bought.completion is None:
+            prior = part.usage if part is not None and first else None  # the pack's share counted once
+            return await answered_alone(self._enricher, row, prior)
+        return await self._enricher.finish_shared(planned, part.reply, bought.completion if first else None)
+
+
+@dataclass
+class PackPlan:
+    """What ``rows_per_request`` saves: the rows still to ask, alone and packed (offline estimates)."""
+
+    rows: int = 0  # rows to ask that can be packed (not in the cache)
+    alone_tokens: int = 0  # their input tokens, one request a row
+    text_tokens: int = 0  # their own parts of a packed prompt
+    shared_tokens: int = 0  # what a packed request sends once: the shared part and the ask to answer by id
+
+    def add(self, estimator: TokenEstimator, body: dict[str, Any], prompt: int) -> None:
+        """Count a row to ask (its request ``body``, estimated at ``prompt`` tokens alone), if it can be packed."""
+        if pack_key(body) is None:
+            return
+        text = estimator.prompt_tokens(prompt_weights([body], ["1"])[0])
+        self.rows += 1
+        self.alone_tokens += prompt
+        self.text_tokens += text
+        self.shared_tokens = max(self.shared_tokens, prompt - text + estimator.prompt_tokens(len(INSTRUCTION)))
+
+    def line(self, n: int) -> str:
+        packs = -(-self.rows // n)
+        packed = self.text_tokens + packs * self.shared_tokens
+        return (f"rows_per_request {n}: the {self.rows:,} rows to ask go in ~{packs:,} requests instead of "
+                f"{self.rows:,}, input tokens ~{packed:,} instead of ~{self.alone_tokens:,} (the shared part sent "
+                "once a request; fewer when rows of a request differ in more than their last message)")
