@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from connector.config.load import load_config
-from connector.dialects.packing import pack, prompt_weights, unpack
+from connector.dialects.packed_chat import pack, prompt_weights, unpack
 from connector.errors import ConfigError
 from connector.standalone.command import run as standalone_run
 from tests import fake_openai

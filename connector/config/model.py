@@ -29,7 +29,7 @@ from connector.config.batch import BatchConfig, check_batch
 from connector.config.embedding_settings import EmbeddingsConfig, check_embeddings, default_columns
 from connector.config.endpoint import DEFAULT_URL, ApiEndpoint, resolve_endpoint, signs_with_cloud_credentials
 from connector.config.input import InputConfig
-from connector.config.packing import check_packing
+from connector.config.packing_rules import check_packing
 from connector.config.providers import ApiShape, presets
 from connector.config.run_settings import RunSettings
 from connector.config.sections import Parameters, ResponseTemplate

@@ -2,10 +2,10 @@
 
 The run loop's records come from here instead of one request per row when ``rows_per_request`` is above 1
 (:func:`packed`). Consecutive rows form a pack of at most ``rows_per_request`` distinct requests whose bodies
-differ only in the last user message (:func:`~connector.dialects.packing.pack_key`); a pack is also cut before
+differ only in the last user message (:func:`~connector.dialects.packed_chat.pack_key`); a pack is also cut before
 a row whose planning stopped the run, and after :data:`MAX_ROWS_PER_PACK` rows in all. Packs run
 ``concurrency`` at a time and their records come out in input order, so the run loop, its checkpoints and
-resume are unchanged. The packed request and its answer are :mod:`connector.dialects.packing`'s.
+resume are unchanged. The packed request and its answer are :mod:`connector.dialects.packed_chat`'s.
 
 Each row keeps the per-row contract:
 
@@ -20,7 +20,7 @@ Each row keeps the per-row contract:
   rows (the run stops before the first). A pack the endpoint refuses outright (a 4xx that is no rate limit)
   turns packing off for the rest of the run, said in a WARN;
 - a row's tokens and cost are its share of the packed request's (the rule is
-  :mod:`connector.dialects.packing`'s), added to its own request's when it was asked again alone;
+  :mod:`connector.dialects.packed_chat`'s), added to its own request's when it was asked again alone;
   ``_attempts`` and ``_latency_ms`` are the packed request's.
 """
 
@@ -34,7 +34,7 @@ from typing import Any
 from connector import errors
 from connector.answers.cache import AnswerCache
 from connector.answers.records import Enriched
-from connector.dialects.packing import INSTRUCTION, Unpacked, pack, pack_key, prompt_weights, unpack
+from connector.dialects.packed_chat import INSTRUCTION, Unpacked, pack, pack_key, prompt_weights, unpack
 from connector.endpoint.classify import fatal, is_fatal
 from connector.endpoint.client import Completion, EndpointClient
 from connector.endpoint.limits import TokenEstimator

@@ -1,7 +1,7 @@
 """``rows_per_request``: which configs can pack several chat rows into one request, and why the others cannot.
 
 A packed request carries each row's last user message under its row number and asks for one JSON object keyed
-by them (:mod:`connector.dialects.packing`); what cannot be keyed by row that way is refused here, naming
+by them (:mod:`connector.dialects.packed_chat`); what cannot be keyed by row that way is refused here, naming
 ``rows_per_request`` and the setting in the way.
 """
 
