@@ -512,3 +512,37 @@ def test_a_reply_refused_for_its_shape_counts_the_usage_it_reported(server: str,
     # The answer was generated and billed, though unusable: its usage counts (was None).
     assert (row["_prompt_tokens"], row["_completion_tokens"]) == (billed["prompt_tokens"], billed["completion_tokens"])
     assert row["_cost"] == billed["prompt_tokens"] + 2 * billed["completion_tokens"] and row["_cost_source"] == "config"
+
+
+# Each API shape's reply with a field of the wrong type (refused: bad_reply) and the usage it reported.
+REFUSED_SHAPES = {
+    "anthropic_messages": {"type": "message", "content": ["not a block"], "stop_reason": "end_turn",
+                           "usage": {"input_tokens": 15, "output_tokens": 7}},
+    "gemini_generate_content": {"candidates": ["not a candidate"],
+                                "usageMetadata": {"promptTokenCount": 15, "candidatesTokenCount": 7}},
+    "openai_responses": {"object": "response", "status": "completed",
+                         "output": [{"type": "message", "content": ["not a part"]}],
+                         "usage": {"input_tokens": 15, "output_tokens": 7, "total_tokens": 22}},
+}
+
+
+@pytest.mark.parametrize("shape", sorted(REFUSED_SHAPES))
+def test_every_shape_counts_the_usage_of_a_reply_refused_for_its_shape(tmp_path: Path, shape: str) -> None:
+    import httpx
+
+    from tests.conftest import read_through
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=REFUSED_SHAPES[shape])
+
+    raw = {"url": "http://shape.test/v1", "api_key": KEY, "model": "m", "api_compatibility": shape,
+           "prompt": "Say {{text}}", "input": {"rows": [{"text": "hi"}]}, "prices": PER_TOKEN,
+           "cache": {"path": str(tmp_path / "cache.sqlite")}}
+    messages, error = read_through(raw, handler)
+    assert error is not None and "every row failed" in error.message, error  # the one row is emitted before
+    row = next(m["record"]["data"] for m in messages if m["type"] == "RECORD")
+    assert (row["_status"], row["_error_class"], row["_attempts"]) == ("error", "bad_reply", 1), row
+    # The reply was generated and billed, though unusable: the usage it reported counts (was None: the
+    # shape's parser failed before its usage was read).
+    assert (row["_prompt_tokens"], row["_completion_tokens"]) == (15, 7), row
+    assert row["_cost"] == 15 + 2 * 7 and row["_cost_source"] == "config", row

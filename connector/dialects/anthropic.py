@@ -34,7 +34,7 @@ from connector.dialects.base import (
     tool_call,
 )
 from connector.dialects.openai_chat import ChatDialect
-from connector.dialects.usage import CachePricing, TokenUsage, token_count
+from connector.dialects.usage import CachePricing, TokenUsage, token_count, usage_from
 from connector.errors import BadReply, ConfigError
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -137,6 +137,10 @@ class AnthropicDialect(ChatDialect):
         if not isinstance(message.get("content"), list):
             raise BadReply(f"the reply has no 'content' list: {preview(raw)}")
         return normalise(message, structured=self._schema is not None)
+
+    def reported_usage(self, raw: bytes) -> TokenUsage:
+        usage = load_object(raw).get("usage")
+        return usage_from(chat_reply(None, None, **usage_counts(usage if isinstance(usage, dict) else {})))
 
     def stream_assembler(self) -> AnthropicStream:
         return AnthropicStream(structured=self._schema is not None)

@@ -35,7 +35,7 @@ from connector.dialects.base import (
     tool_call,
 )
 from connector.dialects.openai_chat import ChatDialect
-from connector.dialects.usage import CachePricing, TokenUsage, token_count
+from connector.dialects.usage import CachePricing, TokenUsage, token_count, usage_from
 from connector.errors import BadReply, ConfigError
 
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
@@ -170,6 +170,10 @@ class GeminiDialect(ChatDialect):
 
     def parse_reply(self, raw: bytes) -> Reply:
         return normalise(load_object(raw))
+
+    def reported_usage(self, raw: bytes) -> TokenUsage:
+        usage = load_object(raw).get("usageMetadata")
+        return usage_from(chat_reply(None, None, **usage_counts(usage if isinstance(usage, dict) else {})))
 
     def stream_assembler(self) -> GeminiStream:
         return GeminiStream()

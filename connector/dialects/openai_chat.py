@@ -116,6 +116,9 @@ class ChatDialect(DialectBase):
     def parse_reply(self, raw: bytes) -> Reply:
         return parse_reply(raw)
 
+    def reported_usage(self, raw: bytes) -> TokenUsage:
+        return usage_from(load_object(raw))
+
     def normalise(self, reply: Reply) -> Reply:
         return normalise(reply)
 

@@ -31,7 +31,7 @@ from connector.dialects.base import (
     tool_call,
 )
 from connector.dialects.openai_chat import ChatDialect
-from connector.dialects.usage import TokenUsage, detail
+from connector.dialects.usage import TokenUsage, detail, usage_from
 from connector.errors import BadReply
 
 
@@ -120,6 +120,10 @@ class ResponsesDialect(ChatDialect):
     def parse_reply(self, raw: bytes) -> Reply:
         return normalise(load_object(raw))
 
+    def reported_usage(self, raw: bytes) -> TokenUsage:
+        usage = load_object(raw).get("usage")
+        return usage_from(chat_reply(None, None, **usage_counts(usage if isinstance(usage, dict) else {})))
+
     def stream_assembler(self) -> ResponsesStream:
         return ResponsesStream()
 
@@ -196,18 +200,21 @@ def normalise(response: Mapping[str, Any]) -> Reply:
         finish = "tool_calls"
     else:
         finish = "stop"
-    usage = response.get("usage") or {}
     meta = {k: response[k] for k in ("id", "model") if k in response}
     if "created_at" in response:
         meta["created"] = response["created_at"]
     content = "".join(texts) if texts or not refusals else "".join(refusals)
-    # input_tokens includes the cached ones and output_tokens the reasoning, as in chat completions.
-    cached = detail(usage, "input_tokens_details", "cached_tokens")
-    reasoning_tokens = detail(usage, "output_tokens_details", "reasoning_tokens")
-    return chat_reply(content, finish, tool_calls=calls, reasoning="".join(reasoning) or None,
-                      prompt_tokens=usage.get("input_tokens"), completion_tokens=usage.get("output_tokens"),
-                      total_tokens=usage.get("total_tokens"), meta=meta, cached_tokens=cached,
-                      reasoning_tokens=reasoning_tokens)
+    return chat_reply(content, finish, tool_calls=calls, reasoning="".join(reasoning) or None, meta=meta,
+                      **usage_counts(response.get("usage") or {}))
+
+
+def usage_counts(usage: Mapping[str, Any]) -> dict[str, Any]:
+    """A Responses ``usage`` as the normalised counts: input_tokens includes the cached ones and
+    output_tokens the reasoning, as in chat completions."""
+    return {"prompt_tokens": usage.get("input_tokens"), "completion_tokens": usage.get("output_tokens"),
+            "total_tokens": usage.get("total_tokens"),
+            "cached_tokens": detail(usage, "input_tokens_details", "cached_tokens"),
+            "reasoning_tokens": detail(usage, "output_tokens_details", "reasoning_tokens")}
 
 
 class ResponsesStream:

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from connector import errors
 from connector.dialects import Dialect
 from connector.dialects.base import Reply, StreamAssembler
-from connector.dialects.usage import TokenUsage, usage_from
+from connector.dialects.usage import TokenUsage
 from connector.endpoint.limits import TokenEstimator
 from connector.endpoint.sse import SSEEvent, SSEParser
 from connector.endpoint.transport import Response, bounded
@@ -93,7 +93,7 @@ class Reception:
     def _refused(self, dialect: Dialect) -> TokenUsage | None:
         """The usage a whole 2xx body reported although its reply was refused (a field of the wrong type)."""
         try:
-            usage = usage_from(dialect.parse_reply(b"".join(self.body)))
+            usage = dialect.reported_usage(b"".join(self.body))  # before its shape is trusted
         except (errors.BadReply, *SHAPE_ERRORS):
             return None
         return usage if usage.reported else None
