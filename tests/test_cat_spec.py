@@ -243,6 +243,9 @@ AI_SQUARED = {
     "response_format": '{"choices": [{"index": 0, "delta": {"role": "assistant", "content": "..."}}]}',
 }
 INPUT = {"rows": [{"text": "great"}]}
+TASKS = [{"name": "summary", "prompt": "Sum {{text}}", "parameters": {"max_tokens": 20}},
+         {"name": "mood", "prompt": "Mood of {{summary.answer}}", "model": "m",
+          "output_schema": {"type": "object", "properties": {"sentiment": {"type": "string"}}}}]
 FORMS = {
     "template-object": {"request_template": TEMPLATE, "response_template": {"columns": {"a": "model"}}},
     "template-text": {"request_template": json.dumps(TEMPLATE),
@@ -258,6 +261,9 @@ FORMS = {
     "timeout-text": {"prompt": "{{text}}", "timeout": "30"},
     "stop-list": {"prompt": "{{text}}", "parameters": {"stop": ["a", "b"]}},
     "ai-squared": AI_SQUARED,
+    # tasks, as a list (a config file) and as its JSON text (the form's text area); one using another's answer
+    "tasks-list": {"tasks": TASKS},
+    "tasks-text": {"tasks": json.dumps(TASKS)},
 }
 
 

@@ -159,3 +159,38 @@ def test_spark_and_ray_workers_embed_several_rows_per_request(script: str, tmp_p
     assert all(r["_status"] == "ok" for r in rows)
     assert all([float(x) for x in r["embedding"]] == embedding_for(r["review"]) for r in rows)
     assert 4 <= requests <= 8  # 60 rows in batches of at most 16 (Ray's blocks of 15): 4 to 8 batches
+
+
+# A task using another's answer: a worker runs a row's tasks as a read does.
+TASKS = [{"name": "gist", "prompt": "Gist of: {{review}}"}, {"name": "short", "prompt": "Shorter: {{gist.answer}}"}]
+
+
+def test_batch_enricher_runs_a_rows_tasks_in_one_pass(fake_server: Server) -> None:
+    schema = pa.schema([("id", pa.int64()), ("review", pa.string())])
+    enricher = BatchEnricher(config_for(fake_server, prompt=None, tasks=TASKS), schema, workers=2, concurrency=3)
+    assert {"gist_answer", "short_answer", "gist_status", "short_status"} <= set(enricher.schema.names)
+    before = fake_server.stats().get("chat", 0)
+    batch = pa.record_batch([pa.array(range(6)), pa.array([f"r{i}" for i in range(6)])], schema=schema)
+    clone = pickle.loads(pickle.dumps(enricher))
+    try:
+        rows = clone.enrich(batch).to_pylist()
+    finally:
+        clone.close()
+    assert [r["short_answer"] for r in rows] == [f"echo: Shorter: echo: Gist of: r{i}" for i in range(6)]
+    assert {r["_status"] for r in rows} == {"ok"} and fake_server.stats()["chat"] - before == 12  # rows x tasks
+
+
+def _check_task_rows(result: dict[str, Any], server_before: int, server: Server) -> None:
+    rows = result["rows"]
+    assert sorted(r["id"] for r in rows) == list(range(1, 61))
+    assert all(r["_status"] == "ok" for r in rows)
+    assert all(r["short_answer"] == f"echo: Shorter: echo: Gist of: review number {r['id']}" for r in rows)
+    assert server.stats()["chat"] - server_before == 120  # rows x tasks, each asked once
+
+
+@pytest.mark.scale
+@pytest.mark.parametrize("job", ["spark_job.py", "ray_job.py"])
+def test_spark_and_ray_run_a_rows_tasks(fake_server: Server, tmp_path: Path, job: str) -> None:
+    before = fake_server.stats().get("chat", 0)
+    result = _run_job(job, fake_server, tmp_path, requests_per_minute=24_000, prompt=None, tasks=TASKS)
+    _check_task_rows(result, before, fake_server)

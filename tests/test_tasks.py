@@ -159,18 +159,6 @@ def test_a_task_reaching_into_an_unknown_task_is_refused_before_any_request(fake
     assert fake_server.stats().get("chat", 0) == before
 
 
-def test_the_scale_out_workers_refuse_tasks_by_name(fake_server: Server, tmp_path: Path) -> None:
-    from connector.pipeline.prepare import prepare
-
-    async def prepared() -> None:
-        async with prepare(load_config(json.loads(Path(config_for(fake_server, tmp_path, FOUR)).read_text())),
-                           purpose="worker"):
-            raise AssertionError("a worker was prepared with tasks")
-
-    with pytest.raises(ConfigError, match=r"^tasks: scale-out \(Spark / Ray workers\) does not support tasks yet"):
-        asyncio.run(prepared())
-
-
 def test_a_rows_independent_tasks_are_in_flight_together_and_a_dependent_one_after_them() -> None:
     """One row, concurrency 4: 'a' and 'b' each wait (up to 10 s) for the other to arrive before answering;
     'c', which uses both answers, arrives only once both are answered."""
@@ -270,3 +258,4 @@ def test_check_probes_every_tasks_model_not_only_the_first(fake_server: Server, 
     assert status["connectionStatus"]["status"] == "FAILED"
     message = status["connectionStatus"]["message"]
     assert message.startswith("task 'late': ") and "no-such-model" in message
+

@@ -8,8 +8,8 @@ unknown names and cycles. A config without ``tasks`` is one task, as it always w
 
 What tasks cannot do yet is refused here, naming the field: batch mode without the answer cache
 (``batch.enabled`` and not ``cache.enabled``: the cache carries one wave's answers to the next) and
-embeddings; the Spark/Ray workers, and a dependent task in ``--export-batch`` / ``--import-batch``,
-are refused where the run is prepared (:mod:`connector.pipeline.prepare`).
+embeddings; a dependent task in ``--export-batch`` / ``--import-batch`` is refused where the run
+is prepared (:mod:`connector.pipeline.prepare`).
 """
 
 from __future__ import annotations

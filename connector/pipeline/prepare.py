@@ -12,7 +12,7 @@ rows) serves ``check`` and ``discover``. Nothing else constructs a client, an en
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import BinaryIO, Literal
@@ -138,11 +138,12 @@ async def prepare(config: SourceConfig, transport_factory: TransportFactory = de
                   purpose: Purpose = "read", stdin: BinaryIO | None = None, notice: Notice | None = None,
                   start: int = 0, saved: tuple[SavedBatch, ...] = (),
                   saved_input: InputFingerprint | None = None, saved_cursor: CursorState | None = None,
-                  file_history: FileHistory | None = None) -> AsyncIterator[RunContext]:
+                  file_history: FileHistory | None = None, columns: Sequence[str] = ()) -> AsyncIterator[RunContext]:
     """The run context of ``config`` (see the module doc); its transport and cache are closed on the way out.
     ``start``, ``saved``, ``saved_input``, ``saved_cursor``, ``file_history``: the STATE's position, provider
     batches, input fingerprint, cursor mark (the table is then the rows past it, the context's ``cursor``
-    follows the mark reached) and files read (input.incremental files, the context's ``files``)."""
+    follows the mark reached) and files read (input.incremental files, the context's ``files``); ``columns``:
+    a worker's input columns (it has no table), which its tasks' templates are checked against."""
     _tasks_allowed(config, purpose)
     parts, dialect, template = requests_of(config)
     table, schema, notes = None, {}, []
@@ -172,7 +173,7 @@ async def prepare(config: SourceConfig, transport_factory: TransportFactory = de
             extractor = ResponseExtractor(parts.output.response_template, ExtraOutputs.from_config(parts.output))
             enricher = RowEnricher(parts.rows, endpoint.client, template, extractor, endpoint.redact, cache,
                                    requester=requester_identity(parts.request), store=_media_store(parts))
-            tasks = _tasks_of(config, table.columns, endpoint, cache) if config.tasks and table else None
+            tasks = _tasks_of(config, table.columns if table else columns, endpoint, cache) if config.tasks else None
             context = RunContext(parts, dialect, template, table, schema, endpoint.transport, endpoint.client,
                                  endpoint.redact, cache, enricher, start, saved, [endpoint.redact(n) for n in notes],
                                  saved_input, tasks, _tracker(parts, table), files)
@@ -185,9 +186,6 @@ async def prepare(config: SourceConfig, transport_factory: TransportFactory = de
 
 def _tasks_allowed(config: SourceConfig, purpose: Purpose) -> None:
     """ConfigError when ``purpose`` cannot run the config's tasks."""
-    if config.tasks and purpose == "worker":
-        raise ConfigError("tasks: scale-out (Spark / Ray workers) does not support tasks yet; run it with one "
-                          "config per task, or read / run the tasks without it")
     if config.tasks and purpose in ("export", "import"):
         _no_dependents(config.tasks, "--export-batch" if purpose == "export" else "--import-batch")
 
@@ -214,7 +212,8 @@ def _no_dependents(tasks: list[TaskConfig], flag: str) -> None:
                               "export and import a config without the dependent tasks")
 
 
-def _tasks_of(config: SourceConfig, columns: list[str], endpoint: Endpoint, cache: AnswerCache | None) -> TaskEnricher:
+def _tasks_of(config: SourceConfig, columns: Sequence[str], endpoint: Endpoint,
+              cache: AnswerCache | None) -> TaskEnricher:
     """The row enricher of each task, in dependency order: its own template (checked against the input's
     columns and the answers it uses), dialect and client, sharing the run's limiter and spend budget."""
     tasks = config.tasks or []

@@ -17,6 +17,9 @@ tell a task where its rows start): keep an id column of your own to join on.
 ``on_row_error: skip`` leaves failed rows out; ``fail`` fails the task. The spend
 guards (``max_requests``, ``max_total_tokens``) belong to one ``read`` and are
 refused here: budget a cluster job with the rate limits and the input's size.
+With ``tasks``, a row's tasks run in one pass as in a ``read`` (:class:`~connector.pipeline.tasks.
+TaskEnricher`); the driver checks the first task's template, a worker the others' (it knows the answers
+they use once its context is built).
 
 The event loop runs in a daemon thread of the worker, so the adapters work from
 any calling thread (Spark's worker, a Ray actor, a notebook whose own loop is
@@ -117,7 +120,7 @@ class BatchEnricher:
         start = self._rows_done
         rows = arrow_rows(batch, lambda i: f"row {start + i + 1} of this partition", self._names)
         if self._runtime is None:
-            self._runtime = _Runtime(self.config, self._transport_factory)
+            self._runtime = _Runtime(self.config, self._transport_factory, self.input_schema.names)
         self._rows_done += len(rows)
         done = self._runtime.run(self._runtime.enrich(rows, start))
         if self.config.on_row_error != "emit":
@@ -138,8 +141,10 @@ class BatchEnricher:
 class _Runtime:
     """An event loop in a daemon thread, and the run context (client, limiter, cache, enricher) living on it."""
 
-    def __init__(self, config: SourceConfig, transport_factory: TransportFactory | None) -> None:
+    def __init__(self, config: SourceConfig, transport_factory: TransportFactory | None,
+                 columns: list[str]) -> None:
         self._config = config
+        self._columns = columns  # the input's: a task's template is checked against them and the answers it uses
         self._factory = transport_factory
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="enrich-loop", daemon=True)
@@ -154,7 +159,8 @@ class _Runtime:
     async def _setup(self) -> None:
         from connector.pipeline.prepare import default_transport, prepare
 
-        self._preparation = prepare(self._config, self._factory or default_transport, purpose="worker")
+        self._preparation = prepare(self._config, self._factory or default_transport, purpose="worker",
+                                    columns=self._columns)
         self._ctx = await self._preparation.__aenter__()
 
     async def enrich(self, rows: list[dict[str, Any]], start: int) -> list[Enriched]:
@@ -167,7 +173,8 @@ class _Runtime:
         ctx = self._ctx
         assert ctx is not None, "set up in __init__"
         groups = grouped(ctx) or packed(ctx)  # several rows of the batch to a request, as in a read
-        results = groups(items) if groups is not None else ordered_map(items, ctx.enricher, ctx.parts.run.concurrency)
+        enrich = ctx.tasks or ctx.enricher  # with tasks, a row's tasks in one pass, as in a read
+        results = groups(items) if groups is not None else ordered_map(items, enrich, ctx.parts.run.concurrency)
         out: list[Enriched] = []
         async for done in results:
             if done is None:
