@@ -259,3 +259,27 @@ def test_check_probes_every_tasks_model_not_only_the_first(fake_server: Server, 
     message = status["connectionStatus"]["message"]
     assert message.startswith("task 'late': ") and "no-such-model" in message
 
+
+
+def test_a_task_with_its_own_response_template_and_fallback_models(tmp_path: Path) -> None:
+    from tests.test_reask_failed import CuttingServer  # refuses (400) prompts with "refused" to model m
+
+    tasks = [{"name": "summary", "prompt": "Sum {{text}}",
+              "response_template": {"columns": {"text": "choices.0.message.content",
+                                                "why": "choices.0.finish_reason"}}},
+             {"name": "mood", "prompt": "refused mood of {{summary.text}}", "fallback_models": ["m2"]},
+             {"name": "plain", "prompt": "plain {{text}}"}]
+    server = CuttingServer()
+    rows = {"rows": [{"text": "x"}, {"text": "refused y"}]}  # row 2's plain task is refused too
+    records, _ = server.read({**base(), "input": rows, "api_key": "sk-tasks", "cache": {"enabled": False},
+                              "max_retries": 0, "fallback_on": ["bad_request"], "tasks": tasks})
+    first, second = records
+    assert first["summary_text"] == "echo: Sum x" and first["summary_why"] == "stop"
+    assert "summary_answer" not in first  # its own columns instead of the config's
+    assert first["mood_status"] == "ok" and first["mood_model"] == "m2"  # its own fallback answered
+    assert first["mood_answer"] == "echo: refused mood of echo: Sum x"
+    assert first["plain_status"] == "ok"
+    # Row 2's text is refused: its summary and plain tasks have the config's fallbacks (none) and fail.
+    assert second["plain_status"] == "error" and second["plain_error_class"] == "bad_request"
+    assert second["summary_status"] == "error" and second["mood_status"] == "skipped_upstream"
+    assert server.asked["plain refused y"] == 1

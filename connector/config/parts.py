@@ -173,11 +173,14 @@ def parts_of(config: SourceConfig) -> Parts:
 
 def task_config(config: SourceConfig, task: TaskConfig) -> SourceConfig:
     """The one-task config ``task`` of a config with tasks asks by: its prompt, and its own system prompt,
-    model, parameters and output schema where it gives them, the config's otherwise."""
+    model, parameters, output schema, response template and fallback models where it gives them, the
+    config's otherwise."""
     return config.model_copy(update={
         "prompt": task.prompt, "system_prompt": task.system_prompt or config.system_prompt,
         "model": task.model or config.model, "parameters": task.parameters or config.parameters,
         "output_schema": config.output_schema if task.output_schema is None else task.output_schema,
+        "response_template": task.response_template or config.response_template,
+        "fallback_models": config.fallback_models if task.fallback_models is None else task.fallback_models,
         "tasks": None})
 
 

@@ -1,8 +1,8 @@
 """Tasks: several requests per row in one pass, each with its own prompt (the ``tasks`` field).
 
 A task names a request asked of every row: its prompt and system prompt, and optionally its own
-model, generation parameters and output schema; everything else (endpoint, limits, cache,
-policies) is the config's. A task uses an earlier task's answer by writing
+model, generation parameters, output schema, response template and fallback models; everything
+else (endpoint, limits, cache, policies) is the config's. A task uses an earlier task's answer by writing
 ``{{summary.answer}}`` (task name, dot, output column): the tasks form a graph, checked here for
 unknown names and cycles. A config without ``tasks`` is one task, as it always was.
 
@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from pydantic import Field, model_validator
 
-from connector.config.sections import Parameters, Strict
+from connector.config.sections import Parameters, ResponseTemplate, Strict
 
 
 class Switch(Protocol):
@@ -52,6 +52,13 @@ class TaskConfig(Strict):
     output_schema: dict[str, Any] | None = Field(
         None, title="Output JSON schema", description="Structured output for this task (default: the config's).",
         json_schema_extra={"order": 5})
+    response_template: ResponseTemplate | None = Field(
+        None, title="Response format", description="This task's output columns (default: the config's).",
+        json_schema_extra={"order": 6})
+    fallback_models: list[str] | None = Field(
+        None, title="Fallback models", description="Tried in order for this task's request when its error class is "
+                                                   "in fallback_on (default: the config's).",
+        json_schema_extra={"order": 7})
 
     @model_validator(mode="after")
     def _schema(self) -> TaskConfig:
