@@ -244,7 +244,7 @@ AI_SQUARED = {
 }
 INPUT = {"rows": [{"text": "great"}]}
 TASKS = [{"name": "summary", "prompt": "Sum {{text}}", "parameters": {"max_tokens": 20}},
-         {"name": "mood", "prompt": "Mood of {{summary.answer}}", "model": "m",
+         {"name": "mood", "prompt": "Mood of {{summary.answer}}", "model": "other-model",
           "output_schema": {"type": "object", "properties": {"sentiment": {"type": "string"}}}}]
 FORMS = {
     "template-object": {"request_template": TEMPLATE, "response_template": {"columns": {"a": "model"}}},
