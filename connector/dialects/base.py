@@ -131,8 +131,7 @@ class Dialect(Protocol):
         """The output-token cap a built body asks for, in the shape's own field (budgets leave room for it)."""
 
     def without_output_limit(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """``body`` without its output-token cap: the request an answer that ended on its own also answers
-        under any cap it fits (the answer cache's key for it, :meth:`RowEnricher.cached_answer`)."""
+        """``body`` without its output-token cap (an answer that ended on its own answers it under any cap)."""
 
     def prompt_chars(self, body: Mapping[str, Any]) -> int:
         """Size of a built body's prompt (conversation and system text) in JSON characters."""
