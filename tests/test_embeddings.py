@@ -355,3 +355,54 @@ def test_gemini_embeddings_have_no_encoding_format(tmp_path: Path) -> None:
     cfg = gemini_config(tmp_path, encoding_format="base64")
     with pytest.raises(ConfigError, match=r"embeddings\.encoding_format"):
         dialect_for(parts_of(load_config(cfg, lambda _: None)).request)
+
+
+class _CutBody(httpx.AsyncByteStream):
+    """A 200 body cut mid-way: its first half, then the connection breaks."""
+
+    def __init__(self, head: bytes) -> None:
+        self._head = head
+
+    async def __aiter__(self) -> Any:
+        yield self._head
+        raise httpx.ReadError("connection reset by peer")
+
+
+class CutOnce(FakeEmbeddings):
+    """FakeEmbeddings whose first answer is cut mid-way (generated, so billed, but never received whole)."""
+
+    cut = False
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        answer = super().__call__(request)
+        if self.cut:
+            return answer
+        self.cut = True
+        raw = answer.read()
+        return httpx.Response(200, headers={"content-type": "application/json"}, stream=_CutBody(raw[: len(raw) // 2]))
+
+
+def test_a_shared_request_cut_before_its_answer_counts_in_its_rows_tokens(tmp_path: Path) -> None:
+    server = CutOnce()
+    rows = records(read_through(config(tmp_path, concurrency=1), server)[0])
+    assert server.inputs[:2] == [TEXTS[0:2], TEXTS[0:2]]  # the cut request, then its retry
+    assert [r["_status"] for r in rows] == ["ok"] * 5 and rows[0]["_attempts"] == 2
+    # The cut attempt was billed: its prompt as the dry run estimates it (the two texts at 4 characters a
+    # token), shared out by the rule of the reply's tokens; no output (was 256 estimated: embeddings have none).
+    # Was `answered` alone.
+    cut = shares(len(TEXTS[0] + TEXTS[1]) // 4 + 1, [len(TEXTS[0]), len(TEXTS[1])])
+    answered = shares(len(TEXTS[0].split()) + len(TEXTS[1].split()), [len(TEXTS[0]), len(TEXTS[1])])
+    assert [r["_prompt_tokens"] for r in rows[:2]] == [c + a for c, a in zip(cut, answered, strict=True)]
+    assert [r["_completion_tokens"] for r in rows[:2]] == [0, 0]
+    assert [r["_cost_source"] for r in rows] == ["config+estimated"] * 2 + ["config"] * 3
+    assert [r["_cost"] for r in rows[:2]] == [float(r["_prompt_tokens"]) for r in rows[:2]]
+
+
+def test_the_spend_guard_reserves_no_output_for_an_embeddings_request(tmp_path: Path) -> None:
+    server = FakeEmbeddings()
+    messages, error = read_through(config(tmp_path, max_total_tokens=100, concurrency=1), server)
+    assert error is None
+    # Each request's estimate is its prompt alone (~25 tokens): was that plus 256 output tokens, so the
+    # guard refused the first request of a run that needs 14 tokens in all.
+    assert [r["_status"] for r in records(messages)] == ["ok"] * 5
+    assert len(server.inputs) == 3

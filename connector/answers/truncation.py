@@ -9,6 +9,10 @@ truncated row, so it is not ``ok``: the row is an error of class ``context_lengt
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from connector.answers.outcomes import RowOutcome
+
 # Context sizes a server is configured with: powers of two from 1,024 to 131,072 tokens.
 ROUND_CAPS = tuple(1 << n for n in range(10, 18))
 # The reported prompt is at most this far below a cap (some servers keep a few tokens for the answer).
@@ -45,3 +49,16 @@ def explained(reported: int, prompt_chars: int, cap: int) -> str:
             f"(the prompt is cut at a context size of {cap:,}): the answer is about a truncated row. Ollama cuts "
             "prompts to num_ctx (2,048 or 4,096 by default): raise it on the server (OLLAMA_CONTEXT_LENGTH, or "
             "PARAMETER num_ctx in a Modelfile), or shorten the rows (context_window with too_long_policy)")
+
+
+def flag_cut_prompt(outcome: RowOutcome, prompt_chars: Callable[[], int]) -> None:
+    """An ``ok`` outcome whose prompt the server cut without saying so (Ollama's num_ctx) made an error;
+    ``prompt_chars`` is asked only when the reported tokens sit near a round cap (nearly never)."""
+    reported = outcome.prompt_tokens
+    if round_cap_near(reported) is None or reported is None:
+        return  # nearly every row: its prompt is not measured (a serialisation per row saved)
+    chars = prompt_chars()
+    cap = cut_at(reported, chars)
+    if cap is not None:
+        outcome.status, outcome.error_class = "error", "context_length"
+        outcome.error = explained(reported, chars, cap)

@@ -112,8 +112,7 @@ class Dialect(Protocol):
         """A non-streamed reply body, normalised."""
 
     def reported_usage(self, raw: bytes) -> TokenUsage:
-        """The usage a whole reply body reports, read apart from the rest of it: a reply refused for its
-        shape (a field of the wrong type) was generated and billed all the same. BadReply if not JSON."""
+        """A whole reply body's usage, read apart from the rest (a reply refused for its shape was billed)."""
 
     def normalise(self, reply: Reply) -> Reply:
         """A reply with the types the connector relies on, or BadReply (replies.normalise for text)."""

@@ -107,7 +107,8 @@ class EmbeddingsDialect(ChatDialect):
         return dict(body)  # no output limit: an embedding is the same under any
 
     def prompt_chars(self, body: Mapping[str, Any]) -> int:
-        return len(str(body.get("input", "")))
+        given = body.get("input", "")  # a merged request's is a list: its texts, not their JSON
+        return sum(len(str(text)) for text in given) if isinstance(given, list) else len(str(given))
 
     def with_feedback(self, body: Mapping[str, Any], answer: str, ask: str) -> dict[str, Any] | None:
         return None

@@ -252,8 +252,10 @@ class TokenEstimator:
         return int(prompt_chars / self.chars_per_token) + 1
 
     def output_tokens(self, max_tokens: int | None) -> int:
-        if max_tokens:
-            return max_tokens
+        """The output to expect: the request's cap (0 when it generates nothing: embeddings), else the
+        learned average (``default_output`` before any reply)."""
+        if max_tokens is not None:
+            return max(max_tokens, 0)
         return int(self._out_tokens) if self._out_tokens is not None else self.default_output
 
     def observe(self, prompt_chars: int, prompt_tokens: int | None, completion_tokens: int | None) -> None:

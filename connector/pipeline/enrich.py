@@ -22,7 +22,7 @@ validation and was asked again was paid for too, so ``_prompt_tokens``,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ from connector.answers.judge import charge, content_of, finish_reason, judged
 from connector.answers.outcomes import RowOutcome, Status, model_name
 from connector.answers.prices import PriceList, Spend
 from connector.answers.records import ROW_NUMBER, Enriched, Record
-from connector.answers.truncation import cut_at, explained, round_cap_near
+from connector.answers.truncation import flag_cut_prompt
 from connector.config.parts import RowPolicy
 from connector.dialects.media_rules import byte_limit
 from connector.dialects.media_rules import problem as media_problem
@@ -132,10 +132,10 @@ class RowEnricher:
             return planned
         return await self.ask(planned)
 
-    async def ask(self, ask: Ask, prior: Mapping[str, Any] | None = None) -> Enriched | None:
+    async def ask(self, ask: Ask, prior: Sequence[TokenUsage] = ()) -> Enriched | None:
         """A planned row done, asked alone; None when a spend guard refused its request. ``prior``: the row's
-        share of a packed request's usage that gave it no usable answer (:mod:`connector.pipeline.row_packs`),
-        counted in its tokens and cost."""
+        share of a shared request's usage that gave it no usable answer (:mod:`connector.pipeline.row_packs`,
+        :mod:`connector.pipeline.input_groups`: attempts cut before it too), counted in its tokens and cost."""
         try:
             done = await self._ask(ask, prior)
         except errors.SpendLimitReached:
@@ -188,14 +188,12 @@ class RowEnricher:
             raise MediaError(problem)
         return stand_ins(row, {m.column: m for m in media}), media_tokens(self._dialect.name, media)
 
-    async def _ask(self, ask: Ask, prior: Mapping[str, Any] | None = None) -> Enriched:
+    async def _ask(self, ask: Ask, prior: Sequence[TokenUsage] = ()) -> Enriched:
         """Ask the primary model, then each fallback the error class allows."""
         body, attempts = ask.body, 0
         error: tuple[ErrorClass, str] | None = None
         passed_over: list[str] = []
-        spend = Spend()
-        if prior is not None:
-            self._count(spend, body, usage_from({"usage": prior}))
+        spend = self._spent(body, prior)
         tried: object = None  # the last model asked (a body's model is whatever JSON the template gave)
         for model in [body.get("model"), *self._fallbacks]:
             asked = body if model == body.get("model") else {**body, "model": model}
@@ -226,6 +224,18 @@ class RowEnricher:
         if spend.paid:  # attempts cut before their answer were still billed
             self._charged(done.outcome, spend, tried)
         return done
+
+    def _spent(self, body: Body, billed: Sequence[TokenUsage]) -> Spend:
+        spend = Spend()  # starting with ``billed``: its share of requests that gave it no answer
+        for usage in billed:
+            self._count(spend, body, usage)
+        return spend
+
+    def refused_after(self, body: Body, billed: Sequence[TokenUsage]) -> None:
+        """A request a spend guard refused after ``billed`` attempts of it were cut: the summary counts them."""
+        spend = self._spent(body, billed)
+        if spend.paid:
+            self.refused.append(self._charged(RowOutcome("error"), spend, body.get("model")))
 
     def _charged(self, outcome: RowOutcome, spend: Spend, model: object) -> RowOutcome:
         """``outcome`` with the tokens and cost of what ``spend`` bought."""
@@ -338,19 +348,8 @@ class RowEnricher:
                          request_id=self._dialect.request_id(headers) if headers is not None else None)
         outcome.input_truncated = ask.truncated
         if outcome.status == "ok" and not answer.cached:
-            self._flag_cut_prompt(outcome, body)
+            flag_cut_prompt(outcome, lambda: self._dialect.prompt_chars(body))
         return Enriched(ask.number, ask.values, outcome)
-
-    def _flag_cut_prompt(self, outcome: RowOutcome, body: Body) -> None:
-        """A prompt the server cut without saying so (Ollama's num_ctx) makes the row an error."""
-        reported = outcome.prompt_tokens
-        if round_cap_near(reported) is None:
-            return  # nearly every row: its prompt is not measured (a serialisation per row saved)
-        chars = self._dialect.prompt_chars(body)
-        cap = cut_at(reported, chars)
-        if cap is not None and reported is not None:
-            outcome.status, outcome.error_class = "error", "context_length"
-            outcome.error = explained(reported, chars, cap)
 
     def _unanswered(self, number: int, values: Record, status: Status, message: str,
                     error_class: ErrorClass | None = None, attempts: int = 0) -> Enriched:
@@ -375,12 +374,13 @@ class RowEnricher:
         done.outcome.batch_id = batch_id
         return done
 
-    async def finish_shared(self, ask: Ask, reply: dict[str, Any], completion: Completion | None) -> Enriched:
-        """The row ``ask`` answered inside a request it shared with other rows (several inputs in one
-        embeddings request, :mod:`connector.pipeline.input_groups`): ``reply`` is the row's own part,
-        with its share of the usage. ``completion`` is the shared request's, or None when the answer
-        was bought earlier (the cache) or for an identical row of the same request."""
-        spend = Spend()
+    async def finish_shared(self, ask: Ask, reply: dict[str, Any], completion: Completion | None,
+                            billed: Sequence[TokenUsage] = ()) -> Enriched:
+        """The row ``ask`` answered inside a request it shared with other rows (:mod:`.input_groups`):
+        ``reply`` is the row's own part, with its share of the usage (``billed``: of the attempts cut before
+        it). ``completion`` is the shared request's, or None when the answer was bought earlier (the cache)
+        or for an identical row of the same request."""
+        spend = self._spent(ask.body, billed)
         if completion is None:
             return await self._validated(ask, ask.body, _Answer(reply, None, 0, cached=True), spend)
         self._spend(spend, ask.body, reply)

@@ -19,8 +19,12 @@ Each row keeps the per-row contract:
 - a row's ``_prompt_tokens`` is its share of the request's tokens (the rule is
   :func:`~connector.dialects.embeddings.shares`), its ``_cost`` the price of that share;
   ``_attempts`` and ``_latency_ms`` are the shared request's;
+- an attempt of the shared request cut before its answer (the deadline, a reset) was billed all
+  the same: its tokens (reported or estimated, see :mod:`connector.endpoint.streaming`) are shared
+  out by the same rule and counted in each row's ``_prompt_tokens`` and ``_cost``, whether the
+  request then succeeded or failed (its rows asked alone carry them);
 - a spend guard that refuses the shared request refuses each of its rows (the run stops
-  before the first);
+  before the first; what its cut attempts were billed is in the run's summary);
 - when the shared request fails (after its retries) with an error no later row would
   escape (key, quota, URL, model), the run ends as always; any other failure sends each of
   its rows alone, so one row the server refuses (too long for the model, say) fails alone
@@ -30,14 +34,15 @@ Each row keeps the per-row contract:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from connector import errors
 from connector.answers.cache import AnswerCache
 from connector.answers.records import Enriched
-from connector.dialects.embeddings import EmbeddingsDialect
+from connector.dialects.embeddings import EmbeddingsDialect, shares
+from connector.dialects.usage import TokenUsage
 from connector.endpoint.classify import fatal, is_fatal
 from connector.endpoint.client import Completion, EndpointClient
 from connector.endpoint.limits import TokenEstimator
@@ -75,7 +80,7 @@ def plan_row(enricher: RowEnricher, item: tuple[int, dict[str, Any]]) -> Planned
     return Planned(planned, key, enricher.cached_answer(planned.body, key))
 
 
-async def answered_alone(enricher: RowEnricher, row: Planned, prior: dict[str, Any] | None = None) -> Enriched | None:
+async def answered_alone(enricher: RowEnricher, row: Planned, prior: Sequence[TokenUsage] = ()) -> Enriched | None:
     """The row done without its shared request: as planned, from the cache, or asked alone (``prior``: its
     share of a shared request's usage that gave it no usable answer)."""
     planned = row.planned
@@ -95,6 +100,7 @@ class _Bought:
     refused: bool = False  # a spend guard refused it: nothing was sent
     failed: bool = False  # it failed in a way its rows alone may not
     given: set[str] = field(default_factory=set)  # keys whose answer a record already carries
+    billed: dict[str, list[TokenUsage]] = field(default_factory=dict)  # by key: shares of attempts cut short
 
 
 @dataclass(slots=True)
@@ -174,26 +180,39 @@ class InputGroups:
             raise group.stop
         asked = {row.key: ask.body for row in group.rows if (ask := row.asks) is not None}
         bought = await self._buy(asked) if asked else _Bought()
-        if bought.failed:  # each row alone: one row the server refuses fails alone
-            return list(await asyncio.gather(*(answered_alone(self._enricher, row) for row in group.rows)))
+        if bought.failed:  # each row alone: one row the server refuses fails alone (a share of cut attempts once)
+            return list(await asyncio.gather(*(answered_alone(self._enricher, row, bought.billed.pop(row.key, []))
+                                               for row in group.rows)))
         return [await self._record(row, bought) for row in group.rows]
 
     async def _buy(self, asked: dict[str, dict[str, Any]]) -> _Bought:
         """The replies of the distinct requests ``asked`` (by cache key), bought in one request."""
         bodies = list(asked.values())
+        merged, cut = self._dialect.merge(bodies), list[TokenUsage]()
         try:
-            completion = await self._client.complete(self._dialect.merge(bodies))
+            completion = await self._client.complete(merged, cut.append)
             replies = self._dialect.split(completion.reply, [self._dialect.prompt_chars(b) for b in bodies])
         except errors.SpendLimitReached:
+            self._enricher.refused_after(merged, cut)  # the summary counts what its cut attempts were billed
             return _Bought(refused=True)
         except errors.EndpointError as exc:
             if is_fatal(exc):
                 raise fatal(exc) from exc
-            return _Bought(failed=True)
+            return _Bought(failed=True, billed=self._shared(asked, cut))
         for key, reply in zip(asked, replies, strict=True):
             if self._cache is not None:
                 self._cache.put(key, reply)  # stored before the record exists: never paid twice
-        return _Bought(dict(zip(asked, replies, strict=True)), completion)
+        return _Bought(dict(zip(asked, replies, strict=True)), completion, billed=self._shared(asked, cut))
+
+    def _shared(self, asked: dict[str, dict[str, Any]], cut: list[TokenUsage]) -> dict[str, list[TokenUsage]]:
+        """Each request's share of the attempts ``cut`` before their answer, by the rule of the reply's tokens."""
+        weights = [self._dialect.prompt_chars(body) for body in asked.values()]
+        billed: dict[str, list[TokenUsage]] = {key: [] for key in asked}
+        for usage in cut:
+            parts = zip(shares(usage.prompt or 0, weights), shares(usage.completion or 0, weights), strict=True)
+            for key, (prompt, output) in zip(asked, parts, strict=True):
+                billed[key].append(TokenUsage(prompt, output, estimated=usage.estimated))
+        return billed
 
     async def _record(self, row: Planned, bought: _Bought) -> Enriched | None:
         planned = row.asks
@@ -204,4 +223,5 @@ class InputGroups:
         first = row.key not in bought.given  # an identical row later in the group shares the answer
         bought.given.add(row.key)
         return await self._enricher.finish_shared(planned, bought.replies[row.key],
-                                                  bought.completion if first else None)
+                                                  bought.completion if first else None,
+                                                  bought.billed.get(row.key, []) if first else [])

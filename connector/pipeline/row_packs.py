@@ -35,6 +35,7 @@ from connector import errors
 from connector.answers.cache import AnswerCache
 from connector.answers.records import Enriched
 from connector.dialects.packed_chat import INSTRUCTION, Unpacked, pack, pack_key, prompt_weights, unpack
+from connector.dialects.usage import usage_from
 from connector.endpoint.classify import fatal, is_fatal
 from connector.endpoint.client import Completion, EndpointClient
 from connector.endpoint.limits import TokenEstimator
@@ -163,7 +164,7 @@ class RowPacks:
         first = row.key not in bought.given  # an identical row later in the pack shares the answer
         bought.given.add(row.key)
         if part is None or part.reply is None or bought.completion is None:
-            prior = part.usage if part is not None and first else None  # the pack's share counted once
+            prior = [usage_from({"usage": part.usage})] if part is not None and first else []  # counted once
             return await answered_alone(self._enricher, row, prior)
         return await self._enricher.finish_shared(planned, part.reply, bought.completion if first else None)
 
