@@ -406,3 +406,15 @@ def test_the_spend_guard_reserves_no_output_for_an_embeddings_request(tmp_path: 
     # guard refused the first request of a run that needs 14 tokens in all.
     assert [r["_status"] for r in records(messages)] == ["ok"] * 5
     assert len(server.inputs) == 3
+
+
+def test_a_shared_request_the_spend_guard_refused_after_a_cut_attempt_is_in_the_summary(tmp_path: Path) -> None:
+    server = CutOnce()
+    # The first attempt (about 14 tokens reserved) is cut and counts 6; its retry would pass 16: refused.
+    messages, error = read_through(config(tmp_path, concurrency=1, max_total_tokens=16), server)
+    assert error is None and records(messages) == []
+    summary = next(m["log"]["message"] for m in messages
+                   if m["type"] == "LOG" and "rows by status" in m["log"]["message"])
+    # The cut attempt's prompt, as estimated (the two texts at 4 characters a token): was in no summary.
+    estimate = len(TEXTS[0] + TEXTS[1]) // 4 + 1
+    assert "bought for rows not emitted" in summary and f"tokens in {estimate}, out 0" in summary, summary

@@ -546,3 +546,48 @@ def test_every_shape_counts_the_usage_of_a_reply_refused_for_its_shape(tmp_path:
     # shape's parser failed before its usage was read).
     assert (row["_prompt_tokens"], row["_completion_tokens"]) == (15, 7), row
     assert row["_cost"] == 15 + 2 * 7 and row["_cost_source"] == "config", row
+
+
+def _unemitted(run: Any) -> tuple[int, int]:
+    """The summary's tokens in and out bought for rows a spend guard's stop left unemitted."""
+    summary = _summary(run)
+    assert "bought for rows not emitted" in summary, summary
+    unemitted = summary.split("bought for rows not emitted")[1]
+    return int(unemitted.split("tokens in ")[1].split(",")[0]), int(unemitted.split(", out ")[1].split(",")[0])
+
+
+def test_a_task_refused_by_the_spend_guard_counts_its_cut_attempts_in_the_summary(server: str, tmp_path: Path) -> None:
+    from tests.hostile_modes import FILLER
+
+    token, mode = "task-cut", "stall-after-200"
+    tasks = [{"name": "plain", "prompt": "Plain {{text}}"},
+             {"name": "cut", "prompt": f"Cut {{{{text}}}} [[fake:{mode}]]"}]
+    raw = config(server, [f"{token} one"], stream=True, timeout=1, max_retries=1, concurrency=1,
+                 max_total_tokens=1500, tasks=tasks)
+    del raw["prompt"]
+    run, elapsed = run_cli(tmp_path, "read", raw)
+    assert run.code == 0, run.stdout[-2000:]
+    assert run.records == [] and any("max_total_tokens (1500) reached" in m["log"]["message"]
+                                     for m in run.of_type("LOG")), run.stdout[-2000:]
+    # The cut task's attempt (about 2,000 output tokens) and the plain task's answer: both bought, for a row
+    # not emitted. Was absent from the summary: only the single-prompt enricher's refusals were read.
+    tokens_in, tokens_out = _unemitted(run)
+    assert 1500 < tokens_out <= len(200 * FILLER) // 4 + 1 + 50 and tokens_in > 0, _summary(run)
+    assert elapsed < FAR
+
+
+def test_the_done_tasks_of_a_row_the_spend_guard_refused_are_in_the_summary(server: str, tmp_path: Path) -> None:
+    from tests.hostile_modes import _usage
+
+    token = "task-refused"
+    # Row 2's first task is the third request, its second the fourth: refused by max_requests.
+    tasks = [{"name": "first", "prompt": "First {{text}}"}, {"name": "then", "prompt": "Then {{first.answer}}"}]
+    raw = config(server, [f"{token} one", f"{token} two"], concurrency=1, max_requests=3, tasks=tasks)
+    del raw["prompt"]
+    run, _ = run_cli(tmp_path, "read", raw)
+    assert run.code == 0, run.stdout[-2000:]
+    assert [r["text"] for r in run.records] == [f"{token} one"]
+    sent = next(json.loads(body) for body in asked(server, f"First {token} two"))
+    billed = _usage(sent, f"echo: First {token} two")
+    # Row 2's first task was answered (and paid) before the stop: was in no summary.
+    assert _unemitted(run) == (billed["prompt_tokens"], billed["completion_tokens"]), _summary(run)

@@ -165,7 +165,7 @@ class _Loop:
         self.hasher = RowHasher(ctx.input.files, per_file=self.files is not None)  # for each checkpoint
         self.cursor = ctx.cursor  # a cursor sync's mark, for each checkpoint
         self.stopped_by: str | None = None  # why a spend guard refused a row's request
-        self.refused = ctx.enricher.refused  # what refused rows' cut attempts were billed
+        self.bought = ctx.tasks or ctx.enricher  # its .refused: what rows a spend guard refused had bought
         self.position = self.committed = ctx.start  # rows done; the position the last checkpoint carried
         self.since = 0  # records since the last checkpoint
         self.last_checkpoint = self.started = 0.0  # set as the run begins
@@ -273,7 +273,7 @@ class _Loop:
         for line in self.progress.finish(tally):
             yield Note(line)
         if self.stopped_by is not None:
-            for outcome in self.refused:
+            for outcome in self.bought.refused:
                 tally.observe_unemitted(outcome)
         summary = self._summary()
         if self.stopped_by is not None:

@@ -44,15 +44,23 @@ class TaskEnricher:
     order); None when a spend guard refused one of its requests (the row is not done)."""
 
     def __init__(self, tasks: Sequence[Task], answerer: Answerer | None = None,
-                 commit: Callable[[], None] | None = None) -> None:
+                 commit: Callable[[], None] | None = None, unemitted: list[RowOutcome] | None = None) -> None:
         self._tasks = tuple(tasks)
         self._by_name = {task.name: task for task in tasks}
         self._answerer = answerer
         self._commit = commit  # the answer cache's: a task's answer is durable while the row's others run
+        # The outcomes of tasks done for rows a spend guard refused (another task of the row was refused).
+        self._unemitted = unemitted if unemitted is not None else []
 
     def answered_by(self, answerer: Answerer) -> TaskEnricher:
         """The same tasks, each request answered by ``answerer`` (a batch's answers, a results file)."""
-        return TaskEnricher(self._tasks, answerer, self._commit)
+        return TaskEnricher(self._tasks, answerer, self._commit, self._unemitted)
+
+    @property
+    def refused(self) -> list[RowOutcome]:
+        """What rows a spend guard refused had bought (the run's summary counts it): the answers of their
+        tasks that were done (kept in the answer cache), and the refused tasks' attempts cut before their answer."""
+        return [*self._unemitted, *(outcome for task in self._tasks for outcome in task.enricher.refused)]
 
     @property
     def tasks(self) -> tuple[Task, ...]:
@@ -72,6 +80,7 @@ class TaskEnricher:
             raise
         done = [(name, run.result()) for name, run in runs.items()]
         if any(enriched is None for _, enriched in done):
+            self._unemitted.extend(enriched.outcome for _, enriched in done if enriched is not None)
             return None
         return self._record(item, [(name, enriched) for name, enriched in done if enriched is not None])
 
