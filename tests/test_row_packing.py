@@ -216,3 +216,16 @@ def test_the_dry_run_shows_the_requests_and_tokens_packing_saves(tmp_path: Path)
     packed, alone = (int(x.split(" ")[0].replace(",", "")) for x in said)
     alone_report = int(report.split("input tokens: ~")[1].split(" ")[0].replace(",", ""))
     assert alone == alone_report and packed < alone / 3  # the long instructions sent 3 times, not 21
+
+
+def test_packing_stops_after_three_packed_answers_that_gave_no_row_an_answer(tmp_path: Path) -> None:
+    """A model that cannot answer by id (here: every id left out) costs each row a second request: after three
+    such packs in a row, the rest go alone at once."""
+    texts = [f"row {i} [[pack:drop]]" for i in range(10)]
+    server = FakeChat()
+    messages, error = read_through(config(tmp_path, texts, rows=2, concurrency=1), server)
+    assert error is None
+    assert len(FakeChat.packed(server.bodies)) == 3 and server.alone == texts
+    assert [r["answer"] for r in records(messages)] == [f"echo: {t}" for t in texts]
+    logs = [m["log"]["message"] for m in messages if m["type"] == "LOG"]
+    assert any("3 packed answers in a row gave no row a usable answer" in line for line in logs)

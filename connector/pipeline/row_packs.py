@@ -17,8 +17,9 @@ Each row keeps the per-row contract:
   check (its columns, its output schema) is asked again alone, as if packing were off; so is every row of a
   pack whose request failed in a way its rows alone may not (after its retries). A failure no later row
   would escape (key, quota, URL, model) ends the run as always; a spend guard that refuses a pack refuses its
-  rows (the run stops before the first). A pack the endpoint refuses outright (a 4xx that is no rate limit)
-  turns packing off for the rest of the run, said in a WARN;
+  rows (the run stops before the first). A pack the endpoint refuses outright (a 4xx that is no rate limit),
+  or :data:`USELESS_PACKS` packed answers in a row that give no row a usable answer, turn packing off for the
+  rest of the run, said in a WARN;
 - a row's tokens and cost are its share of the packed request's (the rule is
   :mod:`connector.dialects.packed_chat`'s), added to its own request's when it was asked again alone;
   ``_attempts`` and ``_latency_ms`` are the packed request's.
@@ -33,6 +34,7 @@ from typing import Any
 
 from connector import errors
 from connector.answers.cache import AnswerCache
+from connector.answers.judge import finish_reason
 from connector.answers.records import Enriched
 from connector.dialects.packed_chat import INSTRUCTION, Unpacked, pack, pack_key, prompt_weights, unpack
 from connector.dialects.usage import usage_from
@@ -45,6 +47,9 @@ from connector.pipeline.input_groups import Planned, answered_alone, plan_row
 from connector.pipeline.ordered import as_async, ordered_map
 from connector.pipeline.run_loop import Note, Rows
 
+# Packed answers in a row with no usable answer for any row (a model that cannot answer by id, or runs past the
+# token limit) after which packing is off: each of them cost its rows a second request.
+USELESS_PACKS = 3
 MAX_ROWS_PER_PACK = 4096  # rows in all (skipped and cached ones included): memory bounded, records flowing
 
 
@@ -83,6 +88,7 @@ class RowPacks:
         self._rows = rows
         self._concurrency = concurrency
         self._off = False  # the endpoint refused a packed request: every row alone from then on
+        self._useless = 0  # packed answers in a row that gave no row an answer
 
     async def __call__(self, rows: Rows) -> AsyncIterator[Enriched | Note | None]:
         async for records in ordered_map(self._packs(rows), self._answer, self._concurrency):
@@ -143,7 +149,15 @@ class RowPacks:
                 part.reply = None  # an answer the row's own check refuses: asked again alone
             if part.reply is not None and self._cache is not None:
                 self._cache.put(key, part.reply)  # stored before the record exists: never paid twice
-        return _Bought(dict(zip(keys, parts, strict=True)), completion)
+        bought = _Bought(dict(zip(keys, parts, strict=True)), completion)
+        self._useless = 0 if any(part.reply is not None for part in parts) else self._useless + 1
+        if self._useless == USELESS_PACKS and not self._off:
+            self._off = True
+            reason = finish_reason(completion.reply)
+            bought.note = Note(f"rows_per_request: {USELESS_PACKS} packed answers in a row gave no row a usable answer "
+                               f"(the last ended with finish_reason {reason}); every row is sent alone from now on",
+                               "WARN")
+        return bought
 
     def _refused(self, exc: errors.EndpointError) -> _Bought:
         """A packed request that failed: its rows alone; packing off when the endpoint refused the request."""
