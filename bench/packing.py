@@ -133,7 +133,9 @@ def run_live(base: str, log: Path, table: Path, n: int, work: Path) -> dict[str,
     records, wall = _read(base, table, n, work, concurrency=4, api_key=LIVE_KEY, timeout=600)
     if any(r["_status"] not in ("ok", "truncated") for r in records):
         raise RuntimeError(f"rows_per_request {n}: rows failed: {[r['_error'] for r in records if r['_error']][:3]}")
-    return {"n": n, "rows": len(records), "truncated": sum(r["_status"] == "truncated" for r in records), "requests": log.read_text(errors="replace").count("launch_slot_") - before,
+    requests = log.read_text(errors="replace").count("launch_slot_") - before
+    return {"n": n, "rows": len(records), "truncated": sum(r["_status"] == "truncated" for r in records),
+            "requests": requests,
             "prompt_tokens": sum(r["_prompt_tokens"] for r in records),
             "completion_tokens": sum(r["_completion_tokens"] for r in records), "wall_s": wall}
 
