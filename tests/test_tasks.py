@@ -283,3 +283,21 @@ def test_a_task_with_its_own_response_template_and_fallback_models(tmp_path: Pat
     assert second["plain_status"] == "error" and second["plain_error_class"] == "bad_request"
     assert second["summary_status"] == "error" and second["mood_status"] == "skipped_upstream"
     assert server.asked["plain refused y"] == 1
+
+
+def test_a_task_may_keep_its_output_schemas_own_column_names(fake_server: Server, tmp_path: Path) -> None:
+    own = {"name": "mood", "prompt": "Mood {{text}} [[fake:json-answer]]", "column_prefix": False,
+           "output_schema": MOOD_SCHEMA}
+    config = config_for(fake_server, tmp_path, [{"name": "summary", "prompt": "Sum {{text}}"}, own],
+                        cache={"enabled": False})
+    first = read(config, tmp_path)[0]
+    answer = json.loads(first["answer"])  # the schema's own names, and the task's answer as "answer"
+    assert first["sentiment"] == answer["sentiment"] and first["score"] == answer["score"]
+    assert first["sentiment"] in ("positive", "negative")
+    assert "mood_sentiment" not in first and first["mood_status"] == "ok"  # its metadata keeps the prefix
+    assert first["summary_answer"] == "echo: Sum one"
+    clash = config_for(fake_server, tmp_path, [{**own, "name": "one"}, {**own, "name": "two"}])
+    (status,) = run_cli(["check", "--config", clash]).of_type("CONNECTION_STATUS")
+    assert status["connectionStatus"]["status"] == "FAILED"
+    assert "task 'two' would write column 'answer'" in status["connectionStatus"]["message"]
+    assert "or set its column_prefix true" in status["connectionStatus"]["message"]

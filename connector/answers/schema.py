@@ -72,16 +72,16 @@ def _outputs(output: OutputPart) -> dict[str, dict[str, Any]]:
     return outputs
 
 
-def task_outputs(tasks: tuple[tuple[str, OutputPart], ...]) -> dict[str, dict[str, Any]]:
-    """Every task's columns (:mod:`connector.answers.task_columns`); a name two tasks would both
-    write is a ConfigError."""
+def task_outputs(tasks: tuple[tuple[str, str, OutputPart], ...]) -> dict[str, dict[str, Any]]:
+    """Every task's columns (:mod:`connector.answers.task_columns`): its output columns after its prefix,
+    its metadata after its name; a name two tasks would both write is a ConfigError."""
     out: dict[str, dict[str, Any]] = {}
-    for name, output in tasks:
-        for column, schema in [*_outputs(output).items(), *TASK_META.items()]:
-            key = f"{name}_{column}"
+    for name, prefix, output in tasks:
+        named = [(prefix + column, schema) for column, schema in _outputs(output).items()]
+        for key, schema in [*named, *((f"{name}_{field}", schema) for field, schema in TASK_META.items())]:
             if key in out or key in META_COLUMNS:
                 raise ConfigError(f"tasks: task '{name}' would write column '{key}', which another task (or the "
-                                  "row's metadata) writes too; rename a task")
+                                  "row's metadata) writes too; rename a task, or set its column_prefix true")
             out[key] = schema
     return out
 

@@ -1,6 +1,7 @@
 """A row's tasks as columns: each task's own columns, and the row's outcome from its tasks' outcomes.
 
-Each task's columns carry its name as prefix: its output columns (``summary_answer``) and its
+Each task's columns carry its name as prefix: its output columns (``summary_answer``; their own names
+with the task's ``column_prefix`` off) and its
 metadata (``summary_status``, ``summary_error_class``, ``summary_error``, ``summary_model``,
 ``summary_attempts``, ``summary_cached``, ``summary_prompt_tokens``, ``summary_completion_tokens``,
 ``summary_cost``). The record's own metadata columns (``_status``, ``_cost``, ...) are the row's,

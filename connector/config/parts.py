@@ -70,7 +70,7 @@ class OutputPart:
     tools: bool  # the request template asks for tools: a _tool_calls column
     primary_key: str | None
     dimensions: int | None = None  # embeddings.dimensions: the vector column's fixed length
-    tasks: tuple[tuple[str, OutputPart], ...] = ()  # each task's name and output, in dependency order
+    tasks: tuple[tuple[str, str, OutputPart], ...] = ()  # each task's name, column prefix, output; dependency order
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +156,7 @@ def parts_of(config: SourceConfig) -> Parts:
         config.embeddings, config.prompt_cache, tuple(t.model_dump(mode="json") for t in config.tasks or ()))
     output = OutputPart(config.response_template, config.output_schema, "tools" in (config.request_template or ()),
                         config.input.primary_key, config.embeddings.dimensions if config.embeddings else None,
-                        tuple((t.name, parts_of(task_config(config, t)).output)
+                        tuple((t.name, t.prefix, parts_of(task_config(config, t)).output)
                               for t in task_order(config.tasks or [])))
     limits = Limits(config.concurrency, config.min_concurrency, config.adaptive_concurrency,
                     config.requests_per_minute, config.tokens_per_minute, config.max_retries,

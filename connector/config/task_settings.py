@@ -59,6 +59,17 @@ class TaskConfig(Strict):
         None, title="Fallback models", description="Tried in order for this task's request when its error class is "
                                                    "in fallback_on (default: the config's).",
         json_schema_extra={"order": 7})
+    column_prefix: bool = Field(
+        True, title="Prefix its output columns",
+        description="Its output columns carry its name as prefix (summary_answer); false: its output schema's (or "
+                    "response template's) own names, when no other column has them (a clash is a config error at "
+                    "check). Its metadata columns keep the prefix (summary_status).",
+        json_schema_extra={"order": 8})
+
+    @property
+    def prefix(self) -> str:
+        """What its output columns start with: its name and an underscore, or nothing (``column_prefix`` off)."""
+        return f"{self.name}_" if self.column_prefix else ""
 
     @model_validator(mode="after")
     def _schema(self) -> TaskConfig:

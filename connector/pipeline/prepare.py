@@ -231,7 +231,7 @@ def _tasks_of(config: SourceConfig, columns: Sequence[str], endpoint: Endpoint,
         extractor = ResponseExtractor(parts.output.response_template, ExtraOutputs.from_config(parts.output))
         enricher = RowEnricher(parts.rows, client, template, extractor, endpoint.redact, cache,
                                requester=requester_identity(parts.request), store=_media_store(parts))
-        built[task.name] = Task(task.name, uses, enricher)
+        built[task.name] = Task(task.name, uses, enricher, task.prefix)
     return TaskEnricher(list(built.values()), commit=cache.commit if cache is not None else None)
 
 

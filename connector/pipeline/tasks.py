@@ -37,6 +37,7 @@ class Task:
     name: str
     needs: tuple[str, ...]
     enricher: RowEnricher
+    prefix: str = ""  # what its output columns start with in the record (TaskConfig.prefix)
 
 
 class TaskEnricher:
@@ -121,7 +122,7 @@ class TaskEnricher:
         values = dict(row)
         values[ROW_NUMBER] = position + 1
         for name, enriched in done:
-            values.update({f"{name}_{column}": enriched.values.get(column)
+            values.update({self._by_name[name].prefix + column: enriched.values.get(column)
                            for column in self._by_name[name].enricher.output_columns})
             values.update(task_meta(name, enriched.outcome))
         return Enriched(position + 1, values, row_outcome([(name, enriched.outcome) for name, enriched in done]))
