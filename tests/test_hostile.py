@@ -591,3 +591,23 @@ def test_the_done_tasks_of_a_row_the_spend_guard_refused_are_in_the_summary(serv
     billed = _usage(sent, f"echo: First {token} two")
     # Row 2's first task was answered (and paid) before the stop: was in no summary.
     assert _unemitted(run) == (billed["prompt_tokens"], billed["completion_tokens"]), _summary(run)
+
+
+def test_an_attempt_cut_with_an_image_counts_the_image_in_its_prompt_estimate(server: str, tmp_path: Path) -> None:
+    from tests.test_media import b64, png
+
+    token, mode = "cut-media", "cut-json"
+    photo = b64(png(1024, 1024))  # 765 tokens as OpenAI counts a 1024 x 1024 image; its base64 is not text
+    raw = config(server, [], timeout=5, max_retries=1, concurrency=1, prices=PER_TOKEN, parameters={"max_tokens": 50},
+                 prompt="Say {{text}} {{photo}}", media_columns={"photo": "image"},
+                 input={"rows": [{"text": f"{token} [[fake:{mode}]]", "photo": photo},
+                                 {"text": f"{token} normal", "photo": photo}]})
+    run, elapsed = run_cli(tmp_path, "read", raw)
+    assert run.code == 0, run.stdout[-2000:]
+    row = by_mode(run)[mode]
+    assert (row["_status"], row["_error_class"], row["_attempts"]) == ("error", "connection", 2), row
+    # Each cut attempt's prompt as the dry run estimates it: the text (a few dozen tokens) and the image's
+    # 765. Was the text alone (under 100 for both attempts).
+    assert 2 * 765 < row["_prompt_tokens"] < 2 * (765 + 100), row
+    assert row["_completion_tokens"] == 2 * 50 and row["_cost_source"] == "config+estimated", row
+    assert elapsed < FAR

@@ -122,7 +122,8 @@ class EndpointClient:
         """The spend guards this client's requests are counted against, if any."""
         return self._budget
 
-    async def complete_once(self, body: dict[str, Any], billed: Billed | None = None) -> Completion:
+    async def complete_once(self, body: dict[str, Any], billed: Billed | None = None, media_tokens: int = 0
+                            ) -> Completion:
         """One attempt, no retry; through the limiter and the spend budget when there are. An attempt that
         ends without an answer but was billed (see :meth:`Reception.billed`) has its tokens told to
         ``billed`` and counted against the budgets."""
@@ -159,7 +160,7 @@ class EndpointClient:
             overloaded = overloaded or isinstance(exc, (errors.ReadTimeout, errors.ConnectTimeout,
                                                         errors.LocalResourcesExhausted))
             unsent = isinstance(exc, errors.LocalResourcesExhausted)
-            cut = self._cut(exc, reception, body, max_out, billed)
+            cut = self._cut(exc, reception, body, max_out, billed, media_tokens)
             if cut is not None:
                 prompt, output = cut.prompt, cut.completion
                 actual = (prompt or 0) + (output or 0)
@@ -174,11 +175,12 @@ class EndpointClient:
                 budget.requests -= unsent  # nothing left this machine: not a request sent
 
     def _cut(self, exc: errors.EndpointError, reception: Reception, body: dict[str, Any], max_out: int | None,
-             billed: Billed | None) -> TokenUsage | None:
-        """The tokens an attempt that failed with ``exc`` was billed for (told to ``billed``), or None."""
+             billed: Billed | None, media_tokens: int) -> TokenUsage | None:
+        """The tokens an attempt that failed with ``exc`` was billed for (told to ``billed``), or None. Its
+        prompt, when estimated, as the dry run estimates it: the text, and ``media_tokens`` for its media."""
         estimator = self._estimator
-        cut = reception.billed(exc, self._dialect, estimator.prompt_tokens(self._dialect.prompt_chars(body)),
-                               estimator.output_tokens(max_out), estimator)
+        prompt = estimator.prompt_tokens(self._dialect.prompt_chars(body)) + media_tokens
+        cut = reception.billed(exc, self._dialect, prompt, estimator.output_tokens(max_out), estimator)
         if cut is None:
             return None
         if billed is not None:
@@ -220,17 +222,19 @@ class EndpointClient:
             reply, ttft = await assemble(dialect, reception, first, chunks, started, self._max_reply)
             return Completion(reply, (time.perf_counter() - started) * 1000, ttft, headers=resp.headers)
 
-    async def complete(self, body: dict[str, Any], billed: Billed | None = None) -> Completion:
+    async def complete(self, body: dict[str, Any], billed: Billed | None = None, media_tokens: int = 0
+                       ) -> Completion:
         """One completion, retried on transient failures; the last error is raised. A request the endpoint
         refused for a reason the dialect can fix (OpenAI's "Use 'max_completion_tokens'", json_schema refused)
         is sent again, changed, with a LOG line saying so. ``billed`` hears the tokens of every attempt that
-        ended without an answer but was billed (a stream cut by the deadline), so the row can count them."""
+        ended without an answer but was billed (a stream cut by the deadline), so the row can count them;
+        ``media_tokens``: the estimate of the body's images and documents (their base64 is not text)."""
         attempts = 0  # attempts that reached the endpoint
         starved = 0.0  # seconds waited for local resources
         adapted = 0  # each adaptation changes the dialect for good, so there are few: bounded all the same
         while True:
             try:
-                completion = await self.complete_once(body, billed)
+                completion = await self.complete_once(body, billed, media_tokens)
             except errors.LocalResourcesExhausted as exc:
                 starved += await self._wait_for_resources(starved, exc)
                 continue

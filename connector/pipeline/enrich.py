@@ -203,7 +203,7 @@ class RowEnricher:
                 continue
             tried = model
             try:
-                answer = await self._answer(asked, spend)
+                answer = await self._answer(asked, spend, ask.media_tokens)
             except errors.SpendLimitReached:
                 if spend.paid:  # attempts cut before their answer were billed: the summary says so
                     self.refused.append(self._charged(RowOutcome("error"), spend, tried))
@@ -248,8 +248,9 @@ class RowEnricher:
         another shape, with another key or routing header is another request."""
         return cache_key(self._client.url, self._dialect.name, body, self._requester)
 
-    async def _answer(self, body: Body, spend: Spend) -> _Answer:
-        """From the cache, from an identical request in flight, or from the endpoint (added to ``spend``)."""
+    async def _answer(self, body: Body, spend: Spend, media: int = 0) -> _Answer:
+        """From the cache, from an identical request in flight, or from the endpoint (added to ``spend``);
+        ``media``: the estimate of the body's media tokens, for an attempt cut before its usage."""
         key = self.answer_key(body)
         cache = self._cache
         free = ""  # the key without the output-token cap: made once a row, for the lookup and the keep
@@ -261,7 +262,7 @@ class RowEnricher:
         def billed(usage: TokenUsage) -> None:  # an attempt cut before its answer, billed all the same
             self._count(spend, body, usage)
 
-        completion, shared = await self._single_flight.run(key, lambda: self._client.complete(body, billed))
+        completion, shared = await self._single_flight.run(key, lambda: self._client.complete(body, billed, media))
         if shared:
             return _Answer(completion.reply, completion, 0, cached=True)
         shown = self._redact.masked(completion.reply)  # masked once, for the cache and the record alike
@@ -323,7 +324,7 @@ class RowEnricher:
             if change is not None:  # the retry, and every request after it, goes in the next mode
                 self._client.notice("WARN", change)
             try:
-                again = await self._answer(retry_body, spend)
+                again = await self._answer(retry_body, spend, ask.media_tokens)
             except errors.EndpointError as exc:
                 # The retry failed: the row is an error of that class, its first answer kept.
                 done = self._judged(ask, columns, body, answer, problem, spend)
