@@ -122,8 +122,7 @@ class EndpointClient:
         """The spend guards this client's requests are counted against, if any."""
         return self._budget
 
-    async def complete_once(self, body: dict[str, Any], billed: Billed | None = None, media_tokens: int = 0
-                            ) -> Completion:
+    async def complete_once(self, body: dict[str, Any], billed: Billed | None = None, media: int = 0) -> Completion:
         """One attempt, no retry; through the limiter and the spend budget when there are. An attempt that
         ends without an answer but was billed (see :meth:`Reception.billed`) has its tokens told to
         ``billed`` and counted against the budgets."""
@@ -160,7 +159,7 @@ class EndpointClient:
             overloaded = overloaded or isinstance(exc, (errors.ReadTimeout, errors.ConnectTimeout,
                                                         errors.LocalResourcesExhausted))
             unsent = isinstance(exc, errors.LocalResourcesExhausted)
-            cut = self._cut(exc, reception, body, max_out, billed, media_tokens)
+            cut = self._cut(exc, reception, body, max_out, billed, media)
             if cut is not None:
                 prompt, output = cut.prompt, cut.completion
                 actual = (prompt or 0) + (output or 0)
