@@ -8,9 +8,12 @@ from datetime import datetime, timezone
 
 import pytest
 
+from connector.config.load import load_config
+from connector.config.parts import parts_of
 from connector.endpoint.limits import ConcurrencyGate, TokenBucket
 from connector.endpoint.pacing import Estimate, Limiter
 from connector.endpoint.rate_headers import hints_from_headers, limits_from_headers, parse_reset
+from connector.pipeline.prepare import limiter_for
 from tests.test_limits import FakeClock
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()
@@ -137,8 +140,8 @@ def test_the_run_holds_the_limit_without_429s(configured: bool) -> None:
     assert sent >= 0.98 * 600 * 10  # at least 98 % of the limit over the ten minutes
     assert notes == ([] if configured else
                      ["rate limits learnt from the endpoint's headers: 600 requests/min (x-ratelimit-limit-requests); "
-                      "requests are paced to 99 % of them (requests_per_minute and tokens_per_minute set them "
-                      "instead)"])
+                      "requests are paced to 99 % of them (requests_per_minute, tokens_per_minute, "
+                      "input_tokens_per_minute, output_tokens_per_minute set them instead)"])
 
 
 def test_a_configured_budget_is_kept_over_the_announced_one() -> None:
@@ -218,3 +221,12 @@ def test_what_the_endpoint_has_left_is_spent_at_once_less_what_is_in_flight() ->
         return sent
 
     assert asyncio.run(run()) == 490 + 1  # 500 left, 10 in flight; the next waits for the refill
+
+
+def test_input_and_output_token_budgets_from_the_config() -> None:
+    config = load_config({"url": "http://x/v1", "prompt": "{{t}}", "input": {"rows": [{"t": 1}]},
+                          "input_tokens_per_minute": 80_000, "output_tokens_per_minute": 16_000})
+    limiter = limiter_for(parts_of(config).limits)
+    assert {kind: bucket.per_minute for kind, bucket in limiter.buckets.items()} == {
+        "input_tokens": 80_000, "output_tokens": 16_000}
+    assert limiter.needs_estimates

@@ -33,8 +33,10 @@ def config_for(server: Server, **extra: Any) -> dict[str, Any]:
 
 def test_rate_budgets_are_divided_across_workers_and_concurrency_is_per_worker() -> None:
     raw = worker_config({"requests_per_minute": 600, "tokens_per_minute": 100_000, "concurrency": 64,
+                         "input_tokens_per_minute": 80_000, "output_tokens_per_minute": 16_000,
                          "min_concurrency": 8}, workers=4, concurrency=4)
     assert raw["requests_per_minute"] == 150 and raw["tokens_per_minute"] == 25_000
+    assert raw["input_tokens_per_minute"] == 20_000 and raw["output_tokens_per_minute"] == 4_000
     assert raw["concurrency"] == 4 and raw["min_concurrency"] == 4
     assert raw["input"] == {"path": "-"}
     assert worker_config({"requests_per_minute": 3}, workers=8)["requests_per_minute"] == 1

@@ -82,6 +82,8 @@ class Limits:
     adaptive_concurrency: bool
     requests_per_minute: int | None
     tokens_per_minute: int | None
+    input_tokens_per_minute: int | None
+    output_tokens_per_minute: int | None
     max_retries: int
     max_wait_seconds: float
     max_requests: int | None
@@ -159,7 +161,8 @@ def parts_of(config: SourceConfig) -> Parts:
                         tuple((t.name, t.prefix, parts_of(task_config(config, t)).output)
                               for t in task_order(config.tasks or [])))
     limits = Limits(config.concurrency, config.min_concurrency, config.adaptive_concurrency,
-                    config.requests_per_minute, config.tokens_per_minute, config.max_retries,
+                    config.requests_per_minute, config.tokens_per_minute, config.input_tokens_per_minute,
+                    config.output_tokens_per_minute, config.max_retries,
                     config.max_wait_seconds, config.max_requests, config.max_total_tokens, config.tls)
     rows = RowPolicy(config.null_policy, config.null_literal, config.context_window, windows,
                      config.too_long_policy, config.truncate_column, tuple(m for m in config.fallback_models if m),

@@ -74,6 +74,23 @@ class RunSettings(Strict):
         ),
         json_schema_extra={"order": 17},
     )
+    input_tokens_per_minute: int | None = Field(
+        None,
+        gt=0,
+        title="Input tokens per minute",
+        description=("Budget for prompt tokens per minute, where the provider counts input and output apart "
+                     "(Anthropic's ITPM). Unset: anthropic-ratelimit-input-tokens-limit, if the endpoint sends it."),
+        json_schema_extra={"order": 61},
+    )
+    output_tokens_per_minute: int | None = Field(
+        None,
+        gt=0,
+        title="Output tokens per minute",
+        description=("Budget for output tokens per minute (Anthropic's OTPM): a request counts its max_tokens (or "
+                     "the average output so far) until its usage says. Unset: anthropic-ratelimit-output-tokens-limit, "
+                     "if the endpoint sends it."),
+        json_schema_extra={"order": 62},
+    )
     max_retries: int = Field(
         5,
         ge=0,

@@ -110,8 +110,8 @@ class Limiter:
         if new:
             self._notice("INFO", "rate limits learnt from the endpoint's headers: "
                          + ", ".join(f"{learnt.describe()} ({learnt.header})" for learnt in new)
-                         + "; requests are paced to 99 % of them (requests_per_minute and tokens_per_minute "
-                         "set them instead)")
+                         + "; requests are paced to 99 % of them (requests_per_minute, tokens_per_minute, "
+                         "input_tokens_per_minute, output_tokens_per_minute set them instead)")
         if found.keys() <= self.buckets.keys():
             self._unannounced = 0  # every limit announced is known: the headers are not read again
 

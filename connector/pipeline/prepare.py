@@ -76,7 +76,8 @@ def limiter_for(limits: Limits, notice: Notice | None = None, learn: bool = True
     waits = WaitCap(limits.max_wait_seconds, notice) if notice else WaitCap(limits.max_wait_seconds)
     gate = ConcurrencyGate(limits.concurrency, limits.min_concurrency, adaptive=limits.adaptive_concurrency,
                            waits=waits)
-    budgets = {"requests": limits.requests_per_minute, "tokens": limits.tokens_per_minute}
+    budgets = {"requests": limits.requests_per_minute, "tokens": limits.tokens_per_minute,
+               "input_tokens": limits.input_tokens_per_minute, "output_tokens": limits.output_tokens_per_minute}
     return Limiter(gate, budgets, notice=notice or no_notice, learn=learn)
 
 

@@ -8,7 +8,7 @@ results in input order. The config is the connector's, with two changes made by
 :func:`worker_config`:
 
 - ``concurrency`` is per worker (``concurrency=`` overrides the config's);
-- ``requests_per_minute`` and ``tokens_per_minute`` are the budgets of the whole
+- ``requests_per_minute``, ``tokens_per_minute`` and the input and output token budgets are the budgets of the whole
   job: each worker gets its share, the budget divided by ``workers``, so the
   endpoint sees at most the configured rate whatever the cluster size.
 
@@ -57,7 +57,7 @@ def worker_config(config: Mapping[str, Any], workers: int = 1, concurrency: int 
         if raw.get(guard) is not None:
             raise ConfigError(f"{guard}: a spend guard of one read; not supported when scaling out. Bound a "
                               "cluster job with requests_per_minute / tokens_per_minute and the input's size")
-    for budget in ("requests_per_minute", "tokens_per_minute"):
+    for budget in ("requests_per_minute", "tokens_per_minute", "input_tokens_per_minute", "output_tokens_per_minute"):
         if raw.get(budget):
             raw[budget] = max(1, int(raw[budget]) // workers)
     if concurrency is not None:
