@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.storage_servers import Running, check, records, running_postgres
+from tests.storage_servers import Running, check, echo, records, running_postgres
 
 pytestmark = pytest.mark.storage
 
@@ -154,3 +154,45 @@ def test_a_sqlite_column_null_in_its_first_rows_keeps_its_later_text(tmp_path: P
     cfg = config("SELECT * FROM t ORDER BY id", url=f"sqlite:///{db}")
     cfg["prompt"] = "Say {{id}}"
     assert records(cfg)[-1]["text"] == "late"
+
+
+@pytest.mark.parametrize("where", ["postgresql", "sqlite"])
+def test_a_query_key_broken_is_named_with_both_rows_before_anything_is_asked(
+        where: str, postgres: Running, tmp_path: Path) -> None:
+    # The check reads only the key column now, numbering the rows as the query orders them.
+    from tests.conftest import read_through
+
+    sql = ("SELECT id, text FROM (VALUES (5, 'a'), (7, 'b'), (9, 'c'), (7, 'd')) AS t(id, text) "
+           "ORDER BY text")
+    if where == "sqlite":
+        sql = ("SELECT id, text FROM (SELECT 5 AS id, 'a' AS text UNION ALL SELECT 7, 'b' UNION ALL "
+               "SELECT 9, 'c' UNION ALL SELECT 7, 'd') AS t ORDER BY text")
+    database = pg(postgres) if where == "postgresql" else {"url": f"sqlite:///{tmp_path / 'k.db'}"}
+    cfg = config(sql, **database)
+    cfg["input"]["primary_key"] = "id"
+    asked: list[str] = []
+
+    def endpoint(request: Any) -> Any:
+        asked.append(request.url.path)
+        return echo(request)
+
+    messages, error = read_through(cfg, endpoint)
+    assert error is not None and error.failure_type == "config_error"
+    assert str(error).startswith("input.primary_key: rows 2 and 4 have the same 'id' (7)")
+    assert [p for p in asked if not p.endswith("/models")] == []
+    assert not [m for m in messages if m["type"] == "RECORD"]
+
+
+def test_an_empty_text_key_is_named_although_the_database_counts_it_distinct(tmp_path: Path) -> None:
+    # The database's screen (count(NULLIF(key, '')), count(DISTINCT key)) sends such rows to the exact check.
+    db = tmp_path / "keys.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE t (code TEXT, text TEXT)")
+        con.executemany("INSERT INTO t VALUES (?, ?)", [("a1", "x"), ("", "y"), ("b2", "z")])
+    cfg = config("SELECT * FROM t ORDER BY text", url=f"sqlite:///{db}")
+    cfg["input"]["primary_key"] = "code"
+    status = check(cfg)
+    assert status["status"] == "FAILED"
+    assert status["message"].startswith("input.primary_key: row 2 has no value in column 'code'")
+    cfg["input"]["sql"] = "SELECT * FROM t WHERE code <> '' ORDER BY text"
+    assert [r["code"] for r in records(cfg)] == ["a1", "b2"]

@@ -225,6 +225,14 @@ class InputTable:
             yield from jsonl_source.read(scanned, maker, self._encoding, skip, size)
             skip = 0
 
+    def key_batches(self, key: str) -> Iterator[list[Row]]:
+        """What the primary-key check reads: for input.sql only the column ``key`` (the database sends one
+        column, not the rows), else every row (:meth:`batches`)."""
+        if self._sql is None:
+            yield from self.batches()
+            return
+        yield from self._sql.key_batches(key, self._config.batch_size, self._names)
+
     def cursor_field(self, column: str) -> pa.Field | None:
         """The field of input column ``column`` as its values come (None: no such column)."""
         if self._sql is not None:

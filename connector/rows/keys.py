@@ -7,7 +7,9 @@ So a declared key is a promise the input must keep, and breaking it is an
 
 - files and inline rows are checked when the table is opened, before anything is
   sent (:func:`check_keys`: one pass over the rows; the keys are held as 8-byte
-  digests, about 70 bytes of memory per row);
+  digests, about 70 bytes of memory per row); an ``input.sql`` query too, over its
+  key column alone, and not at all when the database shows the keys whole and
+  unique (``SqlQuery.key_batches``);
 - stdin cannot be read twice, so its rows are checked as they arrive
   (:class:`KeyWatch`): the sync stops at the first row that breaks the key, after a
   STATE for the rows before it.

@@ -35,7 +35,10 @@ def open_input(config: InputConfig, stdin: BinaryIO | None = None, reserved: Col
     # A cursor sync checks the keys of the rows it reads: a changed row keeps its key on purpose.
     table = opened if config.cursor is None else CursorTable(opened, config, cursor)
     if config.primary_key is not None and config.primary_key in table.columns:
-        check_keys(table.batches(), config.primary_key)  # before anything is sent
+        # Before anything is sent: checking while reading would find a duplicate after paying for the rows
+        # before it. A query's check reads only its key column (one pass of the query before the read's).
+        rows = opened.key_batches(config.primary_key) if table is opened else table.batches()
+        check_keys(rows, config.primary_key)
     return table
 
 

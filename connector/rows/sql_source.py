@@ -224,48 +224,82 @@ class SqlQuery:
     def batches(self, skip: int, size: int, names: Mapping[str, str]) -> Iterator[list[Row]]:
         """The query's rows after ``skip`` rows, in lists of up to ``size``."""
         done = 0
-        for batch in self._record_batches():
+        for batch in self._record_batches(self._query, self.columns):
             first, done = done, done + batch.num_rows
             if done <= skip:
                 continue
             if first < skip:
                 batch, first = batch.slice(skip - first), skip
             for start in range(0, batch.num_rows, size):
-                yield self._rows(batch.slice(start, size), first + start, names)
+                yield self._rows(batch.slice(start, size), first + start, names, self.columns)
 
-    def _record_batches(self) -> Iterator[pa.RecordBatch]:
+    def key_batches(self, key: str, size: int, names: Mapping[str, str]) -> Iterator[list[Row]]:
+        """The rows holding only the column named ``key`` (as the records name it), in query order: what
+        the primary-key check reads, one column sent by the database instead of every column. None at all
+        when the database itself shows the keys whole and unique (:meth:`_keys_shown_unique`)."""
+        (column,) = [c for c in self.columns if names.get(c.name, c.name) == key]
+        if self._keys_shown_unique(column):
+            return
+        query = f"SELECT q.{quoted(column.name)} FROM ({self._query}) AS q"
+        done = 0
+        for batch in self._record_batches(query, [column]):
+            for start in range(0, batch.num_rows, size):
+                yield self._rows(batch.slice(start, size), done + start, names, [column])
+            done += batch.num_rows
+
+    def _keys_shown_unique(self, column: Column) -> bool:
+        """True when one aggregate query shows every row has a key, none empty, none twice: only for an
+        integer or text column read as is, whose values are equal in the database exactly when their texts
+        are equal in :mod:`keys` (a collation that finds more equal only sends the rows to the exact check)."""
+        kind = column.arrow
+        if column.kind is not None or not (pa.types.is_integer(kind) or pa.types.is_string(kind)
+                                           or pa.types.is_large_string(kind)):
+            return False
+        at = f"q.{quoted(column.name)}"
+        present = at if pa.types.is_integer(kind) else f"NULLIF({at}, '')"
+        with _connect(self._connection) as con, con.cursor() as cur:
+            try:
+                cur.execute(f"SELECT count(*), count({present}), count(DISTINCT {at}) FROM ({self._query}) AS q",
+                            self._params)
+                total, keyed, distinct = (int(n or 0) for n in cur.fetchone())
+            except Exception as exc:
+                raise InputError(f"input.primary_key: checking the keys failed: {_reason(exc)}") from None
+        return total == keyed == distinct
+
+    def _record_batches(self, query: str, columns: list[Column]) -> Iterator[pa.RecordBatch]:
+        """``query``'s Arrow batches (run with the narrowed query's parameters), ``columns`` its columns."""
         if self._connection.driver == "sqlite":
-            yield from self._sqlite_batches()
+            yield from self._sqlite_batches(query, columns)
             return
         with _connect(self._connection) as con, con.cursor() as cur:
             try:
-                cur.execute(self._query, self._params)
+                cur.execute(query, self._params)
                 reader = cur.fetch_record_batch()
             except Exception as exc:
                 raise InputError(f"input.sql: {_reason(exc)}{_position(exc)}") from None
             yield from reader
 
-    def _sqlite_batches(self) -> Iterator[pa.RecordBatch]:
+    def _sqlite_batches(self, query: str, columns: list[Column]) -> Iterator[pa.RecordBatch]:
         """SQLite's rows through the standard library, each column built with the type decided from all its
         values: ADBC's driver types a column from its first 1,024 rows and stops at a later value of another
         type (a text column whose first rows are null)."""
         import sqlite3
 
-        schema = pa.schema([pa.field(c.name, c.arrow) for c in self.columns])
+        schema = pa.schema([pa.field(c.name, c.arrow) for c in columns])
         with closing(sqlite3.connect(self._connection.sqlite_path())) as con:
             try:
-                cur = con.execute(self._query, self._params)
+                cur = con.execute(query, self._params)
             except sqlite3.Error as exc:
                 raise InputError(f"input.sql: {_reason(exc)}") from None
             while rows := cur.fetchmany(_SQLITE_BATCH):
-                columns = zip(*rows, strict=True)
-                arrays = [pa.array(list(v), f.type) for v, f in zip(columns, schema, strict=True)]
+                values = zip(*rows, strict=True)
+                arrays = [pa.array(list(v), f.type) for v, f in zip(values, schema, strict=True)]
                 yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
-    def _rows(self, batch: pa.RecordBatch, first: int, names: Mapping[str, str]) -> list[Row]:
+    def _rows(self, batch: pa.RecordBatch, first: int, names: Mapping[str, str], columns: list[Column]) -> list[Row]:
         values: list[list[Any]] = []
         unfit: dict[int, list[str]] = {}
-        for column in self.columns:
+        for column in columns:
             got, problems = column_values(batch.column(batch.schema.get_field_index(column.name)))
             for i, reason in problems.items():
                 unfit.setdefault(i, []).append(unfit_message(column.name, reason, None))
@@ -275,7 +309,7 @@ class SqlQuery:
                 for i, reason in bad.items():
                     unfit.setdefault(i, []).append(unfit_message(column.name, reason, self._declared.get(column.name)))
             values.append(got)
-        out = [names.get(c.name, c.name) for c in self.columns]
+        out = [names.get(c.name, c.name) for c in columns]
         rows = [dict(zip(out, row, strict=True)) for row in zip(*values, strict=True)]
         flag(rows, unfit, lambda i: f"input.sql row {first + i + 1}")
         return rows
