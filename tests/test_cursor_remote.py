@@ -1,0 +1,66 @@
+"""A cursor sync (``input.cursor``) of a Parquet object in an S3 bucket (moto's server, started here on
+127.0.0.1 and stopped by PID): day 2, after a new version of the object with more rows, asks the fake
+endpoint for exactly the new rows, the rows tied at the saved cursor value neither lost nor asked again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+
+from tests.servers import stop
+from tests.storage_servers import Running, start_moto
+from tests.test_cursor_sync import Server, config, cursor_of, sync
+
+pytestmark = pytest.mark.storage
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    server = start_moto(tmp_path_factory.mktemp("moto"))
+    try:
+        yield server
+    finally:
+        stop(server.pid)
+
+
+def put(server: Running, key: str, rows: list[tuple[int, str, int]]) -> None:
+    facts = server.facts
+    fs = pafs.S3FileSystem(access_key=facts["access_key_id"], secret_key=facts["secret_access_key"],
+                           endpoint_override=server.address, scheme="http", region="us-east-1",
+                           allow_bucket_creation=True)
+    fs.create_dir(key.split("/", 1)[0])
+    ids, texts, versions = zip(*rows, strict=True)
+    with fs.open_output_stream(key) as out:
+        pq.write_table(pa.table({"id": list(ids), "text": list(texts), "version": list(versions)}), out)
+
+
+def s3_input(server: Running, path: str, **extra: Any) -> dict[str, Any]:
+    facts = server.facts
+    return {"path": path, "s3": {"endpoint_url": facts["endpoint_url"], "region": "us-east-1",
+                                 "access_key_id": facts["access_key_id"],
+                                 "secret_access_key": facts["secret_access_key"]}, **extra}
+
+
+def test_day_two_of_an_s3_parquet_object_asks_exactly_the_new_rows(moto: Running) -> None:
+    day1 = [(1, "a", 10), (2, "b", 20), (3, "c", 30), (4, "d", 30)]
+    put(moto, "cursors/tickets.parquet", day1)
+    cfg = config(s3_input(moto, "s3://cursors/tickets.parquet", cursor="version", primary_key="id"))
+    server = Server()
+    records, _, state = sync(cfg, server=server)
+    assert server.asked == [r["text"] for r in records] == ["a", "b", "c", "d"]
+    assert cursor_of(state)["value"] == 30 and cursor_of(state)["keys_at_value"] == ["3", "4"]
+
+    # A new version of the object: a row tied at the saved value, a later one, an edited row moved forward.
+    put(moto, "cursors/tickets.parquet", [*day1[:1], (2, "b edited", 40), *day1[2:], (5, "e", 30), (6, "f", 50)])
+    server = Server()
+    records, _, state = sync(cfg, state, server)
+    assert sorted(server.asked) == sorted(r["text"] for r in records) == ["b edited", "e", "f"]
+    assert cursor_of(state)["value"] == 50
+    server = Server()
+    records, _, _ = sync(cfg, state, server)
+    assert records == [] and server.asked == []
