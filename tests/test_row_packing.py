@@ -229,3 +229,18 @@ def test_packing_stops_after_three_packed_answers_that_gave_no_row_an_answer(tmp
     assert [r["answer"] for r in records(messages)] == [f"echo: {t}" for t in texts]
     logs = [m["log"]["message"] for m in messages if m["type"] == "LOG"]
     assert any("3 packed answers in a row gave no row a usable answer" in line for line in logs)
+
+
+def test_a_pack_is_cut_to_fit_the_context_window(tmp_path: Path) -> None:
+    texts = [f"review number {i}: it works, more or less" for i in range(12)]
+    window = 300
+    server = FakeChat()
+    rows = read(config(tmp_path, texts, rows=50, context_window=window, system_prompt="Label it. " * 40,
+                       parameters={"max_tokens": 10}), server)
+    packs = FakeChat.packed(server.bodies)
+    assert 2 <= len(packs) < len(texts) and server.alone == []  # cut by the window, not by rows_per_request
+    for body in packs:
+        asked = len(json.loads(body["messages"][-1]["content"].split("\n\n", 1)[1]))
+        assert body["max_tokens"] == 10 * asked
+        assert len(json.dumps(body["messages"], separators=(",", ":"))) / 4 + body["max_tokens"] <= window
+    assert [r["answer"] for r in rows] == [f"echo: {t}" for t in texts]

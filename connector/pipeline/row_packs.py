@@ -2,8 +2,9 @@
 
 The run loop's records come from here instead of one request per row when ``rows_per_request`` is above 1
 (:func:`packed`). Consecutive rows form a pack of at most ``rows_per_request`` distinct requests whose bodies
-differ only in the last user message (:func:`~connector.dialects.packed_chat.pack_key`); a pack is also cut before
-a row whose planning stopped the run, and after :data:`MAX_ROWS_PER_PACK` rows in all. Packs run
+differ only in the last user message (:func:`~connector.dialects.packed_chat.pack_key`); a pack is also cut where
+the next row would take its estimate (prompt and summed output caps, offline) past ``context_window`` when one is
+set, before a row whose planning stopped the run, and after :data:`MAX_ROWS_PER_PACK` rows in all. Packs run
 ``concurrency`` at a time and their records come out in input order, so the run loop, its checkpoints and
 resume are unchanged. The packed request and its answer are :mod:`connector.dialects.packed_chat`'s.
 
@@ -36,6 +37,7 @@ from connector import errors
 from connector.answers.cache import AnswerCache
 from connector.answers.judge import finish_reason
 from connector.answers.records import Enriched
+from connector.dialects.base import max_tokens_of
 from connector.dialects.packed_chat import INSTRUCTION, Unpacked, pack, pack_key, prompt_weights, unpack
 from connector.dialects.usage import usage_from
 from connector.endpoint.classify import fatal, is_fatal
@@ -58,6 +60,7 @@ class _Pack:
     rows: list[Planned] = field(default_factory=list)
     asked: dict[str, Ask] = field(default_factory=dict)  # distinct requests by answer-cache key
     shape: tuple[str, ...] | None = None
+    tokens: int = 0  # the packed request's estimate: prompt and output cap
     stop: errors.ConnectorError | None = None
 
 
@@ -74,14 +77,16 @@ class _Bought:
 def packed(ctx: RunContext) -> RowPacks | None:
     """The answer source when ``rows_per_request`` is above 1; None otherwise (one request a row)."""
     n = ctx.parts.run.rows_per_request
-    return RowPacks(ctx.enricher, ctx.client, ctx.cache, n, ctx.parts.run.concurrency) if n > 1 else None
+    if n < 2:
+        return None
+    return RowPacks(ctx.enricher, ctx.client, ctx.cache, n, ctx.parts.run.concurrency, ctx.parts.rows.context_window)
 
 
 class RowPacks:
     """The run loop's answer source when rows are packed (see the module doc)."""
 
     def __init__(self, enricher: RowEnricher, client: EndpointClient, cache: AnswerCache | None, rows: int,
-                 concurrency: int) -> None:
+                 concurrency: int, window: int | None = None) -> None:
         self._enricher = enricher
         self._client = client
         self._cache = cache if cache is not None and cache.enabled else None
@@ -89,6 +94,8 @@ class RowPacks:
         self._concurrency = concurrency
         self._off = False  # the endpoint refused a packed request: every row alone from then on
         self._useless = 0  # packed answers in a row that gave no row an answer
+        self._window = window  # context_window: a packed request is cut to fit it, as estimated offline
+        self._estimate = TokenEstimator()
 
     async def __call__(self, rows: Rows) -> AsyncIterator[Enriched | Note | None]:
         async for records in ordered_map(self._packs(rows), self._answer, self._concurrency):
@@ -108,9 +115,11 @@ class RowPacks:
             ask = row.asks
             if ask is not None and row.key not in pack_.asked:
                 shape = pack_key(ask.body)
-                if pack_.asked and (shape is None or shape != pack_.shape or len(pack_.asked) >= self._rows):
+                if pack_.asked and (shape is None or shape != pack_.shape or len(pack_.asked) >= self._rows
+                                    or self._overflows(pack_, ask.body)):
                     yield pack_
                     pack_ = _Pack()
+                pack_.tokens += self._tokens(ask.body, first=not pack_.asked)
                 pack_.asked[row.key], pack_.shape = ask, shape
             pack_.rows.append(row)
             if len(pack_.rows) >= MAX_ROWS_PER_PACK or (ask is not None and pack_.shape is None):
@@ -118,6 +127,19 @@ class RowPacks:
                 pack_ = _Pack()
         if pack_.rows:
             yield pack_
+
+    def _tokens(self, body: dict[str, Any], first: bool) -> int:
+        """What a row adds to a packed request's estimate: the whole prompt and the ask for the first row, its
+        own text for the others; and its output cap."""
+        cap = max_tokens_of(body) or 0
+        if first:
+            chars = self._client.dialect.prompt_chars(body) + len(INSTRUCTION)
+            return self._estimate.prompt_tokens(chars) + cap
+        return self._estimate.prompt_tokens(prompt_weights([body], ["0"])[0]) + cap
+
+    def _overflows(self, pack_: _Pack, body: dict[str, Any]) -> bool:
+        """Whether ``body`` would take the packed request past the context window (when one is set)."""
+        return self._window is not None and pack_.tokens + self._tokens(body, first=False) > self._window
 
     async def _answer(self, pack_: _Pack) -> list[Enriched | Note | None]:
         if pack_.stop is not None:
