@@ -611,3 +611,28 @@ def test_an_attempt_cut_with_an_image_counts_the_image_in_its_prompt_estimate(se
     assert 2 * 765 < row["_prompt_tokens"] < 2 * (765 + 100), row
     assert row["_completion_tokens"] == 2 * 50 and row["_cost_source"] == "config+estimated", row
     assert elapsed < FAR
+
+
+def test_a_packed_request_cut_before_its_answer_counts_in_its_rows_tokens(server: str, tmp_path: Path) -> None:
+    from tests.hostile_modes import _usage
+
+    token, mode = "cut-pack", "cut-json"
+    texts = [f"{token} one", f"{token} two [[fake:{mode}]]", f"{token} three"]
+    raw = config(server, texts, timeout=5, max_retries=1, concurrency=1, prices=PER_TOKEN, rows_per_request=3,
+                 system_prompt="Answer briefly.")
+    run, elapsed = run_cli(tmp_path, "read", raw)
+    assert run.code == 0, run.stdout[-2000:]
+    rows = {r["text"]: r for r in run.records}
+    # The packed request (carrying row 2's marker) was cut twice, then each row was asked alone: rows 1 and 3
+    # answered, row 2 cut twice again. The packed attempts were billed: each row carries its share.
+    for text in (texts[0], texts[2]):
+        row = rows[text]
+        alone = next(json.loads(body) for body in asked(server, text)
+                     if json.loads(body)["messages"][-1]["content"] == f"Say {text}")
+        own = _usage(alone, f"echo: Say {text}")
+        assert row["_status"] == "ok", row
+        # Was its own request's tokens alone, from "config": the two cut packed attempts were not counted.
+        assert row["_prompt_tokens"] > own["prompt_tokens"] and row["_cost_source"] == "config+estimated", row
+    assert rows[texts[1]]["_status"] == "error" and rows[texts[1]]["_cost_source"] == "config+estimated"
+    assert [n for body, n in asked(server, token).items() if all(t in body for t in texts)] == [2]  # packed, cut
+    assert elapsed < FAR

@@ -34,7 +34,7 @@ Each row keeps the per-row contract:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +89,17 @@ async def answered_alone(enricher: RowEnricher, row: Planned, prior: Sequence[To
     if row.reply is not None:
         return await enricher.finish_shared(planned, row.reply, None)
     return await enricher.ask(planned, prior=prior)
+
+
+def cut_shares(keys: Iterable[str], weights: Sequence[int], cut: Sequence[TokenUsage]) -> dict[str, list[TokenUsage]]:
+    """Each request's share (by key) of a shared request's attempts ``cut`` before their answer, in proportion
+    to ``weights`` (each request's part of the prompt), by the rule of :func:`shares`."""
+    billed: dict[str, list[TokenUsage]] = {key: [] for key in keys}
+    for usage in cut:
+        parts = zip(shares(usage.prompt or 0, weights), shares(usage.completion or 0, weights), strict=True)
+        for key, (prompt, output) in zip(billed, parts, strict=True):
+            billed[key].append(TokenUsage(prompt, output, estimated=usage.estimated))
+    return billed
 
 
 @dataclass(slots=True)
@@ -189,30 +200,21 @@ class InputGroups:
         """The replies of the distinct requests ``asked`` (by cache key), bought in one request."""
         bodies = list(asked.values())
         merged, cut = self._dialect.merge(bodies), list[TokenUsage]()
+        weights = [self._dialect.prompt_chars(b) for b in bodies]  # the rule that shares the tokens out
         try:
             completion = await self._client.complete(merged, cut.append)
-            replies = self._dialect.split(completion.reply, [self._dialect.prompt_chars(b) for b in bodies])
+            replies = self._dialect.split(completion.reply, weights)
         except errors.SpendLimitReached:
             self._enricher.refused_after(merged, cut)  # the summary counts what its cut attempts were billed
             return _Bought(refused=True)
         except errors.EndpointError as exc:
             if is_fatal(exc):
                 raise fatal(exc) from exc
-            return _Bought(failed=True, billed=self._shared(asked, cut))
+            return _Bought(failed=True, billed=cut_shares(asked, weights, cut))
         for key, reply in zip(asked, replies, strict=True):
             if self._cache is not None:
                 self._cache.put(key, reply)  # stored before the record exists: never paid twice
-        return _Bought(dict(zip(asked, replies, strict=True)), completion, billed=self._shared(asked, cut))
-
-    def _shared(self, asked: dict[str, dict[str, Any]], cut: list[TokenUsage]) -> dict[str, list[TokenUsage]]:
-        """Each request's share of the attempts ``cut`` before their answer, by the rule of the reply's tokens."""
-        weights = [self._dialect.prompt_chars(body) for body in asked.values()]
-        billed: dict[str, list[TokenUsage]] = {key: [] for key in asked}
-        for usage in cut:
-            parts = zip(shares(usage.prompt or 0, weights), shares(usage.completion or 0, weights), strict=True)
-            for key, (prompt, output) in zip(asked, parts, strict=True):
-                billed[key].append(TokenUsage(prompt, output, estimated=usage.estimated))
-        return billed
+        return _Bought(dict(zip(asked, replies, strict=True)), completion, billed=cut_shares(asked, weights, cut))
 
     async def _record(self, row: Planned, bought: _Bought) -> Enriched | None:
         planned = row.asks

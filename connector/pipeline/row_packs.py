@@ -39,13 +39,13 @@ from connector.answers.judge import finish_reason
 from connector.answers.records import Enriched
 from connector.dialects.base import max_tokens_of
 from connector.dialects.packed_chat import INSTRUCTION, Unpacked, pack, pack_key, prompt_weights, unpack
-from connector.dialects.usage import usage_from
+from connector.dialects.usage import TokenUsage, usage_from
 from connector.endpoint.classify import fatal, is_fatal
 from connector.endpoint.client import Completion, EndpointClient
 from connector.endpoint.limits import TokenEstimator
 from connector.pipeline.context import RunContext
 from connector.pipeline.enrich import Ask, RowEnricher
-from connector.pipeline.input_groups import Planned, answered_alone, plan_row
+from connector.pipeline.input_groups import Planned, answered_alone, cut_shares, plan_row
 from connector.pipeline.ordered import as_async, ordered_map
 from connector.pipeline.run_loop import Note, Rows
 
@@ -72,6 +72,7 @@ class _Bought:
     failed: bool = False
     note: Note | None = None
     given: set[str] = field(default_factory=set)
+    billed: dict[str, list[TokenUsage]] = field(default_factory=dict)  # by key: shares of attempts cut short
 
 
 def packed(ctx: RunContext) -> RowPacks | None:
@@ -146,7 +147,8 @@ class RowPacks:
             raise pack_.stop
         bought = await self._buy(pack_.asked) if len(pack_.asked) > 1 and not self._off else _Bought()
         if bought.failed:  # each row alone: one row the server refuses fails alone
-            records = list(await asyncio.gather(*(answered_alone(self._enricher, row) for row in pack_.rows)))
+            records = list(await asyncio.gather(*(answered_alone(self._enricher, row, bought.billed.pop(row.key, []))
+                                                  for row in pack_.rows)))
         else:
             records = [await self._record(row, bought) for row in pack_.rows]
         return [bought.note, *records] if bought.note is not None else list(records)
@@ -156,22 +158,26 @@ class RowPacks:
         keys, asks = list(asked), list(asked.values())
         ids = [str(a.number) for a in asks]  # the row numbers: the ids the answer must come back under
         bodies = [a.body for a in asks]
+        packed_body, cut, weights = pack(bodies, ids), list[TokenUsage](), prompt_weights(bodies, ids)
         try:
-            completion = await self._client.complete(pack(bodies, ids))
+            completion = await self._client.complete(packed_body, cut.append)
         except errors.SpendLimitReached:
+            self._enricher.refused_after(packed_body, cut)  # the summary counts what its cut attempts were billed
             return _Bought(refused=True)
         except errors.EndpointError as exc:
             if is_fatal(exc):
                 raise fatal(exc) from exc
-            return self._refused(exc)
+            failed = self._refused(exc)
+            failed.billed = cut_shares(keys, weights, cut)  # its rows asked alone carry them
+            return failed
         schema = "response_format" in bodies[0] and bodies[0]["response_format"].get("type") == "json_schema"
-        parts = unpack(completion.reply, ids, prompt_weights(bodies, ids), schema, completion.headers)
+        parts = unpack(completion.reply, ids, weights, schema, completion.headers)
         for key, part in zip(keys, parts, strict=True):
             if part.reply is not None and self._enricher.columns_of(part.reply) is None:
                 part.reply = None  # an answer the row's own check refuses: asked again alone
             if part.reply is not None and self._cache is not None:
                 self._cache.put(key, part.reply)  # stored before the record exists: never paid twice
-        bought = _Bought(dict(zip(keys, parts, strict=True)), completion)
+        bought = _Bought(dict(zip(keys, parts, strict=True)), completion, billed=cut_shares(keys, weights, cut))
         self._useless = 0 if any(part.reply is not None for part in parts) else self._useless + 1
         if self._useless == USELESS_PACKS and not self._off:
             self._off = True
@@ -199,10 +205,11 @@ class RowPacks:
         part = bought.parts.get(row.key)
         first = row.key not in bought.given  # an identical row later in the pack shares the answer
         bought.given.add(row.key)
+        billed = bought.billed.get(row.key, []) if first else []  # the pack's shares counted once
         if part is None or part.reply is None or bought.completion is None:
-            prior = [usage_from({"usage": part.usage})] if part is not None and first else []  # counted once
-            return await answered_alone(self._enricher, row, prior)
-        return await self._enricher.finish_shared(planned, part.reply, bought.completion if first else None)
+            prior = [usage_from({"usage": part.usage})] if part is not None and part.usage is not None and first else []
+            return await answered_alone(self._enricher, row, [*prior, *billed])
+        return await self._enricher.finish_shared(planned, part.reply, bought.completion if first else None, billed)
 
 
 @dataclass
