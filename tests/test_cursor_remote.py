@@ -12,9 +12,11 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
+from tests import test_remote_inputs
 from tests.servers import stop
 from tests.storage_servers import Running, start_moto
-from tests.test_cursor_sync import Server, config, cursor_of, sync
+from tests.test_cursor_sync import DAY1, Server, config, cursor_of, sync, write_csv
+from tests.test_remote_inputs import https_config
 
 pytestmark = pytest.mark.storage
 
@@ -61,6 +63,30 @@ def test_day_two_of_an_s3_parquet_object_asks_exactly_the_new_rows(moto: Running
     records, _, state = sync(cfg, state, server)
     assert sorted(server.asked) == sorted(r["text"] for r in records) == ["b edited", "e", "f"]
     assert cursor_of(state)["value"] == 50
+    server = Server()
+    records, _, _ = sync(cfg, state, server)
+    assert records == [] and server.asked == []
+
+
+https = test_remote_inputs.https  # the HTTPS file server with its own CA (module fixture)
+
+
+def test_day_two_of_a_csv_over_https_asks_exactly_the_new_and_changed_rows(https: Running) -> None:
+    """Issue 21's daily CSV over HTTPS: the file is replaced on the server between syncs (as an export job
+    rewrites it); the cursor sync asks for exactly the rows past the saved value, ties included."""
+    served = https.log.parent / "local" / "daily.csv"
+    write_csv(served, DAY1)
+    cfg = https_config(https, "daily.csv", cursor="updated_at", primary_key="id")
+    cfg["cache"] = {"enabled": False}
+    server = Server()
+    records, _, state = sync(cfg, server=server)
+    assert [r["id"] for r in records] == [1, 2, 3, 4, 5] and len(server.asked) == 5
+
+    write_csv(served, [*DAY1, (2, "b2", "2025-01-01T13:00:00Z"), (6, "f", "2025-01-01T12:00:00Z"),
+                       (7, "g", "2025-01-02T08:00:00Z")])
+    server = Server()
+    records, _, state = sync(cfg, state, server)
+    assert sorted(server.asked) == ["Say b2", "Say f", "Say g"] and [r["id"] for r in records] == [2, 6, 7]
     server = Server()
     records, _, _ = sync(cfg, state, server)
     assert records == [] and server.asked == []

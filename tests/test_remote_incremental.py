@@ -18,6 +18,8 @@ import pytest
 from tests import test_remote_inputs
 from tests.servers import stop
 from tests.storage_servers import Running, records, start_moto
+from tests.test_cursor_sync import DAY1, Server, write_csv
+from tests.test_cursor_sync import sync as cursor_sync
 from tests.test_file_incremental import said, sync
 from tests.test_remote_inputs import https_config, stats, write_tables
 
@@ -104,3 +106,26 @@ def test_a_remote_csv_or_jsonl_file_is_downloaded_once_per_sync_on_https(https: 
     assert len(records(https_config(https, name))) == 7
     after = stats(https)
     assert (after["whole"] - before["whole"], after["ranged"] - before["ranged"]) == (1, 0)
+
+
+def test_a_csv_over_https_synced_daily_by_file_pays_once_for_its_unchanged_rows(https: Running,
+                                                                                 tmp_path: Path) -> None:
+    """One CSV over HTTPS rewritten by its exporter every day: the server's ETag tells it changed, it is read
+    again whole, and only its new row is bought (the others come from the answer cache); unchanged, nothing."""
+    served = https.log.parent / "local" / "daily-by-file.csv"
+    write_csv(served, DAY1)
+    cfg = https_config(https, "daily-by-file.csv", incremental="files")
+    cfg["cache"] = {"enabled": True, "path": str(tmp_path / "answers.sqlite")}
+    server = Server()
+    rows, _, state = cursor_sync(cfg, server=server)
+    assert len(rows) == len(server.asked) == 5
+
+    write_csv(served, [*DAY1, (6, "f", "2025-01-01T12:00:00Z")])
+    server = Server()
+    rows, messages, state = cursor_sync(cfg, state, server)
+    assert len(rows) == 6 and server.asked == ["Say f"]
+    assert "files: 1 listed, 0 skipped as unchanged, 1 read (0 new, 1 changed)" in " ".join(
+        m["log"]["message"] for m in messages if m["type"] == "LOG")
+    server = Server()
+    rows, _, _ = cursor_sync(cfg, state, server)
+    assert rows == [] and server.asked == []
