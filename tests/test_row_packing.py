@@ -244,3 +244,51 @@ def test_a_pack_is_cut_to_fit_the_context_window(tmp_path: Path) -> None:
         assert body["max_tokens"] == 10 * asked
         assert len(json.dumps(body["messages"], separators=(",", ":"))) / 4 + body["max_tokens"] <= window
     assert [r["answer"] for r in rows] == [f"echo: {t}" for t in texts]
+
+
+class HeldChat(FakeChat):
+    """FakeChat that holds every packed request until ``together`` of them are in flight at once."""
+
+    def __init__(self, together: int) -> None:
+        super().__init__()
+        self.together = together
+        self.arrived = 0
+        self.all_in: asyncio.Event | None = None
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        response = self(request)
+        if self.packed([json.loads(request.content)]):
+            self.all_in = self.all_in or asyncio.Event()
+            self.arrived += 1
+            if self.arrived == self.together:
+                self.all_in.set()
+            await asyncio.wait_for(self.all_in.wait(), 30)  # a guard against a hang, not a timed assertion
+        return response
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_a_row_in_a_pack_in_flight_is_not_bought_again_by_another_pack(tmp_path: Path, cache: bool) -> None:
+    """No answer bought twice: "same" is in two packs in flight at once; the second pack leaves it out and its
+    row takes the first pack's answer (with the answer cache off too), as identical requests in flight share
+    one answer without packing."""
+    from connector.airbyte import commands
+    from connector.endpoint.transport import HttpxTransport
+    from tests.conftest import catalog_for
+
+    texts = ["same", "a", "b", "c", "same", "d"]  # a second "same" after its pack was cut
+    server = HeldChat(together=2)
+    transport = lambda _limits: HttpxTransport(httpx.AsyncClient(transport=httpx.MockTransport(server.handle)))  # noqa: E731
+    cfg = config(tmp_path, texts, concurrency=4)
+    cfg["cache"]["enabled"] = cache
+
+    async def collect() -> list[dict[str, Any]]:
+        return [m async for m in commands.read(cfg, catalog_for(), None, transport)]
+
+    rows = records(asyncio.run(collect()))
+    packed = FakeChat.packed(server.bodies)
+    assert len(packed) == 2 and server.alone == []  # both packs in flight together
+    sent = [json.loads(b["messages"][-1]["content"].split("\n\n", 1)[1]) for b in packed]
+    assert sorted(t for ids in sent for t in ids.values()) == ["a", "b", "c", "d", "same"]  # "same" asked once
+    assert [r["answer"] for r in rows] == [f"echo: {t}" for t in texts]
+    assert [r["_cached"] for r in rows] == [False, False, False, False, True, False]
+    assert all(r["_status"] == "ok" for r in rows)

@@ -13,7 +13,8 @@ Each row keeps the per-row contract:
 - a row is planned alone (null policy, context window, bad input) and looked up in the answer cache under the
   key of the request it would send alone, so ``rows_per_request`` may change between runs without buying an
   answer again; each answer taken from a pack is stored under that key before its record exists;
-- rows of a pack with the same request are asked once (the others are ``_cached``);
+- rows of a pack with the same request are asked once (the others are ``_cached``), and a row whose request an
+  earlier pack not yet answered asks is left out of its own pack and waits for that answer (``_cached`` too);
 - a row whose id is missing from the packed answer, given twice, or whose answer does not pass the row's own
   check (its columns, its output schema) is asked again alone, as if packing were off; so is every row of a
   pack whose request failed in a way its rows alone may not (after its retries). A failure no later row
@@ -62,6 +63,8 @@ class _Pack:
     shape: tuple[str, ...] | None = None
     tokens: int = 0  # the packed request's estimate: prompt and output cap
     stop: errors.ConnectorError | None = None
+    # Rows whose request an earlier pack asks (by answer-cache key): they wait for its answer, not buy it again.
+    waits: dict[str, asyncio.Future[dict[str, Any] | None]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -97,6 +100,9 @@ class RowPacks:
         self._useless = 0  # packed answers in a row that gave no row an answer
         self._window = window  # context_window: a packed request is cut to fit it, as estimated offline
         self._estimate = TokenEstimator()
+        # The requests of the packs formed and not yet answered (by answer-cache key), each resolved to its reply
+        # from the pack (None: the row was asked alone, and its answer is in the cache): no answer bought twice.
+        self._flying: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
 
     async def __call__(self, rows: Rows) -> AsyncIterator[Enriched | Note | None]:
         async for records in ordered_map(self._packs(rows), self._answer, self._concurrency):
@@ -114,7 +120,9 @@ class RowPacks:
                 yield _Pack(stop=exc)
                 return
             ask = row.asks
-            if ask is not None and row.key not in pack_.asked:
+            if ask is not None and row.key not in pack_.asked and row.key in self._flying:
+                pack_.waits[row.key], ask = self._flying[row.key], None  # another pack asks it: shared
+            elif ask is not None and row.key not in pack_.asked:
                 shape = pack_key(ask.body)
                 if pack_.asked and (shape is None or shape != pack_.shape or len(pack_.asked) >= self._rows
                                     or self._overflows(pack_, ask.body)):
@@ -122,6 +130,7 @@ class RowPacks:
                     pack_ = _Pack()
                 pack_.tokens += self._tokens(ask.body, first=not pack_.asked)
                 pack_.asked[row.key], pack_.shape = ask, shape
+                self._flying[row.key] = asyncio.get_running_loop().create_future()
             pack_.rows.append(row)
             if len(pack_.rows) >= MAX_ROWS_PER_PACK or (ask is not None and pack_.shape is None):
                 yield pack_  # a row that cannot be packed goes alone
@@ -145,13 +154,32 @@ class RowPacks:
     async def _answer(self, pack_: _Pack) -> list[Enriched | Note | None]:
         if pack_.stop is not None:
             raise pack_.stop
-        bought = await self._buy(pack_.asked) if len(pack_.asked) > 1 and not self._off else _Bought()
-        if bought.failed:  # each row alone: one row the server refuses fails alone
-            records = list(await asyncio.gather(*(answered_alone(self._enricher, row, bought.billed.pop(row.key, []))
-                                                  for row in pack_.rows)))
-        else:
-            records = [await self._record(row, bought) for row in pack_.rows]
+        bought = _Bought()
+        try:
+            if len(pack_.asked) > 1 and not self._off:
+                bought = await self._buy(pack_.asked)
+            if bought.failed:  # each row alone: one row the server refuses fails alone
+                records = list(await asyncio.gather(*(self._alone(row, pack_, bought.billed.pop(row.key, []))
+                                                      for row in pack_.rows)))
+            else:
+                records = [await self._record(row, pack_, bought) for row in pack_.rows]
+        finally:  # the rows of later packs waiting for these requests: the reply, or None (then in the cache)
+            for key in pack_.asked:
+                part, flying = bought.parts.get(key), self._flying.pop(key, None)
+                if flying is not None and not flying.done():
+                    flying.set_result(part.reply if part is not None else None)
         return [bought.note, *records] if bought.note is not None else list(records)
+
+    async def _alone(self, row: Planned, pack_: _Pack, prior: list[TokenUsage]) -> Enriched | None:
+        """The row done without its pack's answer: as planned, with the answer an earlier pack bought, from the
+        cache, or asked alone."""
+        waited = pack_.waits.get(row.key)
+        if waited is None or isinstance(row.planned, Enriched):
+            return await answered_alone(self._enricher, row, prior)
+        reply = await asyncio.shield(waited)
+        if reply is None:  # the earlier pack's row was asked alone: its answer is in the cache (when on)
+            return await answered_alone(self._enricher, row)
+        return await self._enricher.finish_shared(row.planned, reply, None)
 
     async def _buy(self, asked: dict[str, Ask]) -> _Bought:
         """The packed request for ``asked``, and each row's part of its answer (by answer-cache key)."""
@@ -196,12 +224,12 @@ class RowPacks:
                 "every row is sent alone from now on", "WARN"))
         return _Bought(failed=True)
 
-    async def _record(self, row: Planned, bought: _Bought) -> Enriched | None:
+    async def _record(self, row: Planned, pack_: _Pack, bought: _Bought) -> Enriched | None:
         planned = row.asks
-        if planned is None:
-            return await answered_alone(self._enricher, row)
-        if bought.refused:
+        if bought.refused and planned is not None:
             return None  # a spend guard refused the packed request: the run stops before this row
+        if planned is None or row.key in pack_.waits:
+            return await self._alone(row, pack_, [])
         part = bought.parts.get(row.key)
         first = row.key not in bought.given  # an identical row later in the pack shares the answer
         bought.given.add(row.key)
