@@ -6,7 +6,9 @@ cuts an answer longer than the request's max_tokens (one token a word), as a ser
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,10 @@ from typing import Any
 import httpx
 
 from connector.airbyte import commands
+from connector.answers.cache import KEPT_BATCH, AnswerCache, connect
+from connector.config.load import load_config
 from connector.endpoint.transport import HttpxTransport
-from tests.conftest import catalog_for
+from tests.conftest import catalog_for, enricher_for
 
 TEXTS = ["short", "a much longer text that needs many more words than the cap allows", "tiny too"]
 
@@ -119,3 +123,72 @@ def test_errors_another_model_avoids_go_to_it_while_the_ok_rows_keep_their_cache
     assert [r["_status"] for r in second] == ["ok", "ok"] and [r["_model"] for r in second] == ["m", "m2"]
     assert second[0]["_cached"] is True
     assert server.asked == Counter({"fine": 1, "refused here": 3})  # m, then m again and m2
+
+
+class TracedCache:
+    """An AnswerCache on a connection that records every SQL statement it runs (sqlite3's trace callback)."""
+
+    def __init__(self, path: Path) -> None:
+        self.statements: list[str] = []
+        self.cache = AnswerCache(path, warn=lambda _: None, opener=self._open)
+        self.opened = len(self.statements)  # what the open ran (its schema and its look at kept)
+
+    def _open(self, path: Path) -> sqlite3.Connection:
+        db = connect(path)
+        db.set_trace_callback(self.statements.append)
+        return db
+
+    def on_kept(self, verb: str, until: int | None = None) -> list[str]:
+        """The statements on the kept table starting with ``verb`` since the open (up to ``until``)."""
+        return [s for s in self.statements[self.opened:until] if "kept" in s and s.lstrip().upper().startswith(verb)]
+
+
+def _enrich(server: CuttingServer, cache: AnswerCache, max_tokens: int) -> list[dict[str, Any]]:
+    """Every row of TEXTS through a RowEnricher on ``cache``."""
+    transport = HttpxTransport(httpx.AsyncClient(transport=httpx.MockTransport(server.handler)))
+    enricher = enricher_for(load_config(config(Path("/unused"), max_tokens)), transport, cache)
+
+    async def go() -> list[dict[str, Any]]:
+        done = [await enricher((n, {"text": t})) for n, t in enumerate(TEXTS)]
+        return [d.record() for d in done if d is not None]
+
+    return asyncio.run(go())
+
+
+def test_a_cache_without_kept_answers_at_open_looks_none_up_and_writes_them_at_close(tmp_path: Path) -> None:
+    """A first run (nothing kept yet) runs no SELECT on kept, and writes its kept entries once, at close;
+    the next run looks them up and finds them (the cut row is asked again, the others come from the cache)."""
+    server, path = CuttingServer(), tmp_path / "answers.sqlite"
+    first = TracedCache(path)
+    assert first.cache.has_kept is False
+    assert [r["_status"] for r in _enrich(server, first.cache, 5)] == ["ok", "truncated", "ok"]
+    before_close = len(first.statements)
+    first.cache.close()
+    assert first.on_kept("SELECT") == []
+    assert first.on_kept("INSERT", before_close) == [] and first.on_kept("INSERT") != []  # buffered until close
+    second = TracedCache(path)
+    assert second.cache.has_kept is True
+    records = _enrich(server, second.cache, 50)
+    second.cache.close()
+    assert [r["_cached"] for r in records] == [True, False, True] and second.on_kept("SELECT") != []
+    assert server.asked == Counter({TEXTS[0]: 1, TEXTS[1]: 2, TEXTS[2]: 1})
+
+
+def test_kept_entries_are_written_with_the_answers_every_batch(tmp_path: Path) -> None:
+    """A full batch of kept entries is written in the answers' transaction, so their commit makes it durable
+    (a crash loses at most the entries not written yet: a re-ask after a raised cap, never a wrong answer)."""
+    path = tmp_path / "answers.sqlite"
+    cache = AnswerCache(path, warn=lambda _: None)
+    for n in range(KEPT_BATCH):
+        cache.put(f"k{n}", {"choices": []})
+        cache.keep(f"free{n}", f"k{n}")
+    cache.commit()
+    with contextlib.closing(sqlite3.connect(path)) as other:  # another process's view, before this one closes
+        assert other.execute("SELECT count(*) FROM kept").fetchone() == (KEPT_BATCH,)
+    cache.keep("free-last", "k0")
+    assert cache.kept("free-last") is None  # nothing was kept when it opened: no lookup at all
+    cache.close()
+    again = AnswerCache(path, warn=lambda _: None)
+    assert again.has_kept and again.kept("free-last") == "k0"
+    assert again.kept(f"free{KEPT_BATCH - 1}") == f"k{KEPT_BATCH - 1}"
+    again.close()

@@ -19,6 +19,12 @@ Beside the answers, ``kept`` maps the key of a request *without* its output-toke
 answer that ended on its own under some cap (:meth:`AnswerCache.keep`): raising ``max_tokens``
 after some answers were cut off then asks again only those
 (:meth:`connector.pipeline.enrich.RowEnricher.cached_answer` decides when such an answer fits).
+Only a run that found ``kept`` entries when it opened the file looks them up
+(:attr:`AnswerCache.has_kept`): the entries a run adds itself were made by its own requests, under its
+own caps, so a first run pays no lookup. ``kept`` entries are written in batches
+(:data:`KEPT_BATCH`, and at :meth:`AnswerCache.close`) inside the answers' transaction; a batch lost to
+a crash only costs asking again after a raised cap, never a wrong answer and never an answer bought
+twice for the same request: the answers themselves are committed before their records, as always.
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ def _as_is(reply: dict[str, Any]) -> dict[str, Any]:
     return reply
 
 T = TypeVar("T")
+
+KEPT_BATCH = 256  # kept entries buffered before one executemany, instead of an INSERT for every answer
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
@@ -84,6 +92,11 @@ def open_cache(cache: CacheConfig, warn: Callable[[str], None], normalise: Norma
     return AnswerCache(cache_path(cache), cache.ttl_seconds, warn=warn, normalise=normalise, mask=mask)
 
 
+def connect(path: Path) -> sqlite3.Connection:
+    """The cache file's connection, as :class:`AnswerCache` opens it (autocommit: it begins its own transactions)."""
+    return sqlite3.connect(str(path), timeout=1.0, isolation_level=None, check_same_thread=False)
+
+
 def cache_key(url: str, dialect: str, body: Any, requester: str) -> str:
     """The key of the answer to ``body`` sent by ``requester`` (:func:`~connector.secrets.requester_identity`)
     to ``url`` in the ``dialect`` API shape."""
@@ -96,7 +109,8 @@ class AnswerCache:
     """sqlite-backed answers with an optional time to live. Thread-unsafe by design: one event loop."""
 
     def __init__(self, path: Path, ttl_seconds: float | None = None, warn: Callable[[str], None] = print,
-                 normalise: Normalise = normalise_text, mask: Normalise = _as_is) -> None:
+                 normalise: Normalise = normalise_text, mask: Normalise = _as_is,
+                 opener: Callable[[Path], sqlite3.Connection] = connect) -> None:
         self.path = path
         self._normalise = normalise
         self._mask = mask  # an answer that echoes a secret is stored masked
@@ -109,14 +123,17 @@ class AnswerCache:
         self.failure: str | None = None  # why the cache stopped storing in the middle of the run
         self.unkept = 0  # answers put after (or in the transaction of) that failure: not kept
         self._uncommitted = 0
+        self.has_kept = False  # kept entries from an earlier run, found at open: only then are they looked up
+        self._keeping: dict[str, str] = {}  # kept entries not written yet (free key -> answer key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(str(path), timeout=1.0, isolation_level=None, check_same_thread=False)
+            db = opener(path)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process; cheap commits
             db.execute(_SCHEMA)
             db.execute(_KEPT)
             db.execute("SELECT count(*) FROM answers LIMIT 1").fetchone()
+            self.has_kept = db.execute("SELECT 1 FROM kept LIMIT 1").fetchone() is not None
             self._db = db
         except (sqlite3.Error, OSError) as exc:
             self._disable(f"cannot open the answer cache at {path} ({exc}); running without a cache")
@@ -182,18 +199,34 @@ class AnswerCache:
 
     def keep(self, free_key: str, key: str) -> None:
         """Remember that the answer stored under ``key`` ended on its own, by ``free_key`` (its request's key
-        without the output-token cap), in the open transaction."""
+        without the output-token cap): buffered, written with the answers every :data:`KEPT_BATCH` entries
+        and at :meth:`close`."""
         if self._db is None:
+            return
+        self._keeping[free_key] = key
+        if len(self._keeping) >= KEPT_BATCH:
+            self._write_kept()
+
+    def _write_kept(self) -> None:
+        """The buffered kept entries, in the open transaction (one is begun when none is)."""
+        if self._db is None or not self._keeping:
             return
         try:
             if not self._db.in_transaction:
                 self._db.execute("BEGIN")
-            self._db.execute("INSERT OR REPLACE INTO kept (key, answer) VALUES (?, ?)", (free_key, key))
+            self._db.executemany("INSERT OR REPLACE INTO kept (key, answer) VALUES (?, ?)", self._keeping.items())
+            self._keeping.clear()
         except sqlite3.Error as exc:
             self._disable(self._stopped(exc))
 
     def kept(self, free_key: str) -> str | None:
-        """The key of an answer that ended on its own for the request whose key without the cap is ``free_key``."""
+        """The key of an answer that ended on its own for the request whose key without the cap is ``free_key``;
+        None without a lookup when the file had no kept entry at open (:attr:`has_kept`)."""
+        if not self.has_kept:
+            return None
+        buffered = self._keeping.get(free_key)
+        if buffered is not None:
+            return buffered
         row = self._one("SELECT answer FROM kept WHERE key = ?", free_key)
         return None if row is None else str(row[0])
 
@@ -222,7 +255,9 @@ class AnswerCache:
         return text
 
     def close(self) -> None:
+        """Write the buffered kept entries, commit, close."""
         if self._db is not None:
+            self._write_kept()
             self.commit()
         if self._db is not None:
             self._db.close()

@@ -253,12 +253,8 @@ class RowEnricher:
         ``media``: the estimate of the body's media tokens, for an attempt cut before its usage."""
         key = self.answer_key(body)
         cache = self._cache
-        free = ""  # the key without the output-token cap: made once a row, for the lookup and the keep
-        if cache is not None:
-            free = self._free_key(body)
-            reply = self.cached_answer(body, key, free)
-            if reply is not None:
-                return _Answer(reply, None, 0, cached=True)
+        if cache is not None and (reply := self.cached_answer(body, key)) is not None:
+            return _Answer(reply, None, 0, cached=True)
         def billed(usage: TokenUsage) -> None:  # an attempt cut before its answer, billed all the same
             self._count(spend, body, usage)
 
@@ -269,37 +265,41 @@ class RowEnricher:
         usage = usage_from(completion.reply, completion.headers)  # read once, for the keep and the spend
         if cache is not None:
             cache.put(key, shown, masked=True)  # stored before the record exists: never paid twice
-            self._keep(cache, free, key, completion.reply, usage)
+            self._keep(cache, body, key, completion.reply, usage)
         self._spend(spend, body, completion.reply, usage=usage)
         return _Answer(completion.reply, completion, completion.attempts, cached=False, shown=shown)
 
-    def cached_answer(self, body: Body, key: str | None = None, free: str | None = None) -> dict[str, Any] | None:
+    def cached_answer(self, body: Body, key: str | None = None) -> dict[str, Any] | None:
         """The answer to ``body`` in the answer cache: its own, or one bought with another output-token cap
         that ended on its own (not cut off) within this body's cap; None when there is none.
 
-        So raising ``max_tokens`` after some answers were cut off asks again only those: the others
-        ended before the old cap, and would have ended there under the new one too."""
+        So raising ``max_tokens`` after some answers were cut off asks again only those: the others ended
+        before the old cap, and would have ended there under the new one too. Looked up (and the key without
+        the cap made) only when the cache had such answers at open (:attr:`AnswerCache.has_kept`)."""
         if self._cache is None:
             return None
-        reply = self._cache.get(key or self.answer_key(body))
-        if reply is not None:
+        key = key or self.answer_key(body)
+        reply = self._cache.get(key)
+        if reply is not None or not self._cache.has_kept:
             return reply
-        target = self._cache.kept(free or self._free_key(body))
+        target = self._cache.kept(self._free_key(body, key))
         reply = self._cache.get(target) if target is not None else None
         if reply is None or finish_reason(reply) == "length":
             return None
         cap, used = self._dialect.max_output_tokens(body), usage_from(reply).completion
         return reply if cap is None or (used is not None and used <= cap) else None
 
-    def _free_key(self, body: Body) -> str:
-        """The answer-cache key of ``body`` without its output-token cap (see :meth:`cached_answer`)."""
-        return self.answer_key(self._dialect.without_output_limit(body))
+    def _free_key(self, body: Body, key: str) -> str:
+        """The answer-cache key of ``body`` (keyed ``key``) without its output-token cap (``key`` without a cap)."""
+        capped = self._dialect.max_output_tokens(body)
+        return self.answer_key(self._dialect.without_output_limit(body)) if capped else key
 
-    def _keep(self, cache: AnswerCache, free: str, key: str, reply: dict[str, Any], usage: TokenUsage) -> None:
-        """An answer that ended on its own, with its output tokens known, is found by its request without the cap
-        (``free``: that request's key)."""
+    def _keep(self, cache: AnswerCache, body: Body, key: str, reply: dict[str, Any], usage: TokenUsage) -> None:
+        """An answer that ended on its own under a cap, with its output tokens known, is found by its request
+        without the cap."""
         if finish_reason(reply) in ("length", None) or usage.completion is None:
             return
+        free = self._free_key(body, key)
         if free != key:
             cache.keep(free, key)
 
