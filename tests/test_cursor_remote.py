@@ -4,7 +4,6 @@ endpoint for exactly the new rows, the rows tied at the saved cursor value neith
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -12,22 +11,15 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from tests import test_remote_inputs
-from tests.servers import stop
-from tests.storage_servers import Running, start_moto
+from tests import test_remote_incremental, test_remote_inputs
+from tests.storage_servers import Running
 from tests.test_cursor_sync import DAY1, Server, config, cursor_of, sync, write_csv
 from tests.test_remote_inputs import https_config
 
 pytestmark = pytest.mark.storage
 
 
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    server = start_moto(tmp_path_factory.mktemp("moto"))
-    try:
-        yield server
-    finally:
-        stop(server.pid)
+moto = test_remote_incremental.moto  # the same moto S3 server fixture (started here, stopped by PID)
 
 
 def put(server: Running, key: str, rows: list[tuple[int, str, int]]) -> None:
