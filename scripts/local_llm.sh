@@ -11,7 +11,8 @@
 #            `/usr/bin/time -v scripts/local_llm.sh install`: 194 files, 12.9 CPU-minutes
 #            (user+sys, venv, downloads, compile, wheel and model), 44 min on 2 cores shared with
 #            ~8 other sessions (load average 11.8 at the median; an earlier build 50 min at 14);
-#            on 2 idle cores that CPU time is about 7 min, an estimate: not measured here.
+#            On 2 idle cores (load 1-2, within a fresh-clone `make demo`, 2026-12-06): the wheel
+#            ready in 303 s; that whole `make demo` 6 min 7 s.
 #            A prebuilt server exists on PyPI: xllamacpp 2026.10.11549 (a 34 MB manylinux wheel
 #            holding llama.cpp's HTTP server as a Python extension, AVX2 level; installed here in
 #            9 s). Serving this model with 1 thread and 4 slots it used 36 CPU-seconds for the
@@ -70,7 +71,7 @@ say() { echo "[start_server] $*" >&2; }
 # seconds (scripts/with_progress.sh, with scripts/build_progress.py reading pip's verbose log),
 # so it never looks hung.
 PROGRESS_S=${PROGRESS_S:-8}
-BUILD_TYPICAL="13 CPU-minutes: an estimated 7 min on 2 idle cores, 44 to 50 min measured here on 2 cores shared with other work"
+BUILD_TYPICAL="about 5 min on 2 idle cores, 44 to 50 min measured here on 2 cores shared with other work"
 run_with_progress() {   # LOG CMD...: run CMD with its output in LOG, reporting progress meanwhile
     local log=$1
     shift
