@@ -3,7 +3,7 @@
     .venv/bin/python -m bench [STAGE ...]
 
 Stages: capacity, matrix, sweep, spec, cold, million, llm, profile (default: all that the
-environment switches on; see ``STAGES_DOC`` in bench/report.py, also printed in the
+environment switches on; see ``STAGES_DOC`` in bench/report_text.py, also printed in the
 report). Progress goes to stderr, the Markdown report to stdout. Exit code 1 when a run
 produced the wrong number of records or failed rows, 2 on bad usage.
 """
