@@ -38,7 +38,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
+from pyarrow._compute import call_function  # pyarrow.compute's kernels without its import (see rows/kinds.py)
 
 Problems = dict[int, str]  # row index in the array -> what is wrong with its value
 _EPOCH = datetime(1970, 1, 1)
@@ -160,7 +160,7 @@ def _values(array: pa.Array) -> list[Any]:
     if t.is_dictionary(kind):
         return _values(array.dictionary_decode())
     if t.is_run_end_encoded(kind):
-        return _values(pc.run_end_decode(array))
+        return _values(call_function("run_end_decode", [array]))
     if t.is_floating(kind):
         return _floats(array)
     if t.is_timestamp(kind):
@@ -189,7 +189,7 @@ def _values(array: pa.Array) -> list[Any]:
 
 def _floats(array: pa.Array) -> list[Any]:
     values: list[Any] = array.to_pylist()
-    if pc.any(pc.invert(pc.is_finite(array))).as_py():
+    if call_function("any", [call_function("invert", [call_function("is_finite", [array])])]).as_py():
         return [v if v is None or v - v == 0 else None for v in values]  # NaN, inf: null in JSON
     return values
 
@@ -276,7 +276,7 @@ def _dates(array: pa.Array) -> list[Any]:
 
 def _lists(array: Any) -> list[Any]:
     inner = _values(array.flatten())  # the items of this slice's lists, nulls' left out
-    lengths = pc.list_value_length(array).to_pylist()
+    lengths = call_function("list_value_length", [array]).to_pylist()
     out: list[Any] = []
     at = 0
     for length in lengths:

@@ -32,7 +32,12 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
+
+# pyarrow.compute's own kernels, called as its wrappers call them (no options where the wrapper is given
+# none; CastOptions.safe for cast, TakeOptions(boundscheck=True) for take): importing pyarrow.compute
+# generates a Python wrapper for each of its ~400 kernels, ~27 ms of CPU here, more than a 5-row CSV
+# scan costs in all (issue 25, cold start); its C++ module, which it imports these names from, takes ~9.
+from pyarrow._compute import CastOptions, MatchSubstringOptions, SliceOptions, TakeOptions, call_function
 
 KINDS = ("string", "integer", "number", "boolean", "date", "timestamp", "decimal", "object", "array")
 INT64 = (-(2**63), 2**63 - 1)
@@ -320,17 +325,22 @@ def _all_match(columns: list[tuple[TextKinds, pa.Array]], pattern: str) -> list[
     cells = pa.concat_arrays([column for _, column in columns])
     if not len(cells):
         return [True] * len(columns)
-    misses = pc.cumulative_sum(pc.cast(pc.invert(pc.match_substring_regex(cells, pattern)), pa.int64()))
+    matched = call_function("match_substring_regex", [cells], MatchSubstringOptions(pattern))
+    missed = call_function("cast", [call_function("invert", [matched])], CastOptions.safe(pa.int64()))
+    misses = call_function("cumulative_sum", [missed])
     ends = list(itertools.accumulate(len(column) for _, column in columns))
-    counts = pc.take(misses, pa.array([max(end - 1, 0) for end in ends])).to_pylist()
+    counts = call_function("take", [misses, pa.array([max(end - 1, 0) for end in ends])],
+                           TakeOptions(boundscheck=True)).to_pylist()
     totals = [0] + [count if end else 0 for count, end in zip(counts, ends, strict=True)]
     return [after == before for before, after in itertools.pairwise(totals)]
 
 
 def _valid_dates(column: pa.Array) -> bool:
-    days = pc.utf8_slice_codeunits(pc.drop_null(pc.if_else(pc.equal(column, ""), None, column)), 0, 10)
+    empty = call_function("equal", [column, ""])
+    written = call_function("drop_null", [call_function("if_else", [empty, None, column])])
+    days = call_function("utf8_slice_codeunits", [written], SliceOptions(0, 10))
     try:
-        pc.cast(days, pa.date32())
+        call_function("cast", [days], CastOptions.safe(pa.date32()))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return False
     return True
