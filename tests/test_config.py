@@ -260,6 +260,14 @@ def test_packaged_spec_is_generated_from_the_model() -> None:
         "connector/config/spec_compact.json is stale: run `python -m connector.config.specification`")
 
 
+def test_packaged_strict_schema_is_the_models() -> None:
+    """The copy load_config validates against (no schema built from the model on its path) is the model's."""
+    on_disk = specification.PACKAGED_STRICT_PATH.read_text(encoding="utf-8")
+    assert on_disk == specification.render_strict(), (
+        "connector/config/strict_schema.json is stale: run `python -m connector.config.specification`")
+    assert specification.validation_schema() == specification.strict_schema()
+
+
 def test_api_key_is_an_airbyte_secret_in_the_spec() -> None:
     spec = json.loads(specification.SPEC_PATH.read_text())
     props = spec["connectionSpecification"]["properties"]

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from connector.config import aisquared
 from connector.config.model import SourceConfig
-from connector.config.specification import json_text_fields, strict_schema
+from connector.config.specification import json_text_fields, validation_schema
 from connector.errors import ConfigError
 from connector.secrets import is_secret_field
 
@@ -102,7 +102,7 @@ def _drop_unset(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _types_at(path: tuple[str, ...]) -> set[str]:
-    node: Any = strict_schema()
+    node: Any = validation_schema()
     for step in path:
         node = node.get("properties", {}).get(step, {})
     kind = node.get("type", [])
@@ -153,7 +153,7 @@ def load_config(raw: Any, note: Callable[[str], None] | None = None) -> SourceCo
         raise ConfigError(f"config: must be a JSON object (got {type(raw).__name__})")
     raw = aisquared.translate(_drop_unset(raw), note or (lambda _: None))
     raw = _read_json_text(raw)
-    validator = jsonschema.Draft7Validator(strict_schema())
+    validator = jsonschema.Draft7Validator(validation_schema())
     problems = sorted(
         {"{}: {}".format(*_schema_message(e)) for e in validator.iter_errors(raw)},
     )

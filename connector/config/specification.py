@@ -2,7 +2,8 @@
 
 Run ``python -m connector.config.specification`` to regenerate ``spec/spec.json`` and its
 one-line copy shipped in the package, ``connector/config/spec_compact.json``, which the
-``spec`` command prints without importing pydantic (``--check`` keeps both equal to the model).
+``spec`` command prints without importing pydantic, and ``connector/config/strict_schema.json``,
+the strict schema configs are validated against (``--check`` keeps all three equal to the model).
 Pydantic's JSON schema is reshaped into the strict schema configs are validated
 against: ``$ref``s are inlined and ``Optional[X]`` becomes plain ``X`` (absence
 already means null in a config). The published spec is made from it by
@@ -23,6 +24,7 @@ from connector.config.model import SourceConfig
 SPEC_PATH = Path(__file__).resolve().parents[2] / "spec" / "spec.json"
 # Package data (pyproject.toml): the installed package has no spec/ folder. connector/cli.py reads it.
 PACKAGED_SPEC_PATH = Path(__file__).resolve().parent / "spec_compact.json"
+PACKAGED_STRICT_PATH = Path(__file__).resolve().parent / "strict_schema.json"
 
 
 def _inline(node: Any, defs: dict[str, Any]) -> Any:
@@ -58,8 +60,26 @@ def strict_schema() -> dict[str, Any]:
 
 
 @lru_cache(maxsize=1)
+def validation_schema() -> dict[str, Any]:
+    """:func:`strict_schema` as the package holds it, which ``load_config`` validates against: pydantic
+    builds it from the model in ~16 ms of CPU here, a cost every ``check`` and ``discover`` paid (issue
+    25, cold start). An install without the file builds it."""
+    try:
+        text = PACKAGED_STRICT_PATH.read_text(encoding="utf-8")
+    except OSError:
+        return strict_schema()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@lru_cache(maxsize=1)
 def _published() -> tuple[dict[str, Any], list[tuple[str, ...]]]:
     return published(strict_schema())
+
+
+@lru_cache(maxsize=1)
+def _validated_fields() -> list[tuple[str, ...]]:
+    return published(validation_schema())[1]
 
 
 def connection_specification() -> dict[str, Any]:
@@ -70,7 +90,7 @@ def connection_specification() -> dict[str, Any]:
 
 def json_text_fields() -> list[tuple[str, ...]]:
     """Fields a form gives as JSON text and ``load_config`` reads as the object or list it spells."""
-    return _published()[1]
+    return _validated_fields()
 
 
 def specification() -> dict[str, Any]:
@@ -95,6 +115,11 @@ def render() -> str:
 def render_compact() -> str:
     """``connector/config/spec_compact.json``: the same specification on one line."""
     return json.dumps(specification(), separators=(",", ":"), ensure_ascii=False) + "\n"
+
+
+def render_strict() -> str:
+    """``connector/config/strict_schema.json``: the strict schema on one line."""
+    return json.dumps(strict_schema(), separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
 DOC_PATH = SPEC_PATH.parent.parent / "docs" / "CONFIGURATION.md"
@@ -143,11 +168,14 @@ if __name__ == "__main__":
             sys.exit("spec/spec.json is stale: run `python -m connector.config.specification`")
         if PACKAGED_SPEC_PATH.read_text(encoding="utf-8") != render_compact():
             sys.exit("connector/config/spec_compact.json is stale: run `python -m connector.config.specification`")
+        if PACKAGED_STRICT_PATH.read_text(encoding="utf-8") != render_strict():
+            sys.exit("connector/config/strict_schema.json is stale: run `python -m connector.config.specification`")
         if readme_with_reference(readme) != readme:
             sys.exit("docs/CONFIGURATION.md's config reference is stale: "
                      "run `python -m connector.config.specification`")
     else:
         SPEC_PATH.write_text(render())
         PACKAGED_SPEC_PATH.write_text(render_compact(), encoding="utf-8")
+        PACKAGED_STRICT_PATH.write_text(render_strict(), encoding="utf-8")
         DOC_PATH.write_text(readme_with_reference(readme))
         print(f"wrote {SPEC_PATH} and the config reference in {DOC_PATH}")
