@@ -5,7 +5,8 @@
 Stages: capacity, matrix, sweep, spec, cold, million, llm, profile (default: all that the
 environment switches on; see ``STAGES_DOC`` in bench/report_text.py, also printed in the
 report). Progress goes to stderr, the Markdown report to stdout. Exit code 1 when a run
-produced the wrong number of records or failed rows, 2 on bad usage.
+produced the wrong number of records or failed rows (a peer's in the matrix is shown in its
+cell instead), 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         header["machine"]["commit"] = f"{_short(ref)} (BENCH_CONNECTOR_REF={ref}, exported with git archive)"
     log(f"bench: machine {header['machine']}")
 
-    from bench import cold, llm, profile, ratelimits, remote, scan
+    from bench import cold, llm, matrix, profile, ratelimits, remote, scan
     from bench import stages as st
     from bench.venv import ensure_curator_venv
 
@@ -135,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         done: dict[str, Any] = {}
         runners: dict[str, Callable[[], dict[str, Any]]] = {
             "capacity": lambda: st.stage_capacity(ctx),
-            "matrix": lambda: st.stage_matrix(ctx),
-            "sweep": lambda: st.stage_sweep(ctx, done.get("matrix")),
+            "matrix": lambda: matrix.stage_matrix(ctx),
+            "sweep": lambda: matrix.stage_sweep(ctx, done.get("matrix")),
             "spec": lambda: st.stage_spec(ctx),
             "cold": lambda: {**cold.measure(ctx.base_url(0), 5 if quick else 21, work,
                                             ctx.baseline.cwd if ctx.baseline else None),

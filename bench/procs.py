@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -22,7 +23,22 @@ SERVER_CORE = 1
 
 
 class BenchFailure(RuntimeError):
-    """A run that did not do the work asked (wrong record count, failed rows, exit code)."""
+    """A run that did not do the work asked (wrong record count, failed rows, exit code).
+
+    ``brief``: one line for a table cell ("failed: <brief>"); the message has the output's tails.
+    """
+
+    def __init__(self, message: str, brief: str = "") -> None:
+        super().__init__(message)
+        self.brief = brief or message.splitlines()[0][:200]
+
+
+class RunHung(BenchFailure):
+    """A run killed by its watchdog: it had not finished ``after_s`` seconds after it started."""
+
+    def __init__(self, what: str, after_s: float) -> None:
+        super().__init__(f"{what}: still running after {after_s:.0f} s, killed", f"hung after {after_s:.0f} s")
+        self.after_s = after_s
 
 
 def pinning_available() -> bool:
@@ -123,6 +139,7 @@ class Outcome:
     marker_s: float | None = None  # wall time when the marker first appeared
     marker_cpu_s: float | None = None  # the child's CPU at that moment
     rss_samples: list[tuple[int, int]] = field(default_factory=list)  # (records so far, RSS KB)
+    timed_out: bool = False  # killed by the watchdog after ``timeout_s``
 
 
 def run_measured(
@@ -142,9 +159,21 @@ def run_measured(
     with tempfile.TemporaryFile() as err:
         parent_rss = rss_kb(os.getpid())
         started = time.perf_counter()
-        proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=err, env=env, cwd=cwd)
+        # Its own process group, so that the watchdog also ends what it started (a helper process holding
+        # stdout open would keep the read below waiting after the client itself was killed).
+        proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=err, env=env, cwd=cwd,
+                                start_new_session=True)
         assert proc.stdout is not None
-        watchdog = threading.Timer(timeout_s, proc.kill)  # a hung child must not hang the bench
+        fired = threading.Event()
+
+        def kill() -> None:
+            fired.set()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                proc.kill()
+
+        watchdog = threading.Timer(timeout_s, kill)  # a hung child must not hang the bench
         watchdog.daemon = True
         watchdog.start()
         fd = proc.stdout.fileno()
@@ -198,6 +227,7 @@ def run_measured(
         marker_s=marker_s,
         marker_cpu_s=marker_cpu,
         rss_samples=samples,
+        timed_out=fired.is_set(),
     )
 
 

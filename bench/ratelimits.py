@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import data
+from bench.venv import curator_env
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -77,11 +78,7 @@ def _connector(mock: Mock, work: Path, table: Path, learnt: bool, rpm: int) -> t
 
 def _peer(script: str, mock: Mock, work: Path, bodies: Path, rpm: int, bench_python: Path,
           cookbook: str | None = None) -> tuple[list[str], dict[str, str]]:
-    tokenizers = next((bench_python.parent.parent / "lib").glob("python3*/site-packages/litellm/litellm_core_utils"
-                                                                "/tokenizers"))
-    env = {**os.environ, "TIKTOKEN_CACHE_DIR": str(tokenizers), "OPENAI_API_KEY": data.API_KEY,
-           "TELEMETRY_ENABLED": "false", "LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_DATASETS_OFFLINE": "1",
-           "CURATOR_CACHE_DIR": tempfile.mkdtemp(prefix="curator-", dir=work), "HF_HOME": str(work / "hf")}
+    env = curator_env(bench_python, work)
     argv = [str(bench_python), "-m", f"bench.{script}", mock.base, str(bodies), str(rpm), str(TPM),
             str(work / f"{script}_out.jsonl")]
     return [*argv, cookbook] if cookbook else argv, env

@@ -33,3 +33,15 @@ def matrix_cell(matrix: dict[str, Any] | None, latency: int, conc: int) -> dict[
         if cell["latency_ms"] == latency and cell["concurrency"] == conc:
             return cell
     return None
+
+
+def median(cell: dict[str, Any], client: str) -> dict[str, Any] | None:
+    """A client's median figures in a matrix cell; None when it was not run there or no run of it finished."""
+    entry = cell["clients"].get(client)
+    return entry["median"] if entry else None
+
+
+def outcome(cell: dict[str, Any], client: str) -> str:
+    """How a client's run in the cell ended when it did not finish ("hung after N s", "failed: ..."), or ""."""
+    entry = cell["clients"].get(client) or {}
+    return str(entry.get("outcome") or "")

@@ -23,21 +23,29 @@ client has one core, as the issue's targets assume.
 - Every client sends the same request bodies (built by the connector's own template code). The connector
   runs with its defaults, including its answer cache (sqlite), pointed at an empty `XDG_CACHE_HOME` for
   every run so every row is a miss. Every run is checked: a wrong record count, a failed row, or fewer
-  requests reaching the mock than rows (answers from a cache) aborts the bench with a non-zero exit.
+  requests reaching the mock than rows (answers from a cache) aborts the bench with a non-zero exit when
+  the connector does it; in the matrix a peer that does it (or outlasts the run's bound) gets its cell
+  marked "failed: ..." or "hung after N s" instead, and the bench goes on.
 - Medians of N runs hide run-to-run spread of 10-20 % here; `BENCH_QUICK=1` only checks the harness."""
 
 
 STAGES_DOC = """\
 **Running it.** `make bench` runs `.venv/bin/python -m bench`. It creates `.venv-bench` (openai, litellm,
-aiohttp, orjson, pyarrow, uvloop, matplotlib, py-spy) on first use, starts the mock, runs the stages, stops
-the mock by PID, prints this report and writes it here with `throughput_vs_concurrency.png`. Each stage's
-latest result is kept in `bench/results/<stage>.json`, so a stage run alone updates only its section.
+aiohttp, orjson, pyarrow, uvloop, matplotlib, py-spy) and `.venv-curator` on first use, starts the mock,
+runs the stages, stops the mock by PID, prints this report and writes it here with
+`throughput_vs_concurrency.png`. Each stage's latest result is kept in `bench/results/<stage>.json`, so a
+stage run alone updates only its section.
 Environment:
 
 - `BENCH_QUICK=1`: 1 run, 1,000 rows (500 at 500 ms); no million, llama.cpp or profile stage unless
   switched on. A harness check (~2 minutes), not a measurement.
 - `BENCH_RUNS=N` (default 3), `BENCH_ROWS=N` (default 5,000), `BENCH_ROWS_500=N` (rows of the 500 ms
   cells, default 2,000: those runs are latency-bound, fewer rows say as much).
+- The matrix: 50 ms at 128, 512 and 2,048 in flight, 500 ms at 128 and 512; the connector, the raw aiohttp
+  loop, Curator (from `.venv-curator`, made on first use like `.venv-bench`), AsyncOpenAI and litellm.
+  `BENCH_RUN_TIMEOUT_S=N` bounds each run (default 30 s + 30 ms a row: 180 s for 5,000 rows): a peer past
+  it is killed and its cell says "hung after N s", a peer that fails says "failed: <why>", and neither is
+  run again in that cell; the connector hanging or failing still stops the bench.
 - `BENCH_MILLION=1|0`: the 1,000,000-row stage (~10 minutes). On by default in a full run, off in a quick
   one. `BENCH_MILLION_ROWS` and `BENCH_MILLION_CONCURRENCY` (default 512) change it.
 - `BENCH_LLM=1|0`: the real llama.cpp server; on by default in a full run when it is installed
@@ -49,7 +57,8 @@ Environment:
   quick run). The files are written into the bench's temporary folder and deleted after.
 - `BENCH_RATE_ROWS=N` (default 1,200; 120 in a quick run), `BENCH_RATE_RPM=N` (default 600): the rate-limit
   stage (~6 minutes), in its own `.venv-curator` (bespokelabs-curator, aiohttp, tiktoken: Curator pins older
-  litellm and aiohttp than the peers above get). `BENCH_COOKBOOK=<path>`: a copy of OpenAI's cookbook
+  litellm and aiohttp than the peers above get; the matrix runs Curator from it too).
+  `BENCH_COOKBOOK=<path>`: a copy of OpenAI's cookbook
   `examples/api_request_parallel_processor.py`, run as one more client (not shipped with the project).
 - `BENCH_REMOTE_MB=N` (default 1,024; 64 quick), `BENCH_REMOTE_PG_ROWS=N` (default 1,000,000; 100,000
   quick), `BENCH_REMOTE_ENRICH_ROWS=N` (default 20,000; 2,000 quick): the remote stage's Parquet file (read

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import data
-from bench.procs import CLIENT_CORE, Background, BenchFailure, LoadMeter, Outcome, pinned, run_measured
+from bench.procs import CLIENT_CORE, Background, BenchFailure, Outcome, RunHung, pinned, run_measured
+from bench.venv import curator_env
 
 ROOT = Path(__file__).resolve().parent.parent
 CONNECTOR = ROOT / ".venv" / "bin" / "source-openai-compatible"
@@ -62,6 +63,9 @@ class Context:
     # BENCH_BASELINE_REF: an earlier commit's connector, measured as client "baseline" in the matrix.
     baseline: Launch | None = None
     baseline_ref: str = ""
+    # .venv-curator's python for the matrix's Curator runs; when it could not be made, why (the table says it).
+    curator_python: Path | None = None
+    curator_missing: str = "not set up"
     _tables: dict[int, Path] = field(default_factory=dict)
     _bodies: dict[tuple[int, str], Path] = field(default_factory=dict)
 
@@ -96,8 +100,11 @@ class Context:
 
 def _fail(what: str, out: Outcome, detail: str) -> BenchFailure:
     tail = out.head_tail[-1500:].decode("utf-8", "replace")
+    last = next((line.strip() for line in reversed(out.stderr.splitlines()) if line.strip()), "")
+    brief = f"{detail} (exit {out.returncode})" + (f": {last}" if last and out.returncode else "")
     return BenchFailure(
-        f"{what}: {detail} (exit {out.returncode})\nstdout tail:\n{tail}\nstderr:\n{out.stderr[-1500:]}"
+        f"{what}: {detail} (exit {out.returncode})\nstdout tail:\n{tail}\nstderr:\n{out.stderr[-1500:]}",
+        brief[:200],
     )
 
 
@@ -128,7 +135,7 @@ def _metrics(client: str, rows: int, out: Outcome, steady_s: float, startup_cpu_
 
 def run_connector(ctx: Context, rows: int, base_url: str, concurrency: int, *, sample_rss_s: float | None = None,
                   outer: Iterable[str] = (), program: Iterable[str] = (), launch: Launch | None = None,
-                  **extra: Any) -> dict[str, Any]:
+                  timeout_s: float = 7200, **extra: Any) -> dict[str, Any]:
     """``read`` end to end as the real CLI process, stdout consumed through a pipe.
 
     ``program`` replaces the CLI executable (e.g. ``python -m cProfile ... -m connector``);
@@ -152,11 +159,13 @@ def run_connector(ctx: Context, rows: int, base_url: str, concurrency: int, *, s
     mock0 = ctx.mock.cpu()
     try:
         out = run_measured(argv, count=(RECORD, ROW_ERROR), marker=STARTED, sample_rss_every_s=sample_rss_s,
-                           env=env, cwd=launch.cwd, timeout_s=7200)
+                           env=env, cwd=launch.cwd, timeout_s=timeout_s)
     finally:
         shutil.rmtree(cache_home, ignore_errors=True)
     mock_cpu = ctx.mock.cpu() - mock0
     what = f"connector read ({rows:,} rows, {concurrency} in flight, {base_url})"
+    if out.timed_out:
+        raise RunHung(what, timeout_s)
     if out.returncode != 0:
         raise _fail(what, out, "non-zero exit")
     records, errors = out.counts[RECORD.decode()], out.counts[ROW_ERROR.decode()]
@@ -175,18 +184,33 @@ def run_connector(ctx: Context, rows: int, base_url: str, concurrency: int, *, s
     return result
 
 
+def _peer_command(ctx: Context, client: str) -> tuple[list[str], dict[str, str] | None]:
+    """``bench.peer --client C`` in .venv-bench, or Curator's ``bench.curator_peer`` in .venv-curator (offline)."""
+    if client != "curator":
+        return [str(ctx.bench_python), "-m", "bench.peer", "--client", client], None
+    if ctx.curator_python is None:
+        raise BenchFailure(f"curator: {ctx.curator_missing}", ctx.curator_missing)
+    return [str(ctx.curator_python), "-m", "bench.curator_peer"], curator_env(ctx.curator_python, ctx.work)
+
+
 def run_peer(ctx: Context, client: str, rows: int, base_url: str, concurrency: int, bodies: Path,
-             api_key: str = data.API_KEY) -> dict[str, Any]:
-    """A peer client (``bench.peer`` in .venv-bench) sending the same bodies."""
-    argv = pinned(CLIENT_CORE, [str(ctx.bench_python), "-m", "bench.peer", "--client", client,
-                                "--bodies", str(bodies), "--base-url", base_url,
+             api_key: str = data.API_KEY, timeout_s: float = 3600) -> dict[str, Any]:
+    """A peer client (``bench.peer`` in .venv-bench, or Curator) sending the same bodies."""
+    command, env = _peer_command(ctx, client)
+    argv = pinned(CLIENT_CORE, [*command, "--bodies", str(bodies), "--base-url", base_url,
                                 "--concurrency", str(concurrency), "--api-key", api_key])
     on_mock = base_url.startswith(f"http://127.0.0.1:{ctx.port}/")
     sent0 = ctx.answered() if on_mock else 0
     mock0 = ctx.mock.cpu()
-    out = run_measured(argv, timeout_s=3600)
+    try:
+        out = run_measured(argv, timeout_s=timeout_s, env=env)
+    finally:
+        if env is not None:  # Curator's answer cache of this run
+            shutil.rmtree(env["CURATOR_CACHE_DIR"], ignore_errors=True)
     mock_cpu = ctx.mock.cpu() - mock0
     what = f"{client} ({rows:,} rows, {concurrency} in flight, {base_url})"
+    if out.timed_out:
+        raise RunHung(what, timeout_s)
     if on_mock and (sent := ctx.answered() - sent0) < rows:
         raise _fail(what, out, f"only {sent:,} requests of {rows:,} reached the endpoint")
     if out.returncode != 0:
@@ -196,23 +220,10 @@ def run_peer(ctx: Context, client: str, rows: int, base_url: str, concurrency: i
     except (ValueError, IndexError) as exc:
         raise _fail(what, out, f"no result line ({exc})") from None
     if report["rows"] != rows or report["ok"] != rows:
-        raise _fail(what, out, f"{report['ok']:,} good replies of {report['rows']:,} sent, {rows:,} expected; "
-                               f"first failures: {report['failures']}")
+        raise BenchFailure(f"{what}: {report['ok']:,} good replies of {report['rows']:,} sent, {rows:,} expected; "
+                           f"first failures: {report['failures']}",
+                           f"{report['ok']:,} of {rows:,} rows answered; {'; '.join(report['failures'][:1])}"[:200])
     return _metrics(client, rows, out, report["loop_s"], report["setup_cpu_s"], mock_cpu)
-
-
-def run_client(ctx: Context, client: str, rows: int, latency_ms: int, concurrency: int) -> dict[str, Any]:
-    base_url = ctx.base_url(latency_ms)
-    ctx.bodies(rows)  # built before the load meter starts
-    meter = LoadMeter()
-    if client == "connector":
-        result = run_connector(ctx, rows, base_url, concurrency)
-    elif client == "baseline":
-        result = {**run_connector(ctx, rows, base_url, concurrency, launch=ctx.baseline), "client": "baseline"}
-    else:
-        result = run_peer(ctx, client, rows, base_url, concurrency, ctx.bodies(rows))
-    result["other_load_pct"] = meter.other_pct(result["mock_cpu_s"])
-    return result
 
 
 def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -223,38 +234,10 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _rotate(items: tuple[str, ...], k: int) -> list[str]:
-    k %= len(items)
-    return list(items[k:] + items[:k])
-
-
-def _say(ctx: Context, r: dict[str, Any], label: str) -> None:
+def say_run(ctx: Context, r: dict[str, Any], label: str) -> None:
     load = f"  others {r['other_load_pct']:3.0f}%" if "other_load_pct" in r else ""
     ctx.log(f"    {label:<34} {r['client']:<9} {r['rows_per_s']:8.0f} rows/s  (e2e {r['rows_per_s_e2e']:6.0f})  "
             f"{r['cpu_us_row']:6.0f} µs/row  {r['maxrss_mb']:5.0f} MB  mock {r['mock_cpu_pct']:3.0f}% CPU{load}")
-
-
-def measure_cells(ctx: Context, cells: list[tuple[int, int]], clients: tuple[str, ...], rows: int,
-                  runs: int) -> list[dict[str, Any]]:
-    """Each (latency, concurrency) cell for each client, ``runs`` times, in alternating order."""
-    collected: dict[tuple[int, int], dict[str, list[dict[str, Any]]]] = {
-        cell: {c: [] for c in clients} for cell in cells
-    }
-    for i in range(runs):
-        for j, (latency, conc) in enumerate(cells):
-            for client in _rotate(clients, i + j):
-                r = run_client(ctx, client, rows, latency, conc)
-                _say(ctx, r, f"run {i + 1}/{runs} {latency} ms, {conc} in flight")
-                collected[(latency, conc)][client].append(r)
-    return [
-        {
-            "latency_ms": latency,
-            "concurrency": conc,
-            "rows": rows,
-            "clients": {c: {"median": medians(rs), "runs": rs} for c, rs in collected[(latency, conc)].items()},
-        }
-        for latency, conc in cells
-    ]
 
 
 # Stages -----------------------------------------------------------------------------------
@@ -265,7 +248,7 @@ def stage_capacity(ctx: Context) -> dict[str, Any]:
     rows = max(ctx.rows, 20_000)  # enough requests for the mock's CPU (10 ms ticks) to be read precisely
     runs = [run_peer(ctx, "aiohttp", rows, ctx.base_url(0), 512, ctx.bodies(rows)) for _ in range(ctx.runs)]
     for r in runs:
-        _say(ctx, r, "capacity, 0 ms, 512 in flight")
+        say_run(ctx, r, "capacity, 0 ms, 512 in flight")
     m = medians(runs)
     per_request_us = m["mock_cpu_s"] * 1e6 / rows if m["mock_cpu_s"] else None
     return {
@@ -275,30 +258,6 @@ def stage_capacity(ctx: Context) -> dict[str, Any]:
         "mock_capacity_rps": 1e6 / per_request_us if per_request_us else None,
         "mock_loop": ctx.mock.ready_line.split("LOOP")[-1].strip(),
     }
-
-
-def stage_matrix(ctx: Context) -> dict[str, Any]:
-    """Every client in each cell; with BENCH_BASELINE_REF the earlier commit's connector too, in the same
-    rotation, so "no slower than before" is judged within one run rather than across days."""
-    clients = ("connector", "baseline", *PEERS) if ctx.baseline is not None else CLIENTS
-    fast = measure_cells(ctx, [(50, 128), (50, 512)], clients, ctx.rows, ctx.runs)
-    slow = measure_cells(ctx, [(500, 128), (500, 512)], clients, ctx.rows_slow, ctx.runs)
-    return {"cells": fast + slow, "baseline_ref": ctx.baseline_ref or None}
-
-
-def stage_sweep(ctx: Context, matrix: dict[str, Any] | None) -> dict[str, Any]:
-    """Throughput against concurrency at 50 ms, connector and the raw loop (128/512 from the matrix)."""
-    have = {c["concurrency"]: c for c in (matrix or {}).get("cells", []) if c["latency_ms"] == 50}
-    todo = [(50, c) for c in (16, 64, 128, 256, 512) if c not in have]
-    measured = {c["concurrency"]: c for c in measure_cells(ctx, todo, ("connector", "aiohttp"), ctx.rows, ctx.runs)}
-    points = []
-    for conc in (16, 64, 128, 256, 512):
-        cell = measured.get(conc) or have[conc]
-        points.append({
-            "concurrency": conc,
-            **{client: cell["clients"][client]["median"] for client in ("connector", "aiohttp")},
-        })
-    return {"latency_ms": 50, "rows": ctx.rows, "points": points}
 
 
 def stage_spec(ctx: Context, runs: int = 10) -> dict[str, Any]:
@@ -325,7 +284,7 @@ def stage_million(ctx: Context, rows: int, concurrency: int) -> dict[str, Any]:
     ctx.table(rows)
     ctx.log(f"  {rows:,} rows, {concurrency} in flight, 0 ms latency (this takes a while)")
     r = run_connector(ctx, rows, ctx.base_url(0), concurrency, sample_rss_s=2.0)
-    _say(ctx, r, f"{rows:,} rows, 0 ms, {concurrency} in flight")
+    say_run(ctx, r, f"{rows:,} rows, 0 ms, {concurrency} in flight")
     samples = r.pop("rss_samples", [])
     marks: list[dict[str, Any]] = []
     for frac in (0.1, 0.25, 0.5, 0.75, 0.9):

@@ -30,6 +30,20 @@ def ensure_curator_venv(log: object = print) -> Path:
     return ensure_venv(CURATOR_VENV, CURATOR_REQUIREMENTS, log)
 
 
+def curator_env(python: Path, work: Path) -> dict[str, str]:
+    """The environment Curator (and the cookbook script) run in, offline: tiktoken's cl100k_base from the copy
+    litellm bundles in that venv (``TIKTOKEN_CACHE_DIR``; tiktoken would download it), no telemetry, no
+    model-price download, no Hugging Face hub, a fresh Curator cache under ``work`` (every row a miss)."""
+    import os
+    import tempfile
+
+    tokenizers = next((python.parent.parent / "lib").glob("python3*/site-packages/litellm/litellm_core_utils"
+                                                          "/tokenizers"))
+    return {**os.environ, "TIKTOKEN_CACHE_DIR": str(tokenizers), "OPENAI_API_KEY": "sk-bench",
+            "TELEMETRY_ENABLED": "false", "LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_DATASETS_OFFLINE": "1",
+            "CURATOR_CACHE_DIR": tempfile.mkdtemp(prefix="curator-", dir=work), "HF_HOME": str(work / "hf")}
+
+
 def ensure_venv(venv: Path, requirements: list[str], log: object = print) -> Path:
     """Create ``venv`` and install ``requirements`` unless its stamp already lists them; its python."""
     python, stamp = venv / "bin" / "python", venv / ".installed"
