@@ -96,6 +96,19 @@ def test_check_and_discover_talk_without_aiohttp(tmp_path: Path, fake_server: Se
     assert "pyarrow.parquet" not in discovered  # a CSV input loads no Parquet reader
 
 
+def test_check_and_discover_of_a_valid_config_import_neither_jsonschema_nor_pyarrow_compute(
+        tmp_path: Path, fake_server: Server) -> None:
+    """A config the schema precheck vouches for is not shown to jsonschema, and a 5-row CSV's types are
+    inferred with pyarrow's kernels without pyarrow.compute's wrappers (each ~30 ms to import here)."""
+    config = _config(tmp_path, fake_server.base_url, fake_server.api_key)
+    (status,), checked, _ = _cold("check", "--config", config)
+    assert status["connectionStatus"]["status"] == "SUCCEEDED", status
+    catalog, discovered, _ = _cold("discover", "--config", config)
+    assert catalog[-1]["type"] == "CATALOG"
+    assert "pyarrow.csv" in checked & discovered  # the CSV was read
+    assert not (checked | discovered) & {"jsonschema", "pyarrow.compute"}
+
+
 def test_an_https_endpoint_is_still_verified_against_the_system_certificates(tmp_path: Path) -> None:
     """The CA paths skipped at aiohttp's import are loaded for https: SSL_CERT_FILE (the system
     store's override) naming the server's certificate is what makes it trusted."""

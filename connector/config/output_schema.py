@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import orjson
+
+if TYPE_CHECKING:
+    import jsonschema
 
 # The name under which a schema is sent where the API wants one (json_schema.name,
 # text.format.name, Anthropic's forced tool).
@@ -27,6 +29,8 @@ _ANY = ["null", "string", "number", "integer", "boolean", "object", "array"]
 
 def check_schema(schema: Mapping[str, Any]) -> None:
     """ValueError unless ``schema`` is a valid JSON Schema of an object with properties."""
+    import jsonschema  # here, not at the top: the dialects import this module, and check runs without it
+
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
         cls.check_schema(schema)
@@ -86,6 +90,8 @@ class OutputSchema:
     def __init__(self, schema: Mapping[str, Any]) -> None:
         check_schema(schema)
         self.schema = dict(schema)
+        import jsonschema
+
         cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
         self._validator = cls(schema)
         self.columns: dict[str, dict[str, Any]] = {
