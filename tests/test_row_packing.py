@@ -17,7 +17,10 @@ import httpx
 import pytest
 
 from connector.config.load import load_config
+from connector.config.packing_rules import AUTO_MAX_ROWS, AUTO_OUTPUT_LIMIT
+from connector.config.parts import parts_of
 from connector.dialects.packed_chat import pack, prompt_weights, unpack
+from connector.endpoint.limits import TokenEstimator
 from connector.errors import ConfigError
 from connector.standalone.command import run as standalone_run
 from tests import fake_openai
@@ -53,7 +56,7 @@ class FakeChat:
         return [b["messages"][-1]["content"] for b in self.bodies if not self.packed([b])]
 
 
-def config(tmp_path: Path, texts: list[str] = TEXTS, rows: int = 3, **extra: Any) -> dict[str, Any]:
+def config(tmp_path: Path, texts: list[str] = TEXTS, rows: int | str = 3, **extra: Any) -> dict[str, Any]:
     out: dict[str, Any] = {
         "url": "http://chat.test/v1", "api_key": "sk-test-packing-1234", "model": "m",
         "system_prompt": SYSTEM, "prompt": "{{text}}", "rows_per_request": rows,
@@ -292,3 +295,68 @@ def test_a_row_in_a_pack_in_flight_is_not_bought_again_by_another_pack(tmp_path:
     assert [r["answer"] for r in rows] == [f"echo: {t}" for t in texts]
     assert [r["_cached"] for r in rows] == [False, False, False, False, True, False]
     assert all(r["_status"] == "ok" for r in rows)
+
+
+def auto_read(tmp_path: Path, texts: list[str], **extra: Any) -> tuple[int, list[dict[str, Any]], FakeChat]:
+    """A read with rows_per_request auto: the rows per request its LOG line says, the records, the server."""
+    server = FakeChat()
+    messages, error = read_through(config(tmp_path, texts, rows="auto", **extra), server)
+    assert error is None, error
+    said = [m["log"]["message"] for m in messages if m["type"] == "LOG"
+            and m["log"]["message"].startswith("rows_per_request auto: ")]
+    assert len(said) == 1, said  # said once
+    return int(said[0].split(": ")[1].split(" ")[0]), records(messages), server
+
+
+def sizes(server: FakeChat) -> list[int]:
+    return [len(json.loads(b["messages"][-1]["content"].split("\n\n", 1)[1])) for b in FakeChat.packed(server.bodies)]
+
+
+@pytest.mark.parametrize(("extra", "chosen"), [
+    ({"parameters": {"max_tokens": 8}}, AUTO_MAX_ROWS),  # 8,192 assumed: the documented maximum binds
+    ({}, AUTO_OUTPUT_LIMIT // TokenEstimator().default_output),  # no max_tokens: 256 a row, 4,096 in all
+    ({"parameters": {"max_tokens": 1000}}, AUTO_OUTPUT_LIMIT // 1000),  # the packed max_tokens within 4,096
+])
+def test_auto_without_a_context_window_assumes_the_documented_one(tmp_path: Path, extra: dict[str, Any],
+                                                                  chosen: int) -> None:
+    texts = [f"review {i}: fine" for i in range(120)]
+    n, rows, server = auto_read(tmp_path, texts, **extra)
+    assert n == chosen
+    assert sizes(server) == [chosen] * (120 // chosen) + ([120 % chosen] if 120 % chosen else [])
+    assert server.alone == [] and [r["answer"] for r in rows] == [f"echo: {t}" for t in texts]
+    assert all(r["_status"] == "ok" and r["_cached"] is False for r in rows)
+
+
+def test_auto_sizes_packs_by_the_context_window_and_max_tokens(tmp_path: Path) -> None:
+    """A smaller context window or a larger max_tokens gives fewer rows a request; each packed request's estimate
+    fits the window; every row's record is still its own."""
+    texts = [f"review number {i}: it works, more or less" for i in range(60)]
+    chosen = {}
+    for window, cap in [(800, 10), (400, 10), (400, 30)]:
+        n, rows, server = auto_read(tmp_path / f"{window}-{cap}", texts, context_window=window,
+                                    parameters={"max_tokens": cap})
+        chosen[window, cap] = n
+        assert max(sizes(server)) == n and sum(sizes(server)) == len(texts) and server.alone == []
+        for body in FakeChat.packed(server.bodies):  # the text the model reads, at the estimate's 4 a token
+            assert sum(len(m["content"]) for m in body["messages"]) / 4 + body["max_tokens"] <= window
+        assert [r["answer"] for r in rows] == [f"echo: {t}" for t in texts]
+    assert AUTO_MAX_ROWS > chosen[800, 10] > chosen[400, 10] > chosen[400, 30] > 1
+
+
+def test_auto_is_one_request_a_row_where_rows_cannot_be_packed(tmp_path: Path) -> None:
+    """Where an explicit number is a config error, auto is 1: no error, every row alone."""
+    cfg = config(tmp_path, TEXTS[:3], rows="auto", parameters={"top_logprobs": 2})
+    assert parts_of(load_config(cfg)).run.rows_per_request == 1
+    server = FakeChat()
+    rows = read(cfg, server)
+    assert server.alone == TEXTS[:3] and [r["answer"] for r in rows] == [f"echo: {t}" for t in TEXTS[:3]]
+    assert parts_of(load_config(config(tmp_path, rows="10"))).run.rows_per_request == 10  # a form's text
+
+
+def test_the_dry_run_says_the_rows_per_request_auto_chose(tmp_path: Path) -> None:
+    server = FakeChat()
+    cfg = config(tmp_path, [f"review {i}: fine" for i in range(40)], rows="auto", parameters={"max_tokens": 512})
+    report = asyncio.run(standalone_run(cfg, None, dry_run=True, transport_factory=mock_transport(server))).report
+    assert server.bodies == [] and report is not None
+    assert "rows_per_request auto: 8 rows a request, from context_window 8,192 (assumed" in report
+    assert "rows_per_request 8: the 40 rows to ask go in ~5 requests instead of 40" in report

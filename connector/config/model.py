@@ -340,9 +340,9 @@ class SourceConfig(RunSettings, TaskSettings):
         check_batch(self.batch, self.api_compatibility, self.input, stream=self.stream)
         check_embeddings(self, self.response_template.json_columns)
         body = {**(self.request_template or {}), **self.parameters.as_body(), **self.extra_body}
-        check_packing(self.rows_per_request, self.endpoint.shape, tasks=self.tasks is not None,
-                      batch=self.batch.enabled, media=bool(self.media_columns),
-                      request_template=body, columns=self.response_template.columns)
+        self._packing = check_packing(self.rows_per_request, self.endpoint.shape, tasks=self.tasks is not None,
+                                      batch=self.batch.enabled, media=bool(self.media_columns),
+                                      request_template=body, columns=self.response_template.columns)
         return self
 
     @model_validator(mode="after")

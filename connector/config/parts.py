@@ -118,7 +118,8 @@ class RunPolicy:
     max_error_rate: float | None
     max_retries: int
     batch: BatchConfig
-    rows_per_request: int = 1  # chat rows packed into one request (connector.pipeline.row_packs)
+    # Chat rows packed into one request (connector.pipeline.row_packs); "auto" only where they can be packed.
+    rows_per_request: int | Literal["auto"] = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +170,7 @@ def parts_of(config: SourceConfig) -> Parts:
                      frozenset(config.fallback_on), config.validation_retries, dict(config.prices),
                      dict(config.media_columns))
     run = RunPolicy(config.stream_name, config.concurrency, config.on_row_error, config.max_error_rate,
-                    config.max_retries, config.batch, config.rows_per_request)
+                    config.max_retries, config.batch, config.packing)
     client = ClientPart(float(config.timeout), config.max_retries, config.max_wait_seconds, config.max_reply_bytes)
     return Parts(request, client, output, limits, rows, run, config.input, config.cache)
 

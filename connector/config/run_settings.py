@@ -7,11 +7,18 @@ adds what to ask and where, and is the one config model.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, WithJsonSchema, model_validator
 
+from connector.config.packing_rules import AUTO_MAX_ROWS, AUTO_OUTPUT_LIMIT, AUTO_WINDOW
 from connector.config.sections import CacheConfig, ErrorClass, Price, Strict, TLSConfig
+
+# A number of rows, or "auto"; a form's text input gives the number as text ("10"), read as the number.
+RowsPerRequest = Annotated[
+    Annotated[int, Field(ge=1, le=1000)] | Literal["auto"],
+    WithJsonSchema({"type": ["integer", "string"], "minimum": 1, "maximum": 1000, "pattern": "^(auto|[0-9]+)$"}),
+]
 
 _DEFAULT_FALLBACK_ON: tuple[ErrorClass, ...] = ("rate_limit", "server", "timeout", "context_length")
 
@@ -30,10 +37,8 @@ class RunSettings(Strict):
         ),
         json_schema_extra={"order": 13},
     )
-    rows_per_request: int = Field(
+    rows_per_request: RowsPerRequest = Field(
         1,
-        ge=1,
-        le=1000,
         title="Rows per request",
         description=(
             "Chat rows packed into one request (openai_chat_completions, azure_openai): the rows' prompts sent "
@@ -42,10 +47,21 @@ class RunSettings(Strict):
             "length; a row missing or malformed in the answer is asked again alone. For short rows that share "
             "long instructions (put them in system_prompt). The ids are the contract: an answer the model put "
             "under another row's id cannot be detected (docs/PROMISES.md, Several rows per request). 1: one "
-            "request a row."
+            "request a row. \"auto\": as many rows as fit context_window (unset: "
+            f"{AUTO_WINDOW:,} tokens assumed) by the first rows' measured lengths and their max_tokens (unset: "
+            f"the estimate's default), with the packed max_tokens at most {AUTO_OUTPUT_LIMIT:,} and at most "
+            f"{AUTO_MAX_ROWS} rows; said in a LOG line and the dry run; 1 where rows cannot be packed."
         ),
         json_schema_extra={"order": 39},
     )
+    # rows_per_request as the run uses it: "auto" is 1 where rows cannot be packed (set by the config's check)
+    _packing: int | Literal["auto"] = PrivateAttr(1)
+
+    @property
+    def packing(self) -> int | Literal["auto"]:
+        """The rows per request a run uses: ``rows_per_request``, but 1 for "auto" where rows cannot be packed."""
+        return self._packing
+
     min_concurrency: int = Field(
         1, ge=1, le=4096, title="Minimum requests in flight", json_schema_extra={"order": 14}
     )

@@ -24,6 +24,7 @@ from typing import Any
 
 from connector.answers.prices import CONFIG, PriceList, Rates, billed_as_batch, cost_of, rates_of
 from connector.config.batch import BATCH_SHAPES
+from connector.config.packing_rules import AUTO_MAX_ROWS
 from connector.dialects.embeddings import EmbeddingsDialect
 from connector.dialects.usage import TokenUsage
 from connector.endpoint.limits import TokenEstimator
@@ -31,6 +32,7 @@ from connector.errors import RowTooLong
 from connector.jsonbytes import dumps
 from connector.pipeline.context import RunContext
 from connector.pipeline.enrich import Ask, RowEnricher
+from connector.pipeline.pack_size import AutoSize
 from connector.pipeline.resume import RowHasher, verified_rows
 from connector.pipeline.row_packs import PackPlan
 from connector.secrets import MASK, is_auth_header
@@ -110,6 +112,7 @@ class DryRun:
     rows_per_request: int = 1  # embeddings.inputs_per_request or rows_per_request: rows merged into one request
     batch_api: bool = True  # the API shape has a batch mode here (config.batch.BATCH_SHAPES)
     packing: PackPlan | None = None  # rows_per_request above 1: what packing saves
+    auto: str | None = None  # rows_per_request auto: the rows per request it chose, and from what
     tasks: dict[str, TaskPlan] = field(default_factory=dict)  # with tasks: each task's share, in dependency order
 
     def lines(self) -> list[str]:
@@ -153,6 +156,8 @@ class DryRun:
             out.append(f"row {self.would_fail_at} does not fit context_window and too_long_policy is fail: "
                        "a real read stops there")
         out.extend(self._task_lines())
+        if self.auto is not None:
+            out.append(self.auto)
         if self.packing is not None:
             out.append(self.packing.line(self.rows_per_request))
         out.append("retries, validation retries and fallback models can add requests beyond these")
@@ -233,6 +238,9 @@ class Planner:
         self._cache = ctx.cache  # only a cache file that exists: a dry run creates nothing
         dialect = self._dialect  # a shape that merges rows into one request (embeddings) says how many
         packing = ctx.parts.run.rows_per_request
+        # auto: measured on the rows to ask as the run measures them, chosen when all rows are counted (finished)
+        self._auto = AutoSize.for_window(ctx.parts.rows.context_window, self._estimator) if packing == "auto" else None
+        packing = AUTO_MAX_ROWS if packing == "auto" else packing
         merged = dialect.limits.inputs if isinstance(dialect, EmbeddingsDialect) else packing
         self.result = DryRun(ctx.parts.run.stream_name, chars_per_token=self._estimator.chars_per_token,
                              default_output=self._estimator.default_output, rows_per_request=merged,
@@ -241,6 +249,15 @@ class Planner:
                              batch_api=dialect.name in BATCH_SHAPES)
         self._first_prompt: str | None = None  # the first request's prompt text, to find the shared prefix
         self._shared_chars = 0
+
+    def finished(self) -> DryRun:
+        """The report, once every row is counted (with auto: the rows per request it chose)."""
+        if self._auto is not None:
+            result = self.result
+            result.rows_per_request, result.auto = self._auto.rows(), self._auto.line()
+            if result.rows_per_request < 2:
+                result.packing = None
+        return self.result
 
     async def add(self, item: tuple[int, dict[str, Any]]) -> None:
         self.result.rows += 1
@@ -289,6 +306,8 @@ class Planner:
         result.cached += reply is not None
         if result.packing is not None and reply is None:
             result.packing.add(self._estimator, body, prompt)
+            if self._auto is not None:
+                self._auto.add_body(self._dialect, self._estimator, body)
         result.input_tokens += prompt
         result.output_tokens += output
         cost, batch_cost = result.cost, result.batch_cost
@@ -365,7 +384,7 @@ async def plan(rows: Iterator[tuple[int, dict[str, Any]]] | AsyncIterator[tuple[
     else:
         for item in rows:
             await planner.add(item)
-    return planner.result
+    return planner.finished()
 
 
 async def dry_run_report(ctx: RunContext) -> list[str]:

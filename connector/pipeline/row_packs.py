@@ -4,7 +4,9 @@ The run loop's records come from here instead of one request per row when ``rows
 (:func:`packed`). Consecutive rows form a pack of at most ``rows_per_request`` distinct requests whose bodies
 differ only in the last user message (:func:`~connector.dialects.packed_chat.pack_key`); a pack is also cut where
 the next row would take its estimate (prompt and summed output caps, offline) past ``context_window`` when one is
-set, before a row whose planning stopped the run, and after :data:`MAX_ROWS_PER_PACK` rows in all. Packs run
+set, before a row whose planning stopped the run, and after :data:`MAX_ROWS_PER_PACK` rows in all. With
+``rows_per_request: "auto"`` the first rows are held until :mod:`connector.pipeline.pack_size` has measured enough
+of them to choose the rows per request (said in an INFO note), and the window is the one it assumed. Packs run
 ``concurrency`` at a time and their records come out in input order, so the run loop, its checkpoints and
 resume are unchanged. The packed request and its answer are :mod:`connector.dialects.packed_chat`'s.
 
@@ -38,6 +40,7 @@ from connector import errors
 from connector.answers.cache import AnswerCache
 from connector.answers.judge import finish_reason
 from connector.answers.records import Enriched
+from connector.config.packing_rules import AUTO_MAX_ROWS
 from connector.dialects.base import max_tokens_of
 from connector.dialects.packed_chat import INSTRUCTION, Unpacked, pack, pack_key, prompt_weights, unpack
 from connector.dialects.usage import TokenUsage, usage_from
@@ -48,6 +51,7 @@ from connector.pipeline.context import RunContext
 from connector.pipeline.enrich import Ask, RowEnricher
 from connector.pipeline.input_groups import Planned, answered_alone, cut_shares, plan_row
 from connector.pipeline.ordered import as_async, ordered_map
+from connector.pipeline.pack_size import AutoSize
 from connector.pipeline.run_loop import Note, Rows
 
 # Packed answers in a row with no usable answer for any row (a model that cannot answer by id, or runs past the
@@ -63,6 +67,7 @@ class _Pack:
     shape: tuple[str, ...] | None = None
     tokens: int = 0  # the packed request's estimate: prompt and output cap
     stop: errors.ConnectorError | None = None
+    note: Note | None = None  # said before the pack's records (rows_per_request auto's choice)
     # Rows whose request an earlier pack asks (by answer-cache key): they wait for its answer, not buy it again.
     waits: dict[str, asyncio.Future[dict[str, Any] | None]] = field(default_factory=dict)
 
@@ -80,17 +85,21 @@ class _Bought:
 
 def packed(ctx: RunContext) -> RowPacks | None:
     """The answer source when ``rows_per_request`` is above 1; None otherwise (one request a row)."""
-    n = ctx.parts.run.rows_per_request
+    n, window = ctx.parts.run.rows_per_request, ctx.parts.rows.context_window
+    if n == "auto":
+        auto = AutoSize.for_window(window, TokenEstimator())
+        return RowPacks(ctx.enricher, ctx.client, ctx.cache, AUTO_MAX_ROWS, ctx.parts.run.concurrency, auto.window,
+                        auto)
     if n < 2:
         return None
-    return RowPacks(ctx.enricher, ctx.client, ctx.cache, n, ctx.parts.run.concurrency, ctx.parts.rows.context_window)
+    return RowPacks(ctx.enricher, ctx.client, ctx.cache, n, ctx.parts.run.concurrency, window)
 
 
 class RowPacks:
     """The run loop's answer source when rows are packed (see the module doc)."""
 
     def __init__(self, enricher: RowEnricher, client: EndpointClient, cache: AnswerCache | None, rows: int,
-                 concurrency: int, window: int | None = None) -> None:
+                 concurrency: int, window: int | None = None, auto: AutoSize | None = None) -> None:
         self._enricher = enricher
         self._client = client
         self._cache = cache if cache is not None and cache.enabled else None
@@ -100,6 +109,7 @@ class RowPacks:
         self._useless = 0  # packed answers in a row that gave no row an answer
         self._window = window  # context_window: a packed request is cut to fit it, as estimated offline
         self._estimate = TokenEstimator()
+        self._auto = auto  # rows_per_request auto, until it has chosen the rows per request
         # The requests of the packs formed and not yet answered (by answer-cache key), each resolved to its reply
         # from the pack (None: the row was asked alone, and its answer is in the cache): no answer bought twice.
         self._flying: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
@@ -109,15 +119,56 @@ class RowPacks:
             for record in records:
                 yield record
 
-    async def _packs(self, rows: Rows) -> AsyncIterator[_Pack]:
-        pack_ = _Pack()
+    async def _planned(self, rows: Rows) -> AsyncIterator[Planned | errors.ConnectorError | Note]:
+        """Each row planned alone, in order; a planning error that stops the run last. With auto, the first rows
+        held until the rows per request are chosen (see :meth:`_sized`), the choice said before them."""
+        held: list[Planned | errors.ConnectorError] = []
         async for item in as_async(rows):
             try:
-                row = plan_row(self._enricher, item)
+                row: Planned | errors.ConnectorError = plan_row(self._enricher, item)
             except errors.ConnectorError as exc:
+                row = exc
+            outs: list[Planned | errors.ConnectorError | Note] = [row]
+            if self._auto is not None:
+                if isinstance(row, Planned) and row.asks is not None:
+                    self._auto.add_body(self._client.dialect, self._estimate, row.asks.body)
+                held.append(row)
+                outs = self._sized(held, ended=isinstance(row, errors.ConnectorError))
+            for out in outs:
+                yield out
+            if isinstance(row, errors.ConnectorError):
+                return
+        for out in self._sized(held, ended=True):
+            yield out
+
+    def _sized(self, held: list[Planned | errors.ConnectorError],
+               ended: bool) -> list[Planned | errors.ConnectorError | Note]:
+        """The rows ``held`` to let go (emptying it): none until auto has measured enough rows to ask, or the
+        input ended, or a pack's worth of rows is held (then the rows per request is chosen, if any row was
+        measured, and said first)."""
+        auto = self._auto
+        if auto is None:
+            return []
+        if not (ended or auto.enough or len(held) >= MAX_ROWS_PER_PACK):
+            return []
+        out: list[Planned | errors.ConnectorError | Note] = []
+        if auto.measured:
+            self._rows, self._auto = auto.rows(), None
+            out.append(Note(auto.line()))
+        out += held
+        held.clear()
+        return out
+
+    async def _packs(self, rows: Rows) -> AsyncIterator[_Pack]:
+        pack_ = _Pack()
+        async for row in self._planned(rows):
+            if isinstance(row, Note):
+                yield _Pack(note=row)
+                continue
+            if isinstance(row, errors.ConnectorError):
                 if pack_.rows:
                     yield pack_
-                yield _Pack(stop=exc)
+                yield _Pack(stop=row)
                 return
             ask = row.asks
             if ask is not None and row.key not in pack_.asked and row.key in self._flying:
@@ -154,6 +205,8 @@ class RowPacks:
     async def _answer(self, pack_: _Pack) -> list[Enriched | Note | None]:
         if pack_.stop is not None:
             raise pack_.stop
+        if pack_.note is not None:
+            return [pack_.note]
         bought = _Bought()
         try:
             if len(pack_.asked) > 1 and not self._off:
