@@ -43,6 +43,7 @@ class Server:
     base_url: str
     api_key: str
     pid: int
+    log: Path | None = None  # the server's own log, where it has one (llama.cpp)
 
     def stats(self) -> dict[str, int]:
         with urllib.request.urlopen(self.base_url.removesuffix("/v1") + "/_stats", timeout=5) as r:
@@ -77,7 +78,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The real llama.cpp server with SmolLM2-135M, installed and started by scripts/local_llm.sh."""
     started = start_llama_cpp(tmp_path_factory.mktemp("llm"), LIVE_KEY)
     try:
-        yield Server(started.base_url, LIVE_KEY, started.pid)
+        yield Server(started.base_url, LIVE_KEY, started.pid, started.log)
     finally:
         _stop(started.pid)
 
