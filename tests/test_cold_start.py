@@ -109,6 +109,17 @@ def test_check_and_discover_of_a_valid_config_import_neither_jsonschema_nor_pyar
     assert not (checked | discovered) & {"jsonschema", "pyarrow.compute"}
 
 
+def test_check_and_discover_import_none_of_reads_machinery(tmp_path: Path, fake_server: Server) -> None:
+    """The run's preparation beyond the endpoint client (answer cache, run loop, enricher, cursor and
+    file syncs) is read's: check and discover import connector.pipeline.connect alone."""
+    config = _config(tmp_path, fake_server.base_url, fake_server.api_key)
+    _, checked, _ = _cold("check", "--config", config)
+    _, discovered, _ = _cold("discover", "--config", config)
+    assert "connector.pipeline.connect" in checked & discovered
+    assert not (checked | discovered) & {"connector.pipeline.prepare", "connector.pipeline.run_loop",
+                                          "connector.answers.cache", "connector.pipeline.enrich", "sqlite3"}
+
+
 def test_an_https_endpoint_is_still_verified_against_the_system_certificates(tmp_path: Path) -> None:
     """The CA paths skipped at aiohttp's import are loaded for https: SSL_CERT_FILE (the system
     store's override) naming the server's certificate is what makes it trusted."""

@@ -13,7 +13,7 @@ from connector.config.parts import parts_of
 from connector.endpoint.limits import ConcurrencyGate, TokenBucket
 from connector.endpoint.pacing import Estimate, Limiter
 from connector.endpoint.rate_headers import hints_from_headers, limits_from_headers, parse_reset
-from connector.pipeline.prepare import limiter_for
+from connector.pipeline.connect import limiter_for
 from tests.test_limits import FakeClock
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()

@@ -14,23 +14,26 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from connector.airbyte import protocol
 from connector.airbyte.protocol import Message
 from connector.callbacks import Notice
-from connector.config.specification import specification
 from connector.errors import CatalogError, CheckFailed, ConfigError, EndpointError
-from connector.pipeline.prepare import TransportFactory, default_transport, oneshot_transport
+from connector.pipeline.connect import TransportFactory, default_transport, oneshot_transport
 from connector.pipeline.progress import NO_PROGRESS, Progress
-from connector.pipeline.run_loop import DEFAULT_CHECKPOINTING, Checkpointing
 
+# read's run loop (and the cache, cursor and file syncs under it) is imported by read alone: check and
+# discover, which a platform starts in a fresh process each time, import only what they use (issue 25).
 if TYPE_CHECKING:
     from connector.airbyte.catalog import SelectedStream
     from connector.airbyte.state import StreamPosition
     from connector.config.model import SourceConfig
     from connector.endpoint.client import EndpointClient
     from connector.pipeline.context import RunContext
+    from connector.pipeline.run_loop import Checkpointing
 
-__all__ = ["Checkpointing", "TransportFactory", "check", "default_transport", "discover", "read", "spec"]
+__all__ = ["TransportFactory", "check", "default_transport", "discover", "read", "spec"]
 
 
 async def spec() -> AsyncIterator[Message]:
+    from connector.config.specification import specification
+
     yield protocol.spec(specification())
 
 
@@ -40,7 +43,7 @@ async def check(raw_config: Any, transport_factory: TransportFactory = oneshot_t
     from connector.config.load import load_config
     from connector.config.parts import first_task, other_models, parts_of
     from connector.dialects import dialect_for
-    from connector.pipeline.prepare import connect
+    from connector.pipeline.connect import connect
     from connector.pipeline.probe import run_check
     from connector.secrets import Redactor
 
@@ -70,7 +73,7 @@ async def discover(raw_config: Any, transport_factory: TransportFactory = onesho
     from connector.airbyte.catalog import enriched_stream, models_stream
     from connector.answers.records import META_COLUMNS
     from connector.config.load import load_config
-    from connector.pipeline.prepare import connect, requests_of
+    from connector.pipeline.connect import connect, requests_of
     from connector.rows.opening import open_input
     from connector.secrets import Redactor
 
@@ -103,7 +106,7 @@ async def read(
     catalog: Any,
     state: Any = None,
     transport_factory: TransportFactory = default_transport,
-    checkpointing: Checkpointing = DEFAULT_CHECKPOINTING,
+    checkpointing: Checkpointing | None = None,
     *,
     progress: Progress = NO_PROGRESS,
     dry_run: bool = False,
@@ -117,12 +120,11 @@ async def read(
 
     ``progress`` hears of every record (and may add LOG lines); ``dry_run`` renders every
     request and reports counts, tokens and cost as LOG messages, sending nothing; ``stdin``
-    is where ``input.path: "-"`` reads (default: the process's).
+    is where ``input.path: "-"`` reads (default: the process's); ``checkpointing`` None: the run loop's.
     """
     from connector.airbyte.catalog import MODELS_STREAM, SYNC_MODES, selected_streams
     from connector.config.load import load_config
     from connector.pipeline.prepare import prepare
-
     notes: list[str] = []
     config = load_config(raw_config, notes.append)
     for note in notes:
@@ -150,7 +152,7 @@ async def read(
 
 
 async def _stream(ctx: RunContext, stream: SelectedStream, saved: StreamPosition | None, dry_run: bool,
-                  checkpointing: Checkpointing, progress: Progress) -> AsyncIterator[Message]:
+                  checkpointing: Checkpointing | None, progress: Progress) -> AsyncIterator[Message]:
     """One selected stream's messages: the models listed, or the enriched rows (or their dry run)."""
     from connector.airbyte.catalog import MODELS_STREAM
     from connector.airbyte.state import check_resume
@@ -228,18 +230,19 @@ async def _read_models(client: EndpointClient, name: str) -> AsyncIterator[Messa
     yield protocol.stream_status(name, "COMPLETE")
 
 
-async def _read_enriched(ctx: RunContext, full_refresh: bool, checkpointing: Checkpointing,
+async def _read_enriched(ctx: RunContext, full_refresh: bool, checkpointing: Checkpointing | None,
                          progress: Progress) -> AsyncIterator[Message]:
     """The run loop's events as Airbyte messages; the loop decides, this only translates."""
     from connector.airbyte.state import StreamPosition
     from connector.pipeline.events import run_events
-    from connector.pipeline.run_loop import Checkpoint, Finished, Note, RecordOut, Started
+    from connector.pipeline.run_loop import DEFAULT_CHECKPOINTING, Checkpoint, Finished, Note, RecordOut, Started
     from connector.requests.request_fingerprint import request_fingerprint
 
     name, redact = ctx.parts.run.stream_name, ctx.redact
     yield protocol.stream_status(name, "STARTED")
     running = False
-    async for event in run_events(ctx, full_refresh=full_refresh, checkpointing=checkpointing, progress=progress):
+    every = DEFAULT_CHECKPOINTING if checkpointing is None else checkpointing
+    async for event in run_events(ctx, full_refresh=full_refresh, checkpointing=every, progress=progress):
         if isinstance(event, RecordOut):
             if not running:
                 running = True

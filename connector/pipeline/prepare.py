@@ -6,15 +6,14 @@ shape cannot express fails here), the request template (a typo fails before the 
 the input table (stdin starts here, inferring its columns), the records' schema, then the
 transport, the client with its limiter and spend budget, the redactor, the answer cache and the
 row enricher. ``read``, ``run``, the dry run, ``--export-batch`` / ``--import-batch``, the batch
-path and the Spark/Ray workers all take what it yields; :func:`connect` alone (a client, no
-rows) serves ``check`` and ``discover``. Nothing else constructs a client, an enricher or a cache.
+path and the Spark/Ray workers all take what it yields; :func:`connector.pipeline.connect.connect` alone (a
+client, no rows) serves ``check`` and ``discover``. Nothing else constructs a client, an enricher or a cache.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import BinaryIO, Literal
 
 from connector.answers.cache import AnswerCache, Normalise, cache_path, open_cache
@@ -22,27 +21,21 @@ from connector.answers.extra_columns import ExtraOutputs
 from connector.answers.extract import ResponseExtractor
 from connector.answers.records import META_COLUMNS
 from connector.answers.schema import enriched_schema, primary_key
-from connector.callbacks import Notice, no_notice
+from connector.callbacks import Notice
 from connector.config.model import SourceConfig
-from connector.config.parts import Limits, Parts, first_task, parts_of, task_config
+from connector.config.parts import Parts, task_config
 from connector.config.sections import CacheConfig
 from connector.config.task_settings import TaskConfig, needs, task_order
-from connector.dialects import Dialect, dialect_for
 from connector.endpoint.client import EndpointClient
-from connector.endpoint.limits import ConcurrencyGate, SpendBudget, WaitCap
-from connector.endpoint.oneshot import OneShotTransport
-from connector.endpoint.pacing import Limiter
-from connector.endpoint.resources import connections_that_fit
-from connector.endpoint.transport import AiohttpTransport, Transport
 from connector.errors import ConfigError
 from connector.pipeline.batch_ledger import SavedBatch
+from connector.pipeline.connect import Endpoint, TransportFactory, connect, default_transport, requests_of
 from connector.pipeline.context import RunContext
 from connector.pipeline.cursor_sync import CursorTracker
 from connector.pipeline.enrich import RowEnricher
 from connector.pipeline.file_sync import file_sync_for
 from connector.pipeline.tasks import Task, TaskEnricher
 from connector.requests.media import StoreReader
-from connector.requests.templates import RequestTemplate
 from connector.rows.cursor import CursorState
 from connector.rows.cursor_table import CursorTable
 from connector.rows.file_history import FileHistory
@@ -51,87 +44,10 @@ from connector.rows.opening import open_input
 from connector.rows.table import Table
 from connector.secrets import Redactor, requester_identity
 
-TransportFactory = Callable[[Limits], Transport]
 # What the run is for decides its answer cache: a read or run opens (or creates) it; a dry run
 # looks only into one that exists; an export needs none; an import stores the file's answers and
 # never asks again; a worker has no input table (its rows come from Spark or Ray).
 Purpose = Literal["read", "dry_run", "export", "import", "worker"]
-
-
-def default_transport(limits: Limits) -> Transport:
-    """aiohttp, with a connection pool as large as the concurrency and the config's TLS settings."""
-    return AiohttpTransport(max_connections=limits.concurrency, verify_tls=limits.tls.verification())
-
-
-def oneshot_transport(limits: Limits) -> Transport:
-    """A connection per request, no aiohttp import: for a command that sends one or two (``discover``)."""
-    return OneShotTransport(verify_tls=limits.tls.verification())
-
-
-def limiter_for(limits: Limits, notice: Notice | None = None, learn: bool = True) -> Limiter:
-    """The concurrency gate and rate budgets a run's requests pass through; ``notice`` hears of
-    long waits the endpoint asks for and of the limits learnt from its headers (``learn``: the
-    budgets left unset are taken from them; not in a scaled-out worker, which would take the whole
-    limit for its share)."""
-    waits = WaitCap(limits.max_wait_seconds, notice) if notice else WaitCap(limits.max_wait_seconds)
-    gate = ConcurrencyGate(limits.concurrency, limits.min_concurrency, adaptive=limits.adaptive_concurrency,
-                           waits=waits)
-    budgets = {"requests": limits.requests_per_minute, "tokens": limits.tokens_per_minute,
-               "input_tokens": limits.input_tokens_per_minute, "output_tokens": limits.output_tokens_per_minute}
-    return Limiter(gate, budgets, notice=notice or no_notice, learn=learn)
-
-
-def budget_for(limits: Limits) -> SpendBudget | None:
-    """The spend guards of one run, or None when the config sets none."""
-    if limits.max_requests is None and limits.max_total_tokens is None:
-        return None
-    return SpendBudget(limits.max_requests, limits.max_total_tokens)
-
-
-@dataclass
-class Endpoint:
-    """A client over an open transport, the parts it was built from, and the secrets mask."""
-
-    parts: Parts
-    redact: Redactor
-    client: EndpointClient
-    transport: Transport
-    limiter: Limiter | None = None  # the client's: other clients of the run (its tasks') share it
-
-
-@asynccontextmanager
-async def connect(parts: Parts, redact: Redactor, dialect: Dialect,
-                  transport_factory: TransportFactory = default_transport, *, limited: bool = True,
-                  notice: Notice | None = None, learn: bool = True) -> AsyncIterator[Endpoint]:
-    """An endpoint client speaking the run's one ``dialect``, through the limiter and spend budget
-    unless ``limited`` is off; the transport is closed on the way out.
-
-    ``notice`` hears at once what the person running it should know while rows may not flow:
-    a concurrency lowered to fit the open-files limit, a long wait the endpoint asked for.
-    ``Endpoint.parts`` are the parts the run really uses (its concurrency so lowered).
-    """
-    if limited:
-        fitted = connections_that_fit(parts.limits.concurrency, notice or no_notice)
-        if fitted != parts.limits.concurrency:
-            parts = parts.with_concurrency(fitted)
-    transport = transport_factory(parts.limits)
-    try:
-        limiter = limiter_for(parts.limits, notice, learn) if limited else None
-        client = EndpointClient(parts.client, transport, dialect, limiter=limiter,
-                                budget=budget_for(parts.limits) if limited else None, notice=notice)
-        yield Endpoint(parts, redact, client, transport, limiter)
-    finally:
-        await transport.aclose()
-
-
-def requests_of(config: SourceConfig) -> tuple[Parts, Dialect, RequestTemplate]:
-    """The config's parts, the run's one dialect and its request template, checked before any input is
-    read or anything sent: ConfigError when the API shape cannot express the config, TemplateError for
-    a template that does not compile."""
-    parts = parts_of(config)
-    request = parts_of(first_task(config)).request if config.tasks else parts.request  # with tasks: the first's
-    dialect = dialect_for(request)
-    return parts, dialect, RequestTemplate.from_config(request, dialect.conversation_key)
 
 
 @asynccontextmanager

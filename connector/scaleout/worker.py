@@ -41,8 +41,8 @@ from connector.errors import ConfigError, RowFailed
 if TYPE_CHECKING:
     from connector.answers.records import Enriched
     from connector.config.model import SourceConfig
+    from connector.pipeline.connect import TransportFactory
     from connector.pipeline.context import RunContext
-    from connector.pipeline.prepare import TransportFactory
 
 T = TypeVar("T")
 
@@ -75,7 +75,7 @@ class BatchEnricher:
         from connector.answers.records import META_COLUMNS
         from connector.answers.schema import enriched_schema
         from connector.config.load import load_config
-        from connector.pipeline.prepare import requests_of
+        from connector.pipeline.connect import requests_of
         from connector.rows.arrow_values import unsupported
         from connector.rows.columns import renames
 
@@ -157,7 +157,8 @@ class _Runtime:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     async def _setup(self) -> None:
-        from connector.pipeline.prepare import default_transport, prepare
+        from connector.pipeline.connect import default_transport
+        from connector.pipeline.prepare import prepare
 
         self._preparation = prepare(self._config, self._factory or default_transport, purpose="worker",
                                     columns=self._columns)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from connector.callbacks import Notice, no_notice
-from connector.pipeline.prepare import TransportFactory, default_transport
+from connector.pipeline.connect import TransportFactory, default_transport
 from connector.pipeline.progress import NO_PROGRESS, Progress
 
 if TYPE_CHECKING:
