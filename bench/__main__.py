@@ -32,7 +32,7 @@ from bench.procs import (
     pinning_available,
 )
 from bench.stages import Launch
-from bench.venv import ensure_bench_venv, versions
+from bench.venv import ensure_bench_venv, ensure_curator_venv, versions
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL_STAGES = ("capacity", "matrix", "sweep", "spec", "cold", "million", "llm", "profile", "scan", "ratelimits",
@@ -111,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{pinning}")
 
     bench_python = ensure_bench_venv(log)
+    if {"matrix", "ratelimits"} & set(stages):  # made before the header, which names Curator's version
+        try:
+            ensure_curator_venv(log)
+        except (OSError, subprocess.CalledProcessError) as exc:  # the stages say what this costs them
+            log(f"bench: .venv-curator could not be made: {exc}")
     ref = os.environ.get("BENCH_CONNECTOR_REF", "").strip()
     baseline = os.environ.get("BENCH_BASELINE_REF", "").strip()
     header: dict[str, Any] = {
@@ -124,7 +129,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench import cold, llm, matrix, profile, ratelimits, remote, scan
     from bench import stages as st
-    from bench.venv import ensure_curator_venv
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:

@@ -63,11 +63,19 @@ def ensure_venv(venv: Path, requirements: list[str], log: object = print) -> Pat
 
 
 def versions() -> dict[str, str]:
-    """Installed versions of the peers, for the report."""
+    """Installed versions of the peers, for the report (Curator's from .venv-curator, once it exists)."""
+    found = _versions(BENCH_PYTHON, ("aiohttp", "openai", "litellm", "httpx", "uvloop"))
+    curator = CURATOR_VENV / "bin" / "python"
+    if curator.exists():
+        found.update(_versions(curator, ("bespokelabs-curator",)))
+    return found
+
+
+def _versions(python: Path, names: tuple[str, ...]) -> dict[str, str]:
     code = (
-        "import importlib.metadata as m, json\n"
+        "import importlib.metadata as m, json, sys\n"
         "out = {}\n"
-        "for name in ('aiohttp', 'openai', 'litellm', 'httpx', 'uvloop'):\n"
+        "for name in sys.argv[1:]:\n"
         "    try:\n"
         "        out[name] = m.version(name)\n"
         "    except m.PackageNotFoundError:\n"
@@ -76,5 +84,5 @@ def versions() -> dict[str, str]:
     )
     import json
 
-    done = subprocess.run([str(BENCH_PYTHON), "-c", code], capture_output=True, text=True, check=True)
+    done = subprocess.run([str(python), "-c", code, *names], capture_output=True, text=True, check=True)
     return dict(json.loads(done.stdout))
