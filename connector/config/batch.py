@@ -30,7 +30,7 @@ WINDOWED = ("openai_chat_completions", "openai_responses", "azure_openai", "open
 class BatchConfig(BaseModel):
     """Provider batch APIs: about half the price, answers within hours instead of seconds."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     enabled: bool = Field(
         False,

@@ -83,6 +83,7 @@ class SourceConfig(RunSettings, TaskSettings):
 
     model_config = ConfigDict(
         extra="forbid",
+        defer_build=True,
         title="OpenAI-compatible enrichment source",
         json_schema_extra={"additionalProperties": False},
     )

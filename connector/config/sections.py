@@ -19,7 +19,7 @@ ColumnType = Literal["string", "integer", "number", "boolean", "object", "array"
 class Strict(BaseModel):
     """A config section that refuses unknown fields."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class ResponseTemplate(Strict):
