@@ -107,6 +107,7 @@ def test_check_and_discover_of_a_valid_config_import_neither_jsonschema_nor_pyar
     assert catalog[-1]["type"] == "CATALOG"
     assert "pyarrow.csv" in checked & discovered  # the CSV was read
     assert not (checked | discovered) & {"jsonschema", "pyarrow.compute"}
+    assert "dateutil" not in checked | discovered  # what pyarrow tries first when it infers a list's type
 
 
 def test_check_and_discover_import_none_of_reads_machinery(tmp_path: Path, fake_server: Server) -> None:

@@ -329,8 +329,9 @@ def _all_match(columns: list[tuple[TextKinds, pa.Array]], pattern: str) -> list[
     missed = call_function("cast", [call_function("invert", [matched])], CastOptions.safe(pa.int64()))
     misses = call_function("cumulative_sum", [missed])
     ends = list(itertools.accumulate(len(column) for _, column in columns))
-    counts = call_function("take", [misses, pa.array([max(end - 1, 0) for end in ends])],
-                           TakeOptions(boundscheck=True)).to_pylist()
+    # Typed: pyarrow infers an untyped list's type by trying dateutil and pandas first (~8 ms here, once).
+    last = pa.array([max(end - 1, 0) for end in ends], pa.int64())
+    counts = call_function("take", [misses, last], TakeOptions(boundscheck=True)).to_pylist()
     totals = [0] + [count if end else 0 for count, end in zip(counts, ends, strict=True)]
     return [after == before for before, after in itertools.pairwise(totals)]
 
