@@ -8,16 +8,16 @@ into (position, row) pairs from a starting position on.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from connector.config.input import InputConfig
 from connector.errors import InputError
-from connector.rows.cursor import CursorState
-from connector.rows.cursor_table import CursorTable
 from connector.rows.files import Chooser, InputTable
-from connector.rows.keys import check_keys
-from connector.rows.stdin import StdinTable
 from connector.rows.table import Row, Table
+
+if TYPE_CHECKING:
+    from connector.rows.cursor import CursorState
+    from connector.rows.cursor_table import CursorTable
 
 
 def open_input(config: InputConfig, stdin: BinaryIO | None = None, reserved: Collection[str] = (),
@@ -29,17 +29,30 @@ def open_input(config: InputConfig, stdin: BinaryIO | None = None, reserved: Col
     the mark of ``cursor`` (the STATE's; every row without one): a
     :class:`~connector.rows.cursor_table.CursorTable`. ``choose``: which of the files listed to
     read (input.incremental files, :mod:`connector.pipeline.file_sync`); default all."""
+    # Standard input's table, the cursor's and the key check are imported where used: check and
+    # discover of a file import none of them (issue 25, cold start).
     if config.is_stdin:
+        from connector.rows.stdin import StdinTable
+
         return StdinTable(config, stdin, reserved)  # its keys are checked as rows arrive
     opened = InputTable(config, reserved, choose)
     # A cursor sync checks the keys of the rows it reads: a changed row keeps its key on purpose.
-    table = opened if config.cursor is None else CursorTable(opened, config, cursor)
+    table = opened if config.cursor is None else _past_mark(opened, config, cursor)
     if config.primary_key is not None and config.primary_key in table.columns:
+        from connector.rows.keys import check_keys
+
         # Before anything is sent: checking while reading would find a duplicate after paying for the rows
         # before it. A query's check reads only its key column (one pass of the query before the read's).
         rows = opened.key_batches(config.primary_key) if table is opened else table.batches()
         check_keys(rows, config.primary_key)
     return table
+
+
+def _past_mark(opened: InputTable, config: InputConfig, cursor: CursorState | None) -> CursorTable:
+    """The rows after the mark of ``cursor``: a cursor sync's table."""
+    from connector.rows.cursor_table import CursorTable
+
+    return CursorTable(opened, config, cursor)
 
 
 def numbered_rows(
