@@ -36,7 +36,7 @@ from bench.venv import ensure_bench_venv, ensure_curator_venv, versions
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL_STAGES = ("capacity", "matrix", "sweep", "spec", "cold", "million", "llm", "profile", "scan", "ratelimits",
-              "remote")
+              "remote", "packing", "packing_live")
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = int(os.environ.get("BENCH_ROWS") or (1000 if quick else 5000))
     rows_slow = int(os.environ.get("BENCH_ROWS_500") or (500 if quick else 2000))
     switched = {"million": _flag("BENCH_MILLION", not quick), "llm": _flag("BENCH_LLM", not quick),
+                "packing_live": _flag("BENCH_LLM", not quick),
                 "profile": _flag("BENCH_PROFILE", not quick)}
     stages = list(args.stages) or [s for s in ALL_STAGES if switched.get(s, True)]
     command = _command(args_list)
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         header["machine"]["commit"] = f"{_short(ref)} (BENCH_CONNECTOR_REF={ref}, exported with git archive)"
     log(f"bench: machine {header['machine']}")
 
-    from bench import cold, llm, matrix, profile, ratelimits, remote, scan
+    from bench import cold, llm, matrix, packing, profile, ratelimits, remote, scan
     from bench import stages as st
 
     started = time.monotonic()
@@ -159,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                 ctx, int(os.environ.get("BENCH_REMOTE_MB") or (64 if quick else 1024)),
                 int(os.environ.get("BENCH_REMOTE_PG_ROWS") or (100_000 if quick else 1_000_000)),
                 int(os.environ.get("BENCH_REMOTE_ENRICH_ROWS") or (2_000 if quick else 20_000))),
+            "packing": lambda: packing.stage(False, int(os.environ.get("BENCH_PACK_ROWS") or 1000), log, work),
+            "packing_live": lambda: packing.stage(True, int(os.environ.get("BENCH_PACK_LIVE_ROWS") or 200), log, work),
         }
         try:
             if ref:

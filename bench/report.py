@@ -21,6 +21,7 @@ from typing import Any
 
 from bench.report_fmt import provenance, table
 from bench.report_matrix import PLOT_NAME, capacity_section, matrix_section, sweep_section
+from bench.report_packing import packing_live_section, packing_section
 from bench.report_sections import (
     cold_section,
     llm_section,
@@ -39,7 +40,7 @@ RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 PLOT = DOC.parent / PLOT_NAME
 STAGE_ORDER = ("capacity", "matrix", "sweep", "spec", "cold", "million", "llm", "profile", "scan", "ratelimits",
-               "remote")
+               "remote", "packing", "packing_live")
 
 
 def machine() -> dict[str, Any]:
@@ -100,6 +101,8 @@ SECTIONS: tuple[tuple[str, str, Callable[[dict[str, Any]], str]], ...] = (
     ("ratelimits", "Rate limits: a mock with OpenAI-style buckets and headers (bench/ratelimits.py)",
      ratelimits_section),
     ("remote", "Reading where the table lives: S3 (moto) and PostgreSQL beside local files", remote_section),
+    ("packing", "Several rows per request: a mock (bench/packing.py)", packing_section),
+    ("packing_live", "Several rows per request: llama.cpp with SmolLM2-135M (bench/packing.py)", packing_live_section),
 )
 
 

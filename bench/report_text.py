@@ -52,6 +52,10 @@ Environment:
   (`make local-llm` installs it; the bench never compiles it). `BENCH_LLM_ROWS` (default 24): with so
   few rows the connector's fixed cost per run (opening the input, shutting down: inside its steady
   window, outside the direct client's timed loop) is a few % of a ~5 s run.
+- `packing` (rows_per_request 1, 10, 50 and auto against bench/packmock.py; `BENCH_PACK_ROWS`, default
+  1,000, ~1 minute) and `packing_live` (the same against llama.cpp, switched by `BENCH_LLM`;
+  `BENCH_PACK_LIVE_ROWS`, default 200, several minutes): bench/packing.py, run alone with
+  `python -m bench packing packing_live`.
 - `BENCH_PROFILE=1|0`: py-spy and cProfile of the connector; on by default in a full run.
 - `BENCH_SCAN_MB=N`: the size of the CSV and JSONL files the scan stage discovers (default 1,024; 64 in a
   quick run). The files are written into the bench's temporary folder and deleted after.
