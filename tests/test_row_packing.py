@@ -197,6 +197,22 @@ def test_what_cannot_be_keyed_by_row_is_a_config_error(tmp_path: Path, extra: di
     assert info.value.failure_type == "config_error"
 
 
+@pytest.mark.parametrize("given", ["0", "2000", 0, 1001, 2.5, True, "ten"])
+def test_a_rows_per_request_out_of_range_gets_one_message_naming_the_field(tmp_path: Path, given: Any) -> None:
+    # "0" as text once gave pydantic's two union errors ("constrained-int: ...; literal['auto']: ...")
+    with pytest.raises(ConfigError) as info:
+        load_config(config(tmp_path, rows=given))
+    message = str(info.value)
+    assert message.startswith("Invalid config: rows_per_request: ") and message.count("rows_per_request") == 1
+    assert "literal" not in message and "constrained" not in message
+    assert info.value.failure_type == "config_error"
+
+
+@pytest.mark.parametrize(("given", "rows"), [("10", 10), (7, 7), ("auto", "auto")])
+def test_a_rows_per_request_given_as_text_or_number_is_read_as_it_says(tmp_path: Path, given: Any, rows: Any) -> None:
+    assert load_config(config(tmp_path, rows=given)).rows_per_request == rows
+
+
 def test_a_read_against_the_fake_server_process(tmp_path: Path, fake_server: Any) -> None:
     cfg = config(tmp_path, url=fake_server.base_url, api_key=fake_server.api_key, rows=4,
                  model="fake-model")

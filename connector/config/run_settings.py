@@ -9,14 +9,26 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, PrivateAttr, WithJsonSchema, model_validator
+from pydantic import Field, PlainValidator, PrivateAttr, WithJsonSchema, model_validator
 
 from connector.config.packing_rules import AUTO_MAX_ROWS, AUTO_OUTPUT_LIMIT, AUTO_WINDOW
 from connector.config.sections import CacheConfig, ErrorClass, Price, Strict, TLSConfig
 
-# A number of rows, or "auto"; a form's text input gives the number as text ("10"), read as the number.
+
+def _rows_per_request(value: object) -> int | Literal["auto"]:
+    """A number of rows, or "auto"; a form's text input gives the number as text ("10"), read as the number.
+    One check with one message, where a union of the two types would report both types' errors."""
+    if value == "auto":
+        return "auto"
+    rows = int(value) if isinstance(value, str) and value.strip().isdigit() else value
+    if isinstance(rows, bool) or not isinstance(rows, int) or not 1 <= rows <= 1000:
+        raise ValueError(f'must be a whole number from 1 to 1000, or "auto" (got {value!r})')
+    return rows
+
+
 RowsPerRequest = Annotated[
-    Annotated[int, Field(ge=1, le=1000)] | Literal["auto"],
+    int | Literal["auto"],
+    PlainValidator(_rows_per_request),
     WithJsonSchema({"type": ["integer", "string"], "minimum": 1, "maximum": 1000, "pattern": "^(auto|[0-9]+)$"}),
 ]
 
