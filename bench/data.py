@@ -138,14 +138,26 @@ def make_bodies(config: dict[str, Any], out: Path, env: dict[str, str] | None = 
     return int(done.stdout.strip())
 
 
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a table ``write_table`` made, read in a child process (keeps the harness small)."""
+    done = subprocess.run([sys.executable, "-m", "bench.data", "rows", str(path)],
+                          check=True, capture_output=True, text=True)
+    rows: list[dict[str, Any]] = json.loads(done.stdout)
+    return rows
+
+
 def main() -> None:
     kind, *args = sys.argv[1:]
     if kind == "table":
         write_table(Path(args[0]), int(args[1]))
     elif kind == "bodies":
         print(write_bodies(json.loads(Path(args[0]).read_text()), Path(args[1])))
+    elif kind == "rows":
+        import pyarrow.parquet as pq
+
+        print(json.dumps(pq.read_table(args[0]).to_pylist()))
     else:
-        raise SystemExit(f"usage: python -m bench.data table PATH ROWS | bodies CONFIG OUT (not {kind})")
+        raise SystemExit(f"usage: python -m bench.data table PATH ROWS | bodies CONFIG OUT | rows PATH (not {kind})")
 
 
 if __name__ == "__main__":

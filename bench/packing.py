@@ -37,8 +37,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from bench import data
 from bench.packmock import _word
 from bench.procs import CLIENT_CORE, SERVER_CORE, BenchFailure, cpu_seconds, pinned
@@ -117,7 +115,7 @@ def run_one(port: int, table: Path, n: int | str, work: Path) -> dict[str, Any]:
 
 
 def _check(records: list[dict[str, Any]], stats: dict[str, Any], table: Path, n: int | str) -> None:
-    rows = pq.read_table(table).to_pylist()
+    rows = data.read_rows(table)
     wanted = [_word(_prompt(row)) for row in rows]
     got = [r["answer"] for r in records]
     if got != wanted or any(r["_status"] != "ok" for r in records):

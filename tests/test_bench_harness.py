@@ -96,3 +96,24 @@ def test_issue_25s_targets_at_2048_in_flight_are_judged() -> None:
     assert judged["rows/s ≥ 0.8 × raw aiohttp, 2048 in flight, 50 ms"] == ("0.90× (1,800 vs 2,000 rows/s)", "**met**")
     cpu = judged["CPU µs/row ≤ 1.3 × raw aiohttp's (whole process), 2048 in flight, 50 ms"]
     assert cpu[0].startswith("1.67× (500 vs 300 µs") and cpu[1] == "**missed**"
+
+
+def test_the_harness_loads_neither_pyarrow_nor_the_connector_with_its_stages(tmp_path: Path) -> None:
+    # Linux reports a child's peak RSS as at least its parent's at fork: bench/packing.py once imported
+    # pyarrow.parquet at the top, the harness grew to ~75 MB, and every raw aiohttp run at 128 and 512 in
+    # flight was refused as "peak RSS ... no more than the harness's own" (a matrix with no raw loop).
+    import subprocess
+
+    from bench import data
+
+    table = data.make_table(tmp_path / "t.parquet", 3)
+    probe = (
+        "import sys\n"
+        "from bench import __main__, cold, llm, matrix, packing, profile, ratelimits, remote, scan, stages\n"
+        "from bench import data\n"
+        f"rows = data.read_rows(__import__('pathlib').Path({str(table)!r}))\n"
+        "print(len(rows), sorted(m for m in sys.modules if m.split('.')[0] in ('pyarrow', 'connector')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.stdout.split(" ", 1) == ["3", "[]\n"]
