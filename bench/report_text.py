@@ -15,7 +15,8 @@ client has one core, as the issue's targets assume.
 - `CPU µs/row` is the user+sys CPU of the whole client process (from `wait4`: start-up included, minus
   nothing) divided by rows; `after start-up` subtracts the CPU spent before the first request.
   `peak RSS` is the process's maximum resident set (the harness stays small, because Linux reports a
-  child's peak as at least its parent's size at fork).
+  child's peak as at least its parent's size at fork); "–" where the reading was no more than the
+  harness's own size at fork (~50 MB), so it would be the harness's: the raw aiohttp loop's is about that.
 - `mock CPU %` is the mock's CPU over the run: far below 100 % means the mock was not the bottleneck.
   `others' CPU %` is what processes other than the bench used of the whole machine (2 cores) during the
   run (median). Pinning keeps a core for a client only if nobody else wants it: a cell with a high figure
