@@ -14,10 +14,10 @@ import pytest
 from connector import errors
 from connector.config.load import load_config
 from connector.dialects import dialect_for
+from connector.endpoint.aiohttp_transport import AiohttpTransport
 from connector.endpoint.batch import Submission, batch_api
 from connector.endpoint.batch.retry import BatchRetry
 from connector.endpoint.limits import WaitCap
-from connector.endpoint.transport import AiohttpTransport
 from tests.batch_runs import Sync, batch_config, delta, read, rows_of, server_fixture
 from tests.fake_batch import Control
 

@@ -19,6 +19,7 @@ import pytest
 from connector import errors
 from connector.config.load import load_config
 from connector.config.parts import parts_of
+from connector.endpoint.aiohttp_transport import AiohttpTransport
 from connector.endpoint.batch import (
     BatchAPI,
     BatchLimits,
@@ -34,7 +35,7 @@ from connector.endpoint.batch.http import BatchHTTP
 from connector.endpoint.batch.openai_batches import OpenAIBatches
 from connector.endpoint.batch.protocol_base import BatchStatus, ItemResult
 from connector.endpoint.classify import classify
-from connector.endpoint.transport import AiohttpTransport, HttpxTransport
+from connector.endpoint.transport import HttpxTransport
 from tests.conftest import dialect_of
 from tests.fake_batch import Control
 from tests.fake_openai import spawn

@@ -201,7 +201,7 @@ async def test_local_resources_that_never_recover_stop_the_sync_resumably() -> N
 def test_aiohttp_errors_are_translated_the_same_way() -> None:
     import aiohttp
 
-    from connector.endpoint.transport import _translate_aiohttp
+    from connector.endpoint.aiohttp_transport import _translate_aiohttp
 
     key = type("Key", (), {"ssl": True, "host": "h", "port": 1})()
     exc = aiohttp.ClientConnectorError(key, OSError(errno.EMFILE, "Too many open files"))

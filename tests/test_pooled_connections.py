@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from connector import errors
-from connector.endpoint.transport import AiohttpTransport
+from connector.endpoint.aiohttp_transport import AiohttpTransport
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -16,12 +16,13 @@ from connector.callbacks import Notice, no_notice
 from connector.config.model import SourceConfig
 from connector.config.parts import Limits, Parts, first_task, parts_of
 from connector.dialects import Dialect, dialect_for
+from connector.endpoint.aiohttp_transport import AiohttpTransport
 from connector.endpoint.client import EndpointClient
 from connector.endpoint.limits import ConcurrencyGate, SpendBudget, WaitCap
 from connector.endpoint.oneshot import OneShotTransport
 from connector.endpoint.pacing import Limiter
 from connector.endpoint.resources import connections_that_fit
-from connector.endpoint.transport import AiohttpTransport, Transport
+from connector.endpoint.transport import Transport
 from connector.requests.templates import RequestTemplate
 from connector.secrets import Redactor
 
