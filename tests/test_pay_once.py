@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import sqlite3
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +173,30 @@ def test_single_flight_shares_one_call_and_its_failure() -> None:
     results = asyncio.run(run())
     assert calls == 1 and [r for r, _ in results] == [7] * 5
     assert sum(shared for _, shared in results) == 4
+
+
+def test_a_failed_call_in_single_flight_is_freed_without_the_cyclic_collector() -> None:
+    # The future kept the exception, whose traceback kept the frame that held the future: every failed
+    # row's exception, traceback and frames (enricher to socket, ~120 objects) waited for the cyclic
+    # collector, which the process runs rarely (connector/cli.py), so a read in which every row failed grew.
+    class Refused(Exception):
+        pass
+
+    async def call() -> int:
+        raise Refused("no")
+
+    async def run() -> weakref.ref[Refused]:
+        try:
+            await SingleFlight().run("k", call)
+        except Refused as exc:
+            return weakref.ref(exc)
+        raise AssertionError("the failure was not raised")
+
+    gc.disable()
+    try:
+        assert asyncio.run(run())() is None  # freed by reference counting alone
+    finally:
+        gc.enable()
 
 
 def test_skip_policy_leaves_failed_rows_out_but_counts_them(fake_server: Server, write_json) -> None:

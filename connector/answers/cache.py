@@ -301,6 +301,7 @@ class SingleFlight:
         except Exception as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: nobody may be waiting
+            del future  # it holds exc, whose traceback holds this frame: a cycle only the collector frees
             raise
         finally:
             del self._pending[key]
