@@ -337,7 +337,13 @@ def tune_collector() -> None:
 def main() -> None:
     """The process entry point (``source-openai-compatible``, ``python -m connector``)."""
     tune_collector()
-    sys.exit(run())
+    code = run()
+    # The process ends: the interpreter's last collections would walk every object left (modules, the
+    # run's caches) for memory the system takes back anyway: ~60 M instructions after a read at 512 in
+    # flight (callgrind), which frozen objects are spared. Nothing waits for them: run() has flushed
+    # the output and closed the files, the cache and the connections.
+    gc.freeze()
+    sys.exit(code)
 
 
 if __name__ == "__main__":
