@@ -114,6 +114,13 @@ def test_cache_key_is_canonical_and_covers_model_and_parameters() -> None:
     assert a != cache_key("u", "chat", {"model": "m", "messages": [1], "temperature": 0}, "r2")
 
 
+def test_cache_keys_are_those_caches_written_by_earlier_versions_hold() -> None:
+    """The key as a35ee73 computed it (one SHA-256 over the whole canonical array): an older cache file still hits."""
+    body = {"model": "m", "max_tokens": 16, "messages": [{"role": "user", "content": "héllo"}], "temperature": 0}
+    assert cache_key("http://llm.local/v1", "openai_chat_completions", body, "r" * 64) == \
+        "7cad2a9742172cf8c0cc9f562d5d3fa047814f13d5a6d7c7eedb091387eb2797"
+
+
 def _read_in_process(config: dict[str, Any], handler: Any) -> list[dict[str, Any]]:
     async def collect() -> list[dict[str, Any]]:
         return [m async for m in commands.read(config, catalog_for(), None, mock_transport(handler))]

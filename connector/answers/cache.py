@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import os
 import sqlite3
@@ -100,12 +101,23 @@ def connect(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(str(path), timeout=1.0, isolation_level=None, check_same_thread=False)
 
 
+_CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
 def cache_key(url: str, dialect: str, body: Any, requester: str) -> str:
     """The key of the answer to ``body`` sent by ``requester`` (:func:`~connector.secrets.requester_identity`)
-    to ``url`` in the ``dialect`` API shape."""
-    canonical = orjson.dumps([url, dialect, requester, body],
-                             option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
-    return hashlib.sha256(canonical).hexdigest()
+    to ``url`` in the ``dialect`` API shape: the SHA-256 of ``[url, dialect, requester, body]`` as canonical JSON
+    (keys sorted, compact), the hash of its first three items made once per run."""
+    digest = _asker(url, dialect, requester).copy()
+    digest.update(orjson.dumps(body, option=_CANONICAL, default=str))
+    digest.update(b"]")
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=16)
+def _asker(url: str, dialect: str, requester: str) -> hashlib._Hash:
+    """SHA-256 fed with the canonical JSON array's start, up to its last item (who asks, where and how)."""
+    return hashlib.sha256(orjson.dumps([url, dialect, requester], option=_CANONICAL, default=str)[:-1] + b",")
 
 
 class AnswerCache:
