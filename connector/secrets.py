@@ -35,6 +35,8 @@ from functools import lru_cache
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import orjson
+
 MASK = "****"
 T = TypeVar("T")
 
@@ -230,6 +232,11 @@ _HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"}
 _JSON_ESCAPES = {"\n": "n", "\r": "r", "\t": "t", "\b": "b", "\f": "f"}
 
 
+# An answer whose JSON is longer than this most likely holds an embedding vector (3,072 numbers: ~60,000
+# characters), which serialising costs ~100 µs and the walk skips: from the first one on, a redactor walks.
+_WALK_ABOVE = 8_192
+
+
 @lru_cache(maxsize=512)
 def _char(ch: str) -> str:
     """A pattern for one character of a secret, in any form it may be echoed in."""
@@ -263,6 +270,7 @@ class Redactor:
         self._registry = registry
         self._version = -1
         self._regex: re.Pattern[str] | None = None
+        self._walk = False  # search an answer's strings joined, not its JSON (see _WALK_ABOVE)
 
     @classmethod
     def for_config(cls, config: object) -> Redactor:
@@ -289,10 +297,26 @@ class Redactor:
         """``value`` (JSON-like: dicts, lists, text) with every secret in every string masked, for data
         the endpoint sent (an answer that echoes the key) before it reaches a record, a file or the cache."""
         regex = self._compiled()
-        if regex is None or regex.search("\x00".join(_strings(value, []))) is None:
+        if regex is None or regex.search(self._text(value)) is None:
             return value  # nearly every answer: one search over its strings, nothing rebuilt
         walked: T = _masked(regex, value)
         return walked
+
+    def _text(self, value: object) -> str:
+        """One text holding every string of ``value`` (dict keys too), so one search says whether to walk:
+        its JSON (one C call, ~6x faster than collecting the strings), whose escapes (quote, backslash, control
+        characters) are forms every secret's pattern matches; or, for a value JSON cannot hold as is and once
+        this redactor met a vector, the strings joined by NUL. Either finds every secret :func:`_masked` masks;
+        a match across two strings only costs a walk that finds nothing."""
+        if not self._walk:
+            try:
+                text = orjson.dumps(value)
+            except TypeError:  # a key that is not text, a number beyond 64 bits, a lone surrogate, ...
+                pass
+            else:
+                self._walk = len(text) > _WALK_ABOVE
+                return text.decode()
+        return "\x00".join(_strings(value, []))
 
 
 def _strings(value: Any, found: list[str]) -> list[str]:

@@ -147,3 +147,29 @@ def test_an_answer_without_a_secret_is_returned_as_it_is() -> None:
     answer = {"choices": [{"message": {"content": "sk-a/b+c="}}], "usage": {"prompt_tokens": 3},
               "parts": ["sk-a/b+c=", "d e%f\"g\\h-0123"], "vector": [0.1, 0.2]}
     assert Redactor([KEY], SecretRegistry()).masked(answer) is answer
+
+
+# Redactor.masked searches an answer's JSON (its escapes are forms every secret's pattern matches), or its
+# strings joined once the redactor met a vector: a secret with characters JSON escapes is found either way.
+_ESCAPED_SECRETS = ["sk-quote\"back\\slash", "sk-new\nline\ttab\rret", "sk-ctl\x01\x1f\x7f-end", "sk-é-ü-日本-😀",
+                    "sk-</script>&amp;'x'"]
+
+
+@pytest.mark.parametrize("secret", _ESCAPED_SECRETS)
+def test_a_secret_with_characters_json_escapes_is_masked_in_an_answer(secret: str) -> None:
+    redact = Redactor([secret], SecretRegistry())
+    answer = {"choices": [{"message": {"content": f"echo: {secret}!"}}], secret: 1, "n": [1, 2.5, None]}
+    masked = redact.masked(answer)
+    assert masked == {"choices": [{"message": {"content": f"echo: {MASK}!"}}], MASK: 1, "n": [1, 2.5, None]}
+
+
+def test_a_redactor_that_met_a_vector_still_masks_every_answer_after_it() -> None:
+    redact = Redactor([KEY], SecretRegistry())
+    vector = {"data": [{"embedding": [0.125] * 3072}], "model": f"m {KEY}"}
+    assert redact.masked(vector) == {"data": [{"embedding": [0.125] * 3072}], "model": f"m {MASK}"}
+    answer = {"choices": [{"message": {"content": f"the key is {json.dumps(KEY)}"}}]}
+    assert MASK in json.dumps(redact.masked(answer)) and "0123" not in json.dumps(redact.masked(answer))
+    plain = {"choices": [{"message": {"content": "nothing secret"}}], "vector": [0.5] * 3072}
+    assert redact.masked(plain) is plain
+    odd = {1: f"a key that is not text beside {KEY}"}  # no JSON for it: its strings are searched
+    assert Redactor([KEY], SecretRegistry()).masked(odd) == {1: f"a key that is not text beside {MASK}"}
