@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from connector.airbyte import commands
-from connector.answers.cache import KEPT_BATCH, AnswerCache, connect
+from connector.answers.cache import AnswerCache, connect, limit_of
 from connector.config.load import load_config
 from connector.endpoint.transport import HttpxTransport
-from tests.conftest import catalog_for, enricher_for
+from connector.pipeline.enrich import RowEnricher
+from tests.conftest import catalog_for, dialect_of, enricher_for
 
 TEXTS = ["short", "a much longer text that needs many more words than the cap allows", "tiny too"]
 
@@ -138,15 +140,20 @@ class TracedCache:
         db.set_trace_callback(self.statements.append)
         return db
 
-    def on_kept(self, verb: str, until: int | None = None) -> list[str]:
-        """The statements on the kept table starting with ``verb`` since the open (up to ``until``)."""
-        return [s for s in self.statements[self.opened:until] if "kept" in s and s.lstrip().upper().startswith(verb)]
+    def on(self, table: str, verb: str) -> list[str]:
+        """The statements on ``table`` starting with ``verb`` since the open."""
+        return [s for s in self.statements[self.opened:]
+                if f" {table} " in f"{s} " and s.lstrip().upper().startswith(verb)]
+
+
+def _enricher(server: CuttingServer, cache: AnswerCache, max_tokens: int) -> RowEnricher:
+    transport = HttpxTransport(httpx.AsyncClient(transport=httpx.MockTransport(server.handler)))
+    return enricher_for(load_config(config(Path("/unused"), max_tokens)), transport, cache)
 
 
 def _enrich(server: CuttingServer, cache: AnswerCache, max_tokens: int) -> list[dict[str, Any]]:
     """Every row of TEXTS through a RowEnricher on ``cache``."""
-    transport = HttpxTransport(httpx.AsyncClient(transport=httpx.MockTransport(server.handler)))
-    enricher = enricher_for(load_config(config(Path("/unused"), max_tokens)), transport, cache)
+    enricher = _enricher(server, cache, max_tokens)
 
     async def go() -> list[dict[str, Any]]:
         done = [await enricher((n, {"text": t})) for n, t in enumerate(TEXTS)]
@@ -155,40 +162,74 @@ def _enrich(server: CuttingServer, cache: AnswerCache, max_tokens: int) -> list[
     return asyncio.run(go())
 
 
-def test_a_cache_without_kept_answers_at_open_looks_none_up_and_writes_them_at_close(tmp_path: Path) -> None:
-    """A first run (nothing kept yet) runs no SELECT on kept, and writes its kept entries once, at close;
-    the next run looks them up and finds them (the cut row is asked again, the others come from the cache)."""
+def test_a_first_run_makes_one_lookup_a_row_and_notes_its_cap_once(tmp_path: Path) -> None:
+    """A first run (no cap in the file at open) looks each request up once and writes its cap once, not an entry
+    per answer (before: a second key, a SHA-256 of the body, and a kept row for every answer); the next run, with
+    a raised cap, looks each miss up under the old cap and finds the answers that ended on their own."""
     server, path = CuttingServer(), tmp_path / "answers.sqlite"
     first = TracedCache(path)
-    assert first.cache.has_kept is False
+    assert first.cache.limits == ()
     assert [r["_status"] for r in _enrich(server, first.cache, 5)] == ["ok", "truncated", "ok"]
-    before_close = len(first.statements)
     first.cache.close()
-    assert first.on_kept("SELECT") == []
-    assert first.on_kept("INSERT", before_close) == [] and first.on_kept("INSERT") != []  # buffered until close
+    assert len(first.on("answers", "SELECT")) == 3 and len(first.on("answers", "INSERT")) == 3
+    assert len(first.on("limits", "INSERT")) == 1 and first.on("kept", "INSERT") == []
     second = TracedCache(path)
-    assert second.cache.has_kept is True
+    assert second.cache.limits == ('{"max_tokens":5}',)
     records = _enrich(server, second.cache, 50)
     second.cache.close()
-    assert [r["_cached"] for r in records] == [True, False, True] and second.on_kept("SELECT") != []
+    assert [r["_cached"] for r in records] == [True, False, True]
+    assert len(second.on("answers", "SELECT")) == 6  # each row's own key, then under the cap of 5
     assert server.asked == Counter({TEXTS[0]: 1, TEXTS[1]: 2, TEXTS[2]: 1})
 
 
-def test_kept_entries_are_written_with_the_answers_every_batch(tmp_path: Path) -> None:
-    """A full batch of kept entries is written in the answers' transaction, so their commit makes it durable
-    (a crash loses at most the entries not written yet: a re-ask after a raised cap, never a wrong answer)."""
-    path = tmp_path / "answers.sqlite"
+def test_kept_answers_in_a_file_from_before_the_caps_are_still_found(tmp_path: Path) -> None:
+    """A cache file written by a35ee73 maps each answer's key without the cap to its key (table kept), and has no
+    caps: raising max_tokens still asks again only the row that was cut off."""
+    server, path = CuttingServer(), tmp_path / "answers.sqlite"
     cache = AnswerCache(path, warn=lambda _: None)
-    for n in range(KEPT_BATCH):
-        cache.put(f"k{n}", {"choices": []})
-        cache.keep(f"free{n}", f"k{n}")
-    cache.commit()
-    with contextlib.closing(sqlite3.connect(path)) as other:  # another process's view, before this one closes
-        assert other.execute("SELECT count(*) FROM kept").fetchone() == (KEPT_BATCH,)
-    cache.keep("free-last", "k0")
-    assert cache.kept("free-last") is None  # nothing was kept when it opened: no lookup at all
+    capped = _enricher(server, cache, 5)
+    assert [r["_status"] for r in _enrich(server, cache, 5)] == ["ok", "truncated", "ok"]
     cache.close()
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:  # as a35ee73 left it
+        db.execute("DROP TABLE limits")
+        for text in (TEXTS[0], TEXTS[2]):  # the answers that ended on their own
+            body = capped.body_for({"text": text})
+            free = {k: v for k, v in body.items() if k != "max_tokens"}
+            db.execute("INSERT INTO kept (key, answer) VALUES (?, ?)",
+                       (capped.answer_key(free), capped.answer_key(body)))
     again = AnswerCache(path, warn=lambda _: None)
-    assert again.has_kept and again.kept("free-last") == "k0"
-    assert again.kept(f"free{KEPT_BATCH - 1}") == f"k{KEPT_BATCH - 1}"
+    assert again.has_kept and again.limits == ()
+    records = _enrich(server, again, 50)
     again.close()
+    assert [r["_cached"] for r in records] == [True, False, True] and [r["_status"] for r in records] == ["ok"] * 3
+    assert server.asked == Counter({TEXTS[0]: 1, TEXTS[1]: 2, TEXTS[2]: 1})
+
+
+@pytest.mark.parametrize("api, capped", [
+    ("openai_chat_completions", lambda cap: {"max_tokens": cap}),
+    ("openai_responses", lambda cap: {"max_output_tokens": cap}),
+    ("gemini_generate_content", lambda cap: {"generationConfig": {"temperature": 0, "maxOutputTokens": cap}}),
+])
+def test_an_answer_is_found_under_another_cap_only_when_nothing_else_changed(
+        tmp_path: Path, api: str, capped: Any) -> None:
+    """Each API shape's cap where it keeps it (Gemini's inside generationConfig): a request with a raised cap finds
+    the key it had under the old one; a request that changed anything else besides (its temperature) does not."""
+    dialect = dialect_of(load_config({"url": "http://fake.local/v1", "prompt": "{{t}}", "api_compatibility": api,
+                                      "model": "m", "input": {"rows": [{"t": "x"}]}}))
+    body = {"model": "m", "contents": [1], **capped(5)}
+    path = tmp_path / "answers.sqlite"
+    first = AnswerCache(path)
+    first.note_limit(limit_of(dialect, body) or "")
+    first.close()
+    cache = AnswerCache(path)
+    assert len(cache.limits) == 1
+    keys = lambda b: json.dumps(b, sort_keys=True)  # noqa: E731
+    assert list(cache.under_other_caps(dialect, {**body, **capped(50)}, keys)) == [keys(body)]
+    assert list(cache.under_other_caps(dialect, body, keys)) == []  # its own cap: its own key, looked up already
+    other = {**body, **capped(50)}
+    if "generationConfig" in other:
+        other["generationConfig"] = {**other["generationConfig"], "temperature": 1}
+    else:
+        other["temperature"] = 1
+    assert keys(body) not in list(cache.under_other_caps(dialect, other, keys))  # an answer at temperature 0: not it
+    cache.close()

@@ -15,16 +15,22 @@ the middle of a run (a full disk), :attr:`AnswerCache.failure` says why and
 run's summary. A damaged entry (not JSON, not a reply) is a miss, with a warning, and
 a cached reply is normalised like a fresh one before it is used.
 
-Beside the answers, ``kept`` maps the key of a request *without* its output-token cap to the
-answer that ended on its own under some cap (:meth:`AnswerCache.keep`): raising ``max_tokens``
-after some answers were cut off then asks again only those
-(:meth:`connector.pipeline.enrich.RowEnricher.cached_answer` decides when such an answer fits).
-Only a run that found ``kept`` entries when it opened the file looks them up
-(:attr:`AnswerCache.has_kept`): the entries a run adds itself were made by its own requests, under its
-own caps, so a first run pays no lookup. ``kept`` entries are written in batches
-(:data:`KEPT_BATCH`, and at :meth:`AnswerCache.close`) inside the answers' transaction; a batch lost to
-a crash only costs asking again after a raised cap, never a wrong answer and never an answer bought
-twice for the same request: the answers themselves are committed before their records, as always.
+Beside the answers, ``limits`` holds each output-token cap (the part of a request that sets it, as
+canonical JSON: ``{"max_tokens":16}``) under which some answer ended on its own
+(:meth:`AnswerCache.note_limit`, one row per distinct cap, written in the answers' transaction). Raising
+``max_tokens`` after some answers were cut off then asks again only those: a request that misses is
+looked up once more under each cap the file had at open (:meth:`AnswerCache.under_other_caps`), and
+:meth:`connector.pipeline.enrich.RowEnricher.cached_answer` decides whether the answer found fits. Only a
+run that found caps when it opened the file makes those lookups (:attr:`AnswerCache.limits`): the caps a
+run adds itself are its own, so a first run pays no lookup; per answer, a run only finds its cap's few
+bytes among those it noted already. A file notes at most :data:`MAX_LIMITS` caps (a template that sets
+the cap per row would otherwise make a later run's misses look up every one of them): the answers of
+other caps are found by their own request only.
+
+Files written by a35ee73 and before map, in ``kept``, the key of a request *without* its cap to the
+answer that ended on its own under some cap; they are still looked up (:meth:`AnswerCache.kept`, only
+when the file had such entries at open: :attr:`AnswerCache.has_kept`), and no longer written: that
+cost a second key (a SHA-256 of the body) and an index insert for every answer.
 """
 
 from __future__ import annotations
@@ -36,13 +42,14 @@ import hashlib
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 
 from connector.config.sections import CacheConfig
+from connector.dialects.base import Dialect
 from connector.dialects.replies import normalise as normalise_text
 from connector.errors import BadReply
 
@@ -54,10 +61,7 @@ def _as_is(reply: dict[str, Any]) -> dict[str, Any]:
 
 T = TypeVar("T")
 
-# Kept entries buffered before one executemany, instead of an INSERT for every answer. Their keys are random, so a
-# batch dirties pages all over the kept table's index, each written to the WAL at the next commit: at 256 a 5,000-row
-# read wrote ~0.4 pages a row more than at 4,096 (strace: pwrite64 8,148 -> 6,078, fdatasync 17 -> 14).
-KEPT_BATCH = 4096
+MAX_LIMITS = 16  # distinct output-token caps a cache file notes (each one a lookup for a later run's miss)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
@@ -66,12 +70,18 @@ CREATE TABLE IF NOT EXISTS answers (
     created REAL NOT NULL
 )
 """
-# An answer that ended on its own, by the key of its request without the output-token cap: the request with
-# a larger cap (raised after other rows were cut off) finds it instead of buying it again.
+# An answer that ended on its own, by the key of its request without the output-token cap (written by a35ee73 and
+# before; read only): the request with a larger cap (raised after other rows were cut off) finds it.
 _KEPT = """
 CREATE TABLE IF NOT EXISTS kept (
     key TEXT PRIMARY KEY,
     answer TEXT NOT NULL
+)
+"""
+# The output-token caps some answer ended on its own under: a request with another cap is looked up under each.
+_LIMITS = """
+CREATE TABLE IF NOT EXISTS limits (
+    spec TEXT PRIMARY KEY
 )
 """
 
@@ -139,7 +149,8 @@ class AnswerCache:
         self.unkept = 0  # answers put after (or in the transaction of) that failure: not kept
         self._uncommitted = 0
         self.has_kept = False  # kept entries from an earlier run, found at open: only then are they looked up
-        self._keeping: dict[str, str] = {}  # kept entries not written yet (free key -> answer key)
+        self.limits: tuple[str, ...] = ()  # the caps answers ended on their own under, in the file at open
+        self._noted: set[str] = set()  # the caps written (or found at open)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = opener(path)
@@ -147,8 +158,11 @@ class AnswerCache:
             db.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process; cheap commits
             db.execute(_SCHEMA)
             db.execute(_KEPT)
+            db.execute(_LIMITS)
             db.execute("SELECT count(*) FROM answers LIMIT 1").fetchone()
             self.has_kept = db.execute("SELECT 1 FROM kept LIMIT 1").fetchone() is not None
+            self.limits = tuple(str(spec) for (spec,) in db.execute("SELECT spec FROM limits LIMIT ?", (MAX_LIMITS,)))
+            self._noted.update(self.limits)
             self._db = db
         except (sqlite3.Error, OSError) as exc:
             self._disable(f"cannot open the answer cache at {path} ({exc}); running without a cache")
@@ -212,36 +226,38 @@ class AnswerCache:
             self._uncommitted += 1
             self._disable(self._stopped(exc))
 
-    def keep(self, free_key: str, key: str) -> None:
-        """Remember that the answer stored under ``key`` ended on its own, by ``free_key`` (its request's key
-        without the output-token cap): buffered, written with the answers every :data:`KEPT_BATCH` entries
-        and at :meth:`close`."""
-        if self._db is None:
+    def note_limit(self, spec: str) -> None:
+        """Remember, with the answers, that some answer ended on its own under the cap ``spec`` (:func:`limit_of`):
+        written once per distinct cap, in the open transaction."""
+        if spec in self._noted or self._db is None or len(self._noted) >= MAX_LIMITS:
             return
-        self._keeping[free_key] = key
-        if len(self._keeping) >= KEPT_BATCH:
-            self._write_kept()
-
-    def _write_kept(self) -> None:
-        """The buffered kept entries, in the open transaction (one is begun when none is)."""
-        if self._db is None or not self._keeping:
-            return
+        self._noted.add(spec)
         try:
             if not self._db.in_transaction:
                 self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO kept (key, answer) VALUES (?, ?)", self._keeping.items())
-            self._keeping.clear()
+            self._db.execute("INSERT OR IGNORE INTO limits (spec) VALUES (?)", (spec,))
         except sqlite3.Error as exc:
             self._disable(self._stopped(exc))
 
+    def under_other_caps(self, dialect: Dialect, body: Mapping[str, Any],
+                         key_of: Callable[[dict[str, Any]], str]) -> Iterator[str]:
+        """The keys ``body`` had when asked under the other output-token caps the file knew at open (``key_of``:
+        the run's answer key): the same request in every part but its cap."""
+        free = dialect.without_output_limit(body)
+        if self.has_kept:  # a file written by a35ee73 or before
+            target = self.kept(key_of(free))
+            if target is not None:
+                yield target
+        for spec in self.limits:
+            other = {**free, **orjson.loads(spec)}
+            if other != body and dialect.without_output_limit(other) == free:  # only the cap differs
+                yield key_of(other)
+
     def kept(self, free_key: str) -> str | None:
-        """The key of an answer that ended on its own for the request whose key without the cap is ``free_key``;
-        None without a lookup when the file had no kept entry at open (:attr:`has_kept`)."""
+        """The key of an answer that ended on its own for the request whose key without the cap is ``free_key``
+        (a file written by a35ee73 or before); None without a lookup when the file had no kept entry at open."""
         if not self.has_kept:
             return None
-        buffered = self._keeping.get(free_key)
-        if buffered is not None:
-            return buffered
         row = self._one("SELECT answer FROM kept WHERE key = ?", free_key)
         return None if row is None else str(row[0])
 
@@ -270,13 +286,25 @@ class AnswerCache:
         return text
 
     def close(self) -> None:
-        """Write the buffered kept entries, commit, close."""
+        """Commit, close."""
         if self._db is not None:
-            self._write_kept()
             self.commit()
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def limit_of(dialect: Dialect, body: Mapping[str, Any]) -> str | None:
+    """The part of ``body`` that sets its output-token cap, as canonical JSON (None: it sets none): the top-level
+    items the dialect's :meth:`~connector.dialects.base.Dialect.without_output_limit` drops or changes."""
+    if not dialect.max_output_tokens(body):  # none, or 0 (embeddings: no output)
+        return None
+    free = dialect.without_output_limit(body)
+    part = {name: value for name, value in body.items() if free.get(name, _ABSENT) is not value}
+    return orjson.dumps(part, option=_CANONICAL, default=str).decode("utf-8") if part else None
+
+
+_ABSENT = object()
 
 
 def _stored_reply(raw: Any) -> dict[str, Any]:

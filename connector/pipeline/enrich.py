@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connector import errors
-from connector.answers.cache import AnswerCache, SingleFlight, cache_key
+from connector.answers.cache import AnswerCache, SingleFlight, cache_key, limit_of
 from connector.answers.extract import ResponseExtractor
 from connector.answers.judge import charge, content_of, finish_reason, judged
 from connector.answers.outcomes import RowOutcome, Status, model_name
@@ -274,34 +274,32 @@ class RowEnricher:
         that ended on its own (not cut off) within this body's cap; None when there is none.
 
         So raising ``max_tokens`` after some answers were cut off asks again only those: the others ended
-        before the old cap, and would have ended there under the new one too. Looked up (and the key without
-        the cap made) only when the cache had such answers at open (:attr:`AnswerCache.has_kept`)."""
-        if self._cache is None:
+        before the old cap, and would have ended there under the new one too. Looked up only when the cache
+        had such answers at open (:attr:`AnswerCache.limits`, :attr:`AnswerCache.has_kept`)."""
+        cache = self._cache
+        if cache is None:
             return None
         key = key or self.answer_key(body)
-        reply = self._cache.get(key)
-        if reply is not None or not self._cache.has_kept:
+        reply = cache.get(key)
+        if reply is not None or not (cache.limits or cache.has_kept):
             return reply
-        target = self._cache.kept(self._free_key(body, key))
-        reply = self._cache.get(target) if target is not None else None
-        if reply is None or finish_reason(reply) == "length":
-            return None
-        cap, used = self._dialect.max_output_tokens(body), usage_from(reply).completion
-        return reply if cap is None or (used is not None and used <= cap) else None
-
-    def _free_key(self, body: Body, key: str) -> str:
-        """The answer-cache key of ``body`` (keyed ``key``) without its output-token cap (``key`` without a cap)."""
-        capped = self._dialect.max_output_tokens(body)
-        return self.answer_key(self._dialect.without_output_limit(body)) if capped else key
+        cap = self._dialect.max_output_tokens(body)
+        for other in cache.under_other_caps(self._dialect, body, self.answer_key):
+            reply = cache.get(other)
+            if reply is not None and finish_reason(reply) not in ("length", None):
+                used = usage_from(reply).completion
+                if cap is None or (used is not None and used <= cap):
+                    return reply
+        return None
 
     def _keep(self, cache: AnswerCache, body: Body, key: str, reply: dict[str, Any], usage: TokenUsage) -> None:
-        """An answer that ended on its own under a cap, with its output tokens known, is found by its request
-        without the cap."""
+        """An answer that ended on its own under a cap, with its output tokens known, is found by a request with
+        another cap: the cache notes the cap (once per cap, not once per answer)."""
         if finish_reason(reply) in ("length", None) or usage.completion is None:
             return
-        free = self._free_key(body, key)
-        if free != key:
-            cache.keep(free, key)
+        limit = limit_of(self._dialect, body)
+        if limit is not None:
+            cache.note_limit(limit)
 
     def _spend(self, spend: Spend, body: Mapping[str, Any], reply: Mapping[str, Any],
                headers: Mapping[str, str] | None = None, batch: bool = False, usage: TokenUsage | None = None) -> None:
