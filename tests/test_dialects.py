@@ -910,3 +910,33 @@ def test_the_request_url_is_the_configured_one_with_or_without_extra_query() -> 
         assert dialect.prepare({"model": "m"}).url == "http://127.0.0.1:9/v1/chat/completions?api-version=1"
     assert dialect.url("/models", {"after": "x"}) == "http://127.0.0.1:9/v1/models?api-version=1&after=x"
     assert dialect.url("/models") == "http://127.0.0.1:9/v1/models?api-version=1"
+
+
+@pytest.mark.parametrize("shape", ["openai_chat_completions", "openai_responses", "gemini_generate_content"])
+def test_the_output_schema_part_built_once_per_run_is_each_body_s_own(shape: str) -> None:
+    # The schema's request part is built once per run (the strict check and Gemini's conversion walk the
+    # schema); a body that changes its copy must not change the next row's.
+    settings = config(shape, output_schema=SCHEMA, url="https://api.example/v1")
+    dialect = dialect_of(settings)
+    templated = {"messages": [{"role": "user", "content": "Review: great"}]}
+    first, second = dialect.build(templated), dialect.build(templated)
+    assert first == second == dialect_of(settings).build(templated)
+    part = {"openai_chat_completions": ("response_format",), "openai_responses": ("text", "format"),
+            "gemini_generate_content": ("generationConfig", "responseSchema")}[shape]
+    owned = first
+    for key in part:
+        owned = owned[key]
+    owned.clear()
+    assert second == dialect_of(settings).build(templated)
+
+
+def test_the_headers_built_once_per_run_are_each_request_s_own() -> None:
+    dialect = dialect_of(config("openai_chat_completions", headers={"X-Tenant": "t1"}))
+    sent = asyncio.run(dialect.headers("POST", "https://api.example/v1/chat/completions", b"{}"))
+    assert sent == {"Content-Type": "application/json", "Accept": "application/json",
+                    "Authorization": f"Bearer {KEY}", "X-Tenant": "t1"}
+    sent["X-Added"] = "by a caller"
+    again = asyncio.run(dialect.headers("POST", "https://api.example/v1/chat/completions", b"{}"))
+    assert "X-Added" not in again
+    listing = asyncio.run(dialect.headers("GET", "https://api.example/v1/models", None))
+    assert listing == {"Accept": "application/json", "Authorization": f"Bearer {KEY}", "X-Tenant": "t1"}

@@ -16,6 +16,7 @@ no end marker; the last carries ``finishReason`` and the usage.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Any, ClassVar
 
 import orjson
@@ -108,8 +109,9 @@ class GeminiDialect(ChatDialect):
             gen["thinkingConfig"] = {**(gen.get("thinkingConfig") or {}), "thinkingBudget": THINKING_BUDGET[effort]}
         fmt = body.pop("response_format", None)
         if self._schema is not None:
-            fmt = {"type": "json_schema", "json_schema": {"schema": self._schema}}
-        if isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema"):
+            gen["responseMimeType"] = "application/json"
+            gen["responseSchema"] = dict(self._response_schema)
+        elif isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema"):
             gen["responseMimeType"] = "application/json"
             schema = (fmt.get("json_schema") or {}).get("schema")
             if isinstance(schema, dict):
@@ -129,6 +131,12 @@ class GeminiDialect(ChatDialect):
                 config["allowedFunctionNames"] = [fn_name]
             body["toolConfig"] = {"functionCallingConfig": config}
         return body
+
+    @cached_property
+    def _response_schema(self) -> dict[str, Any]:
+        """The configured output schema in Gemini's form, converted once (it is the same for every row)."""
+        assert self._schema is not None
+        return gemini_schema(self._schema)
 
     def stream_fields(self) -> dict[str, Any]:
         return {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import cached_property, lru_cache
 from typing import Any, ClassVar
 
 from connector.config.output_schema import SCHEMA_NAME, strict_compatible
@@ -24,7 +25,7 @@ from connector.dialects.base import (
 )
 from connector.dialects.base import StreamAssembler as Assembler
 from connector.dialects.replies import content_text, normalise
-from connector.dialects.structured import MODES, SAID, is_json, on_wire, refuses
+from connector.dialects.structured import MODES, SAID, instruction, is_json, on_wire, refuses
 from connector.dialects.usage import TokenUsage, usage_from
 from connector.errors import BadReply
 
@@ -33,6 +34,12 @@ __all__ = ["ChatDialect", "Reply", "StreamAssembler", "error_message", "parse_re
 # OpenAI's reasoning models refuse max_tokens (400 "Use 'max_completion_tokens' instead"): o1, o3, o4-mini,
 # gpt-5 and their dated snapshots, also behind a provider prefix (openai/o3-mini).
 REASONING_MODELS = re.compile(r"(^|/)(o\d|gpt-5)([-.]|$)")
+
+
+@lru_cache(maxsize=256)
+def _reasoning_model(model: str) -> bool:
+    """A model in :data:`REASONING_MODELS` (asked once per model name, not once per row)."""
+    return REASONING_MODELS.search(model) is not None
 
 
 class ChatDialect(DialectBase):
@@ -54,10 +61,17 @@ class ChatDialect(DialectBase):
         if "top_logprobs" in body:
             body.setdefault("logprobs", True)
         if self._schema is not None:
-            body["response_format"] = chat_schema_format(self._schema)
-        if "max_tokens" in body and REASONING_MODELS.search(str(body.get("model") or "")):
+            body["response_format"] = dict(self._schema_format)
+        if "max_tokens" in body and _reasoning_model(str(body.get("model") or "")):
             body["max_completion_tokens"] = body.pop("max_tokens")
         return body
+
+    @cached_property
+    def _schema_format(self) -> dict[str, Any]:
+        """``response_format`` for the configured output schema, built once: the strict check walks the
+        whole schema, which is the same for every row (each body gets its own copy of the outer dict)."""
+        assert self._schema is not None
+        return chat_schema_format(self._schema)
 
     def adapt(self, status: int, message: str) -> str | None:
         """What to change after an error the request itself caused, so that resending it can succeed; None
@@ -100,18 +114,31 @@ class ChatDialect(DialectBase):
         if self._completion_tokens_name and "max_tokens" in wire:
             wire["max_completion_tokens"] = wire.pop("max_tokens")
         if self._schema is not None and self.structured_mode != "json_schema":
-            wire = on_wire(wire, self.structured_mode, self._schema)
+            wire = on_wire(wire, self.structured_mode, self._schema_instruction)
         return wire
+
+    @cached_property
+    def _schema_instruction(self) -> str:
+        """The output schema as the prompt states it (:func:`connector.dialects.structured.instruction`), once."""
+        assert self._schema is not None
+        return instruction(self._schema)
 
     def auth_headers(self) -> dict[str, str]:
         key = self.config.api_key.get_secret_value() if self.config.api_key is not None else ""
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     async def headers(self, method: str, url: str, payload: bytes | None) -> dict[str, str]:
-        headers = dict(JSON_HEADERS) if payload is not None else {"Accept": "application/json"}
-        headers.update(self.auth_headers())
-        headers.update(self.extra_headers)
-        return headers
+        return dict(self._body_headers if payload is not None else self._get_headers)  # a copy: callers add
+
+    # The headers are the same for every request of a run (the key and the configured headers: a shape
+    # whose auth changes while running, such as Vertex's token or Bedrock's signature, has its own headers()).
+    @cached_property
+    def _body_headers(self) -> dict[str, str]:
+        return {**JSON_HEADERS, **self.auth_headers(), **self.extra_headers}
+
+    @cached_property
+    def _get_headers(self) -> dict[str, str]:
+        return {"Accept": "application/json", **self.auth_headers(), **self.extra_headers}
 
     def parse_reply(self, raw: bytes) -> Reply:
         return parse_reply(raw)

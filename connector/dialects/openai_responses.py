@@ -14,6 +14,7 @@ ending with ``response.completed`` (or ``response.incomplete`` /
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Any, ClassVar
 
 import orjson
@@ -63,9 +64,9 @@ class ResponsesDialect(ChatDialect):
             body["max_output_tokens"] = limit
         fmt = body.pop("response_format", None)
         if self._schema is not None:
-            fmt = {"type": "json_schema", "json_schema": {"name": SCHEMA_NAME, "schema": self._schema}}
-        if isinstance(fmt, dict):
-            body["text"] = {**(body.get("text") or {}), "format": _text_format(fmt, self._schema)}
+            body["text"] = {**(body.get("text") or {}), "format": dict(self._schema_text_format)}
+        elif isinstance(fmt, dict):
+            body["text"] = {**(body.get("text") or {}), "format": _text_format(fmt, None)}
         effort = body.pop("reasoning_effort", None)
         if effort is not None:
             body["reasoning"] = {**(body.get("reasoning") or {}), "effort": effort}
@@ -79,6 +80,13 @@ class ResponsesDialect(ChatDialect):
             body.setdefault("include", ["message.output_text.logprobs"])
         body.setdefault("store", False)  # the connector never needs the provider to keep answers
         return body
+
+    @cached_property
+    def _schema_text_format(self) -> dict[str, Any]:
+        """``text.format`` for the configured output schema, built once: the strict check walks the whole
+        schema, which is the same for every row."""
+        return _text_format({"type": "json_schema", "json_schema": {"name": SCHEMA_NAME, "schema": self._schema}},
+                            self._schema)
 
     def stream_fields(self) -> dict[str, Any]:
         return {}

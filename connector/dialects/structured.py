@@ -54,9 +54,10 @@ def instruction(schema: Mapping[str, Any]) -> str:
             + dumps(dict(schema)).decode())
 
 
-def on_wire(body: dict[str, Any], mode: Mode, schema: Mapping[str, Any]) -> dict[str, Any]:
+def on_wire(body: dict[str, Any], mode: Mode, ask: str) -> dict[str, Any]:
     """``body`` (a chat-completions body with a json_schema response_format) as ``mode`` sends it: the
-    schema goes into the system message, first, where it is the same for every row (cacheable)."""
+    schema, as :func:`instruction` states it (``ask``), goes into the system message, first, where it is the
+    same for every row (cacheable)."""
     if mode == "json_schema":
         return body
     out = dict(body)
@@ -65,7 +66,6 @@ def on_wire(body: dict[str, Any], mode: Mode, schema: Mapping[str, Any]) -> dict
     else:
         out.pop("response_format", None)
     messages = list(out.get("messages") or [])
-    ask = instruction(schema)
     first = messages[0] if messages else None
     if isinstance(first, dict) and first.get("role") == "system" and isinstance(first.get("content"), str):
         messages[0] = {**first, "content": f"{first['content']}\n\n{ask}"}

@@ -74,7 +74,8 @@ def _compile(node: Any, found: _Found, path: Path = ()) -> Renderer | None:
         def interpolate(row: Row) -> str:
             out = [literals[0]]
             for name, literal in zip(columns, literals[1:], strict=True):
-                out.append(cell_text(row[name]))
+                value = row[name]
+                out.append(value if type(value) is str else cell_text(value))  # text, the usual cell: no call
                 out.append(literal)
             return "".join(out)
 
