@@ -14,15 +14,11 @@ is waiting for its producer, and the event loop is never blocked by a slow pipe.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-async def _call(fn: Callable[[T], Awaitable[R]], item: T) -> R:
-    return await fn(item)
 
 
 async def _next_of(items: AsyncIterator[T]) -> T:
@@ -31,11 +27,12 @@ async def _next_of(items: AsyncIterator[T]) -> T:
 
 async def ordered_map(
     items: Iterator[T] | AsyncIterator[T],
-    fn: Callable[[T], Awaitable[R]],
+    fn: Callable[[T], Coroutine[Any, Any, R]],
     concurrency: int,
     window: int | None = None,
 ) -> AsyncIterator[R]:
-    """Yield ``fn(item)`` for every item, in input order, ``concurrency`` at a time.
+    """Yield ``fn(item)`` for every item, in input order, ``concurrency`` at a time (each call's coroutine
+    runs as a task of its own).
 
     The first exception raised by ``fn`` cancels the calls still in flight and
     propagates once every earlier result has been yielded.
@@ -69,8 +66,8 @@ class _Calls:
     """The calls of one :func:`ordered_map`: started in input order while the bounds allow, each
     signalling its end through one event."""
 
-    def __init__(self, items: Iterator[T] | AsyncIterator[T], fn: Callable[[T], Awaitable[R]], concurrency: int,
-                 window: int) -> None:
+    def __init__(self, items: Iterator[T] | AsyncIterator[T], fn: Callable[[T], Coroutine[Any, Any, R]],
+                 concurrency: int, window: int) -> None:
         self.fn, self.concurrency, self.window = fn, concurrency, window
         self.tasks: dict[int, asyncio.Task[Any]] = {}
         self.wake = asyncio.Event()
@@ -90,7 +87,8 @@ class _Calls:
             item = self._next_item()
             if item is _NOTHING:
                 return
-            task = asyncio.create_task(_call(self.fn, item))
+            # fn's own coroutine is the task (no coroutine around it: a frame more at every resumption)
+            task = asyncio.create_task(self.fn(item))
             task.add_done_callback(self._finished)
             self.tasks[self.next_index] = task
             self.next_index += 1
