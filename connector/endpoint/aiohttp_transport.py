@@ -11,7 +11,6 @@ import asyncio
 import contextvars
 import ssl
 import sys
-import weakref
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -66,31 +65,29 @@ def _translate_aiohttp(exc: BaseException, url: str, timeout: float) -> errors.T
     return errors.StreamBroken(f"connection to {origin(url)} broke: {type(exc).__name__}: {exc}")
 
 
-# Whether the current task's request went out on a pooled (reused) connection: set by the connector below.
+# Whether the current task's request went out on a pooled (reused) connection: the sender sets it before each
+# attempt, the connector below clears it when it opens a new connection.
 _REUSED: contextvars.ContextVar[bool] = contextvars.ContextVar("reused", default=False)
 
 
 def _pool_aware_connector(**options: Any) -> Any:
-    """aiohttp's TCPConnector, saying in ``_REUSED`` whether each request's connection came from the pool.
+    """aiohttp's TCPConnector, clearing ``_REUSED`` whenever it opens a connection for a request.
 
     aiohttp says it through a TraceConfig, but any trace config makes every request send ~8 trace
     signals with their parameter objects: ~4 % of a row's CPU at 512 in flight (py-spy, make bench's
-    workload). Here: a set lookup per request. Called after :func:`_aiohttp` imported aiohttp.
+    workload). A request's connection is new exactly when ``_create_connection`` ran for it (in the
+    request's own task: the context variable is the sender's); a request on a pooled connection pays
+    nothing here, where a wrapper of ``connect`` cost each one a coroutine and a weak reference.
+    Called after :func:`_aiohttp` imported aiohttp.
     """
     from aiohttp import ClientRequest, ClientTimeout, TCPConnector
-    from aiohttp.connector import Connection
+    from aiohttp.client_proto import ResponseHandler
 
     class PoolAwareConnector(TCPConnector):
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self._used: weakref.WeakSet[Any] = weakref.WeakSet()  # the connections' protocols seen before
-
-        async def connect(self, req: ClientRequest, traces: Any, timeout: ClientTimeout) -> Connection:
-            conn = await super().connect(req, traces, timeout)
-            protocol = conn.protocol
-            _REUSED.set(protocol in self._used)  # same task as the request: its caller reads it
-            self._used.add(protocol)
-            return conn
+        async def _create_connection(self, req: ClientRequest, traces: Any, timeout: ClientTimeout
+                                     ) -> ResponseHandler:
+            _REUSED.set(False)  # before it can fail: a request whose new connection broke is not resent
+            return await super()._create_connection(req, traces, timeout)
 
     return PoolAwareConnector(**options)
 
@@ -146,7 +143,7 @@ class AiohttpTransport:
         tls = self._tls_for(url)
 
         for _ in range(3 if resend else 0):  # each failure discards a dead pooled connection; few are left at once
-            _REUSED.set(False)
+            _REUSED.set(True)  # unless a new connection is opened for it (the connector clears it)
             try:
                 return await session.request(method, url, headers=headers, data=body, timeout=limits,
                                              allow_redirects=False, ssl=tls)
