@@ -101,7 +101,7 @@ class AiohttpTransport:
         self._verify = verify_tls
         self._verified: ssl.SSLContext | None = None
         self._session: Any = None
-        self._timeouts: dict[float, Any] = {}
+        self._timeouts: dict[tuple[float, bool], Any] = {}
 
     def _tls_for(self, url: str) -> bool | ssl.SSLContext:
         """aiohttp's ``ssl`` for a request: for https with verification, the system's CAs loaded
@@ -156,15 +156,17 @@ class AiohttpTransport:
 
     def request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float,
-        resend: bool = True,
+        resend: bool = True, watched: bool = False,
     ) -> AbstractAsyncContextManager[Response]:
-        # connect: time to open the connection; sock_read: longest silence while
-        # waiting for (more of) the answer. The total (a stream that talks forever,
-        # a body trickled a byte at a time) is the client's deadline for the attempt.
-        limits = self._timeouts.get(timeout)
+        # connect: time to open the connection; sock_read: longest silence while waiting for (more of) the
+        # answer. The total (a stream that talks forever, a body trickled a byte at a time) is the client's
+        # deadline for the attempt; when it watches the request (``watched``), that deadline bounds every
+        # silence too, and aiohttp's timer per read (armed, cancelled and swept from the event loop's heap
+        # at each chunk) is left out.
+        limits = self._timeouts.get((timeout, watched))
         if limits is None:  # immutable: one per timeout, not one per request
-            limits = self._timeouts[timeout] = _aiohttp().ClientTimeout(total=None, connect=timeout,
-                                                                        sock_read=timeout)
+            limits = self._timeouts[timeout, watched] = _aiohttp().ClientTimeout(
+                total=None, connect=timeout, sock_read=None if watched else timeout)
         return _Exchange(self, (method, url, headers, body, limits, resend), timeout)
 
     async def aclose(self) -> None:

@@ -209,7 +209,7 @@ class EndpointClient:
         dialect, url = self._dialect, prepared.url
         headers = await dialect.headers("POST", url, payload)
         started = reception.started = time.perf_counter()
-        async with self._transport.request("POST", url, headers, payload, self._timeout) as resp:
+        async with self._transport.request("POST", url, headers, payload, self._timeout, watched=True) as resp:
             if resp.status >= 300:
                 raise await status_error(url, resp, dialect.error_message)
             reception.answered, reception.headers = True, resp.headers
@@ -290,7 +290,7 @@ class EndpointClient:
 
     async def _get(self, url: str) -> bytes | None:
         headers = await self._dialect.headers("GET", url, None)
-        async with self._transport.request("GET", url, headers, None, self._timeout) as resp:
+        async with self._transport.request("GET", url, headers, None, self._timeout, watched=True) as resp:
             if resp.status in (404, 405):
                 return None
             if resp.status >= 300:

@@ -54,6 +54,7 @@ class OneShotTransport:
     async def request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float,
         resend: bool = True,  # a request is sent once, on a connection of its own
+        watched: bool = False,  # its silences are bounded either way
     ) -> AsyncIterator[Response]:
         parts = urlsplit(url)
         https = parts.scheme.lower() == "https"

@@ -96,10 +96,13 @@ class Transport(Protocol):
 
     def request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float,
-        resend: bool = True,
+        resend: bool = True, watched: bool = False,
     ) -> AbstractAsyncContextManager[Response]:
         """Send a request; the response body is readable inside the context. ``resend=False``: never send it
-        a second time on a connection that broke (a batch create: the server may have acted on the first)."""
+        a second time on a connection that broke (a batch create: the server may have acted on the first).
+        ``watched``: the caller bounds the whole exchange by a deadline of ``timeout`` (the client's
+        :class:`~connector.endpoint.deadlines.Deadlines`), which bounds every silence too: the transport
+        may then keep no timer of its own per read."""
 
     async def aclose(self) -> None:
         """Release connections."""
@@ -165,6 +168,7 @@ class HttpxTransport:
     async def request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float,
         resend: bool = True,  # httpx (no retries configured) never sends a request twice
+        watched: bool = False,  # httpx's timeouts are kept either way
     ) -> AsyncIterator[Response]:
         import httpx
 
