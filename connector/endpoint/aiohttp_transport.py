@@ -127,33 +127,6 @@ class AiohttpTransport:
             )
         return self._session
 
-    async def _send(self, session: Any, method: str, url: str, headers: Mapping[str, str],
-                    body: bytes | None, limits: Any, resend: bool = True) -> Any:
-        """Send; once more on a new connection when a reused keep-alive one proves dead.
-
-        A server may close an idle connection just as we reuse it; llama.cpp closes every
-        connection after a streamed reply while still announcing Keep-Alive (measured: 2 of 6
-        streamed reads of 5 rows lost their 5th request to it). aiohttp only resends
-        idempotent methods; like curl, we resend the POST too, at once and not counted as an
-        attempt: the server dropped the connection before answering anything on it. Not with
-        ``resend=False``: a batch create the server acted on before it dropped the connection
-        would be a second batch, every answer bought twice.
-        """
-        aiohttp = _aiohttp()
-        tls = self._tls_for(url)
-
-        for _ in range(3 if resend else 0):  # each failure discards a dead pooled connection; few are left at once
-            _REUSED.set(True)  # unless a new connection is opened for it (the connector clears it)
-            try:
-                return await session.request(method, url, headers=headers, data=body, timeout=limits,
-                                             allow_redirects=False, ssl=tls)
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
-                if not _REUSED.get():
-                    raise
-        # Redirects are never followed: the key must not reach a host the config did not name.
-        return await session.request(method, url, headers=headers, data=body, timeout=limits,
-                                     allow_redirects=False, ssl=tls)
-
     def request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float,
         resend: bool = True, watched: bool = False,
@@ -187,9 +160,32 @@ class _Exchange:
         self._resp: Any = None
 
     async def __aenter__(self) -> Response:
-        transport, url = self._transport, self._args[1]
+        """Send; once more on a new connection when a reused keep-alive one proves dead.
+
+        A server may close an idle connection just as we reuse it; llama.cpp closes every
+        connection after a streamed reply while still announcing Keep-Alive (measured: 2 of 6
+        streamed reads of 5 rows lost their 5th request to it). aiohttp only resends
+        idempotent methods; like curl, we resend the POST too, at once and not counted as an
+        attempt: the server dropped the connection before answering anything on it. Not with
+        ``resend=False``: a batch create the server acted on before it dropped the connection
+        would be a second batch, every answer bought twice.
+        """
+        transport, (method, url, headers, body, limits, resend) = self._transport, self._args
+        session, aiohttp = transport._get_session(), _aiohttp()
+        tls = transport._tls_for(url)
         try:
-            resp = self._resp = await transport._send(transport._get_session(), *self._args)
+            for _ in range(3 if resend else 0):  # each failure discards a dead pooled connection; few are left
+                _REUSED.set(True)  # unless a new connection is opened for it (the connector clears it)
+                try:
+                    resp = self._resp = await session.request(method, url, headers=headers, data=body,
+                                                              timeout=limits, allow_redirects=False, ssl=tls)
+                    break
+                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+                    if not _REUSED.get():
+                        raise
+            else:  # redirects are never followed: the key must not reach a host the config did not name
+                resp = self._resp = await session.request(method, url, headers=headers, data=body, timeout=limits,
+                                                          allow_redirects=False, ssl=tls)
         except Exception as exc:
             raise _translated(exc, url, self._timeout) from exc
         return Response(resp.status, {k.lower(): v for k, v in resp.headers.items()},
