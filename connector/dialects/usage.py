@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,10 @@ OPENAI_CACHE = CachePricing(0.5, 1.0, 1.0, "OpenAI: cached input at most 0.5x in
 
 def token_count(value: Any) -> int | None:
     """A token count as the integer it should be, or None when it cannot be read as one."""
+    if value is None:  # the two common cases first: every reply reads several of them per row
+        return None
+    if type(value) is int:
+        return value if value >= 0 else None
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -113,29 +117,44 @@ def usage_from(reply: Mapping[str, Any], headers: Mapping[str, str] | None = Non
     LiteLLM's ``x-litellm-response-cost`` header) included."""
     usage = reply.get("usage")
     cost = _cost(headers.get("x-litellm-response-cost")) if headers else None
-    if not isinstance(usage, Mapping):
+    if not _is_mapping(usage):
         return TokenUsage(reported_cost=cost)
-    cached = token_count(detail(usage, "prompt_tokens_details", "cached_tokens"))
+    prompt_details = _group(usage, "prompt_tokens_details")
+    cached = token_count(prompt_details.get("cached_tokens"))
     for name in _CACHED_ELSEWHERE:
         cached = cached if cached is not None else token_count(usage.get(name))
-    if cached is None and isinstance(reply.get("timings"), Mapping):
-        cached = token_count(reply["timings"].get("cache_n"))
-    write = token_count(detail(usage, "prompt_tokens_details", "cache_write_tokens"))
+    if cached is None and _is_mapping(timings := reply.get("timings")):
+        cached = token_count(timings.get("cache_n"))
+    write = token_count(prompt_details.get("cache_write_tokens"))
     if write is None:
         write = token_count(usage.get("cache_creation_input_tokens"))
     if cost is None:
         cost = _cost(usage.get("cost"))
     return TokenUsage(
         prompt=token_count(usage.get("prompt_tokens")), completion=token_count(usage.get("completion_tokens")),
-        cached=cached, cache_write=write,
-        cache_write_1h=token_count(detail(usage, "prompt_tokens_details", "cache_write_1h_tokens")),
-        reasoning=token_count(detail(usage, "completion_tokens_details", "reasoning_tokens")),
+        cached=cached, cache_write=write, cache_write_1h=token_count(prompt_details.get("cache_write_1h_tokens")),
+        reasoning=token_count(_group(usage, "completion_tokens_details").get("reasoning_tokens")),
         reported_cost=cost)
+
+
+_NO_GROUP: Mapping[str, Any] = {}
+
+
+def _is_mapping(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    # A plain dict (every parsed reply) without isinstance(value, Mapping): an ABC check is a Python-level
+    # __instancecheck__ call, several per row.
+    return type(value) is dict or (value is not None and isinstance(value, Mapping))
+
+
+def _group(usage: Mapping[str, Any], group: str) -> Mapping[str, Any]:
+    """``usage[group]``, or an empty mapping where it is absent or not an object (as :func:`detail` reads it)."""
+    found = usage.get(group)
+    return found if _is_mapping(found) else _NO_GROUP
 
 
 def _cost(value: Any) -> float | None:
     """A reported cost as a number, or None when it is absent or not a finite, non-negative number."""
-    if isinstance(value, bool) or value is None:
+    if value is None or isinstance(value, bool):
         return None
     try:
         number = float(value)
