@@ -132,17 +132,6 @@ class RowEnricher:
             return planned
         return await self.ask(planned)
 
-    async def ask(self, ask: Ask, prior: Sequence[TokenUsage] = ()) -> Enriched | None:
-        """A planned row done, asked alone; None when a spend guard refused its request. ``prior``: the row's
-        share of a shared request's usage that gave it no usable answer (:mod:`connector.pipeline.row_packs`,
-        :mod:`connector.pipeline.input_groups`: attempts cut before it too), counted in its tokens and cost."""
-        try:
-            done = await self._ask(ask, prior)
-        except errors.SpendLimitReached:
-            return None  # what its cut attempts were billed is in self.refused
-        done.outcome.input_truncated = ask.truncated  # also when it failed: the prompt it failed with was cut
-        return done
-
     def plan(self, item: tuple[int, dict[str, Any]]) -> Enriched | Ask:
         """The request to send for the row, or the row done without one (skipped, or a value that does
         not fit). Sends nothing: ``--dry-run`` renders every row with it."""
@@ -188,8 +177,10 @@ class RowEnricher:
             raise MediaError(problem)
         return stand_ins(row, {m.column: m for m in media}), media_tokens(self._dialect.name, media)
 
-    async def _ask(self, ask: Ask, prior: Sequence[TokenUsage] = ()) -> Enriched:
-        """Ask the primary model, then each fallback the error class allows."""
+    async def ask(self, ask: Ask, prior: Sequence[TokenUsage] = ()) -> Enriched | None:
+        """A planned row done, asked alone (the primary model, then each fallback its error class allows); None when
+        a spend guard refused it (its cut attempts' cost is in ``refused``). ``prior``: its share of a shared request's
+        usage that gave it no usable answer (:mod:`.row_packs`, :mod:`.input_groups`), counted in its cost too."""
         body, attempts = ask.body, 0
         error: tuple[ErrorClass, str] | None = None
         passed_over: list[str] = []
@@ -207,7 +198,7 @@ class RowEnricher:
             except errors.SpendLimitReached:
                 if spend.paid:  # attempts cut before their answer were billed: the summary says so
                     self.refused.append(self._charged(RowOutcome("error"), spend, tried))
-                raise
+                return None
             except errors.EndpointError as exc:
                 attempts += exc.attempts
                 error = (self._classify(exc), self._redact(exc.message))
@@ -215,14 +206,23 @@ class RowEnricher:
                     continue
                 break
             answer.attempts += attempts
-            return await self._validated(ask, asked, answer, spend)
-        if error is None:  # every model was passed over for its context window
-            return self._unanswered(ask.number, ask.values, "skipped_too_long",
+            try:
+                return await self._validated(ask, asked, answer, spend)  # _judged gives it input_truncated
+            except errors.SpendLimitReached:
+                return None  # a validation retry refused
+        return self._unasked(ask, error, passed_over, attempts, tried, spend)
+
+    def _unasked(self, ask: Ask, error: tuple[ErrorClass, str] | None, passed_over: list[str], attempts: int,
+                 tried: object, spend: Spend) -> Enriched:
+        if error is None:  # no model answered: every one was passed over for its context window
+            done = self._unanswered(ask.number, ask.values, "skipped_too_long",
                                     f"the prompt fits no model's context window: {', '.join(passed_over)}")
-        done = self._unanswered(ask.number, ask.values, "error", error[1], error[0], attempts)
-        done.outcome.model = model_name(tried)  # every model failed: the last one asked (not one passed over)
-        if spend.paid:  # attempts cut before their answer were still billed
-            self._charged(done.outcome, spend, tried)
+        else:
+            done = self._unanswered(ask.number, ask.values, "error", error[1], error[0], attempts)
+            done.outcome.model = model_name(tried)  # every model failed: the last one asked (not one passed over)
+            if spend.paid:  # attempts cut before their answer were still billed
+                self._charged(done.outcome, spend, tried)
+        done.outcome.input_truncated = ask.truncated  # also when it failed: the prompt it failed with was cut
         return done
 
     def _spent(self, body: Body, billed: Sequence[TokenUsage]) -> Spend:
