@@ -130,10 +130,10 @@ class EndpointClient:
         payload = dumps(prepared.body)
         limiter, budget = self._limiter, self._budget
         max_out = self._dialect.max_output_tokens(body)
-        estimate = _NO_ESTIMATE
-        if (limiter is not None and limiter.needs_estimates) or (budget is not None and budget.needs_estimates):
-            estimate = Estimate(self._estimator.prompt_tokens(len(payload)), self._estimator.output_tokens(max_out))
-        ticket = await limiter.before(estimate) if limiter is not None else 0
+        estimate = self._estimate(len(payload), max_out)
+        ticket = limiter.ready() if limiter is not None else 0
+        if ticket is None:  # a budget or a pause to wait for, or no slot free
+            ticket = await self._wait_for_slot(estimate)
         overloaded = clean = unsent = False
         retry_after: float | None = None
         reason = ""
@@ -172,6 +172,17 @@ class EndpointClient:
             if budget is not None and reserved is not None:
                 budget.settle(reserved, actual if clean or actual is not None else 0)
                 budget.requests -= unsent  # nothing left this machine: not a request sent
+
+    def _estimate(self, payload_bytes: int, max_out: int | None) -> Estimate:
+        """The request's tokens, estimated only when a budget needs them."""
+        limiter, budget = self._limiter, self._budget
+        if (limiter is not None and limiter.needs_estimates) or (budget is not None and budget.needs_estimates):
+            return Estimate(self._estimator.prompt_tokens(payload_bytes), self._estimator.output_tokens(max_out))
+        return _NO_ESTIMATE
+
+    async def _wait_for_slot(self, estimate: Estimate) -> int:
+        assert self._limiter is not None, "only with a limiter"
+        return await self._limiter.before(estimate)
 
     def _cut(self, exc: errors.EndpointError, reception: Reception, body: dict[str, Any], max_out: int | None,
              billed: Billed | None, media_tokens: int) -> TokenUsage | None:

@@ -60,6 +60,11 @@ class Limiter:
         """Whether a request's tokens must be estimated before it is sent (a token budget is set)."""
         return len(self.buckets) > ("requests" in self.buckets)
 
+    def ready(self) -> int | None:
+        """The gate's ticket when a request need not wait at all (no budget, no pause, a free slot), without
+        the coroutines of :meth:`before`; None when it must wait: then :meth:`before`."""
+        return None if self.buckets else self.gate.try_acquire()
+
     async def before(self, estimate: Estimate) -> int:
         """Wait for the budgets and a slot; returns the gate's ticket."""
         buckets = self.buckets
