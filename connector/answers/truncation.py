@@ -17,6 +17,7 @@ from connector.answers.outcomes import RowOutcome
 ROUND_CAPS = tuple(1 << n for n in range(10, 18))
 # The reported prompt is at most this far below a cap (some servers keep a few tokens for the answer).
 _SLACK = 1 / 64
+_LOWEST = ROUND_CAPS[0] * (1 - _SLACK)  # no count below this is near a cap
 # The prompt's offline estimate (JSON characters over 4) must exceed the reported tokens this much:
 # a prompt truly of a cap's size is not flagged.
 _MARGIN = 1.5
@@ -35,7 +36,7 @@ def cut_at(reported: int | None, prompt_chars: int) -> int | None:
 def round_cap_near(reported: int | None) -> int | None:
     """The round cap ``reported`` prompt tokens sit just under, if any: a cheap test on a count, so the
     prompt's size is measured only for the few rows it could concern."""
-    if reported is None:
+    if reported is None or reported < _LOWEST:  # nearly every row: a prompt below every cap's slack
         return None
     for cap in ROUND_CAPS:
         if cap * (1 - _SLACK) <= reported <= cap:
