@@ -72,6 +72,7 @@ FAMILIES = (_x("requests", "-requests"), _x("tokens", "-tokens"), _x("requests",
             _anthropic("requests", "requests"), _anthropic("input_tokens", "input-tokens"),
             _anthropic("output_tokens", "output-tokens"), _anthropic("tokens", "tokens"))
 KINDS = ("requests", "tokens", "input_tokens", "output_tokens")
+_REMAINING = frozenset(family.remaining for family in FAMILIES)
 
 
 def _number(value: str | None) -> float | None:
@@ -137,6 +138,8 @@ def limits_from_headers(headers: Mapping[str, str]) -> dict[str, Learnt | None]:
 def hints_from_headers(headers: Mapping[str, str], now: float | None = None) -> tuple[float, str] | None:
     """Seconds to pause when the server says a budget is exhausted, and which budget; else None.
     ``now`` (epoch seconds) reads Anthropic's reset times."""
+    if type(headers) is dict and _REMAINING.isdisjoint(headers):
+        return None  # most replies (every one of a server that announces no limits): one pass in C, no family read
     pause: tuple[float, str] | None = None
     for family in FAMILIES:
         remaining = headers.get(family.remaining)
