@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -201,6 +202,9 @@ class EndpointClient:
         """One attempt under the ``timeout`` deadline; ``reception`` follows what it received."""
         self.requests_sent += 1
         try:
+            if sys.version_info >= (3, 11):  # the deadline kept in this frame: no coroutine more per attempt
+                with self._deadlines.watch():
+                    return await self._attempt(prepared, payload, reception)
             return await self._deadlines.run(self._attempt(prepared, payload, reception))
         except asyncio.TimeoutError:
             reply = whole(self._dialect, reception)  # complete, but its end never came: the answer all the same

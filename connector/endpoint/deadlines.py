@@ -45,26 +45,34 @@ class Deadlines:
         """``work``; past the deadline it is cancelled and TimeoutError raised."""
         if sys.version_info < (3, 11):  # no Task.uncancel: a timer (and a task) per attempt
             return await asyncio.wait_for(work, self.seconds)
+        with self.watch():
+            return await work
+
+    def watch(self) -> _Watch:
+        """The current task under the deadline until the ``with`` block it opens ends (3.11+): past it, the
+        task is cancelled and the block ends in TimeoutError. An attempt awaited inside the block directly
+        has no coroutine between it and its caller, as :meth:`run` puts one."""
+        if sys.version_info < (3, 11):
+            raise RuntimeError("Deadlines.watch needs Task.uncancel (Python 3.11); use run")
         task = asyncio.current_task()
         if task is None:
-            raise RuntimeError("Deadlines.run must be awaited inside a task")
+            raise RuntimeError("Deadlines.watch must be used inside a task")
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new event loop: the old one's watchdog is gone with it
             self._due.clear()
             self._expired.clear()
             self._loop, self._watch = loop, None
-        cancelling = task.cancelling()
         self._due[task] = loop.time() + self.seconds
         if self._watch is None:
             self._watch = loop.call_later(self._tick, self._sweep)
-        try:
-            return await work
-        except asyncio.CancelledError:
-            if self._release(task) and task.cancelling() <= cancelling:
-                raise TimeoutError from None
-            raise
-        finally:
-            self._release(task)
+        return _Watch(self, task, task.cancelling())
+
+    def _timed_out(self, task: asyncio.Task[Any], cancelling: int) -> bool:
+        """After ``task`` was cancelled: True when the watchdog did it (that request withdrawn) and nobody else
+        asked to cancel it meanwhile (a Ctrl-C, a stopped run: that one stays a cancellation)."""
+        if sys.version_info < (3, 11):
+            return False
+        return self._release(task) and task.cancelling() <= cancelling
 
     def _release(self, task: asyncio.Task[Any]) -> bool:
         """Forget ``task`` (again is harmless); True when the watchdog had cancelled it, and that
@@ -89,3 +97,22 @@ class Deadlines:
                 self._expired.add(task)
                 task.cancel()  # delivered when the task next runs: the dict is not changed meanwhile
         self._watch = loop.call_later(self._tick, self._sweep) if self._due else None
+
+
+class _Watch:
+    """One task under its client's deadline for the length of a ``with`` block."""
+
+    __slots__ = ("_cancelling", "_deadlines", "_task")
+
+    def __init__(self, deadlines: Deadlines, task: asyncio.Task[Any], cancelling: int) -> None:
+        self._deadlines, self._task, self._cancelling = deadlines, task, cancelling
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if kind is not None and issubclass(kind, asyncio.CancelledError):
+            if self._deadlines._timed_out(self._task, self._cancelling):
+                raise TimeoutError from None
+        else:
+            self._deadlines._release(self._task)
