@@ -192,8 +192,10 @@ class _Exchange:
                         _Chunks(resp.content, url, self._timeout))
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        try:
-            await self._resp.__aexit__(kind, exc, tb)  # the connection released (or closed when broken)
+        resp = self._resp
+        try:  # what ClientResponse.__aexit__ does, without its coroutine: the connection released (or closed
+            resp.release()  # when broken), then the request's body writer awaited
+            await resp.wait_for_close()
         except Exception as failure:
             raise _translated(failure, self._args[1], self._timeout) from failure
         if isinstance(exc, Exception) and (mapped := _translated(exc, self._args[1], self._timeout)) is not exc:
