@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import io
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from pathlib import Path
@@ -166,14 +167,31 @@ def _load_json(path: str, what: str) -> Any:
         raise ConfigError(f"--{what}: '{path}' is not valid JSON ({exc})") from None
 
 
+# The longest a record waits in the buffer for others to go out with it (seconds).
+RECORD_DELAY = 0.05
+
+
+def _buffered(out: BinaryIO) -> BinaryIO:
+    """``out`` with a buffer: PYTHONUNBUFFERED (the image sets it) leaves standard output raw, one system
+    call per record. Records go out in batches either way, none later than RECORD_DELAY after it was
+    written; the types in _FLUSH_TYPES are flushed at once.
+    The buffer writes to the same descriptor through its own file object, which closes nothing of
+    ``sys.stdout`` when it goes."""
+    if not isinstance(out, io.RawIOBase):
+        return out
+    return io.BufferedWriter(io.FileIO(out.fileno(), "wb", closefd=False), 1 << 16)
+
+
 class _Writer:
     """Writes messages to stdout, masking secrets in everything but record data."""
 
     def __init__(self, out: BinaryIO) -> None:
         from connector.secrets import Redactor
 
-        self._out = out
+        self._out = _buffered(out)
         self.redact = Redactor()
+        self._flush_due = False  # a flush of the buffered records is scheduled
+        self._failed: OSError | None = None  # what that flush met, raised by the next write
 
     def write(self, message: dict[str, Any]) -> None:
         from connector.airbyte.protocol import serialize
@@ -183,13 +201,35 @@ class _Writer:
         if kind != "RECORD" and self.redact:
             line = self.redact(line.decode()).encode()
         try:
+            if self._failed is not None:
+                raise self._failed
             self._out.write(line)
             if kind in _FLUSH_TYPES:
                 self._out.flush()
+            elif not self._flush_due:
+                self._flush_soon()
         except BrokenPipeError:
             raise
         except OSError as exc:  # a full disk, /dev/full
             raise OutputFailed(f"cannot write to standard output: {exc.strerror or exc}") from None
+
+    def _flush_soon(self) -> None:
+        """Records out within RECORD_DELAY even when no STATE follows soon (rows piped in one at a time)."""
+        import asyncio
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # outside the run: run() flushes at its end
+        self._flush_due = True
+        loop.call_later(RECORD_DELAY, self._flush_records)
+
+    def _flush_records(self) -> None:
+        self._flush_due = False
+        try:
+            self._out.flush()
+        except OSError as exc:  # the reader went away, or the disk is full: the next write says so
+            self._failed = exc
 
     def flush(self) -> None:
         self._out.flush()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from connector.cli import YOUNG_COLLECTION_EVERY
+from connector.airbyte.protocol import record, state
+from connector.cli import YOUNG_COLLECTION_EVERY, _Writer
 from connector.config.specification import specification
 from tests.conftest import run_cli
 
@@ -69,3 +72,28 @@ def test_a_reader_that_closes_stdout_early_gets_no_traceback(tmp_path: Path) -> 
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141
     assert all(lines) and stderr == ""
+
+
+def test_records_on_a_raw_stdout_go_out_in_batches_and_a_state_flushes_them() -> None:
+    # PYTHONUNBUFFERED (the image sets it) makes sys.stdout.buffer a raw file: one system call per record.
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    raw = io.FileIO(write_end, "wb")
+    try:
+        writer = _Writer(raw)
+        for i in range(3):
+            writer.write(record("rows", {"i": i}))
+        try:
+            early = os.read(read_end, 1 << 16)
+        except BlockingIOError:
+            early = b""
+        assert early == b""  # records wait in the buffer
+        writer.write(state("rows", {"position": 3}, 3))
+        lines = [json.loads(line) for line in os.read(read_end, 1 << 16).splitlines()]
+        assert [m["type"] for m in lines] == ["RECORD"] * 3 + ["STATE"]
+        del writer
+        raw.write(b"still open\n")  # the buffer's own file object closed nothing of the stream it wraps
+        assert os.read(read_end, 1 << 16) == b"still open\n"
+    finally:
+        raw.close()
+        os.close(read_end)

@@ -166,11 +166,16 @@ async def test_ordered_map_over_an_async_source_yields_while_the_source_waits() 
     assert seen == [2, 4, 6]
 
 
-def test_records_flow_out_before_the_pipe_closes(fake_server: Server, write_json) -> None:
-    """The shell pipe case: rows written one at a time are answered while stdin stays open."""
+@pytest.mark.parametrize("unbuffered", [True, False])
+def test_records_flow_out_before_the_pipe_closes(fake_server: Server, write_json, unbuffered: bool) -> None:
+    """The shell pipe case: rows written one at a time are answered while stdin stays open, whether
+    Python's standard output is raw (PYTHONUNBUFFERED, as the image sets it) or buffered."""
     config = write_json("c.json", config_for(fake_server, {}))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
     proc = subprocess.Popen([*CLI, "read", "--config", config, "--catalog", write_json("k.json", catalog_for())],
-                            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     assert proc.stdin is not None and proc.stdout is not None
     try:
         got: list[dict[str, Any]] = []
