@@ -107,6 +107,8 @@ def test_check_and_discover_talk_without_aiohttp(tmp_path: Path, fake_server: Se
     assert [s["name"] for s in catalog[-1]["catalog"]["streams"]] == ["enriched_rows", "models"]
     assert not (_top_level(checked) | _top_level(discovered)) & {"aiohttp", "httpx", "multidict", "yarl"}
     assert "pyarrow.parquet" not in discovered  # a CSV input loads no Parquet reader
+    # read's: aiohttp's transport module and the progress display
+    assert not (checked | discovered) & {"connector.endpoint.aiohttp_transport", "connector.pipeline.progress"}
 
 
 def test_check_and_discover_of_a_valid_config_import_neither_jsonschema_nor_pyarrow_compute(
@@ -160,3 +162,23 @@ def test_check_and_discover_run_no_garbage_collection(tmp_path: Path, fake_serve
     catalog, _, _, discover_collections = _run("discover", "--config", config)
     assert catalog[-1]["type"] == "CATALOG"
     assert [check_collections, discover_collections] == [0, 0]
+
+
+def test_no_config_default_is_made_by_a_builtin_with_a_text_signature() -> None:
+    """pydantic reads each default factory's signature at the first validation; a builtin's, such as
+    ``list``'s, is parsed from its text by tokenize's patterns, compiled on first use (~1.6 ms of every
+    check and discover)."""
+    from pydantic import BaseModel
+
+    import connector.config.model  # noqa: F401  (defines every config model)
+
+    models, seen = [BaseModel], []
+    while models:
+        model = models.pop()
+        models.extend(model.__subclasses__())
+        if model.__module__.startswith("connector."):
+            seen.append(model)
+    factories = {f"{model.__name__}.{name}": field.default_factory for model in seen
+                 for name, field in model.model_fields.items() if field.default_factory is not None}
+    assert "RunSettings.fallback_models" in factories
+    assert [name for name, factory in factories.items() if getattr(factory, "__text_signature__", None)] == []

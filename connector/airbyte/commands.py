@@ -16,7 +16,6 @@ from connector.airbyte.protocol import Message
 from connector.callbacks import Notice
 from connector.errors import CatalogError, CheckFailed, ConfigError, EndpointError
 from connector.pipeline.connect import TransportFactory, default_transport, oneshot_transport
-from connector.pipeline.progress import NO_PROGRESS, Progress
 
 # read's run loop (and the cache, cursor and file syncs under it) is imported by read alone: check and
 # discover, which a platform starts in a fresh process each time, import only what they use (issue 25).
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
     from connector.config.model import SourceConfig
     from connector.endpoint.client import EndpointClient
     from connector.pipeline.context import RunContext
+    from connector.pipeline.progress import Progress
     from connector.pipeline.run_loop import Checkpointing
 
 __all__ = ["TransportFactory", "check", "default_transport", "discover", "read", "spec"]
@@ -108,7 +108,7 @@ async def read(
     transport_factory: TransportFactory = default_transport,
     checkpointing: Checkpointing | None = None,
     *,
-    progress: Progress = NO_PROGRESS,
+    progress: Progress | None = None,
     dry_run: bool = False,
     stdin: BinaryIO | None = None,
     notice: Notice | None = None,
@@ -118,7 +118,7 @@ async def read(
     ``notice`` shows a LOG line at once (a long wait the endpoint asked for), while records
     may not flow; without it such lines come out with the next message.
 
-    ``progress`` hears of every record (and may add LOG lines); ``dry_run`` renders every
+    ``progress`` (None: none) hears of every record (and may add LOG lines); ``dry_run`` renders every
     request and reports counts, tokens and cost as LOG messages, sending nothing; ``stdin``
     is where ``input.path: "-"`` reads (default: the process's); ``checkpointing`` None: the run loop's.
     """
@@ -152,7 +152,7 @@ async def read(
 
 
 async def _stream(ctx: RunContext, stream: SelectedStream, saved: StreamPosition | None, dry_run: bool,
-                  checkpointing: Checkpointing | None, progress: Progress) -> AsyncIterator[Message]:
+                  checkpointing: Checkpointing | None, progress: Progress | None) -> AsyncIterator[Message]:
     """One selected stream's messages: the models listed, or the enriched rows (or their dry run)."""
     from connector.airbyte.catalog import MODELS_STREAM
     from connector.airbyte.state import check_resume
@@ -231,10 +231,11 @@ async def _read_models(client: EndpointClient, name: str) -> AsyncIterator[Messa
 
 
 async def _read_enriched(ctx: RunContext, full_refresh: bool, checkpointing: Checkpointing | None,
-                         progress: Progress) -> AsyncIterator[Message]:
+                         progress: Progress | None) -> AsyncIterator[Message]:
     """The run loop's events as Airbyte messages; the loop decides, this only translates."""
     from connector.airbyte.state import StreamPosition
     from connector.pipeline.events import run_events
+    from connector.pipeline.progress import NO_PROGRESS
     from connector.pipeline.run_loop import DEFAULT_CHECKPOINTING, Checkpoint, Finished, Note, RecordOut, Started
     from connector.requests.request_fingerprint import request_fingerprint
 
@@ -242,7 +243,8 @@ async def _read_enriched(ctx: RunContext, full_refresh: bool, checkpointing: Che
     yield protocol.stream_status(name, "STARTED")
     running = False
     every = DEFAULT_CHECKPOINTING if checkpointing is None else checkpointing
-    async for event in run_events(ctx, full_refresh=full_refresh, checkpointing=every, progress=progress):
+    async for event in run_events(ctx, full_refresh=full_refresh, checkpointing=every,
+                                  progress=NO_PROGRESS if progress is None else progress):
         if isinstance(event, RecordOut):
             if not running:
                 running = True

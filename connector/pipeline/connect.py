@@ -16,7 +16,6 @@ from connector.callbacks import Notice, no_notice
 from connector.config.model import SourceConfig
 from connector.config.parts import Limits, Parts, first_task, parts_of
 from connector.dialects import Dialect, dialect_for
-from connector.endpoint.aiohttp_transport import AiohttpTransport
 from connector.endpoint.client import EndpointClient
 from connector.endpoint.limits import ConcurrencyGate, SpendBudget, WaitCap
 from connector.endpoint.oneshot import OneShotTransport
@@ -31,6 +30,8 @@ TransportFactory = Callable[[Limits], Transport]
 
 def default_transport(limits: Limits) -> Transport:
     """aiohttp, with a connection pool as large as the concurrency and the config's TLS settings."""
+    from connector.endpoint.aiohttp_transport import AiohttpTransport  # read's: check and discover send one-shot
+
     return AiohttpTransport(max_connections=limits.concurrency, verify_tls=limits.tls.verification())
 
 
