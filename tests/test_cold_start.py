@@ -136,6 +136,8 @@ def test_check_and_discover_import_none_of_reads_machinery(tmp_path: Path, fake_
                                           "connector.answers.cache", "connector.pipeline.enrich", "sqlite3"}
     # nor, for a file without input.cursor or input.primary_key, standard input's table, the cursor's, the key check
     assert not (checked | discovered) & {"connector.rows.stdin", "connector.rows.cursor_table", "connector.rows.keys"}
+    # nor, without input.incremental, the file history that picks the files to read
+    assert "connector.rows.file_history" not in checked | discovered
 
 
 def test_an_https_endpoint_is_still_verified_against_the_system_certificates(tmp_path: Path) -> None:

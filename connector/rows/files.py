@@ -23,7 +23,6 @@ from connector.errors import InputError
 from connector.rows import csv_source, jsonl_source
 from connector.rows.columns import Column, arrow_schema, rename_notes, renames
 from connector.rows.file_columns import tagged, with_file_columns
-from connector.rows.file_history import FileVersion
 from connector.rows.fingerprint import InputFile
 from connector.rows.locations import resolve
 from connector.rows.parquet_source import ParquetFiles, Prune
@@ -32,10 +31,11 @@ from connector.rows.spool import Spool
 from connector.rows.table import Row
 
 if TYPE_CHECKING:
+    from connector.rows.file_history import FileVersion
     from connector.rows.sql_source import SqlQuery
 
 # input.incremental files: given the files listed now, the names of those to read, in order.
-Chooser = Callable[[Sequence[FileVersion]], Sequence[str]]
+Chooser = Callable[[Sequence["FileVersion"]], Sequence[str]]
 
 
 def _seen(source: SourceFile) -> InputFile:
@@ -141,6 +141,8 @@ class InputTable:
     def _chosen(self, files: list[SourceFile], choose: Chooser) -> list[SourceFile]:
         """The files ``choose`` picks of those listed, in its order; none picked: the last one listed, for
         the columns only (the table then has no rows)."""
+        from connector.rows.file_history import FileVersion  # input.incremental's: a plain read imports it not
+
         versions = []
         for found in files:
             seen = _seen(found)
