@@ -374,18 +374,9 @@ def tune_collector() -> None:
     gc.set_threshold(YOUNG_COLLECTION_EVERY, middle, old)
 
 
-# Commands a platform starts in a fresh process for a moment (issue 25, cold start): their objects are
-# freed by reference counting and the few cycles they make (the input's columns read, one or two
-# requests) are bounded, so the collector runs not at all: ~5 young collections at 50,000, each walking the
-# objects the imports just made, were ~15 ms of a ~250 ms check or discover (median CPU of 15 paired runs).
-_SHORT_COMMANDS = frozenset({"spec", "check", "discover"})
-
-
 def main() -> None:
     """The process entry point (``source-openai-compatible``, ``python -m connector``)."""
     tune_collector()
-    if sys.argv[1:2] and sys.argv[1] in _SHORT_COMMANDS:
-        gc.disable()
     code = run()
     # The process ends: the interpreter's last collections would walk every object left (modules, the
     # run's caches) for memory the system takes back anyway: ~60 M instructions after a read at 512 in
