@@ -27,15 +27,15 @@ from connector.errors import ConfigError, ConnectorError, OutputFailed
 # RECORDs are written in buffered batches.
 _FLUSH_TYPES = frozenset({"STATE", "TRACE", "LOG", "CONNECTION_STATUS", "SPEC", "CATALOG"})
 
-# A young-generation collection every this many net allocations (CPython's default: 700).
-# With hundreds of requests in flight, each young collection scans every object those requests
-# hold, finds nothing (the row path makes no reference cycles) and promotes them: at the default,
-# 15-20 % of a read's CPU went to the collector. Callgrind, 2,500 rows at 512 in flight: 71k
-# instructions per row at 10,000, 34k at 50,000, ~14k at 200,000; gc.callbacks, 10,000 rows at
-# 2,048 in flight: 51 µs per row at 50,000, 5 µs at 200,000. A failed row leaves no cycle either
-# (answers/cache.py's SingleFlight), so garbage does not pile up between collections: reads in
-# which every row timed out peaked at the same memory at 700 and at 200,000 (docs/PROMISES.md);
-# the threshold bounds what a cycle elsewhere leaves (aiohttp's, when a connection is refused).
+# A young-generation collection every this many net allocations (CPython's default: 700). With hundreds of
+# requests in flight, each young collection scans every object those requests hold, finds nothing (the row
+# path makes no reference cycles) and promotes them: at the default, 15-20 % of a read's CPU went to the
+# collector. Callgrind, 2,500 rows at 512 in flight: 71k instructions per row at 10,000, 34k at 50,000, none
+# in that window at 200,000; gc.callbacks, 10,000 rows: at 512 in flight 96 ms at 50,000, under 1 ms at
+# 200,000; at 2,048, 51 µs per row at 50,000, 5 µs at 200,000. A failed row leaves no cycle either
+# (answers/cache.py's SingleFlight), so garbage does not pile up between collections: reads in which every
+# row timed out peaked at the same memory at 700 and at 200,000 (docs/PROMISES.md); the threshold bounds
+# what a cycle elsewhere leaves (aiohttp's, when a connection is refused).
 YOUNG_COLLECTION_EVERY = 200_000
 
 
