@@ -236,3 +236,22 @@ def test_an_answer_without_usage_has_unknown_tokens_and_cost_not_zero() -> None:
     [row] = records(messages)
     assert row["_status"] == "ok"
     assert (row["_prompt_tokens"], row["_completion_tokens"], row["_cost"]) == (None, None, None)
+
+
+def test_an_answer_whose_validation_retry_the_spend_guard_refused_is_in_the_summary() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        turns = json.loads(request.content)["messages"]
+        if turns[0]["content"] == "Say good":
+            return httpx.Response(200, json=reply_with_usage('{"label": "g"}', 1, 1))
+        return httpx.Response(200, json=reply_with_usage("not json", 10, 3))  # paid, then asked again
+
+    # Row 2's first answer is the second request; its validation retry, the third, is refused by max_requests.
+    messages, error = read_through(json_columns_config([{"text": "good"}, {"text": "bad"}], concurrency=1,
+                                                       max_requests=2), handler)
+    assert error is None
+    assert [r["label"] for r in records(messages)] == ["g"]  # the run stops before row 2
+    summary = summary_of(messages)
+    # Row 2's first answer was bought before the stop: was in no summary.
+    assert "bought for rows not emitted" in summary, summary
+    unemitted = summary.split("bought for rows not emitted")[1]
+    assert "tokens in 10, out 3" in unemitted and f"cost {10 + 2 * 3:.4f}" in unemitted, summary

@@ -196,8 +196,7 @@ class RowEnricher:
             try:
                 answer = await self._answer(asked, spend, ask.media_tokens)
             except errors.SpendLimitReached:
-                if spend.paid:  # attempts cut before their answer were billed: the summary says so
-                    self.refused.append(self._charged(RowOutcome("error"), spend, tried))
+                self._refused(spend, tried)  # attempts cut before their answer were billed
                 return None
             except errors.EndpointError as exc:
                 attempts += exc.attempts
@@ -206,11 +205,13 @@ class RowEnricher:
                     continue
                 break
             answer.attempts += attempts
-            try:
-                return await self._validated(ask, asked, answer, spend)  # _judged gives it input_truncated
-            except errors.SpendLimitReached:
-                return None  # a validation retry refused
+            return await self._validated(ask, asked, answer, spend)  # _judged gives it input_truncated
         return self._unasked(ask, error, passed_over, attempts, tried, spend)
+
+    def _refused(self, spend: Spend, model: object) -> None:
+        """A row a spend guard stopped: what it had bought goes into the summary (``refused``), not a record."""
+        if spend.paid:
+            self.refused.append(self._charged(RowOutcome("error"), spend, model))
 
     def _unasked(self, ask: Ask, error: tuple[ErrorClass, str] | None, passed_over: list[str], attempts: int,
                  tried: object, spend: Spend) -> Enriched:
@@ -233,9 +234,7 @@ class RowEnricher:
 
     def refused_after(self, body: Body, billed: Sequence[TokenUsage]) -> None:
         """A request a spend guard refused after ``billed`` attempts of it were cut: the summary counts them."""
-        spend = self._spent(body, billed)
-        if spend.paid:
-            self.refused.append(self._charged(RowOutcome("error"), spend, body.get("model")))
+        self._refused(self._spent(body, billed), body.get("model"))
 
     def _charged(self, outcome: RowOutcome, spend: Spend, model: object) -> RowOutcome:
         """``outcome`` with the tokens and cost of what ``spend`` bought."""
@@ -311,9 +310,9 @@ class RowEnricher:
         spend.add(self._prices, self._dialect.CACHE_PRICING, body.get("model"), body.get("service_tier"),
                   usage, batch)
 
-    async def _validated(self, ask: Ask, body: Body, answer: _Answer, spend: Spend) -> Enriched:
+    async def _validated(self, ask: Ask, body: Body, answer: _Answer, spend: Spend) -> Enriched | None:
         """Validate the answer (asking again with feedback, :mod:`connector.pipeline.validate`), then judge
-        it into the row's outcome."""
+        it into the row's outcome; None when a spend guard refused a retry (what was bought is in ``refused``)."""
         columns, problem = self._check.check(answer.reply)
         retries = self._check.retries
         while (retry_body := self._check.ask_again(body, answer.reply, problem, retries)) is not None:
@@ -323,6 +322,9 @@ class RowEnricher:
                 self._client.notice("WARN", change)
             try:
                 again = await self._answer(retry_body, spend, ask.media_tokens)
+            except errors.SpendLimitReached:
+                self._refused(spend, body.get("model"))  # the answers before the retry were bought
+                return None
             except errors.EndpointError as exc:
                 # The retry failed: the row is an error of that class, its first answer kept.
                 done = self._judged(ask, columns, body, answer, problem, spend)
@@ -363,18 +365,18 @@ class RowEnricher:
 
     # Rows a provider batch answered (pipeline/batch_source.py) ------------------------
 
-    async def finish_batch(self, ask: Ask, reply: dict[str, Any], batch_id: str) -> Enriched:
+    async def finish_batch(self, ask: Ask, reply: dict[str, Any], batch_id: str) -> Enriched | None:
         """The row ``ask`` whose answer came from provider batch ``batch_id``: validated like any answer
         (a validation retry is a normal request), priced at the batch price."""
         spend = Spend()
         self._spend(spend, ask.body, reply, batch=True)
         done = await self._validated(ask, ask.body, _Answer(reply, None, 1, cached=False), spend)
-        done.outcome.latency_ms = None  # hours in a queue, not a request's latency
-        done.outcome.batch_id = batch_id
+        if done is not None:  # None: a spend guard refused its validation retry
+            done.outcome.latency_ms, done.outcome.batch_id = None, batch_id  # hours in a queue: not a latency
         return done
 
     async def finish_shared(self, ask: Ask, reply: dict[str, Any], completion: Completion | None,
-                            billed: Sequence[TokenUsage] = ()) -> Enriched:
+                            billed: Sequence[TokenUsage] = ()) -> Enriched | None:
         """The row ``ask`` answered inside a request it shared with other rows (:mod:`.input_groups`):
         ``reply`` is the row's own part, with its share of the usage (``billed``: of the attempts cut before
         it). ``completion`` is the shared request's, or None when the answer was bought earlier (the cache)

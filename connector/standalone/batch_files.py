@@ -158,7 +158,7 @@ class ImportSource:
         if unused:
             yield Note(f"{unused:,} lines of {self._path} answer no row of this input with this config", "WARN")
 
-    async def _row(self, enricher: RowEnricher, planned: Ask) -> Enriched:
+    async def _row(self, enricher: RowEnricher, planned: Ask) -> Enriched | None:
         key = enricher.answer_key(planned.body)
         cid = custom_id(planned.number, key)
         result = self._results.get(cid)
