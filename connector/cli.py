@@ -186,18 +186,18 @@ class _Writer:
     """Writes messages to stdout, masking secrets in everything but record data."""
 
     def __init__(self, out: BinaryIO) -> None:
+        from connector.airbyte.protocol import serialize
         from connector.secrets import Redactor
 
+        self._serialize = serialize  # bound once: an import statement in write() ran once per record
         self._out = _buffered(out)
         self.redact = Redactor()
         self._flush_due = False  # a flush of the buffered records is scheduled
         self._failed: OSError | None = None  # what that flush met, raised by the next write
 
     def write(self, message: dict[str, Any]) -> None:
-        from connector.airbyte.protocol import serialize
-
         kind = message.get("type")
-        line = serialize(message)
+        line = self._serialize(message)
         if kind != "RECORD" and self.redact:
             line = self.redact(line.decode()).encode()
         try:

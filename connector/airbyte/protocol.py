@@ -23,9 +23,9 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def serialize(message: Mapping[str, Any]) -> bytes:
-    """One protocol message as one line of JSON (with the newline)."""
-    return dumps_line(message)
+# One protocol message as one line of JSON (with the newline). The shared serialiser itself, not a
+# function around it: a read calls it once per record, and the wrapper was a Python frame per row.
+serialize = dumps_line
 
 
 def record(stream: str, data: Mapping[str, Any], emitted_at: int | None = None) -> Message:
