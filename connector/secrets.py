@@ -296,27 +296,36 @@ class Redactor:
     def masked(self, value: T) -> T:
         """``value`` (JSON-like: dicts, lists, text) with every secret in every string masked, for data
         the endpoint sent (an answer that echoes the key) before it reaches a record, a file or the cache."""
-        regex = self._compiled()
-        if regex is None or regex.search(self._text(value)) is None:
-            return value  # nearly every answer: one search over its strings, nothing rebuilt
-        walked: T = _masked(regex, value)
-        return walked
+        return self.masked_json(value)[0]
 
-    def _text(self, value: object) -> str:
-        """One text holding every string of ``value`` (dict keys too), so one search says whether to walk:
-        its JSON (one C call, ~6x faster than collecting the strings), whose escapes (quote, backslash, control
-        characters) are forms every secret's pattern matches; or, for a value JSON cannot hold as is and once
-        this redactor met a vector, the strings joined by NUL. Either finds every secret :func:`_masked` masks;
-        a match across two strings only costs a walk that finds nothing."""
-        if not self._walk:
-            try:
-                text = orjson.dumps(value)
-            except TypeError:  # a key that is not text, a number beyond 64 bits, a lone surrogate, ...
-                pass
-            else:
-                self._walk = len(text) > _WALK_ABOVE
-                return text.decode()
-        return "\x00".join(_strings(value, []))
+    def masked_json(self, value: T) -> tuple[T, bytes | None]:
+        """:meth:`masked`, and the JSON (``orjson.dumps``, no options) of what it returns when the search made it
+        (None otherwise): the answer cache stores those bytes rather than serialising the answer again."""
+        regex = self._compiled()
+        if regex is None:
+            return value, None
+        raw = self._json(value)
+        text = raw.decode() if raw is not None else "\x00".join(_strings(value, []))
+        if regex.search(text) is None:
+            return value, raw  # nearly every answer: one search over its strings, nothing rebuilt
+        walked: T = _masked(regex, value)
+        return walked, None
+
+    def _json(self, value: object) -> bytes | None:
+        """The JSON of ``value``, searched as one text holding every string (dict keys too), so one search says
+        whether to walk (one C call, ~6x faster than collecting the strings): its escapes (quote, backslash,
+        control characters) are forms every secret's pattern matches. None for a value JSON cannot hold as is
+        (a key that is not text, a number beyond 64 bits, a lone surrogate, ...) and once this redactor met a
+        vector: then its strings are joined by NUL. Either finds every secret :func:`_masked` masks; a match
+        across two strings only costs a walk that finds nothing."""
+        if self._walk:
+            return None
+        try:
+            raw = orjson.dumps(value)
+        except TypeError:
+            return None
+        self._walk = len(raw) > _WALK_ABOVE
+        return raw
 
 
 def _strings(value: Any, found: list[str]) -> list[str]:

@@ -302,7 +302,7 @@ def test_answers_are_stored_before_records_are_emitted() -> None:
     order: list[str] = []
 
     class Recording(AnswerCache):
-        def put(self, key: str, reply: dict[str, Any], masked: bool = False) -> None:
+        def put(self, key: str, reply: dict[str, Any], masked: bool = False, raw: bytes | None = None) -> None:
             stored.append(key)
             order.append("stored")
 

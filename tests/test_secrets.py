@@ -6,6 +6,7 @@ import html
 import json
 from urllib.parse import quote, quote_plus
 
+import orjson
 import pytest
 
 from connector.config.load import load_config
@@ -173,3 +174,13 @@ def test_a_redactor_that_met_a_vector_still_masks_every_answer_after_it() -> Non
     assert redact.masked(plain) is plain
     odd = {1: f"a key that is not text beside {KEY}"}  # no JSON for it: its strings are searched
     assert Redactor([KEY], SecretRegistry()).masked(odd) == {1: f"a key that is not text beside {MASK}"}
+
+
+@pytest.mark.parametrize("answer", [*_ANSWERS, {"choices": [{"message": {"content": "nothing secret"}}], "n": [1.5]},
+                                    {"data": [{"embedding": [0.125] * 3072}]}, {1: "a key that is not text"}])
+def test_the_json_the_cache_is_handed_is_that_of_the_masked_answer(answer: object) -> None:
+    """masked_json's bytes (the answer cache stores them as they are) hold no secret: the JSON of what it returns."""
+    shown, raw = Redactor([KEY], SecretRegistry()).masked_json(answer)
+    assert shown == Redactor([KEY], SecretRegistry()).masked(answer)
+    if raw is not None:
+        assert raw == orjson.dumps(shown) and b"0123" not in raw

@@ -207,9 +207,10 @@ class AnswerCache:
         self.hits += 1
         return reply
 
-    def put(self, key: str, reply: dict[str, Any], masked: bool = False) -> None:
+    def put(self, key: str, reply: dict[str, Any], masked: bool = False, raw: bytes | None = None) -> None:
         """Store an answer in the open transaction; :meth:`commit` makes it durable. ``masked``: the caller
-        already masked the reply with the run's redactor (the enricher does, once for cache and record)."""
+        already masked the reply with the run's redactor (the enricher does, once for cache and record); ``raw``:
+        that masked reply's JSON when the redactor made it (:meth:`~connector.secrets.Redactor.masked_json`)."""
         if self._db is None:
             self.unkept += self.failure is not None
             return
@@ -218,7 +219,8 @@ class AnswerCache:
                 self._db.execute("BEGIN")
             self._db.execute(
                 "INSERT OR REPLACE INTO answers (key, reply, created) VALUES (?, ?, ?)",
-                (key, orjson.dumps(reply if masked else self._mask(reply)), time.time()),
+                (key, raw if masked and raw is not None else orjson.dumps(reply if masked else self._mask(reply)),
+                 time.time()),
             )
             self.stores += 1
             self._uncommitted += 1

@@ -260,10 +260,10 @@ class RowEnricher:
         completion, shared = await self._single_flight.run(key, lambda: self._client.complete(body, billed, media))
         if shared:
             return _Answer(completion.reply, completion, 0, cached=True)
-        shown = self._redact.masked(completion.reply)  # masked once, for the cache and the record alike
+        shown, raw = self._redact.masked_json(completion.reply)  # masked once, for the cache and the record alike
         usage = usage_from(completion.reply, completion.headers)  # read once, for the keep and the spend
         if cache is not None:
-            cache.put(key, shown, masked=True)  # stored before the record exists: never paid twice
+            cache.put(key, shown, masked=True, raw=raw)  # stored before the record exists: never paid twice
             self._keep(cache, body, key, completion.reply, usage)
         self._spend(spend, body, completion.reply, usage=usage)
         return _Answer(completion.reply, completion, completion.attempts, cached=False, shown=shown)
