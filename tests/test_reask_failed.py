@@ -233,3 +233,27 @@ def test_an_answer_is_found_under_another_cap_only_when_nothing_else_changed(
         other["temperature"] = 1
     assert keys(body) not in list(cache.under_other_caps(dialect, other, keys))  # an answer at temperature 0: not it
     cache.close()
+
+
+_ABSENT = object()
+
+
+@pytest.mark.parametrize("api", ["openai_chat_completions", "openai_responses", "anthropic_messages",
+                                 "gemini_generate_content", "openai_embeddings"])
+@pytest.mark.parametrize("body", [
+    {"model": "m", "messages": [1]},
+    {"model": "m", "messages": [1], "max_tokens": 5, "temperature": 0},
+    {"model": "m", "max_tokens": 5, "max_completion_tokens": 6},
+    {"model": "m", "input": "x", "max_output_tokens": 7},
+    {"model": "m", "generationConfig": {"temperature": 0, "maxOutputTokens": 8}},
+    {"model": "m", "generationConfig": {"temperature": 0}},
+])
+def test_each_shape_names_its_cap_as_the_items_without_output_limit_drops_or_changes(
+        api: str, body: dict[str, Any]) -> None:
+    """limit_of reads the cap's part with output_limit (no copy of the body): the same items as comparing the
+    body with what without_output_limit makes of it, in every API shape."""
+    config = {"url": "http://fake.local/v1", "prompt": "{{t}}", "api_compatibility": api, "model": "m",
+              "input": {"rows": [{"t": "x"}]}}
+    dialect = dialect_of(load_config(config))
+    free = dialect.without_output_limit(body)
+    assert dialect.output_limit(body) == {k: v for k, v in body.items() if free.get(k, _ABSENT) is not v}

@@ -298,15 +298,12 @@ class AnswerCache:
 
 def limit_of(dialect: Dialect, body: Mapping[str, Any]) -> str | None:
     """The part of ``body`` that sets its output-token cap, as canonical JSON (None: it sets none): the top-level
-    items the dialect's :meth:`~connector.dialects.base.Dialect.without_output_limit` drops or changes."""
+    items the dialect's :meth:`~connector.dialects.base.Dialect.without_output_limit` drops or changes
+    (:meth:`~connector.dialects.base.Dialect.output_limit`, read without copying the body)."""
     if not dialect.max_output_tokens(body):  # none, or 0 (embeddings: no output)
         return None
-    free = dialect.without_output_limit(body)
-    part = {name: value for name, value in body.items() if free.get(name, _ABSENT) is not value}
+    part = dialect.output_limit(body)
     return orjson.dumps(part, option=_CANONICAL, default=str).decode("utf-8") if part else None
-
-
-_ABSENT = object()
 
 
 def _stored_reply(raw: Any) -> dict[str, Any]:

@@ -132,6 +132,9 @@ class Dialect(Protocol):
     def without_output_limit(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """``body`` without its output-token cap (an answer that ended on its own answers it under any cap)."""
 
+    def output_limit(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The top-level items of ``body`` that :meth:`without_output_limit` drops or changes (its cap's part)."""
+
     def prompt_chars(self, body: Mapping[str, Any]) -> int:
         """Size of a built body's prompt (conversation and system text) in JSON characters."""
 
@@ -356,9 +359,6 @@ class DialectBase:
 
     def max_output_tokens(self, body: Mapping[str, Any]) -> int | None:
         return max_tokens_of(body)
-
-    def without_output_limit(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in body.items() if k not in ("max_tokens", "max_completion_tokens")}
 
     def prompt_chars(self, body: Mapping[str, Any]) -> int:
         if self.conversation_key not in body:

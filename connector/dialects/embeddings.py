@@ -106,6 +106,9 @@ class EmbeddingsDialect(ChatDialect):
     def without_output_limit(self, body: Mapping[str, Any]) -> dict[str, Any]:
         return dict(body)  # no output limit: an embedding is the same under any
 
+    def output_limit(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return {}
+
     def prompt_chars(self, body: Mapping[str, Any]) -> int:
         given = body.get("input", "")  # a merged request's is a list: its texts, not their JSON
         return sum(len(str(text)) for text in given) if isinstance(given, list) else len(str(given))

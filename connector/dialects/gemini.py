@@ -157,6 +157,10 @@ class GeminiDialect(ChatDialect):
             return dict(body)
         return {**body, "generationConfig": {k: v for k, v in config.items() if k != "maxOutputTokens"}}
 
+    def output_limit(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        config = body.get("generationConfig")
+        return {"generationConfig": config} if isinstance(config, dict) and "maxOutputTokens" in config else {}
+
     def feedback_turns(self, answer: str, ask: str) -> list[dict[str, Any]]:
         return [{"role": "model", "parts": [{"text": answer}]}, {"role": "user", "parts": [{"text": ask}]}]
 

@@ -42,6 +42,9 @@ def _reasoning_model(model: str) -> bool:
     return REASONING_MODELS.search(model) is not None
 
 
+_CAP_FIELDS = ("max_tokens", "max_completion_tokens")  # a chat-shaped body's output-token cap
+
+
 class ChatDialect(DialectBase):
     """``POST {base}/chat/completions`` with ``Authorization: Bearer``."""
 
@@ -52,6 +55,12 @@ class ChatDialect(DialectBase):
     @property
     def endpoint_url(self) -> str:
         return self.url("/chat/completions")
+
+    def without_output_limit(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in body.items() if k not in _CAP_FIELDS}
+
+    def output_limit(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: body[k] for k in _CAP_FIELDS if k in body}
 
     @property
     def models_url(self) -> str | None:

@@ -111,6 +111,9 @@ class ResponsesDialect(ChatDialect):
     def without_output_limit(self, body: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in body.items() if k != "max_output_tokens"}
 
+    def output_limit(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return {"max_output_tokens": body["max_output_tokens"]} if "max_output_tokens" in body else {}
+
     def with_feedback(self, body: Mapping[str, Any], answer: str, ask: str) -> dict[str, Any] | None:
         before = body.get("input")
         if isinstance(before, str):
