@@ -264,7 +264,7 @@ class RowEnricher:
         usage = usage_from(completion.reply, completion.headers)  # read once, for the keep and the spend
         if cache is not None:
             cache.put(key, shown, masked=True, raw=raw)  # stored before the record exists: never paid twice
-            self._keep(cache, body, key, completion.reply, usage)
+            self._keep(cache, body, completion.reply, usage)
         self._spend(spend, body, completion.reply, usage=usage)
         return _Answer(completion.reply, completion, completion.attempts, cached=False, shown=shown)
 
@@ -291,7 +291,7 @@ class RowEnricher:
                     return reply
         return None
 
-    def _keep(self, cache: AnswerCache, body: Body, key: str, reply: dict[str, Any], usage: TokenUsage) -> None:
+    def _keep(self, cache: AnswerCache, body: Body, reply: dict[str, Any], usage: TokenUsage) -> None:
         """An answer that ended on its own under a cap, with its output tokens known, is found by a request with
         another cap: the cache notes the cap (once per cap, not once per answer)."""
         if finish_reason(reply) in ("length", None) or usage.completion is None:
