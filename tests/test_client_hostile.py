@@ -165,6 +165,9 @@ async def test_a_stream_of_an_unexpected_shape_is_bad_reply_not_a_crash() -> Non
                                                       "total_tokens": 7}),
     ({"prompt_tokens": -1, "completion_tokens": 2.0, "total_tokens": "x"},
      {"prompt_tokens": None, "completion_tokens": 2, "total_tokens": None}),
+    # Digits str.isdigit() accepts and int() refuses: was a ValueError out of the reply's parsing.
+    ({"prompt_tokens": "\u00b2", "completion_tokens": 3, "total_tokens": "\u00b9\u00b2"},
+     {"prompt_tokens": None, "completion_tokens": 3, "total_tokens": None}),
 ])
 async def test_usage_is_normalised_not_a_crash(usage: Any, expected: Any) -> None:
     rec = Recorder(reply_with({"role": "assistant", "content": "fine"}, usage=usage))
@@ -291,3 +294,14 @@ async def test_data_after_the_end_of_a_stream_is_not_appended(shape: str) -> Non
     client, _ = make_client(rec, api_compatibility=shape, stream=True)
     completion = await client.complete(STREAM_BODY)
     assert completion.reply["choices"][0]["message"]["content"] == "whole answer"
+
+
+async def test_a_content_length_of_digits_int_refuses_is_read_as_unannounced() -> None:
+    from connector.endpoint.transport import Response
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"ok": true}'
+
+    # "²" passes str.isdigit(): the announced size was int("²"), a ValueError out of the reply's read.
+    reply = Response(200, {"content-length": "\u00b2"}, chunks())
+    assert await reply.read(limit=1024) == b'{"ok": true}'

@@ -251,6 +251,7 @@ REPLY = {
         ("nothing.here.at.all", None),
         ("model.0", None),
         ("choices.first", None),
+        ("choices.\u00b2", None),  # a step str.isdigit() accepts and int() refuses: was a ValueError
         ("usage", REPLY["usage"]),
     ],
 )

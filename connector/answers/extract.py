@@ -28,7 +28,7 @@ class Extras(Protocol):
 
 def compile_path(path: str) -> tuple[str | int, ...]:
     """A dotted path (``choices.0.message.content``) as steps; digits are list indexes."""
-    return tuple(int(p) if p.lstrip("-").isdigit() else p for p in path.split("."))
+    return tuple(int(p) if (digits := p.lstrip("-")).isascii() and digits.isdigit() else p for p in path.split("."))
 
 
 def dig(value: Any, path: Sequence[str | int]) -> Any:

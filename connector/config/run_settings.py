@@ -20,7 +20,7 @@ def _rows_per_request(value: object) -> int | Literal["auto"]:
     One check with one message, where a union of the two types would report both types' errors."""
     if value == "auto":
         return "auto"
-    rows = int(value) if isinstance(value, str) and value.strip().isdigit() else value
+    rows = int(value) if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() else value
     if isinstance(rows, bool) or not isinstance(rows, int) or not 1 <= rows <= 1000:
         raise ValueError(f'must be a whole number from 1 to 1000, or "auto" (got {value!r})')
     return rows

@@ -50,8 +50,8 @@ def token_count(value: Any) -> int | None:
         return value if value >= 0 else None
     if isinstance(value, float):
         return int(value) if value.is_integer() and value >= 0 else None
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+    if isinstance(value, str) and (text := value.strip()).isascii() and text.isdigit():  # not '²': int() refuses it
+        return int(text)
     return None
 
 

@@ -117,7 +117,7 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]
         head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
         status_line, *lines = head.split("\r\n")
         version, _, rest = status_line.partition(" ")
-        if not version.startswith("HTTP/1.") or not rest[:3].isdigit():
+        if not version.startswith("HTTP/1.") or not (rest[:3].isascii() and rest[:3].isdigit()):
             raise ValueError(f"not an HTTP/1.x answer: {status_line[:80]!r}")
         status = int(rest[:3])
         if status >= 200 or status == 101:
@@ -143,7 +143,7 @@ async def _body(reader: asyncio.StreamReader, headers: Mapping[str, str], method
                 await _within(reader.readexactly(2), timeout, silence)
             return
         length = headers.get("content-length", "")
-        left = int(length) if length.isdigit() else -1
+        left = int(length) if length.isascii() and length.isdigit() else -1  # not "²": int() refuses it
         while left != 0:
             chunk = await _within(reader.read(_CHUNK if left < 0 else min(_CHUNK, left)), timeout, silence)
             if not chunk:

@@ -43,7 +43,7 @@ class Response:
         if limit is None:
             return b"".join([chunk async for chunk in self._chunks])
         announced = self.headers.get("content-length", "")
-        if announced.isdigit() and int(announced) > limit:
+        if announced.isascii() and announced.isdigit() and int(announced) > limit:  # ASCII: int() refuses "²"
             raise too_large(limit, f"{int(announced):,} bytes announced by Content-Length")
         parts = into if into is not None else []
         size = already

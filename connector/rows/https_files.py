@@ -159,7 +159,7 @@ def https_files(url: str, settings: HttpsStorage | None, tls: TLSConfig) -> list
     with remote.open("HEAD") as head:
         pass
     length = head.headers.get("content-length")
-    size = int(length) if length and length.isdigit() else None
+    size = int(length) if length and length.isascii() and length.isdigit() else None  # not "²": int() refuses it
     etag = head.headers.get("etag")
     modified = head.headers.get("last-modified")
     mtime_ns = int(parsedate_to_datetime(modified).timestamp() * 1e9) if modified else None
