@@ -14,9 +14,9 @@ import pytest
 from connector import errors
 from connector.config.load import load_config
 from connector.dialects import dialect_for
-from connector.endpoint.aiohttp_transport import AiohttpTransport
 from connector.endpoint.batch import Submission, batch_api
 from connector.endpoint.batch.retry import BatchRetry
+from connector.endpoint.http11 import Http11Transport
 from connector.endpoint.limits import WaitCap
 from tests.batch_runs import Sync, batch_config, delta, read, rows_of, server_fixture
 from tests.fake_batch import Control
@@ -154,7 +154,7 @@ def test_blips_beyond_max_retries_end_the_sync_with_a_transient_error_and_nothin
 async def test_the_wait_before_a_create_is_sent_again_honours_retry_after(manual: Control) -> None:
     config = load_config(batch_config(manual.origin, rows_of(1), max_retries=3))
     dialect = dialect_for(config)
-    transport = AiohttpTransport()
+    transport = Http11Transport()
     slept: list[float] = []
 
     async def sleep(seconds: float) -> None:

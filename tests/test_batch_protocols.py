@@ -19,7 +19,6 @@ import pytest
 from connector import errors
 from connector.config.load import load_config
 from connector.config.parts import parts_of
-from connector.endpoint.aiohttp_transport import AiohttpTransport
 from connector.endpoint.batch import (
     BatchAPI,
     BatchLimits,
@@ -35,6 +34,7 @@ from connector.endpoint.batch.http import BatchHTTP
 from connector.endpoint.batch.openai_batches import OpenAIBatches
 from connector.endpoint.batch.protocol_base import BatchStatus, ItemResult
 from connector.endpoint.classify import classify
+from connector.endpoint.http11 import Http11Transport
 from connector.endpoint.transport import HttpxTransport
 from tests.conftest import dialect_of
 from tests.fake_batch import Control
@@ -72,8 +72,8 @@ def config_for(shape: str, origin: str, **raw: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def transport() -> AsyncIterator[AiohttpTransport]:
-    t = AiohttpTransport()
+async def transport() -> AsyncIterator[Http11Transport]:
+    t = Http11Transport()
     yield t
     await t.aclose()
 

@@ -201,14 +201,10 @@ async def test_local_resources_that_never_recover_stop_the_sync_resumably() -> N
     assert 0 < sum(sleeps.delays) <= 2
 
 
-def test_aiohttp_errors_are_translated_the_same_way() -> None:
-    import aiohttp
+def test_the_transport_s_socket_errors_are_translated_the_same_way() -> None:
+    from connector.endpoint.http11 import _failure
 
-    from connector.endpoint.aiohttp_transport import _translate_aiohttp
-
-    key = type("Key", (), {"ssl": True, "host": "h", "port": 1})()
-    exc = aiohttp.ClientConnectorError(key, OSError(errno.EMFILE, "Too many open files"))
-    translated = _translate_aiohttp(exc, "http://h:1/v1", 1.0)
+    translated = _failure(OSError(errno.EMFILE, "Too many open files"), "http://h:1/v1", connecting=True)
     assert isinstance(translated, errors.LocalResourcesExhausted)
     assert "Too many open files" in translated.message
 

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from connector import errors
-from connector.endpoint.aiohttp_transport import AiohttpTransport
+from connector.endpoint.http11 import Http11Transport
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -64,7 +64,7 @@ async def server(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Dropping
         await listening.wait_closed()
 
 
-async def _post(transport: AiohttpTransport, url: str) -> int:
+async def _post(transport: Http11Transport, url: str) -> int:
     async with transport.request("POST", url, {"Content-Type": "application/json"}, b"{}", 10) as response:
         await response.read()
         return response.status
@@ -74,7 +74,7 @@ async def _post(transport: AiohttpTransport, url: str) -> int:
 async def test_a_post_on_a_dead_reused_connection_is_sent_again_on_a_new_one(
         server: tuple[DroppingServer, str]) -> None:
     fake, url = server
-    transport = AiohttpTransport(max_connections=1)
+    transport = Http11Transport()
     try:
         assert await _post(transport, url) == 200
         assert await _post(transport, url) == 200  # its first try went out on the pooled connection, and died
@@ -86,7 +86,7 @@ async def test_a_post_on_a_dead_reused_connection_is_sent_again_on_a_new_one(
 @pytest.mark.parametrize("server", [1], indirect=True)
 async def test_a_post_on_a_new_connection_that_drops_is_not_sent_again(server: tuple[DroppingServer, str]) -> None:
     fake, url = server
-    transport = AiohttpTransport(max_connections=1)
+    transport = Http11Transport()
     try:
         with pytest.raises(errors.TransportError):
             await _post(transport, url)

@@ -15,7 +15,7 @@ from connector.airbyte import protocol
 from connector.airbyte.protocol import Message
 from connector.callbacks import Notice
 from connector.errors import CatalogError, CheckFailed, ConfigError, EndpointError
-from connector.pipeline.connect import TransportFactory, default_transport, oneshot_transport
+from connector.pipeline.connect import TransportFactory, default_transport
 
 # read's run loop (and the cache, cursor and file syncs under it) is imported by read alone: check and
 # discover, which a platform starts in a fresh process each time, import only what they use (issue 25).
@@ -37,7 +37,7 @@ async def spec() -> AsyncIterator[Message]:
     yield protocol.spec(specification())
 
 
-async def check(raw_config: Any, transport_factory: TransportFactory = oneshot_transport) -> AsyncIterator[Message]:
+async def check(raw_config: Any, transport_factory: TransportFactory = default_transport) -> AsyncIterator[Message]:
     """CONNECTION_STATUS, SUCCEEDED or FAILED with a precise, safe message."""
     from connector.answers.schema import task_outputs
     from connector.config.load import load_config
@@ -68,7 +68,7 @@ async def check(raw_config: Any, transport_factory: TransportFactory = oneshot_t
             yield protocol.connection_status(False, endpoint.redact(exc.message))
 
 
-async def discover(raw_config: Any, transport_factory: TransportFactory = oneshot_transport) -> AsyncIterator[Message]:
+async def discover(raw_config: Any, transport_factory: TransportFactory = default_transport) -> AsyncIterator[Message]:
     """CATALOG: the enriched stream, plus ``models`` when the endpoint lists models."""
     from connector.airbyte.catalog import enriched_stream, models_stream
     from connector.answers.records import META_COLUMNS

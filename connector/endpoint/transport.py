@@ -4,9 +4,10 @@ The rest of the connector sees :class:`Transport`: send a request, get a
 :class:`Response` whose body can be read whole or chunk by chunk. Two
 implementations:
 
-- :class:`~connector.endpoint.aiohttp_transport.AiohttpTransport`, the default. At hundreds of
-  requests in flight it spends ~10x less CPU per request than httpx's default async pool
-  (measured in DESIGN.md and in ``make bench``).
+- :class:`~connector.endpoint.http11.Http11Transport`, the default for every command:
+  HTTP/1.1 with keep-alive on the event loop's own streams. At hundreds of requests
+  in flight it spends less than half the CPU per request of a loop on aiohttp
+  (docs/BENCHMARKS.md), and ~10x less than httpx's default async pool.
 - :class:`HttpxTransport`, over any ``httpx.AsyncClient``: tests inject one with
   ``httpx.MockTransport``, and cassette tests one that vcrpy records.
 
@@ -116,7 +117,7 @@ _LOCAL_EXHAUSTION = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.
 def local_exhaustion(exc: BaseException) -> errors.LocalResourcesExhausted | None:
     """The LocalResourcesExhausted error when ``exc`` (or what it wraps) is one of those OS errors."""
     seen: BaseException | None = exc
-    for _ in range(8):  # aiohttp keeps the OSError in os_error, httpx in the exception chain
+    for _ in range(8):  # an OSError may be wrapped: kept in os_error, or in the exception chain
         if seen is None:
             return None
         cause = getattr(seen, "os_error", None)

@@ -17,8 +17,8 @@ from connector.config.model import SourceConfig
 from connector.config.parts import Limits, Parts, first_task, parts_of
 from connector.dialects import Dialect, dialect_for
 from connector.endpoint.client import EndpointClient
+from connector.endpoint.http11 import Http11Transport
 from connector.endpoint.limits import ConcurrencyGate, SpendBudget, WaitCap
-from connector.endpoint.oneshot import OneShotTransport
 from connector.endpoint.pacing import Limiter
 from connector.endpoint.resources import connections_that_fit
 from connector.endpoint.transport import Transport
@@ -29,15 +29,8 @@ TransportFactory = Callable[[Limits], Transport]
 
 
 def default_transport(limits: Limits) -> Transport:
-    """aiohttp, with a connection pool as large as the concurrency and the config's TLS settings."""
-    from connector.endpoint.aiohttp_transport import AiohttpTransport  # read's: check and discover send one-shot
-
-    return AiohttpTransport(max_connections=limits.concurrency, verify_tls=limits.tls.verification())
-
-
-def oneshot_transport(limits: Limits) -> Transport:
-    """A connection per request, no aiohttp import: for a command that sends one or two (``discover``)."""
-    return OneShotTransport(verify_tls=limits.tls.verification())
+    """HTTP/1.1 with keep-alive on the event loop's streams, with the config's TLS settings."""
+    return Http11Transport(verify_tls=limits.tls.verification())
 
 
 def limiter_for(limits: Limits, notice: Notice | None = None, learn: bool = True) -> Limiter:
