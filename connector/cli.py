@@ -15,17 +15,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import io
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from connector.errors import ConfigError, ConnectorError, OutputFailed
 
-# Messages are flushed at once when the platform needs to see them promptly;
-# RECORDs are written in buffered batches.
-_FLUSH_TYPES = frozenset({"STATE", "TRACE", "LOG", "CONNECTION_STATUS", "SPEC", "CATALOG"})
+if TYPE_CHECKING:
+    from connector.airbyte.output import MessageWriter
 
 # A young-generation collection every this many net allocations (CPython's default: 700). With hundreds of
 # requests in flight, each young collection scans every object those requests hold, finds nothing (the row
@@ -35,7 +33,7 @@ _FLUSH_TYPES = frozenset({"STATE", "TRACE", "LOG", "CONNECTION_STATUS", "SPEC", 
 # 200,000; at 2,048, 51 µs per row at 50,000, 5 µs at 200,000. A failed row leaves no cycle either
 # (answers/cache.py's SingleFlight), so garbage does not pile up between collections: reads in which every
 # row timed out peaked at the same memory at 700 and at 200,000 (docs/PROMISES.md); the threshold bounds
-# what a cycle elsewhere leaves (aiohttp's, when a connection is refused).
+# what a cycle a library makes would leave.
 YOUNG_COLLECTION_EVERY = 200_000
 
 
@@ -167,75 +165,7 @@ def _load_json(path: str, what: str) -> Any:
         raise ConfigError(f"--{what}: '{path}' is not valid JSON ({exc})") from None
 
 
-# The longest a record waits in the buffer for others to go out with it (seconds).
-RECORD_DELAY = 0.05
-
-
-def _buffered(out: BinaryIO) -> BinaryIO:
-    """``out`` with a buffer: PYTHONUNBUFFERED (the image sets it) leaves standard output raw, one system
-    call per record. Records go out in batches either way, none later than RECORD_DELAY after it was
-    written; the types in _FLUSH_TYPES are flushed at once.
-    The buffer writes to the same descriptor through its own file object, which closes nothing of
-    ``sys.stdout`` when it goes."""
-    if not isinstance(out, io.RawIOBase):
-        return out
-    return io.BufferedWriter(io.FileIO(out.fileno(), "wb", closefd=False), 1 << 16)
-
-
-class _Writer:
-    """Writes messages to stdout, masking secrets in everything but record data."""
-
-    def __init__(self, out: BinaryIO) -> None:
-        from connector.airbyte.protocol import serialize
-        from connector.secrets import Redactor
-
-        self._serialize = serialize  # bound once: an import statement in write() ran once per record
-        self._out = _buffered(out)
-        self.redact = Redactor()
-        self._flush_due = False  # a flush of the buffered records is scheduled
-        self._failed: OSError | None = None  # what that flush met, raised by the next write
-
-    def write(self, message: dict[str, Any]) -> None:
-        kind = message.get("type")
-        line = self._serialize(message)
-        if kind != "RECORD" and self.redact:
-            line = self.redact(line.decode()).encode()
-        try:
-            if self._failed is not None:
-                raise self._failed
-            self._out.write(line)
-            if kind in _FLUSH_TYPES:
-                self._out.flush()
-            elif not self._flush_due:
-                self._flush_soon()
-        except BrokenPipeError:
-            raise
-        except OSError as exc:  # a full disk, /dev/full
-            raise OutputFailed(f"cannot write to standard output: {exc.strerror or exc}") from None
-
-    def _flush_soon(self) -> None:
-        """Records out within RECORD_DELAY even when no STATE follows soon (rows piped in one at a time)."""
-        import asyncio
-
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # outside the run: run() flushes at its end
-        self._flush_due = True
-        loop.call_later(RECORD_DELAY, self._flush_records)
-
-    def _flush_records(self) -> None:
-        self._flush_due = False
-        try:
-            self._out.flush()
-        except OSError as exc:  # the reader went away, or the disk is full: the next write says so
-            self._failed = exc
-
-    def flush(self) -> None:
-        self._out.flush()
-
-
-async def _drive(messages: AsyncIterator[dict[str, Any]], writer: _Writer) -> None:
+async def _drive(messages: AsyncIterator[dict[str, Any]], writer: MessageWriter) -> None:
     try:
         async for message in messages:
             writer.write(message)
@@ -290,7 +220,9 @@ def run(argv: Sequence[str] | None = None, out: BinaryIO | None = None, err: Tex
 
     if args.command == "run":
         return _run_standalone(args, stdin or sys.stdin.buffer, out or sys.stdout.buffer, err)
-    writer = _Writer(out or sys.stdout.buffer)
+    from connector.airbyte.output import MessageWriter
+
+    writer = MessageWriter(out or sys.stdout.buffer)
     try:
         import asyncio
 
@@ -324,7 +256,8 @@ def run(argv: Sequence[str] | None = None, out: BinaryIO | None = None, err: Tex
             writer.flush()
 
 
-def _messages(args: argparse.Namespace, writer: _Writer, stdin: BinaryIO, err: TextIO) -> AsyncIterator[dict[str, Any]]:
+def _messages(args: argparse.Namespace, writer: MessageWriter, stdin: BinaryIO, err: TextIO
+              ) -> AsyncIterator[dict[str, Any]]:
     """The messages of ``check``, ``discover`` or ``read``; the writer masks the config's secrets from here on."""
     from connector.airbyte import commands
     from connector.airbyte.protocol import log
@@ -339,7 +272,8 @@ def _messages(args: argparse.Namespace, writer: _Writer, stdin: BinaryIO, err: T
     catalog = _load_json(args.catalog, "catalog")
     state = _load_json(args.state, "state") if args.state else None
     return commands.read(raw_config, catalog, state, dry_run=args.dry_run, progress=_progress(args, err),
-                         stdin=stdin, notice=lambda level, text: writer.write(log(text, level)))
+                         stdin=stdin, notice=lambda level, text: writer.write(log(text, level)),
+                         before_output=writer.before_output)
 
 
 def _internal_error(exc: BaseException) -> str:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+from connector import cli
+from connector.airbyte.output import MessageWriter
 from connector.airbyte.protocol import record, state
-from connector.cli import YOUNG_COLLECTION_EVERY, _Writer
+from connector.cli import YOUNG_COLLECTION_EVERY
 from connector.config.specification import specification
-from tests.conftest import run_cli
+from tests.conftest import Server, run_cli
 
 
 def test_spec_prints_the_model_generated_specification() -> None:
@@ -80,7 +85,7 @@ def test_records_on_a_raw_stdout_go_out_in_batches_and_a_state_flushes_them() ->
     os.set_blocking(read_end, False)
     raw = io.FileIO(write_end, "wb")
     try:
-        writer = _Writer(raw)
+        writer = MessageWriter(raw)
         for i in range(3):
             writer.write(record("rows", {"i": i}))
         try:
@@ -97,3 +102,45 @@ def test_records_on_a_raw_stdout_go_out_in_batches_and_a_state_flushes_them() ->
     finally:
         raw.close()
         os.close(read_end)
+
+
+class _AnswersBeforeRecords(io.BufferedIOBase):
+    """Standard output that checks, at every write, that the answer cache holds (committed, as another
+    process sees it) an answer for every record written so far."""
+
+    def __init__(self, cache: Path) -> None:
+        self.cache, self.records, self.writes, self.late = cache, 0, 0, []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.writes += 1
+        self.records += bytes(data).count(b'"type":"RECORD"')
+        with contextlib.closing(sqlite3.connect(self.cache)) as db:
+            kept = db.execute("SELECT count(*) FROM answers").fetchone()[0]
+        if kept < self.records:
+            self.late.append((self.records, kept))
+        return len(data)
+
+
+def test_every_answer_is_committed_before_its_record_goes_out_in_a_batch(
+        tmp_path: Path, fake_server: Server) -> None:
+    rows = 300
+    (tmp_path / "rows.csv").write_text("text\n" + "".join(f"row {i}\n" for i in range(rows)))
+    cache = tmp_path / "answers.sqlite"
+    config = {"url": fake_server.base_url, "api_key": fake_server.api_key, "model": "fake-model",
+              "prompt": "{{text}}", "concurrency": 32, "input": {"path": str(tmp_path / "rows.csv")},
+              "cache": {"path": str(cache)}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "catalog.json").write_text(json.dumps(CATALOG))
+    out = _AnswersBeforeRecords(cache)
+    code = cli.run(["read", "--config", str(tmp_path / "config.json"), "--catalog", str(tmp_path / "catalog.json")],
+                   out, io.StringIO(), io.BytesIO())
+    assert (code, out.records, out.late) == (0, rows, [])
+    assert out.writes < rows / 4  # the records went out in batches: the cache committed once before each
+
+
+CATALOG = {"streams": [{"stream": {"name": "enriched_rows", "json_schema": {},
+                                   "supported_sync_modes": ["full_refresh"]},
+                        "sync_mode": "full_refresh", "destination_sync_mode": "append"}]}

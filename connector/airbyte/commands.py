@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from connector.airbyte import protocol
 from connector.airbyte.protocol import Message
-from connector.callbacks import Notice
+from connector.callbacks import Notice, OutputBarrier
 from connector.errors import CatalogError, CheckFailed, ConfigError, EndpointError
 from connector.pipeline.connect import TransportFactory, default_transport
 
@@ -109,18 +109,18 @@ async def read(
     checkpointing: Checkpointing | None = None,
     *,
     progress: Progress | None = None,
-    dry_run: bool = False,
+    dry_run: bool = False,  # a dry run renders every request and sends nothing
     stdin: BinaryIO | None = None,
     notice: Notice | None = None,
+    before_output: OutputBarrier | None = None,
 ) -> AsyncIterator[Message]:
     """RECORDs in input order with STATE checkpoints, STREAM_STATUS and a LOG summary.
 
-    ``notice`` shows a LOG line at once (a long wait the endpoint asked for), while records
-    may not flow; without it such lines come out with the next message.
-
-    ``progress`` (None: none) hears of every record (and may add LOG lines); ``dry_run`` renders every
-    request and reports counts, tokens and cost as LOG messages, sending nothing; ``stdin``
-    is where ``input.path: "-"`` reads (default: the process's); ``checkpointing`` None: the run loop's.
+    ``notice`` shows a LOG line at once (a long wait the endpoint asked for), while records may not flow;
+    without it such lines come out with the next message. ``progress`` (None: none) hears of every record
+    (and may add LOG lines); a dry run reports counts, tokens and cost as LOG messages; ``stdin`` is where
+    ``input.path: "-"`` reads (default: the process's); ``checkpointing`` None: the run loop's;
+    ``before_output``: the output's barrier, where the cache commits once a batch of records, not once a record.
     """
     from connector.airbyte.catalog import MODELS_STREAM, SYNC_MODES, selected_streams
     from connector.config.load import load_config
@@ -138,6 +138,7 @@ async def read(
     async with prepare(config, transport_factory, purpose="dry_run" if dry_run else "read", stdin=stdin,
                        notice=notice or _into(held), start=saved.position, saved=saved.batches,
                        saved_input=saved.input, saved_cursor=saved.cursor, file_history=saved.history) as ctx:
+        _commit_before_output(ctx, before_output)
         for note in ctx.notes:
             yield protocol.log(note, "WARN")
         for stream in selected:
@@ -149,6 +150,13 @@ async def read(
                 yield message
         while held:
             yield held.pop(0)
+
+
+def _commit_before_output(ctx: RunContext, before_output: OutputBarrier | None) -> None:
+    """The cache commits at the output's barrier, once per batch of records, and no longer before each record."""
+    if before_output is not None and ctx.cache is not None:
+        before_output(ctx.cache.commit)
+        ctx.output_commits = True
 
 
 async def _stream(ctx: RunContext, stream: SelectedStream, saved: StreamPosition | None, dry_run: bool,

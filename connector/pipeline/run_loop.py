@@ -159,6 +159,8 @@ class _Loop:
         self.policy, self.cache, self.budget = ctx.parts.run, ctx.cache, ctx.client.budget
         self.name, self.table, self.start = ctx.parts.run.stream_name, ctx.input, ctx.start
         self.limit = ctx.parts.input.limit  # a sample: never a finished sync
+        # The cache's commit before each record, unless the output commits it before records reach their reader.
+        self.commit = None if ctx.cache is None or ctx.output_commits else ctx.cache.commit
         self.checkpointing, self.progress, self.clock = checkpointing, progress, clock
         self.tally = Tally()
         self.files = ctx.files  # input.incremental files
@@ -223,8 +225,8 @@ class _Loop:
         if failed and policy.on_row_error == "skip":
             tally.skipped += 1
         else:
-            if self.cache is not None:
-                self.cache.commit()  # the answer is durable before its record exists
+            if self.commit is not None:
+                self.commit()  # the answer is durable before its record exists
             yield RecordOut(done.record())
             self.since += 1
         self._judge_error_rate()
