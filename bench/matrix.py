@@ -16,7 +16,7 @@ from bench.stages import Context, medians, run_connector, run_peer, say_run
 from bench.venv import ensure_curator_venv
 
 # The matrix's peers: Curator too, from its own venv (bench/curator_peer.py in .venv-curator).
-MATRIX_PEERS = ("aiohttp", "curator", "openai", "litellm")
+MATRIX_PEERS = ("aiohttp", "streams", "curator", "openai", "litellm")
 MATRIX_CELLS_50 = ((50, 128), (50, 512), (50, 2048))
 MATRIX_CELLS_500 = ((500, 128), (500, 512))
 

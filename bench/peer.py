@@ -1,6 +1,6 @@
 """The peer clients, one per process, run in ``.venv-bench``:
 
-    python -m bench.peer --client aiohttp|openai|litellm --bodies B.jsonl --base-url URL/v1 \
+    python -m bench.peer --client aiohttp|streams|openai|litellm --bodies B.jsonl --base-url URL/v1 \
         --concurrency N [--api-key K]
 
 Each sends every request body of ``B.jsonl`` (the exact bodies the connector builds for the
@@ -43,6 +43,38 @@ async def _aiohttp(base_url: str, api_key: str, concurrency: int) -> tuple[Send,
     return send, session.close
 
 
+async def _streams(base_url: str, api_key: str, concurrency: int) -> tuple[Send, Callable[[], Awaitable[None]]]:
+    """The wire's floor: a keep-alive HTTP/1.1 loop on asyncio streams, no library, just what the mock needs
+    (one host, Content-Length bodies, no timeouts, no error handling beyond the status)."""
+    from urllib.parse import urlsplit
+
+    import orjson
+
+    url = urlsplit(base_url.rstrip("/") + "/chat/completions")
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+    head = (f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {api_key}\r\n").encode()
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def send(body: dict[str, Any]) -> str | None:
+        data = orjson.dumps(body)
+        reader, writer = idle.pop() if idle else await asyncio.open_connection(host, port)
+        writer.write(head + b"Content-Length: %d\r\n\r\n" % len(data) + data)
+        status_line, *lines = (await reader.readuntil(b"\r\n\r\n")).split(b"\r\n")
+        length = next(int(line.split(b":")[1]) for line in lines if line.lower().startswith(b"content-length:"))
+        raw = await reader.readexactly(length)
+        idle.append((reader, writer))
+        if status_line.split()[1] != b"200":
+            raise RuntimeError(f"{status_line!r}: {raw[:200]!r}")
+        return orjson.loads(raw)["choices"][0]["message"]["content"]  # type: ignore[no-any-return]
+
+    async def close() -> None:
+        for _, writer in idle:
+            writer.close()
+
+    return send, close
+
+
 async def _openai(base_url: str, api_key: str, concurrency: int) -> tuple[Send, Callable[[], Awaitable[None]]]:
     from openai import AsyncOpenAI
 
@@ -73,7 +105,7 @@ async def _litellm(base_url: str, api_key: str, concurrency: int) -> tuple[Send,
     return send, close
 
 
-CLIENTS = {"aiohttp": _aiohttp, "openai": _openai, "litellm": _litellm}
+CLIENTS = {"aiohttp": _aiohttp, "streams": _streams, "openai": _openai, "litellm": _litellm}
 
 
 async def _run(args: argparse.Namespace, bodies: list[dict[str, Any]], cpu0: float) -> dict[str, Any]:

@@ -90,7 +90,8 @@ def load_all() -> dict[str, dict[str, Any]]:
 # (stage, section title, the section's Markdown from the stage's saved result), in page order.
 SECTIONS: tuple[tuple[str, str, Callable[[dict[str, Any]], str]], ...] = (
     ("capacity", "Mock capacity", capacity_section),
-    ("matrix", "Connector vs raw aiohttp, Curator, AsyncOpenAI and litellm", matrix_section),
+    ("matrix", "Connector vs raw aiohttp and asyncio streams loops, Curator, AsyncOpenAI and litellm",
+     matrix_section),
     ("sweep", "Throughput vs concurrency (50 ms)", sweep_section),
     ("million", "A long read (1,000,000 rows) against a zero-latency mock", million_section),
     ("spec", "`spec` start-up", spec_section),

@@ -9,9 +9,9 @@ from bench.report_fmt import median, num, outcome, ratio, table
 PLOT_NAME = "throughput_vs_concurrency.png"
 
 
-CLIENT_NAMES = {"connector": "**connector**", "aiohttp": "raw aiohttp loop", "curator": "Curator (`curator.LLM`)",
-                "openai": "openai AsyncOpenAI", "litellm": "litellm.acompletion"}
-MATRIX_CLIENTS = ("connector", "baseline", "aiohttp", "curator", "openai", "litellm")
+CLIENT_NAMES = {"connector": "**connector**", "aiohttp": "raw aiohttp loop", "streams": "raw asyncio streams loop",
+                "curator": "Curator (`curator.LLM`)", "openai": "openai AsyncOpenAI", "litellm": "litellm.acompletion"}
+MATRIX_CLIENTS = ("connector", "baseline", "aiohttp", "streams", "curator", "openai", "litellm")
 
 
 def _client_row(cell: dict[str, Any], client: str, name: str) -> list[str]:
@@ -27,9 +27,11 @@ def _client_row(cell: dict[str, Any], client: str, name: str) -> list[str]:
 
 def _summary_table(cells: list[dict[str, Any]]) -> str:
     """Issue 25's shape: one line per in-flight count at 50 ms, each client as a share of the raw loop."""
-    peers = [c for c in ("baseline", "curator", "litellm", "openai") if any(c in x["clients"] for x in cells)]
+    peers = [c for c in ("baseline", "streams", "curator", "litellm", "openai")
+             if any(c in x["clients"] for x in cells)]
     head = ["in flight", "raw aiohttp rows/s", "connector", *[{"baseline": "connector at the baseline",
-            "curator": "Curator", "litellm": "litellm", "openai": "AsyncOpenAI"}[c] for c in peers]]
+            "streams": "raw streams loop", "curator": "Curator", "litellm": "litellm", "openai": "AsyncOpenAI"}[c]
+            for c in peers]]
     rows = []
     for cell in (c for c in cells if c["latency_ms"] == 50):
         raw = median(cell, "aiohttp") or {}

@@ -10,7 +10,11 @@ client has one core, as the issue's targets assume.
   loaded, imports done) to its exit; for the peers, their timed request loop. `rows/s end to end`
   divides by the whole process's wall time, start-up included (the connector pays ~0.3 s of interpreter
   and imports, litellm several seconds): that weighs on runs of a few seconds, not on a million rows.
-- `× raw` is the ratio to the raw aiohttp loop in the same cell: the practical limit of one Python core.
+- `× raw` is the ratio to the raw aiohttp loop in the same cell: the practical limit of one Python core
+  with an HTTP library, the issue's yardstick. The raw asyncio streams loop (`bench/peer.py --client
+  streams`: keep-alive HTTP/1.1 written by hand on asyncio streams, only what the mock needs, no timeouts)
+  is the wire's floor below it, and what the connector's own HTTP client (connector/endpoint/http11.py)
+  is built on.
   The ideal rate is `in flight / latency` (2,560 rows/s for 128 at 50 ms); below it a client is CPU-bound.
 - `CPU µs/row` is the user+sys CPU of the whole client process (from `wait4`: start-up included, minus
   nothing) divided by rows; `after start-up` subtracts the CPU spent before the first request.
