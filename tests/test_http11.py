@@ -139,25 +139,31 @@ async def test_a_trickled_body_ends_at_the_attempts_deadline() -> None:
 
 
 class KeepAliveServer:
-    """Answers every request of a connection with ``answer``; counts connections and requests."""
+    """Answers every request of a connection with ``answer`` but its ``drop``-th (1-based; 0: none), which it
+    closes unanswered; records (connection, request on it) of every request read."""
 
-    def __init__(self, answer: bytes) -> None:
-        self.answer = answer
+    def __init__(self, answer: bytes, drop: int = 0) -> None:
+        self.answer, self.drop = answer, drop
+        self.seen: list[tuple[int, int]] = []
+        self.answered = 0
         self.connections = 0
-        self.requests: list[tuple[int, bytes]] = []  # (connection, head) of each request
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        connection = self.connections
+        connection, count = self.connections, 0
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
                                if line.lower().startswith(b"content-length:")), 0)
                 await reader.readexactly(length)
-                self.requests.append((connection, head))
+                count += 1
+                self.seen.append((connection, count))
+                if count == self.drop:
+                    return  # closed unanswered (finally)
                 writer.write(self.answer)
                 await writer.drain()
+                self.answered += 1
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -184,12 +190,12 @@ async def _twice(answer: bytes, read: bool = True, method: str = "POST") -> Keep
 ])
 async def test_an_answer_read_to_its_end_leaves_its_connection_for_the_next_request(answer: bytes) -> None:
     fake = await _twice(answer)
-    assert [connection for connection, _ in fake.requests] == [1, 1]
+    assert [connection for connection, _ in fake.seen] == [1, 1]
 
 
 async def test_a_head_answer_announcing_a_body_leaves_its_connection_for_the_next_request() -> None:
     fake = await _twice(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", method="HEAD")
-    assert [connection for connection, _ in fake.requests] == [1, 1]
+    assert [connection for connection, _ in fake.seen] == [1, 1]
 
 
 @pytest.mark.parametrize("answer, read", [
@@ -199,7 +205,7 @@ async def test_a_head_answer_announcing_a_body_leaves_its_connection_for_the_nex
 ])
 async def test_a_connection_not_at_a_request_s_start_is_not_reused(answer: bytes, read: bool) -> None:
     fake = await _twice(answer, read)
-    assert [connection for connection, _ in fake.requests] == [1, 2]
+    assert [connection for connection, _ in fake.seen] == [1, 2]
 
 
 async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
@@ -207,9 +213,9 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None
 
     async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         closing.connections += 1
-        head = await reader.readuntil(b"\r\n\r\n")
+        await reader.readuntil(b"\r\n\r\n")
         await reader.readexactly(2)
-        closing.requests.append((closing.connections, head))
+        closing.seen.append((closing.connections, 1))
         writer.write(closing.answer)
         await writer.drain()
         writer.close()  # keep-alive announced, then closed idle
@@ -220,7 +226,7 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None
             async with transport.request("POST", f"{base}/v1/x", {}, b"{}", 5) as resp:
                 assert await resp.read() == b"{}"
             await asyncio.sleep(0.05)  # the server's close reaches the idle connection
-    assert [connection for connection, _ in closing.requests] == [1, 2, 3]
+    assert [connection for connection, _ in closing.seen] == [1, 2, 3]
 
 
 @pytest.mark.parametrize("coding", ["gzip", "deflate", "x-gzip"])
@@ -238,7 +244,7 @@ async def test_compressed_bodies_are_decompressed_as_read(coding: str) -> None:
         for _ in range(2):
             async with transport.request("POST", f"{base}/v1/x", {}, b"{}", 5) as resp:
                 assert await resp.read() == text
-    assert [connection for connection, _ in fake.requests] == [1, 1]
+    assert [connection for connection, _ in fake.seen] == [1, 1]
 
 
 async def test_a_compressed_bomb_stops_at_max_reply_bytes_as_it_is_read() -> None:

@@ -1,4 +1,4 @@
-"""The aiohttp transport's resend of a POST on a dead pooled connection, and only there.
+"""The HTTP client's resend of a POST on a dead pooled connection, and only there.
 
 A server may close a keep-alive connection just as it is reused (llama.cpp does after every
 streamed reply): the request is sent once more on a new connection. A fresh connection that
@@ -15,46 +15,16 @@ import pytest
 
 from connector import errors
 from connector.endpoint.http11 import Http11Transport
+from tests.test_http11 import KeepAliveServer
 
 pytestmark = pytest.mark.timeout(60)
 
 REPLY = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}'
 
 
-class DroppingServer:
-    """Answers every request of a connection but its ``drop``-th (1-based), which it closes unanswered."""
-
-    def __init__(self, drop: int) -> None:
-        self.drop = drop
-        self.seen: list[tuple[int, int]] = []  # (connection, request on it) of every request read
-        self.answered = 0
-        self._connections = 0
-
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._connections += 1
-        connection, count = self._connections, 0
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
-                await reader.readexactly(length)
-                count += 1
-                self.seen.append((connection, count))
-                if count == self.drop:
-                    return  # closed unanswered (finally)
-                writer.write(REPLY)
-                await writer.drain()
-                self.answered += 1
-        except (asyncio.IncompleteReadError, ConnectionError):
-            return
-        finally:
-            writer.close()
-
-
 @pytest.fixture
-async def server(request: pytest.FixtureRequest) -> AsyncIterator[tuple[DroppingServer, str]]:
-    fake = DroppingServer(request.param)
+async def server(request: pytest.FixtureRequest) -> AsyncIterator[tuple[KeepAliveServer, str]]:
+    fake = KeepAliveServer(REPLY, drop=request.param)
     listening = await asyncio.start_server(fake.serve, "127.0.0.1", 0)
     port = listening.sockets[0].getsockname()[1]
     try:
@@ -72,7 +42,7 @@ async def _post(transport: Http11Transport, url: str) -> int:
 
 @pytest.mark.parametrize("server", [2], indirect=True)
 async def test_a_post_on_a_dead_reused_connection_is_sent_again_on_a_new_one(
-        server: tuple[DroppingServer, str]) -> None:
+        server: tuple[KeepAliveServer, str]) -> None:
     fake, url = server
     transport = Http11Transport()
     try:
@@ -84,7 +54,7 @@ async def test_a_post_on_a_dead_reused_connection_is_sent_again_on_a_new_one(
 
 
 @pytest.mark.parametrize("server", [1], indirect=True)
-async def test_a_post_on_a_new_connection_that_drops_is_not_sent_again(server: tuple[DroppingServer, str]) -> None:
+async def test_a_post_on_a_new_connection_that_drops_is_not_sent_again(server: tuple[KeepAliveServer, str]) -> None:
     fake, url = server
     transport = Http11Transport()
     try:
