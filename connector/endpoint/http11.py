@@ -348,7 +348,9 @@ def _failure(exc: BaseException, url: str, *, connecting: bool) -> errors.Transp
         return local
     if isinstance(exc, ssl.SSLError | ssl.CertificateError):
         return errors.TLSFailed(f"TLS handshake with {origin(url)} failed: {exc}")
-    if connecting:  # asyncio's "Connect call failed ('10.0.0.1', 443)" says less than the system's words
-        reason = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else str(exc)
+    if connecting:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if isinstance(exc, OSError) and (exc.errno or 0) > 0 and reason.startswith("Connect call failed"):
+            reason = os.strerror(exc.errno or 0)  # not asyncio's "Connect call failed ('10.0.0.1', 443)"
         return errors.ConnectFailed(f"cannot connect to {origin(url)}: {reason}")
     return errors.StreamBroken(f"connection to {origin(url)} broke: {type(exc).__name__}: {exc}")
