@@ -286,3 +286,25 @@ def test_a_host_that_does_not_resolve_is_a_connect_failure_in_the_resolver_s_wor
     assert failed.message == "cannot connect to http://h.example:8080: Name or service not known"
     refused = _failure(OSError(111, "Connect call failed ('127.0.0.1', 9)"), "http://127.0.0.1:9/v1", connecting=True)
     assert refused.message == "cannot connect to http://127.0.0.1:9: Connection refused"
+
+
+async def test_a_host_name_is_looked_up_once_for_many_connections_and_a_refusing_address_is_passed_over() -> None:
+    lookups: list[str] = []
+
+    async def lookup(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        await asyncio.sleep(0.01)  # the first connections all wait for this one lookup
+        return ["127.0.0.2", "127.0.0.1"]  # nothing listens on 127.0.0.2: refused, then the next
+
+    fake = KeepAliveServer(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}")
+    transport = Http11Transport(lookup=lookup)
+    async with serving(fake.serve) as base:
+        url = base.replace("127.0.0.1", "llm.example") + "/v1/x"
+
+        async def one() -> bytes:
+            async with transport.request("POST", url, {}, b"{}", 5) as resp:
+                return await resp.read()
+
+        assert await asyncio.gather(*(one() for _ in range(8))) == [b"{}"] * 8
+        assert await one() == b"{}"
+    assert (lookups, len(fake.seen), fake.connections) == (["llm.example"], 9, 9)

@@ -7,7 +7,9 @@ and ``discover``, each in a fresh process, it spares aiohttp's import. It speaks
 endpoint needs, the same way for every request:
 
 - a connection per request in flight, kept open after an answer read to its end, reused newest
-  first; one the server closed, or idle for :data:`IDLE_SECONDS`, is not reused;
+  first; one the server closed, or idle for :data:`IDLE_SECONDS`, is not reused; a host name is
+  looked up once per :data:`DNS_SECONDS` (one lookup at a time), new connections taking its
+  addresses in turn and the next one when one refuses;
 - the body by Content-Length, chunked transfer, or until the server closes; ``gzip`` and ``deflate``
   answers decompressed as they are read (a bomb stops at ``max_reply_bytes``, as it is read);
 - a POST whose reused connection proves dead before any byte of the answer is sent once more on a new
@@ -34,6 +36,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from connector import errors
+from connector.endpoint.addresses import Addresses, Lookup
 from connector.endpoint.transport import Response, local_exhaustion, origin
 
 IDLE_SECONDS = 15.0  # aiohttp's keep-alive default: servers close idle connections sooner or later
@@ -78,11 +81,12 @@ class _Connection:
 class Http11Transport:
     """HTTP/1.1 with keep-alive; the :class:`~connector.endpoint.transport.Transport` interface."""
 
-    def __init__(self, verify_tls: bool | ssl.SSLContext = True) -> None:
+    def __init__(self, verify_tls: bool | ssl.SSLContext = True, lookup: Lookup | None = None) -> None:
         self._verify = verify_tls
         self._context: ssl.SSLContext | None = None
         self._idle: dict[tuple[bool, str, int], list[_Connection]] = {}
         self._targets: dict[tuple[str, str], _Target] = {}
+        self._addresses = Addresses(lookup)
 
     def _tls(self) -> ssl.SSLContext:
         if self._context is None:
@@ -124,16 +128,27 @@ class Http11Transport:
         self._idle.setdefault(key, []).append(conn)
 
     async def _connect(self, target: _Target, url: str, timeout: float) -> _Connection:
+        late = errors.ConnectTimeout(f"connecting to {origin(url)} took longer than {timeout:g} s")
         try:
-            reader, writer = await _within(
-                asyncio.open_connection(target.host, target.port, ssl=self._tls() if target.https else None,
-                                        limit=_HEAD_LIMIT),
-                timeout, errors.ConnectTimeout(f"connecting to {origin(url)} took longer than {timeout:g} s"))
+            reader, writer = await _within(self._open(target), timeout, late)
         except errors.ConnectorError:
             raise
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             raise _failure(exc, url, connecting=True) from exc
         return _Connection(reader, writer)
+
+    async def _open(self, target: _Target) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection to the first of the host's addresses (in turn) that takes one."""
+        tls = self._tls() if target.https else None
+        addresses = await self._addresses.of(target.host, target.port)
+        for i, address in enumerate(addresses):
+            try:
+                return await asyncio.open_connection(address, target.port, ssl=tls, limit=_HEAD_LIMIT,
+                                                     server_hostname=target.host if tls else None)
+            except OSError:
+                if i == len(addresses) - 1:
+                    raise
+        raise OSError(f"no address for {target.host}")  # a lookup answers at least one, or raises
 
     async def aclose(self) -> None:
         """Close every idle connection."""
