@@ -308,3 +308,17 @@ async def test_a_host_name_is_looked_up_once_for_many_connections_and_a_refusing
         assert await asyncio.gather(*(one() for _ in range(8))) == [b"{}"] * 8
         assert await one() == b"{}"
     assert (lookups, len(fake.seen), fake.connections) == (["llm.example"], 9, 9)
+
+
+async def test_bytes_a_server_sent_on_an_idle_connection_are_not_read_as_the_next_answer() -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+    timed_out = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n"
+    fake = KeepAliveServer(answer + timed_out)  # each answer followed by an unasked 408, the connection left open
+    transport = Http11Transport()
+    async with serving(fake.serve) as base:
+        for _ in range(2):
+            async with transport.request("POST", f"{base}/v1/x", {}, b"{}", 5) as resp:
+                assert (resp.status, await resp.read()) == (200, b"{}")
+            await asyncio.sleep(0.05)  # the 408 reaches the idle connection
+        await transport.aclose()
+    assert [connection for connection, _ in fake.seen] == [1, 2]

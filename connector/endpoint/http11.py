@@ -75,7 +75,11 @@ class _Connection:
         self.idle_since = 0.0
 
     def usable(self, now: float) -> bool:
-        return not self.reader.at_eof() and not self.writer.is_closing() and now - self.idle_since < IDLE_SECONDS
+        """Open, quiet and not idle too long. Bytes that came while it was idle (a server's 408 before it closes
+        the connection) answer no request of ours: the next one would read them as its answer."""
+        if getattr(self.reader, "_buffer", None) or self.reader.at_eof():  # StreamReader has no public peek
+            return False
+        return not self.writer.is_closing() and now - self.idle_since < IDLE_SECONDS
 
 
 class Http11Transport:
