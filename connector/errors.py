@@ -32,7 +32,7 @@ guess::
         │                                                was not found: the STATE keeps it to look again)
         └── BatchItemUnfinished         transient_error (a batch ended before running this request)
 
-Lower-level exceptions (aiohttp, httpx, OSError, json) are translated into this
+Lower-level exceptions (asyncio streams', httpx's, OSError, json) are translated into this
 tree in exactly one place per layer, with ``raise X(...) from exc``.
 """
 

@@ -1,5 +1,5 @@
-"""The one-shot transport (check, discover): HTTP/1.1 framing, no redirect followed, TLS verified,
-failures as the connector's transport errors. Each test serves canned bytes on 127.0.0.1."""
+"""The connector's HTTP/1.1 client (every command's): framing, keep-alive reuse, no redirect followed,
+TLS verified, failures as the connector's transport errors. Each test serves canned bytes on 127.0.0.1."""
 
 from __future__ import annotations
 

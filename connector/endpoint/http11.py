@@ -1,9 +1,10 @@
 """The connector's HTTP/1.1 client, on the event loop's own streams, with a pool of keep-alive connections.
 
 Every request of every command goes through it. At the rows per second a ``read`` reaches against a
-local server, HTTP is most of a row's CPU: a keep-alive loop on asyncio streams spends ~63 µs of CPU
-per request where the same loop on aiohttp spends ~170 µs (docs/BENCHMARKS.md), and for ``check``
-and ``discover``, each in a fresh process, it spares aiohttp's import. It speaks just what an API
+local server, HTTP is most of a row's CPU: a keep-alive loop on asyncio streams spent 71-79 µs of CPU
+per request where the same loop on aiohttp spent 202-219 µs (docs/BENCHMARKS.md, 128 and 512 in
+flight, after start-up), and for ``check`` and ``discover``, each in a fresh process, it spares an
+HTTP library's import. It speaks just what an API
 endpoint needs, the same way for every request:
 
 - a connection per request in flight, kept open after an answer read to its end, reused newest
