@@ -63,3 +63,18 @@ async def test_a_post_on_a_new_connection_that_drops_is_not_sent_again(server: t
     finally:
         await transport.aclose()
     assert fake.seen == [(1, 1)] and fake.answered == 0
+
+
+@pytest.mark.parametrize("server", [2], indirect=True)
+async def test_after_three_dead_reused_connections_the_post_goes_on_a_new_one_and_the_idle_ones_are_closed(
+        server: tuple[KeepAliveServer, str]) -> None:
+    fake, url = server
+    transport = Http11Transport()
+    try:
+        assert await asyncio.gather(*(_post(transport, url) for _ in range(5))) == [200] * 5  # 5 kept alive
+        assert await _post(transport, url) == 200  # each kept one drops its 2nd request, unanswered
+        await asyncio.sleep(0.05)  # the closes reach the server
+    finally:
+        await transport.aclose()
+    second_tries = [connection for connection, count in fake.seen if count == 2]
+    assert len(second_tries) == 3 and fake.seen[-1] == (6, 1) and fake.answered == 6

@@ -128,6 +128,10 @@ class Http11Transport:
                 conn.writer.close()
         return None
 
+    def _forget(self, key: tuple[bool, str, int]) -> None:
+        for conn in self._idle.pop(key, []):
+            conn.writer.close()
+
     def _keep(self, key: tuple[bool, str, int], conn: _Connection) -> None:
         conn.idle_since = time.monotonic()
         self._idle.setdefault(key, []).append(conn)
@@ -157,10 +161,8 @@ class Http11Transport:
 
     async def aclose(self) -> None:
         """Close every idle connection."""
-        idle, self._idle = self._idle, {}
-        for conns in idle.values():
-            for conn in conns:
-                conn.writer.close()
+        for key in list(self._idle):
+            self._forget(key)
 
 
 def _head(target: _Target, headers: Mapping[str, str], body: bytes | None) -> bytes:
@@ -195,8 +197,9 @@ class _Exchange:
         pool, target, url, timeout = self._pool, self._target, self._url, self._timeout
         silence = None if self._watched else errors.ReadTimeout(
             f"{origin(url)} did not answer within {timeout:g} s (timeout)")
+        dead = 0  # reused connections that proved dead for this request
         while True:
-            conn = pool._pooled(target.key)
+            conn = pool._pooled(target.key) if dead < _DEAD_REUSES else None
             reused = conn is not None
             if conn is None:
                 conn = await pool._connect(target, url, timeout)
@@ -214,6 +217,9 @@ class _Exchange:
                 nothing = not isinstance(exc, asyncio.IncompleteReadError) or not exc.partial
                 if not (reused and self._resend and nothing and isinstance(exc, _DEAD)):
                     raise _failure(exc, url, connecting=False) from exc
+                dead += 1
+                if dead == _DEAD_REUSES:  # the server dropped them all (a restart): the rest are dead too
+                    pool._forget(target.key)
             except BaseException:
                 conn.writer.close()
                 self._conn = None
@@ -231,6 +237,7 @@ class _Exchange:
 
 
 _DEAD = (ConnectionError, asyncio.IncompleteReadError, BrokenPipeError)
+_DEAD_REUSES = 3  # then a new connection, and the origin's idle ones closed (aiohttp tried 3 times too)
 
 
 async def _bounded(step: Awaitable[T], timeout: float, late: errors.TransportError | None) -> T:
