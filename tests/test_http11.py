@@ -322,3 +322,41 @@ async def test_bytes_a_server_sent_on_an_idle_connection_are_not_read_as_the_nex
             await asyncio.sleep(0.05)  # the 408 reaches the idle connection
         await transport.aclose()
     assert [connection for connection, _ in fake.seen] == [1, 2]
+
+
+async def test_a_chunk_announced_larger_than_max_reply_bytes_stops_there_as_it_is_read() -> None:
+    async def huge_chunk(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nE8D4A51000\r\n")  # a 1 TB chunk
+        writer.write(b"x" * 3_000_000)  # then 3 MB of it, and silence
+        await writer.drain()
+        await asyncio.sleep(10)
+
+    async with serving(huge_chunk) as base, Http11Transport().request("POST", f"{base}/v1/x", {}, b"{}",
+                                                                        5) as resp:
+        with pytest.raises(errors.BadReply, match="larger than max_reply_bytes"):
+            await resp.read(limit=1_000_000)
+
+
+@pytest.mark.parametrize("answer, failure", [
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}XX0\r\n\r\n", "not followed by CRLF"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-2\r\n{}\r\n0\r\n\r\n", "negative chunk size"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", "invalid literal"),
+])
+async def test_broken_chunked_framing_is_a_broken_stream(answer: bytes, failure: str) -> None:
+    async with serving(canned(answer)) as base:
+        with pytest.raises(errors.StreamBroken, match=failure):
+            await fetch(base)
+
+
+async def test_a_chunk_larger_than_a_read_comes_whole_in_pieces_and_leaves_the_connection_reusable() -> None:
+    data = bytes(range(256)) * 1000  # 256,000 bytes in one chunk
+    fake = KeepAliveServer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + f"{len(data):x}".encode()
+                           + b"\r\n" + data + b"\r\n0\r\n\r\n")
+    transport = Http11Transport()
+    async with serving(fake.serve) as base:
+        for _ in range(2):
+            async with transport.request("POST", f"{base}/v1/x", {}, b"{}", 5) as resp:
+                assert await resp.read() == data
+        await transport.aclose()
+    assert [connection for connection, _ in fake.seen] == [1, 1]

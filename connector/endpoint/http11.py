@@ -293,7 +293,7 @@ class _Body:
         self._chunked = not empty and "chunked" in headers.get("transfer-encoding", "").lower()
         length = headers.get("content-length", "")
         # -1: until the server closes. ASCII digits only: int() refuses "²".
-        self._left = 0 if empty else int(length) if length.isascii() and length.isdigit() else -1
+        self._left = 0 if empty or self._chunked else int(length) if length.isascii() and length.isdigit() else -1
         self._done = self._left == 0 and not self._chunked
         self._keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower() \
             and (self._chunked or self._left >= 0)
@@ -330,16 +330,23 @@ class _Body:
 
     async def _next_raw(self) -> bytes:
         reader, timeout, late = self._reader, self._timeout, self._late
-        if self._chunked:
-            line = await _bounded(reader.readline(), timeout, late)
-            size = int(line.split(b";")[0].strip(), 16)
-            if size == 0:
-                while (await _bounded(reader.readline(), timeout, late)) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                self._done = True
-                return b""
-            chunk = await _bounded(reader.readexactly(size), timeout, late)
-            await _bounded(reader.readexactly(2), timeout, late)
+        if self._chunked:  # _left: what is still to come of the current chunk, read a piece at a time
+            if self._left == 0:
+                size = int((await _bounded(reader.readline(), timeout, late)).split(b";")[0].strip(), 16)
+                if size <= 0:
+                    if size < 0:
+                        raise ValueError(f"a negative chunk size ({size})")
+                    while (await _bounded(reader.readline(), timeout, late)) not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    self._done = True
+                    return b""
+                self._left = size
+            chunk = await _bounded(reader.read(min(self._left, _CHUNK)), timeout, late)
+            if not chunk:
+                raise asyncio.IncompleteReadError(b"", self._left)
+            self._left -= len(chunk)
+            if self._left == 0 and await _bounded(reader.readexactly(2), timeout, late) != b"\r\n":
+                raise ValueError("a chunk not followed by CRLF")
             return chunk
         left = self._left
         if left > 0:
