@@ -360,3 +360,26 @@ async def test_a_chunk_larger_than_a_read_comes_whole_in_pieces_and_leaves_the_c
                 assert await resp.read() == data
         await transport.aclose()
     assert [connection for connection, _ in fake.seen] == [1, 1]
+
+
+async def test_a_compressed_body_broken_past_its_first_piece_is_a_bad_reply() -> None:
+    import gzip
+
+    packed = bytearray(gzip.compress(bytes(range(256)) * 8_000, mtime=0))  # 2 MB, inflated 256 KB a piece
+    packed[4000:4004] = b"\xff\xff\xff\xff"  # its check fails in the 8th piece, not the first
+    answer = (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: " + str(len(packed)).encode()
+              + b"\r\n\r\n" + bytes(packed))
+    async with serving(canned(answer)) as base:
+        with pytest.raises(errors.BadReply, match="does not decode"):
+            await fetch(base)
+
+
+async def test_a_compressed_body_that_ends_before_its_stream_does_is_a_bad_reply() -> None:
+    import gzip
+
+    packed = gzip.compress(b'{"choices": []}' * 1000)[:-20]  # cut: the server's body ends mid-stream
+    answer = (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: " + str(len(packed)).encode()
+              + b"\r\n\r\n" + packed)
+    async with serving(canned(answer)) as base:
+        with pytest.raises(errors.BadReply, match="ends before its compressed stream"):
+            await fetch(base)

@@ -284,7 +284,7 @@ class _Body:
     """An answer's body as it comes (an async iterator object, not a generator): by Content-Length,
     chunked, or until the server closes; decompressed when the server compressed it."""
 
-    __slots__ = ("_chunked", "_done", "_inflate", "_keep", "_late", "_left", "_reader", "_timeout", "_url")
+    __slots__ = ("_chunked", "_done", "_fed", "_inflate", "_keep", "_late", "_left", "_reader", "_timeout", "_url")
 
     def __init__(self, reader: asyncio.StreamReader, headers: Mapping[str, str], status: int, version: str,
                  bodiless: bool, timeout: float, late: errors.ReadTimeout | None, url: str) -> None:
@@ -298,6 +298,7 @@ class _Body:
         self._keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower() \
             and (self._chunked or self._left >= 0)
         self._inflate = _decompressor(headers.get("content-encoding", ""))
+        self._fed = False  # the decompressor was given bytes (an empty compressed body is an empty body)
 
     def reusable(self) -> bool:
         """Read to its end on a connection the server keeps open: the next request can go on it."""
@@ -308,17 +309,24 @@ class _Body:
 
     async def __anext__(self) -> bytes:
         inflate = self._inflate
-        if inflate is not None and inflate.unconsumed_tail:
-            return inflate.decompress(inflate.unconsumed_tail, _INFLATED)
-        while not self._done:
-            try:
-                raw = await self._next_raw()
-            except _FRAMING as exc:
-                raise _failure(exc, self._url, connecting=False) from exc
-            if not raw:
-                continue  # the end: _done is set
-            if inflate is None:
-                return raw
+        while True:
+            if inflate is not None and inflate.unconsumed_tail:
+                raw = inflate.unconsumed_tail  # what the last piece left compressed
+            elif self._done:
+                if inflate is not None and self._fed and not inflate.eof:
+                    raise errors.BadReply(f"{origin(self._url)} sent a body that ends before its compressed stream "
+                                          "does: the answer is cut", retryable=True)
+                raise StopAsyncIteration
+            else:
+                try:
+                    raw = await self._next_raw()
+                except _FRAMING as exc:
+                    raise _failure(exc, self._url, connecting=False) from exc
+                if inflate is None and raw:
+                    return raw
+                if not raw or inflate is None:
+                    continue  # the end: _done is set
+            self._fed = True
             try:
                 piece = inflate.decompress(raw, _INFLATED)
             except zlib.error as exc:
@@ -326,7 +334,6 @@ class _Body:
                                       f"decode: {exc}", retryable=False) from exc
             if piece:
                 return piece
-        raise StopAsyncIteration
 
     async def _next_raw(self) -> bytes:
         reader, timeout, late = self._reader, self._timeout, self._late
