@@ -202,9 +202,9 @@ async def test_local_resources_that_never_recover_stop_the_sync_resumably() -> N
 
 
 def test_the_transport_s_socket_errors_are_translated_the_same_way() -> None:
-    from connector.endpoint.http11 import _failure
+    from connector.endpoint.http_reading import failure
 
-    translated = _failure(OSError(errno.EMFILE, "Too many open files"), "http://h:1/v1", connecting=True)
+    translated = failure(OSError(errno.EMFILE, "Too many open files"), "http://h:1/v1", connecting=True)
     assert isinstance(translated, errors.LocalResourcesExhausted)
     assert "Too many open files" in translated.message
 

@@ -280,11 +280,11 @@ async def test_a_header_with_a_line_break_is_refused_not_sent(name: str, value: 
 def test_a_host_that_does_not_resolve_is_a_connect_failure_in_the_resolver_s_words() -> None:
     import socket
 
-    from connector.endpoint.http11 import _failure
+    from connector.endpoint.http_reading import failure
 
-    failed = _failure(socket.gaierror(-2, "Name or service not known"), "http://h.example:8080/v1", connecting=True)
+    failed = failure(socket.gaierror(-2, "Name or service not known"), "http://h.example:8080/v1", connecting=True)
     assert failed.message == "cannot connect to http://h.example:8080: Name or service not known"
-    refused = _failure(OSError(111, "Connect call failed ('127.0.0.1', 9)"), "http://127.0.0.1:9/v1", connecting=True)
+    refused = failure(OSError(111, "Connect call failed ('127.0.0.1', 9)"), "http://127.0.0.1:9/v1", connecting=True)
     assert refused.message == "cannot connect to http://127.0.0.1:9: Connection refused"
 
 
