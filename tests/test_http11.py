@@ -229,13 +229,17 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None
     assert [connection for connection, _ in closing.seen] == [1, 2, 3]
 
 
-@pytest.mark.parametrize("coding", ["gzip", "deflate", "x-gzip"])
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "x-gzip", "raw deflate"])
 async def test_compressed_bodies_are_decompressed_as_read(coding: str) -> None:
     import gzip
     import zlib
 
     text = b'{"choices": []}' * 1000
-    packed = zlib.compress(text) if coding == "deflate" else gzip.compress(text)
+    if coding == "raw deflate":  # deflate without its zlib wrapper, as some servers send it
+        squeeze = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        packed, coding = squeeze.compress(text) + squeeze.flush(), "deflate"
+    else:
+        packed = zlib.compress(text) if coding == "deflate" else gzip.compress(text)
     answer = (b"HTTP/1.1 200 OK\r\nContent-Encoding: " + coding.encode() + b"\r\nContent-Length: "
               + str(len(packed)).encode() + b"\r\n\r\n" + packed)
     fake = KeepAliveServer(answer)

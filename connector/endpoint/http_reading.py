@@ -70,7 +70,8 @@ class Body:
     """An answer's body as it comes (an async iterator object, not a generator): by Content-Length,
     chunked, or until the server closes; decompressed when the server compressed it."""
 
-    __slots__ = ("_chunked", "_done", "_fed", "_inflate", "_keep", "_late", "_left", "_reader", "_timeout", "_url")
+    __slots__ = ("_chunked", "_deflate", "_done", "_fed", "_inflate", "_keep", "_late", "_left", "_reader", "_timeout",
+                 "_url")
 
     def __init__(self, reader: asyncio.StreamReader, headers: Mapping[str, str], status: int, version: str,
                  bodiless: bool, timeout: float, late: errors.ReadTimeout | None, url: str) -> None:
@@ -84,6 +85,7 @@ class Body:
         self._keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower() \
             and (self._chunked or self._left >= 0)
         self._inflate = _decompressor(headers.get("content-encoding", ""))
+        self._deflate = headers.get("content-encoding", "").strip().lower() == "deflate"  # maybe raw: see _inflated
         self._fed = False  # the decompressor was given bytes (an empty compressed body is an empty body)
 
     def reusable(self) -> bool:
@@ -112,14 +114,24 @@ class Body:
                     return raw
                 if not raw or inflate is None:
                     continue  # the end: _done is set
-            self._fed = True
-            try:
-                piece = inflate.decompress(raw, _INFLATED)
-            except zlib.error as exc:
-                raise errors.BadReply(f"{origin(self._url)} sent a body its Content-Encoding does not "
-                                      f"decode: {exc}", retryable=False) from exc
+            piece = self._inflated(raw)
+            inflate = self._inflate  # raw deflate, found on the first bytes, has a decompressor of its own
             if piece:
                 return piece
+
+    def _inflated(self, raw: bytes) -> bytes:
+        """``raw`` decompressed, 256 KB at most (the rest stays in the decompressor's unconsumed tail)."""
+        first, self._fed = not self._fed, True
+        assert self._inflate is not None, "only a compressed body is inflated"
+        try:
+            return self._inflate.decompress(raw, _INFLATED)
+        except zlib.error as exc:
+            if first and self._deflate:  # deflate without its zlib wrapper: some servers send it (aiohttp read it)
+                self._deflate, self._inflate = False, zlib.decompressobj(-zlib.MAX_WBITS)
+                self._fed = False
+                return self._inflated(raw)
+            raise errors.BadReply(f"{origin(self._url)} sent a body its Content-Encoding does not "
+                                  f"decode: {exc}", retryable=False) from exc
 
     async def _next_raw(self) -> bytes:
         reader, timeout, late = self._reader, self._timeout, self._late
