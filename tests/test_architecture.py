@@ -25,7 +25,7 @@ GRAPH = _import_graph()
 
 # The stages, lowest first: a module may import from its own stage and from the tiers below it.
 TIERS: list[set[str]] = [
-    {"errors", "secrets", "jsonbytes", "callbacks"},  # what every stage shares
+    {"errors", "secrets", "jsonbytes", "callbacks", "digits"},  # what every stage shares
     {"config"},                           # what the user asked for
     {"rows", "requests", "dialects"},     # the input table; row -> body; the API shapes
     {"endpoint"},                         # talking to the server

@@ -252,6 +252,7 @@ REPLY = {
         ("model.0", None),
         ("choices.first", None),
         ("choices.\u00b2", None),  # a step str.isdigit() accepts and int() refuses: was a ValueError
+        ("choices.--1", None),  # two signs: int() refuses it, was a ValueError
         ("usage", REPLY["usage"]),
     ],
 )

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import orjson
 
 from connector.config.sections import ResponseTemplate
+from connector.digits import ascii_int
 
 
 class Extras(Protocol):
@@ -28,7 +29,7 @@ class Extras(Protocol):
 
 def compile_path(path: str) -> tuple[str | int, ...]:
     """A dotted path (``choices.0.message.content``) as steps; digits are list indexes."""
-    return tuple(int(p) if (digits := p.lstrip("-")).isascii() and digits.isdigit() else p for p in path.split("."))
+    return tuple(int(p) if ascii_int(p.removeprefix("-")) is not None else p for p in path.split("."))
 
 
 def dig(value: Any, path: Sequence[str | int]) -> Any:

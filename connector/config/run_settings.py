@@ -13,6 +13,7 @@ from pydantic import Field, PlainValidator, PrivateAttr, WithJsonSchema, model_v
 
 from connector.config.packing_rules import AUTO_MAX_ROWS, AUTO_OUTPUT_LIMIT, AUTO_WINDOW
 from connector.config.sections import CacheConfig, ErrorClass, Price, Strict, TLSConfig
+from connector.digits import ascii_int
 
 
 def _rows_per_request(value: object) -> int | Literal["auto"]:
@@ -20,7 +21,8 @@ def _rows_per_request(value: object) -> int | Literal["auto"]:
     One check with one message, where a union of the two types would report both types' errors."""
     if value == "auto":
         return "auto"
-    rows = int(value) if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() else value
+    number = ascii_int(value.strip()) if isinstance(value, str) else None
+    rows = value if number is None else number
     if isinstance(rows, bool) or not isinstance(rows, int) or not 1 <= rows <= 1000:
         raise ValueError(f'must be a whole number from 1 to 1000, or "auto" (got {value!r})')
     return rows

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeGuard
 
+from connector.digits import ascii_int
+
 
 @dataclass(frozen=True, slots=True)
 class CachePricing:
@@ -50,8 +52,8 @@ def token_count(value: Any) -> int | None:
         return value if value >= 0 else None
     if isinstance(value, float):
         return int(value) if value.is_integer() and value >= 0 else None
-    if isinstance(value, str) and (text := value.strip()).isascii() and text.isdigit():  # not '²': int() refuses it
-        return int(text)
+    if isinstance(value, str):
+        return ascii_int(value.strip())
     return None
 
 

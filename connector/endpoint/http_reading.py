@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Mapping
 from typing import TypeVar
 
 from connector import errors
+from connector.digits import ascii_int
 from connector.endpoint.transport import local_exhaustion, origin
 
 _CHUNK = 64 * 1024
@@ -52,9 +53,9 @@ async def read_head(reader: asyncio.StreamReader) -> tuple[int, str, dict[str, s
         head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
         status_line, *lines = head.split("\r\n")
         version, _, rest = status_line.partition(" ")
-        if not version.startswith("HTTP/1.") or not (rest[:3].isascii() and rest[:3].isdigit()):
+        status = ascii_int(rest[:3])
+        if not version.startswith("HTTP/1.") or status is None:
             raise ValueError(f"not an HTTP/1.x answer: {status_line[:80]!r}")
-        status = int(rest[:3])
         if status >= 200 or status == 101:
             break  # 100 Continue and other interim answers come before the real one
     headers: dict[str, str] = {}
@@ -78,14 +79,14 @@ class Body:
         self._reader, self._timeout, self._late, self._url = reader, timeout, late, url
         empty = bodiless or status in (204, 304)  # whatever its headers announce
         self._chunked = not empty and "chunked" in headers.get("transfer-encoding", "").lower()
-        length = headers.get("content-length", "")
-        # -1: until the server closes. ASCII digits only: int() refuses "²".
-        self._left = 0 if empty or self._chunked else int(length) if length.isascii() and length.isdigit() else -1
+        length = ascii_int(headers.get("content-length", ""))
+        self._left = 0 if empty or self._chunked else -1 if length is None else length  # -1: until the server closes
         self._done = self._left == 0 and not self._chunked
         self._keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower() \
             and (self._chunked or self._left >= 0)
-        self._inflate = _decompressor(headers.get("content-encoding", ""))
-        self._deflate = headers.get("content-encoding", "").strip().lower() == "deflate"  # maybe raw: see _inflated
+        coding = headers.get("content-encoding", "").strip().lower()
+        self._inflate = _decompressor(coding)
+        self._deflate = coding == "deflate"  # maybe raw: see _inflated
         self._fed = False  # the decompressor was given bytes (an empty compressed body is an empty body)
 
     def reusable(self) -> bool:
@@ -167,16 +168,15 @@ class Body:
         return chunk
 
 
-def _decompressor(encoding: str) -> zlib._Decompress | None:
-    """A zlib decompressor for the answer's Content-Encoding; None for none."""
-    coding = encoding.strip().lower()
+def _decompressor(coding: str) -> zlib._Decompress | None:
+    """A zlib decompressor for the answer's Content-Encoding (lower case, trimmed); None for none."""
     if coding in ("", "identity"):
         return None
     if coding in ("gzip", "x-gzip"):
         return zlib.decompressobj(16 + zlib.MAX_WBITS)
     if coding == "deflate":
         return zlib.decompressobj(zlib.MAX_WBITS)
-    raise errors.BadReply(f"the reply's Content-Encoding {encoding!r} is not one this connector asked for "
+    raise errors.BadReply(f"the reply's Content-Encoding {coding!r} is not one this connector asked for "
                           "(gzip, deflate)", retryable=False)
 
 

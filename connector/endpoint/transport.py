@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from connector import errors
+from connector.digits import ascii_int
 
 
 @dataclass
@@ -43,9 +44,9 @@ class Response:
         failure stays there), returned joined."""
         if limit is None:
             return b"".join([chunk async for chunk in self._chunks])
-        announced = self.headers.get("content-length", "")
-        if announced.isascii() and announced.isdigit() and int(announced) > limit:  # ASCII: int() refuses "²"
-            raise too_large(limit, f"{int(announced):,} bytes announced by Content-Length")
+        announced = ascii_int(self.headers.get("content-length", ""))
+        if announced is not None and announced > limit:
+            raise too_large(limit, f"{announced:,} bytes announced by Content-Length")
         parts = into if into is not None else []
         size = already
         # bounded()'s check inline: an async generator more per reply (created, registered with the

@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from connector.config.sections import TLSConfig
 from connector.config.storage import HttpsStorage
+from connector.digits import ascii_int
 from connector.errors import InputError
 from connector.rows.source_file import STREAM_BUFFER, SourceFile, has_pattern
 from connector.secrets import basic_credentials
@@ -159,7 +160,7 @@ def https_files(url: str, settings: HttpsStorage | None, tls: TLSConfig) -> list
     with remote.open("HEAD") as head:
         pass
     length = head.headers.get("content-length")
-    size = int(length) if length and length.isascii() and length.isdigit() else None  # not "²": int() refuses it
+    size = ascii_int(length) if length else None
     etag = head.headers.get("etag")
     modified = head.headers.get("last-modified")
     mtime_ns = int(parsedate_to_datetime(modified).timestamp() * 1e9) if modified else None
