@@ -137,8 +137,8 @@ async def read(
     saved = _saved_position(config, state, enriched, held)  # a WARN for a changed request joins held
     async with prepare(config, transport_factory, purpose="dry_run" if dry_run else "read", stdin=stdin,
                        notice=notice or _into(held), start=saved.position, saved=saved.batches,
-                       saved_input=saved.input, saved_cursor=saved.cursor, file_history=saved.history) as ctx:
-        _commit_before_output(ctx, before_output)
+                       saved_input=saved.input, saved_cursor=saved.cursor, file_history=saved.history,
+                       before_output=before_output) as ctx:
         for note in ctx.notes:
             yield protocol.log(note, "WARN")
         for stream in selected:
@@ -150,13 +150,6 @@ async def read(
                 yield message
         while held:
             yield held.pop(0)
-
-
-def _commit_before_output(ctx: RunContext, before_output: OutputBarrier | None) -> None:
-    """The cache commits at the output's barrier, once per batch of records, and no longer before each record."""
-    if before_output is not None and ctx.cache is not None:
-        before_output(ctx.cache.commit)
-        ctx.output_commits = True
 
 
 async def _stream(ctx: RunContext, stream: SelectedStream, saved: StreamPosition | None, dry_run: bool,

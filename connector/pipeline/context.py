@@ -52,7 +52,8 @@ class RunContext:
     tasks: TaskEnricher | None = None  # the config's tasks (connector.pipeline.tasks): the run loop's enricher then
     cursor: CursorTracker | None = None  # input.cursor in an incremental sync: the mark the rows emitted reach
     files: FileSync | None = None  # input.incremental files: which files this sync reads, the history it leaves
-    output_commits: bool = False  # the output commits the cache before records reach their reader, not the run loop
+    output_commits: bool = False  # the output commits the cache before records reach their reader (prepare's
+    # before_output), not the run loop before each record
 
     @property
     def input(self) -> Table:

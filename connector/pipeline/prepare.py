@@ -21,7 +21,7 @@ from connector.answers.extra_columns import ExtraOutputs
 from connector.answers.extract import ResponseExtractor
 from connector.answers.records import META_COLUMNS
 from connector.answers.schema import enriched_schema, primary_key
-from connector.callbacks import Notice
+from connector.callbacks import Notice, OutputBarrier
 from connector.config.model import SourceConfig
 from connector.config.parts import Parts, task_config
 from connector.config.sections import CacheConfig
@@ -53,14 +53,14 @@ Purpose = Literal["read", "dry_run", "export", "import", "worker"]
 @asynccontextmanager
 async def prepare(config: SourceConfig, transport_factory: TransportFactory = default_transport, *,
                   purpose: Purpose = "read", stdin: BinaryIO | None = None, notice: Notice | None = None,
-                  start: int = 0, saved: tuple[SavedBatch, ...] = (),
+                  start: int = 0, saved: tuple[SavedBatch, ...] = (), before_output: OutputBarrier | None = None,
                   saved_input: InputFingerprint | None = None, saved_cursor: CursorState | None = None,
                   file_history: FileHistory | None = None, columns: Sequence[str] = ()) -> AsyncIterator[RunContext]:
     """The run context of ``config`` (see the module doc); its transport and cache are closed on the way out.
-    ``start``, ``saved``, ``saved_input``, ``saved_cursor``, ``file_history``: the STATE's position, provider
-    batches, input fingerprint, cursor mark (the table is then the rows past it, the context's ``cursor``
-    follows the mark reached) and files read (input.incremental files, the context's ``files``); ``columns``:
-    a worker's input columns (it has no table), which its tasks' templates are checked against."""
+    ``start``, ``saved``, ``saved_input``, ``saved_cursor``, ``file_history``: the STATE's position, provider batches,
+    input fingerprint, cursor mark (the table is the rows past it; the context's ``cursor`` follows the mark reached)
+    and files read (input.incremental files: ``files``); ``columns``: a worker's input columns (it has no table), which
+    its tasks' templates are checked against; ``before_output``: the output's barrier, where the cache commits."""
     _tasks_allowed(config, purpose)
     parts, dialect, template = requests_of(config)
     table, schema, notes = None, {}, []
@@ -69,9 +69,8 @@ async def prepare(config: SourceConfig, transport_factory: TransportFactory = de
         table = open_input(parts.input, stdin, META_COLUMNS, saved_cursor, files.choose if files else None)
         start, saved_input = (files.start, files.saved_input) if files else (start, saved_input)  # within a file
         await table.start()  # stdin without input.columns infers them from its first rows
-        notes += table.notes
         template.check_columns(table.columns)
-        notes += template.warnings
+        notes += [*table.notes, *template.warnings]
         schema = enriched_schema(table.schema, parts.output)  # the same name and column checks as discover
         primary_key(parts.output, table.schema)
     async with connect(parts, Redactor.for_config(config), dialect, transport_factory, notice=notice,
@@ -85,7 +84,7 @@ async def prepare(config: SourceConfig, transport_factory: TransportFactory = de
             else:
                 notes.append(text)
 
-        cache = _cache_for(purpose, parts.cache, warn, dialect.normalise, endpoint.redact.masked)
+        cache = _cache_for(purpose, parts.cache, warn, dialect.normalise, endpoint.redact.masked, before_output)
         try:
             extractor = ResponseExtractor(parts.output.response_template, ExtraOutputs.from_config(parts.output))
             enricher = RowEnricher(parts.rows, endpoint.client, template, extractor, endpoint.redact, cache,
@@ -93,7 +92,8 @@ async def prepare(config: SourceConfig, transport_factory: TransportFactory = de
             tasks = _tasks_of(config, table.columns if table else columns, endpoint, cache) if config.tasks else None
             context = RunContext(parts, dialect, template, table, schema, endpoint.transport, endpoint.client,
                                  endpoint.redact, cache, enricher, start, saved, [endpoint.redact(n) for n in notes],
-                                 saved_input, tasks, _tracker(parts, table), files)
+                                 saved_input, tasks, _tracker(parts, table), files,
+                                 output_commits=before_output is not None and cache is not None)
             running.append(True)
             yield context
         finally:
@@ -161,14 +161,19 @@ def _media_store(parts: Parts) -> StoreReader | None:
     return StoreMedia(parts.input)
 
 
-def _cache_for(purpose: Purpose, settings: CacheConfig, warn: Callable[[str], None],
-               normalise: Normalise, mask: Normalise) -> AnswerCache | None:
-    """The answer cache for ``purpose`` (None when off or not needed); ``warn`` hears why it could not be used."""
+def _cache_for(purpose: Purpose, settings: CacheConfig, warn: Callable[[str], None], normalise: Normalise,
+               mask: Normalise, before_output: OutputBarrier | None) -> AnswerCache | None:
+    """The answer cache for ``purpose`` (None when off or not needed); ``warn`` hears why it could not be used;
+    its commit is registered at the output's barrier (``before_output``), when there is one."""
     if purpose == "export":
         return None
     if purpose == "dry_run":  # a dry run creates nothing: only a cache file that exists is looked into
         if not settings.enabled or not cache_path(settings).is_file():
             return None
-        return AnswerCache(cache_path(settings), settings.ttl_seconds, warn=lambda _message: None,
-                           normalise=normalise)
-    return open_cache(settings, warn, normalise, mask)
+        cache: AnswerCache | None = AnswerCache(cache_path(settings), settings.ttl_seconds,
+                                                warn=lambda _message: None, normalise=normalise)
+    else:
+        cache = open_cache(settings, warn, normalise, mask)
+    if cache is not None and before_output is not None:
+        before_output(cache.commit)
+    return cache
