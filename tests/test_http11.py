@@ -387,3 +387,10 @@ async def test_a_compressed_body_that_ends_before_its_stream_does_is_a_bad_reply
     async with serving(canned(answer)) as base:
         with pytest.raises(errors.BadReply, match="ends before its compressed stream"):
             await fetch(base)
+
+
+async def test_a_proxy_in_the_environment_is_not_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there: a proxy taken would be refused
+    async with serving(canned(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")) as base:
+        assert (await fetch(base))[::2] == (200, b"ok")

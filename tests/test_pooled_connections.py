@@ -34,6 +34,15 @@ async def server(request: pytest.FixtureRequest) -> AsyncIterator[tuple[KeepAliv
         await listening.wait_closed()
 
 
+@pytest.fixture
+async def transport() -> AsyncIterator[Http11Transport]:
+    client = Http11Transport()
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
 async def _post(transport: Http11Transport, url: str) -> int:
     async with transport.request("POST", url, {"Content-Type": "application/json"}, b"{}", 10) as response:
         await response.read()
@@ -42,39 +51,27 @@ async def _post(transport: Http11Transport, url: str) -> int:
 
 @pytest.mark.parametrize("server", [2], indirect=True)
 async def test_a_post_on_a_dead_reused_connection_is_sent_again_on_a_new_one(
-        server: tuple[KeepAliveServer, str]) -> None:
+        server: tuple[KeepAliveServer, str], transport: Http11Transport) -> None:
     fake, url = server
-    transport = Http11Transport()
-    try:
-        assert await _post(transport, url) == 200
-        assert await _post(transport, url) == 200  # its first try went out on the pooled connection, and died
-    finally:
-        await transport.aclose()
+    assert await _post(transport, url) == 200
+    assert await _post(transport, url) == 200  # its first try went out on the pooled connection, and died
     assert fake.seen == [(1, 1), (1, 2), (2, 1)] and fake.answered == 2
 
 
 @pytest.mark.parametrize("server", [1], indirect=True)
-async def test_a_post_on_a_new_connection_that_drops_is_not_sent_again(server: tuple[KeepAliveServer, str]) -> None:
+async def test_a_post_on_a_new_connection_that_drops_is_not_sent_again(server: tuple[KeepAliveServer, str],
+                                                                       transport: Http11Transport) -> None:
     fake, url = server
-    transport = Http11Transport()
-    try:
-        with pytest.raises(errors.TransportError):
-            await _post(transport, url)
-    finally:
-        await transport.aclose()
+    with pytest.raises(errors.TransportError):
+        await _post(transport, url)
     assert fake.seen == [(1, 1)] and fake.answered == 0
 
 
 @pytest.mark.parametrize("server", [2], indirect=True)
 async def test_after_three_dead_reused_connections_the_post_goes_on_a_new_one_and_the_idle_ones_are_closed(
-        server: tuple[KeepAliveServer, str]) -> None:
+        server: tuple[KeepAliveServer, str], transport: Http11Transport) -> None:
     fake, url = server
-    transport = Http11Transport()
-    try:
-        assert await asyncio.gather(*(_post(transport, url) for _ in range(5))) == [200] * 5  # 5 kept alive
-        assert await _post(transport, url) == 200  # each kept one drops its 2nd request, unanswered
-        await asyncio.sleep(0.05)  # the closes reach the server
-    finally:
-        await transport.aclose()
+    assert await asyncio.gather(*(_post(transport, url) for _ in range(5))) == [200] * 5  # 5 kept alive
+    assert await _post(transport, url) == 200  # each kept one drops its 2nd request, unanswered
     second_tries = [connection for connection, count in fake.seen if count == 2]
     assert len(second_tries) == 3 and fake.seen[-1] == (6, 1) and fake.answered == 6
